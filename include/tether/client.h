@@ -1,0 +1,166 @@
+/*
+ * tether client: one session with one server, kept alive across reconnects.
+ * Include <tether/tether.h> rather than this file.
+ */
+#ifndef TETHER_CLIENT_H
+#define TETHER_CLIENT_H
+
+#include <tether/tether.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tether_client tether_client;
+
+/** Connection states reported by on_state. */
+typedef enum tether_state {
+    TETHER_STATE_CONNECTING = 1,   /* a connection attempt has started */
+    TETHER_STATE_CONNECTED = 2,    /* WELCOME received: the session is live */
+    TETHER_STATE_DISCONNECTED = 3, /* the connection ended or an attempt failed */
+    TETHER_STATE_RECONNECTING = 4, /* waiting retry_in_ms before the next attempt */
+    TETHER_STATE_STOPPED = 5,      /* no more attempts (gave up, permanent error, mismatch) */
+} tether_state;
+
+/** What on_state reports. Strings are borrowed for the duration of the callback. */
+typedef struct tether_state_info {
+    tether_state state;
+    int error;           /* TETHER_OK or the tether_err that caused DISCONNECTED/STOPPED */
+    int http_status;     /* HTTP status of a failed handshake, 0 when there was none */
+    int reject_code;     /* tether_reject_code from a REJECT or BYE, 0 when none */
+    uint32_t attempt;    /* consecutive failed attempts so far */
+    uint32_t retry_in_ms; /* RECONNECTING: delay before the next attempt */
+    int resumed;         /* CONNECTED: 1 when the server knew the session */
+    const char *detail;  /* human-readable detail from the lower layer; never NULL */
+} tether_state_info;
+
+/** What to do when the server's records contradict the client's. */
+typedef enum tether_mismatch_policy {
+    TETHER_MISMATCH_STOP = 0,  /* report, stop reconnecting; the app calls tether_client_reset_session() */
+    TETHER_MISMATCH_RESET = 1, /* report, then start a new session carrying the unacked messages */
+} tether_mismatch_policy;
+
+/** Client callbacks; each may be NULL. They run on the client's service thread. */
+typedef struct tether_client_callbacks {
+    /** A message from the server, delivered once, in order. data is borrowed.
+     *  redelivered is 1 when the server sent it before, so the app may have seen it. */
+    void (*on_message)(tether_client *c, uint64_t seq, const void *data, size_t len,
+                       int redelivered, void *user);
+    /** The server durably recorded every message from first_seq to last_seq. */
+    void (*on_acked)(tether_client *c, uint64_t first_seq, uint64_t last_seq, void *user);
+    /** The connection changed state. */
+    void (*on_state)(tether_client *c, const tether_state_info *info, void *user);
+    /** The session's state on the two sides disagrees; called before anything else happens. */
+    void (*on_mismatch)(tether_client *c, const tether_mismatch_info *info, void *user);
+} tether_client_callbacks;
+
+/**
+ * Client configuration. Fill with tether_client_config_init(), then set fields.
+ * Zero means "the default", given in brackets; docs/config.md lists them all.
+ */
+typedef struct tether_client_config {
+    const char *url;              /* ws://host:port/path (required) */
+    const char *db_path;          /* SQLite file for the outbox and session [NULL: memory store] */
+    tether_durability durability; /* [NORMAL] */
+    uint32_t max_message_bytes;   /* largest message sent or accepted, bytes [1 MiB] */
+    uint32_t window_messages;     /* unacked messages in flight at most [1024] */
+    uint32_t ack_every;           /* acknowledge after this many messages [64] */
+    uint32_t ack_delay_ms;        /* ... or after this many milliseconds [20] */
+    uint64_t outbox_max_messages; /* unacked messages stored at most [0: no cap] */
+    uint64_t outbox_max_bytes;    /* unacked payload bytes stored at most [0: no cap] */
+    uint32_t backoff_base_ms;     /* first reconnect delay bound, ms [250] */
+    uint32_t backoff_cap_ms;      /* largest reconnect delay bound, ms [30000] */
+    uint32_t backoff_max_attempts; /* failed attempts before giving up [0: never give up] */
+    uint32_t backoff_reset_ms;    /* a connection up this long resets the attempt count, ms [10000] */
+    uint32_t connect_timeout_ms;  /* TCP + TLS + upgrade must finish within this, ms [10000] */
+    uint32_t welcome_timeout_ms;  /* after the upgrade, WELCOME must arrive within this, ms [10000] */
+    uint32_t ping_interval_ms;    /* idle time before a WebSocket ping, ms [20000] */
+    uint32_t pong_timeout_ms;     /* no traffic this long after a ping: the link is dead, ms [10000] */
+    int manual_ack;               /* 1: the app acknowledges with tether_client_ack() [0] */
+    int retry_permanent;          /* 1: keep retrying after 401/403/rejected token [0] */
+    tether_mismatch_policy mismatch_policy; /* [TETHER_MISMATCH_STOP] */
+    uint64_t random_seed;         /* seeds backoff jitter; for tests [0: from the OS] */
+    tether_client_callbacks cb;   /* callbacks [all NULL] */
+    void *user;                   /* passed to every callback */
+} tether_client_config;
+
+/** Sets every field to zero (the defaults). */
+TETHER_API void tether_client_config_init(tether_client_config *cfg);
+
+/**
+ * Opens (or creates) the store and prepares a client; nothing connects until
+ * tether_client_start(). The session id and resume token are made on first use
+ * and kept in the store.
+ * Returns TETHER_OK, TETHER_EINVAL, TETHER_ECONFIG, TETHER_ENOMEM, or a store
+ * error (TETHER_ESTORE, _CORRUPT, _SCHEMA, _READONLY, _FULL); tether_errmsg()
+ * has the detail.
+ */
+TETHER_API int tether_client_create(const tether_client_config *cfg, tether_client **out);
+
+/** Starts the service thread, which connects and keeps reconnecting.
+ *  Returns TETHER_OK, TETHER_EINVAL (already started), TETHER_ESYS, TETHER_ENOMEM. */
+TETHER_API int tether_client_start(tether_client *c);
+
+/**
+ * Commits one message to the outbox and returns its sequence number in *seq
+ * (may be NULL). When this returns TETHER_OK the message is stored at the
+ * configured durability and will be delivered, across reconnects and restarts.
+ * Works before start() and while offline.
+ * Returns TETHER_OK, TETHER_EINVAL, TETHER_ETOOBIG, TETHER_EOUTBOX_FULL,
+ * TETHER_ECLOSED, TETHER_ENOMEM or a store error; on error nothing is stored.
+ */
+TETHER_API int tether_client_send(tether_client *c, const void *data, size_t len, uint64_t *seq);
+
+/** Like tether_client_send() for n messages in one store transaction: all or none.
+ *  *first_seq receives the first one's number; the rest follow consecutively. */
+TETHER_API int tether_client_send_batch(tether_client *c, const tether_msg *msgs, size_t n,
+                                        uint64_t *first_seq);
+
+/** Manual-ack mode: every message up to seq has been processed by the app.
+ *  Returns TETHER_OK, TETHER_EINVAL (not manual mode, or seq not yet delivered), a store error. */
+TETHER_API int tether_client_ack(tether_client *c, uint64_t seq);
+
+/** Highest sequence number the server has acknowledged. */
+TETHER_API int tether_client_acked(tether_client *c, uint64_t *seq);
+
+/** Highest sequence number assigned so far (0 when nothing was ever sent). */
+TETHER_API int tether_client_last_seq(tether_client *c, uint64_t *seq);
+
+/** Messages and payload bytes stored but not yet acknowledged. Either pointer may be NULL. */
+TETHER_API int tether_client_pending(tether_client *c, uint64_t *count, uint64_t *bytes);
+
+/**
+ * Blocks until every message sent so far is acknowledged, or timeout_ms passes.
+ * Must not be called from a callback.
+ * Returns TETHER_OK, TETHER_ETIMEDOUT, TETHER_ECLOSED (the client stopped for
+ * good; the state callback said why), TETHER_EINVAL.
+ */
+TETHER_API int tether_client_wait_acked(tether_client *c, uint32_t timeout_ms);
+
+/** The session id. */
+TETHER_API int tether_client_session(tether_client *c, tether_session_id *id);
+
+/** The most recent state report (its detail copied into detail[detail_len]). */
+TETHER_API int tether_client_last_state(tether_client *c, tether_state_info *info, char *detail,
+                                        size_t detail_len);
+
+/**
+ * After a mismatch stopped the client: abandons the old session and starts a
+ * new one. Unacked messages are kept and renumbered from 1 in the new session,
+ * in the same order. Reconnects if the client was started.
+ * Returns TETHER_OK, TETHER_EINVAL, a store error.
+ */
+TETHER_API int tether_client_reset_session(tether_client *c);
+
+/** Closes the connection, stops the thread and closes the store. Everything
+ *  committed stays in the store for the next run. destroy(NULL) does nothing. */
+TETHER_API void tether_client_destroy(tether_client *c);
+
+/** The detail of the last failure of a tether call in the calling thread. Never NULL. */
+TETHER_API const char *tether_errmsg(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

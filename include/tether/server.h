@@ -1,0 +1,96 @@
+/*
+ * tether server: accepts many client sessions; each has its own outbox, so the
+ * server can send to a session that is offline.
+ * Include <tether/tether.h> rather than this file.
+ */
+#ifndef TETHER_SERVER_H
+#define TETHER_SERVER_H
+
+#include <tether/tether.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tether_server tether_server;
+
+/** Server callbacks; each may be NULL. They run on the server's service thread. */
+typedef struct tether_server_callbacks {
+    /** A client completed HELLO/WELCOME. resumed is 1 when the session was known. */
+    void (*on_session_open)(tether_server *s, const tether_session_id *id, int resumed, void *user);
+    /** A session's connection ended; error says why (TETHER_OK for a graceful close). */
+    void (*on_session_close)(tether_server *s, const tether_session_id *id, int error, void *user);
+    /** A message from a client, delivered once per session, in order. data is borrowed. */
+    void (*on_message)(tether_server *s, const tether_session_id *id, uint64_t seq,
+                       const void *data, size_t len, int redelivered, void *user);
+    /** The client durably recorded the server's messages first_seq..last_seq. */
+    void (*on_acked)(tether_server *s, const tether_session_id *id, uint64_t first_seq,
+                     uint64_t last_seq, void *user);
+    /** A client's HELLO contradicts the server's records; the connection is refused. */
+    void (*on_mismatch)(tether_server *s, const tether_mismatch_info *info, void *user);
+} tether_server_callbacks;
+
+/** Server configuration; zero means the default in brackets (docs/config.md). */
+typedef struct tether_server_config {
+    const char *listen_host;      /* address to bind ["127.0.0.1"] */
+    uint16_t port;                /* TCP port [0: the OS picks; see tether_server_port()] */
+    const char *db_path;          /* SQLite file for sessions and outboxes [NULL: memory store] */
+    tether_durability durability; /* [NORMAL] */
+    uint32_t max_sessions;        /* sessions connected at once [10000] */
+    uint32_t max_message_bytes;   /* largest message sent or accepted, bytes [1 MiB] */
+    uint32_t window_messages;     /* unacked messages in flight per session [1024] */
+    uint32_t ack_every;           /* acknowledge after this many messages [64] */
+    uint32_t ack_delay_ms;        /* ... or after this many milliseconds [20] */
+    uint64_t outbox_max_messages; /* per-session unacked messages stored at most [0: no cap] */
+    uint64_t outbox_max_bytes;    /* per-session unacked bytes stored at most [0: no cap] */
+    uint32_t hello_timeout_ms;    /* a connection must send HELLO within this, ms [10000] */
+    uint32_t ping_interval_ms;    /* idle time before a WebSocket ping, ms [20000] */
+    uint32_t pong_timeout_ms;     /* no traffic this long after a ping: dead, ms [10000] */
+    int manual_ack;               /* 1: the app acknowledges with tether_server_ack() [0] */
+    tether_server_callbacks cb;   /* callbacks [all NULL] */
+    void *user;                   /* passed to every callback */
+} tether_server_config;
+
+/** Sets every field to zero (the defaults). */
+TETHER_API void tether_server_config_init(tether_server_config *cfg);
+
+/** Opens the store and binds the listening socket.
+ *  Returns TETHER_OK, TETHER_EINVAL, TETHER_ECONFIG, TETHER_ENOMEM, TETHER_ESYS
+ *  (cannot bind), or a store error; tether_errmsg() has the detail. */
+TETHER_API int tether_server_create(const tether_server_config *cfg, tether_server **out);
+
+/** The TCP port the server listens on (useful with port 0). */
+TETHER_API uint16_t tether_server_port(tether_server *s);
+
+/** Starts the service thread. Returns TETHER_OK, TETHER_EINVAL, TETHER_ESYS. */
+TETHER_API int tether_server_start(tether_server *s);
+
+/** Commits a message to a session's outbox; it is delivered now or when the
+ *  client resumes. Returns TETHER_OK, TETHER_ENOTFOUND (session never seen),
+ *  TETHER_ETOOBIG, TETHER_EOUTBOX_FULL, TETHER_ECLOSED, a store error. */
+TETHER_API int tether_server_send(tether_server *s, const tether_session_id *id, const void *data,
+                                  size_t len, uint64_t *seq);
+
+/** Like tether_server_send() for n messages, all or none. */
+TETHER_API int tether_server_send_batch(tether_server *s, const tether_session_id *id,
+                                        const tether_msg *msgs, size_t n, uint64_t *first_seq);
+
+/** Manual-ack mode: every message from this session up to seq is processed. */
+TETHER_API int tether_server_ack(tether_server *s, const tether_session_id *id, uint64_t seq);
+
+/** Per-session queries; TETHER_ENOTFOUND for an unknown session. */
+TETHER_API int tether_server_acked(tether_server *s, const tether_session_id *id, uint64_t *seq);
+TETHER_API int tether_server_pending(tether_server *s, const tether_session_id *id,
+                                     uint64_t *count, uint64_t *bytes);
+
+/** Number of sessions connected now. */
+TETHER_API int tether_server_connected(tether_server *s, uint32_t *count);
+
+/** Closes every connection, stops the thread, closes the store. NULL does nothing. */
+TETHER_API void tether_server_destroy(tether_server *s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

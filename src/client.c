@@ -1,0 +1,1 @@
+/* tether: client (being written) */

@@ -1,0 +1,1 @@
+/* tether: frame (being written) */

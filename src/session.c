@@ -1,0 +1,1 @@
+/* tether: session (being written) */

@@ -1,0 +1,101 @@
+/*
+ * The store: sessions and their outboxes, behind a small interface.
+ *
+ * Rule for every operation: it either succeeds completely or returns an error
+ * and leaves the store exactly as it was (one transaction per call).
+ *
+ * Stores are not thread-safe; the client and server serialise calls with their
+ * own lock. Two implementations: store_sqlite.c (durable) and store_memory.c.
+ */
+#ifndef TETHER_STORE_H
+#define TETHER_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <tether/tether.h>
+
+#define TETHER__STORE_SCHEMA_VERSION 1
+
+typedef enum tether__store_role {
+    TETHER__ROLE_CLIENT = 1, /* one session; the token is kept as is */
+    TETHER__ROLE_SERVER = 2, /* many sessions; the token is kept as its SHA-256 */
+} tether__store_role;
+
+/* One session's durable state. */
+typedef struct tether__session_rec {
+    uint8_t id[16];      /* session id */
+    uint8_t token[32];   /* client: the resume token; server: SHA-256 of it */
+    uint64_t out_last;   /* highest seq assigned to an outgoing message (0: none) */
+    uint64_t peer_acked; /* highest outgoing seq the peer acknowledged */
+    uint64_t recv_cursor; /* highest incoming seq committed */
+    int established;     /* 1 once the session was welcomed by / welcomed the peer */
+} tether__session_rec;
+
+typedef struct tether__store tether__store;
+
+/* Called by load() for each message; data is valid during the call only.
+ * Return 0 to go on, non-zero to stop early (not an error). */
+typedef int (*tether__load_cb)(void *arg, uint64_t seq, const void *data, size_t len);
+
+/* Called by list() for each session. Return 0 to go on. */
+typedef int (*tether__list_cb)(void *arg, const tether__session_rec *rec);
+
+typedef struct tether__store_ops {
+    /* Fetches one session: TETHER_OK, TETHER_ENOTFOUND, or an error. */
+    int (*session_get)(tether__store *st, const uint8_t id[16], tether__session_rec *out);
+    /* Inserts or replaces a session's record (not its outbox). */
+    int (*session_put)(tether__store *st, const tether__session_rec *rec);
+    /* Removes a session and its outbox. TETHER_ENOTFOUND if absent. */
+    int (*session_delete)(tether__store *st, const uint8_t id[16]);
+    /* Calls cb for every session, in id order. */
+    int (*session_list)(tether__store *st, tether__list_cb cb, void *arg);
+    /*
+     * Appends n messages to a session's outbox with seqs rec.out_last+1 ..
+     * out_last+n and raises out_last, in one transaction. The session must exist.
+     * Checks the caps (0 = none) against what the outbox holds and returns
+     * TETHER_EOUTBOX_FULL, storing nothing, if the batch would exceed either.
+     */
+    int (*append)(tether__store *st, const uint8_t id[16], const tether_msg *msgs, size_t n,
+                  uint64_t max_count, uint64_t max_bytes, uint64_t *first_seq);
+    /* Calls cb for outbox messages with seq >= from_seq in order, at most
+     * max_count of them; stops early when cb returns non-zero. */
+    int (*load)(tether__store *st, const uint8_t id[16], uint64_t from_seq, size_t max_count,
+                tether__load_cb cb, void *arg);
+    /* Records that the peer acknowledged up to seq: sets peer_acked = seq (never
+     * lowers it) and deletes outbox rows with seq <= it, in one transaction. */
+    int (*ack)(tether__store *st, const uint8_t id[16], uint64_t seq);
+    /* Sets the receive cursor (never lowers it). */
+    int (*set_cursor)(tether__store *st, const uint8_t id[16], uint64_t cursor);
+    /* Unacked messages and payload bytes in a session's outbox. */
+    int (*pending)(tether__store *st, const uint8_t id[16], uint64_t *count, uint64_t *bytes);
+    /*
+     * Replaces session old_id by new_rec (a new id and token) and moves the
+     * outbox rows with seq > skip to the new session renumbered as seq - skip,
+     * in one transaction. new_rec->out_last must equal the old out_last - skip.
+     */
+    int (*rebase)(tether__store *st, const uint8_t old_id[16], const tether__session_rec *new_rec,
+                  uint64_t skip);
+    /* The message of the last failure, from the lower layer. Never NULL. */
+    const char *(*errmsg)(tether__store *st);
+    /* Closes and frees the store. */
+    void (*close)(tether__store *st);
+} tether__store_ops;
+
+struct tether__store {
+    const tether__store_ops *ops; /* the implementation */
+};
+
+/* Opens or creates a SQLite store at path (file mode 0600), WAL, with the
+ * given durability. Checks the schema version and role recorded in the file:
+ * another role, a newer or unknown schema is TETHER_ESTORE_SCHEMA; a file that
+ * is not a database is TETHER_ESTORE_CORRUPT. On error *out is NULL and
+ * errbuf (may be NULL) receives the detail. */
+int tether__store_sqlite_open(const char *path, tether__store_role role,
+                              tether_durability durability, tether__store **out, char *errbuf,
+                              size_t errlen);
+
+/* A store in memory: everything is lost when it is closed. */
+int tether__store_memory_open(tether__store_role role, tether__store **out);
+
+#endif

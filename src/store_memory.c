@@ -1,0 +1,1 @@
+/* tether: store_memory (being written) */

@@ -1,0 +1,1 @@
+/* tether: store_sqlite (being written) */

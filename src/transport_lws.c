@@ -1,0 +1,1 @@
+/* tether: transport_lws (being written) */

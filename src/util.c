@@ -1,0 +1,104 @@
+#include "util.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include <tether/tether.h>
+
+/* OpenSSL comes with libwebsockets (its TLS backend); tether uses it for the
+ * random session ids and tokens and for hashing tokens. */
+
+static _Thread_local char last_errmsg[512];
+
+int tether__random(void *buf, size_t n)
+{
+    if (RAND_bytes(buf, (int)n) != 1) {
+        return tether__fail(TETHER_ESYS, "the system random generator failed");
+    }
+    return TETHER_OK;
+}
+
+int tether__sha256(const void *data, size_t len, uint8_t out[32])
+{
+    unsigned int outlen = 0;
+    if (EVP_Digest(data, len, out, &outlen, EVP_sha256(), NULL) != 1 || outlen != 32) {
+        return tether__fail(TETHER_ENOMEM, "SHA-256 failed");
+    }
+    return TETHER_OK;
+}
+
+int tether__ct_memcmp(const void *a, const void *b, size_t n)
+{
+    return CRYPTO_memcmp(a, b, n);
+}
+
+uint64_t tether__now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+int tether__fail(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_errmsg, sizeof last_errmsg, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+const char *tether_errmsg(void)
+{
+    return last_errmsg[0] ? last_errmsg : "no error";
+}
+
+const char *tether_version(void)
+{
+    return TETHER_VERSION_STRING;
+}
+
+void tether_session_id_hex(const tether_session_id *id, char out[33])
+{
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 0; i < 16; i++) {
+        out[2 * i] = digits[id->bytes[i] >> 4];
+        out[2 * i + 1] = digits[id->bytes[i] & 15];
+    }
+    out[32] = '\0';
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+int tether_session_id_parse(const char *hex, tether_session_id *id)
+{
+    if (!hex || !id || strlen(hex) != 32) {
+        return tether__fail(TETHER_EINVAL, "a session id is 32 hex digits");
+    }
+    for (int i = 0; i < 16; i++) {
+        int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0) {
+            return tether__fail(TETHER_EINVAL, "a session id is 32 hex digits");
+        }
+        id->bytes[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return TETHER_OK;
+}
