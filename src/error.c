@@ -25,6 +25,7 @@ static const struct {
     {TETHER_EFRAME_TYPE, "TETHER_EFRAME_TYPE", "A frame has an unknown type."},
     {TETHER_EFRAME_ARITY, "TETHER_EFRAME_ARITY", "A frame has the wrong number of fields."},
     {TETHER_EFRAME_FIELD, "TETHER_EFRAME_FIELD", "A frame field has the wrong type or an invalid value."},
+    {TETHER_EFRAME_SEQ0, "TETHER_EFRAME_SEQ0", "A frame carries sequence number 0."},
     {TETHER_EFRAME_TRAILING, "TETHER_EFRAME_TRAILING", "Bytes follow the frame's msgpack array."},
     {TETHER_EFRAME_OVERSIZE, "TETHER_EFRAME_OVERSIZE", "A payload or run exceeds the receiver's limits."},
     {TETHER_EPROTO, "TETHER_EPROTO", "A valid frame arrived where it is not allowed."},

@@ -87,6 +87,8 @@ typedef struct tether__buf {
     size_t len;    /* bytes of frame written after the headroom */
     size_t cap;    /* bytes allocated */
     int oom;       /* set when a write could not grow the buffer */
+    size_t run_left; /* DATA payloads still owed after tether__encode_data_begin */
+    int run_err;     /* 0 while a valid DATA run is open, else TETHER_EINVAL */
 } tether__buf;
 
 void tether__buf_init(tether__buf *b, size_t pre);
@@ -97,7 +99,9 @@ static inline uint8_t *tether__buf_frame(tether__buf *b)
     return b->data + b->pre;
 }
 
-/* Encoders: reset b, then write one whole frame. Return TETHER_OK or TETHER_ENOMEM. */
+/* Encoders: reset b, then write one whole frame. Return TETHER_OK or TETHER_ENOMEM.
+ * A REJECT/BYE reason (NULL for none) is cut at a character boundary to at most
+ * TETHER__REASON_MAX bytes, and bytes that are not UTF-8 become '?'. */
 int tether__encode_hello(tether__buf *b, const tether__hello *h);
 int tether__encode_welcome(tether__buf *b, const tether__welcome *w);
 int tether__encode_reject(tether__buf *b, uint32_t code, const char *reason);
@@ -106,7 +110,10 @@ int tether__encode_ack(tether__buf *b, uint64_t seq);
 
 /* DATA is written in pieces: begin with the run's length, then exactly count
  * payloads, then end (which returns TETHER_ENOMEM if any piece failed and
- * TETHER_EINVAL if the number of payloads differs from count). */
+ * TETHER_EINVAL if the number of payloads differs from count). begin also
+ * returns TETHER_EINVAL for first_seq 0, count 0 or > TETHER__RUN_MAX, or a run
+ * past 2^64-1; payload for one too many or len > UINT32_MAX; either error
+ * makes end return TETHER_EINVAL too. */
 int tether__encode_data_begin(tether__buf *b, uint64_t first_seq, uint32_t flags, size_t count);
 int tether__encode_data_payload(tether__buf *b, const void *p, size_t len);
 int tether__encode_data_end(tether__buf *b);
@@ -122,13 +129,17 @@ typedef struct tether__decoder {
     uint32_t max_payload;   /* largest payload accepted, bytes */
 } tether__decoder;
 
-/* max_payload: the largest single payload accepted (TETHER_EFRAME_OVERSIZE beyond). */
+/* max_payload: the largest single payload accepted (TETHER_EFRAME_OVERSIZE beyond).
+ * Returns TETHER_OK, TETHER_EINVAL (max_payload 0) or TETHER_ENOMEM. */
 int tether__decoder_init(tether__decoder *d, uint32_t max_payload);
 void tether__decoder_free(tether__decoder *d);
 
 /*
  * Decodes exactly one frame from buf[0..len). On success fills *f, whose
  * slices point into buf and into the decoder; valid until the next call.
+ * An empty payload or reason points at buf[0], never NULL. The order in which
+ * errors are found is proto/PROTOCOL.md section 4.1. TETHER_EINVAL for a NULL
+ * f, or a decoder that is NULL or whose init failed.
  * Returns TETHER_OK, TETHER_EMALFORMED, TETHER_EFRAME_TYPE, TETHER_EFRAME_ARITY,
  * TETHER_EFRAME_FIELD, TETHER_EFRAME_SEQ0, TETHER_EFRAME_TRAILING,
  * TETHER_EFRAME_OVERSIZE, TETHER_ENOMEM.

@@ -92,12 +92,16 @@ int tether__engine_connect(tether__engine *e, uint64_t now_ms);
 
 /* Server: a HELLO for this engine's session arrived (token already checked by
  * the caller). Queues WELCOME and goes live, or on a mismatch reports it
- * through on_mismatch, queues WELCOME then BYE(MISMATCH) and sets ev->close. */
+ * through on_mismatch, queues WELCOME then BYE(MISMATCH) and sets ev->close.
+ * Returns TETHER_OK, TETHER_EINVAL (not a server engine, or another session's
+ * id), or ev->error when ev->close was set. */
 int tether__engine_accept(tether__engine *e, const tether__hello *h, uint64_t now_ms,
                           tether__engine_event *ev);
 
 /* One complete WebSocket message arrived. Decodes and processes it; on a
- * protocol error queues BYE with the code and sets ev->close/ev->error. */
+ * protocol error queues BYE with the code and sets ev->close/ev->error.
+ * Returns TETHER_OK, or ev->error when ev->close was set. Once the connection
+ * is closing, further frames are ignored (TETHER_OK) until disconnect(). */
 int tether__engine_on_frame(tether__engine *e, const uint8_t *buf, size_t len, uint64_t now_ms,
                             tether__engine_event *ev);
 
@@ -111,8 +115,17 @@ int tether__engine_bye(tether__engine *e, uint32_t code, const char *reason);
 int tether__engine_want_write(tether__engine *e, uint64_t now_ms);
 
 /* Writes the next frame to send into out (reset first). Returns 1 when a frame
- * was written, 0 when there is nothing to send now, or a negative tether_err. */
+ * was written, 0 when there is nothing to send now, or a negative tether_err.
+ * When the engine must close the connection on its own while writing (a
+ * message larger than the peer's max_message: TETHER_ETOOBIG; a store failure
+ * reading the outbox back), it first returns its BYE as a frame, then returns
+ * that error on every call until disconnect(); want_write() stays 1 meanwhile.
+ * tether__engine_close_event() then says why. */
 int tether__engine_next_frame(tether__engine *e, uint64_t now_ms, tether__buf *out);
+
+/* 1 and *ev filled (close, error, detail) if the current connection is closing
+ * for any reason (a frame, a call of bye(), or next_frame()); 0 otherwise. */
+int tether__engine_close_event(const tether__engine *e, tether__engine_event *ev);
 
 /* The earliest time a tick is needed, or UINT64_MAX. */
 uint64_t tether__engine_deadline(const tether__engine *e);
@@ -132,5 +145,13 @@ void tether__engine_disconnect(tether__engine *e);
 int tether__mismatch_check(const tether__session_rec *local, int peer_knows, int expect_history,
                            uint64_t peer_out_last, uint64_t peer_recv_cursor,
                            tether_mismatch_info *info);
+
+/* ---- tests only: not used by the library ---- */
+
+/* Memory held for outgoing payloads: the queue's bytes now (payloads plus a
+ * fixed charge per message, bounded by cfg.queue_max_bytes), the most it
+ * held so far, and the bytes of the read-back scratch. */
+void tether__engine_debug_mem(const tether__engine *e, size_t *queue_bytes, size_t *queue_peak,
+                              size_t *scratch_bytes);
 
 #endif

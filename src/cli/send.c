@@ -1,0 +1,545 @@
+/*
+ * tether send: sends stdin lines or generated messages through a client whose
+ * outbox lives in --db, and exits 0 only once the server acknowledged every
+ * message the store holds, including a backlog left by an earlier run.
+ */
+#include "cli.h"
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char send_help[] =
+    "Usage: tether send URL [--db PATH] [options]\n"
+    "\n"
+    "Sends each line of stdin (without its newline) as one message, or generated\n"
+    "messages with --count or --until-seq, and exits 0 once the server has\n"
+    "acknowledged every message, including any backlog an earlier run on the same\n"
+    "--db left unacknowledged: that backlog is resent first, on connect. With no new\n"
+    "input (--count 0, or empty stdin) it only finishes the backlog.\n"
+    "Messages from the server are printed on stdout as JSON lines, like 'tether serve'.\n"
+    "\n"
+    "  URL                  ws://HOST:PORT/PATH of a tether server\n"
+    "\n"
+    "Options:\n"
+    "  --db PATH            SQLite store for the session and the outbox [none: memory,\n"
+    "                       so nothing survives this process]\n"
+    "  --durability MODE    off, normal or full [normal]\n"
+    "  --count N            send N generated messages instead of reading stdin\n"
+    "  --until-seq N        send generated messages until the session's last sequence\n"
+    "                       number reaches N; a run restarted on the same --db goes on\n"
+    "                       exactly where the previous one stopped\n"
+    "  --size B             bytes per generated message [64]\n"
+    "  --pattern P          generated payloads: 'text' = \"msg <seq> \" padded with 'x'\n"
+    "                       (printable); 'seq' = the message's own sequence number as\n"
+    "                       8 bytes big-endian, then padding (needs --size >= 8) [text]\n"
+    "  --batch K            generated messages stored per transaction [1]\n"
+    "  --max-pending P      pause generating while P messages are unacknowledged\n"
+    "                       [0: no limit]\n"
+    "  --timeout-ms T       fail if the messages are not all acknowledged T ms after\n"
+    "                       the input ended (also: no ack progress for T ms while\n"
+    "                       paused by --max-pending) [30000]\n"
+    "  --linger             once everything is acked, stay connected (printing messages\n"
+    "                       from the server) until SIGINT/SIGTERM; then wait for acks\n"
+    "                       once more and exit\n"
+    "  --quiet              do not print messages from the server nor the summary\n"
+    "  --verbose            report connection state changes on stderr\n"
+    "  --seed S             seed for the reconnect jitter [from the OS]\n"
+    "  --backoff-base-ms MS first reconnect delay bound [250]\n"
+    "  --backoff-cap-ms MS  largest reconnect delay bound [30000]\n"
+    "  --backoff-reset-ms MS  a connection up this long resets the backoff [10000]\n"
+    "  --help               show this help\n"
+    "\n"
+    "Without --linger, SIGINT or SIGTERM stops at once (exit 1); whatever was stored\n"
+    "stays in --db and a later run sends it.\n"
+    "\n"
+    "Exit status: 0 every message acknowledged; 1 failure (a timeout, the client\n"
+    "stopped for good, a store error, a sequence mismatch, interrupted); 2 usage error.\n";
+
+enum pattern { PATTERN_TEXT, PATTERN_SEQ };
+
+typedef struct send_opts {
+    const char *url;      /* positional URL */
+    int have_count;       /* --count given */
+    uint64_t count;       /* --count */
+    uint64_t until_seq;   /* --until-seq (0: not given) */
+    uint64_t size;        /* --size */
+    enum pattern pattern; /* --pattern */
+    uint64_t batch;       /* --batch */
+    uint64_t max_pending; /* --max-pending */
+    uint64_t timeout_ms;  /* --timeout-ms */
+    int linger;           /* --linger */
+    int quiet;            /* --quiet */
+    int verbose;          /* --verbose */
+} send_opts;
+
+/* What the callbacks need; they run on the client's service thread. */
+typedef struct send_ctx {
+    tether_session_id id; /* our session, for printing */
+    int quiet;            /* --quiet */
+    int verbose;          /* --verbose */
+} send_ctx;
+
+static void on_message(tether_client *c, uint64_t seq, const void *data, size_t len,
+                       int redelivered, void *user)
+{
+    send_ctx *ctx = user;
+    if (!ctx->quiet) {
+        cli_print_message(stdout, &ctx->id, seq, data, len, redelivered);
+    }
+}
+
+static void on_state(tether_client *c, const tether_state_info *si, void *user)
+{
+    send_ctx *ctx = user;
+    if (!ctx->verbose && si->state != TETHER_STATE_STOPPED) {
+        return;
+    }
+    if (si->state == TETHER_STATE_RECONNECTING) {
+        fprintf(stderr, "tether send: RECONNECTING in %u ms (attempt %u)\n",
+                (unsigned)si->retry_in_ms, (unsigned)si->attempt);
+    } else if (si->state == TETHER_STATE_CONNECTED) {
+        fprintf(stderr, "tether send: CONNECTED (%s)\n", si->resumed ? "resumed" : "new session");
+    } else {
+        char extra[64] = "";
+        if (si->http_status != 0 || si->reject_code != 0) {
+            snprintf(extra, sizeof extra, " (HTTP status %d, reject code %d)", si->http_status,
+                     si->reject_code);
+        }
+        fprintf(stderr, "tether send: %s%s%s%s%s%s\n", cli_state_name(si->state),
+                si->error ? ": " : "", si->error ? tether_err_name(si->error) : "",
+                si->detail[0] ? ": " : "", si->detail, extra);
+    }
+}
+
+static void on_mismatch(tether_client *c, const tether_mismatch_info *mi, void *user)
+{
+    fprintf(stderr,
+            "tether send: session state mismatch: the server %s the session; ours: out_last "
+            "%llu peer_acked %llu recv_cursor %llu; the server's: out_last %llu recv_cursor "
+            "%llu; %llu acked messages lost by the server\n",
+            mi->peer_knows_session ? "knows" : "does not know",
+            (unsigned long long)mi->local_out_last, (unsigned long long)mi->local_peer_acked,
+            (unsigned long long)mi->local_recv_cursor, (unsigned long long)mi->peer_out_last,
+            (unsigned long long)mi->peer_recv_cursor, (unsigned long long)mi->lost_acked);
+}
+
+/* Fills one generated payload for sequence number seq. */
+static void fill(uint8_t *p, size_t size, enum pattern pat, uint64_t seq)
+{
+    size_t off = 0;
+    if (pat == PATTERN_SEQ) {
+        cli_put_be64(p, seq);
+        off = 8;
+    } else {
+        char head[32];
+        int n = snprintf(head, sizeof head, "msg %llu ", (unsigned long long)seq);
+        off = (size_t)n < size ? (size_t)n : size;
+        memcpy(p, head, off);
+    }
+    memset(p + off, 'x', size - off);
+}
+
+/* "<state>: <error>: <detail>" of the client's last state report. */
+static void describe_state(tether_client *c, char *out, size_t len)
+{
+    tether_state_info si;
+    char detail[256] = "";
+    if (tether_client_last_state(c, &si, detail, sizeof detail) != TETHER_OK) {
+        snprintf(out, len, "state unknown");
+        return;
+    }
+    char extra[64] = "";
+    if (si.http_status != 0 || si.reject_code != 0) {
+        snprintf(extra, sizeof extra, ", HTTP status %d, reject code %d", si.http_status,
+                 si.reject_code);
+    }
+    snprintf(out, len, "last state %s%s%s%s%s%s", cli_state_name(si.state), si.error ? ": " : "",
+             si.error ? tether_err_name(si.error) : "", detail[0] ? ": " : "", detail, extra);
+}
+
+static int fail_rc(tether_client *c, const char *what, int rc)
+{
+    char why[512], st[512];
+    snprintf(why, sizeof why, "%s", tether_errmsg());
+    describe_state(c, st, sizeof st);
+    return cli_fail("send", "%s: %s: %s (%s)", what, tether_err_name(rc), why, st);
+}
+
+/* Waits while --max-pending messages are unacked; fails after timeout_ms without
+ * any ack progress. Returns 0, or an exit status. */
+static int throttle(tether_client *c, const send_opts *o)
+{
+    if (o->max_pending == 0) {
+        return 0;
+    }
+    uint64_t pending = 0, last_pending = UINT64_MAX;
+    uint64_t since = cli_now_ms();
+    for (;;) {
+        int rc = tether_client_pending(c, &pending, NULL);
+        if (rc != TETHER_OK) {
+            return fail_rc(c, "cannot read the pending count", rc);
+        }
+        if (pending < o->max_pending) {
+            return 0;
+        }
+        if (pending < last_pending) {
+            last_pending = pending;
+            since = cli_now_ms();
+        } else if (cli_now_ms() - since > o->timeout_ms) {
+            char st[512];
+            describe_state(c, st, sizeof st);
+            return cli_fail("send",
+                            "TETHER_ETIMEDOUT: no acknowledgement for %llu ms with %llu "
+                            "messages pending (%s)",
+                            (unsigned long long)o->timeout_ms, (unsigned long long)pending, st);
+        }
+        if (cli_stop_requested()) {
+            return cli_fail("send", "interrupted by signal %d; unacked messages stay in the store",
+                            cli_stop_signal());
+        }
+        cli_sleep_ms(1);
+    }
+}
+
+/* Sends n generated messages (n = UINT64_MAX with until_seq: up to that seq). */
+static int send_generated(tether_client *c, const send_opts *o)
+{
+    uint64_t batch = o->batch;
+    uint8_t *buf = malloc(batch * o->size + 1);
+    tether_msg *msgs = malloc(batch * sizeof *msgs);
+    if (buf == NULL || msgs == NULL) {
+        free(buf);
+        free(msgs);
+        return cli_fail("send", "out of memory");
+    }
+    int status = 0;
+    uint64_t sent = 0;
+    for (;;) {
+        uint64_t last = 0;
+        int rc = tether_client_last_seq(c, &last);
+        if (rc != TETHER_OK) {
+            status = fail_rc(c, "cannot read the last sequence number", rc);
+            break;
+        }
+        uint64_t want =
+            o->until_seq ? (o->until_seq > last ? o->until_seq - last : 0) : o->count - sent;
+        if (want == 0) {
+            break;
+        }
+        if (cli_stop_requested()) {
+            status = cli_fail("send",
+                              "interrupted by signal %d; unacked messages stay in the "
+                              "store",
+                              cli_stop_signal());
+            break;
+        }
+        if ((status = throttle(c, o)) != 0) {
+            break;
+        }
+        size_t n = (size_t)(want < batch ? want : batch);
+        for (size_t i = 0; i < n; i++) {
+            fill(buf + i * o->size, (size_t)o->size, o->pattern, last + 1 + i);
+            msgs[i].data = buf + i * o->size;
+            msgs[i].len = (size_t)o->size;
+        }
+        uint64_t first = 0;
+        rc = n == 1 ? tether_client_send(c, msgs[0].data, msgs[0].len, &first)
+                    : tether_client_send_batch(c, msgs, n, &first);
+        if (rc != TETHER_OK) {
+            status = fail_rc(c, "send failed", rc);
+            break;
+        }
+        if (first != last + 1) {
+            /* Only this thread sends, so the numbering must follow last_seq. */
+            status = cli_fail("send",
+                              "sequence mismatch: the library numbered the message %llu, "
+                              "expected %llu",
+                              (unsigned long long)first, (unsigned long long)(last + 1));
+            break;
+        }
+        sent += n;
+    }
+    free(buf);
+    free(msgs);
+    return status;
+}
+
+static int send_stdin(tether_client *c, const send_opts *o)
+{
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    int status = 0;
+    while ((n = getline(&line, &cap, stdin)) >= 0) {
+        if (n > 0 && line[n - 1] == '\n') {
+            n--;
+        }
+        if (cli_stop_requested()) {
+            status = cli_fail("send",
+                              "interrupted by signal %d; unacked messages stay in the "
+                              "store",
+                              cli_stop_signal());
+            break;
+        }
+        if ((status = throttle(c, o)) != 0) {
+            break;
+        }
+        int rc = tether_client_send(c, line, (size_t)n, NULL);
+        if (rc != TETHER_OK) {
+            status = fail_rc(c, "send failed", rc);
+            break;
+        }
+    }
+    if (status == 0 && ferror(stdin)) {
+        status = cli_fail("send", "cannot read stdin");
+    }
+    free(line);
+    return status;
+}
+
+/* Waits until everything is acked. In linger mode a signal does not interrupt
+ * this wait (it only ends the lingering). Returns 0 or an exit status. */
+static int wait_all_acked(tether_client *c, const send_opts *o, int signal_ends)
+{
+    uint64_t deadline = cli_now_ms() + o->timeout_ms;
+    for (;;) {
+        /* Short slices, so a signal is noticed; never 0, which could mean "forever". */
+        uint64_t now = cli_now_ms();
+        uint32_t slice = now + 100 <= deadline ? 100 : 1;
+        int rc = tether_client_wait_acked(c, slice);
+        if (rc == TETHER_OK) {
+            return 0;
+        }
+        if (rc != TETHER_ETIMEDOUT) {
+            char why[512];
+            snprintf(why, sizeof why, "%s", tether_errmsg());
+            uint64_t pending = 0;
+            tether_client_pending(c, &pending, NULL);
+            char st[512];
+            describe_state(c, st, sizeof st);
+            return cli_fail("send", "%s: %llu messages not acknowledged: %s (%s)",
+                            tether_err_name(rc), (unsigned long long)pending, why, st);
+        }
+        if (signal_ends && cli_stop_requested()) {
+            return cli_fail("send", "interrupted by signal %d; unacked messages stay in the store",
+                            cli_stop_signal());
+        }
+        if (cli_now_ms() >= deadline) {
+            uint64_t pending = 0, acked = 0, last = 0;
+            tether_client_pending(c, &pending, NULL);
+            tether_client_acked(c, &acked);
+            tether_client_last_seq(c, &last);
+            char st[512];
+            describe_state(c, st, sizeof st);
+            return cli_fail("send",
+                            "TETHER_ETIMEDOUT: %llu messages not acknowledged after %llu "
+                            "ms (acked up to %llu of %llu; %s)",
+                            (unsigned long long)pending, (unsigned long long)o->timeout_ms,
+                            (unsigned long long)acked, (unsigned long long)last, st);
+        }
+    }
+}
+
+static int parse_opts(int argc, char **argv, send_opts *o, tether_client_config *cfg)
+{
+    static const struct option opts[] = {
+        {"db", required_argument, NULL, 'd'},
+        {"durability", required_argument, NULL, 'D'},
+        {"count", required_argument, NULL, 'n'},
+        {"until-seq", required_argument, NULL, 'u'},
+        {"size", required_argument, NULL, 's'},
+        {"pattern", required_argument, NULL, 'P'},
+        {"batch", required_argument, NULL, 'b'},
+        {"max-pending", required_argument, NULL, 'm'},
+        {"timeout-ms", required_argument, NULL, 't'},
+        {"linger", no_argument, NULL, 'L'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"seed", required_argument, NULL, 'S'},
+        {"backoff-base-ms", required_argument, NULL, 'B'},
+        {"backoff-cap-ms", required_argument, NULL, 'C'},
+        {"backoff-reset-ms", required_argument, NULL, 'R'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    uint64_t v;
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd':
+            cfg->db_path = optarg;
+            break;
+        case 'D':
+            if (cli_parse_durability(optarg, &cfg->durability) != 0) {
+                return cli_usage_error("send", "--durability must be off, normal or full");
+            }
+            break;
+        case 'n':
+            if (cli_parse_u64(optarg, 0, UINT64_MAX, &o->count) != 0) {
+                return cli_usage_error("send", "--count wants a number, not '%s'", optarg);
+            }
+            o->have_count = 1;
+            break;
+        case 'u':
+            if (cli_parse_u64(optarg, 1, UINT64_MAX, &o->until_seq) != 0) {
+                return cli_usage_error("send", "--until-seq wants a number >= 1, not '%s'", optarg);
+            }
+            break;
+        case 's':
+            if (cli_parse_u64(optarg, 0, 64u << 20, &o->size) != 0) {
+                return cli_usage_error("send", "--size wants 0 to 67108864 bytes, not '%s'",
+                                       optarg);
+            }
+            break;
+        case 'P':
+            if (strcmp(optarg, "text") == 0) {
+                o->pattern = PATTERN_TEXT;
+            } else if (strcmp(optarg, "seq") == 0) {
+                o->pattern = PATTERN_SEQ;
+            } else {
+                return cli_usage_error("send", "--pattern must be text or seq");
+            }
+            break;
+        case 'b':
+            if (cli_parse_u64(optarg, 1, 4096, &o->batch) != 0) {
+                return cli_usage_error("send", "--batch wants 1 to 4096, not '%s'", optarg);
+            }
+            break;
+        case 'm':
+            if (cli_parse_u64(optarg, 0, UINT64_MAX, &o->max_pending) != 0) {
+                return cli_usage_error("send", "--max-pending wants a number, not '%s'", optarg);
+            }
+            break;
+        case 't':
+            if (cli_parse_u64(optarg, 1, UINT32_MAX, &o->timeout_ms) != 0) {
+                return cli_usage_error("send", "--timeout-ms wants 1 to 4294967295, not '%s'",
+                                       optarg);
+            }
+            break;
+        case 'L':
+            o->linger = 1;
+            break;
+        case 'q':
+            o->quiet = 1;
+            break;
+        case 'v':
+            o->verbose = 1;
+            break;
+        case 'S':
+            if (cli_parse_u64(optarg, 0, UINT64_MAX, &cfg->random_seed) != 0) {
+                return cli_usage_error("send", "--seed wants a number, not '%s'", optarg);
+            }
+            break;
+        case 'B':
+        case 'C':
+        case 'R':
+            if (cli_parse_u64(optarg, 1, UINT32_MAX, &v) != 0) {
+                return cli_usage_error("send", "backoff times want 1 to 4294967295 ms, not '%s'",
+                                       optarg);
+            }
+            if (c == 'B') {
+                cfg->backoff_base_ms = (uint32_t)v;
+            } else if (c == 'C') {
+                cfg->backoff_cap_ms = (uint32_t)v;
+            } else {
+                cfg->backoff_reset_ms = (uint32_t)v;
+            }
+            break;
+        case 'h':
+            fputs(send_help, stdout);
+            return -1;
+        default:
+            fprintf(stderr, "Try 'tether send --help'.\n");
+            return CLI_USAGE;
+        }
+    }
+    if (optind >= argc) {
+        return cli_usage_error("send", "missing the server URL (ws://HOST:PORT/)");
+    }
+    if (optind + 1 < argc) {
+        return cli_usage_error("send", "unexpected argument '%s'", argv[optind + 1]);
+    }
+    o->url = argv[optind];
+    if (strncmp(o->url, "ws://", 5) != 0 && strncmp(o->url, "wss://", 6) != 0) {
+        return cli_usage_error("send", "the URL must start with ws:// or wss://, not '%s'", o->url);
+    }
+    if (o->have_count && o->until_seq) {
+        return cli_usage_error("send", "--count and --until-seq exclude each other");
+    }
+    if (o->pattern == PATTERN_SEQ && o->size < 8) {
+        return cli_usage_error("send", "--pattern seq needs --size of at least 8");
+    }
+    cfg->url = o->url;
+    return 0;
+}
+
+int cli_send(int argc, char **argv)
+{
+    send_opts o = {.size = 64, .batch = 1, .timeout_ms = 30000, .pattern = PATTERN_TEXT};
+    tether_client_config cfg;
+    tether_client_config_init(&cfg);
+    int rc = parse_opts(argc, argv, &o, &cfg);
+    if (rc != 0) {
+        return rc < 0 ? CLI_OK : rc;
+    }
+
+    send_ctx ctx = {.quiet = o.quiet, .verbose = o.verbose};
+    cfg.cb.on_message = on_message;
+    cfg.cb.on_state = on_state;
+    cfg.cb.on_mismatch = on_mismatch;
+    cfg.user = &ctx;
+
+    cli_signals_install();
+    tether_client *c = NULL;
+    rc = tether_client_create(&cfg, &c);
+    if (rc != TETHER_OK) {
+        return cli_fail("send", "cannot open the client%s%s: %s: %s", cfg.db_path ? " on " : "",
+                        cfg.db_path ? cfg.db_path : "", tether_err_name(rc), tether_errmsg());
+    }
+    uint64_t backlog = 0;
+    tether_client_session(c, &ctx.id);
+    tether_client_pending(c, &backlog, NULL);
+    if (o.verbose && backlog > 0) {
+        fprintf(stderr, "tether send: %llu unacknowledged messages from an earlier run\n",
+                (unsigned long long)backlog);
+    }
+    rc = tether_client_start(c);
+    if (rc != TETHER_OK) {
+        int status = fail_rc(c, "cannot start the client", rc);
+        tether_client_destroy(c);
+        return status;
+    }
+
+    int status = (o.have_count || o.until_seq) ? send_generated(c, &o) : send_stdin(c, &o);
+    if (status == 0) {
+        status = wait_all_acked(c, &o, !o.linger);
+    }
+    if (status == 0 && o.linger) {
+        while (!cli_stop_requested()) {
+            cli_sleep_ms(50);
+        }
+        status = wait_all_acked(c, &o, 0);
+    }
+    uint64_t pending = 0, acked = 0, last = 0;
+    if (status == 0) {
+        tether_client_pending(c, &pending, NULL);
+        tether_client_acked(c, &acked);
+        tether_client_last_seq(c, &last);
+        if (pending != 0 || acked != last) {
+            status = cli_fail("send",
+                              "the client reported all acked, but %llu messages are "
+                              "pending (acked %llu of %llu)",
+                              (unsigned long long)pending, (unsigned long long)acked,
+                              (unsigned long long)last);
+        }
+    }
+    tether_client_destroy(c);
+    if (status == 0 && !o.quiet) {
+        char hex[33];
+        tether_session_id_hex(&ctx.id, hex);
+        fprintf(stderr, "tether send: all %llu messages of session %s acknowledged\n",
+                (unsigned long long)last, hex);
+    }
+    return status;
+}

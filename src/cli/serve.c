@@ -1,0 +1,205 @@
+/*
+ * tether serve: a server that stores every message it receives and prints it
+ * as one JSON line; optionally echoes each message back to its session.
+ */
+#include "cli.h"
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char serve_help[] =
+    "Usage: tether serve [--listen HOST:PORT] [--db PATH] [options]\n"
+    "\n"
+    "Runs a tether server until SIGINT or SIGTERM, then shuts down cleanly.\n"
+    "Every message received is printed on stdout as one JSON line, flushed at once:\n"
+    "  {\"session\":\"<hex>\",\"seq\":N,\"redelivered\":false,\"text\":\"...\"}\n"
+    "with \"base64\":\"...\" in place of \"text\" when the payload is not valid UTF-8.\n"
+    "\n"
+    "Options:\n"
+    "  --listen HOST:PORT   address to listen on [127.0.0.1:9000]; port 0 lets the\n"
+    "                       system pick one (see --port-file)\n"
+    "  --db PATH            SQLite store for sessions and outboxes [none: memory,\n"
+    "                       so sessions are forgotten when the server stops]\n"
+    "  --durability MODE    off, normal or full [normal]\n"
+    "  --echo               send every message back to the session it came from\n"
+    "  --quiet              do not print messages or session events\n"
+    "  --port-file FILE     write the bound port (decimal and a newline) to FILE\n"
+    "  --help               show this help\n"
+    "\n"
+    "Session events (open, close, mismatch) are reported on stderr.\n"
+    "\n" CLI_EXIT_HELP;
+
+/* State shared with the server's callbacks. */
+typedef struct serve_ctx {
+    int echo;  /* --echo */
+    int quiet; /* --quiet */
+} serve_ctx;
+
+static void on_open(tether_server *s, const tether_session_id *id, int resumed, void *user)
+{
+    serve_ctx *ctx = user;
+    if (!ctx->quiet) {
+        char hex[33];
+        tether_session_id_hex(id, hex);
+        fprintf(stderr, "tether serve: session %s %s\n", hex, resumed ? "resumed" : "opened");
+    }
+}
+
+static void on_close(tether_server *s, const tether_session_id *id, int error, void *user)
+{
+    serve_ctx *ctx = user;
+    if (!ctx->quiet) {
+        char hex[33];
+        tether_session_id_hex(id, hex);
+        fprintf(stderr, "tether serve: session %s closed (%s)\n", hex, tether_err_name(error));
+    }
+}
+
+static void on_message(tether_server *s, const tether_session_id *id, uint64_t seq,
+                       const void *data, size_t len, int redelivered, void *user)
+{
+    serve_ctx *ctx = user;
+    if (!ctx->quiet) {
+        cli_print_message(stdout, id, seq, data, len, redelivered);
+    }
+    if (ctx->echo) {
+        int rc = tether_server_send(s, id, data, len, NULL);
+        if (rc != TETHER_OK) {
+            fprintf(stderr, "tether serve: echo of seq %llu failed: %s: %s\n",
+                    (unsigned long long)seq, tether_err_name(rc), tether_errmsg());
+        }
+    }
+}
+
+static void on_mismatch(tether_server *s, const tether_mismatch_info *mi, void *user)
+{
+    char hex[33];
+    tether_session_id_hex(&mi->session, hex);
+    fprintf(stderr,
+            "tether serve: session %s state mismatch: client knows %s, our out_last %llu "
+            "peer_acked %llu recv_cursor %llu, client out_last %llu recv_cursor %llu\n",
+            hex, mi->peer_knows_session ? "it" : "nothing", (unsigned long long)mi->local_out_last,
+            (unsigned long long)mi->local_peer_acked, (unsigned long long)mi->local_recv_cursor,
+            (unsigned long long)mi->peer_out_last, (unsigned long long)mi->peer_recv_cursor);
+}
+
+/* Writes the port through a temporary file and a rename, so a reader never
+ * sees a half-written file. */
+static int write_port_file(const char *path, uint16_t port)
+{
+    size_t n = strlen(path) + 8;
+    char *tmp = malloc(n);
+    if (tmp == NULL) {
+        return -1;
+    }
+    snprintf(tmp, n, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    int rc = -1;
+    if (f != NULL) {
+        int ok = fprintf(f, "%u\n", (unsigned)port) > 0;
+        ok = (fclose(f) == 0) && ok;
+        rc = ok && rename(tmp, path) == 0 ? 0 : -1;
+        if (rc != 0) {
+            unlink(tmp);
+        }
+    }
+    free(tmp);
+    return rc;
+}
+
+int cli_serve(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"listen", required_argument, NULL, 'l'},
+        {"db", required_argument, NULL, 'd'},
+        {"durability", required_argument, NULL, 'D'},
+        {"echo", no_argument, NULL, 'e'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"port-file", required_argument, NULL, 'p'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *listen = "127.0.0.1:9000";
+    const char *port_file = NULL;
+    serve_ctx ctx = {0};
+    tether_server_config cfg;
+    tether_server_config_init(&cfg);
+
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'l':
+            listen = optarg;
+            break;
+        case 'd':
+            cfg.db_path = optarg;
+            break;
+        case 'D':
+            if (cli_parse_durability(optarg, &cfg.durability) != 0) {
+                return cli_usage_error("serve", "--durability must be off, normal or full");
+            }
+            break;
+        case 'e':
+            ctx.echo = 1;
+            break;
+        case 'q':
+            ctx.quiet = 1;
+            break;
+        case 'p':
+            port_file = optarg;
+            break;
+        case 'h':
+            fputs(serve_help, stdout);
+            return CLI_OK;
+        default:
+            fprintf(stderr, "Try 'tether serve --help'.\n");
+            return CLI_USAGE;
+        }
+    }
+    if (optind < argc) {
+        return cli_usage_error("serve", "unexpected argument '%s'", argv[optind]);
+    }
+    char host[256];
+    if (cli_parse_hostport(listen, host, sizeof host, &cfg.port) != 0) {
+        return cli_usage_error("serve", "--listen wants HOST:PORT, not '%s'", listen);
+    }
+    cfg.listen_host = host;
+    cfg.cb.on_session_open = on_open;
+    cfg.cb.on_session_close = on_close;
+    cfg.cb.on_message = on_message;
+    cfg.cb.on_mismatch = on_mismatch;
+    cfg.user = &ctx;
+
+    cli_signals_install();
+    tether_server *srv = NULL;
+    int rc = tether_server_create(&cfg, &srv);
+    if (rc != TETHER_OK) {
+        return cli_fail("serve", "cannot start on %s: %s: %s", listen, tether_err_name(rc),
+                        tether_errmsg());
+    }
+    rc = tether_server_start(srv);
+    if (rc != TETHER_OK) {
+        tether_server_destroy(srv);
+        return cli_fail("serve", "cannot start: %s: %s", tether_err_name(rc), tether_errmsg());
+    }
+    /* Written once the server runs, so whoever reads it can connect at once. */
+    uint16_t port = tether_server_port(srv);
+    if (port_file != NULL && write_port_file(port_file, port) != 0) {
+        tether_server_destroy(srv);
+        return cli_fail("serve", "cannot write the port to %s", port_file);
+    }
+    if (!ctx.quiet) {
+        fprintf(stderr, "tether serve: listening on %s:%u%s\n", host, (unsigned)port,
+                cfg.db_path ? "" : " (memory store)");
+    }
+    while (!cli_stop_requested()) {
+        cli_sleep_ms(100);
+    }
+    if (!ctx.quiet) {
+        fprintf(stderr, "tether serve: signal %d, shutting down\n", cli_stop_signal());
+    }
+    tether_server_destroy(srv);
+    return CLI_OK;
+}

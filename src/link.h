@@ -1,0 +1,33 @@
+/* What client.c and server.c share: moving frames between an engine and a connection. */
+#ifndef TETHER_LINK_H
+#define TETHER_LINK_H
+
+#include "session.h"
+#include "transport.h"
+
+/*
+ * Service thread, from a writable callback: writes the engine's next frame to
+ * the connection and asks for another writable callback while the engine has
+ * more. When close_after is set and nothing is left to write, closes the
+ * connection. Returns TETHER_OK or the write/encode error (the connection is
+ * then closed).
+ */
+int tether__link_pump(tether__engine *e, tether__conn *c, tether__buf *b, uint64_t now_ms,
+                      int close_after);
+
+/* Re-arms the connection timer for the earliest of the engine's deadline and
+ * extra_deadline (UINT64_MAX for none). */
+void tether__link_arm(tether__engine *e, tether__conn *c, uint64_t now_ms,
+                      uint64_t extra_deadline);
+
+/* Fills defaults and checks the common limits of a config; role-specific
+ * parts are the caller's. Returns TETHER_OK or TETHER_ECONFIG. */
+int tether__link_engine_cfg(tether__engine_cfg *ec, tether__store_role role, uint32_t max_message,
+                            uint32_t window, uint32_t ack_every, uint32_t ack_delay_ms,
+                            uint64_t outbox_max_messages, uint64_t outbox_max_bytes,
+                            int manual_ack, size_t queue_max_bytes);
+
+/* The reject code to send for a decode/transport error. */
+uint32_t tether__link_close_code(int err);
+
+#endif

@@ -1,0 +1,49 @@
+/*
+ * Internal hooks of the stores, for tests and measurements only. Nothing in
+ * the library's normal path calls them; the store interface is store.h.
+ */
+#ifndef TETHER_STORE_SQLITE_H
+#define TETHER_STORE_SQLITE_H
+
+#include <sqlite3.h>
+
+#include "store.h"
+
+/* Flags of tether__store_sqlite_open_flags(). */
+#define TETHER__SQLITE_READONLY 1u /* open with SQLITE_OPEN_READONLY, as a file we may not write */
+
+/* tether__store_sqlite_open() with flags. TETHER__SQLITE_READONLY lets tests
+ * reach the "cannot write" path at open: running as root, chmod cannot make a
+ * file unwritable. Such an open fails with TETHER_ESTORE_READONLY. */
+int tether__store_sqlite_open_flags(const char *path, tether__store_role role,
+                                    tether_durability durability, unsigned flags,
+                                    tether__store **out, char *errbuf, size_t errlen);
+
+/* The writing connection (for reading pragmas in tests). NULL if st is not a
+ * SQLite store. */
+sqlite3 *tether__store_sqlite_handle(tether__store *st);
+
+/* PRAGMA max_page_count on the writing connection, so tests reach SQLITE_FULL
+ * deterministically. SQLite never sets it below the current page count, so a
+ * small value means "no growth". Lasts until the store is closed. */
+int tether__store_sqlite_set_max_pages(tether__store *st, unsigned pages);
+
+/* Closes the writing connection and opens it again with SQLITE_OPEN_READONLY:
+ * every later write fails with SQLITE_READONLY as on a read-only file or
+ * file system (which tests running as root cannot arrange). */
+int tether__store_sqlite_reopen_readonly(tether__store *st);
+
+/* Checkpointer tuning: a checkpoint runs as soon as the WAL holds soft_pages
+ * pages, and otherwise period_ms after a commit; once it holds hard_pages the
+ * writer waits for that checkpoint before its next transaction. */
+void tether__store_sqlite_set_checkpoint(tether__store *st, unsigned soft_pages,
+                                         unsigned hard_pages, unsigned period_ms);
+
+/* Checkpoints the background thread has completed so far. */
+unsigned long tether__store_sqlite_checkpoints(tether__store *st);
+
+/* Memory store (store_memory.c): after allocs more allocations, every
+ * allocation fails until this is called again; allocs < 0 removes the limit. */
+void tether__store_memory_fail_after(tether__store *st, long allocs);
+
+#endif
