@@ -132,9 +132,11 @@ static int make_engine(tether_client *c, const tether__session_rec *rec)
 
 /* ---- connection life (service thread, lock held) ---- */
 
+/* Errors that another attempt cannot cure. A message larger than the server
+ * accepts blocks the stream; retrying would hit it again. */
 static int permanent(int error, int http_status)
 {
-    return error == TETHER_ETOKEN || error == TETHER_EVERSION || error == TETHER_EMISMATCH ||
+    return error == TETHER_ETOKEN || error == TETHER_EVERSION || error == TETHER_ETOOBIG ||
            (error == TETHER_EHTTP && (http_status == 401 || http_status == 403));
 }
 
@@ -201,7 +203,7 @@ static void after_close(tether_client *c, int error, int http_status, int code,
         tether__tp_timer(c->tp, 0);
         return;
     }
-    if (permanent(error, http_status) && !c->cfg.retry_permanent) {
+    if (error == TETHER_EMISMATCH || (permanent(error, http_status) && !c->cfg.retry_permanent)) {
         c->phase = PH_STOPPED;
         report(c, TETHER_STATE_STOPPED, error, http_status, code, 0, 0,
                error == TETHER_EMISMATCH
@@ -300,9 +302,12 @@ static void on_message(void *owner, tether__conn *conn, const uint8_t *buf, size
 static void on_writable(void *owner, tether__conn *conn)
 {
     tether_client *c = owner;
+    tether__engine_event why;
+    uint64_t now = tether__now_ms();
     lock(c);
-    if (conn == c->conn) {
-        tether__link_pump(c->engine, conn, &c->out, tether__now_ms(), c->closing);
+    if (conn == c->conn &&
+        tether__link_pump(c->engine, conn, &c->out, now, c->closing, &why) != TETHER_OK) {
+        close_soon(c, why.error, 0, why.detail[0] ? why.detail : tether_strerror(why.error), now);
     }
     unlock(c);
 }
@@ -611,6 +616,13 @@ int tether_client_send_batch(tether_client *c, const tether_msg *msgs, size_t n,
         return tether__fail(TETHER_ECLOSED, "the client is shutting down");
     }
     rc = tether__engine_send(c->engine, msgs, n, first_seq);
+    if (rc != TETHER_OK) {
+        tether__fail(rc, "send failed: %s%s%s", tether_strerror(rc),
+                     rc <= TETHER_ESTORE && rc >= TETHER_ESTORE_READONLY ? " " : "",
+                     rc <= TETHER_ESTORE && rc >= TETHER_ESTORE_READONLY
+                         ? c->store->ops->errmsg(c->store)
+                         : "");
+    }
     int live = c->phase == PH_LIVE;
     unlock(c);
     if (rc == TETHER_OK && live) {
@@ -635,6 +647,9 @@ int tether_client_ack(tether_client *c, uint64_t seq)
     }
     lock(c);
     int rc = tether__engine_ack(c->engine, seq, tether__now_ms());
+    if (rc != TETHER_OK) {
+        tether__fail(rc, "ack of %llu failed: %s", (unsigned long long)seq, tether_strerror(rc));
+    }
     unlock(c);
     if (rc == TETHER_OK) {
         wake(c);

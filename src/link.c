@@ -1,6 +1,8 @@
 #include "link.h"
 
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
 
 #include "util.h"
 
@@ -13,16 +15,23 @@
 #define LIMIT_WINDOW 1000000u
 
 int tether__link_pump(tether__engine *e, tether__conn *c, tether__buf *b, uint64_t now_ms,
-                      int close_after)
+                      int close_after, tether__engine_event *why)
 {
+    memset(why, 0, sizeof *why);
     int rc = tether__engine_next_frame(e, now_ms, b);
     if (rc < 0) {
+        tether__engine_close_event(e, why);
+        if (!why->error) {
+            why->error = rc;
+        }
         tether__conn_close(c);
         return rc;
     }
     if (rc == 1) {
         rc = tether__conn_write(c, b);
         if (rc != TETHER_OK) {
+            why->error = rc;
+            snprintf(why->detail, sizeof why->detail, "writing to the connection failed");
             tether__conn_close(c);
             return rc;
         }

@@ -9,11 +9,11 @@
  * Service thread, from a writable callback: writes the engine's next frame to
  * the connection and asks for another writable callback while the engine has
  * more. When close_after is set and nothing is left to write, closes the
- * connection. Returns TETHER_OK or the write/encode error (the connection is
- * then closed).
+ * connection. Returns TETHER_OK, or an error after which the connection is
+ * closed; *why then says what happened (the engine's close event).
  */
 int tether__link_pump(tether__engine *e, tether__conn *c, tether__buf *b, uint64_t now_ms,
-                      int close_after);
+                      int close_after, tether__engine_event *why);
 
 /* Re-arms the connection timer for the earliest of the engine's deadline and
  * extra_deadline (UINT64_MAX for none). */

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <tether/tether.h>
 
@@ -27,6 +28,7 @@
 #define DEFAULT_PONG_TIMEOUT_MS 10000u
 #define SESSION_QUEUE_BYTES (1u << 20)
 #define BUCKETS 4096u
+#define SHUTDOWN_WAIT_MS 500
 
 typedef struct srv_conn srv_conn;
 
@@ -44,6 +46,7 @@ struct srv_conn {
     srv_session *sess;        /* the session after HELLO, else NULL */
     uint64_t hello_deadline;  /* HELLO must arrive by then */
     int closing;              /* close after the queued frames */
+    int opened;               /* on_session_open was reported for this connection */
     int error;                /* why we close it, for on_session_close */
     tether__buf pre[2];       /* frames queued before a session exists (REJECT, WELCOME+BYE) */
     int npre;                 /* frames in pre */
@@ -230,7 +233,7 @@ static void detach(tether_server *s, srv_session *ss, int error)
     ss->conn = NULL;
     old->sess = NULL;
     s->connected--;
-    if (s->cfg.cb.on_session_close) {
+    if (old->opened && s->cfg.cb.on_session_close) {
         s->cfg.cb.on_session_close(s, &ss->id, error, s->cfg.user);
     }
 }
@@ -244,6 +247,16 @@ static void handle_hello(tether_server *s, srv_conn *sc, const tether__hello *h,
 
     if (h->version != TETHER__PROTO_VERSION) {
         reject(s, sc, TETHER_REJECT_VERSION, TETHER_EVERSION, "unsupported protocol version");
+        return;
+    }
+    if (s->stopping) {
+        reject(s, sc, TETHER_REJECT_SHUTDOWN, TETHER_ECLOSED, "the server is shutting down");
+        return;
+    }
+    srv_session *known = find(s, h->session_id);
+    if (s->connected >= s->cfg.max_sessions && !(known && known->conn)) {
+        /* a session coming back on a new connection replaces its old one */
+        reject(s, sc, TETHER_REJECT_LIMIT, TETHER_ELIMIT, "too many sessions");
         return;
     }
     if (tether__sha256(h->token, sizeof h->token, hash) != TETHER_OK) {
@@ -300,10 +313,6 @@ static void handle_hello(tether_server *s, srv_conn *sc, const tether__hello *h,
         detach(s, ss, TETHER_EPEER_CLOSED);
         close_conn(old, TETHER_EPEER_CLOSED);
     }
-    if (s->connected >= s->cfg.max_sessions) {
-        reject(s, sc, TETHER_REJECT_LIMIT, TETHER_ELIMIT, "too many sessions");
-        return;
-    }
     int resumed = tether__engine_rec(ss->engine)->established;
     memset(&ev, 0, sizeof ev);
     rc = tether__engine_accept(ss->engine, h, now, &ev);
@@ -315,6 +324,7 @@ static void handle_hello(tether_server *s, srv_conn *sc, const tether__hello *h,
         close_conn(sc, ev.error ? ev.error : rc);
         return;
     }
+    sc->opened = 1;
     if (s->cfg.cb.on_session_open) {
         s->cfg.cb.on_session_open(s, &ss->id, resumed, s->cfg.user);
     }
@@ -364,7 +374,8 @@ static void on_message(void *owner, tether__conn *conn, const uint8_t *buf, size
             memset(&ev, 0, sizeof ev);
             tether__engine_on_frame(e, buf, len, now, &ev);
             if (ev.close) {
-                close_conn(sc, ev.error);
+                int graceful = ev.error == TETHER_EPEER_CLOSED && ev.peer_code == TETHER_REJECT_NONE;
+                close_conn(sc, graceful ? TETHER_OK : ev.error);
             } else if (tether__engine_want_write(e, now)) {
                 tether__conn_want_write(conn);
             }
@@ -402,7 +413,13 @@ static void on_writable(void *owner, tether__conn *conn)
             tether__conn_want_write(conn);
         }
     } else if (sc->sess) {
-        tether__link_pump(sc->sess->engine, conn, &s->out, tether__now_ms(), sc->closing);
+        tether__engine_event why;
+        if (tether__link_pump(sc->sess->engine, conn, &s->out, tether__now_ms(), sc->closing,
+                              &why) != TETHER_OK &&
+            !sc->closing) {
+            sc->closing = 1;
+            sc->error = why.error;
+        }
     } else if (sc->closing) {
         tether__conn_close(conn);
     }
@@ -438,7 +455,7 @@ static void on_wake(void *owner)
         srv_session *next = ss->next_dirty;
         ss->dirty = 0;
         ss->next_dirty = NULL;
-        if (ss->conn && !ss->conn->closing && tether__engine_want_write(ss->engine, now)) {
+        if (ss->conn && (ss->conn->closing || tether__engine_want_write(ss->engine, now))) {
             tether__conn_want_write(ss->conn->conn);
         }
         ss = next;
@@ -624,6 +641,9 @@ int tether_server_send_batch(tether_server *s, const tether_session_id *id,
     rc = lookup(s, id->bytes, &ss);
     if (rc == TETHER_OK) {
         rc = tether__engine_send(ss->engine, msgs, n, first_seq);
+        if (rc != TETHER_OK) {
+            tether__fail(rc, "send failed: %s", tether_strerror(rc));
+        }
     }
     live = rc == TETHER_OK && ss->conn != NULL;
     if (live) {
@@ -723,8 +743,35 @@ void tether_server_destroy(tether_server *s)
     }
     lock(s);
     s->stopping = 1;
+    int live = 0;
+    if (s->started) {
+        for (unsigned b = 0; b < BUCKETS; b++) {
+            for (srv_session *ss = s->table[b]; ss; ss = ss->next) {
+                if (ss->conn && !ss->conn->closing) {
+                    tether__engine_bye(ss->engine, TETHER_REJECT_SHUTDOWN, "server shutting down");
+                    ss->conn->closing = 1;
+                    ss->conn->error = TETHER_ECLOSED;
+                    mark_dirty(s, ss);
+                    live++;
+                }
+            }
+        }
+    }
     unlock(s);
-    /* joins the service thread; open connections report closed from here */
+    if (live) {
+        /* let the BYEs go out: bounded, the clients will resume anyway */
+        tether__tp_wake(s->tp);
+        for (int i = 0; i < SHUTDOWN_WAIT_MS / 5; i++) {
+            uint32_t n;
+            tether_server_connected(s, &n);
+            if (n == 0) {
+                break;
+            }
+            struct timespec ts = {0, 5 * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+    }
+    /* joins the service thread; connections still open report closed from here */
     tether__tp_destroy(s->tp);
     for (unsigned b = 0; b < BUCKETS; b++) {
         srv_session *ss = s->table[b];

@@ -280,10 +280,9 @@ static int m_put(tether__store *st, const tether__session_rec *rec)
     msess *s = find(m, rec->id, &pos);
     if (s) {
         if (s->count && at(s, s->count - 1)->seq > rec->out_last) {
-            return fail(m, TETHER_EINVAL,
-                        "session_put: out_last %llu is below the outbox's last seq %llu",
-                        (unsigned long long)rec->out_last,
-                        (unsigned long long)at(s, s->count - 1)->seq);
+            return fail(
+                m, TETHER_EINVAL, "session_put: out_last %llu is below the outbox's last seq %llu",
+                (unsigned long long)rec->out_last, (unsigned long long)at(s, s->count - 1)->seq);
         }
     } else {
         s = xmalloc(m, sizeof *s);

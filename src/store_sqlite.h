@@ -10,7 +10,7 @@
 #include "store.h"
 
 /* Flags of tether__store_sqlite_open_flags(). */
-#define TETHER__SQLITE_READONLY 1u /* open with SQLITE_OPEN_READONLY, as a file we may not write */
+#define TETHER__SQLITE_READONLY 1u /* open with SQLITE_OPEN_READONLY */
 
 /* tether__store_sqlite_open() with flags. TETHER__SQLITE_READONLY lets tests
  * reach the "cannot write" path at open: running as root, chmod cannot make a
@@ -33,9 +33,9 @@ int tether__store_sqlite_set_max_pages(tether__store *st, unsigned pages);
  * file system (which tests running as root cannot arrange). */
 int tether__store_sqlite_reopen_readonly(tether__store *st);
 
-/* Checkpointer tuning: a checkpoint runs as soon as the WAL holds soft_pages
- * pages, and otherwise period_ms after a commit; once it holds hard_pages the
- * writer waits for that checkpoint before its next transaction. */
+/* Checkpointer tuning (see store_sqlite.c): the thread checkpoints each time
+ * the WAL grew by soft_pages, and otherwise period_ms after a commit; from
+ * hard_pages on the writer checkpoints itself after its commits. */
 void tether__store_sqlite_set_checkpoint(tether__store *st, unsigned soft_pages,
                                          unsigned hard_pages, unsigned period_ms);
 

@@ -308,16 +308,9 @@ TEST(client_sigkill_and_restart_loses_nothing)
     fflush(NULL);
     pid_t pid = fork();
     if (pid == 0) {
-        /* the child: send forever-ish until killed */
-        tether_client *c = NULL;
-        tether_client_config cfg = p.ccfg;
-        cfg.cb = (tether_client_callbacks){0};
-        if (tether_client_create(&cfg, &c) != TETHER_OK || tether_client_start(c) != TETHER_OK) {
-            _exit(3);
-        }
-        send_tagged(c, 200000, 64);
-        sleep(30);
-        _exit(4);
+        /* a fresh process image: this test binary in its child-sender role */
+        execl("/proc/self/exe", "client_server_test", "--child-send", p.url, cdb, (char *)NULL);
+        _exit(127);
     }
     CHECK(pid > 0);
     CHECK(wait_count(&p.srec, 3000));
@@ -463,9 +456,28 @@ TEST(refused_connection_is_reported_and_retried)
     rec_free(&r);
 }
 
-int main(void)
+/* The child of client_sigkill_and_restart_loses_nothing: sends until killed. */
+static int child_send(const char *url, const char *db)
+{
+    tether_client *c = NULL;
+    tether_client_config cfg;
+    tether_client_config_init(&cfg);
+    cfg.url = url;
+    cfg.db_path = db;
+    if (tether_client_create(&cfg, &c) != TETHER_OK || tether_client_start(c) != TETHER_OK) {
+        return 3;
+    }
+    send_tagged(c, 200000, 64);
+    sleep(60); /* the parent kills us long before this */
+    return 4;
+}
+
+int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
+    if (argc == 4 && strcmp(argv[1], "--child-send") == 0) {
+        return child_send(argv[2], argv[3]);
+    }
     RUN(both_directions_exactly_once_in_order);
     RUN(large_messages_are_reassembled);
     RUN(server_restart_resumes_without_loss);

@@ -20,11 +20,11 @@
 /* ---- the implementations under test ---- */
 
 typedef struct impl {
-    const char *name;                                            /* shown in the test name */
-    int (*open)(tether__store_role role, tether__store **out);   /* opens a fresh, empty store */
-    void (*fault)(tether__store *st);                            /* makes storing more data fail */
-    void (*unfault)(tether__store *st);                          /* undoes fault() */
-    int fault_code;                                              /* what a write returns under fault */
+    const char *name;                                          /* shown in the test name */
+    int (*open)(tether__store_role role, tether__store **out); /* opens a fresh, empty store */
+    void (*fault)(tether__store *st);                          /* makes storing more data fail */
+    void (*unfault)(tether__store *st);                        /* undoes fault() */
+    int fault_code;                                            /* a write's error under fault */
 } impl;
 
 static const impl *cur; /* the implementation the running test uses */
@@ -132,12 +132,12 @@ static void check_pending(tether__store *st, const uint8_t id[16], uint64_t coun
 
 /* What load() handed over. */
 typedef struct got {
-    size_t n;             /* messages received */
-    size_t stop_after;    /* return non-zero after this many (0: never) */
-    uint64_t seq[64];     /* their seqs (the first 64) */
-    size_t len[64];       /* their lengths */
-    char data[64][64];    /* their payloads, NUL-terminated, cut at 63 bytes */
-    int null_data;        /* a callback received data == NULL */
+    size_t n;          /* messages received */
+    size_t stop_after; /* return non-zero after this many (0: never) */
+    uint64_t seq[64];  /* their seqs (the first 64) */
+    size_t len[64];    /* their lengths */
+    char data[64][64]; /* their payloads, NUL-terminated, cut at 63 bytes */
+    int null_data;     /* a callback received data == NULL */
 } got;
 
 static int on_load(void *arg, uint64_t seq, const void *data, size_t len)
@@ -169,10 +169,10 @@ static got load(tether__store *st, const uint8_t id[16], uint64_t from, size_t m
 
 /* Ids collected by list(). */
 typedef struct idlist {
-    size_t n;              /* sessions seen */
-    size_t stop_after;     /* return non-zero after this many (0: never) */
-    uint8_t id[512][16];   /* their ids (the first 512) */
-    uint64_t hash;         /* FNV-1a over every record seen */
+    size_t n;            /* sessions seen */
+    size_t stop_after;   /* return non-zero after this many (0: never) */
+    uint8_t id[512][16]; /* their ids (the first 512) */
+    uint64_t hash;       /* FNV-1a over every record seen */
 } idlist;
 
 static uint64_t fnv(uint64_t h, const void *p, size_t n)
@@ -222,7 +222,7 @@ static uint64_t digest(tether__store *st)
     idlist *l = list(st);
     uint64_t h = l->hash;
     size_t n = l->n < 512 ? l->n : 512;
-    uint8_t (*ids)[16] = malloc(n * 16 + 1);
+    uint8_t(*ids)[16] = malloc(n * 16 + 1);
     memcpy(ids, l->id, n * 16);
     for (size_t i = 0; i < n; i++) {
         uint64_t c = 0, b = 0;
@@ -563,6 +563,16 @@ TEST(ack_prunes)
     check_pending(st, a.id, 0, 0);
     CHECK_EQ_U64(load(st, a.id, 0, 100).n, 0);
     CHECK_EQ_U64(app(st, a.id, "again"), 11);
+    /* put may raise peer_acked past stored rows; an older ack prunes them
+     * but still does not lower it */
+    app(st, a.id, "twelve");
+    tether__session_rec r = get(st, a.id);
+    r.peer_acked = 12;
+    CHECK_OK(st->ops->session_put(st, &r));
+    check_pending(st, a.id, 2, 11);
+    CHECK_OK(st->ops->ack(st, a.id, 11));
+    CHECK_EQ_U64(get(st, a.id).peer_acked, 12);
+    check_pending(st, a.id, 1, 6);
     st->ops->close(st);
 }
 
@@ -991,15 +1001,15 @@ TEST(sqlite_open_errors)
     CHECK(strstr(err, "unable to open") != NULL);
     CHECK(st == NULL);
     /* a directory where the file should be */
-    CHECK_ERR(tether__store_sqlite_open(tt_tmpdir(), TETHER__ROLE_CLIENT,
-                                        TETHER_DURABILITY_NORMAL, &st, err, sizeof err),
+    CHECK_ERR(tether__store_sqlite_open(tt_tmpdir(), TETHER__ROLE_CLIENT, TETHER_DURABILITY_NORMAL,
+                                        &st, err, sizeof err),
               TETHER_ESTORE);
     tt_path(path, sizeof path, "args.db");
     CHECK_ERR(tether__store_sqlite_open(NULL, TETHER__ROLE_CLIENT, TETHER_DURABILITY_NORMAL, &st,
                                         err, sizeof err),
               TETHER_EINVAL);
-    CHECK_ERR(tether__store_sqlite_open("", TETHER__ROLE_CLIENT, TETHER_DURABILITY_NORMAL, &st,
-                                        err, sizeof err),
+    CHECK_ERR(tether__store_sqlite_open("", TETHER__ROLE_CLIENT, TETHER_DURABILITY_NORMAL, &st, err,
+                                        sizeof err),
               TETHER_EINVAL);
     CHECK_ERR(tether__store_sqlite_open(path, (tether__store_role)3, TETHER_DURABILITY_NORMAL, &st,
                                         err, sizeof err),
