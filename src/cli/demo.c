@@ -38,7 +38,7 @@ static const char demo_help[] =
     "  --messages N         messages from the client [100000]\n"
     "  --size B             bytes per message, at least 8 [64]\n"
     "  --kills K            SIGKILLs of the client, at least 1 [2]\n"
-    "  --cuts-ms MIN:MAX    time between connection cuts, ms [100:300]; 0:0 = no cuts\n"
+    "  --cuts-ms MIN:MAX    time between connection cuts, ms [20:100]; 0:0 = no cuts\n"
     "  --server-messages M  messages from the server to the client [2000]; 0 = none\n"
     "  --seed S             seed for every random choice [from the clock; printed]\n"
     "  --durability MODE    off, normal or full, both sides [normal]\n"
@@ -102,6 +102,12 @@ static void on_message(tether_server *s, const tether_session_id *id, uint64_t s
     if (seq >= 1 && seq <= rx->n) {
         if (rx->seen[seq] == 0) {
             rx->distinct++;
+            /* kill exactly at the planned point, however fast the stream runs */
+            if (rx->kill_pid > 0 && rx->distinct >= rx->kill_at) {
+                kill(rx->kill_pid, SIGKILL);
+                rx->kill_pid = 0;
+                rx->killed = 1;
+            }
         } else if (redelivered) {
             rx->duplicates_flagged++;
         } else {
@@ -378,6 +384,15 @@ static int run_stream(demo *d, client_args *args)
         uint64_t distinct = d->rx.distinct, s2c_acked = d->rx.s2c_acked;
         int have = d->rx.have_session;
         tether_session_id id = d->rx.session;
+        int killed = d->rx.killed;
+        d->rx.killed = 0;
+        if (restart_at == 0 && !killed && d->child > 0 && d->kills < d->o.kills &&
+            d->rx.kill_pid == 0) {
+            /* arm the next kill; it fires from the server's delivery callback */
+            uint64_t at = kill_at[d->kills];
+            d->rx.kill_at = at > distinct_at_start ? at : distinct_at_start + 1;
+            d->rx.kill_pid = d->child;
+        }
         pthread_mutex_unlock(&d->mu);
 
         if (have && d->o.s2c > 0 && send_s2c(d, distinct, &id) != 0) {
@@ -400,10 +415,29 @@ static int run_stream(demo *d, client_args *args)
             continue;
         }
 
+        if (killed) {
+            kill_client(d); /* already SIGKILLed: reap it */
+            d->kills++;
+            restart_at = now + cli_rand_range(&rng, 1, 200);
+            if (d->o.verbose) {
+                fprintf(stderr, "tether demo: SIGKILL the client at %llu delivered\n",
+                        (unsigned long long)distinct);
+            }
+            continue;
+        }
         int status = 0;
         pid_t w = waitpid(d->child, &status, WNOHANG);
         if (w == d->child) {
             d->child = 0;
+            pthread_mutex_lock(&d->mu);
+            int planned = d->rx.killed; /* the armed kill fired after the check above */
+            d->rx.killed = 0;
+            pthread_mutex_unlock(&d->mu);
+            if (planned) {
+                d->kills++;
+                restart_at = now + cli_rand_range(&rng, 1, 200);
+                continue;
+            }
             if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
                 return 0;
             }
@@ -416,17 +450,6 @@ static int run_stream(demo *d, client_args *args)
             }
             show_client_log(d);
             return -1;
-        }
-        if (d->kills < d->o.kills && distinct >= kill_at[d->kills] &&
-            distinct > distinct_at_start && distinct < n) {
-            kill_client(d);
-            d->kills++;
-            restart_at = now + cli_rand_range(&rng, 1, 200);
-            if (d->o.verbose) {
-                fprintf(stderr, "tether demo: SIGKILL the client at %llu delivered\n",
-                        (unsigned long long)distinct);
-            }
-            continue;
         }
         /* Everything delivered both ways: tell the lingering client to finish. */
         if (!termed && d->o.s2c > 0 && distinct >= n && d->s2c_sent >= d->o.s2c &&
@@ -662,8 +685,8 @@ int cli_demo(int argc, char **argv)
     d->o = (demo_opts){.messages = 100000,
                        .size = 64,
                        .kills = 2,
-                       .cut_min = 100,
-                       .cut_max = 300,
+                       .cut_min = 20,
+                       .cut_max = 100,
                        .s2c = 2000,
                        .timeout_s = 300};
     int rc = parse_opts(argc, argv, &d->o);

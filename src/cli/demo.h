@@ -48,6 +48,9 @@ typedef struct demo_rx {
     uint64_t opens;              /* on_session_open calls */
     uint64_t mismatch_events;    /* on_mismatch calls */
     uint64_t s2c_acked;          /* highest server message the client acknowledged */
+    pid_t kill_pid;              /* armed kill: the client to SIGKILL, 0 when not armed */
+    uint64_t kill_at;            /* ... once distinct reaches this */
+    int killed;                  /* the armed kill happened (the run loop reaps it) */
 } demo_rx;
 
 /* The server -> client stream as the client printed it. */
