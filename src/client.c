@@ -20,15 +20,9 @@
 #include "session.h"
 #include "store.h"
 #include "transport.h"
+#include "defaults.h"
 #include "util.h"
 
-#define DEFAULT_BACKOFF_BASE_MS 250u
-#define DEFAULT_BACKOFF_CAP_MS 30000u
-#define DEFAULT_BACKOFF_RESET_MS 10000u
-#define DEFAULT_CONNECT_TIMEOUT_MS 10000u
-#define DEFAULT_WELCOME_TIMEOUT_MS 10000u
-#define DEFAULT_PING_INTERVAL_MS 20000u
-#define DEFAULT_PONG_TIMEOUT_MS 10000u
 #define CLIENT_QUEUE_BYTES (16u << 20)
 #define DESTROY_FLUSH_MS 1000u
 
@@ -411,13 +405,13 @@ static int check_config(tether_client_config *k)
     if (k->mismatch_policy != TETHER_MISMATCH_STOP && k->mismatch_policy != TETHER_MISMATCH_RESET) {
         return tether__fail(TETHER_ECONFIG, "mismatch_policy %d is unknown", (int)k->mismatch_policy);
     }
-    k->backoff_base_ms = k->backoff_base_ms ? k->backoff_base_ms : DEFAULT_BACKOFF_BASE_MS;
-    k->backoff_cap_ms = k->backoff_cap_ms ? k->backoff_cap_ms : DEFAULT_BACKOFF_CAP_MS;
-    k->backoff_reset_ms = k->backoff_reset_ms ? k->backoff_reset_ms : DEFAULT_BACKOFF_RESET_MS;
-    k->connect_timeout_ms = k->connect_timeout_ms ? k->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS;
-    k->welcome_timeout_ms = k->welcome_timeout_ms ? k->welcome_timeout_ms : DEFAULT_WELCOME_TIMEOUT_MS;
-    k->ping_interval_ms = k->ping_interval_ms ? k->ping_interval_ms : DEFAULT_PING_INTERVAL_MS;
-    k->pong_timeout_ms = k->pong_timeout_ms ? k->pong_timeout_ms : DEFAULT_PONG_TIMEOUT_MS;
+    k->backoff_base_ms = k->backoff_base_ms ? k->backoff_base_ms : TETHER__DEFAULT_BACKOFF_BASE_MS;
+    k->backoff_cap_ms = k->backoff_cap_ms ? k->backoff_cap_ms : TETHER__DEFAULT_BACKOFF_CAP_MS;
+    k->backoff_reset_ms = k->backoff_reset_ms ? k->backoff_reset_ms : TETHER__DEFAULT_BACKOFF_RESET_MS;
+    k->connect_timeout_ms = k->connect_timeout_ms ? k->connect_timeout_ms : TETHER__DEFAULT_CONNECT_TIMEOUT_MS;
+    k->welcome_timeout_ms = k->welcome_timeout_ms ? k->welcome_timeout_ms : TETHER__DEFAULT_WELCOME_TIMEOUT_MS;
+    k->ping_interval_ms = k->ping_interval_ms ? k->ping_interval_ms : TETHER__DEFAULT_PING_INTERVAL_MS;
+    k->pong_timeout_ms = k->pong_timeout_ms ? k->pong_timeout_ms : TETHER__DEFAULT_PONG_TIMEOUT_MS;
     if (k->backoff_base_ms > k->backoff_cap_ms) {
         return tether__fail(TETHER_ECONFIG, "backoff_base_ms (%u) exceeds backoff_cap_ms (%u)",
                             k->backoff_base_ms, k->backoff_cap_ms);

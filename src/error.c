@@ -9,7 +9,7 @@ static const struct {
     const char *text;
 } table[] = {
     {TETHER_OK, "TETHER_OK", "Success."},
-    {TETHER_EINVAL, "TETHER_EINVAL", "An argument is invalid (NULL handle, empty url, ...)."},
+    {TETHER_EINVAL, "TETHER_EINVAL", "An argument is invalid (NULL handle or pointer, bad seq, ...)."},
     {TETHER_ENOMEM, "TETHER_ENOMEM", "Memory allocation failed."},
     {TETHER_ECONFIG, "TETHER_ECONFIG", "A config field is out of range or malformed."},
     {TETHER_ESTORE, "TETHER_ESTORE", "The store failed (I/O error, SQLite error)."},
@@ -46,7 +46,7 @@ static const struct {
     {TETHER_ENOTFOUND, "TETHER_ENOTFOUND", "No such session."},
     {TETHER_EVERSION, "TETHER_EVERSION", "The peer speaks an unsupported protocol version."},
     {TETHER_ESYS, "TETHER_ESYS", "An operating system call failed (threads, sockets)."},
-    {TETHER_EGIVEUP, "TETHER_EGIVEUP", "Reconnection stopped: attempts exhausted or permanent error."},
+    {TETHER_EGIVEUP, "TETHER_EGIVEUP", "Reconnection stopped: backoff_max_attempts retries failed."},
 };
 
 static int find(int code)

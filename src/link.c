@@ -4,12 +4,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "defaults.h"
 #include "util.h"
 
-#define DEFAULT_MAX_MESSAGE (1u << 20)
-#define DEFAULT_WINDOW 1024u
-#define DEFAULT_ACK_EVERY 64u
-#define DEFAULT_ACK_DELAY_MS 20u
 #define RUN_MAX_BYTES (64u << 10)
 #define LIMIT_MAX_MESSAGE (256u << 20)
 #define LIMIT_WINDOW 1000000u
@@ -65,14 +62,14 @@ int tether__link_engine_cfg(tether__engine_cfg *ec, tether__store_role role, uin
                             int manual_ack, size_t queue_max_bytes)
 {
     ec->role = role;
-    ec->max_message = max_message ? max_message : DEFAULT_MAX_MESSAGE;
-    ec->window = window ? window : DEFAULT_WINDOW;
+    ec->max_message = max_message ? max_message : TETHER__DEFAULT_MAX_MESSAGE;
+    ec->window = window ? window : TETHER__DEFAULT_WINDOW;
     /* by default ACK every 64, but at least twice per window */
-    ec->ack_every = ack_every ? ack_every : DEFAULT_ACK_EVERY;
+    ec->ack_every = ack_every ? ack_every : TETHER__DEFAULT_ACK_EVERY;
     if (!ack_every && ec->ack_every > ec->window / 2) {
         ec->ack_every = ec->window / 2 ? ec->window / 2 : 1;
     }
-    ec->ack_delay_ms = ack_delay_ms ? ack_delay_ms : DEFAULT_ACK_DELAY_MS;
+    ec->ack_delay_ms = ack_delay_ms ? ack_delay_ms : TETHER__DEFAULT_ACK_DELAY_MS;
     ec->outbox_max_messages = outbox_max_messages;
     ec->outbox_max_bytes = outbox_max_bytes;
     ec->manual_ack = manual_ack ? 1 : 0;

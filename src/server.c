@@ -19,13 +19,9 @@
 #include "session.h"
 #include "store.h"
 #include "transport.h"
+#include "defaults.h"
 #include "util.h"
 
-#define DEFAULT_HOST "127.0.0.1"
-#define DEFAULT_MAX_SESSIONS 10000u
-#define DEFAULT_HELLO_TIMEOUT_MS 10000u
-#define DEFAULT_PING_INTERVAL_MS 20000u
-#define DEFAULT_PONG_TIMEOUT_MS 10000u
 #define SESSION_QUEUE_BYTES (1u << 20)
 #define BUCKETS 4096u
 #define SHUTDOWN_WAIT_MS 500
@@ -506,11 +502,11 @@ static int check_config(tether_server_config *k)
         return tether__fail(TETHER_ECONFIG, "durability %d is not one of the tether_durability values",
                             (int)k->durability);
     }
-    k->listen_host = k->listen_host && *k->listen_host ? k->listen_host : DEFAULT_HOST;
-    k->max_sessions = k->max_sessions ? k->max_sessions : DEFAULT_MAX_SESSIONS;
-    k->hello_timeout_ms = k->hello_timeout_ms ? k->hello_timeout_ms : DEFAULT_HELLO_TIMEOUT_MS;
-    k->ping_interval_ms = k->ping_interval_ms ? k->ping_interval_ms : DEFAULT_PING_INTERVAL_MS;
-    k->pong_timeout_ms = k->pong_timeout_ms ? k->pong_timeout_ms : DEFAULT_PONG_TIMEOUT_MS;
+    k->listen_host = k->listen_host && *k->listen_host ? k->listen_host : TETHER__DEFAULT_HOST;
+    k->max_sessions = k->max_sessions ? k->max_sessions : TETHER__DEFAULT_MAX_SESSIONS;
+    k->hello_timeout_ms = k->hello_timeout_ms ? k->hello_timeout_ms : TETHER__DEFAULT_HELLO_TIMEOUT_MS;
+    k->ping_interval_ms = k->ping_interval_ms ? k->ping_interval_ms : TETHER__DEFAULT_PING_INTERVAL_MS;
+    k->pong_timeout_ms = k->pong_timeout_ms ? k->pong_timeout_ms : TETHER__DEFAULT_PONG_TIMEOUT_MS;
     if (k->ping_interval_ms < 1000 || k->pong_timeout_ms < 1000) {
         return tether__fail(TETHER_ECONFIG,
                             "ping_interval_ms and pong_timeout_ms must be at least 1000");

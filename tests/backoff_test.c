@@ -1,9 +1,12 @@
 /* Reconnect backoff: the documented bounds, full jitter, seeding, give-up, reset. */
+#include <stdlib.h>
+
 #include "harness.h"
 
 #include <tether/tether.h>
 
 #include "backoff.h"
+#include "defaults.h"
 
 /* The documented defaults (docs/config.md): base 250 ms, cap 30 s. */
 #define BASE 250
@@ -230,8 +233,46 @@ TEST(zero_bound_gives_zero)
     CHECK_EQ_U64(d, 0);
 }
 
+/* docs/config.md's table of default bounds must be what the code does. */
+TEST(documented_default_bounds_match_the_code)
+{
+    const char *src = getenv("TETHER_SOURCE_DIR");
+    char path[1024], line[1024];
+    snprintf(path, sizeof path, "%s/docs/config.md", src ? src : ".");
+    FILE *f = fopen(path, "r");
+    CHECK(f != NULL);
+    if (!f) {
+        return;
+    }
+    int found = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "| Bound (ms) |", 14) != 0) {
+            continue;
+        }
+        found = 1;
+        tether__backoff b;
+        tether__backoff_init(&b, TETHER__DEFAULT_BACKOFF_BASE_MS, TETHER__DEFAULT_BACKOFF_CAP_MS, 0,
+                             1);
+        char *p = line + 14;
+        uint32_t n = 0;
+        for (char *tok = strtok(p, "|"); tok; tok = strtok(NULL, "|")) {
+            char *end;
+            unsigned long v = strtoul(tok, &end, 10);
+            if (end == tok) {
+                continue; /* the trailing newline */
+            }
+            CHECK_EQ_U64(v, tether__backoff_bound(&b, n));
+            n++;
+        }
+        CHECK(n >= 9);
+    }
+    fclose(f);
+    CHECK(found);
+}
+
 int main(void)
 {
+    RUN(documented_default_bounds_match_the_code);
     RUN(default_bounds_double_from_250ms_up_to_30s_cap);
     RUN(bound_stays_at_cap_for_huge_attempt_counts);
     RUN(every_delay_within_its_bound);

@@ -70,14 +70,18 @@ typedef struct tether_client_config {
     uint64_t outbox_max_bytes;    /* unacked payload bytes stored at most [0: no cap] */
     uint32_t backoff_base_ms;     /* first reconnect delay bound, ms [250] */
     uint32_t backoff_cap_ms;      /* largest reconnect delay bound, ms [30000] */
-    uint32_t backoff_max_attempts; /* failed attempts before giving up [0: never give up] */
+    uint32_t backoff_max_attempts; /* retries before giving up (TETHER_EGIVEUP) [0: never give up] */
     uint32_t backoff_reset_ms;    /* a connection up this long resets the attempt count, ms [10000] */
     uint32_t connect_timeout_ms;  /* TCP + TLS + upgrade must finish within this, ms [10000] */
     uint32_t welcome_timeout_ms;  /* after the upgrade, WELCOME must arrive within this, ms [10000] */
-    uint32_t ping_interval_ms;    /* idle time before a WebSocket ping, ms [20000] */
-    uint32_t pong_timeout_ms;     /* no traffic this long after a ping: the link is dead, ms [10000] */
+    uint32_t ping_interval_ms;    /* a WebSocket ping goes out when no pong came for this long, ms,
+                                     whole seconds, >= 1000 [20000] */
+    uint32_t pong_timeout_ms;     /* no pong for ping_interval + this: the link is dead, ms,
+                                     whole seconds, >= 1000 [10000] */
     int manual_ack;               /* 1: the app acknowledges with tether_client_ack() [0] */
-    int retry_permanent;          /* 1: keep retrying after 401/403/rejected token [0] */
+    int retry_permanent;          /* 1: keep retrying after 401/403, a rejected token or version,
+                                     or a message the server refuses as too big [0]; a session
+                                     mismatch is never retried automatically */
     tether_mismatch_policy mismatch_policy; /* [TETHER_MISMATCH_STOP] */
     uint64_t random_seed;         /* seeds backoff jitter; for tests [0: from the OS] */
     tether_client_callbacks cb;   /* callbacks [all NULL] */
@@ -132,8 +136,8 @@ TETHER_API int tether_client_pending(tether_client *c, uint64_t *count, uint64_t
 /**
  * Blocks until every message sent so far is acknowledged, or timeout_ms passes.
  * Must not be called from a callback.
- * Returns TETHER_OK, TETHER_ETIMEDOUT, TETHER_ECLOSED (the client stopped for
- * good; the state callback said why), TETHER_EINVAL.
+ * Returns TETHER_OK, TETHER_ETIMEDOUT, TETHER_ECLOSED (the client was never
+ * started, or stopped for good; the state callback said why), TETHER_EINVAL.
  */
 TETHER_API int tether_client_wait_acked(tether_client *c, uint32_t timeout_ms);
 

@@ -18,7 +18,9 @@ typedef struct tether_server tether_server;
 typedef struct tether_server_callbacks {
     /** A client completed HELLO/WELCOME. resumed is 1 when the session was known. */
     void (*on_session_open)(tether_server *s, const tether_session_id *id, int resumed, void *user);
-    /** A session's connection ended; error says why (TETHER_OK for a graceful close). */
+    /** A session's connection ended; error says why (TETHER_OK when the client said BYE).
+     *  Only sessions that were opened are reported. During tether_server_destroy()
+     *  this runs on the destroying thread. */
     void (*on_session_close)(tether_server *s, const tether_session_id *id, int error, void *user);
     /** A message from a client, delivered once per session, in order. data is borrowed. */
     void (*on_message)(tether_server *s, const tether_session_id *id, uint64_t seq,
@@ -44,8 +46,8 @@ typedef struct tether_server_config {
     uint64_t outbox_max_messages; /* per-session unacked messages stored at most [0: no cap] */
     uint64_t outbox_max_bytes;    /* per-session unacked bytes stored at most [0: no cap] */
     uint32_t hello_timeout_ms;    /* a connection must send HELLO within this, ms [10000] */
-    uint32_t ping_interval_ms;    /* idle time before a WebSocket ping, ms [20000] */
-    uint32_t pong_timeout_ms;     /* no traffic this long after a ping: dead, ms [10000] */
+    uint32_t ping_interval_ms;    /* a ping goes out when no pong came for this long, ms [20000] */
+    uint32_t pong_timeout_ms;     /* no pong for ping_interval + this: dead, ms [10000] */
     int manual_ack;               /* 1: the app acknowledges with tether_server_ack() [0] */
     tether_server_callbacks cb;   /* callbacks [all NULL] */
     void *user;                   /* passed to every callback */

@@ -53,7 +53,7 @@ TETHER_API const char *tether_version(void);
  */
 typedef enum tether_err {
     TETHER_OK = 0,
-    TETHER_EINVAL = -1,          /* an argument is invalid (NULL handle, empty url, ...) */
+    TETHER_EINVAL = -1,          /* an argument is invalid (NULL handle or pointer, bad seq, ...) */
     TETHER_ENOMEM = -2,          /* memory allocation failed */
     TETHER_ECONFIG = -3,         /* a config field is out of range or malformed */
     TETHER_ESTORE = -4,          /* the store failed (I/O error, SQLite error) */
@@ -90,7 +90,7 @@ typedef enum tether_err {
     TETHER_ENOTFOUND = -35,      /* no such session */
     TETHER_EVERSION = -36,       /* the peer speaks an unsupported protocol version */
     TETHER_ESYS = -37,           /* an operating system call failed (threads, sockets) */
-    TETHER_EGIVEUP = -38,        /* reconnection stopped: attempts exhausted or permanent error */
+    TETHER_EGIVEUP = -38,        /* reconnection stopped: backoff_max_attempts retries failed */
 } tether_err;
 
 /** The lowest error code; every code from TETHER_ERR_LAST to -1 has a name. */

@@ -1,0 +1,21 @@
+/* Every configuration default in one place; docs/config.md documents them and
+ * tests check the documented values against these. */
+#ifndef TETHER_DEFAULTS_H
+#define TETHER_DEFAULTS_H
+
+#define TETHER__DEFAULT_MAX_MESSAGE (1u << 20)  /* bytes */
+#define TETHER__DEFAULT_WINDOW 1024u            /* messages */
+#define TETHER__DEFAULT_ACK_EVERY 64u           /* messages (at most half the window) */
+#define TETHER__DEFAULT_ACK_DELAY_MS 20u
+#define TETHER__DEFAULT_BACKOFF_BASE_MS 250u
+#define TETHER__DEFAULT_BACKOFF_CAP_MS 30000u
+#define TETHER__DEFAULT_BACKOFF_RESET_MS 10000u
+#define TETHER__DEFAULT_CONNECT_TIMEOUT_MS 10000u
+#define TETHER__DEFAULT_WELCOME_TIMEOUT_MS 10000u
+#define TETHER__DEFAULT_PING_INTERVAL_MS 20000u
+#define TETHER__DEFAULT_PONG_TIMEOUT_MS 10000u
+#define TETHER__DEFAULT_HOST "127.0.0.1"
+#define TETHER__DEFAULT_MAX_SESSIONS 10000u
+#define TETHER__DEFAULT_HELLO_TIMEOUT_MS 10000u
+
+#endif
