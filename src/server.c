@@ -15,6 +15,7 @@
 
 #include <tether/tether.h>
 
+#include "killpoint.h"
 #include "link.h"
 #include "session.h"
 #include "store.h"
@@ -291,6 +292,7 @@ static void handle_hello(tether_server *s, srv_conn *sc, const tether__hello *h,
         memcpy(rec.id, h->session_id, 16);
         memcpy(rec.token, hash, 32);
         rc = s->store->ops->session_put(s->store, &rec);
+        TETHER__KILLPOINT("server.after_session_create");
         if (rc == TETHER_OK) {
             rc = add_session(s, &rec, &ss);
         }
@@ -431,7 +433,8 @@ static void on_closed(void *owner, tether__conn *conn, const tether__tp_close *w
     }
     lock(s);
     if (sc->sess && sc->sess->conn == sc) {
-        detach(s, sc->sess, sc->error ? sc->error : why->error);
+        /* when we chose to close, our reason stands (TETHER_OK for a BYE(0) from the client) */
+        detach(s, sc->sess, sc->closing ? sc->error : why->error);
     }
     tether__conn_set_user(conn, NULL);
     tether__buf_free(&sc->pre[0]);

@@ -119,7 +119,8 @@ static int classify_failure(const char *why, int http_status)
     }
     if (strstr(why, "Accept hash") || strstr(why, "PROTOCOL") || strstr(why, "protocol") ||
         strstr(why, "UPGRADE") || strstr(why, "CONNECTION missing") ||
-        strstr(why, "ACCEPT missing") || strstr(why, "Upgrade to")) {
+        strstr(why, "ACCEPT missing") || strstr(why, "Upgrade to") ||
+        strstr(why, "Rejected by filter")) {
         return TETHER_EHANDSHAKE;
     }
     if (strstr(why, "refused") || strstr(why, "ECONNREFUSED")) {
@@ -224,6 +225,16 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             tp->cb.open(tp->owner, c);
         }
         return 0;
+
+    case LWS_CALLBACK_CLIENT_FILTER_PRE_ESTABLISH: {
+        /* lws falls back to its first protocol when the 101 names none: tether.v1 must be chosen */
+        char proto[64];
+        if (lws_hdr_copy(wsi, proto, sizeof proto, WSI_TOKEN_PROTOCOL) <= 0 ||
+            strcmp(proto, TETHER_SUBPROTOCOL) != 0) {
+            return 1; /* reported as "HS: Rejected by filter cb" */
+        }
+        return 0;
+    }
 
     case LWS_CALLBACK_CLIENT_ESTABLISHED:
         c = tp->client;
