@@ -5,6 +5,8 @@
  */
 #include "session_int.h"
 
+#include "killpoint.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -295,6 +297,7 @@ static int go_live(tether__engine *e, uint64_t peer_cursor, uint32_t peer_max,
     e->peer_max = peer_max;
     e->peer_window = peer_window;
     if (!e->rec.established) {
+        TETHER__KILLPOINT_ROLE(e->cfg.role, "before_established");
         tether__session_rec rec = e->rec;
         rec.established = 1;
         int r = e->st->ops->session_put(e->st, &rec);

@@ -6,6 +6,8 @@
  */
 #include "session_int.h"
 
+#include "killpoint.h"
+
 #include <string.h>
 
 void tether__engine_sched_ack(tether__engine *e, uint64_t now_ms)
@@ -43,6 +45,7 @@ static int commit(tether__engine *e, uint64_t seq, uint64_t now_ms)
         return r;
     }
     e->rec.recv_cursor = seq;
+    TETHER__KILLPOINT_ROLE(e->cfg.role, "after_cursor_commit");
     tether__engine_sched_ack(e, now_ms);
     return TETHER_OK;
 }
@@ -76,6 +79,7 @@ void tether__engine_on_data(tether__engine *e, const tether__data *d, uint64_t n
     }
     int r = TETHER_OK;
     if (!e->cfg.manual_ack && e->delivered > e->rec.recv_cursor) {
+        TETHER__KILLPOINT_ROLE(e->cfg.role, "after_deliver");
         r = commit(e, e->delivered, now_ms);
     }
     if (gap) {

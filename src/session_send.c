@@ -11,6 +11,8 @@
  */
 #include "session_int.h"
 
+#include "killpoint.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -125,6 +127,7 @@ int tether__engine_send(tether__engine *e, const tether_msg *msgs, size_t n, uin
     if (r != TETHER_OK) {
         return r;
     }
+    TETHER__KILLPOINT_ROLE(e->cfg.role, "after_outbox_commit");
     /* The queue takes the batch while it holds everything before it. */
     int fits = first == e->rec.out_last + 1 && e->rec.peer_acked + e->q_n == e->rec.out_last;
     e->rec.out_last = first + n - 1;
@@ -141,12 +144,14 @@ int tether__engine_send(tether__engine *e, const tether_msg *msgs, size_t n, uin
 int tether__engine_peer_acked(tether__engine *e, uint64_t n, tether__engine_event *ev)
 {
     uint64_t first = e->rec.peer_acked + 1;
+    TETHER__KILLPOINT_ROLE(e->cfg.role, "ack_before_prune");
     int r = e->st->ops->ack(e->st, e->rec.id, n);
     if (r != TETHER_OK) {
         tether__engine_shut(e, ev, r, TETHER_REJECT_STORE, "store: cannot record ACK %llu: %s",
                             (unsigned long long)n, e->st->ops->errmsg(e->st));
         return r;
     }
+    TETHER__KILLPOINT_ROLE(e->cfg.role, "ack_after_prune");
     int requery = 0;
     if (n - e->rec.peer_acked <= e->q_n) {
         e->pend_bytes -= q_drop(e, (size_t)(n - e->rec.peer_acked));
