@@ -7,7 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")"
 root=$(pwd)
 
-packages=(build-essential cmake pkg-config libwebsockets-dev libsqlite3-dev libmsgpack-dev libssl-dev)
+# squid, nginx-light and openssl: tests/field_test.c runs against the real things
+packages=(build-essential cmake pkg-config libwebsockets-dev libsqlite3-dev libmsgpack-dev libssl-dev
+          openssl squid nginx-light
+          gnuplot-nox) # gnuplot-nox: the plots of `tether bench` (skipped without it)
 
 install_missing() {
     local missing=()

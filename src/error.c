@@ -47,6 +47,12 @@ static const struct {
     {TETHER_EVERSION, "TETHER_EVERSION", "The peer speaks an unsupported protocol version."},
     {TETHER_ESYS, "TETHER_ESYS", "An operating system call failed (threads, sockets)."},
     {TETHER_EGIVEUP, "TETHER_EGIVEUP", "Reconnection stopped: backoff_max_attempts retries failed."},
+    {TETHER_ECONNECT_TIMEOUT, "TETHER_ECONNECT_TIMEOUT", "The connection attempt did not finish within connect_timeout_ms."},
+    {TETHER_ETLS_UNTRUSTED, "TETHER_ETLS_UNTRUSTED", "The server's certificate is not signed by a trusted CA."},
+    {TETHER_ETLS_HOSTNAME, "TETHER_ETLS_HOSTNAME", "The server's certificate does not name the host in the url."},
+    {TETHER_ETLS_EXPIRED, "TETHER_ETLS_EXPIRED", "The server's certificate has expired or is not yet valid."},
+    {TETHER_EPROXY, "TETHER_EPROXY", "The HTTP proxy is unreachable or refused the CONNECT."},
+    {TETHER_EPROXY_AUTH, "TETHER_EPROXY_AUTH", "The HTTP proxy requires credentials, or refused the ones given (407)."},
 };
 
 static int find(int code)

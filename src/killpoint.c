@@ -14,9 +14,9 @@
 atomic_int tether__killpoint_state = 0;
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
-static char target[128];        /* the armed point's name */
-static unsigned long target_n;  /* the hit that kills, >= 1 */
-static atomic_ulong hits;       /* hits of the armed point so far */
+static char target[128];       /* the armed point's name */
+static unsigned long target_n; /* the hit that kills, >= 1 */
+static atomic_ulong hits;      /* hits of the armed point so far */
 
 static const char *const names[] = {
     "client.after_outbox_commit", /* send: the batch is committed, nothing written yet */
@@ -58,8 +58,8 @@ static void init(void)
         }
     }
     if (len == 0 || len >= sizeof target || n == 0) {
-        fprintf(stderr, "tether: ignoring malformed TETHER_KILLPOINT='%s' (want name[:n], n >= 1)\n",
-                v);
+        fprintf(stderr,
+                "tether: ignoring malformed TETHER_KILLPOINT='%s' (want name[:n], n >= 1)\n", v);
         atomic_store(&tether__killpoint_state, -1);
         return;
     }
@@ -80,7 +80,8 @@ void tether__killpoint_hit(const char *name)
         return;
     }
     char line[256];
-    int len = snprintf(line, sizeof line, "tether: kill point %s hit %lu times: SIGKILL\n", name, n);
+    int len =
+        snprintf(line, sizeof line, "tether: kill point %s hit %lu times: SIGKILL\n", name, n);
     if (len > 0) {
         (void)!write(2, line, (size_t)len < sizeof line ? (size_t)len : sizeof line - 1);
     }

@@ -29,16 +29,16 @@ void tether__killpoint_hit(const char *name);
 /* The names of every kill point in the library, NULL-terminated. */
 const char *const *tether__killpoint_names(void);
 
-#define TETHER__KILLPOINT(name)                                                                  \
-    do {                                                                                         \
-        if (atomic_load_explicit(&tether__killpoint_state, memory_order_relaxed) >= 0) {         \
-            tether__killpoint_hit(name);                                                         \
-        }                                                                                        \
+#define TETHER__KILLPOINT(name)                                                                    \
+    do {                                                                                           \
+        if (atomic_load_explicit(&tether__killpoint_state, memory_order_relaxed) >= 0) {           \
+            tether__killpoint_hit(name);                                                           \
+        }                                                                                          \
     } while (0)
 
 /* The same, named "client.<what>" or "server.<what>" after a tether__store_role
  * (1 client, 2 server), for code the two sides share. */
-#define TETHER__KILLPOINT_ROLE(role, what)                                                       \
+#define TETHER__KILLPOINT_ROLE(role, what)                                                         \
     TETHER__KILLPOINT((role) == 1 ? "client." what : "server." what)
 
 #endif

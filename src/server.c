@@ -7,11 +7,14 @@
  * each API call. Engines of offline sessions stay loaded, so a send to an
  * offline session only touches the store and memory.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <tether/tether.h>
 
@@ -44,6 +47,7 @@ struct srv_conn {
     uint64_t hello_deadline;  /* HELLO must arrive by then */
     int closing;              /* close after the queued frames */
     int opened;               /* on_session_open was reported for this connection */
+    int pending;              /* counted in tether_server.pending (upgraded, no HELLO yet) */
     int error;                /* why we close it, for on_session_close */
     tether__buf pre[2];       /* frames queued before a session exists (REJECT, WELCOME+BYE) */
     int npre;                 /* frames in pre */
@@ -63,6 +67,9 @@ struct tether_server {
     srv_session *table[BUCKETS]; /* sessions by id */
     srv_session *dirty;       /* sessions with something new to write */
     uint32_t connected;       /* sessions live now */
+    uint32_t pending;         /* upgraded connections that have not sent HELLO */
+    char *strs;               /* owned copies of the TLS file names and allowed origins */
+    const char **origins;     /* owned copy of cfg.allowed_origins (pointers into strs) */
     int started;              /* the service thread runs */
     int stopping;             /* destroy() in progress */
 };
@@ -342,6 +349,8 @@ static void on_open(void *owner, tether__conn *conn)
     tether__buf_init(&sc->pre[0], tether__tp_headroom());
     tether__buf_init(&sc->pre[1], tether__tp_headroom());
     sc->hello_deadline = tether__now_ms() + s->cfg.hello_timeout_ms;
+    sc->pending = 1;
+    s->pending++;
     tether__conn_set_user(conn, sc);
     tether__conn_timer(conn, s->cfg.hello_timeout_ms);
     unlock(s);
@@ -383,6 +392,10 @@ static void on_message(void *owner, tether__conn *conn, const uint8_t *buf, size
         return;
     }
     /* no session yet: the first frame must be HELLO */
+    if (sc->pending) {
+        sc->pending = 0;
+        s->pending--;
+    }
     int rc = err ? err : tether__decode(&s->dec, buf, len, &f);
     if (rc != TETHER_OK) {
         queue_pre(sc, tether__encode_bye, tether__link_close_code(rc), tether_strerror(rc));
@@ -432,6 +445,10 @@ static void on_closed(void *owner, tether__conn *conn, const tether__tp_close *w
         return;
     }
     lock(s);
+    if (sc->pending) {
+        sc->pending = 0;
+        s->pending--;
+    }
     if (sc->sess && sc->sess->conn == sc) {
         /* when we chose to close, our reason stands (TETHER_OK for a BYE(0) from the client) */
         detach(s, sc->sess, sc->closing ? sc->error : why->error);
@@ -514,12 +531,172 @@ static int check_config(tether_server_config *k)
         return tether__fail(TETHER_ECONFIG,
                             "ping_interval_ms and pong_timeout_ms must be at least 1000");
     }
+    k->max_pending_handshakes = k->max_pending_handshakes ? k->max_pending_handshakes
+                                                          : TETHER__DEFAULT_MAX_PENDING_HANDSHAKES;
+    k->handshake_timeout_ms =
+        k->handshake_timeout_ms ? k->handshake_timeout_ms : TETHER__DEFAULT_HANDSHAKE_TIMEOUT_MS;
+    k->busy_retry_after_s =
+        k->busy_retry_after_s ? k->busy_retry_after_s : TETHER__DEFAULT_BUSY_RETRY_AFTER_S;
+    const char *files[][2] = {{"tls_cert_file", k->tls_cert_file},
+                              {"tls_key_file", k->tls_key_file},
+                              {"tls_client_ca_file", k->tls_client_ca_file}};
+    for (size_t i = 0; i < 3; i++) {
+        if (files[i][1] && access(files[i][1], R_OK) != 0) {
+            return tether__fail(TETHER_ECONFIG, "cannot read %s '%s': %s", files[i][0], files[i][1],
+                                strerror(errno));
+        }
+    }
+    if (!k->tls_cert_file != !k->tls_key_file ||
+        (k->tls_client_ca_file && !k->tls_cert_file)) {
+        return tether__fail(TETHER_ECONFIG, "tls_cert_file and tls_key_file go together, and "
+                                            "tls_client_ca_file needs them");
+    }
+    for (const char *const *o = k->allowed_origins; o && *o; o++) {
+        if (!**o || strpbrk(*o, "\r\n")) {
+            return tether__fail(TETHER_ECONFIG, "allowed_origins holds an empty or multi-line entry");
+        }
+    }
     return TETHER_OK;
+}
+
+/* Copies the TLS file names and the Origin allow-list into s->strs. */
+static int copy_strings(tether_server *s)
+{
+    const char **fields[] = {&s->cfg.tls_cert_file, &s->cfg.tls_key_file,
+                             &s->cfg.tls_client_ca_file};
+    size_t need = 1, no = 0, off = 0;
+    for (size_t i = 0; i < 3; i++) {
+        need += *fields[i] ? strlen(*fields[i]) + 1 : 0;
+    }
+    for (const char *const *o = s->cfg.allowed_origins; o && *o; o++) {
+        need += strlen(*o) + 1;
+        no++;
+    }
+    s->strs = malloc(need);
+    s->origins = s->cfg.allowed_origins ? calloc(no + 1, sizeof *s->origins) : NULL;
+    if (!s->strs || (s->cfg.allowed_origins && !s->origins)) {
+        return tether__fail(TETHER_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < 3; i++) {
+        if (*fields[i]) {
+            size_t n = strlen(*fields[i]) + 1;
+            memcpy(s->strs + off, *fields[i], n);
+            *fields[i] = s->strs + off;
+            off += n;
+        }
+    }
+    for (size_t i = 0; i < no; i++) {
+        size_t n = strlen(s->cfg.allowed_origins[i]) + 1;
+        memcpy(s->strs + off, s->cfg.allowed_origins[i], n);
+        s->origins[i] = s->strs + off;
+        off += n;
+    }
+    if (s->origins) {
+        s->cfg.allowed_origins = s->origins;
+    }
+    return TETHER_OK;
+}
+
+/* ---- admission (service thread) ---- */
+
+struct tether_handshake {
+    tether__tp_hs *t;         /* the transport's request */
+    char arena[4096];         /* copies of the header values handed out */
+    size_t used;              /* bytes of arena in use */
+    char path[1024];          /* the request path */
+    char peer[64];            /* the peer's address */
+    char reply[512];          /* extra refusal headers, "Name: value\r\n" lines */
+    int nreply;               /* headers in reply */
+};
+
+const char *tether_handshake_header(const tether_handshake *hs, const char *name)
+{
+    tether_handshake *h = (tether_handshake *)hs;
+    if (!h || !name || !*name || h->used + 2 >= sizeof h->arena) {
+        return NULL;
+    }
+    const char *v = tether__tp_hs_header(h->t, name, h->arena + h->used,
+                                         sizeof h->arena - h->used);
+    if (v) {
+        h->used += strlen(v) + 1;
+    }
+    return v;
+}
+
+const char *tether_handshake_path(const tether_handshake *hs)
+{
+    return hs ? hs->path : "";
+}
+
+const char *tether_handshake_peer(const tether_handshake *hs)
+{
+    return hs ? hs->peer : "";
+}
+
+int tether_handshake_reply_header(tether_handshake *hs, const char *name, const char *value)
+{
+    if (!hs || !name || !value || !*name || strpbrk(name, "\r\n:") || strpbrk(value, "\r\n") ||
+        hs->nreply >= 4) {
+        return tether__fail(TETHER_EINVAL, "bad header, or 4 headers already");
+    }
+    size_t n = strlen(hs->reply);
+    int w = snprintf(hs->reply + n, sizeof hs->reply - n, "%s: %s\r\n", name, value);
+    if (w < 0 || (size_t)w >= sizeof hs->reply - n) {
+        hs->reply[n] = '\0';
+        return tether__fail(TETHER_EINVAL, "no room for the header");
+    }
+    hs->nreply++;
+    return TETHER_OK;
+}
+
+/* The transport's admit callback: Origin allow-list, handshake cap, the app's hook. */
+static int admit(void *owner, tether__tp_hs *t, char *reply, size_t reply_len)
+{
+    tether_server *s = owner;
+    tether_handshake *hs = calloc(1, sizeof *hs);
+    int st = 0;
+
+    if (!hs) {
+        return 503;
+    }
+    hs->t = t;
+    tether__tp_hs_path(t, hs->path, sizeof hs->path);
+    tether__tp_hs_peer(t, hs->peer, sizeof hs->peer);
+    lock(s);
+    if (s->stopping) {
+        st = 503;
+    } else if (s->cfg.allowed_origins) {
+        const char *origin = tether_handshake_header(hs, "Origin");
+        st = 403;
+        for (const char *const *o = s->cfg.allowed_origins; origin && *o; o++) {
+            if (strcasecmp(*o, origin) == 0) {
+                st = 0;
+                break;
+            }
+        }
+    }
+    if (!st && s->pending >= s->cfg.max_pending_handshakes) {
+        /* a slow-loris peer cannot hold more than the cap; tell clients when to come back */
+        st = 503;
+        snprintf(reply, reply_len, "Retry-After: %u\r\n", s->cfg.busy_retry_after_s);
+    } else if (!st && s->cfg.cb.on_handshake) {
+        st = s->cfg.cb.on_handshake(s, hs, s->cfg.user);
+        if (st && (st < 400 || st > 599)) {
+            st = 403;
+        }
+        if (st) {
+            snprintf(reply, reply_len, "%s", hs->reply);
+        }
+    }
+    unlock(s);
+    free(hs);
+    return st;
 }
 
 int tether_server_create(const tether_server_config *cfg, tether_server **out)
 {
-    static const tether__tp_cb cb = {on_open, on_message, on_writable, on_closed, on_wake, on_timer};
+    static const tether__tp_cb cb = {on_open,  on_message, on_writable, on_closed,
+                                     on_wake,  on_timer,   admit};
     tether_server *s;
     pthread_mutexattr_t ma;
     tether__tp_cfg tc;
@@ -544,7 +721,12 @@ int tether_server_create(const tether_server_config *cfg, tether_server **out)
                                      cfg->outbox_max_messages, cfg->outbox_max_bytes,
                                      cfg->manual_ack, SESSION_QUEUE_BYTES);
     }
+    if (rc == TETHER_OK) {
+        rc = copy_strings(s);
+    }
     if (rc != TETHER_OK) {
+        free(s->strs);
+        free(s->origins);
         free(s);
         return rc;
     }
@@ -584,6 +766,10 @@ int tether_server_create(const tether_server_config *cfg, tether_server **out)
     tc.max_rx = s->ecfg.max_message + 1024;
     tc.ping_interval_ms = s->cfg.ping_interval_ms;
     tc.pong_timeout_ms = s->cfg.pong_timeout_ms;
+    tc.connect_timeout_ms = s->cfg.handshake_timeout_ms;
+    tc.tls_server_cert = s->cfg.tls_cert_file;
+    tc.tls_server_key = s->cfg.tls_key_file;
+    tc.tls_client_ca = s->cfg.tls_client_ca_file;
     rc = tether__tp_create(&tc, &cb, s, &s->tp);
     if (rc != TETHER_OK) {
         pthread_mutex_destroy(&s->lock);
@@ -600,6 +786,8 @@ fail:
     }
     free(s->host);
     free(s->db_path);
+    free(s->strs);
+    free(s->origins);
     free(s);
     return rc;
 }
@@ -787,5 +975,7 @@ void tether_server_destroy(tether_server *s)
     pthread_mutex_destroy(&s->lock);
     free(s->host);
     free(s->db_path);
+    free(s->strs);
+    free(s->origins);
     free(s);
 }

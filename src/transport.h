@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "frame.h"
+#include "proxy.h"
 
 typedef struct tether__tp tether__tp;
 typedef struct tether__conn tether__conn;
@@ -23,8 +24,13 @@ typedef struct tether__tp_close {
     int http_status;    /* HTTP status of a refused upgrade, else 0 */
     int established;    /* 1 if the WebSocket had opened */
     int idle_timeout;   /* 1 if the transport closed it for lack of traffic (ping unanswered) */
-    char detail[160];   /* what the lower layer said */
+    char detail[240];   /* what the lower layer said */
+    int proxy_status;   /* client: the proxy's status for CONNECT when not 200, else 0 */
+    uint32_t retry_after_ms; /* client: Retry-After of the refusal (server or proxy), ms, or 0 */
 } tether__tp_close;
+
+/* A server-side upgrade request being admitted (see tether__tp_cb.admit). */
+typedef struct tether__tp_hs tether__tp_hs;
 
 typedef struct tether__tp_cb {
     /* A WebSocket connection opened (client: upgrade accepted; server: a new peer). */
@@ -40,6 +46,10 @@ typedef struct tether__tp_cb {
     void (*wake)(void *owner);
     /* A timer set with tether__tp_timer() or tether__conn_timer() is due. */
     void (*timer)(void *owner, tether__conn *c); /* c is NULL for the transport-wide timer */
+    /* Server, may be NULL: an upgrade request arrived. Returns 0 to accept it,
+     * or an HTTP status (400..599) to refuse it; extra headers for the refusal
+     * go into reply as "Name: value\r\n" lines. */
+    int (*admit)(void *owner, tether__tp_hs *hs, char *reply, size_t reply_len);
 } tether__tp_cb;
 
 typedef struct tether__tp_cfg {
@@ -48,7 +58,20 @@ typedef struct tether__tp_cfg {
     uint32_t max_rx;             /* largest incoming WebSocket message, bytes */
     uint32_t ping_interval_ms;   /* idle time before a ping */
     uint32_t pong_timeout_ms;    /* further idle time before the link counts as dead */
-    uint32_t connect_timeout_ms; /* client: connection attempt bound */
+    uint32_t connect_timeout_ms; /* client: connection attempt bound; server: the HTTP upgrade
+                                    request must be complete within this (whole seconds) */
+    /* client */
+    const char *tls_ca_file;     /* CAs to trust instead of the system's, or NULL */
+    const char *tls_cert_file;   /* client certificate, or NULL */
+    const char *tls_key_file;    /* its key, or NULL */
+    int tls_insecure;            /* accept any server certificate */
+    const tether__proxy *proxy;  /* CONNECT through this proxy; NULL or host "" for none */
+    const char *origin;          /* Origin header, or NULL */
+    const char *const *headers;  /* extra "Name: value" headers, NULL-terminated, or NULL */
+    /* server */
+    const char *tls_server_cert; /* serve TLS with this certificate chain, or NULL */
+    const char *tls_server_key;  /* its key */
+    const char *tls_client_ca;   /* require client certificates from these CAs, or NULL */
 } tether__tp_cfg;
 
 /* Creates the context (binding the port for a server). Returns TETHER_OK,
@@ -71,6 +94,16 @@ int tether__tp_port(tether__tp *tp);
 int tether__tp_connect(tether__tp *tp, const char *url);
 /* Validates a url without connecting. TETHER_OK or TETHER_ECONFIG. */
 int tether__tp_check_url(const char *url);
+/* Splits a valid url: *tls 1 for wss, host without brackets into host[len]. */
+int tether__tp_url_host(const char *url, int *tls, char *host, size_t len);
+/* Client, service thread: replaces the proxy for the next attempts (NULL: none). */
+void tether__tp_set_proxy(tether__tp *tp, const tether__proxy *proxy);
+
+/* Server, inside admit(): a request header by name (case-insensitive) copied
+ * into buf, or NULL when absent; the path; the peer's address. */
+const char *tether__tp_hs_header(tether__tp_hs *hs, const char *name, char *buf, size_t len);
+const char *tether__tp_hs_path(tether__tp_hs *hs, char *buf, size_t len);
+const char *tether__tp_hs_peer(tether__tp_hs *hs, char *buf, size_t len);
 
 /* Service thread: the transport-wide timer fires at now_ms + delay_ms
  * (replaces any earlier setting); tether__tp_timer_cancel() cancels it. */

@@ -32,7 +32,24 @@ typedef struct tether_state_info {
     uint32_t retry_in_ms; /* RECONNECTING: delay before the next attempt */
     int resumed;         /* CONNECTED: 1 when the server knew the session */
     const char *detail;  /* human-readable detail from the lower layer; never NULL */
+    int proxy_status;    /* HTTP status of the proxy's answer to CONNECT when it was not 200, else 0 */
+    uint32_t retry_after_ms; /* Retry-After of the failed handshake (server or proxy), ms; 0: none */
 } tether_state_info;
+
+/** Back-pressure: what on_backpressure reports. */
+typedef enum tether_backpressure_kind {
+    TETHER_BP_WINDOW_FULL = 1, /* window_messages messages are unacked: new sends wait in the outbox */
+    TETHER_BP_WINDOW_OPEN = 2, /* fewer than window_messages are unacked again */
+    TETHER_BP_OUTBOX_FULL = 3, /* a send failed with TETHER_EOUTBOX_FULL (reported once until OPEN) */
+    TETHER_BP_OUTBOX_OPEN = 4, /* acknowledgements made room below the outbox caps: send again */
+} tether_backpressure_kind;
+
+/** What on_backpressure reports. */
+typedef struct tether_backpressure_info {
+    tether_backpressure_kind kind;
+    uint64_t pending_messages; /* unacked messages stored now */
+    uint64_t pending_bytes;    /* their payload bytes */
+} tether_backpressure_info;
 
 /** What to do when the server's records contradict the client's. */
 typedef enum tether_mismatch_policy {
@@ -52,6 +69,9 @@ typedef struct tether_client_callbacks {
     void (*on_state)(tether_client *c, const tether_state_info *info, void *user);
     /** The session's state on the two sides disagrees; called before anything else happens. */
     void (*on_mismatch)(tether_client *c, const tether_mismatch_info *info, void *user);
+    /** The in-flight window or the outbox filled up, or has room again. Each FULL is
+     *  followed by exactly one OPEN of the same kind (unless the client is destroyed). */
+    void (*on_backpressure)(tether_client *c, const tether_backpressure_info *info, void *user);
 } tether_client_callbacks;
 
 /**
@@ -86,6 +106,24 @@ typedef struct tether_client_config {
     uint64_t random_seed;         /* seeds backoff jitter; for tests [0: from the OS] */
     tether_client_callbacks cb;   /* callbacks [all NULL] */
     void *user;                   /* passed to every callback */
+
+    /* Connectivity: TLS, proxies, handshake headers (docs/connectivity.md). */
+    const char *tls_ca_file;      /* PEM file of the CAs trusted for wss://; replaces the system's
+                                     CAs [NULL: the system's CAs] */
+    const char *tls_cert_file;    /* PEM client certificate (chain) for wss:// [NULL: none] */
+    const char *tls_key_file;     /* PEM private key of tls_cert_file [NULL: none] */
+    int tls_insecure_skip_verify; /* DANGER, development only: 1 accepts ANY server certificate
+                                     and host name, so anyone on the path can read and change
+                                     the traffic [0: verify] */
+    const char *proxy;            /* "http://[user:pass@]host:port" to CONNECT through; "" for a
+                                     direct connection [NULL: from https_proxy (wss) or http_proxy
+                                     (ws), unless no_proxy matches] */
+    const char *proxy_user;       /* proxy Basic user name, overrides one in proxy [NULL] */
+    const char *proxy_password;   /* proxy Basic password [NULL] */
+    const char *origin;           /* Origin header of the upgrade request [NULL: none sent] */
+    const char *const *headers;   /* extra upgrade request headers, "Name: value" each, NULL-
+                                     terminated (e.g. "Authorization: Bearer x") [NULL: none] */
+    uint32_t retry_after_max_ms;  /* largest Retry-After honoured in the backoff, ms [600000] */
 } tether_client_config;
 
 /** Sets every field to zero (the defaults). */
@@ -155,6 +193,16 @@ TETHER_API int tether_client_last_state(tether_client *c, tether_state_info *inf
  * Returns TETHER_OK, TETHER_EINVAL, a store error.
  */
 TETHER_API int tether_client_reset_session(tether_client *c);
+
+/**
+ * Sets (or, with user NULL, clears) the Basic credentials for the HTTP proxy,
+ * e.g. after a TETHER_EPROXY_AUTH (407) report. They apply from the next
+ * attempt; a client STOPPED by a 407 starts again. Strings are copied.
+ * Returns TETHER_OK, TETHER_EINVAL, TETHER_ECONFIG (user + password longer
+ * than 94 bytes, or a ':' in the user name), TETHER_ENOMEM.
+ */
+TETHER_API int tether_client_set_proxy_credentials(tether_client *c, const char *user,
+                                                   const char *password);
 
 /** Closes the connection, stops the thread and closes the store. Everything
  *  committed stays in the store for the next run. destroy(NULL) does nothing. */

@@ -14,6 +14,30 @@ extern "C" {
 
 typedef struct tether_server tether_server;
 
+/**
+ * An upgrade request being admitted, as on_handshake sees it. Valid only
+ * during that callback; strings returned by the accessors are borrowed until
+ * it returns.
+ */
+typedef struct tether_handshake tether_handshake;
+
+/** The value of a request header ("Authorization", "Origin", "X-Whatever";
+ *  case-insensitive), or NULL when absent. */
+TETHER_API const char *tether_handshake_header(const tether_handshake *hs, const char *name);
+
+/** The request path ("/" or "/room/7?x=1"). Never NULL. */
+TETHER_API const char *tether_handshake_path(const tether_handshake *hs);
+
+/** The peer's IP address as text. Never NULL. */
+TETHER_API const char *tether_handshake_peer(const tether_handshake *hs);
+
+/** Adds a header to the refusal the hook is about to ask for (e.g.
+ *  "WWW-Authenticate", "Bearer realm=\"x\""; or "Retry-After", "30").
+ *  Up to 4 headers, 512 bytes in all. Returns TETHER_OK, TETHER_EINVAL
+ *  (CR or LF in name or value, or no room). */
+TETHER_API int tether_handshake_reply_header(tether_handshake *hs, const char *name,
+                                             const char *value);
+
 /** Server callbacks; each may be NULL. They run on the server's service thread. */
 typedef struct tether_server_callbacks {
     /** A client completed HELLO/WELCOME. resumed is 1 when the session was known. */
@@ -30,6 +54,11 @@ typedef struct tether_server_callbacks {
                      uint64_t last_seq, void *user);
     /** A client's HELLO contradicts the server's records; the connection is refused. */
     void (*on_mismatch)(tether_server *s, const tether_mismatch_info *info, void *user);
+    /** Admission: an upgrade request passed the Origin allow-list and the
+     *  handshake cap. Return 0 to accept it, or an HTTP status from 400 to 599
+     *  (401, 403, 429, 503, ...) to refuse it with that status; the client sees
+     *  TETHER_EHTTP with http_status set. Runs before any session exists. */
+    int (*on_handshake)(tether_server *s, tether_handshake *hs, void *user);
 } tether_server_callbacks;
 
 /** Server configuration; zero means the default in brackets (docs/config.md). */
@@ -51,6 +80,20 @@ typedef struct tether_server_config {
     int manual_ack;               /* 1: the app acknowledges with tether_server_ack() [0] */
     tether_server_callbacks cb;   /* callbacks [all NULL] */
     void *user;                   /* passed to every callback */
+
+    /* Admission and TLS (docs/connectivity.md). */
+    const char *tls_cert_file;    /* PEM certificate (chain): serve wss:// [NULL: plain ws://] */
+    const char *tls_key_file;     /* PEM private key of tls_cert_file [NULL] */
+    const char *tls_client_ca_file; /* PEM CAs: require a client certificate signed by one of
+                                       them [NULL: none asked for] */
+    const char *const *allowed_origins; /* Origin values accepted (exact, case-insensitive),
+                                       NULL-terminated; a request without Origin or with
+                                       another gets 403 [NULL: no Origin check] */
+    uint32_t max_pending_handshakes; /* upgraded connections that have not sent HELLO, at
+                                       most; beyond, upgrades get 503 with Retry-After [256] */
+    uint32_t handshake_timeout_ms; /* a connection must complete its HTTP upgrade request
+                                       within this, ms, whole seconds [10000] */
+    uint32_t busy_retry_after_s;  /* Retry-After sent with the 503 of a full server, s [1] */
 } tether_server_config;
 
 /** Sets every field to zero (the defaults). */

@@ -91,10 +91,16 @@ typedef enum tether_err {
     TETHER_EVERSION = -36,       /* the peer speaks an unsupported protocol version */
     TETHER_ESYS = -37,           /* an operating system call failed (threads, sockets) */
     TETHER_EGIVEUP = -38,        /* reconnection stopped: backoff_max_attempts retries failed */
+    TETHER_ECONNECT_TIMEOUT = -39, /* the attempt (TCP, proxy, TLS, upgrade) outran connect_timeout_ms */
+    TETHER_ETLS_UNTRUSTED = -40, /* the server's certificate is not signed by a trusted CA */
+    TETHER_ETLS_HOSTNAME = -41,  /* the server's certificate does not name the url's host */
+    TETHER_ETLS_EXPIRED = -42,   /* the server's certificate has expired or is not yet valid */
+    TETHER_EPROXY = -43,         /* the HTTP proxy is unreachable or refused the CONNECT (proxy_status) */
+    TETHER_EPROXY_AUTH = -44,    /* the HTTP proxy wants credentials (407) or refused the ones given */
 } tether_err;
 
 /** The lowest error code; every code from TETHER_ERR_LAST to -1 has a name. */
-#define TETHER_ERR_LAST TETHER_EGIVEUP
+#define TETHER_ERR_LAST TETHER_EPROXY_AUTH
 
 /** A one-sentence description of an error code. Never NULL. */
 TETHER_API const char *tether_strerror(int code);

@@ -31,6 +31,10 @@ static const char main_help[] =
     "  tether --version   prints the version\n"
     "\n" CLI_EXIT_HELP;
 
+#ifdef TETHER_HAVE_BENCH
+int cli_bench(int argc, char **argv);
+#endif
+
 static const struct {
     const char *name;
     int (*run)(int argc, char **argv);
@@ -39,6 +43,11 @@ static const struct {
     {"send", cli_send},
     {"status", cli_status},
     {"demo", cli_demo},
+    {"chaos", cli_chaos},
+    {"scenario", cli_scenario},
+#ifdef TETHER_HAVE_BENCH
+    {"bench", cli_bench}, /* src/cli/bench.c; built with TETHER_BENCH=ON */
+#endif
 };
 
 int main(int argc, char **argv)

@@ -24,6 +24,8 @@ int cli_serve(int argc, char **argv);
 int cli_send(int argc, char **argv);
 int cli_status(int argc, char **argv);
 int cli_demo(int argc, char **argv);
+int cli_chaos(int argc, char **argv);    /* chaos.c */
+int cli_scenario(int argc, char **argv); /* scenario.c */
 
 /* Prints "tether <cmd>: <message>" and a pointer to --help on stderr; returns CLI_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

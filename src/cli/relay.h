@@ -3,7 +3,8 @@
  * picks), forwards every accepted connection to 127.0.0.1:<target>, and at
  * random moments (seeded) cuts all live connections by closing both of their
  * sockets, alternately with a FIN (plain close) and with a RST (SO_LINGER 0).
- * It runs poll() in its own thread.
+ * A thin wrapper over the chaos relay (src/chaos.h), which runs poll() in its
+ * own thread; `tether chaos` is the same relay with every other fault.
  */
 #ifndef TETHER_CLI_RELAY_H
 #define TETHER_CLI_RELAY_H
