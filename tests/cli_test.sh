@@ -132,7 +132,7 @@ check usage_errors_exit_2 usage_errors
 help_texts() {
     local cmd
     expect_rc 0 "$T" --help && grep -q "Exit status" "$WORK/last.out" || return 1
-    for cmd in serve send status demo; do
+    for cmd in serve send status demo chaos scenario; do
         expect_rc 0 "$T" "$cmd" --help || return 1
         grep -q "Exit status" "$WORK/last.out" || { echo "  $cmd --help lacks exit codes" >&2; return 1; }
     done

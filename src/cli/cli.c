@@ -26,6 +26,11 @@ static const char main_help[] =
     "  status   show what a tether store holds (sessions, cursors, pending)\n"
     "  demo     cut connections and SIGKILL the client mid-stream, then verify\n"
     "           that nothing was lost, duplicated or reordered\n"
+    "  chaos    a fault-injecting TCP relay (cuts, stalls, blackholes, delay, ...)\n"
+    "  scenario run the resume-after-disconnect scenario suite (quick or soak)\n"
+#ifdef TETHER_HAVE_BENCH
+    "  bench    measure ACK overhead against raw libwebsockets\n"
+#endif
     "\n"
     "Run 'tether <command> --help' for a command's options.\n"
     "  tether --version   prints the version\n"

@@ -616,12 +616,11 @@ int scen_finish(scen *sc)
                 return -1;
             }
             if (cli_now_ms() >= sc->deadline) {
-                return scen_fail(
-                    sc,
-                    "timeout: the client did not finish (server delivered %llu of "
-                    "%llu, client %llu of %llu)",
-                    (unsigned long long)sc->st.delivered, (unsigned long long)sc->n,
-                    (unsigned long long)sc->ct.delivered, (unsigned long long)sc->m);
+                return scen_fail(sc,
+                                 "timeout: the client did not finish (server delivered %llu of "
+                                 "%llu, client %llu of %llu)",
+                                 (unsigned long long)sc->st.delivered, (unsigned long long)sc->n,
+                                 (unsigned long long)sc->ct.delivered, (unsigned long long)sc->m);
             }
             if (cli_stop_requested()) {
                 return scen_fail(sc, "interrupted");
