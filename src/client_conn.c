@@ -1,0 +1,393 @@
+/*
+ * The client's connection life, on the service thread: attempts, HELLO and
+ * WELCOME, frames in and out, closes, and what comes next (backoff, stop,
+ * session reset). Every function here runs with c->lock held.
+ */
+#include "client_int.h"
+
+/* ---- reports to the application ---- */
+
+static void report_ex(tether_client *c, tether_state state, int error, int http_status,
+                      int reject_code, uint32_t retry_in_ms, int resumed, const char *detail,
+                      int proxy_status, uint32_t retry_after_ms)
+{
+    tether_state_info *in = &c->last;
+    memset(in, 0, sizeof *in);
+    in->state = state;
+    in->error = error;
+    in->http_status = http_status;
+    in->reject_code = reject_code;
+    in->attempt = c->backoff.attempt;
+    in->retry_in_ms = retry_in_ms;
+    in->resumed = resumed;
+    in->proxy_status = proxy_status;
+    in->retry_after_ms = retry_after_ms;
+    snprintf(c->last_detail, sizeof c->last_detail, "%s", detail ? detail : "");
+    in->detail = c->last_detail;
+    pthread_cond_broadcast(&c->cond);
+    if (c->cfg.cb.on_state) {
+        c->cfg.cb.on_state(c, in, c->cfg.user);
+    }
+}
+
+static void report(tether_client *c, tether_state state, int error, int http_status,
+                   int reject_code, uint32_t retry_in_ms, int resumed, const char *detail)
+{
+    report_ex(c, state, error, http_status, reject_code, retry_in_ms, resumed, detail, 0, 0);
+}
+
+/* Back-pressure (service thread, lock held): reports the window and outbox
+ * crossing their limits, each FULL followed by one OPEN. */
+static void bp_update(tether_client *c)
+{
+    uint64_t n = 0, b = 0;
+    int window, outbox;
+    tether_backpressure_info bi;
+
+    tether__engine_pending(c->engine, &n, &b);
+    window = n >= c->ecfg.window;
+    /* full until acknowledgements removed something and the caps have room */
+    outbox = c->bp_outbox_hit ||
+             (c->bp_outbox && (n >= c->bp_full_n ||
+                               (c->cfg.outbox_max_messages && n >= c->cfg.outbox_max_messages) ||
+                               (c->cfg.outbox_max_bytes && b >= c->cfg.outbox_max_bytes)));
+    c->bp_outbox_hit = 0;
+    if (outbox && !c->bp_outbox) {
+        c->bp_full_n = n;
+    }
+    memset(&bi, 0, sizeof bi);
+    bi.pending_messages = n;
+    bi.pending_bytes = b;
+    if (window != c->bp_window) {
+        c->bp_window = window;
+        bi.kind = window ? TETHER_BP_WINDOW_FULL : TETHER_BP_WINDOW_OPEN;
+        if (c->cfg.cb.on_backpressure) {
+            c->cfg.cb.on_backpressure(c, &bi, c->cfg.user);
+        }
+    }
+    if (outbox != c->bp_outbox) {
+        c->bp_outbox = outbox;
+        bi.kind = outbox ? TETHER_BP_OUTBOX_FULL : TETHER_BP_OUTBOX_OPEN;
+        if (c->cfg.cb.on_backpressure) {
+            c->cfg.cb.on_backpressure(c, &bi, c->cfg.user);
+        }
+    }
+}
+
+static void ev_message(void *arg, uint64_t seq, const uint8_t *data, size_t len, int redelivered)
+{
+    tether_client *c = arg;
+    if (c->cfg.cb.on_message) {
+        c->cfg.cb.on_message(c, seq, data, len, redelivered, c->cfg.user);
+    }
+}
+
+static void ev_acked(void *arg, uint64_t first, uint64_t last)
+{
+    tether_client *c = arg;
+    pthread_cond_broadcast(&c->cond);
+    if (c->cfg.cb.on_acked) {
+        c->cfg.cb.on_acked(c, first, last, c->cfg.user);
+    }
+    if (c->tp) {
+        bp_update(c);
+    }
+}
+
+static void ev_mismatch(void *arg, const tether_mismatch_info *info)
+{
+    tether_client *c = arg;
+    if (c->cfg.cb.on_mismatch) {
+        c->cfg.cb.on_mismatch(c, info, c->cfg.user);
+    }
+}
+
+int tether__client_make_engine(tether_client *c, const tether__session_rec *rec)
+{
+    tether__engine_cb cb = {ev_message, ev_acked, ev_mismatch, c};
+    return tether__engine_create(&c->ecfg, c->store, rec, &cb, &c->engine);
+}
+
+/* ---- connection life (service thread, lock held) ---- */
+
+/* Errors that another attempt cannot cure. A message larger than the server
+ * accepts blocks the stream; retrying would hit it again. */
+static int permanent(int error, int http_status)
+{
+    return error == TETHER_ETOKEN || error == TETHER_EVERSION || error == TETHER_ETOOBIG ||
+           error == TETHER_EPROXY_AUTH ||
+           (error == TETHER_EHTTP && (http_status == 401 || http_status == 403));
+}
+
+static void attempt(tether_client *c)
+{
+    c->phase = PH_CONNECTING;
+    c->close_error = 0;
+    c->close_code = 0;
+    c->closing = 0;
+    report(c, TETHER_STATE_CONNECTING, TETHER_OK, 0, 0, 0, 0, c->url);
+    if (c->proxy_dirty) {
+        tether__tp_set_proxy(c->tp, &c->proxy);
+        c->proxy_dirty = 0;
+    }
+    /* failures, even immediate ones, and lws's connect timeout arrive through on_closed */
+    tether__tp_connect(c->tp, c->url);
+}
+
+int tether__client_reset_session_locked(tether_client *c)
+{
+    const tether__session_rec *old = tether__engine_rec(c->engine);
+    tether__session_rec rec;
+    int rc;
+
+    memset(&rec, 0, sizeof rec);
+    if ((rc = tether__random(rec.id, sizeof rec.id)) != TETHER_OK ||
+        (rc = tether__random(rec.token, sizeof rec.token)) != TETHER_OK) {
+        return rc;
+    }
+    rec.out_last = old->out_last - old->peer_acked;
+    rc = c->store->ops->rebase(c->store, old->id, &rec, old->peer_acked);
+    if (rc != TETHER_OK) {
+        return tether__fail(rc, "cannot start a new session: %s", c->store->ops->errmsg(c->store));
+    }
+    tether__engine_destroy(c->engine);
+    c->engine = NULL;
+    rc = tether__client_make_engine(c, &rec);
+    if (rc != TETHER_OK) {
+        return rc;
+    }
+    c->reset_requested = 0;
+    tether__backoff_reset(&c->backoff);
+    return TETHER_OK;
+}
+
+/* The connection (or attempt) is gone: decide what comes next. */
+static void after_close(tether_client *c, int error, int http_status, int code,
+                        const char *detail, uint64_t now, const tether__tp_close *why)
+{
+    uint32_t delay = 0;
+    int proxy_status = why ? why->proxy_status : 0;
+    uint32_t retry_after = why ? why->retry_after_ms : 0;
+
+    c->conn = NULL;
+    tether__engine_disconnect(c->engine);
+    report_ex(c, TETHER_STATE_DISCONNECTED, error, http_status, code, 0, 0, detail, proxy_status,
+              retry_after);
+    if (c->stopping) {
+        c->phase = PH_STOPPED;
+        pthread_cond_broadcast(&c->cond);
+        return;
+    }
+    if (error == TETHER_EMISMATCH && c->cfg.mismatch_policy == TETHER_MISMATCH_RESET) {
+        int rc = tether__client_reset_session_locked(c);
+        if (rc != TETHER_OK) {
+            c->phase = PH_STOPPED;
+            report(c, TETHER_STATE_STOPPED, rc, 0, 0, 0, 0, tether_errmsg());
+            return;
+        }
+        c->phase = PH_WAITING;
+        tether__tp_timer(c->tp, 0);
+        return;
+    }
+    if (error == TETHER_EMISMATCH || (permanent(error, http_status) && !c->cfg.retry_permanent)) {
+        c->phase = PH_STOPPED;
+        c->stopped_for_auth = error == TETHER_EPROXY_AUTH;
+        report_ex(c, TETHER_STATE_STOPPED, error, http_status, code, 0, 0,
+                  error == TETHER_EMISMATCH
+                      ? "session state mismatch: call tether_client_reset_session() to continue"
+                  : error == TETHER_EPROXY_AUTH
+                      ? "the proxy wants credentials: call tether_client_set_proxy_credentials()"
+                      : detail,
+                  proxy_status, retry_after);
+        return;
+    }
+    if (c->live_since && now - c->live_since >= c->cfg.backoff_reset_ms) {
+        tether__backoff_reset(&c->backoff);
+    }
+    c->live_since = 0;
+    if (tether__backoff_next(&c->backoff, &delay) != TETHER_OK) {
+        c->phase = PH_STOPPED;
+        report(c, TETHER_STATE_STOPPED, TETHER_EGIVEUP, 0, 0, 0, 0,
+               "gave up: the maximum number of attempts was reached");
+        return;
+    }
+    if (retry_after) {
+        /* the server (or proxy) said when to come back: never sooner, within reason */
+        uint32_t ra = retry_after < c->cfg.retry_after_max_ms ? retry_after
+                                                              : c->cfg.retry_after_max_ms;
+        delay = delay > ra ? delay : ra;
+    }
+    c->phase = PH_WAITING;
+    report_ex(c, TETHER_STATE_RECONNECTING, error, http_status, code, delay, 0, detail,
+              proxy_status, retry_after);
+    tether__tp_timer(c->tp, delay);
+}
+
+/* Closes the connection after the engine's queued frames are written. */
+static void close_soon(tether_client *c, int error, int code, const char *detail, uint64_t now)
+{
+    if (!c->close_error) {
+        c->close_error = error;
+        c->close_code = code;
+        snprintf(c->last_detail, sizeof c->last_detail, "%s", detail);
+    }
+    c->closing = 1;
+    if (c->conn) {
+        tether__conn_want_write(c->conn);
+    }
+}
+
+static void on_open(void *owner, tether__conn *conn)
+{
+    tether_client *c = owner;
+    uint64_t now = tether__now_ms();
+    lock_svc(c);
+    tether__tp_timer_cancel(c->tp);
+    c->conn = conn;
+    c->phase = PH_OPEN;
+    c->welcome_deadline = now + c->cfg.welcome_timeout_ms;
+    if (tether__engine_connect(c->engine, now) != TETHER_OK) {
+        close_soon(c, TETHER_ENOMEM, 0, "cannot queue HELLO", now);
+    }
+    tether__conn_want_write(conn);
+    tether__link_arm(c->engine, conn, now, c->welcome_deadline);
+    unlock(c);
+}
+
+static void on_message(void *owner, tether__conn *conn, const uint8_t *buf, size_t len, int err)
+{
+    tether_client *c = owner;
+    uint64_t now = tether__now_ms();
+    tether__engine_event ev;
+
+    lock_svc(c);
+    if (conn != c->conn || c->closing) {
+        unlock(c);
+        return;
+    }
+    if (err) {
+        char d[160];
+        snprintf(d, sizeof d, "the server sent an unacceptable message: %s",
+                 tether_strerror(err));
+        tether__engine_bye(c->engine, tether__link_close_code(err), d);
+        close_soon(c, err, 0, d, now);
+        unlock(c);
+        return;
+    }
+    memset(&ev, 0, sizeof ev);
+    tether__engine_on_frame(c->engine, buf, len, now, &ev);
+    if (ev.welcomed) {
+        c->phase = PH_LIVE;
+        c->live_since = now;
+        c->welcome_deadline = UINT64_MAX;
+        report(c, TETHER_STATE_CONNECTED, TETHER_OK, 0, 0, 0, ev.resumed,
+               ev.resumed ? "session resumed" : "new session");
+    }
+    if (ev.close) {
+        close_soon(c, ev.error ? ev.error : TETHER_EPEER_CLOSED, (int)ev.peer_code,
+                   ev.detail[0] ? ev.detail : tether_strerror(ev.error), now);
+    } else if (tether__engine_want_write(c->engine, now)) {
+        tether__conn_want_write(conn);
+    }
+    if (c->conn) {
+        tether__link_arm(c->engine, conn, now,
+                         c->phase == PH_OPEN ? c->welcome_deadline : UINT64_MAX);
+    }
+    unlock(c);
+}
+
+static void on_writable(void *owner, tether__conn *conn)
+{
+    tether_client *c = owner;
+    tether__engine_event why;
+    uint64_t now = tether__now_ms();
+    lock_svc(c);
+    if (conn == c->conn &&
+        tether__link_pump(c->engine, conn, &c->out, now, c->closing, &why) != TETHER_OK) {
+        close_soon(c, why.error, 0, why.detail[0] ? why.detail : tether_strerror(why.error), now);
+    }
+    unlock(c);
+}
+
+static void on_closed(void *owner, tether__conn *conn, const tether__tp_close *why)
+{
+    tether_client *c = owner;
+    uint64_t now = tether__now_ms();
+    lock_svc(c);
+    if (conn != c->conn && c->conn != NULL) {
+        unlock(c);
+        return;
+    }
+    tether__tp_timer_cancel(c->tp);
+    if (c->close_error) {
+        char detail[256];
+        snprintf(detail, sizeof detail, "%s", c->last_detail);
+        after_close(c, c->close_error, 0, c->close_code, detail, now, NULL);
+    } else if (c->phase == PH_CONNECTING && why->error == TETHER_EPEER_CLOSED) {
+        after_close(c, TETHER_ECONNECT, why->http_status, 0, why->detail, now, why);
+    } else {
+        after_close(c, why->error, why->http_status, 0, why->detail, now, why);
+    }
+    unlock(c);
+}
+
+static void on_wake(void *owner)
+{
+    tether_client *c = owner;
+    uint64_t now = tether__now_ms();
+    lock_svc(c);
+    if (c->stopping) {
+        if (c->conn && c->phase == PH_LIVE && !c->closing) {
+            tether__engine_bye(c->engine, TETHER_REJECT_NONE, "client shutting down");
+            close_soon(c, TETHER_ECLOSED, 0, "client shutting down", now);
+        } else if (c->conn && !c->closing) {
+            close_soon(c, TETHER_ECLOSED, 0, "client shutting down", now);
+        } else if (!c->conn && c->phase != PH_STOPPED) {
+            tether__tp_timer_cancel(c->tp);
+            c->phase = PH_STOPPED;
+            pthread_cond_broadcast(&c->cond);
+        }
+    } else if (c->phase == PH_IDLE) {
+        attempt(c);
+    } else if (c->conn && c->phase == PH_LIVE && tether__engine_want_write(c->engine, now)) {
+        tether__conn_want_write(c->conn);
+    }
+    if (!c->stopping) {
+        bp_update(c);
+    }
+    unlock(c);
+}
+
+static void on_timer(void *owner, tether__conn *conn)
+{
+    tether_client *c = owner;
+    uint64_t now = tether__now_ms();
+    lock_svc(c);
+    if (!conn) {
+        /* the transport-wide timer: the backoff delay is over */
+        if (c->phase == PH_WAITING && !c->stopping) {
+            attempt(c);
+        }
+    } else if (conn == c->conn) {
+        if (c->phase == PH_OPEN && now >= c->welcome_deadline && !c->closing) {
+            char d[160];
+            snprintf(d, sizeof d,
+                     "the upgrade succeeded but no WELCOME arrived within %u ms: frames are "
+                     "blocked on the path",
+                     c->cfg.welcome_timeout_ms);
+            close_soon(c, TETHER_ESTALLED, 0, d, now);
+            tether__conn_close(conn);
+        } else {
+            tether__engine_tick(c->engine, now);
+            if (tether__engine_want_write(c->engine, now)) {
+                tether__conn_want_write(conn);
+            }
+            tether__link_arm(c->engine, conn, now,
+                             c->phase == PH_OPEN ? c->welcome_deadline : UINT64_MAX);
+        }
+    }
+    unlock(c);
+}
+
+const tether__tp_cb tether__client_tp_cb = {on_open, on_message, on_writable, on_closed,
+                                            on_wake, on_timer, NULL};
