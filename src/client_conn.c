@@ -156,7 +156,6 @@ int tether__client_reset_session_locked(tether_client *c)
     if (rc != TETHER_OK) {
         return rc;
     }
-    c->reset_requested = 0;
     tether__backoff_reset(&c->backoff);
     return TETHER_OK;
 }
@@ -284,8 +283,12 @@ static void on_message(void *owner, tether__conn *conn, const uint8_t *buf, size
                ev.resumed ? "session resumed" : "new session");
     }
     if (ev.close) {
-        close_soon(c, ev.error ? ev.error : TETHER_EPEER_CLOSED, (int)ev.peer_code,
-                   ev.detail[0] ? ev.detail : tether_strerror(ev.error), now);
+        int err = ev.error ? ev.error : TETHER_EPEER_CLOSED;
+        if (ev.peer_code == TETHER_REJECT_TOO_BIG) {
+            /* a message on one side exceeds the other's limit: retrying meets it again */
+            err = TETHER_ETOOBIG;
+        }
+        close_soon(c, err, (int)ev.peer_code, ev.detail[0] ? ev.detail : tether_strerror(err), now);
     } else if (tether__engine_want_write(c->engine, now)) {
         tether__conn_want_write(conn);
     }

@@ -63,7 +63,6 @@ struct tether_client {
     int close_error;           /* error that made us close the current connection, 0 if none */
     int close_code;            /* reject/bye code received on the current connection */
     int closing;               /* close once queued frames are written */
-    int reset_requested;       /* reset_session() asked for a new session */
     uint64_t live_since;       /* when the current connection was welcomed */
     uint64_t welcome_deadline; /* PH_OPEN: WELCOME due by then */
     tether_state_info last;    /* the most recent state report */

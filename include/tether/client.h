@@ -84,7 +84,8 @@ typedef struct tether_client_config {
     tether_durability durability; /* [NORMAL] */
     uint32_t max_message_bytes;   /* largest message sent or accepted, bytes [1 MiB] */
     uint32_t window_messages;     /* unacked messages in flight at most [1024] */
-    uint32_t ack_every;           /* acknowledge after this many messages [64] */
+    uint32_t ack_every;           /* acknowledge after this many messages
+                                     [64, or window_messages/2 when smaller] */
     uint32_t ack_delay_ms;        /* ... or after this many milliseconds [20] */
     uint64_t outbox_max_messages; /* unacked messages stored at most [0: no cap] */
     uint64_t outbox_max_bytes;    /* unacked payload bytes stored at most [0: no cap] */

@@ -43,8 +43,9 @@ typedef struct tether_server_callbacks {
     /** A client completed HELLO/WELCOME. resumed is 1 when the session was known. */
     void (*on_session_open)(tether_server *s, const tether_session_id *id, int resumed, void *user);
     /** A session's connection ended; error says why (TETHER_OK when the client said BYE).
-     *  Only sessions that were opened are reported. During tether_server_destroy()
-     *  this runs on the destroying thread. */
+     *  Only sessions that were opened are reported. Sessions still connected
+     *  when tether_server_destroy() gives up waiting are reported on the
+     *  destroying thread. */
     void (*on_session_close)(tether_server *s, const tether_session_id *id, int error, void *user);
     /** A message from a client, delivered once per session, in order. data is borrowed. */
     void (*on_message)(tether_server *s, const tether_session_id *id, uint64_t seq,
@@ -70,7 +71,8 @@ typedef struct tether_server_config {
     uint32_t max_sessions;        /* sessions connected at once [10000] */
     uint32_t max_message_bytes;   /* largest message sent or accepted, bytes [1 MiB] */
     uint32_t window_messages;     /* unacked messages in flight per session [1024] */
-    uint32_t ack_every;           /* acknowledge after this many messages [64] */
+    uint32_t ack_every;           /* acknowledge after this many messages
+                                     [64, or window_messages/2 when smaller] */
     uint32_t ack_delay_ms;        /* ... or after this many milliseconds [20] */
     uint64_t outbox_max_messages; /* per-session unacked messages stored at most [0: no cap] */
     uint64_t outbox_max_bytes;    /* per-session unacked bytes stored at most [0: no cap] */
@@ -131,7 +133,10 @@ TETHER_API int tether_server_pending(tether_server *s, const tether_session_id *
 /** Number of sessions connected now. */
 TETHER_API int tether_server_connected(tether_server *s, uint32_t *count);
 
-/** Closes every connection, stops the thread, closes the store. NULL does nothing. */
+/** Sends BYE(SHUTDOWN) to every connected session and waits up to 500 ms for
+ *  them to close (HELLOs meanwhile get REJECT(SHUTDOWN)), then closes what is
+ *  left, stops the thread and closes the store. Everything committed stays in
+ *  the store. NULL does nothing. */
 TETHER_API void tether_server_destroy(tether_server *s);
 
 #ifdef __cplusplus

@@ -76,7 +76,7 @@ typedef enum tether_err {
     TETHER_EGAP = -21,           /* a DATA frame skipped sequence numbers */
     TETHER_ECONNREFUSED = -22,   /* the server refused the TCP connection */
     TETHER_EDNS = -23,           /* the host name did not resolve */
-    TETHER_ECONNECT = -24,       /* the connection failed or timed out before upgrading */
+    TETHER_ECONNECT = -24,       /* the connection failed before upgrading */
     TETHER_ETLS = -25,           /* the TLS handshake or certificate check failed */
     TETHER_EHTTP = -26,          /* the server answered the upgrade with an HTTP status, not 101 */
     TETHER_EHANDSHAKE = -27,     /* a 101 came back without the right accept key or subprotocol */
@@ -86,7 +86,7 @@ typedef enum tether_err {
     TETHER_ETOKEN = -31,         /* the server rejected the resume token */
     TETHER_EMISMATCH = -32,      /* the peer's session state contradicts ours */
     TETHER_EPEER_CLOSED = -33,   /* the peer closed the connection */
-    TETHER_ELIMIT = -34,         /* a server limit was reached (sessions, handshakes) */
+    TETHER_ELIMIT = -34,         /* the server has too many sessions connected */
     TETHER_ENOTFOUND = -35,      /* no such session */
     TETHER_EVERSION = -36,       /* the peer speaks an unsupported protocol version */
     TETHER_ESYS = -37,           /* an operating system call failed (threads, sockets) */
