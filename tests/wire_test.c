@@ -251,6 +251,7 @@ enum script_mode {
     SCRIPT_GARBAGE,        /* HELLO, WELCOME, bytes that are not msgpack; read the BYE */
     SCRIPT_TEXT,           /* HELLO, WELCOME, a text message; read the BYE */
     SCRIPT_READ_HELLO,     /* read HELLO, then wait for the client to close */
+    SCRIPT_BYE_TOO_BIG,    /* HELLO, WELCOME, BYE(7): a message exceeds our limit */
 };
 
 /* What the raw server saw on each connection. Written by the server thread;
@@ -371,6 +372,12 @@ static void client_script(rawws_conn *c, unsigned i, void *arg)
             break;
         case SCRIPT_REJECT_VERSION:
             tether__encode_reject(&out, TETHER_REJECT_VERSION, "protocol version 1 is retired");
+            send_buf(c, &out);
+            break;
+        case SCRIPT_BYE_TOO_BIG:
+            tether__encode_welcome(&out, &w);
+            send_buf(c, &out);
+            tether__encode_bye(&out, TETHER_REJECT_TOO_BIG, "message 1 exceeds the limit");
             send_buf(c, &out);
             break;
         default:
@@ -683,6 +690,32 @@ TEST(unanswered_pings_are_reported_as_dead_link)
     }
     CHECK(x.pings[0] >= 1); /* the client did ask */
     CHECK(x.eof[0]);        /* and then dropped the connection */
+    cli_free(&k);
+    rawws_server_stop(s);
+}
+
+/* A BYE(7) means a stored message can never pass: retrying would meet it again. */
+TEST(bye_too_big_stops_the_client)
+{
+    cli k;
+    script_ctx x;
+    script_ctx_init(&x, SCRIPT_BYE_TOO_BIG);
+    rawws_server *s = raw_start(RAWWS_ACCEPT, 0, &x, 3);
+    CHECK(s != NULL);
+    if (!s) {
+        return;
+    }
+    cli_init(&k, rawws_server_port(s));
+    k.cfg.backoff_max_attempts = 3;
+    CHECK_OK(cli_start(&k));
+    CHECK(wait_states(TETHER_STATE_STOPPED, ANY, 1, WAIT_MS));
+    int err = 0, reject = 0;
+    CHECK_EQ_INT(rec_saw_state(&k.rec, TETHER_STATE_STOPPED, &err, NULL, &reject), 1);
+    CHECK_EQ_INT(err, TETHER_ETOOBIG);
+    CHECK_EQ_INT(reject, TETHER_REJECT_TOO_BIG);
+    sleep_ms(300);
+    CHECK_EQ_INT(rec_saw_state(&k.rec, TETHER_STATE_RECONNECTING, NULL, NULL, NULL), 0);
+    CHECK_EQ_INT(rawws_server_accepted(s), 1);
     cli_free(&k);
     rawws_server_stop(s);
 }
@@ -1280,6 +1313,7 @@ int main(void)
     RUN(silence_after_upgrade_is_reported_as_stalled);
     RUN(unanswered_pings_are_reported_as_dead_link);
     RUN(reject_version_stops_the_client);
+    RUN(bye_too_big_stops_the_client);
     RUN(data_gap_from_server_is_refused);
     RUN(garbage_from_server_is_refused);
     RUN(text_message_from_server_is_refused);
