@@ -365,13 +365,7 @@ int tether_client_send_batch(tether_client *c, const tether_msg *msgs, size_t n,
     }
     rc = tether__engine_send(c->engine, msgs, n, first_seq);
     /* back-pressure is reported on the service thread: wake it when it changes */
-    uint64_t bp_n = 0;
-    tether__engine_pending(c->engine, &bp_n, NULL);
-    int bp = (bp_n >= c->ecfg.window) != c->bp_window;
-    if (rc == TETHER_EOUTBOX_FULL && !c->bp_outbox) {
-        c->bp_outbox_hit = 1;
-        bp = 1;
-    }
+    int bp = tether__bp_after_send(&c->bp, c->engine, c->ecfg.window, rc);
     if (rc != TETHER_OK) {
         tether__fail(rc, "send failed: %s%s%s", tether_strerror(rc),
                      rc <= TETHER_ESTORE && rc >= TETHER_ESTORE_READONLY ? " " : "",

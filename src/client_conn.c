@@ -40,37 +40,11 @@ static void report(tether_client *c, tether_state state, int error, int http_sta
  * crossing their limits, each FULL followed by one OPEN. */
 static void bp_update(tether_client *c)
 {
-    uint64_t n = 0, b = 0;
-    int window, outbox;
-    tether_backpressure_info bi;
-
-    tether__engine_pending(c->engine, &n, &b);
-    window = n >= c->ecfg.window;
-    /* full until acknowledgements removed something and the caps have room */
-    outbox = c->bp_outbox_hit ||
-             (c->bp_outbox && (n >= c->bp_full_n ||
-                               (c->cfg.outbox_max_messages && n >= c->cfg.outbox_max_messages) ||
-                               (c->cfg.outbox_max_bytes && b >= c->cfg.outbox_max_bytes)));
-    c->bp_outbox_hit = 0;
-    if (outbox && !c->bp_outbox) {
-        c->bp_full_n = n;
-    }
-    memset(&bi, 0, sizeof bi);
-    bi.pending_messages = n;
-    bi.pending_bytes = b;
-    if (window != c->bp_window) {
-        c->bp_window = window;
-        bi.kind = window ? TETHER_BP_WINDOW_FULL : TETHER_BP_WINDOW_OPEN;
-        if (c->cfg.cb.on_backpressure) {
-            c->cfg.cb.on_backpressure(c, &bi, c->cfg.user);
-        }
-    }
-    if (outbox != c->bp_outbox) {
-        c->bp_outbox = outbox;
-        bi.kind = outbox ? TETHER_BP_OUTBOX_FULL : TETHER_BP_OUTBOX_OPEN;
-        if (c->cfg.cb.on_backpressure) {
-            c->cfg.cb.on_backpressure(c, &bi, c->cfg.user);
-        }
+    tether_backpressure_info bi[2];
+    int n = tether__bp_update(&c->bp, c->engine, c->ecfg.window, c->cfg.outbox_max_messages,
+                              c->cfg.outbox_max_bytes, bi);
+    for (int i = 0; i < n && c->cfg.cb.on_backpressure; i++) {
+        c->cfg.cb.on_backpressure(c, &bi[i], c->cfg.user);
     }
 }
 

@@ -72,10 +72,7 @@ struct tether_client {
     tether__proxy proxy;       /* the proxy in use (host "" for none) */
     int proxy_dirty;           /* proxy credentials changed: give them to the transport */
     int stopped_for_auth;      /* STOPPED by a proxy 407: new credentials restart */
-    int bp_window;             /* on_backpressure last said WINDOW_FULL (1) or OPEN (0) */
-    int bp_outbox;             /* ... OUTBOX_FULL (1) or OPEN (0) */
-    int bp_outbox_hit;         /* a send hit the outbox cap and it was not reported yet */
-    uint64_t bp_full_n;        /* pending messages when OUTBOX_FULL was reported */
+    tether__bp bp;             /* back-pressure as last reported */
 };
 
 static inline void lock(tether_client *c)

@@ -32,6 +32,17 @@ static void ev_acked(void *arg, uint64_t first, uint64_t last)
     if (s->cfg.cb.on_acked) {
         s->cfg.cb.on_acked(s, &ss->id, first, last, s->cfg.user);
     }
+    tether__srv_bp_update(s, ss);
+}
+
+void tether__srv_bp_update(tether_server *s, srv_session *ss)
+{
+    tether_backpressure_info bi[2];
+    int n = tether__bp_update(&ss->bp, ss->engine, s->ecfg.window, s->cfg.outbox_max_messages,
+                              s->cfg.outbox_max_bytes, bi);
+    for (int i = 0; i < n && s->cfg.cb.on_backpressure; i++) {
+        s->cfg.cb.on_backpressure(s, &ss->id, &bi[i], s->cfg.user);
+    }
 }
 
 static void ev_mismatch(void *arg, const tether_mismatch_info *info)
@@ -330,13 +341,16 @@ int tether_server_send_batch(tether_server *s, const tether_session_id *id,
         return tether__fail(TETHER_ECLOSED, "the server is shutting down");
     }
     rc = tether__srv_lookup(s, id->bytes, &ss);
+    int bp = 0;
     if (rc == TETHER_OK) {
         rc = tether__engine_send(ss->engine, msgs, n, first_seq);
         if (rc != TETHER_OK) {
             tether__fail(rc, "send failed: %s", tether_strerror(rc));
         }
+        /* back-pressure is reported on the service thread */
+        bp = tether__bp_after_send(&ss->bp, ss->engine, s->ecfg.window, rc);
     }
-    live = rc == TETHER_OK && ss->conn != NULL;
+    live = (rc == TETHER_OK && ss->conn != NULL) || bp;
     if (live) {
         tether__srv_mark_dirty(s, ss);
     }

@@ -281,6 +281,7 @@ static void on_wake(void *owner)
         srv_session *next = ss->next_dirty;
         ss->dirty = 0;
         ss->next_dirty = NULL;
+        tether__srv_bp_update(s, ss);
         if (ss->conn && (ss->conn->closing || tether__engine_want_write(ss->engine, now))) {
             tether__conn_want_write(ss->conn->conn);
         }

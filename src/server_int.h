@@ -37,7 +37,8 @@ typedef struct srv_session {
     tether_session_id id;     /* the session id */
     tether__engine *engine;   /* its engine */
     srv_conn *conn;           /* the connection it lives on, or NULL when offline */
-    int dirty;                /* on the wake list: new messages to write */
+    int dirty;                /* on the wake list: new messages to write or back-pressure to report */
+    tether__bp bp;            /* back-pressure as last reported */
     struct srv_session *next; /* hash chain */
     struct srv_session *next_dirty; /* wake list */
 } srv_session;
@@ -107,6 +108,9 @@ int tether__srv_add_session(tether_server *s, const tether__session_rec *rec, sr
 int tether__srv_lookup(tether_server *s, const uint8_t id[16], srv_session **out);
 /* Puts a session on the wake list: it has something new to write. */
 void tether__srv_mark_dirty(tether_server *s, srv_session *ss);
+
+/* Service thread: reports a change of the session's back-pressure. */
+void tether__srv_bp_update(tether_server *s, srv_session *ss);
 
 /* server_conn.c: the transport callbacks, run on the service thread. */
 extern const tether__tp_cb tether__server_tp_cb;

@@ -421,6 +421,93 @@ TEST(outbox_cap_is_reported_and_stores_nothing)
     tether_client_destroy(c);
 }
 
+typedef struct bp_log {
+    pthread_mutex_t mu;
+    int kinds[16];     /* reports in order */
+    uint64_t pending[16]; /* pending messages with each */
+    int n;
+} bp_log;
+
+static void s_backpressure(tether_server *s, const tether_session_id *id,
+                           const tether_backpressure_info *bi, void *user)
+{
+    bp_log *l = ((recorder *)user)->user2;
+    pthread_mutex_lock(&l->mu);
+    if (l->n < 16) {
+        l->kinds[l->n] = bi->kind;
+        l->pending[l->n] = bi->pending_messages;
+        l->n++;
+    }
+    pthread_mutex_unlock(&l->mu);
+}
+
+static int bp_count(void *arg)
+{
+    bp_log *l = arg;
+    pthread_mutex_lock(&l->mu);
+    int n = l->n;
+    pthread_mutex_unlock(&l->mu);
+    return n;
+}
+
+static int bp_at_least_2(void *arg)
+{
+    return bp_count(arg) >= 2;
+}
+
+/* A send to an offline session over its outbox cap fails with a distinct
+ * error, the application is told OUTBOX_FULL, and OUTBOX_OPEN once the client
+ * came back and acknowledged. */
+TEST(server_backpressure_outbox_full_then_open)
+{
+    pair p;
+    bp_log log;
+    tether_session_id id;
+    uint8_t buf[32];
+    char cdb[512];
+
+    memset(&log, 0, sizeof log);
+    pthread_mutex_init(&log.mu, NULL);
+    pair_init(&p, NULL, tt_path(cdb, sizeof cdb, "bp-c.db"));
+    p.srec.user2 = &log;
+    p.scfg.cb.on_backpressure = s_backpressure;
+    p.scfg.outbox_max_messages = 4;
+    CHECK_OK(start_server(&p));
+    CHECK_OK(start_client(&p));
+    CHECK_OK(send_tagged(p.c, 1, 64));
+    CHECK_OK(tether_client_wait_acked(p.c, WAIT_MS));
+    CHECK_OK(tether_client_session(p.c, &id));
+    tether_client_destroy(p.c); /* offline; its store keeps the session */
+    p.c = NULL;
+    for (int i = 0; i < 4; i++) {
+        make_payload(buf, sizeof buf, (uint64_t)i + 1);
+        CHECK_OK(tether_server_send(p.s, &id, buf, sizeof buf, NULL));
+    }
+    make_payload(buf, sizeof buf, 5);
+    CHECK_ERR(tether_server_send(p.s, &id, buf, sizeof buf, NULL), TETHER_EOUTBOX_FULL);
+    CHECK(wait_until(bp_count, &log, WAIT_MS));
+    pthread_mutex_lock(&log.mu);
+    CHECK_EQ_INT(log.n, 1);
+    CHECK_EQ_INT(log.kinds[0], TETHER_BP_OUTBOX_FULL);
+    CHECK_EQ_U64(log.pending[0], 4);
+    pthread_mutex_unlock(&log.mu);
+    /* a second refused send is not reported again */
+    CHECK_ERR(tether_server_send(p.s, &id, buf, sizeof buf, NULL), TETHER_EOUTBOX_FULL);
+    sleep_ms(50);
+    CHECK_EQ_INT(bp_count(&log), 1);
+    /* the client comes back, takes the 4 and acknowledges them: room again */
+    CHECK_OK(start_client(&p));
+    CHECK(wait_count(&p.crec, 4));
+    CHECK(wait_until(bp_at_least_2, &log, WAIT_MS));
+    pthread_mutex_lock(&log.mu);
+    CHECK_EQ_INT(log.kinds[1], TETHER_BP_OUTBOX_OPEN);
+    CHECK_EQ_U64(log.pending[1], 0);
+    pthread_mutex_unlock(&log.mu);
+    CHECK_OK(tether_server_send(p.s, &id, buf, sizeof buf, NULL));
+    pair_free(&p);
+    pthread_mutex_destroy(&log.mu);
+}
+
 TEST(refused_connection_is_reported_and_retried)
 {
     recorder r;
@@ -488,5 +575,6 @@ int main(int argc, char **argv)
     RUN(config_and_store_errors);
     RUN(outbox_cap_is_reported_and_stores_nothing);
     RUN(refused_connection_is_reported_and_retried);
+    RUN(server_backpressure_outbox_full_then_open);
     return tt_finish();
 }

@@ -30,6 +30,7 @@ typedef struct recorder {
     int opens, closes;       /* server: session open/close events */
     int last_open_resumed;   /* server: resumed flag of the last open */
     tether_session_id last_session; /* server: id of the last open */
+    void *user2;             /* free for a test's own callbacks */
 } recorder;
 
 void rec_init(recorder *r);

@@ -60,6 +60,10 @@ typedef struct tether_server_callbacks {
      *  (401, 403, 429, 503, ...) to refuse it with that status; the client sees
      *  TETHER_EHTTP with http_status set. Runs before any session exists. */
     int (*on_handshake)(tether_server *s, tether_handshake *hs, void *user);
+    /** A session's back-pressure changed: its window filled or opened, or a send
+     *  hit its outbox cap (TETHER_EOUTBOX_FULL) or acknowledgements made room. */
+    void (*on_backpressure)(tether_server *s, const tether_session_id *id,
+                            const tether_backpressure_info *info, void *user);
 } tether_server_callbacks;
 
 /** Server configuration; zero means the default in brackets (docs/config.md). */
