@@ -1,100 +1,12 @@
 /*
- * libwebsockets glue for tether: the only file that includes libwebsockets.
+ * libwebsockets glue for tether: with transport_lws_diag.c, the only code that
+ * includes libwebsockets.
  *
  * One context and one service thread per tether__tp. Connections carry a
  * pointer to their tether__conn in lws's per-session data, so server and
  * client connections are handled by the same callback.
  */
-#include "transport.h"
-
-#include <ctype.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <netdb.h>
-#include <poll.h>
-#include <pthread.h>
-#include <stdatomic.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <strings.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
-
-#include <libwebsockets.h>
-#include <openssl/ssl.h>
-#include <openssl/x509.h>
-#include <openssl/x509_vfy.h>
-
-#include <tether/tether.h>
-
-#include "util.h"
-
-struct tether__conn {
-    struct lws *wsi;              /* the lws connection, NULL once closed */
-    tether__tp *tp;               /* owner transport */
-    void *user;                   /* client.c / server.c state for this connection */
-    uint8_t *rx;                  /* message being assembled */
-    size_t rx_len;                /* bytes in rx */
-    size_t rx_cap;                /* bytes allocated at rx */
-    int rx_bad;                   /* the current message is being discarded (error reported) */
-    int established;              /* the WebSocket is open */
-    int closing;                  /* close requested: the next writable closes */
-    int ended;                    /* closed() was reported */
-    uint64_t last_rx_ms;          /* when the peer last sent anything */
-    lws_sorted_usec_list_t sul;   /* per-connection timer */
-    /* client attempts only */
-    lws_sorted_usec_list_t sul_attempt; /* connect_timeout_ms bound of the attempt */
-    int stage;                    /* ST_*: how far the attempt got */
-    int fail_error;               /* error we decided ourselves (timeout), 0 if none */
-    char fail_detail[160];        /* its detail */
-    int tls_err;                  /* first X509 verification error seen, 0 if none */
-    int tls_alert;                /* fatal TLS alert the server sent (SSL_CB_READ_ALERT), or 0 */
-    int cert_requested;           /* the server asked for a client certificate */
-    int probing;                  /* a proxy probe runs; closed() is reported when it ends */
-    tether__tp_close probe_why;   /* the failure to report after the probe */
-};
-
-/* How far a client attempt got. */
-enum { ST_CONNECTING, ST_TCP, ST_SENT, ST_ANSWERED };
-
-/* A proxy probe: our own CONNECT, after lws's failed, to learn the proxy's status. */
-typedef struct probe {
-    tether__conn *c;              /* the failed attempt, reported when the probe ends */
-    int fd;                       /* socket to the proxy, -1 when closed */
-    int phase;                    /* 0 connecting, 1 writing, 2 reading */
-    uint64_t deadline;            /* give up at this time, ms */
-    char req[1024];               /* the CONNECT request */
-    size_t req_len, req_off;      /* its length, bytes written */
-    char resp[4096];              /* the response head */
-    size_t resp_len;              /* bytes in resp */
-    lws_sorted_usec_list_t sul;   /* polls the socket */
-    struct lws_context *ctx;      /* the transport's context */
-} probe;
-
-struct tether__tp {
-    tether__tp_cfg cfg;           /* copy of the configuration */
-    tether__tp_cb cb;             /* owner callbacks */
-    void *owner;                  /* passed to every callback */
-    struct lws_context *ctx;      /* the lws context */
-    struct lws_vhost *vhost;      /* the server's listening vhost, or NULL */
-    lws_retry_bo_t retry;         /* ping/idle policy given to lws */
-    struct lws_protocols protocols[2]; /* tether.v1 and the terminator */
-    struct lws_vhost *cvhost;     /* client: the default vhost (holds the proxy setting) */
-    tether__proxy proxy;          /* client: the proxy in use (host "" for none) */
-    probe *probe;                 /* client: the proxy probe running, or NULL */
-    int tls;                      /* client: the url is wss:// */
-    char target_host[256];        /* client: the url's host, without brackets */
-    int target_port;              /* client: the url's port */
-    pthread_t thread;             /* service thread */
-    int started;                  /* thread is running */
-    atomic_int stop;              /* asks the service thread to finish */
-    lws_sorted_usec_list_t sul;   /* transport-wide timer */
-    tether__conn *client;         /* the client's current attempt/connection, or NULL */
-    char url[1024];               /* scratch copy for lws_parse_uri */
-    char host_hdr[300];           /* Host header "host:port" */
-};
+#include "transport_lws_int.h"
 
 static tether__tp *tp_of(struct lws *wsi)
 {
@@ -108,7 +20,7 @@ size_t tether__tp_headroom(void)
 
 /* ---- connection bookkeeping ---- */
 
-static void conn_free(tether__conn *c)
+void tether__tp_conn_free(tether__conn *c)
 {
     lws_sul_cancel(&c->sul);
     lws_sul_cancel(&c->sul_attempt);
@@ -116,7 +28,7 @@ static void conn_free(tether__conn *c)
     free(c);
 }
 
-static void conn_end(tether__conn *c, tether__tp_close *why)
+void tether__tp_conn_end(tether__conn *c, tether__tp_close *why)
 {
     if (c->ended) {
         return;
@@ -147,457 +59,6 @@ static void tp_timer_cb(lws_sorted_usec_list_t *sul)
 }
 
 /* Classifies lws's text reason for a failed client connection. */
-static int classify_failure(const char *why, int http_status)
-{
-    if (http_status && http_status != 101) {
-        return TETHER_EHTTP;
-    }
-    if (strstr(why, "getaddrinfo") || strstr(why, "resolve") || strstr(why, "DNS")) {
-        return TETHER_EDNS;
-    }
-    if (strstr(why, "ssl") || strstr(why, "SSL") || strstr(why, "tls") || strstr(why, "TLS") ||
-        strstr(why, "certificate")) {
-        return TETHER_ETLS;
-    }
-    if (strstr(why, "not 101")) {
-        return TETHER_EHTTP;
-    }
-    if (strstr(why, "Accept hash") || strstr(why, "PROTOCOL") || strstr(why, "protocol") ||
-        strstr(why, "UPGRADE") || strstr(why, "CONNECTION missing") ||
-        strstr(why, "ACCEPT missing") || strstr(why, "Upgrade to") ||
-        strstr(why, "Rejected by filter")) {
-        return TETHER_EHANDSHAKE;
-    }
-    if (strstr(why, "refused") || strstr(why, "ECONNREFUSED")) {
-        return TETHER_ECONNREFUSED;
-    }
-    return TETHER_ECONNECT;
-}
-
-/* The status line of a refused upgrade, while lws still holds the headers. */
-static int response_status(struct lws *wsi)
-{
-    int st = (int)lws_http_client_http_response(wsi);
-    if (st > 0) {
-        return st;
-    }
-    char line[64];
-    if (lws_hdr_copy(wsi, line, sizeof line, WSI_TOKEN_HTTP) > 0) {
-        int v = atoi(line);
-        if (v >= 100 && v <= 999) {
-            return v;
-        }
-    }
-    return 0;
-}
-
-/* ---- client diagnostics: why an attempt failed ---- */
-
-/* The tether code for an X509 verification error. */
-static int tls_verify_code(int x509)
-{
-    switch (x509) {
-    case X509_V_ERR_CERT_HAS_EXPIRED:
-    case X509_V_ERR_CERT_NOT_YET_VALID:
-        return TETHER_ETLS_EXPIRED;
-    case X509_V_ERR_HOSTNAME_MISMATCH:
-    case X509_V_ERR_IP_ADDRESS_MISMATCH:
-        return TETHER_ETLS_HOSTNAME;
-    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
-    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
-    case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
-    case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
-    case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
-    case X509_V_ERR_CERT_UNTRUSTED:
-    case X509_V_ERR_CERT_REJECTED:
-        return TETHER_ETLS_UNTRUSTED;
-    default:
-        return TETHER_ETLS;
-    }
-}
-
-/* What the attempt was doing, for a timeout's detail. */
-static const char *stage_text(const tether__tp *tp, const tether__conn *c)
-{
-    int proxy = tp->proxy.host[0] != 0;
-    switch (c->stage) {
-    case ST_CONNECTING:
-        return proxy ? "connecting (TCP) to the proxy" : "connecting (TCP) to the server";
-    case ST_TCP:
-        return proxy ? "waiting for the proxy's answer to CONNECT, or in the TLS handshake"
-                     : (tp->tls ? "in the TLS handshake" : "sending the upgrade request");
-    case ST_SENT:
-        return "waiting for the answer to the upgrade request";
-    default:
-        return "completing the upgrade";
-    }
-}
-
-/* A sentence for lws's handshake reasons; NULL when there is none. */
-static const char *handshake_text(const char *lws_why)
-{
-    static const struct {
-        const char *lws;
-        const char *text;
-    } map[] = {
-        {"UPGRADE malformed", "the 101 answer's Connection header does not say 'Upgrade': something "
-                              "on the path rewrote it"},
-        {"UPGRADE missing", "the 101 answer has no Upgrade header"},
-        {"Upgrade to", "the 101 answer upgrades to something other than websocket"},
-        {"Accept hash", "the 101 answer's Sec-WebSocket-Accept does not match the key we sent"},
-        {"ACCEPT missing", "the 101 answer has no Sec-WebSocket-Accept header"},
-        {"PROTOCOL malformed", "the server chose a subprotocol other than " TETHER_SUBPROTOCOL},
-        {"Rejected by filter", "the 101 answer did not choose the " TETHER_SUBPROTOCOL
-                               " subprotocol"},
-    };
-    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
-        if (strstr(lws_why, map[i].lws)) {
-            return map[i].text;
-        }
-    }
-    return NULL;
-}
-
-static void probe_start(tether__tp *tp, tether__conn *c);
-static const char *alert_name(int alert);
-
-/* A client attempt failed: decide the error and report it (or probe the proxy first). */
-static void client_failed(tether__tp *tp, tether__conn *c, struct lws *wsi, const char *in,
-                          size_t len)
-{
-    int sys_err = errno;
-    int proxy = tp->proxy.host[0] != 0;
-    char lws_why[160];
-    tether__tp_close why;
-
-    memset(&why, 0, sizeof why);
-    lws_sul_cancel(&c->sul_attempt);
-    snprintf(lws_why, sizeof lws_why, "%.*s", in ? (int)len : 0, in ? in : "");
-    lws_why[strcspn(lws_why, "\r\n")] = '\0';
-    if (!lws_why[0]) {
-        snprintf(lws_why, sizeof lws_why, "connection failed");
-    }
-    if (!c->fail_error) {
-        why.http_status = response_status(wsi);
-        if (why.http_status == 101) {
-            why.http_status = 0;
-        }
-        if (!why.http_status && strstr(lws_why, "unauthorized")) {
-            why.http_status = 401; /* lws words a 401 this way */
-        }
-        if (why.http_status) {
-            char ra[80];
-            if (lws_hdr_copy(wsi, ra, sizeof ra, WSI_TOKEN_HTTP_RETRY_AFTER) > 0) {
-                why.retry_after_ms = tether__retry_after_ms(ra, time(NULL));
-            }
-        }
-    }
-    /* a timeout we decided stands; a plain "the connection ended" yields to what TLS said */
-    int tls_knows = (c->tls_err && !tp->cfg.tls_insecure) || c->tls_alert ||
-                    (c->cert_requested && tp->tls && c->stage < ST_ANSWERED);
-    if (c->fail_error && (c->fail_error != TETHER_ECONNECT || !tls_knows)) {
-        why.error = c->fail_error;
-        snprintf(why.detail, sizeof why.detail, "%s", c->fail_detail);
-    } else if (c->tls_err && !tp->cfg.tls_insecure) {
-        why.error = tls_verify_code(c->tls_err);
-        snprintf(why.detail, sizeof why.detail, "the server's certificate was refused: %s",
-                 X509_verify_cert_error_string(c->tls_err));
-    } else if (c->tls_alert) {
-        const char *desc = alert_name(c->tls_alert);
-        why.error = TETHER_ETLS;
-        snprintf(why.detail, sizeof why.detail, "the server ended TLS with the alert '%s'%s", desc,
-                 strstr(desc, "certificate") || strstr(desc, "CA")
-                     ? ": it wants a client certificate it trusts (tls_cert_file, tls_key_file)"
-                     : "");
-    } else if (c->cert_requested && tp->tls && c->stage >= ST_TCP && c->stage < ST_ANSWERED &&
-               !strstr(lws_why, "HS:")) {
-        /* TLS 1.3: the server checks our certificate after the client's handshake is done,
-         * and its alert may be lost when it closes at once */
-        why.error = TETHER_ETLS;
-        snprintf(why.detail, sizeof why.detail,
-                 "the server asked for a client certificate and closed the connection: %s",
-                 tp->cfg.tls_cert_file ? "it refused ours (tls_cert_file)"
-                                       : "configure one (tls_cert_file, tls_key_file)");
-    } else if (why.http_status) {
-        why.error = TETHER_EHTTP;
-        snprintf(why.detail, sizeof why.detail, "the server answered the upgrade with HTTP %d",
-                 why.http_status);
-        if (why.retry_after_ms) {
-            size_t n = strlen(why.detail);
-            snprintf(why.detail + n, sizeof why.detail - n, " (Retry-After %u ms)",
-                     why.retry_after_ms);
-        }
-    } else if (proxy && c->stage == ST_TCP &&
-               (strstr(lws_why, "proxy") || strstr(lws_why, "before") ||
-                strstr(lws_why, "hung up"))) {
-        /* lws reads only "HTTP/1.x 200" from the proxy and drops any other answer:
-         * ask the proxy again ourselves to learn its status */
-        why.error = TETHER_EPROXY;
-        snprintf(why.detail, sizeof why.detail, "the proxy %.80s:%d did not open the tunnel (%.60s)",
-                 tp->proxy.host, tp->proxy.port, lws_why);
-        c->probe_why = why;
-        probe_start(tp, c);
-        return;
-    } else if (strstr(lws_why, "getaddrinfo")) {
-        why.error = proxy ? TETHER_EPROXY : TETHER_EDNS;
-        snprintf(why.detail, sizeof why.detail, "the %s name '%.80s' did not resolve",
-                 proxy ? "proxy's" : "server's", proxy ? tp->proxy.host : tp->target_host);
-    } else if (strstr(lws_why, "Unable to connect")) {
-        const char *what = sys_err == EHOSTUNREACH || sys_err == ENETUNREACH
-                               ? "is unreachable"
-                               : "refused the TCP connection";
-        if (proxy) {
-            why.error = TETHER_EPROXY;
-            snprintf(why.detail, sizeof why.detail, "the proxy %.80s:%d %s", tp->proxy.host,
-                     tp->proxy.port, what);
-        } else {
-            why.error = sys_err == EHOSTUNREACH || sys_err == ENETUNREACH ? TETHER_ECONNECT
-                                                                         : TETHER_ECONNREFUSED;
-            snprintf(why.detail, sizeof why.detail, "the server %.80s:%d %s", tp->target_host,
-                     tp->target_port, what);
-        }
-    } else {
-        const char *hs = handshake_text(lws_why);
-        why.error = classify_failure(lws_why, 0);
-        if (hs) {
-            snprintf(why.detail, sizeof why.detail, "%s (%.60s)", hs, lws_why);
-        } else if (why.error == TETHER_ECONNECT) {
-            snprintf(why.detail, sizeof why.detail, "the connection ended while %s (%.80s)",
-                     stage_text(tp, c), lws_why);
-        } else {
-            snprintf(why.detail, sizeof why.detail, "%s", lws_why);
-        }
-    }
-    conn_end(c, &why);
-    conn_free(c);
-}
-
-/* connect_timeout_ms passed: fail the attempt with TETHER_ECONNECT_TIMEOUT. */
-static void attempt_timeout_cb(lws_sorted_usec_list_t *sul)
-{
-    tether__conn *c = lws_container_of(sul, tether__conn, sul_attempt);
-    tether__tp *tp = c->tp;
-    if (c->ended || c->established || c->fail_error || !c->wsi) {
-        return;
-    }
-    c->fail_error = TETHER_ECONNECT_TIMEOUT;
-    snprintf(c->fail_detail, sizeof c->fail_detail, "no progress within %u ms while %s",
-             tp->cfg.connect_timeout_ms, stage_text(tp, c));
-    lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-}
-
-/* ---- the proxy probe ---- */
-
-static void probe_free(tether__tp *tp)
-{
-    probe *p = tp->probe;
-    if (!p) {
-        return;
-    }
-    lws_sul_cancel(&p->sul);
-    if (p->fd >= 0) {
-        close(p->fd);
-    }
-    tp->probe = NULL;
-    free(p);
-}
-
-/* Reports the failed attempt, refined by what the probe learnt. */
-static void probe_finish(tether__tp *tp, const char *failure)
-{
-    probe *p = tp->probe;
-    tether__conn *c = p->c;
-    tether__tp_close why = c->probe_why;
-    int st = tether__http_status(p->resp, p->resp_len);
-    char hv[120];
-
-    if (st && st != 200) {
-        why.proxy_status = st;
-        if (tether__http_header(p->resp, p->resp_len, "Retry-After", hv, sizeof hv)) {
-            why.retry_after_ms = tether__retry_after_ms(hv, time(NULL));
-        }
-        if (st == 407) {
-            why.error = TETHER_EPROXY_AUTH;
-            if (!tether__http_header(p->resp, p->resp_len, "Proxy-Authenticate", hv, sizeof hv)) {
-                snprintf(hv, sizeof hv, "no Proxy-Authenticate header");
-            }
-            snprintf(why.detail, sizeof why.detail, "the proxy %.80s:%d %s (407; %.60s)",
-                     tp->proxy.host, tp->proxy.port,
-                     tp->proxy.user[0] ? "refused the credentials given"
-                                       : "requires authentication",
-                     hv);
-        } else {
-            why.error = TETHER_EPROXY;
-            snprintf(why.detail, sizeof why.detail,
-                     "the proxy %.80s:%d answered CONNECT %.60s:%d with HTTP %d", tp->proxy.host,
-                     tp->proxy.port, tp->target_host, tp->target_port, st);
-        }
-    } else if (st == 200) {
-        snprintf(why.detail, sizeof why.detail,
-                 "the proxy %.80s:%d gave an answer to CONNECT that libwebsockets could not use "
-                 "(a second CONNECT got 200)",
-                 tp->proxy.host, tp->proxy.port);
-    } else if (failure) {
-        size_t n = strlen(why.detail);
-        snprintf(why.detail + n, sizeof why.detail - n, "; asking it again: %s", failure);
-    }
-    probe_free(tp);
-    c->probing = 0;
-    conn_end(c, &why);
-    conn_free(c);
-}
-
-static void probe_step(lws_sorted_usec_list_t *sul)
-{
-    probe *p = lws_container_of(sul, probe, sul);
-    tether__tp *tp = lws_context_user(p->ctx);
-    struct pollfd pfd = {p->fd, 0, 0};
-
-    if (tether__now_ms() >= p->deadline) {
-        probe_finish(tp, "no answer in time");
-        return;
-    }
-    pfd.events = p->phase == 0 || p->phase == 1 ? POLLOUT : POLLIN;
-    if (poll(&pfd, 1, 0) > 0) {
-        if (p->phase == 0) {
-            int e = 0;
-            socklen_t sl = sizeof e;
-            if (getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &e, &sl) != 0 || e) {
-                probe_finish(tp, strerror(e ? e : errno));
-                return;
-            }
-            p->phase = 1;
-        }
-        if (p->phase == 1) {
-            ssize_t n = send(p->fd, p->req + p->req_off, p->req_len - p->req_off,
-                             MSG_NOSIGNAL | MSG_DONTWAIT);
-            if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-                probe_finish(tp, strerror(errno));
-                return;
-            }
-            p->req_off += n > 0 ? (size_t)n : 0;
-            if (p->req_off == p->req_len) {
-                p->phase = 2;
-            }
-        } else if (p->phase == 2) {
-            ssize_t n = recv(p->fd, p->resp + p->resp_len, sizeof p->resp - 1 - p->resp_len,
-                             MSG_DONTWAIT);
-            if (n > 0) {
-                p->resp_len += (size_t)n;
-                p->resp[p->resp_len] = '\0';
-            }
-            if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) ||
-                strstr(p->resp, "\r\n\r\n") || p->resp_len + 1 >= sizeof p->resp) {
-                probe_finish(tp, n == 0 ? "the proxy closed the connection" : NULL);
-                return;
-            }
-        }
-    }
-    lws_sul_schedule(p->ctx, 0, &p->sul, probe_step, 5 * LWS_US_PER_MS);
-}
-
-/* Opens our own connection to the proxy and sends the same CONNECT lws sent. */
-static void probe_start(tether__tp *tp, tether__conn *c)
-{
-    struct addrinfo hints, *ai = NULL;
-    char port[16], auth[200], b64[300];
-    probe *p = calloc(1, sizeof *p);
-
-    c->probing = 1;
-    c->wsi = NULL;
-    tp->client = NULL;
-    if (!p) {
-        conn_end(c, &c->probe_why);
-        conn_free(c);
-        return;
-    }
-    p->c = c;
-    p->fd = -1;
-    p->ctx = tp->ctx;
-    tp->probe = p;
-    p->deadline = tether__now_ms() +
-                  (tp->cfg.connect_timeout_ms < 5000 ? tp->cfg.connect_timeout_ms : 5000);
-    const char *ob = strchr(tp->target_host, ':') ? "[" : "";
-    const char *cb = *ob ? "]" : "";
-    int n = snprintf(p->req, sizeof p->req,
-                     "CONNECT %s%s%s:%d HTTP/1.1\r\nHost: %s%s%s:%d\r\nUser-Agent: tether\r\n",
-                     ob, tp->target_host, cb, tp->target_port, ob, tp->target_host, cb,
-                     tp->target_port);
-    tether__proxy_auth(&tp->proxy, auth, sizeof auth);
-    if (auth[0] && tether__base64(auth, strlen(auth), b64, sizeof b64) == 0) {
-        n += snprintf(p->req + n, sizeof p->req - (size_t)n, "Proxy-Authorization: Basic %s\r\n",
-                      b64);
-    }
-    n += snprintf(p->req + n, sizeof p->req - (size_t)n, "\r\n");
-    p->req_len = (size_t)n < sizeof p->req ? (size_t)n : sizeof p->req - 1;
-
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    snprintf(port, sizeof port, "%d", tp->proxy.port);
-    if (getaddrinfo(tp->proxy.host, port, &hints, &ai) != 0 || !ai) {
-        probe_finish(tp, "the proxy's name did not resolve");
-        return;
-    }
-    p->fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (p->fd < 0 || (connect(p->fd, ai->ai_addr, ai->ai_addrlen) != 0 && errno != EINPROGRESS)) {
-        freeaddrinfo(ai);
-        probe_finish(tp, strerror(errno));
-        return;
-    }
-    freeaddrinfo(ai);
-    lws_sul_schedule(p->ctx, 0, &p->sul, probe_step, 1 * LWS_US_PER_MS);
-}
-
-/* Records the first verification error of the server's chain (client side). */
-static int verify_cert(tether__tp *tp, X509_STORE_CTX *x, int preverify_ok)
-{
-    if (preverify_ok) {
-        return 0;
-    }
-    int err = X509_STORE_CTX_get_error(x);
-    if (tp->cfg.tls_insecure) {
-        X509_STORE_CTX_set_error(x, X509_V_OK); /* the user asked for no verification */
-        return 0;
-    }
-    if (tp->client && !tp->client->tls_err) {
-        tp->client->tls_err = err;
-    }
-    return 0;
-}
-
-/* Notes a fatal alert from the server, and whether it asked for a client certificate. */
-static void tls_info_cb(const SSL *ssl, int where, int ret)
-{
-    tether__tp *tp = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
-    if (!tp || !tp->client) {
-        return;
-    }
-    if ((where & SSL_CB_LOOP) && SSL_get_state(ssl) == TLS_ST_CR_CERT_REQ) {
-        tp->client->cert_requested = 1;
-    }
-    if ((where & SSL_CB_READ_ALERT) && (ret >> 8) == SSL3_AL_FATAL && !tp->client->tls_alert) {
-        tp->client->tls_alert = ret;
-    }
-}
-
-/* The name of a TLS alert (OpenSSL 3.0 calls the TLS 1.3 ones "unknown"). */
-static const char *alert_name(int alert)
-{
-    switch (alert & 0xff) {
-    case 40: return "handshake failure";
-    case 42: return "bad certificate";
-    case 43: return "unsupported certificate";
-    case 44: return "certificate revoked";
-    case 45: return "certificate expired";
-    case 46: return "certificate unknown";
-    case 48: return "unknown CA";
-    case 70: return "protocol version";
-    case 112: return "unrecognized name";
-    case 116: return "certificate required";
-    default: return SSL_alert_desc_string_long(alert);
-    }
-}
 
 /* ---- server admission ---- */
 
@@ -774,7 +235,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     switch (reason) {
     case LWS_CALLBACK_OPENSSL_PERFORM_SERVER_CERT_VERIFICATION:
         /* client side: user is the X509_STORE_CTX, len says whether OpenSSL accepted it */
-        return verify_cert(tp, user, (int)len);
+        return tether__tp_verify_cert(tp, user, (int)len);
 
     case LWS_CALLBACK_OPENSSL_PERFORM_CLIENT_CERT_VERIFICATION:
         /* server side: lws accepts any client certificate unless we say no (0 means OK),
@@ -784,7 +245,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_CLIENT_VERIFY_CERTS:
         /* user is the client SSL_CTX: watch for fatal alerts from servers */
         SSL_CTX_set_app_data((SSL_CTX *)user, tp);
-        SSL_CTX_set_info_callback((SSL_CTX *)user, tls_info_cb);
+        SSL_CTX_set_info_callback((SSL_CTX *)user, tether__tp_tls_info_cb);
         return 0;
 
     case LWS_CALLBACK_WSI_CREATE:
@@ -909,7 +370,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             return 0;
         }
         tp->client = NULL;
-        client_failed(tp, c, wsi, in, in ? len : 0);
+        tether__tp_client_failed(tp, c, wsi, in, in ? len : 0);
         return 0;
 
     case LWS_CALLBACK_WSI_DESTROY:
@@ -924,7 +385,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
                 snprintf(c->fail_detail, sizeof c->fail_detail,
                          "the connection ended while sending the upgrade request");
             }
-            client_failed(tp, c, wsi, NULL, 0);
+            tether__tp_client_failed(tp, c, wsi, NULL, 0);
         }
         return 0;
 
@@ -955,8 +416,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
                          c->closing ? "closed by us" : "the connection closed");
             }
         }
-        conn_end(c, &why);
-        conn_free(c);
+        tether__tp_conn_end(c, &why);
+        tether__tp_conn_free(c);
         return 0;
 
     case LWS_CALLBACK_HTTP:
@@ -1110,13 +571,13 @@ void tether__tp_destroy(tether__tp *tp)
     lws_sul_cancel(&tp->sul);
     if (tp->probe) {
         tether__conn *pc = tp->probe->c;
-        probe_free(tp);
-        conn_free(pc); /* as for an attempt in progress below: no closed() during destroy */
+        tether__tp_probe_free(tp);
+        tether__tp_conn_free(pc); /* as for an attempt in progress below: no closed() during destroy */
     }
     /* closed callbacks run from inside lws_context_destroy for open connections */
     lws_context_destroy(tp->ctx);
     if (tp->client) {
-        conn_free(tp->client);
+        tether__tp_conn_free(tp->client);
         tp->client = NULL;
     }
     free(tp);
@@ -1226,7 +687,7 @@ int tether__tp_connect(tether__tp *tp, const char *url)
     ci.userdata = &tp->client;
     ci.retry_and_idle_policy = &tp->retry;
     tp->client = c;
-    lws_sul_schedule(tp->ctx, 0, &c->sul_attempt, attempt_timeout_cb,
+    lws_sul_schedule(tp->ctx, 0, &c->sul_attempt, tether__tp_attempt_timeout_cb,
                      (lws_usec_t)tp->cfg.connect_timeout_ms * LWS_US_PER_MS);
     /* lws may report CONNECTION_ERROR (and we free c) before this returns */
     struct lws *w = lws_client_connect_via_info(&ci);
@@ -1255,8 +716,8 @@ int tether__tp_connect(tether__tp *tp, const char *url)
                 freeaddrinfo(ai);
             }
             lws_sul_cancel(&c->sul_attempt);
-            conn_end(c, &why);
-            conn_free(c);
+            tether__tp_conn_end(c, &why);
+            tether__tp_conn_free(c);
         }
         return TETHER_OK;
     }
@@ -1300,7 +761,7 @@ int tether__conn_busy(tether__conn *c)
 void tether__conn_close(tether__conn *c)
 {
     if (c->probing && c->tp->probe && c->tp->probe->c == c) {
-        probe_finish(c->tp, "abandoned: the client is closing");
+        tether__tp_probe_finish(c->tp, "abandoned: the client is closing");
         return;
     }
     if (c->wsi && !c->ended && !c->closing) {
