@@ -1,7 +1,7 @@
 /*
  * The libwebsockets glue: one lws context served by one thread, binary
  * WebSocket messages assembled whole, timers, and a thread-safe wake-up.
- * Only transport_lws.c includes libwebsockets; client.c and server.c see this.
+ * Only transport_lws*.c include libwebsockets; client.c and server.c see this.
  *
  * Every callback runs on the transport's service thread. Functions marked
  * "service thread" must only be called from there (from inside a callback).
