@@ -192,8 +192,7 @@ static uint64_t pow2_at_least(uint64_t v)
     return p;
 }
 
-int bench_peer_tether_client(const bench_peer_opts *o);
-int bench_peer_tether_client(const bench_peer_opts *o)
+static int client_main(const bench_peer_opts *o)
 {
     tcli t;
     memset(&t, 0, sizeof t);
@@ -482,8 +481,7 @@ static void s_on_message(tether_server *s, const tether_session_id *id, uint64_t
     }
 }
 
-int bench_peer_tether_server(const bench_peer_opts *o);
-int bench_peer_tether_server(const bench_peer_opts *o)
+static int server_main(const bench_peer_opts *o)
 {
     tsrv t;
     memset(&t, 0, sizeof t);
@@ -563,5 +561,5 @@ int bench_peer_tether_server(const bench_peer_opts *o)
 
 int bench_peer_tether(const bench_peer_opts *o)
 {
-    return o->server ? bench_peer_tether_server(o) : bench_peer_tether_client(o);
+    return o->server ? server_main(o) : client_main(o);
 }
