@@ -73,22 +73,6 @@ static void pair_free(pair *p)
     rec_free(&p->crec);
 }
 
-typedef struct count_at_least {
-    recorder *r;
-    uint64_t n;
-} count_at_least;
-
-static int reached(void *arg)
-{
-    count_at_least *w = arg;
-    return rec_count(w->r) >= w->n;
-}
-
-static int wait_count(recorder *r, uint64_t n)
-{
-    count_at_least w = {r, n};
-    return wait_until(reached, &w, WAIT_MS);
-}
 
 typedef struct state_wait {
     recorder *r;
@@ -117,7 +101,7 @@ TEST(both_directions_exactly_once_in_order)
     CHECK_OK(start_client(&p));
     CHECK_OK(send_tagged(p.c, 5000, 64));
     CHECK_OK(tether_client_wait_acked(p.c, WAIT_MS));
-    CHECK(wait_count(&p.srec, 5000));
+    CHECK(rec_wait_count(&p.srec, 5000, WAIT_MS));
     rec_check_exact(&p.srec, 5000, "server");
 
     /* server to client on the same session */
@@ -130,7 +114,7 @@ TEST(both_directions_exactly_once_in_order)
         CHECK_OK(tether_server_send(p.s, &id, buf, sizeof buf, &seq));
         CHECK_EQ_U64(seq, i);
     }
-    CHECK(wait_count(&p.crec, 3000));
+    CHECK(rec_wait_count(&p.crec, 3000, WAIT_MS));
     rec_check_exact(&p.crec, 3000, "client");
     uint64_t acked = 0, count = 1;
     for (int i = 0; i < 400 && acked < 3000; i++) {
@@ -167,7 +151,7 @@ TEST(server_restart_resumes_without_loss)
     CHECK_OK(start_server(&p));
     CHECK_OK(start_client(&p));
     CHECK_OK(send_tagged(p.c, 3000, 64));
-    CHECK(wait_count(&p.srec, 500));
+    CHECK(rec_wait_count(&p.srec, 500, WAIT_MS));
     /* stop the server mid-stream, keep sending while it is down, restart it */
     tether_server_destroy(p.s);
     p.s = NULL;
@@ -203,7 +187,7 @@ TEST(offline_client_gets_server_messages_on_resume)
     CHECK_OK(tether_server_pending(p.s, &id, &pending, NULL));
     CHECK_EQ_U64(pending, 1000);
     CHECK_OK(start_client(&p));
-    CHECK(wait_count(&p.crec, 1000));
+    CHECK(rec_wait_count(&p.crec, 1000, WAIT_MS));
     rec_check_exact(&p.crec, 1000, "client after resume");
     tether_session_id unknown;
     memset(&unknown, 0xab, sizeof unknown);
@@ -287,7 +271,7 @@ TEST(server_that_lost_its_store_is_reported_as_mismatch)
     pthread_mutex_unlock(&p.crec.mu);
     CHECK_OK(tether_client_reset_session(p.c));
     CHECK_OK(tether_client_wait_acked(p.c, WAIT_MS));
-    CHECK(wait_count(&fresh, 10));
+    CHECK(rec_wait_count(&fresh, 10, WAIT_MS));
     pthread_mutex_lock(&fresh.mu);
     for (uint64_t i = 0; i < 10 && i < fresh.n; i++) {
         CHECK_EQ_U64(fresh.seqs[i], i + 1);   /* renumbered from 1 */
@@ -313,7 +297,7 @@ TEST(client_sigkill_and_restart_loses_nothing)
         _exit(127);
     }
     CHECK(pid > 0);
-    CHECK(wait_count(&p.srec, 3000));
+    CHECK(rec_wait_count(&p.srec, 3000, WAIT_MS));
     kill(pid, SIGKILL);
     int status = 0;
     CHECK_EQ_INT(waitpid(pid, &status, 0), pid);
@@ -497,7 +481,7 @@ TEST(server_backpressure_outbox_full_then_open)
     CHECK_EQ_INT(bp_count(&log), 1);
     /* the client comes back, takes the 4 and acknowledges them: room again */
     CHECK_OK(start_client(&p));
-    CHECK(wait_count(&p.crec, 4));
+    CHECK(rec_wait_count(&p.crec, 4, WAIT_MS));
     CHECK(wait_until(bp_at_least_2, &log, WAIT_MS));
     pthread_mutex_lock(&log.mu);
     CHECK_EQ_INT(log.kinds[1], TETHER_BP_OUTBOX_OPEN);

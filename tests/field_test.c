@@ -201,22 +201,6 @@ static void srv_free(srv *v)
     rec_free(&v->rec);
 }
 
-typedef struct count_at_least {
-    recorder *r;
-    uint64_t n;
-} count_at_least;
-
-static int reached(void *arg)
-{
-    count_at_least *w = arg;
-    return rec_count(w->r) >= w->n;
-}
-
-static int wait_count(recorder *r, uint64_t n)
-{
-    count_at_least w = {r, n};
-    return wait_until(reached, &w, WAIT_MS);
-}
 
 /* A client to a fake peer that must fail: returns the first DISCONNECTED report. */
 static int fail_once(cli *k, slog_ent *d)
@@ -862,7 +846,7 @@ TEST(stalled_after_upgrade_is_ESTALLED_then_resumes)
     relay_stall_after_upgrade(r, 0);
     CHECK_OK(send_tagged(k.c, 100, 64));
     CHECK_OK(tether_client_wait_acked(k.c, WAIT_MS));
-    CHECK(wait_count(&v.rec, 300));
+    CHECK(rec_wait_count(&v.rec, 300, WAIT_MS));
     rec_check_exact(&v.rec, 300, "server after the stall");
     cli_free(&k);
     relay_stop(r);
@@ -896,7 +880,7 @@ TEST(dead_link_is_detected_by_ping_and_nothing_is_lost)
     relay_blackhole(r, 0);
     relay_cut_all(r); /* the dead connections' other ends */
     CHECK_OK(tether_client_wait_acked(k.c, WAIT_MS));
-    CHECK(wait_count(&v.rec, 600));
+    CHECK(rec_wait_count(&v.rec, 600, WAIT_MS));
     rec_check_exact(&v.rec, 600, "server after the dead link");
     cli_free(&k);
     relay_stop(r);
@@ -1120,7 +1104,7 @@ TEST(per_session_limits_and_the_errors_senders_see)
     CHECK_ERR(tether_server_send(v.s, &id, big, sizeof big, NULL), TETHER_ETOOBIG);
     /* a client message larger than the server accepts: the client stops with TETHER_ETOOBIG */
     CHECK_OK(cli_start(&k));
-    CHECK(wait_count(&k.rec, 5));
+    CHECK(rec_wait_count(&k.rec, 5, WAIT_MS));
     memset(big, 'b', sizeof big);
     CHECK_OK(tether_client_send(k.c, big, sizeof big, NULL));
     CHECK(slog_wait(TETHER_STATE_STOPPED, 1, WAIT_MS));
@@ -1193,7 +1177,7 @@ TEST(backpressure_window_and_outbox_events)
     CHECK_EQ_INT(bp_count(TETHER_BP_WINDOW_FULL), 0);
     CHECK_OK(send_tagged(k.c, 1, 64));
     CHECK(bp_wait(TETHER_BP_WINDOW_FULL, 1));
-    CHECK(wait_count(&v.rec, 8)); /* the window's worth is on the wire, no more */
+    CHECK(rec_wait_count(&v.rec, 8, WAIT_MS)); /* the window's worth is on the wire, no more */
     sleep_ms(100);
     CHECK_EQ_U64(rec_count(&v.rec), 8);
     CHECK_OK(send_tagged(k.c, 12, 64));
@@ -1208,9 +1192,9 @@ TEST(backpressure_window_and_outbox_events)
     CHECK_OK(tether_client_session(k.c, &id));
     CHECK_OK(tether_server_ack(v.s, &id, 8));
     CHECK(bp_wait(TETHER_BP_OUTBOX_OPEN, 1));
-    CHECK(wait_count(&v.rec, 16));
+    CHECK(rec_wait_count(&v.rec, 16, WAIT_MS));
     CHECK_OK(tether_server_ack(v.s, &id, 16));
-    CHECK(wait_count(&v.rec, 20));
+    CHECK(rec_wait_count(&v.rec, 20, WAIT_MS));
     CHECK_OK(tether_server_ack(v.s, &id, 20));
     CHECK(bp_wait(TETHER_BP_WINDOW_OPEN, 1));
     CHECK_OK(tether_client_wait_acked(k.c, WAIT_MS));
@@ -1311,7 +1295,7 @@ TEST(squid_wss_to_443_works_end_to_end_with_resume)
     k.cfg.db_path = cdb;
     CHECK_OK(cli_start(&k));
     CHECK_OK(send_tagged(k.c, 2000, 64));
-    CHECK(wait_count(&v.rec, 500));
+    CHECK(rec_wait_count(&v.rec, 500, WAIT_MS));
     /* the server restarts mid-stream; the client comes back through squid and resumes */
     tether_server_destroy(v.s);
     v.s = NULL;
@@ -1510,13 +1494,13 @@ TEST(nginx_reverse_proxy_client_kill_and_restart)
         execl("/proc/self/exe", "field_test", "--child-send", url, cdb, (char *)NULL);
         _exit(127);
     }
-    CHECK(wait_count(&v.rec, 3000));
+    CHECK(rec_wait_count(&v.rec, 3000, WAIT_MS));
     /* nginx restarts mid-stream: every proxied connection drops */
     uint16_t port = ng.port;
     nginx_stop(&ng);
     CHECK_EQ_INT(nginx_start(&ng, port, v.port), 0);
     uint64_t before = rec_count(&v.rec);
-    CHECK(wait_count(&v.rec, before + 3000));
+    CHECK(rec_wait_count(&v.rec, before + 3000, WAIT_MS));
     for (int i = 0; i < 4000; i++) { /* between two of the server's ACKs */
         uint64_t n = rec_count(&v.rec) % 1000;
         if (n >= 200 && n <= 800) {

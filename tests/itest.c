@@ -235,6 +235,23 @@ int wait_until(int (*cond)(void *), void *arg, unsigned timeout_ms)
     return cond(arg);
 }
 
+typedef struct count_at_least {
+    recorder *r; /* the recorder to watch */
+    uint64_t n;  /* deliveries wanted */
+} count_at_least;
+
+static int reached(void *arg)
+{
+    count_at_least *w = arg;
+    return rec_count(w->r) >= w->n;
+}
+
+int rec_wait_count(recorder *r, uint64_t n, unsigned timeout_ms)
+{
+    count_at_least w = {r, n};
+    return wait_until(reached, &w, timeout_ms);
+}
+
 const char *url_for(char *buf, size_t len, unsigned port)
 {
     snprintf(buf, len, "ws://127.0.0.1:%u/", port);

@@ -51,6 +51,9 @@ void make_payload(uint8_t *buf, size_t len, uint64_t tag);
 void rec_client_callbacks(tether_client_config *cfg, recorder *r);
 void rec_server_callbacks(tether_server_config *cfg, recorder *r);
 
+/* Waits (bounded) until the recorder holds at least n deliveries; 1 if it does. */
+int rec_wait_count(recorder *r, uint64_t n, unsigned timeout_ms);
+
 /* Sleeps in small steps until cond(arg) returns non-zero or timeout_ms passes. */
 int wait_until(int (*cond)(void *), void *arg, unsigned timeout_ms);
 void sleep_ms(unsigned ms);
