@@ -694,12 +694,15 @@ TEST(unanswered_pings_are_reported_as_dead_link)
     rawws_server_stop(s);
 }
 
-/* A BYE(7) means a stored message can never pass: retrying would meet it again. */
-TEST(bye_too_big_stops_the_client)
+/* The raw server answers with a permanent refusal: the client reports it once,
+ * with the error and reject code, and never reconnects. connected: whether a
+ * WELCOME came first. */
+static void check_refusal_stops_the_client(enum script_mode mode, int error, int reject_code,
+                                           int connected)
 {
     cli k;
     script_ctx x;
-    script_ctx_init(&x, SCRIPT_BYE_TOO_BIG);
+    script_ctx_init(&x, mode);
     rawws_server *s = raw_start(RAWWS_ACCEPT, 0, &x, 3);
     CHECK(s != NULL);
     if (!s) {
@@ -711,42 +714,29 @@ TEST(bye_too_big_stops_the_client)
     CHECK(wait_states(TETHER_STATE_STOPPED, ANY, 1, WAIT_MS));
     int err = 0, reject = 0;
     CHECK_EQ_INT(rec_saw_state(&k.rec, TETHER_STATE_STOPPED, &err, NULL, &reject), 1);
-    CHECK_EQ_INT(err, TETHER_ETOOBIG);
-    CHECK_EQ_INT(reject, TETHER_REJECT_TOO_BIG);
+    CHECK_EQ_INT(err, error);
+    CHECK_EQ_INT(reject, reject_code);
+    int d = tl_find(TETHER_STATE_DISCONNECTED, ANY, 0);
+    CHECK_EQ_INT(tl_error(d), error);
+    CHECK_EQ_INT(tl_reject(d), reject_code);
     sleep_ms(300);
     CHECK_EQ_INT(rec_saw_state(&k.rec, TETHER_STATE_RECONNECTING, NULL, NULL, NULL), 0);
+    CHECK_EQ_INT(rec_saw_state(&k.rec, TETHER_STATE_CONNECTED, NULL, NULL, NULL), connected);
     CHECK_EQ_INT(rawws_server_accepted(s), 1);
     cli_free(&k);
     rawws_server_stop(s);
 }
 
+/* A BYE(7) means a stored message can never pass: retrying would meet it again. */
+TEST(bye_too_big_stops_the_client)
+{
+    check_refusal_stops_the_client(SCRIPT_BYE_TOO_BIG, TETHER_ETOOBIG, TETHER_REJECT_TOO_BIG, 1);
+}
+
 TEST(reject_version_stops_the_client)
 {
-    cli k;
-    script_ctx x;
-    script_ctx_init(&x, SCRIPT_REJECT_VERSION);
-    rawws_server *s = raw_start(RAWWS_ACCEPT, 0, &x, 3);
-    CHECK(s != NULL);
-    if (!s) {
-        return;
-    }
-    cli_init(&k, rawws_server_port(s));
-    k.cfg.backoff_max_attempts = 3;
-    CHECK_OK(cli_start(&k));
-    CHECK(wait_states(TETHER_STATE_STOPPED, ANY, 1, WAIT_MS));
-    int err = 0, reject = 0;
-    CHECK_EQ_INT(rec_saw_state(&k.rec, TETHER_STATE_STOPPED, &err, NULL, &reject), 1);
-    CHECK_EQ_INT(err, TETHER_EVERSION);
-    CHECK_EQ_INT(reject, TETHER_REJECT_VERSION);
-    int d = tl_find(TETHER_STATE_DISCONNECTED, ANY, 0);
-    CHECK_EQ_INT(tl_error(d), TETHER_EVERSION);
-    CHECK_EQ_INT(tl_reject(d), TETHER_REJECT_VERSION);
-    sleep_ms(300);
-    CHECK_EQ_INT(rec_saw_state(&k.rec, TETHER_STATE_RECONNECTING, NULL, NULL, NULL), 0);
-    CHECK_EQ_INT(rec_saw_state(&k.rec, TETHER_STATE_CONNECTED, NULL, NULL, NULL), 0);
-    CHECK_EQ_INT(rawws_server_accepted(s), 1);
-    cli_free(&k);
-    rawws_server_stop(s);
+    check_refusal_stops_the_client(SCRIPT_REJECT_VERSION, TETHER_EVERSION, TETHER_REJECT_VERSION,
+                                   0);
 }
 
 /* After WELCOME the raw server sends something wrong; the client must answer
