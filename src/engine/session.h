@@ -1,0 +1,157 @@
+/*
+ * The reliability engine of one session, sans I/O.
+ *
+ * It owns sequence numbers, the in-flight window, delayed cumulative ACKs,
+ * duplicate suppression, resend after reconnect and mismatch detection. It
+ * reads and writes the store through the store interface, takes decoded input
+ * bytes and the current time (milliseconds, any monotonic origin) as
+ * arguments, and hands frames to write back through tether__engine_next_frame().
+ * It never touches a socket, a clock or a thread; the caller serialises calls.
+ *
+ * Connection life, client:  connect() -> HELLO queued -> on_frame(WELCOME) -> live
+ * Connection life, server:  accept(hello) -> WELCOME queued -> live
+ * Either side:              disconnect() when the transport closes.
+ */
+#ifndef TETHER_SESSION_H
+#define TETHER_SESSION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <tether/tether.h>
+
+#include "frame.h"
+#include "store/store.h"
+
+typedef struct tether__engine tether__engine;
+
+typedef struct tether__engine_cfg {
+    tether__store_role role;      /* client or server side of the session */
+    uint32_t max_message;         /* largest payload sent or accepted, bytes (>0) */
+    uint32_t window;              /* our unacked messages in flight at most (>0) */
+    uint32_t ack_every;           /* ACK after this many committed messages (>0) */
+    uint32_t ack_delay_ms;        /* ... or this long after the first unacked one (>0) */
+    uint64_t outbox_max_messages; /* cap on stored unacked messages, 0 = none */
+    uint64_t outbox_max_bytes;    /* cap on stored unacked payload bytes, 0 = none */
+    int manual_ack;               /* 1: the cursor advances only through engine_ack() */
+    size_t run_max_bytes;         /* coalesce payloads into one DATA frame up to this (>0) */
+    size_t queue_max_bytes;       /* payload bytes kept in memory before reading back from the store (>0) */
+} tether__engine_cfg;
+
+/* Application events; they are called from inside engine calls. */
+typedef struct tether__engine_cb {
+    void (*on_message)(void *arg, uint64_t seq, const uint8_t *data, size_t len,
+                       int redelivered);
+    void (*on_acked)(void *arg, uint64_t first_seq, uint64_t last_seq);
+    void (*on_mismatch)(void *arg, const tether_mismatch_info *info);
+    void *arg;
+} tether__engine_cb;
+
+/* What one call into the connection side produced. */
+typedef struct tether__engine_event {
+    int welcomed;       /* client: WELCOME accepted, the session is live */
+    int resumed;        /* with welcomed: the server knew the session */
+    int close;          /* the connection must close once queued frames are written */
+    int error;          /* with close: the tether_err that explains it (TETHER_OK: graceful) */
+    uint32_t peer_code; /* tether_reject_code received in REJECT/BYE, 0 if none */
+    char detail[160];   /* human-readable explanation, "" if none */
+} tether__engine_event;
+
+/* Creates the engine for the session rec (already in the store). Messages
+ * between rec->peer_acked and rec->out_last are read back from the store when
+ * they are due. Returns TETHER_OK, TETHER_EINVAL, TETHER_ENOMEM, a store error. */
+int tether__engine_create(const tether__engine_cfg *cfg, tether__store *st,
+                          const tether__session_rec *rec, const tether__engine_cb *cb,
+                          tether__engine **out);
+void tether__engine_destroy(tether__engine *e);
+
+/* ---- application side ---- */
+
+/* Commits n messages to the outbox (one transaction) and queues them.
+ * Returns TETHER_OK, TETHER_EINVAL, TETHER_ETOOBIG, TETHER_EOUTBOX_FULL, TETHER_ENOMEM,
+ * a store error; on error nothing is stored or queued. */
+int tether__engine_send(tether__engine *e, const tether_msg *msgs, size_t n, uint64_t *first_seq);
+
+/* Manual-ack mode: commits the receive cursor up to seq (<= highest delivered)
+ * and schedules an ACK. TETHER_EINVAL if not manual or seq beyond delivered. */
+int tether__engine_ack(tether__engine *e, uint64_t seq, uint64_t now_ms);
+
+/* Current record (ids, cursors, out_last, peer_acked). */
+const tether__session_rec *tether__engine_rec(const tether__engine *e);
+
+/* Unacked messages and their payload bytes. */
+void tether__engine_pending(const tether__engine *e, uint64_t *count, uint64_t *bytes);
+
+/* 1 while connected and welcomed. */
+int tether__engine_live(const tether__engine *e);
+
+/* ---- connection side ---- */
+
+/* Client: a transport connection is open; queues HELLO. */
+int tether__engine_connect(tether__engine *e, uint64_t now_ms);
+
+/* Server: a HELLO for this engine's session arrived (token already checked by
+ * the caller). Queues WELCOME and goes live, or on a mismatch reports it
+ * through on_mismatch, queues WELCOME then BYE(MISMATCH) and sets ev->close.
+ * Returns TETHER_OK, TETHER_EINVAL (not a server engine, or another session's
+ * id), or ev->error when ev->close was set. */
+int tether__engine_accept(tether__engine *e, const tether__hello *h, uint64_t now_ms,
+                          tether__engine_event *ev);
+
+/* One complete WebSocket message arrived. Decodes and processes it; on a
+ * protocol error queues BYE with the code and sets ev->close/ev->error.
+ * Returns TETHER_OK, or ev->error when ev->close was set. Once the connection
+ * is closing, further frames are ignored (TETHER_OK) until disconnect(). */
+int tether__engine_on_frame(tether__engine *e, const uint8_t *buf, size_t len, uint64_t now_ms,
+                            tether__engine_event *ev);
+
+/* Time has passed (for the delayed ACK). */
+void tether__engine_tick(tether__engine *e, uint64_t now_ms);
+
+/* Queues BYE(code) for a graceful close. */
+int tether__engine_bye(tether__engine *e, uint32_t code, const char *reason);
+
+/* 1 if tether__engine_next_frame() would produce a frame at now_ms. */
+int tether__engine_want_write(tether__engine *e, uint64_t now_ms);
+
+/* Writes the next frame to send into out (reset first). Returns 1 when a frame
+ * was written, 0 when there is nothing to send now, or a negative tether_err.
+ * When the engine must close the connection on its own while writing (a
+ * message larger than the peer's max_message: TETHER_ETOOBIG; a store failure
+ * reading the outbox back), it first returns its BYE as a frame, then returns
+ * that error on every call until disconnect(); want_write() stays 1 meanwhile.
+ * tether__engine_close_event() then says why. */
+int tether__engine_next_frame(tether__engine *e, uint64_t now_ms, tether__buf *out);
+
+/* 1 and *ev filled (close, error, detail) if the current connection is closing
+ * for any reason (a frame, a call of bye(), or next_frame()); 0 otherwise. */
+int tether__engine_close_event(const tether__engine *e, tether__engine_event *ev);
+
+/* The earliest time a tick is needed, or UINT64_MAX. */
+uint64_t tether__engine_deadline(const tether__engine *e);
+
+/* The transport connection ended: unacked messages will be resent (flagged
+ * redelivered) on the next connection; queued frames are dropped. */
+void tether__engine_disconnect(tether__engine *e);
+
+/* ---- shared checks ---- */
+
+/*
+ * Compares our record with the peer's claims. peer_knows: the peer had a
+ * record of the session; we_expect_history: we were welcomed before (client)
+ * or the peer says it was (server, HELLO resume flag). Returns 1 and fills
+ * *info on a mismatch, 0 when the records are consistent.
+ */
+int tether__mismatch_check(const tether__session_rec *local, int peer_knows, int expect_history,
+                           uint64_t peer_out_last, uint64_t peer_recv_cursor,
+                           tether_mismatch_info *info);
+
+/* ---- tests only: not used by the library ---- */
+
+/* Memory held for outgoing payloads: the queue's bytes now (payloads plus a
+ * fixed charge per message, bounded by cfg.queue_max_bytes), the most it
+ * held so far, and the bytes of the read-back scratch. */
+void tether__engine_debug_mem(const tether__engine *e, size_t *queue_bytes, size_t *queue_peak,
+                              size_t *scratch_bytes);
+
+#endif

@@ -1,0 +1,101 @@
+/*
+ * Internals of the SQLite store, shared by store_sqlite.c (the operations)
+ * and store_sqlite_open.c (open, schema, close, the checkpointer, test hooks).
+ */
+#ifndef TETHER_STORE_SQLITE_INT_H
+#define TETHER_STORE_SQLITE_INT_H
+
+#include "store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "store_sqlite.h"
+#include "common/util.h"
+
+#define SEQ_MAX ((uint64_t)INT64_MAX) /* highest seq or cursor a store accepts */
+#define BUSY_TIMEOUT_MS 5000          /* longest wait for a lock held by another connection */
+#define CKPT_SOFT_PAGES 500           /* WAL pages that start a PASSIVE checkpoint at once */
+#define CKPT_HARD_PAGES 1000          /* WAL pages after which the writer checkpoints itself */
+#define CKPT_PERIOD_MS 1000           /* checkpoint this long after a commit below the soft mark */
+#define WAL_SIZE_LIMIT (8 << 20)      /* journal_size_limit, bytes */
+
+enum {
+    S_BEGIN,
+    S_COMMIT,
+    S_ROLLBACK,
+    S_GET,
+    S_PUT,
+    S_DEL_SESS,
+    S_DEL_OUTBOX,
+    S_LIST,
+    S_LAST_SEQ,
+    S_INSERT,
+    S_APPENDED,
+    S_LOAD,
+    S_SUM,
+    S_PRUNE,
+    S_ACKED,
+    S_CURSOR,
+    S_MOVE,
+    S_RECOUNT,
+    N_STMT
+};
+
+typedef struct ckpt {
+    sqlite3 *db;         /* the checkpointer's own connection */
+    pthread_t thread;    /* runs ck_main() */
+    int started;         /* the thread runs and must be joined */
+    pthread_mutex_t mu;  /* guards the fields below */
+    pthread_cond_t cv;   /* wakes the thread: work to do, or stop */
+    pthread_cond_t done; /* signalled when a checkpoint ends */
+    int running;         /* the thread or the writer is checkpointing */
+    int stop;            /* close() asks the thread to end */
+    int now;             /* the WAL reached soft_pages: checkpoint at once */
+    int dirty;           /* a commit landed since the last checkpoint began */
+    int wal_pages;       /* WAL size after the last commit, in pages */
+    int ck_pages;        /* WAL size when the last checkpoint began */
+    unsigned soft_pages; /* WAL size that starts a PASSIVE checkpoint at once */
+    unsigned hard_pages; /* WAL size after which the writer checkpoints itself */
+    unsigned period_ms;  /* below soft_pages, checkpoint this long after a commit */
+    unsigned long runs;  /* checkpoints completed */
+} ckpt;
+
+typedef struct sqstore {
+    tether__store base;         /* the interface; must come first */
+    sqlite3 *db;                /* the writing connection: every operation runs on it */
+    sqlite3_stmt *stmt[N_STMT]; /* prepared once at open, indexed by S_* */
+    char *path;                 /* the database file */
+    tether__store_role role;    /* client or server */
+    int sync;                   /* PRAGMA synchronous: 0 OFF, 1 NORMAL, 2 FULL */
+    ckpt ck;                    /* the background checkpointer */
+    char msg[512];              /* the last failure's message */
+} sqstore;
+
+/* store_sqlite_open.c: the statements prepared at open, indexed by S_*, and the schema. */
+extern const char *const tether__sq_stmt_sql[N_STMT];
+extern const char tether__sq_schema_sql[];
+
+/* store_sqlite.c: the operations table. */
+extern const tether__store_ops tether__sqlite_ops;
+
+/* store_sqlite.c: the tether code for a SQLite result code. */
+int tether__sq_map_rc(int rc);
+/* store_sqlite.c: records a failure message on the store and returns code. */
+int tether__sq_fail(sqstore *s, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* store_sqlite.c: records a SQLite failure (rc, db's message, op) and returns its tether code. */
+int tether__sq_sqfail(sqstore *s, sqlite3 *db, int rc, const char *op);
+
+/* store_sqlite_open.c: stops the checkpointer and closes the store. */
+void tether__sq_close(tether__store *st);
+
+#endif

@@ -1,0 +1,234 @@
+/*
+ * tether scenario: what the runner (scenario.c), the peers (scenario_peer.c)
+ * and the verification (scenario_check.c) share.
+ *
+ * A scenario runs three processes on loopback, all this same binary:
+ *   tether scenario peer server ...   a tether server on a SQLite store
+ *   tether chaos ...                  the fault relay, commands on its stdin
+ *   tether scenario peer client ...   a tether client on a SQLite store
+ * The client streams N messages to the server and the server M to the client.
+ * Each peer appends what happened to a record file, one line per event, with
+ * write(2) so that a SIGKILL loses nothing already recorded:
+ *
+ *   S <ms> <pid> <session|-> <out_last> <peer_acked> <recv_cursor>  a process started
+ *                                        (the numbers read from its store before opening it)
+ *   D <ms> <seq> <redelivered 0|1> <payload ok 0|1>  on_message
+ *   A <ms> <first> <last>                on_acked
+ *   C <ms> <resumed 0|1>                 connected (client) / session opened (server)
+ *   X <ms> <state> <error name>          client: DISCONNECTED or STOPPED with an error
+ *   M <ms> <peer_knows> <lost_acked> <unknown_received> <peer_recv_cursor> <peer_out_last>
+ *   G <ms> <out_last>                    every message of this side is stored
+ *   E <ms> done                          the client saw everything acked and delivered
+ *   F <ms> <reason...>                   the peer failed
+ *
+ * <ms> is CLOCK_MONOTONIC in milliseconds, the same clock in every process,
+ * so the check can order events across processes.
+ */
+#ifndef TETHER_CLI_SCENARIO_H
+#define TETHER_CLI_SCENARIO_H
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "chaos/chaos.h"
+#include "cli/cli.h"
+
+/* Peer exit statuses besides CLI_OK / CLI_FAIL. */
+#define PEER_STOPPED 3  /* the client stopped for good (mismatch, permanent error) */
+#define PEER_SIGNALED 4 /* SIGTERM/SIGINT: shut down gracefully, not done */
+
+/* Payload bytes: 8 bytes seq (big-endian), a direction tag, then a pattern. */
+#define PAYLOAD_MIN 16
+#define TAG_C2S 'C'
+#define TAG_S2C 'S'
+
+/* The size of message seq: base itself, or with base 0 a size drawn from the
+ * seq: mostly 16..2063 bytes, one in 400 above 64 KiB (larger than a DATA run). */
+size_t scen_size(size_t base, uint64_t seq, int tag);
+#define SCEN_SIZE_MAX 80000
+
+void scen_payload(uint8_t *p, size_t size, uint64_t seq, int tag);
+int scen_payload_ok(const uint8_t *p, size_t len, size_t size, uint64_t seq, int tag);
+
+/* `tether scenario peer client|server ...`: the peer processes. */
+int scen_peer_main(int argc, char **argv);
+
+/* ---- verification ---- */
+
+/* One direction's verdict. */
+typedef struct scen_dir {
+    uint64_t expected;    /* messages sent in this direction */
+    uint64_t delivered;   /* on_message calls at the receiver */
+    uint64_t lost;        /* seqs 1..expected never delivered */
+    uint64_t duplicates;  /* deliveries the contract does not allow (incl. unflagged repeats) */
+    uint64_t redelivered; /* repeats in the documented window (after a receiver restart, flagged) */
+    uint64_t reordered;   /* deliveries that skipped ahead */
+    uint64_t corrupt;     /* payloads that do not match their seq */
+    uint64_t ack_beyond;  /* acks the sender saw beyond what the receiver had committed */
+    uint64_t ack_gaps;    /* on_acked ranges that do not follow each other */
+    uint64_t sender_last; /* sender's store: out_last */
+    uint64_t sender_acked;   /* sender's store: peer_acked */
+    uint64_t sender_pending; /* sender's store: unacked messages */
+    uint64_t sender_seen;    /* highest ack the sender's application was told (incl. at start) */
+    uint64_t recv_cursor;    /* receiver's store: recv_cursor */
+    int ok;                  /* everything above as it must be */
+    char why[256];           /* the first thing wrong */
+} scen_dir;
+
+/* Counts from the records, for the summary. */
+typedef struct scen_counts {
+    uint64_t client_lives;      /* S lines in the client's record */
+    uint64_t server_lives;      /* ... in the server's */
+    uint64_t connects;          /* C lines in the client's record */
+    uint64_t stalled;           /* X ... TETHER_ESTALLED */
+    uint64_t pinged;            /* X ... TETHER_EPING */
+    uint64_t mismatches;        /* M lines (client) */
+    uint64_t server_mismatches; /* M lines (server) */
+    uint64_t client_done;       /* E lines */
+} scen_counts;
+
+/* Verifies one direction from the receiver's and sender's records and the
+ * numbers read from both stores. */
+void scen_check_dir(const char *recv_rec, const char *send_rec, uint64_t expected, size_t size,
+                    int tag, uint64_t sender_last, uint64_t sender_acked, uint64_t sender_pending,
+                    uint64_t recv_cursor, scen_dir *out);
+
+/* Counts events of both records. */
+void scen_count(const char *client_rec, const char *server_rec, scen_counts *out);
+
+/* Highest seq delivered and highest ack seen so far in a record (cheap to call
+ * repeatedly: reads only what was appended since the last call). */
+typedef struct scen_tail {
+    char path[PATH_MAX]; /* the record */
+    long off;            /* bytes read so far */
+    uint64_t delivered;  /* highest D seq */
+    uint64_t acked;      /* highest A last */
+    uint64_t generated;  /* G out_last, 0 before */
+    uint64_t done;       /* E lines */
+    uint64_t connects;   /* C lines */
+    uint64_t errors[4];  /* X lines: [0] any, [1] ESTALLED, [2] EPING, [3] EMISMATCH */
+    uint64_t mismatches; /* M lines */
+} scen_tail;
+
+void scen_tail_init(scen_tail *t, const char *path);
+void scen_tail_poll(scen_tail *t);
+
+/* ---- the runner (scenario.c, scenario_proc.c, scenario_list.c) ---- */
+
+typedef struct proc {
+    pid_t pid;        /* 0 when not running */
+    const char *name; /* "client", "server", "relay" */
+    const char *kp;   /* kill point armed in this life, or NULL */
+    int status;       /* wait status of the last life */
+    int starts;       /* lives so far */
+} proc;
+
+/* Totals of one scenario name (or of everything). */
+typedef struct tally {
+    uint64_t runs, failed;                /* runs, failed runs */
+    uint64_t messages;                    /* N + M per run */
+    uint64_t faults[TETHER__CHAOS_KINDS]; /* relay faults by kind */
+    uint64_t nfaults;                     /* their sum */
+    uint64_t kills, killpoints;           /* SIGKILLs from us, deaths at kill points */
+    uint64_t reconnects;                  /* client connections after the first */
+    uint64_t lost, dups, reordered;       /* both directions */
+    uint64_t redelivered;                 /* flagged repeats in the window */
+    double seconds;                       /* time spent */
+} tally;
+
+struct scen;
+typedef int (*scen_fn)(struct scen *sc);
+
+typedef struct scen_def {
+    const char *name; /* on the command line */
+    scen_fn run;      /* the steps */
+    const char *what; /* what it does and verifies (--list) */
+} scen_def;
+
+typedef struct runner {
+    int soak;                     /* --soak */
+    uint64_t duration_s;          /* --duration */
+    uint64_t seed;                /* --seed */
+    const char *only;             /* --only */
+    const char *timeline;         /* --timeline */
+    tether_durability durability; /* --durability */
+    int keep, verbose;            /* --keep, --verbose */
+    char base[PATH_MAX];          /* working directory */
+    int made_base;                /* we created it */
+} runner;
+
+typedef struct scen {
+    runner *R;                                                          /* the run */
+    const scen_def *def;                                                /* which scenario */
+    uint64_t seed;                                                      /* its seed */
+    uint64_t rng;                                                       /* its generator */
+    char dir[PATH_MAX + 64];                                            /* its directory */
+    char cdb[PATH_MAX + 96], sdb[PATH_MAX + 96];                        /* stores */
+    char crec[PATH_MAX + 96], srec[PATH_MAX + 96];                      /* records */
+    char clog[PATH_MAX + 96], slog[PATH_MAX + 96], rlog[PATH_MAX + 96]; /* logs */
+    char sport[PATH_MAX + 96], rport[PATH_MAX + 96];                    /* port files */
+    proc client, server, relay;                                         /* the processes */
+    int relay_in;                          /* the relay's stdin (commands), -1 when none */
+    uint16_t relay_port;                   /* where the client connects */
+    uint64_t n, m;                         /* messages client -> server, server -> client */
+    uint64_t size;                         /* bytes per message */
+    uint64_t rate;                         /* client messages per second (0: no limit) */
+    uint64_t max_pending;                  /* client pause threshold (0: none) */
+    uint64_t ping_ms, pong_ms, welcome_ms; /* liveness settings of both peers */
+    uint64_t c_send, c_expect;             /* the client's targets for its next start */
+    uint64_t s_pace, s_limit;              /* the server's pacing for its next start */
+    scen_tail ct, st;                      /* progress from the records */
+    uint64_t kills, killpoints;            /* SIGKILLs from us, kill point deaths */
+    uint64_t deadline;                     /* the scenario must end by then (ms) */
+    int client_done;                       /* the client exited 0 since its last start */
+    int lost_store;                        /* the lost-store scenario: verified differently */
+    int expect_stop;                       /* a client exit with PEER_STOPPED is expected */
+    char error[600];                       /* why it failed */
+    tally t;                               /* this run's numbers */
+} scen;
+
+/* A scenario's steps, in scenario_list.c; the table of them. */
+extern const scen_def scen_defs[];
+extern const size_t scen_ndefs;
+/* Stream sizes, rates and liveness settings of sc (by name, quick or soak). */
+void scen_scale(scen *sc);
+
+/* scenario_proc.c: the processes of one scenario and the waits between steps.
+ * Functions returning int return 0, or -1 with sc->error set (the first
+ * failure wins). */
+void scen_say(scen *sc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int scen_fail(scen *sc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+uint64_t scen_rnd(scen *sc, uint64_t lo, uint64_t hi); /* uniform, from the scenario's seed */
+int scen_reaped(proc *p);                 /* 1 when p has exited (status kept), 0 when it runs */
+void scen_kill_proc(proc *p);             /* SIGKILL and reap */
+int scen_term_proc(proc *p, uint32_t ms); /* SIGTERM, SIGKILL after ms; the wait status */
+const char *scen_describe(const proc *p, char *buf, size_t len); /* "exited with status 1" */
+/* The relay: started with "upstream none" (and up to two more flags), its commands, its end
+ * (which reads the fault counts of its summary line into sc->t). */
+int scen_relay_start(scen *sc, const char *extra1, const char *extra2);
+void scen_relay_cmd(scen *sc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void scen_relay_stop(scen *sc);
+/* The peers, with a kill point armed (or NULL); the relay follows the server's port. */
+int scen_server_start(scen *sc, const char *kp);
+int scen_client_start(scen *sc, const char *kp);
+void scen_server_kill(scen *sc);
+void scen_client_kill(scen *sc);
+/* Reaps peers that ended: kill point deaths are counted (flags set), a client exit 0
+ * marks it done; any other end is a failure. */
+int scen_check_peers(scen *sc, int *client_died, int *server_died);
+/* Waits up to ms for cond, watching the peers: 0 met, 1 time out, -1 failure. */
+int scen_wait_for(scen *sc, uint32_t ms, int (*cond)(scen *), const char *what);
+int scen_pause(scen *sc, uint32_t ms);
+/* Until the server delivered `at` client messages or the client finished. */
+int scen_wait_progress(scen *sc, uint64_t at);
+int scen_wait_progress_ms(scen *sc, uint64_t at, uint32_t ms); /* at most ms */
+int scen_client_gone(scen *sc);
+/* One peer life (which: 0 client, 1 server) with kill point kp, until it dies there;
+ * after max_ms it is killed from outside. */
+int scen_life_killpoint(scen *sc, int which, const char *kp, uint32_t max_ms);
+/* Every scenario's end: faults off, both up until all is acked and delivered, stop. */
+int scen_finish(scen *sc);
+
+#endif

@@ -1,0 +1,121 @@
+/*
+ * Internals of the libwebsockets glue, shared by transport_lws.c (context,
+ * callback, connections) and transport_lws_diag.c (why a client attempt
+ * failed: TLS verification, handshake text, the proxy probe). Only these two
+ * files include libwebsockets.
+ */
+#ifndef TETHER_TRANSPORT_LWS_INT_H
+#define TETHER_TRANSPORT_LWS_INT_H
+
+#include "transport.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libwebsockets.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
+
+#include <tether/tether.h>
+
+#include "common/util.h"
+
+struct tether__conn {
+    struct lws *wsi;              /* the lws connection, NULL once closed */
+    tether__tp *tp;               /* owner transport */
+    void *user;                   /* client.c / server.c state for this connection */
+    uint8_t *rx;                  /* message being assembled */
+    size_t rx_len;                /* bytes in rx */
+    size_t rx_cap;                /* bytes allocated at rx */
+    int rx_bad;                   /* the current message is being discarded (error reported) */
+    int established;              /* the WebSocket is open */
+    int closing;                  /* close requested: the next writable closes */
+    int ended;                    /* closed() was reported */
+    uint64_t last_rx_ms;          /* when the peer last sent anything */
+    lws_sorted_usec_list_t sul;   /* per-connection timer */
+    /* client attempts only */
+    lws_sorted_usec_list_t sul_attempt; /* connect_timeout_ms bound of the attempt */
+    int stage;                    /* ST_*: how far the attempt got */
+    int fail_error;               /* error we decided ourselves (timeout), 0 if none */
+    char fail_detail[160];        /* its detail */
+    int tls_err;                  /* first X509 verification error seen, 0 if none */
+    int tls_alert;                /* fatal TLS alert the server sent (SSL_CB_READ_ALERT), or 0 */
+    int cert_requested;           /* the server asked for a client certificate */
+    int probing;                  /* a proxy probe runs; closed() is reported when it ends */
+    tether__tp_close probe_why;   /* the failure to report after the probe */
+};
+
+/* How far a client attempt got. */
+enum { ST_CONNECTING, ST_TCP, ST_SENT, ST_ANSWERED };
+
+/* A proxy probe: our own CONNECT, after lws's failed, to learn the proxy's status. */
+typedef struct probe {
+    tether__conn *c;              /* the failed attempt, reported when the probe ends */
+    int fd;                       /* socket to the proxy, -1 when closed */
+    int phase;                    /* 0 connecting, 1 writing, 2 reading */
+    uint64_t deadline;            /* give up at this time, ms */
+    char req[1024];               /* the CONNECT request */
+    size_t req_len, req_off;      /* its length, bytes written */
+    char resp[4096];              /* the response head */
+    size_t resp_len;              /* bytes in resp */
+    lws_sorted_usec_list_t sul;   /* polls the socket */
+    struct lws_context *ctx;      /* the transport's context */
+} probe;
+
+struct tether__tp {
+    tether__tp_cfg cfg;           /* copy of the configuration */
+    tether__tp_cb cb;             /* owner callbacks */
+    void *owner;                  /* passed to every callback */
+    struct lws_context *ctx;      /* the lws context */
+    struct lws_vhost *vhost;      /* the server's listening vhost, or NULL */
+    lws_retry_bo_t retry;         /* ping/idle policy given to lws */
+    struct lws_protocols protocols[2]; /* tether.v1 and the terminator */
+    struct lws_vhost *cvhost;     /* client: the default vhost (holds the proxy setting) */
+    tether__proxy proxy;          /* client: the proxy in use (host "" for none) */
+    probe *probe;                 /* client: the proxy probe running, or NULL */
+    int tls;                      /* client: the url is wss:// */
+    char target_host[256];        /* client: the url's host, without brackets */
+    int target_port;              /* client: the url's port */
+    pthread_t thread;             /* service thread */
+    int started;                  /* thread is running */
+    atomic_int stop;              /* asks the service thread to finish */
+    lws_sorted_usec_list_t sul;   /* transport-wide timer */
+    tether__conn *client;         /* the client's current attempt/connection, or NULL */
+    char url[1024];               /* scratch copy for lws_parse_uri */
+    char host_hdr[300];           /* Host header "host:port" */
+};
+
+/* transport_lws.c: reports the end of a connection or attempt (once). */
+void tether__tp_conn_end(tether__conn *c, tether__tp_close *why);
+/* transport_lws.c: frees a connection record. */
+void tether__tp_conn_free(tether__conn *c);
+
+/* transport_lws_diag.c: a client attempt failed; works out why and reports it
+ * (possibly after a proxy probe). in/len: lws's text, if any. */
+void tether__tp_client_failed(tether__tp *tp, tether__conn *c, struct lws *wsi, const char *in,
+                              size_t len);
+/* transport_lws_diag.c: OpenSSL verification callback for client attempts. */
+int tether__tp_verify_cert(tether__tp *tp, X509_STORE_CTX *x, int preverify_ok);
+/* transport_lws_diag.c: OpenSSL info callback, records alerts from the server. */
+void tether__tp_tls_info_cb(const SSL *ssl, int where, int ret);
+/* transport_lws_diag.c: ends the proxy probe and reports its attempt's failure. */
+void tether__tp_probe_finish(tether__tp *tp, const char *failure);
+/* transport_lws_diag.c: stops and frees a running proxy probe. */
+void tether__tp_probe_free(tether__tp *tp);
+/* transport_lws_diag.c: the attempt's connect_timeout_ms ran out. */
+void tether__tp_attempt_timeout_cb(lws_sorted_usec_list_t *sul);
+
+#endif

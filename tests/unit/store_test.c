@@ -1,0 +1,1288 @@
+/*
+ * The store contract (src/store.h), checked against both implementations: every
+ * generic test runs once on the memory store and once on the SQLite store.
+ * Tests that only make sense for one of them (files, schema, disk full,
+ * read-only, checkpoints; allocation failure) follow.
+ */
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "store/store.h"
+#include "store/store_sqlite.h"
+
+/* ---- the implementations under test ---- */
+
+typedef struct impl {
+    const char *name;                                          /* shown in the test name */
+    int (*open)(tether__store_role role, tether__store **out); /* opens a fresh, empty store */
+    void (*fault)(tether__store *st);                          /* makes storing more data fail */
+    void (*unfault)(tether__store *st);                        /* undoes fault() */
+    int fault_code;                                            /* a write's error under fault */
+} impl;
+
+static const impl *cur; /* the implementation the running test uses */
+
+static int open_memory(tether__store_role role, tether__store **out)
+{
+    return tether__store_memory_open(role, out);
+}
+
+static int open_sqlite(tether__store_role role, tether__store **out)
+{
+    static int n;
+    char name[64], path[512], err[256];
+    snprintf(name, sizeof name, "generic-%d.db", n++);
+    int rc = tether__store_sqlite_open(tt_path(path, sizeof path, name), role,
+                                       TETHER_DURABILITY_NORMAL, out, err, sizeof err);
+    if (rc != TETHER_OK) {
+        fprintf(stderr, "open %s: %s\n", path, err);
+    }
+    return rc;
+}
+
+static void fault_memory(tether__store *st)
+{
+    tether__store_memory_fail_after(st, 5);
+}
+
+static void unfault_memory(tether__store *st)
+{
+    tether__store_memory_fail_after(st, -1);
+}
+
+static void fault_sqlite(tether__store *st)
+{
+    CHECK_OK(tether__store_sqlite_set_max_pages(st, 1));
+}
+
+static void unfault_sqlite(tether__store *st)
+{
+    CHECK_OK(tether__store_sqlite_set_max_pages(st, 1073741823u));
+}
+
+static const impl impls[] = {
+    {"memory", open_memory, fault_memory, unfault_memory, TETHER_ENOMEM},
+    {"sqlite", open_sqlite, fault_sqlite, unfault_sqlite, TETHER_ESTORE_FULL},
+};
+
+static tether__store *open_store(tether__store_role role)
+{
+    tether__store *st = NULL;
+    CHECK_OK(cur->open(role, &st));
+    if (!st) {
+        fprintf(stderr, "cannot open a %s store\n", cur->name);
+        exit(2);
+    }
+    return st;
+}
+
+/* ---- helpers ---- */
+
+static tether__session_rec mkrec(uint8_t tag)
+{
+    tether__session_rec r;
+    memset(&r, 0, sizeof r);
+    for (int i = 0; i < 16; i++) {
+        r.id[i] = (uint8_t)(tag + i);
+    }
+    for (int i = 0; i < 32; i++) {
+        r.token[i] = (uint8_t)(tag ^ (0x5a + i));
+    }
+    return r;
+}
+
+static int rec_eq(const tether__session_rec *a, const tether__session_rec *b)
+{
+    return memcmp(a->id, b->id, 16) == 0 && memcmp(a->token, b->token, 32) == 0 &&
+           a->out_last == b->out_last && a->peer_acked == b->peer_acked &&
+           a->recv_cursor == b->recv_cursor && a->established == b->established;
+}
+
+static tether__session_rec get(tether__store *st, const uint8_t id[16])
+{
+    tether__session_rec r;
+    memset(&r, 0xee, sizeof r);
+    CHECK_OK(st->ops->session_get(st, id, &r));
+    return r;
+}
+
+/* Appends one text message and returns its seq. */
+static uint64_t app(tether__store *st, const uint8_t id[16], const char *text)
+{
+    tether_msg m = {text, strlen(text)};
+    uint64_t seq = 0;
+    CHECK_OK(st->ops->append(st, id, &m, 1, 0, 0, &seq));
+    return seq;
+}
+
+static void check_pending(tether__store *st, const uint8_t id[16], uint64_t count, uint64_t bytes)
+{
+    uint64_t c = 99999, b = 99999;
+    CHECK_OK(st->ops->pending(st, id, &c, &b));
+    CHECK_EQ_U64(c, count);
+    CHECK_EQ_U64(b, bytes);
+}
+
+/* What load() handed over. */
+typedef struct got {
+    size_t n;          /* messages received */
+    size_t stop_after; /* return non-zero after this many (0: never) */
+    uint64_t seq[64];  /* their seqs (the first 64) */
+    size_t len[64];    /* their lengths */
+    char data[64][64]; /* their payloads, NUL-terminated, cut at 63 bytes */
+    int null_data;     /* a callback received data == NULL */
+} got;
+
+static int on_load(void *arg, uint64_t seq, const void *data, size_t len)
+{
+    got *g = arg;
+    if (!data) {
+        g->null_data = 1;
+    }
+    if (g->n < 64) {
+        g->seq[g->n] = seq;
+        g->len[g->n] = len;
+        size_t k = len < 63 ? len : 63;
+        if (data && k) {
+            memcpy(g->data[g->n], data, k);
+        }
+        g->data[g->n][k] = '\0';
+    }
+    g->n++;
+    return g->stop_after && g->n >= g->stop_after;
+}
+
+static got load(tether__store *st, const uint8_t id[16], uint64_t from, size_t max)
+{
+    got g;
+    memset(&g, 0, sizeof g);
+    CHECK_OK(st->ops->load(st, id, from, max, on_load, &g));
+    return g;
+}
+
+/* Ids collected by list(). */
+typedef struct idlist {
+    size_t n;            /* sessions seen */
+    size_t stop_after;   /* return non-zero after this many (0: never) */
+    uint8_t id[512][16]; /* their ids (the first 512) */
+    uint64_t hash;       /* FNV-1a over every record seen */
+} idlist;
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) {
+        h = (h ^ b[i]) * 1099511628211ull;
+    }
+    return h;
+}
+
+static int on_list(void *arg, const tether__session_rec *r)
+{
+    idlist *l = arg;
+    if (l->n < 512) {
+        memcpy(l->id[l->n], r->id, 16);
+    }
+    l->n++;
+    uint64_t v[4] = {r->out_last, r->peer_acked, r->recv_cursor, (uint64_t)r->established};
+    l->hash = fnv(l->hash, r->id, 16);
+    l->hash = fnv(l->hash, r->token, 32);
+    l->hash = fnv(l->hash, v, sizeof v);
+    return l->stop_after && l->n >= l->stop_after;
+}
+
+static idlist *list(tether__store *st)
+{
+    static idlist l;
+    memset(&l, 0, sizeof l);
+    l.hash = 14695981039346656037ull;
+    CHECK_OK(st->ops->session_list(st, on_list, &l));
+    return &l;
+}
+
+static int on_hash(void *arg, uint64_t seq, const void *data, size_t len)
+{
+    uint64_t *h = arg;
+    *h = fnv(*h, &seq, sizeof seq);
+    *h = fnv(*h, &len, sizeof len);
+    *h = fnv(*h, data, len);
+    return 0;
+}
+
+/* A fingerprint of everything the store holds: records, pending totals, messages. */
+static uint64_t digest(tether__store *st)
+{
+    idlist *l = list(st);
+    uint64_t h = l->hash;
+    size_t n = l->n < 512 ? l->n : 512;
+    uint8_t(*ids)[16] = malloc(n * 16 + 1);
+    memcpy(ids, l->id, n * 16);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t c = 0, b = 0;
+        CHECK_OK(st->ops->pending(st, ids[i], &c, &b));
+        h = fnv(h, &c, sizeof c);
+        h = fnv(h, &b, sizeof b);
+        CHECK_OK(st->ops->load(st, ids[i], 0, (size_t)-1, on_hash, &h));
+    }
+    free(ids);
+    return h;
+}
+
+/* ---- generic tests (both stores) ---- */
+
+TEST(session_crud)
+{
+    tether__store *st = open_store(TETHER__ROLE_SERVER);
+    tether__session_rec a = mkrec(10), b = mkrec(200), c = mkrec(50), r;
+
+    CHECK_ERR(st->ops->session_get(st, a.id, &r), TETHER_ENOTFOUND);
+    CHECK(strstr(st->ops->errmsg(st), "session_get") != NULL);
+    CHECK_ERR(st->ops->session_delete(st, a.id), TETHER_ENOTFOUND);
+    CHECK_EQ_U64(list(st)->n, 0);
+
+    a.out_last = 7;
+    a.peer_acked = 3;
+    a.recv_cursor = 11;
+    a.established = 1;
+    CHECK_OK(st->ops->session_put(st, &a));
+    CHECK_OK(st->ops->session_put(st, &b));
+    CHECK_OK(st->ops->session_put(st, &c));
+    r = get(st, a.id);
+    CHECK(rec_eq(&r, &a));
+    r = get(st, b.id);
+    CHECK(rec_eq(&r, &b));
+
+    /* list: id order, early stop */
+    idlist *l = list(st);
+    CHECK_EQ_U64(l->n, 3);
+    CHECK_MEM(l->id[0], a.id, 16);
+    CHECK_MEM(l->id[1], c.id, 16);
+    CHECK_MEM(l->id[2], b.id, 16);
+    static idlist one;
+    memset(&one, 0, sizeof one);
+    one.stop_after = 1;
+    CHECK_OK(st->ops->session_list(st, on_list, &one));
+    CHECK_EQ_U64(one.n, 1);
+
+    /* put replaces the record but keeps the outbox */
+    CHECK_EQ_U64(app(st, a.id, "x"), 8);
+    a.token[0] ^= 0xff;
+    a.out_last = 20;
+    a.established = 0;
+    CHECK_OK(st->ops->session_put(st, &a));
+    r = get(st, a.id);
+    CHECK(rec_eq(&r, &a));
+    check_pending(st, a.id, 1, 1);
+    CHECK_EQ_U64(app(st, a.id, "y"), 21);
+
+    /* established is stored as 0/1 */
+    c.established = 42;
+    CHECK_OK(st->ops->session_put(st, &c));
+    CHECK_EQ_INT(get(st, c.id).established, 1);
+
+    /* delete removes the session and its outbox */
+    CHECK_OK(st->ops->session_delete(st, a.id));
+    CHECK_ERR(st->ops->session_get(st, a.id, &r), TETHER_ENOTFOUND);
+    CHECK_ERR(st->ops->session_delete(st, a.id), TETHER_ENOTFOUND);
+    CHECK_EQ_U64(list(st)->n, 2);
+    a = mkrec(10);
+    CHECK_OK(st->ops->session_put(st, &a));
+    check_pending(st, a.id, 0, 0);
+    CHECK_EQ_U64(load(st, a.id, 0, 100).n, 0);
+    CHECK_OK(st->ops->session_delete(st, a.id));
+
+    /* every per-session operation reports a missing session */
+    tether_msg m = {"z", 1};
+    uint64_t seq, cnt, bytes;
+    got g;
+    tether__session_rec nr = mkrec(99);
+    CHECK_ERR(st->ops->append(st, a.id, &m, 1, 0, 0, &seq), TETHER_ENOTFOUND);
+    CHECK_ERR(st->ops->load(st, a.id, 0, 10, on_load, &g), TETHER_ENOTFOUND);
+    CHECK_ERR(st->ops->ack(st, a.id, 0), TETHER_ENOTFOUND);
+    CHECK_ERR(st->ops->set_cursor(st, a.id, 1), TETHER_ENOTFOUND);
+    CHECK_ERR(st->ops->pending(st, a.id, &cnt, &bytes), TETHER_ENOTFOUND);
+    CHECK_ERR(st->ops->rebase(st, a.id, &nr, 0), TETHER_ENOTFOUND);
+    CHECK(strstr(st->ops->errmsg(st), "rebase") != NULL);
+
+    /* invalid arguments */
+    CHECK_ERR(st->ops->session_get(st, b.id, NULL), TETHER_EINVAL);
+    CHECK_ERR(st->ops->session_put(st, NULL), TETHER_EINVAL);
+    CHECK_ERR(st->ops->session_list(st, NULL, NULL), TETHER_EINVAL);
+    CHECK_ERR(st->ops->append(st, b.id, NULL, 1, 0, 0, &seq), TETHER_EINVAL);
+    CHECK_ERR(st->ops->append(st, b.id, &m, 1, 0, 0, NULL), TETHER_EINVAL);
+    CHECK_ERR(st->ops->load(st, b.id, 0, 1, NULL, NULL), TETHER_EINVAL);
+    CHECK_ERR(st->ops->pending(st, b.id, NULL, &bytes), TETHER_EINVAL);
+    CHECK(st->ops->errmsg(st) != NULL);
+    st->ops->close(st);
+}
+
+TEST(put_validation)
+{
+    tether__store *st = open_store(TETHER__ROLE_CLIENT);
+    tether__session_rec a = mkrec(1);
+    a.out_last = 3;
+    a.peer_acked = 4;
+    CHECK_ERR(st->ops->session_put(st, &a), TETHER_EINVAL);
+    a.peer_acked = 0;
+    a.out_last = (uint64_t)INT64_MAX + 1;
+    CHECK_ERR(st->ops->session_put(st, &a), TETHER_EINVAL);
+    a.out_last = 0;
+    a.recv_cursor = UINT64_MAX;
+    CHECK_ERR(st->ops->session_put(st, &a), TETHER_EINVAL);
+    CHECK_EQ_U64(list(st)->n, 0);
+
+    a.recv_cursor = 0;
+    a.out_last = 7;
+    CHECK_OK(st->ops->session_put(st, &a));
+    CHECK_EQ_U64(app(st, a.id, "a"), 8);
+    CHECK_EQ_U64(app(st, a.id, "b"), 9);
+    uint64_t d = digest(st);
+    /* out_last may not fall below the outbox's last row */
+    a.out_last = 8;
+    CHECK_ERR(st->ops->session_put(st, &a), TETHER_EINVAL);
+    CHECK_EQ_U64(digest(st), d);
+    a.out_last = 9;
+    CHECK_OK(st->ops->session_put(st, &a));
+    /* raising it leaves a gap in the seqs, which load shows as is */
+    a.out_last = 20;
+    CHECK_OK(st->ops->session_put(st, &a));
+    CHECK_EQ_U64(app(st, a.id, "c"), 21);
+    got g = load(st, a.id, 0, 10);
+    CHECK_EQ_U64(g.n, 3);
+    CHECK_EQ_U64(g.seq[1], 9);
+    CHECK_EQ_U64(g.seq[2], 21);
+    g = load(st, a.id, 10, 10);
+    CHECK_EQ_U64(g.n, 1);
+    CHECK_EQ_U64(g.seq[0], 21);
+    st->ops->close(st);
+}
+
+TEST(append_seqs)
+{
+    tether__store *st = open_store(TETHER__ROLE_CLIENT);
+    tether__session_rec a = mkrec(1);
+    a.out_last = 5;
+    a.peer_acked = 5;
+    CHECK_OK(st->ops->session_put(st, &a));
+    CHECK_EQ_U64(app(st, a.id, "six"), 6);
+    CHECK_EQ_U64(get(st, a.id).out_last, 6);
+    tether_msg m[3] = {{"seven", 5}, {"eight", 5}, {"nine", 4}};
+    uint64_t first = 0;
+    CHECK_OK(st->ops->append(st, a.id, m, 3, 0, 0, &first));
+    CHECK_EQ_U64(first, 7);
+    CHECK_EQ_U64(get(st, a.id).out_last, 9);
+    CHECK_EQ_U64(get(st, a.id).peer_acked, 5);
+    got g = load(st, a.id, 0, 100);
+    CHECK_EQ_U64(g.n, 4);
+    for (size_t i = 0; i < 4 && i < g.n; i++) {
+        CHECK_EQ_U64(g.seq[i], 6 + i);
+    }
+    CHECK_EQ_STR(g.data[0], "six");
+    CHECK_EQ_STR(g.data[1], "seven");
+    CHECK_EQ_STR(g.data[3], "nine");
+    /* an empty batch stores nothing and tells the next seq */
+    first = 0;
+    CHECK_OK(st->ops->append(st, a.id, NULL, 0, 0, 0, &first));
+    CHECK_EQ_U64(first, 10);
+    CHECK_EQ_U64(get(st, a.id).out_last, 9);
+    check_pending(st, a.id, 4, 3 + 5 + 5 + 4);
+    /* sequence numbers end at INT64_MAX */
+    tether__session_rec b = mkrec(2);
+    b.out_last = (uint64_t)INT64_MAX - 1;
+    CHECK_OK(st->ops->session_put(st, &b));
+    CHECK_ERR(st->ops->append(st, b.id, m, 2, 0, 0, &first), TETHER_EINVAL);
+    CHECK_EQ_U64(app(st, b.id, "last"), (uint64_t)INT64_MAX);
+    st->ops->close(st);
+}
+
+TEST(append_all_or_nothing)
+{
+    tether__store *st = open_store(TETHER__ROLE_CLIENT);
+    tether__session_rec a = mkrec(3);
+    CHECK_OK(st->ops->session_put(st, &a));
+    CHECK_EQ_U64(app(st, a.id, "one"), 1);
+    CHECK_EQ_U64(app(st, a.id, "two"), 2);
+    uint64_t d = digest(st);
+
+    static char big[20][4000];
+    tether_msg m[20];
+    for (int i = 0; i < 20; i++) {
+        memset(big[i], 'a' + i, sizeof big[i]);
+        m[i].data = big[i];
+        m[i].len = sizeof big[i];
+    }
+    /* a message without data in the middle: nothing is stored */
+    uint64_t first = 77;
+    m[7].data = NULL;
+    CHECK_ERR(st->ops->append(st, a.id, m, 20, 0, 0, &first), TETHER_EINVAL);
+    m[7].data = big[7];
+    CHECK_EQ_U64(first, 77);
+    CHECK_EQ_U64(digest(st), d);
+
+    /* the lower layer fails part-way through the batch: nothing is stored */
+    cur->fault(st);
+    CHECK_ERR(st->ops->append(st, a.id, m, 20, 0, 0, &first), cur->fault_code);
+    CHECK_EQ_U64(first, 77);
+    cur->unfault(st);
+    CHECK_EQ_U64(get(st, a.id).out_last, 2);
+    check_pending(st, a.id, 2, 6);
+    CHECK_EQ_U64(load(st, a.id, 0, 100).n, 2);
+    CHECK_EQ_U64(digest(st), d);
+
+    CHECK_OK(st->ops->append(st, a.id, m, 20, 0, 0, &first));
+    CHECK_EQ_U64(first, 3);
+    check_pending(st, a.id, 22, 6 + 20 * 4000);
+    got g = load(st, a.id, 3, 100);
+    CHECK_EQ_U64(g.n, 20);
+    CHECK_EQ_U64(g.len[19], 4000);
+    CHECK_EQ_INT(g.data[19][0], 'a' + 19);
+    st->ops->close(st);
+}
+
+TEST(caps)
+{
+    tether__store *st = open_store(TETHER__ROLE_CLIENT);
+    tether__session_rec a = mkrec(4);
+    CHECK_OK(st->ops->session_put(st, &a));
+    tether_msg two[2] = {{"ab", 2}, {"cd", 2}};
+    uint64_t first = 0;
+
+    /* count */
+    CHECK_OK(st->ops->append(st, a.id, two, 2, 3, 0, &first));
+    uint64_t d = digest(st);
+    CHECK_ERR(st->ops->append(st, a.id, two, 2, 3, 0, &first), TETHER_EOUTBOX_FULL);
+    CHECK(strstr(st->ops->errmsg(st), "cap") != NULL);
+    CHECK_EQ_U64(digest(st), d);
+    CHECK_EQ_U64(get(st, a.id).out_last, 2);
+    CHECK_OK(st->ops->append(st, a.id, two, 1, 3, 0, &first)); /* exactly at the cap */
+    CHECK_EQ_U64(first, 3);
+    d = digest(st);
+    CHECK_ERR(st->ops->append(st, a.id, two, 1, 3, 0, &first), TETHER_EOUTBOX_FULL);
+    CHECK_EQ_U64(digest(st), d);
+    CHECK_OK(st->ops->append(st, a.id, two, 2, 0, 0, &first)); /* 0: no cap */
+    CHECK_EQ_U64(first, 4);
+    /* acks make room */
+    CHECK_OK(st->ops->ack(st, a.id, 4));
+    check_pending(st, a.id, 1, 2);
+    CHECK_OK(st->ops->append(st, a.id, two, 2, 3, 0, &first));
+    CHECK_EQ_U64(first, 6);
+
+    /* bytes */
+    tether__session_rec b = mkrec(5);
+    CHECK_OK(st->ops->session_put(st, &b));
+    static char buf[100];
+    memset(buf, 'q', sizeof buf);
+    tether_msg m60 = {buf, 60}, m50 = {buf, 50}, m40 = {buf, 40}, m1 = {buf, 1}, m0 = {NULL, 0};
+    tether_msg m101 = {buf, 100};
+    CHECK_ERR(st->ops->append(st, b.id, &m101, 1, 0, 99, &first), TETHER_EOUTBOX_FULL);
+    CHECK_OK(st->ops->append(st, b.id, &m60, 1, 0, 100, &first));
+    d = digest(st);
+    CHECK_ERR(st->ops->append(st, b.id, &m50, 1, 0, 100, &first), TETHER_EOUTBOX_FULL);
+    CHECK_EQ_U64(digest(st), d);
+    tether_msg pair[2] = {m40, m1};
+    CHECK_ERR(st->ops->append(st, b.id, pair, 2, 0, 100, &first), TETHER_EOUTBOX_FULL);
+    CHECK_EQ_U64(digest(st), d);
+    CHECK_OK(st->ops->append(st, b.id, &m40, 1, 0, 100, &first)); /* exactly at the cap */
+    CHECK_ERR(st->ops->append(st, b.id, &m1, 1, 0, 100, &first), TETHER_EOUTBOX_FULL);
+    CHECK_OK(st->ops->append(st, b.id, &m0, 1, 0, 100, &first)); /* 0 bytes still fit */
+    CHECK_ERR(st->ops->append(st, b.id, &m0, 1, 3, 100, &first), TETHER_EOUTBOX_FULL);
+    check_pending(st, b.id, 3, 100);
+    CHECK_EQ_U64(get(st, b.id).out_last, 3);
+    st->ops->close(st);
+}
+
+TEST(load_ranges)
+{
+    tether__store *st = open_store(TETHER__ROLE_CLIENT);
+    tether__session_rec a = mkrec(6);
+    CHECK_OK(st->ops->session_put(st, &a));
+    char text[16];
+    for (int i = 1; i <= 10; i++) {
+        snprintf(text, sizeof text, "m%d", i);
+        CHECK_EQ_U64(app(st, a.id, text), (uint64_t)i);
+    }
+    got g = load(st, a.id, 0, 100);
+    CHECK_EQ_U64(g.n, 10);
+    CHECK_EQ_STR(g.data[9], "m10");
+    g = load(st, a.id, 4, 3);
+    CHECK_EQ_U64(g.n, 3);
+    CHECK_EQ_U64(g.seq[0], 4);
+    CHECK_EQ_U64(g.seq[2], 6);
+    CHECK_EQ_STR(g.data[0], "m4");
+    /* early stop is not an error */
+    memset(&g, 0, sizeof g);
+    g.stop_after = 2;
+    CHECK_OK(st->ops->load(st, a.id, 5, 100, on_load, &g));
+    CHECK_EQ_U64(g.n, 2);
+    CHECK_EQ_U64(g.seq[1], 6);
+    CHECK_EQ_U64(load(st, a.id, 10, 100).n, 1);
+    CHECK_EQ_U64(load(st, a.id, 11, 100).n, 0);
+    CHECK_EQ_U64(load(st, a.id, 1, 0).n, 0);
+    CHECK_EQ_U64(load(st, a.id, UINT64_MAX, 10).n, 0);
+    CHECK_EQ_U64(load(st, a.id, (uint64_t)INT64_MAX + 1, 10).n, 0);
+    CHECK_OK(st->ops->ack(st, a.id, 5));
+    g = load(st, a.id, 0, 100);
+    CHECK_EQ_U64(g.n, 5);
+    CHECK_EQ_U64(g.seq[0], 6);
+    st->ops->close(st);
+}
+
+TEST(ack_prunes)
+{
+    tether__store *st = open_store(TETHER__ROLE_CLIENT);
+    tether__session_rec a = mkrec(7);
+    CHECK_OK(st->ops->session_put(st, &a));
+    for (int i = 0; i < 10; i++) {
+        app(st, a.id, "0123456789");
+    }
+    CHECK_OK(st->ops->ack(st, a.id, 4));
+    CHECK_EQ_U64(get(st, a.id).peer_acked, 4);
+    check_pending(st, a.id, 6, 60);
+    CHECK_EQ_U64(load(st, a.id, 0, 100).seq[0], 5);
+    /* never lowers */
+    CHECK_OK(st->ops->ack(st, a.id, 2));
+    CHECK_EQ_U64(get(st, a.id).peer_acked, 4);
+    CHECK_OK(st->ops->ack(st, a.id, 4));
+    CHECK_OK(st->ops->ack(st, a.id, 0));
+    CHECK_EQ_U64(get(st, a.id).peer_acked, 4);
+    check_pending(st, a.id, 6, 60);
+    /* beyond what was sent */
+    uint64_t d = digest(st);
+    CHECK_ERR(st->ops->ack(st, a.id, 11), TETHER_EINVAL);
+    CHECK_ERR(st->ops->ack(st, a.id, UINT64_MAX), TETHER_EINVAL);
+    CHECK_EQ_U64(digest(st), d);
+    CHECK_OK(st->ops->ack(st, a.id, 10));
+    CHECK_EQ_U64(get(st, a.id).peer_acked, 10);
+    check_pending(st, a.id, 0, 0);
+    CHECK_EQ_U64(load(st, a.id, 0, 100).n, 0);
+    CHECK_EQ_U64(app(st, a.id, "again"), 11);
+    /* put may raise peer_acked past stored rows; an older ack prunes them
+     * but still does not lower it */
+    app(st, a.id, "twelve");
+    tether__session_rec r = get(st, a.id);
+    r.peer_acked = 12;
+    CHECK_OK(st->ops->session_put(st, &r));
+    check_pending(st, a.id, 2, 11);
+    CHECK_OK(st->ops->ack(st, a.id, 11));
+    CHECK_EQ_U64(get(st, a.id).peer_acked, 12);
+    check_pending(st, a.id, 1, 6);
+    st->ops->close(st);
+}
+
+TEST(set_cursor_never_lowers)
+{
+    tether__store *st = open_store(TETHER__ROLE_CLIENT);
+    tether__session_rec a = mkrec(8);
+    CHECK_OK(st->ops->session_put(st, &a));
+    CHECK_OK(st->ops->set_cursor(st, a.id, 5));
+    CHECK_EQ_U64(get(st, a.id).recv_cursor, 5);
+    CHECK_OK(st->ops->set_cursor(st, a.id, 3));
+    CHECK_EQ_U64(get(st, a.id).recv_cursor, 5);
+    CHECK_OK(st->ops->set_cursor(st, a.id, 9));
+    CHECK_EQ_U64(get(st, a.id).recv_cursor, 9);
+    CHECK_ERR(st->ops->set_cursor(st, a.id, (uint64_t)INT64_MAX + 1), TETHER_EINVAL);
+    CHECK_EQ_U64(get(st, a.id).recv_cursor, 9);
+    CHECK_EQ_U64(get(st, a.id).out_last, 0);
+    st->ops->close(st);
+}
+
+TEST(pending_totals)
+{
+    tether__store *st = open_store(TETHER__ROLE_CLIENT);
+    tether__session_rec a = mkrec(9), b = mkrec(90);
+    CHECK_OK(st->ops->session_put(st, &a));
+    CHECK_OK(st->ops->session_put(st, &b));
+    check_pending(st, a.id, 0, 0);
+    static const char text[] = "abcdefghij";
+    tether_msg m[10];
+    for (int i = 0; i < 10; i++) {
+        m[i].data = text;
+        m[i].len = (size_t)i + 1;
+    }
+    uint64_t first;
+    CHECK_OK(st->ops->append(st, a.id, m, 10, 0, 0, &first));
+    check_pending(st, a.id, 10, 55);
+    check_pending(st, b.id, 0, 0);
+    CHECK_OK(st->ops->ack(st, a.id, 3));
+    check_pending(st, a.id, 7, 49);
+    tether_msg empty = {NULL, 0};
+    CHECK_OK(st->ops->append(st, a.id, &empty, 1, 0, 0, &first));
+    check_pending(st, a.id, 8, 49);
+    CHECK_OK(st->ops->ack(st, a.id, 11));
+    check_pending(st, a.id, 0, 0);
+    st->ops->close(st);
+}
+
+TEST(rebase_moves)
+{
+    tether__store *st = open_store(TETHER__ROLE_SERVER);
+    tether__session_rec old = mkrec(20), other = mkrec(40);
+    old.recv_cursor = 17;
+    CHECK_OK(st->ops->session_put(st, &old));
+    CHECK_OK(st->ops->session_put(st, &other));
+    char text[16];
+    for (int i = 1; i <= 10; i++) {
+        snprintf(text, sizeof text, "p%d", i);
+        app(st, old.id, text);
+    }
+    CHECK_OK(st->ops->ack(st, old.id, 3));
+    uint64_t d = digest(st);
+
+    tether__session_rec nr = mkrec(30);
+    nr.out_last = 5;
+    nr.recv_cursor = 2;
+    /* wrong arithmetic, overlong skip, same id, id in use: all refused, unchanged */
+    CHECK_ERR(st->ops->rebase(st, old.id, &nr, 4), TETHER_EINVAL);
+    CHECK_ERR(st->ops->rebase(st, old.id, &nr, 11), TETHER_EINVAL);
+    tether__session_rec same = nr;
+    memcpy(same.id, old.id, 16);
+    CHECK_ERR(st->ops->rebase(st, old.id, &same, 5), TETHER_EINVAL);
+    tether__session_rec taken = nr;
+    memcpy(taken.id, other.id, 16);
+    CHECK_ERR(st->ops->rebase(st, old.id, &taken, 5), TETHER_EINVAL);
+    tether__session_rec bad = nr;
+    bad.peer_acked = 6;
+    CHECK_ERR(st->ops->rebase(st, old.id, &bad, 5), TETHER_EINVAL);
+    CHECK_EQ_U64(digest(st), d);
+
+    CHECK_OK(st->ops->rebase(st, old.id, &nr, 5));
+    tether__session_rec r;
+    CHECK_ERR(st->ops->session_get(st, old.id, &r), TETHER_ENOTFOUND);
+    r = get(st, nr.id);
+    CHECK(rec_eq(&r, &nr));
+    got g = load(st, nr.id, 0, 100);
+    CHECK_EQ_U64(g.n, 5);
+    for (size_t i = 0; i < 5 && i < g.n; i++) {
+        CHECK_EQ_U64(g.seq[i], i + 1);
+        snprintf(text, sizeof text, "p%zu", i + 6);
+        CHECK_EQ_STR(g.data[i], text);
+    }
+    check_pending(st, nr.id, 5, 2 + 2 + 2 + 2 + 3);
+    idlist *l = list(st);
+    CHECK_EQ_U64(l->n, 2);
+    CHECK_MEM(l->id[0], nr.id, 16);
+    CHECK_MEM(l->id[1], other.id, 16);
+    CHECK_EQ_U64(app(st, nr.id, "next"), 6);
+
+    /* skip 0 keeps every row; skip below peer_acked only renumbers */
+    tether__session_rec n2 = mkrec(60);
+    n2.out_last = 6;
+    CHECK_OK(st->ops->rebase(st, nr.id, &n2, 0));
+    g = load(st, n2.id, 0, 100);
+    CHECK_EQ_U64(g.n, 6);
+    CHECK_EQ_U64(g.seq[0], 1);
+    CHECK_EQ_STR(g.data[5], "next");
+    check_pending(st, n2.id, 6, 15);
+    st->ops->close(st);
+}
+
+TEST(zero_length_payloads)
+{
+    tether__store *st = open_store(TETHER__ROLE_CLIENT);
+    tether__session_rec a = mkrec(11);
+    CHECK_OK(st->ops->session_put(st, &a));
+    tether_msg m[3] = {{NULL, 0}, {"xyz", 3}, {"", 0}};
+    uint64_t first;
+    CHECK_OK(st->ops->append(st, a.id, m, 3, 0, 3, &first));
+    CHECK_EQ_U64(first, 1);
+    check_pending(st, a.id, 3, 3);
+    got g = load(st, a.id, 0, 10);
+    CHECK_EQ_U64(g.n, 3);
+    CHECK_EQ_U64(g.len[0], 0);
+    CHECK_EQ_U64(g.len[1], 3);
+    CHECK_EQ_U64(g.len[2], 0);
+    CHECK_EQ_STR(g.data[1], "xyz");
+    CHECK(!g.null_data);
+    CHECK_OK(st->ops->ack(st, a.id, 1));
+    check_pending(st, a.id, 2, 3);
+    st->ops->close(st);
+}
+
+TEST(backlog_streamed)
+{
+    enum { TOTAL = 20000, CHUNK = 256 };
+    tether__store *st = open_store(TETHER__ROLE_CLIENT);
+    tether__session_rec a = mkrec(12);
+    CHECK_OK(st->ops->session_put(st, &a));
+    static char buf[500][64];
+    tether_msg m[500];
+    uint64_t first;
+    for (int b = 0; b < TOTAL / 500; b++) {
+        for (int i = 0; i < 500; i++) {
+            snprintf(buf[i], sizeof buf[i], "message %d", b * 500 + i + 1);
+            m[i].data = buf[i];
+            m[i].len = strlen(buf[i]);
+        }
+        CHECK_OK(st->ops->append(st, a.id, m, 500, 0, 0, &first));
+    }
+    uint64_t from = 0, seen = 0, chunks = 0;
+    int ok = 1;
+    for (;;) {
+        got g = load(st, a.id, from, CHUNK);
+        if (g.n == 0) {
+            break;
+        }
+        chunks++;
+        ok = ok && g.n <= CHUNK && g.seq[0] == seen + 1;
+        char want[64];
+        snprintf(want, sizeof want, "message %llu", (unsigned long long)g.seq[0]);
+        ok = ok && strcmp(g.data[0], want) == 0;
+        seen += g.n;
+        from = g.seq[0] + g.n;
+    }
+    CHECK(ok);
+    CHECK_EQ_U64(seen, TOTAL);
+    CHECK_EQ_U64(chunks, (TOTAL + CHUNK - 1) / CHUNK);
+    CHECK_OK(st->ops->ack(st, a.id, TOTAL / 2));
+    check_pending(st, a.id, TOTAL / 2, (TOTAL / 2) * strlen("message 12345"));
+    got g = load(st, a.id, 0, 3);
+    CHECK_EQ_U64(g.seq[0], TOTAL / 2 + 1);
+    st->ops->close(st);
+}
+
+TEST(many_sessions)
+{
+    enum { N = 300 };
+    tether__store *st = open_store(TETHER__ROLE_SERVER);
+    static tether__session_rec recs[N];
+    uint64_t x = 88172645463325252ull;
+    for (int i = 0; i < N; i++) {
+        recs[i] = mkrec(0);
+        for (int k = 0; k < 16; k++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            recs[i].id[k] = (uint8_t)x;
+        }
+        CHECK_OK(st->ops->session_put(st, &recs[i]));
+        for (int k = 0; k <= i % 5; k++) {
+            app(st, recs[i].id, "hello");
+        }
+    }
+    idlist *l = list(st);
+    CHECK_EQ_U64(l->n, N);
+    int sorted = 1;
+    for (size_t i = 1; i < l->n && i < 512; i++) {
+        sorted = sorted && memcmp(l->id[i - 1], l->id[i], 16) < 0;
+    }
+    CHECK(sorted);
+    for (int i = 0; i < N; i += 3) {
+        CHECK_OK(st->ops->session_delete(st, recs[i].id));
+    }
+    CHECK_EQ_U64(list(st)->n, N - (N + 2) / 3);
+    for (int i = 0; i < N; i++) {
+        uint64_t c = 0, b = 0;
+        int rc = st->ops->pending(st, recs[i].id, &c, &b);
+        if (i % 3 == 0) {
+            CHECK_EQ_INT(rc, TETHER_ENOTFOUND);
+        } else {
+            CHECK_EQ_INT(rc, TETHER_OK);
+            CHECK_EQ_U64(c, (uint64_t)(i % 5 + 1));
+            CHECK_EQ_U64(b, (uint64_t)(i % 5 + 1) * 5);
+        }
+    }
+    st->ops->close(st);
+}
+
+/* ---- SQLite only ---- */
+
+static tether__store *sq_open(const char *path, tether__store_role role, tether_durability dur)
+{
+    tether__store *st = NULL;
+    char err[256];
+    int rc = tether__store_sqlite_open(path, role, dur, &st, err, sizeof err);
+    CHECK_OK(rc);
+    if (rc != TETHER_OK) {
+        fprintf(stderr, "open %s: %s\n", path, err);
+        exit(2);
+    }
+    return st;
+}
+
+static long long pragma(tether__store *st, const char *sql)
+{
+    sqlite3_stmt *q = NULL;
+    long long v = -1;
+    if (sqlite3_prepare_v2(tether__store_sqlite_handle(st), sql, -1, &q, NULL) == SQLITE_OK &&
+        sqlite3_step(q) == SQLITE_ROW) {
+        v = sqlite3_column_int64(q, 0);
+    }
+    sqlite3_finalize(q);
+    return v;
+}
+
+/* Runs sql on a database file directly, with no store open. */
+static void raw_sql(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
+static void fill(tether__store *st, const uint8_t id[16])
+{
+    app(st, id, "first");
+    app(st, id, "second");
+    app(st, id, "");
+    app(st, id, "fourth");
+    CHECK_OK(st->ops->ack(st, id, 1));
+    CHECK_OK(st->ops->set_cursor(st, id, 7));
+}
+
+TEST(sqlite_reopen)
+{
+    static const struct {
+        tether_durability dur; /* what is asked */
+        long long sync;        /* the synchronous pragma it must set */
+    } cases[] = {
+        {TETHER_DURABILITY_DEFAULT, 1},
+        {TETHER_DURABILITY_OFF, 0},
+        {TETHER_DURABILITY_NORMAL, 1},
+        {TETHER_DURABILITY_FULL, 2},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char name[32], path[512];
+        snprintf(name, sizeof name, "reopen-%zu.db", i);
+        tt_path(path, sizeof path, name);
+        tether__store *st = sq_open(path, TETHER__ROLE_CLIENT, cases[i].dur);
+        CHECK_EQ_INT(pragma(st, "PRAGMA synchronous"), cases[i].sync);
+        CHECK_EQ_INT(pragma(st, "PRAGMA wal_autocheckpoint"), 0);
+        CHECK_EQ_INT(pragma(st, "PRAGMA user_version"), TETHER__STORE_SCHEMA_VERSION);
+        tether__session_rec a = mkrec(13);
+        a.established = 1;
+        CHECK_OK(st->ops->session_put(st, &a));
+        fill(st, a.id);
+        uint64_t d = digest(st);
+        st->ops->close(st);
+
+        st = sq_open(path, TETHER__ROLE_CLIENT, cases[i].dur);
+        CHECK_EQ_U64(digest(st), d);
+        tether__session_rec r = get(st, a.id);
+        CHECK_EQ_U64(r.out_last, 4);
+        CHECK_EQ_U64(r.peer_acked, 1);
+        CHECK_EQ_U64(r.recv_cursor, 7);
+        CHECK_EQ_INT(r.established, 1);
+        check_pending(st, a.id, 3, 12);
+        got g = load(st, a.id, 0, 10);
+        CHECK_EQ_U64(g.n, 3);
+        CHECK_EQ_STR(g.data[0], "second");
+        CHECK_EQ_U64(app(st, a.id, "fifth"), 5);
+        st->ops->close(st);
+    }
+}
+
+TEST(sqlite_file_mode)
+{
+    mode_t old = umask(022);
+    char path[512], wal[540], shm[540];
+    tt_path(path, sizeof path, "mode.db");
+    snprintf(wal, sizeof wal, "%s-wal", path);
+    snprintf(shm, sizeof shm, "%s-shm", path);
+    tether__store *st = sq_open(path, TETHER__ROLE_CLIENT, TETHER_DURABILITY_NORMAL);
+    tether__session_rec a = mkrec(14);
+    CHECK_OK(st->ops->session_put(st, &a));
+    app(st, a.id, "secret");
+    struct stat sb;
+    CHECK_EQ_INT(stat(path, &sb), 0);
+    CHECK_EQ_INT(sb.st_mode & 0777, 0600);
+    CHECK_EQ_INT(stat(wal, &sb), 0);
+    CHECK_EQ_INT(sb.st_mode & 0777, 0600);
+    CHECK_EQ_INT(stat(shm, &sb), 0);
+    CHECK_EQ_INT(sb.st_mode & 0777, 0600);
+    st->ops->close(st);
+    umask(old);
+}
+
+TEST(sqlite_schema_newer)
+{
+    char path[512], err[256];
+    tt_path(path, sizeof path, "newer.db");
+    tether__store *st = sq_open(path, TETHER__ROLE_CLIENT, TETHER_DURABILITY_NORMAL);
+    st->ops->close(st);
+    raw_sql(path, "PRAGMA user_version = 7");
+    st = (tether__store *)1;
+    CHECK_ERR(tether__store_sqlite_open(path, TETHER__ROLE_CLIENT, TETHER_DURABILITY_NORMAL, &st,
+                                        err, sizeof err),
+              TETHER_ESTORE_SCHEMA);
+    CHECK(st == NULL);
+    CHECK(strstr(err, "database schema 7 is newer than this tether (1)") != NULL);
+    /* it was not touched */
+    raw_sql(path, "PRAGMA user_version = 1");
+    st = sq_open(path, TETHER__ROLE_CLIENT, TETHER_DURABILITY_NORMAL);
+    st->ops->close(st);
+}
+
+TEST(sqlite_schema_unknown)
+{
+    char path[512], err[256];
+    tether__store *st = NULL;
+    /* somebody else's SQLite database */
+    tt_path(path, sizeof path, "foreign.db");
+    raw_sql(path, "CREATE TABLE notes(x)");
+    CHECK_ERR(tether__store_sqlite_open(path, TETHER__ROLE_CLIENT, TETHER_DURABILITY_NORMAL, &st,
+                                        err, sizeof err),
+              TETHER_ESTORE_SCHEMA);
+    CHECK(strstr(err, "not a tether store") != NULL);
+    /* schema 1 claimed, tables missing */
+    tt_path(path, sizeof path, "claims.db");
+    raw_sql(path, "CREATE TABLE notes(x); PRAGMA user_version = 1");
+    CHECK_ERR(tether__store_sqlite_open(path, TETHER__ROLE_CLIENT, TETHER_DURABILITY_NORMAL, &st,
+                                        err, sizeof err),
+              TETHER_ESTORE_SCHEMA);
+    /* schema 1 and a meta table, but the other tables differ */
+    tt_path(path, sizeof path, "partial.db");
+    raw_sql(path, "CREATE TABLE meta(key, value); INSERT INTO meta VALUES ('role', 'client');"
+                  "CREATE TABLE sessions(id); PRAGMA user_version = 1");
+    CHECK_ERR(tether__store_sqlite_open(path, TETHER__ROLE_CLIENT, TETHER_DURABILITY_NORMAL, &st,
+                                        err, sizeof err),
+              TETHER_ESTORE_SCHEMA);
+    CHECK(strstr(err, "unknown database schema") != NULL);
+    CHECK(st == NULL);
+}
+
+TEST(sqlite_wrong_role)
+{
+    char path[512], err[256];
+    tether__store *st = NULL;
+    tt_path(path, sizeof path, "client.db");
+    st = sq_open(path, TETHER__ROLE_CLIENT, TETHER_DURABILITY_NORMAL);
+    st->ops->close(st);
+    CHECK_ERR(tether__store_sqlite_open(path, TETHER__ROLE_SERVER, TETHER_DURABILITY_NORMAL, &st,
+                                        err, sizeof err),
+              TETHER_ESTORE_SCHEMA);
+    CHECK(strstr(err, "belongs to a tether client, not a server") != NULL);
+    CHECK(st == NULL);
+    tt_path(path, sizeof path, "server.db");
+    st = sq_open(path, TETHER__ROLE_SERVER, TETHER_DURABILITY_NORMAL);
+    st->ops->close(st);
+    CHECK_ERR(tether__store_sqlite_open(path, TETHER__ROLE_CLIENT, TETHER_DURABILITY_NORMAL, &st,
+                                        err, sizeof err),
+              TETHER_ESTORE_SCHEMA);
+    st = sq_open(path, TETHER__ROLE_SERVER, TETHER_DURABILITY_NORMAL);
+    st->ops->close(st);
+}
+
+TEST(sqlite_garbage_file)
+{
+    char path[512], err[256];
+    tt_path(path, sizeof path, "garbage.db");
+    FILE *f = fopen(path, "wb");
+    CHECK(f != NULL);
+    for (int i = 0; f && i < 200; i++) {
+        fputs("this is not a database. ", f);
+    }
+    if (f) {
+        fclose(f);
+    }
+    tether__store *st = NULL;
+    CHECK_ERR(tether__store_sqlite_open(path, TETHER__ROLE_CLIENT, TETHER_DURABILITY_NORMAL, &st,
+                                        err, sizeof err),
+              TETHER_ESTORE_CORRUPT);
+    CHECK(strstr(err, "not a database") != NULL);
+    CHECK(st == NULL);
+}
+
+TEST(sqlite_open_errors)
+{
+    char path[512], err[256];
+    tether__store *st = NULL;
+    tt_path(path, sizeof path, "no-such-dir/x.db");
+    CHECK_ERR(tether__store_sqlite_open(path, TETHER__ROLE_CLIENT, TETHER_DURABILITY_NORMAL, &st,
+                                        err, sizeof err),
+              TETHER_ESTORE);
+    CHECK(strstr(err, "unable to open") != NULL);
+    CHECK(st == NULL);
+    /* a directory where the file should be */
+    CHECK_ERR(tether__store_sqlite_open(tt_tmpdir(), TETHER__ROLE_CLIENT, TETHER_DURABILITY_NORMAL,
+                                        &st, err, sizeof err),
+              TETHER_ESTORE);
+    tt_path(path, sizeof path, "args.db");
+    CHECK_ERR(tether__store_sqlite_open(NULL, TETHER__ROLE_CLIENT, TETHER_DURABILITY_NORMAL, &st,
+                                        err, sizeof err),
+              TETHER_EINVAL);
+    CHECK_ERR(tether__store_sqlite_open("", TETHER__ROLE_CLIENT, TETHER_DURABILITY_NORMAL, &st, err,
+                                        sizeof err),
+              TETHER_EINVAL);
+    CHECK_ERR(tether__store_sqlite_open(path, (tether__store_role)3, TETHER_DURABILITY_NORMAL, &st,
+                                        err, sizeof err),
+              TETHER_EINVAL);
+    CHECK_ERR(tether__store_sqlite_open(path, TETHER__ROLE_CLIENT, (tether_durability)9, &st, err,
+                                        sizeof err),
+              TETHER_EINVAL);
+    CHECK_ERR(tether__store_sqlite_open(path, TETHER__ROLE_CLIENT, TETHER_DURABILITY_NORMAL, NULL,
+                                        NULL, 0),
+              TETHER_EINVAL);
+    CHECK_ERR(tether__store_memory_open((tether__store_role)0, &st), TETHER_EINVAL);
+}
+
+TEST(sqlite_full)
+{
+    char path[512];
+    tt_path(path, sizeof path, "full.db");
+    tether__store *st = sq_open(path, TETHER__ROLE_SERVER, TETHER_DURABILITY_NORMAL);
+    tether__session_rec a = mkrec(15);
+    CHECK_OK(st->ops->session_put(st, &a));
+    fill(st, a.id);
+    CHECK_OK(tether__store_sqlite_set_max_pages(st, 1));
+
+    static char big[3000];
+    memset(big, 'F', sizeof big);
+    tether_msg m = {big, sizeof big};
+    uint64_t before = 0, first = 0;
+    int rc = TETHER_OK;
+    for (int i = 0; i < 1000 && rc == TETHER_OK; i++) {
+        before = digest(st);
+        rc = st->ops->append(st, a.id, &m, 1, 0, 0, &first);
+    }
+    CHECK_EQ_INT(rc, TETHER_ESTORE_FULL);
+    CHECK(strstr(st->ops->errmsg(st), "append") != NULL);
+    CHECK(strstr(st->ops->errmsg(st), "full") != NULL);
+    CHECK_EQ_U64(digest(st), before);
+    tether__session_rec r = get(st, a.id);
+    uint64_t c = 0, b = 0;
+    CHECK_OK(st->ops->pending(st, a.id, &c, &b));
+    /* a new session does not fit either, and is not half-made */
+    tether__session_rec n = mkrec(16);
+    int prc = st->ops->session_put(st, &n);
+    CHECK(prc == TETHER_OK || prc == TETHER_ESTORE_FULL);
+    if (prc == TETHER_ESTORE_FULL) {
+        CHECK_EQ_U64(digest(st), before);
+    } else {
+        CHECK_OK(st->ops->session_delete(st, n.id));
+    }
+    st->ops->close(st);
+
+    st = sq_open(path, TETHER__ROLE_SERVER, TETHER_DURABILITY_NORMAL);
+    CHECK_EQ_U64(digest(st), before);
+    tether__session_rec r2 = get(st, a.id);
+    CHECK(rec_eq(&r, &r2));
+    check_pending(st, a.id, c, b);
+    CHECK_EQ_U64(app(st, a.id, "room again"), r.out_last + 1);
+    st->ops->close(st);
+}
+
+TEST(sqlite_readonly)
+{
+    char path[512];
+    tt_path(path, sizeof path, "ro.db");
+    tether__store *st = sq_open(path, TETHER__ROLE_SERVER, TETHER_DURABILITY_NORMAL);
+    tether__session_rec a = mkrec(17), b = mkrec(18), nr = mkrec(19);
+    CHECK_OK(st->ops->session_put(st, &a));
+    fill(st, a.id);
+    uint64_t d = digest(st);
+    CHECK_OK(tether__store_sqlite_reopen_readonly(st));
+
+    tether_msg m = {"nope", 4};
+    uint64_t first = 0;
+    CHECK_ERR(st->ops->session_put(st, &b), TETHER_ESTORE_READONLY);
+    CHECK(strstr(st->ops->errmsg(st), "session_put") != NULL);
+    CHECK(strstr(st->ops->errmsg(st), "readonly") != NULL);
+    a.out_last = 4;
+    a.peer_acked = 1;
+    a.recv_cursor = 100;
+    CHECK_ERR(st->ops->session_put(st, &a), TETHER_ESTORE_READONLY);
+    CHECK_ERR(st->ops->append(st, a.id, &m, 1, 0, 0, &first), TETHER_ESTORE_READONLY);
+    CHECK_ERR(st->ops->ack(st, a.id, 3), TETHER_ESTORE_READONLY);
+    CHECK_ERR(st->ops->set_cursor(st, a.id, 50), TETHER_ESTORE_READONLY);
+    CHECK_ERR(st->ops->session_delete(st, a.id), TETHER_ESTORE_READONLY);
+    nr.out_last = 3;
+    CHECK_ERR(st->ops->rebase(st, a.id, &nr, 1), TETHER_ESTORE_READONLY);
+    /* reads still work */
+    CHECK_EQ_U64(digest(st), d);
+    CHECK_EQ_U64(get(st, a.id).recv_cursor, 7);
+    st->ops->close(st);
+
+    st = sq_open(path, TETHER__ROLE_SERVER, TETHER_DURABILITY_NORMAL);
+    CHECK_EQ_U64(digest(st), d);
+    st->ops->close(st);
+
+    /* a file that cannot be written is refused at open */
+    char err[256];
+    tether__store *ro = (tether__store *)1;
+    CHECK_ERR(tether__store_sqlite_open_flags(path, TETHER__ROLE_SERVER, TETHER_DURABILITY_NORMAL,
+                                              TETHER__SQLITE_READONLY, &ro, err, sizeof err),
+              TETHER_ESTORE_READONLY);
+    CHECK(ro == NULL);
+    CHECK(strstr(err, "read-only") != NULL);
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+TEST(sqlite_checkpoint_periodic)
+{
+    char path[512];
+    tt_path(path, sizeof path, "periodic.db");
+    tether__store *st = sq_open(path, TETHER__ROLE_CLIENT, TETHER_DURABILITY_NORMAL);
+    tether__store_sqlite_set_checkpoint(st, 1000000, 2000000, 20);
+    unsigned long base = tether__store_sqlite_checkpoints(st);
+    tether__session_rec a = mkrec(21);
+    CHECK_OK(st->ops->session_put(st, &a));
+    app(st, a.id, "tick");
+    for (int i = 0; i < 200 && tether__store_sqlite_checkpoints(st) == base; i++) {
+        sleep_ms(10);
+    }
+    unsigned long after = tether__store_sqlite_checkpoints(st);
+    CHECK(after > base);
+    /* idle: no more checkpoints */
+    sleep_ms(100);
+    CHECK_EQ_U64(tether__store_sqlite_checkpoints(st), after);
+    st->ops->close(st);
+}
+
+static long long file_size(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 ? (long long)sb.st_size : 0;
+}
+
+TEST(sqlite_wal_bounded)
+{
+    enum { SOFT = 64, HARD = 256, N = 5000 };
+    char path[512], wal[540];
+    tt_path(path, sizeof path, "bounded.db");
+    snprintf(wal, sizeof wal, "%s-wal", path);
+    tether__store *st = sq_open(path, TETHER__ROLE_CLIENT, TETHER_DURABILITY_NORMAL);
+    tether__store_sqlite_set_checkpoint(st, SOFT, HARD, 1000);
+    tether__session_rec a = mkrec(22);
+    CHECK_OK(st->ops->session_put(st, &a));
+    static char payload[1000];
+    memset(payload, 'w', sizeof payload);
+    tether_msg m = {payload, sizeof payload};
+    long long biggest = 0;
+    uint64_t first;
+    for (int i = 1; i <= N; i++) {
+        CHECK_OK(st->ops->append(st, a.id, &m, 1, 0, 0, &first));
+        if (i % 10 == 0) {
+            CHECK_OK(st->ops->ack(st, a.id, (uint64_t)i));
+            long long sz = file_size(wal);
+            biggest = sz > biggest ? sz : biggest;
+        }
+    }
+    /* without checkpoints this WAL would pass 20 MB */
+    long long bound = 3LL * HARD * (4096 + 24);
+    if (getenv("STORE_TEST_VERBOSE") || biggest > bound) {
+        fprintf(stderr, "WAL reached %lld bytes (bound %lld)\n", biggest, bound);
+    }
+    CHECK(biggest <= bound);
+    CHECK(tether__store_sqlite_checkpoints(st) > 0);
+    check_pending(st, a.id, 0, 0);
+    st->ops->close(st);
+}
+
+/* ---- memory only ---- */
+
+TEST(memory_out_of_memory)
+{
+    tether__store *st = NULL;
+    CHECK_OK(tether__store_memory_open(TETHER__ROLE_SERVER, &st));
+    tether__session_rec a = mkrec(23);
+    CHECK_OK(st->ops->session_put(st, &a));
+    app(st, a.id, "keep");
+    static char buf[40][32];
+    tether_msg m[40];
+    for (int i = 0; i < 40; i++) {
+        snprintf(buf[i], sizeof buf[i], "batch %d", i);
+        m[i].data = buf[i];
+        m[i].len = strlen(buf[i]);
+    }
+    /* each allocation in turn fails: ENOMEM and nothing changed, until it fits */
+    int fails = 0;
+    for (long k = 0; k < 100; k++) {
+        uint64_t d = digest(st), first = 0;
+        tether__store_memory_fail_after(st, k);
+        int rc = st->ops->append(st, a.id, m, 40, 0, 0, &first);
+        tether__store_memory_fail_after(st, -1);
+        if (rc == TETHER_OK) {
+            CHECK_EQ_U64(first, 2);
+            break;
+        }
+        fails++;
+        CHECK_EQ_INT(rc, TETHER_ENOMEM);
+        CHECK_EQ_U64(digest(st), d);
+    }
+    CHECK(fails >= 40);
+    check_pending(st, a.id, 41, 4 + 40 * 7 + 30);
+    for (int i = 0; i < 12; i++) {
+        tether__session_rec r = mkrec((uint8_t)(100 + i));
+        for (long k = 0; k < 10; k++) {
+            uint64_t d = digest(st);
+            tether__store_memory_fail_after(st, k);
+            int rc = st->ops->session_put(st, &r);
+            tether__store_memory_fail_after(st, -1);
+            if (rc == TETHER_OK) {
+                break;
+            }
+            CHECK_EQ_INT(rc, TETHER_ENOMEM);
+            CHECK_EQ_U64(digest(st), d);
+        }
+    }
+    CHECK_EQ_U64(list(st)->n, 13);
+    /* ack, set_cursor, rebase and delete need no memory */
+    tether__store_memory_fail_after(st, 0);
+    CHECK_OK(st->ops->ack(st, a.id, 38));
+    CHECK_OK(st->ops->set_cursor(st, a.id, 4));
+    tether__session_rec nr = mkrec(200);
+    nr.out_last = 41 - 38;
+    CHECK_OK(st->ops->rebase(st, a.id, &nr, 38));
+    CHECK_OK(st->ops->session_delete(st, nr.id));
+    tether__store_memory_fail_after(st, -1);
+    st->ops->close(st);
+}
+
+/* ---- runner ---- */
+
+static void run_both(const char *name, void (*fn)(void))
+{
+    static char names[64][96];
+    static int used;
+    for (size_t i = 0; i < sizeof impls / sizeof impls[0]; i++) {
+        char *full = names[used++ % 64];
+        snprintf(full, sizeof names[0], "%s/%s", impls[i].name, name);
+        cur = &impls[i];
+        tt_run(full, fn);
+    }
+}
+
+#define BOTH(name) run_both(#name, test_##name)
+
+int main(void)
+{
+    BOTH(session_crud);
+    BOTH(put_validation);
+    BOTH(append_seqs);
+    BOTH(append_all_or_nothing);
+    BOTH(caps);
+    BOTH(load_ranges);
+    BOTH(ack_prunes);
+    BOTH(set_cursor_never_lowers);
+    BOTH(pending_totals);
+    BOTH(rebase_moves);
+    BOTH(zero_length_payloads);
+    BOTH(backlog_streamed);
+    BOTH(many_sessions);
+    RUN(sqlite_reopen);
+    RUN(sqlite_file_mode);
+    RUN(sqlite_schema_newer);
+    RUN(sqlite_schema_unknown);
+    RUN(sqlite_wrong_role);
+    RUN(sqlite_garbage_file);
+    RUN(sqlite_open_errors);
+    RUN(sqlite_full);
+    RUN(sqlite_readonly);
+    RUN(sqlite_checkpoint_periodic);
+    RUN(sqlite_wal_bounded);
+    RUN(memory_out_of_memory);
+    return tt_finish();
+}
