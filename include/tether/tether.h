@@ -97,10 +97,11 @@ typedef enum tether_err {
     TETHER_ETLS_EXPIRED = -42,   /* the server's certificate has expired or is not yet valid */
     TETHER_EPROXY = -43,         /* the HTTP proxy is unreachable or refused the CONNECT (proxy_status) */
     TETHER_EPROXY_AUTH = -44,    /* the HTTP proxy wants credentials (407) or refused the ones given */
+    TETHER_EDISPLACED = -45,     /* a newer connection of the same session replaced this one */
 } tether_err;
 
 /** The lowest error code; every code from TETHER_ERR_LAST to -1 has a name. */
-#define TETHER_ERR_LAST TETHER_EPROXY_AUTH
+#define TETHER_ERR_LAST TETHER_EDISPLACED
 
 /** A one-sentence description of an error code. Never NULL. */
 TETHER_API const char *tether_strerror(int code);
@@ -148,6 +149,7 @@ typedef enum tether_reject_code {
     TETHER_REJECT_MISMATCH = 6,   /* session state mismatch; see the mismatch event */
     TETHER_REJECT_TOO_BIG = 7,    /* a message exceeded the receiver's limit */
     TETHER_REJECT_STORE = 8,      /* the receiver's store failed; nothing past it was acked */
+    TETHER_REJECT_DISPLACED = 9,  /* a newer connection of this session took over; do not reconnect */
 } tether_reject_code;
 
 /**

@@ -222,7 +222,7 @@ int tether_client_create(const tether_client_config *cfg, tether_client **out)
                         "this connection. Never use it in production.\n",
                 c->cfg.url);
     }
-    rc = tether__link_engine_cfg(&c->ecfg, TETHER__ROLE_CLIENT, cfg->max_message_bytes,
+    rc = tether__engine_cfg_fill(&c->ecfg, TETHER__ROLE_CLIENT, cfg->max_message_bytes,
                                  cfg->window_messages, cfg->ack_every, cfg->ack_delay_ms,
                                  cfg->outbox_max_messages, cfg->outbox_max_bytes, cfg->manual_ack,
                                  CLIENT_QUEUE_BYTES);
@@ -373,7 +373,7 @@ int tether_client_send_batch(tether_client *c, const tether_msg *msgs, size_t n,
                          ? c->store->ops->errmsg(c->store)
                          : "");
     }
-    int live = c->phase == PH_LIVE;
+    int live = tether__engine_live(c->engine);
     unlock(c);
     if ((rc == TETHER_OK && live) || bp) {
         wake(c);

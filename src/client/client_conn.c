@@ -95,10 +95,7 @@ static int permanent(int error, int http_status)
 
 static void attempt(tether_client *c)
 {
-    c->phase = PH_CONNECTING;
-    c->close_error = 0;
-    c->close_code = 0;
-    c->closing = 0;
+    c->phase = PH_ATTEMPT;
     report(c, TETHER_STATE_CONNECTING, TETHER_OK, 0, 0, 0, 0, c->url);
     if (c->proxy_dirty) {
         tether__tp_set_proxy(c->tp, &c->proxy);
@@ -162,7 +159,8 @@ static void after_close(tether_client *c, int error, int http_status, int code,
         tether__tp_timer(c->tp, 0);
         return;
     }
-    if (error == TETHER_EMISMATCH || (permanent(error, http_status) && !c->cfg.retry_permanent)) {
+    if (error == TETHER_EMISMATCH || error == TETHER_EDISPLACED ||
+        (permanent(error, http_status) && !c->cfg.retry_permanent)) {
         c->phase = PH_STOPPED;
         c->stopped_for_auth = error == TETHER_EPROXY_AUTH;
         report_ex(c, TETHER_STATE_STOPPED, error, http_status, code, 0, 0,
@@ -170,6 +168,8 @@ static void after_close(tether_client *c, int error, int http_status, int code,
                       ? "session state mismatch: call tether_client_reset_session() to continue"
                   : error == TETHER_EPROXY_AUTH
                       ? "the proxy wants credentials: call tether_client_set_proxy_credentials()"
+                  : error == TETHER_EDISPLACED
+                      ? "another connection of this session took over: this client stops"
                       : detail,
                   proxy_status, retry_after);
         return;
@@ -196,15 +196,11 @@ static void after_close(tether_client *c, int error, int http_status, int code,
     tether__tp_timer(c->tp, delay);
 }
 
-/* Closes the connection after the engine's queued frames are written. */
-static void close_soon(tether_client *c, int error, int code, const char *detail, uint64_t now)
+/* Closes the connection for error once the engine's queued frames are written
+ * (link.h); the engine keeps the reason until on_closed reports it. */
+static void close_soon(tether_client *c, int error, uint32_t code, const char *detail)
 {
-    if (!c->close_error) {
-        c->close_error = error;
-        c->close_code = code;
-        snprintf(c->last_detail, sizeof c->last_detail, "%s", detail);
-    }
-    c->closing = 1;
+    tether__engine_close(c->engine, error, code, detail);
     if (c->conn) {
         tether__conn_want_write(c->conn);
     }
@@ -217,10 +213,9 @@ static void on_open(void *owner, tether__conn *conn)
     lock_svc(c);
     tether__tp_timer_cancel(c->tp);
     c->conn = conn;
-    c->phase = PH_OPEN;
     c->welcome_deadline = now + c->cfg.welcome_timeout_ms;
     if (tether__engine_connect(c->engine, now) != TETHER_OK) {
-        close_soon(c, TETHER_ENOMEM, 0, "cannot queue HELLO", now);
+        close_soon(c, TETHER_ENOMEM, TETHER__NO_BYE, "cannot queue HELLO");
     }
     tether__conn_want_write(conn);
     tether__link_arm(c->engine, conn, now, c->welcome_deadline);
@@ -234,7 +229,7 @@ static void on_message(void *owner, tether__conn *conn, const uint8_t *buf, size
     tether__engine_event ev;
 
     lock_svc(c);
-    if (conn != c->conn || c->closing) {
+    if (conn != c->conn || tether__engine_close_event(c->engine, NULL)) {
         unlock(c);
         return;
     }
@@ -242,33 +237,22 @@ static void on_message(void *owner, tether__conn *conn, const uint8_t *buf, size
         char d[160];
         snprintf(d, sizeof d, "the server sent an unacceptable message: %s",
                  tether_strerror(err));
-        tether__engine_bye(c->engine, tether__link_close_code(err), d);
-        close_soon(c, err, 0, d, now);
+        close_soon(c, err, tether__close_code(err), d);
         unlock(c);
         return;
     }
-    memset(&ev, 0, sizeof ev);
     tether__engine_on_frame(c->engine, buf, len, now, &ev);
     if (ev.welcomed) {
-        c->phase = PH_LIVE;
         c->live_since = now;
         c->welcome_deadline = UINT64_MAX;
         report(c, TETHER_STATE_CONNECTED, TETHER_OK, 0, 0, 0, ev.resumed,
                ev.resumed ? "session resumed" : "new session");
     }
-    if (ev.close) {
-        int err = ev.error ? ev.error : TETHER_EPEER_CLOSED;
-        if (ev.peer_code == TETHER_REJECT_TOO_BIG) {
-            /* a message on one side exceeds the other's limit: retrying meets it again */
-            err = TETHER_ETOOBIG;
-        }
-        close_soon(c, err, (int)ev.peer_code, ev.detail[0] ? ev.detail : tether_strerror(err), now);
-    } else if (tether__engine_want_write(c->engine, now)) {
+    if (ev.close || tether__engine_want_write(c->engine, now)) {
         tether__conn_want_write(conn);
     }
     if (c->conn) {
-        tether__link_arm(c->engine, conn, now,
-                         c->phase == PH_OPEN ? c->welcome_deadline : UINT64_MAX);
+        tether__link_arm(c->engine, conn, now, c->welcome_deadline);
     }
     unlock(c);
 }
@@ -276,12 +260,9 @@ static void on_message(void *owner, tether__conn *conn, const uint8_t *buf, size
 static void on_writable(void *owner, tether__conn *conn)
 {
     tether_client *c = owner;
-    tether__engine_event why;
-    uint64_t now = tether__now_ms();
     lock_svc(c);
-    if (conn == c->conn &&
-        tether__link_pump(c->engine, conn, &c->out, now, c->closing, &why) != TETHER_OK) {
-        close_soon(c, why.error, 0, why.detail[0] ? why.detail : tether_strerror(why.error), now);
+    if (conn == c->conn) {
+        tether__link_pump_engine(c->engine, conn, &c->out, tether__now_ms());
     }
     unlock(c);
 }
@@ -290,17 +271,21 @@ static void on_closed(void *owner, tether__conn *conn, const tether__tp_close *w
 {
     tether_client *c = owner;
     uint64_t now = tether__now_ms();
+    tether__engine_event ev;
     lock_svc(c);
     if (conn != c->conn && c->conn != NULL) {
         unlock(c);
         return;
     }
     tether__tp_timer_cancel(c->tp);
-    if (c->close_error) {
+    if (c->conn && tether__engine_close_event(c->engine, &ev)) {
+        /* we chose to close: the engine's reason stands */
         char detail[256];
-        snprintf(detail, sizeof detail, "%s", c->last_detail);
-        after_close(c, c->close_error, 0, c->close_code, detail, now, NULL);
-    } else if (c->phase == PH_CONNECTING && why->error == TETHER_EPEER_CLOSED) {
+        int error = tether__close_client_error(&ev);
+        snprintf(detail, sizeof detail, "%s", ev.detail[0] ? ev.detail : tether_strerror(error));
+        after_close(c, error, 0, (int)ev.peer_code, detail, now, NULL);
+    } else if (!c->conn && why->error == TETHER_EPEER_CLOSED) {
+        /* the attempt ended before the upgrade */
         after_close(c, TETHER_ECONNECT, why->http_status, 0, why->detail, now, why);
     } else {
         after_close(c, why->error, why->http_status, 0, why->detail, now, why);
@@ -314,11 +299,11 @@ static void on_wake(void *owner)
     uint64_t now = tether__now_ms();
     lock_svc(c);
     if (c->stopping) {
-        if (c->conn && c->phase == PH_LIVE && !c->closing) {
-            tether__engine_bye(c->engine, TETHER_REJECT_NONE, "client shutting down");
-            close_soon(c, TETHER_ECLOSED, 0, "client shutting down", now);
-        } else if (c->conn && !c->closing) {
-            close_soon(c, TETHER_ECLOSED, 0, "client shutting down", now);
+        if (c->conn && !tether__engine_close_event(c->engine, NULL)) {
+            /* a live session says goodbye; an unwelcomed connection just closes */
+            close_soon(c, TETHER_ECLOSED,
+                       tether__engine_live(c->engine) ? TETHER_REJECT_NONE : TETHER__NO_BYE,
+                       "client shutting down");
         } else if (!c->conn && c->phase != PH_STOPPED) {
             tether__tp_timer_cancel(c->tp);
             c->phase = PH_STOPPED;
@@ -326,7 +311,8 @@ static void on_wake(void *owner)
         }
     } else if (c->phase == PH_IDLE) {
         attempt(c);
-    } else if (c->conn && c->phase == PH_LIVE && tether__engine_want_write(c->engine, now)) {
+    } else if (c->conn && tether__engine_live(c->engine) &&
+               tether__engine_want_write(c->engine, now)) {
         tether__conn_want_write(c->conn);
     }
     if (!c->stopping) {
@@ -346,21 +332,21 @@ static void on_timer(void *owner, tether__conn *conn)
             attempt(c);
         }
     } else if (conn == c->conn) {
-        if (c->phase == PH_OPEN && now >= c->welcome_deadline && !c->closing) {
+        if (now >= c->welcome_deadline && !tether__engine_close_event(c->engine, NULL)) {
             char d[160];
             snprintf(d, sizeof d,
                      "the upgrade succeeded but no WELCOME arrived within %u ms: frames are "
                      "blocked on the path",
                      c->cfg.welcome_timeout_ms);
-            close_soon(c, TETHER_ESTALLED, 0, d, now);
+            /* at once: a blocked path may never let queued frames drain */
+            tether__engine_close(c->engine, TETHER_ESTALLED, TETHER__NO_BYE, d);
             tether__conn_close(conn);
         } else {
             tether__engine_tick(c->engine, now);
             if (tether__engine_want_write(c->engine, now)) {
                 tether__conn_want_write(conn);
             }
-            tether__link_arm(c->engine, conn, now,
-                             c->phase == PH_OPEN ? c->welcome_deadline : UINT64_MAX);
+            tether__link_arm(c->engine, conn, now, c->welcome_deadline);
         }
     }
     unlock(c);

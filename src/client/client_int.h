@@ -22,6 +22,9 @@
 #include <tether/tether.h>
 
 #include "engine/backoff.h"
+#include "common/backpressure.h"
+#include "common/close_code.h"
+#include "common/engine_cfg.h"
 #include "common/link.h"
 #include "transport/proxy.h"
 #include "engine/session.h"
@@ -33,15 +36,17 @@
 #define CLIENT_QUEUE_BYTES (16u << 20)
 #define DESTROY_FLUSH_MS 1000u
 
-/* Where the connection life stands (service thread's view). */
-
+/*
+ * Where the client's life stands between attempts (service thread's view).
+ * During PH_ATTEMPT, c->conn is NULL until the upgrade succeeded; after it
+ * the engine says the rest: waiting for WELCOME, live (tether__engine_live),
+ * or closing and why (tether__engine_close_event, see common/link.h).
+ */
 enum phase {
-    PH_IDLE,       /* not started */
-    PH_WAITING,    /* between attempts; the transport timer starts the next one */
-    PH_CONNECTING, /* TCP/TLS/upgrade in progress */
-    PH_OPEN,       /* upgraded, HELLO sent, waiting for WELCOME */
-    PH_LIVE,       /* welcomed */
-    PH_STOPPED,    /* no further attempts */
+    PH_IDLE,    /* not started */
+    PH_WAITING, /* between attempts; the transport timer starts the next one */
+    PH_ATTEMPT, /* an attempt or a connection is under way */
+    PH_STOPPED, /* no further attempts */
 };
 
 struct tether_client {
@@ -60,11 +65,8 @@ struct tether_client {
     tether__buf out;           /* frame being written */
     enum phase phase;          /* connection life */
     int stopping;              /* destroy() asked the service thread to finish */
-    int close_error;           /* error that made us close the current connection, 0 if none */
-    int close_code;            /* reject/bye code received on the current connection */
-    int closing;               /* close once queued frames are written */
     uint64_t live_since;       /* when the current connection was welcomed */
-    uint64_t welcome_deadline; /* PH_OPEN: WELCOME due by then */
+    uint64_t welcome_deadline; /* WELCOME due by then; UINT64_MAX once welcomed */
     tether_state_info last;    /* the most recent state report */
     char last_detail[256];     /* its detail text */
     char *strs;                /* owned copies of the config's connectivity strings */

@@ -53,6 +53,7 @@ static const struct {
     {TETHER_ETLS_EXPIRED, "TETHER_ETLS_EXPIRED", "The server's certificate has expired or is not yet valid."},
     {TETHER_EPROXY, "TETHER_EPROXY", "The HTTP proxy is unreachable or refused the CONNECT."},
     {TETHER_EPROXY_AUTH, "TETHER_EPROXY_AUTH", "The HTTP proxy requires credentials, or refused the ones given (407)."},
+    {TETHER_EDISPLACED, "TETHER_EDISPLACED", "A newer connection of the same session replaced this one."},
 };
 
 static int find(int code)

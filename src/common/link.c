@@ -1,46 +1,133 @@
+/* The pump between a connection's frames and its transport connection (link.h). */
 #include "link.h"
 
 #include <stdint.h>
-#include <stdio.h>
 #include <string.h>
 
-#include "defaults.h"
-#include "util.h"
-
-#define RUN_MAX_BYTES (64u << 10)
-#define LIMIT_MAX_MESSAGE (256u << 20)
-#define LIMIT_WINDOW 1000000u
-
-int tether__link_pump(tether__engine *e, tether__conn *c, tether__buf *b, uint64_t now_ms,
-                      int close_after, tether__engine_event *why)
+int tether__link_pump(const tether__link_src *src, const tether__link_sink *sink, tether__buf *b,
+                      uint64_t now_ms)
 {
-    memset(why, 0, sizeof *why);
-    int rc = tether__engine_next_frame(e, now_ms, b);
+    int rc = src->next(src->arg, now_ms, b);
     if (rc < 0) {
-        tether__engine_close_event(e, why);
-        if (!why->error) {
-            why->error = rc;
-        }
-        tether__conn_close(c);
+        sink->close(sink->arg);
         return rc;
     }
     if (rc == 1) {
-        rc = tether__conn_write(c, b);
+        rc = sink->write(sink->arg, b);
         if (rc != TETHER_OK) {
-            why->error = rc;
-            snprintf(why->detail, sizeof why->detail, "writing to the connection failed");
-            tether__conn_close(c);
+            sink->close(sink->arg);
             return rc;
         }
-        if (tether__engine_want_write(e, now_ms) || close_after) {
-            tether__conn_want_write(c);
+        if (src->want(src->arg, now_ms) || src->closing(src->arg)) {
+            sink->want_write(sink->arg);
         }
         return TETHER_OK;
     }
-    if (close_after) {
-        tether__conn_close(c);
+    if (src->closing(src->arg)) {
+        sink->close(sink->arg);
     }
     return TETHER_OK;
+}
+
+/* ---- the engine as a source ---- */
+
+static int eng_next(void *arg, uint64_t now_ms, tether__buf *out)
+{
+    return tether__engine_next_frame(arg, now_ms, out);
+}
+
+static int eng_want(void *arg, uint64_t now_ms)
+{
+    return tether__engine_want_write(arg, now_ms);
+}
+
+static int eng_closing(void *arg)
+{
+    return tether__engine_close_event(arg, NULL);
+}
+
+void tether__link_engine_src(tether__engine *e, tether__link_src *src)
+{
+    src->next = eng_next;
+    src->want = eng_want;
+    src->closing = eng_closing;
+    src->arg = e;
+}
+
+/* ---- a handshake answer as a source ---- */
+
+static int hs_next(void *arg, uint64_t now_ms, tether__buf *out)
+{
+    (void)now_ms;
+    return tether__hs_next_frame(arg, out);
+}
+
+static int hs_want(void *arg, uint64_t now_ms)
+{
+    (void)now_ms;
+    return tether__hs_want_write(arg);
+}
+
+static int hs_closing(void *arg)
+{
+    const tether__hs_out *hs = arg;
+    return hs->nframes > 0; /* every answer that has frames ends the connection */
+}
+
+void tether__link_hs_src(tether__hs_out *hs, tether__link_src *src)
+{
+    src->next = hs_next;
+    src->want = hs_want;
+    src->closing = hs_closing;
+    src->arg = hs;
+}
+
+/* ---- the transport connection as a sink ---- */
+
+static int conn_write(void *arg, tether__buf *b)
+{
+    return tether__conn_write(arg, b);
+}
+
+static void conn_want(void *arg)
+{
+    tether__conn_want_write(arg);
+}
+
+static void conn_close(void *arg)
+{
+    tether__conn_close(arg);
+}
+
+void tether__link_conn_sink(tether__conn *c, tether__link_sink *sink)
+{
+    sink->write = conn_write;
+    sink->want_write = conn_want;
+    sink->close = conn_close;
+    sink->arg = c;
+}
+
+int tether__link_pump_engine(tether__engine *e, tether__conn *c, tether__buf *b, uint64_t now_ms)
+{
+    tether__link_src src;
+    tether__link_sink sink;
+    tether__link_engine_src(e, &src);
+    tether__link_conn_sink(c, &sink);
+    int rc = tether__link_pump(&src, &sink, b, now_ms);
+    if (rc != TETHER_OK) {
+        /* no-op when the engine closed itself: its reason stands */
+        tether__engine_close(e, rc, TETHER__NO_BYE, "writing to the connection failed");
+    }
+    return rc;
+}
+
+int tether__link_pump_hs(tether__hs_out *hs, tether__conn *c, tether__buf *b)
+{
+    tether__link_src src;
+    tether__link_sink sink;
+    tether__link_hs_src(hs, &src);
+    tether__link_conn_sink(c, &sink);
+    return tether__link_pump(&src, &sink, b, 0);
 }
 
 void tether__link_arm(tether__engine *e, tether__conn *c, uint64_t now_ms, uint64_t extra)
@@ -54,108 +141,4 @@ void tether__link_arm(tether__engine *e, tether__conn *c, uint64_t now_ms, uint6
         return;
     }
     tether__conn_timer(c, when > now_ms ? when - now_ms : 0);
-}
-
-int tether__link_engine_cfg(tether__engine_cfg *ec, tether__store_role role, uint32_t max_message,
-                            uint32_t window, uint32_t ack_every, uint32_t ack_delay_ms,
-                            uint64_t outbox_max_messages, uint64_t outbox_max_bytes,
-                            int manual_ack, size_t queue_max_bytes)
-{
-    ec->role = role;
-    ec->max_message = max_message ? max_message : TETHER__DEFAULT_MAX_MESSAGE;
-    ec->window = window ? window : TETHER__DEFAULT_WINDOW;
-    /* by default ACK every 64, but at least twice per window */
-    ec->ack_every = ack_every ? ack_every : TETHER__DEFAULT_ACK_EVERY;
-    if (!ack_every && ec->ack_every > ec->window / 2) {
-        ec->ack_every = ec->window / 2 ? ec->window / 2 : 1;
-    }
-    ec->ack_delay_ms = ack_delay_ms ? ack_delay_ms : TETHER__DEFAULT_ACK_DELAY_MS;
-    ec->outbox_max_messages = outbox_max_messages;
-    ec->outbox_max_bytes = outbox_max_bytes;
-    ec->manual_ack = manual_ack ? 1 : 0;
-    ec->run_max_bytes = RUN_MAX_BYTES;
-    ec->queue_max_bytes = queue_max_bytes;
-    if (ec->max_message > LIMIT_MAX_MESSAGE) {
-        return tether__fail(TETHER_ECONFIG, "max_message_bytes %u is above the limit of %u",
-                            ec->max_message, LIMIT_MAX_MESSAGE);
-    }
-    if (ec->window > LIMIT_WINDOW) {
-        return tether__fail(TETHER_ECONFIG, "window_messages %u is above the limit of %u",
-                            ec->window, LIMIT_WINDOW);
-    }
-    if (ec->ack_every > ec->window) {
-        return tether__fail(TETHER_ECONFIG,
-                            "ack_every (%u) must not exceed window_messages (%u), or the sender "
-                            "stalls until the ACK timer",
-                            ec->ack_every, ec->window);
-    }
-    if (ec->ack_delay_ms > 60000) {
-        return tether__fail(TETHER_ECONFIG, "ack_delay_ms %u is above 60000", ec->ack_delay_ms);
-    }
-    return TETHER_OK;
-}
-
-uint32_t tether__link_close_code(int err)
-{
-    switch (err) {
-    case TETHER_EFRAME_OVERSIZE:
-    case TETHER_ETOOBIG:
-        return TETHER_REJECT_TOO_BIG;
-    case TETHER_EMISMATCH:
-        return TETHER_REJECT_MISMATCH;
-    case TETHER_ESTORE:
-    case TETHER_ESTORE_FULL:
-    case TETHER_ESTORE_CORRUPT:
-    case TETHER_ESTORE_READONLY:
-        return TETHER_REJECT_STORE;
-    default:
-        return TETHER_REJECT_PROTOCOL;
-    }
-}
-
-int tether__bp_after_send(tether__bp *bp, tether__engine *e, uint32_t window, int rc)
-{
-    uint64_t n = 0;
-    tether__engine_pending(e, &n, NULL);
-    int due = (n >= window) != bp->window;
-    if (rc == TETHER_EOUTBOX_FULL && !bp->outbox) {
-        bp->outbox_hit = 1;
-        due = 1;
-    }
-    return due;
-}
-
-int tether__bp_update(tether__bp *bp, tether__engine *e, uint32_t window, uint64_t max_messages,
-                      uint64_t max_bytes, tether_backpressure_info out[2])
-{
-    uint64_t n = 0, b = 0;
-    int nout = 0;
-
-    tether__engine_pending(e, &n, &b);
-    int win = n >= window;
-    /* full until acknowledgements removed something and the caps have room */
-    int outbox = bp->outbox_hit ||
-                 (bp->outbox && (n >= bp->full_n || (max_messages && n >= max_messages) ||
-                                 (max_bytes && b >= max_bytes)));
-    bp->outbox_hit = 0;
-    if (outbox && !bp->outbox) {
-        bp->full_n = n;
-    }
-    if (win != bp->window) {
-        bp->window = win;
-        memset(&out[nout], 0, sizeof out[nout]);
-        out[nout].kind = win ? TETHER_BP_WINDOW_FULL : TETHER_BP_WINDOW_OPEN;
-        out[nout].pending_messages = n;
-        out[nout].pending_bytes = b;
-        nout++;
-    }
-    if (outbox != bp->outbox) {
-        bp->outbox = outbox;
-        memset(&out[nout], 0, sizeof out[nout]);
-        out[nout].kind = outbox ? TETHER_BP_OUTBOX_FULL : TETHER_BP_OUTBOX_OPEN;
-        out[nout].pending_messages = n;
-        out[nout].pending_bytes = b;
-        nout++;
-    }
-    return nout;
 }

@@ -431,6 +431,8 @@ static int on_close(tether__engine *e, int type, const tether__close *c, int aft
         err = reject_err(c->code);
     } else if (c->code == TETHER_REJECT_MISMATCH) {
         err = TETHER_EMISMATCH;
+    } else if (c->code == TETHER_REJECT_DISPLACED) {
+        err = TETHER_EDISPLACED;
     } else {
         err = TETHER_EPEER_CLOSED;
     }
@@ -473,6 +475,8 @@ static const char *type_name(int type)
         return "DATA";
     case TETHER__F_ACK:
         return "ACK";
+    case TETHER__F_REJECT:
+        return "REJECT";
     default:
         return "frame";
     }
@@ -514,6 +518,11 @@ int tether__engine_on_frame(tether__engine *e, const uint8_t *buf, size_t len, u
         }
         break;
     case TETHER__F_REJECT:
+        /* REJECT answers a HELLO: only a client still waiting for WELCOME takes it */
+        if (e->cfg.role == TETHER__ROLE_CLIENT && e->hello_out && !e->live) {
+            return on_close(e, f.type, &f.u.close, after_welcome, ev);
+        }
+        break;
     case TETHER__F_BYE:
         return on_close(e, f.type, &f.u.close, after_welcome, ev);
     case TETHER__F_DATA:
@@ -594,6 +603,35 @@ void tether__engine_tick(tether__engine *e, uint64_t now_ms)
     }
 }
 
+int tether__engine_close(tether__engine *e, int err, uint32_t code, const char *detail)
+{
+    if (!e) {
+        return TETHER_EINVAL;
+    }
+    if (e->closing) {
+        return TETHER_OK; /* the first reason stands */
+    }
+    if (code != TETHER__NO_BYE && (e->live || e->hello_out)) {
+        if (e->live && e->rec.recv_cursor > e->last_ack) {
+            /* Tell the peer what we committed before leaving. */
+            tether__ctl *c = ctl_push(e, TETHER__F_ACK);
+            if (c) {
+                c->u.ack = e->rec.recv_cursor;
+                tether__engine_ack_sent(e);
+            }
+        }
+        if (push_bye(e, code, detail) != TETHER_OK) {
+            return TETHER_ENOMEM;
+        }
+    }
+    e->closing = 1;
+    memset(&e->close_ev, 0, sizeof e->close_ev);
+    e->close_ev.close = 1;
+    e->close_ev.error = err;
+    snprintf(e->close_ev.detail, sizeof e->close_ev.detail, "%s", detail ? detail : "");
+    return TETHER_OK;
+}
+
 int tether__engine_bye(tether__engine *e, uint32_t code, const char *reason)
 {
     if (!e) {
@@ -602,23 +640,12 @@ int tether__engine_bye(tether__engine *e, uint32_t code, const char *reason)
     if (e->closing || (!e->live && !e->hello_out)) {
         return TETHER_OK; /* already closing, or no connection to close */
     }
-    if (e->live && e->rec.recv_cursor > e->last_ack) {
-        /* Tell the peer what we committed before leaving. */
-        tether__ctl *c = ctl_push(e, TETHER__F_ACK);
-        if (c) {
-            c->u.ack = e->rec.recv_cursor;
-            tether__engine_ack_sent(e);
-        }
+    int r = tether__engine_close(e, TETHER_OK, code, reason);
+    if (r == TETHER_OK) {
+        snprintf(e->close_ev.detail, sizeof e->close_ev.detail, "closed by us with BYE %u",
+                 (unsigned)code);
     }
-    if (push_bye(e, code, reason) != TETHER_OK) {
-        return TETHER_ENOMEM;
-    }
-    e->closing = 1;
-    memset(&e->close_ev, 0, sizeof e->close_ev);
-    e->close_ev.close = 1;
-    snprintf(e->close_ev.detail, sizeof e->close_ev.detail, "closed by us with BYE %u",
-             (unsigned)code);
-    return TETHER_OK;
+    return r;
 }
 
 void tether__engine_disconnect(tether__engine *e)

@@ -111,6 +111,19 @@ void tether__engine_tick(tether__engine *e, uint64_t now_ms);
 /* Queues BYE(code) for a graceful close. */
 int tether__engine_bye(tether__engine *e, uint32_t code, const char *reason);
 
+/* No BYE: tether__engine_close() ends the connection without telling the peer. */
+#define TETHER__NO_BYE UINT32_MAX
+
+/*
+ * Closes the current connection for err (TETHER_OK: graceful), the reason the
+ * adapters report: when the handshake has started and code is not
+ * TETHER__NO_BYE, queues the committed cursor's ACK (if live) and BYE(code)
+ * with detail as its reason. The first reason of a connection stands; later
+ * calls change nothing. Afterwards tether__engine_close_event() reports
+ * close, err and detail until disconnect(). Returns TETHER_OK or TETHER_EINVAL.
+ */
+int tether__engine_close(tether__engine *e, int err, uint32_t code, const char *detail);
+
 /* 1 if tether__engine_next_frame() would produce a frame at now_ms. */
 int tether__engine_want_write(tether__engine *e, uint64_t now_ms);
 

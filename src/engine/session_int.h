@@ -9,7 +9,6 @@
 #include "session.h"
 
 #define TETHER__CTL_MAX 4         /* control frames queued at most */
-#define TETHER__NO_BYE UINT32_MAX /* engine_shut(): close without sending a BYE */
 
 /* One control frame waiting to be written, kept as fields and encoded on write. */
 typedef struct tether__ctl {

@@ -231,7 +231,7 @@ int tether_server_create(const tether_server_config *cfg, tether_server **out)
     s->cfg = *cfg;
     rc = check_config(&s->cfg);
     if (rc == TETHER_OK) {
-        rc = tether__link_engine_cfg(&s->ecfg, TETHER__ROLE_SERVER, cfg->max_message_bytes,
+        rc = tether__engine_cfg_fill(&s->ecfg, TETHER__ROLE_SERVER, cfg->max_message_bytes,
                                      cfg->window_messages, cfg->ack_every, cfg->ack_delay_ms,
                                      cfg->outbox_max_messages, cfg->outbox_max_bytes,
                                      cfg->manual_ack, SESSION_QUEUE_BYTES);
@@ -452,10 +452,9 @@ void tether_server_destroy(tether_server *s)
     if (s->started) {
         for (unsigned b = 0; b < BUCKETS; b++) {
             for (srv_session *ss = s->table[b]; ss; ss = ss->next) {
-                if (ss->conn && !ss->conn->closing) {
-                    tether__engine_bye(ss->engine, TETHER_REJECT_SHUTDOWN, "server shutting down");
-                    ss->conn->closing = 1;
-                    ss->conn->error = TETHER_ECLOSED;
+                if (ss->conn && !tether__engine_close_event(ss->engine, NULL)) {
+                    tether__engine_close(ss->engine, TETHER_ECLOSED, TETHER_REJECT_SHUTDOWN,
+                                         "server shutting down");
                     tether__srv_mark_dirty(s, ss);
                     live++;
                 }

@@ -1,41 +1,12 @@
 /*
  * The server's connections, on the service thread: admission at the HTTP
- * upgrade, HELLO (session lookup, token check, limits), frames in and out,
- * closes and timers. Every function here runs with s->lock held.
+ * upgrade, the handshake (the decision is engine/handshake.c's; this file
+ * looks sessions up, stores new ones and writes what it is told), frames in
+ * and out, closes and timers. Every function here runs with s->lock held.
  */
 #include "server_int.h"
 
 /* ---- connections (service thread, lock held) ---- */
-
-static void close_conn(srv_conn *sc, int error)
-{
-    if (!sc->closing) {
-        sc->closing = 1;
-        sc->error = error;
-    }
-    tether__conn_want_write(sc->conn);
-}
-
-/* Queues a frame for a connection that has no session yet. */
-static int queue_pre(srv_conn *sc, int (*encode)(tether__buf *, uint32_t, const char *),
-                     uint32_t code, const char *reason)
-{
-    if (sc->npre >= 2) {
-        return TETHER_EINVAL;
-    }
-    tether__buf *b = &sc->pre[sc->npre];
-    int rc = encode(b, code, reason);
-    if (rc == TETHER_OK) {
-        sc->npre++;
-    }
-    return rc;
-}
-
-static void reject(tether_server *s, srv_conn *sc, uint32_t code, int error, const char *reason)
-{
-    queue_pre(sc, tether__encode_reject, code, reason);
-    close_conn(sc, error);
-}
 
 static void detach(tether_server *s, srv_session *ss, int error)
 {
@@ -52,98 +23,94 @@ static void detach(tether_server *s, srv_session *ss, int error)
     }
 }
 
-static void handle_hello(tether_server *s, srv_conn *sc, const tether__hello *h, uint64_t now)
+/* A newer connection of the session takes over: the older one is told so
+ * with BYE(DISPLACED), written from its own handshake answer, and closes. */
+static void displace(tether_server *s, srv_session *ss)
+{
+    srv_conn *old = ss->conn;
+    detach(s, ss, TETHER_EDISPLACED);
+    tether__hs_refuse(&old->hs, 1, TETHER_REJECT_DISPLACED, TETHER_EDISPLACED,
+                      "a newer connection of this session took over");
+    tether__conn_want_write(old->conn);
+}
+
+static int hs_lookup(void *arg, const uint8_t id[16], tether__session_rec *rec)
 {
     srv_session *ss = NULL;
+    int rc = tether__srv_lookup(arg, id, &ss);
+    if (rc == TETHER_OK) {
+        *rec = *tether__engine_rec(ss->engine);
+    }
+    return rc;
+}
+
+static void hs_mismatch(void *arg, const tether_mismatch_info *info)
+{
+    tether_server *s = arg;
+    if (s->cfg.cb.on_mismatch) {
+        s->cfg.cb.on_mismatch(s, info, s->cfg.user);
+    }
+}
+
+/* Carries out the handshake module's decision: store a new session, displace
+ * an older connection, hand the HELLO to the session's engine; or write the
+ * refusal and close. */
+static void handle_hello(tether_server *s, srv_conn *sc, const tether__hello *h, uint64_t now)
+{
     uint8_t hash[32];
-    tether__engine_event ev;
+    tether__hs_server env;
+    srv_session *known = tether__srv_find(s, h->session_id);
+    srv_session *ss = NULL;
     int rc;
 
-    if (h->version != TETHER__PROTO_VERSION) {
-        reject(s, sc, TETHER_REJECT_VERSION, TETHER_EVERSION, "unsupported protocol version");
-        return;
-    }
-    if (s->stopping) {
-        reject(s, sc, TETHER_REJECT_SHUTDOWN, TETHER_ECLOSED, "the server is shutting down");
-        return;
-    }
-    srv_session *known = tether__srv_find(s, h->session_id);
-    if (s->connected >= s->cfg.max_sessions && !(known && known->conn)) {
-        /* a session coming back on a new connection replaces its old one */
-        reject(s, sc, TETHER_REJECT_LIMIT, TETHER_ELIMIT, "too many sessions");
-        return;
-    }
-    if (tether__sha256(h->token, sizeof h->token, hash) != TETHER_OK) {
-        reject(s, sc, TETHER_REJECT_STORE, TETHER_ENOMEM, "server error");
-        return;
-    }
-    rc = tether__srv_lookup(s, h->session_id, &ss);
-    if (rc == TETHER_ENOTFOUND) {
-        if (h->resume) {
-            /* the client was welcomed before, but we have no record: never paper over it */
-            tether_mismatch_info mi;
-            tether__welcome w;
-            memset(&mi, 0, sizeof mi);
-            memcpy(mi.session.bytes, h->session_id, 16);
-            mi.peer_knows_session = 1;
-            mi.peer_out_last = h->out_last;
-            mi.peer_recv_cursor = h->recv_cursor;
-            mi.unknown_received = 0;
-            if (s->cfg.cb.on_mismatch) {
-                s->cfg.cb.on_mismatch(s, &mi, s->cfg.user);
-            }
-            memset(&w, 0, sizeof w);
-            memcpy(w.session_id, h->session_id, 16);
-            w.max_message = s->ecfg.max_message;
-            w.window = s->ecfg.window;
-            if (tether__encode_welcome(&sc->pre[0], &w) == TETHER_OK) {
-                sc->npre = 1;
-            }
-            queue_pre(sc, tether__encode_bye, TETHER_REJECT_MISMATCH,
-                      "the server has no record of this session");
-            close_conn(sc, TETHER_EMISMATCH);
-            return;
-        }
-        tether__session_rec rec;
-        memset(&rec, 0, sizeof rec);
-        memcpy(rec.id, h->session_id, 16);
-        memcpy(rec.token, hash, 32);
-        rc = s->store->ops->session_put(s->store, &rec);
+    memset(&env, 0, sizeof env);
+    env.stopping = s->stopping;
+    env.at_cap = s->connected >= s->cfg.max_sessions;
+    env.connected = known && known->conn;
+    env.hash_rc = tether__sha256(h->token, sizeof h->token, hash);
+    env.token_hash = hash;
+    env.max_message = s->ecfg.max_message;
+    env.window = s->ecfg.window;
+    env.lookup = hs_lookup;
+    env.on_mismatch = hs_mismatch;
+    env.arg = s;
+    tether__hs_decide(h, &env, &sc->hs);
+    if (sc->hs.verdict == TETHER__HS_CREATE) {
+        rc = s->store->ops->session_put(s->store, &sc->hs.rec);
         TETHER__KILLPOINT("server.after_session_create");
         if (rc == TETHER_OK) {
-            rc = tether__srv_add_session(s, &rec, &ss);
+            rc = tether__srv_add_session(s, &sc->hs.rec, &ss);
         }
+        if (rc != TETHER_OK) {
+            tether__hs_refuse(&sc->hs, 0, TETHER_REJECT_STORE, rc, "the server's store failed");
+        }
+    } else if (sc->hs.verdict == TETHER__HS_ACCEPT) {
+        ss = tether__srv_find(s, h->session_id); /* the lookup loaded it */
     }
-    if (rc != TETHER_OK) {
-        reject(s, sc, TETHER_REJECT_STORE, rc, "the server's store failed");
+    if (!ss) {
+        tether__conn_want_write(sc->conn); /* the refusal, then close */
         return;
     }
-    if (tether__ct_memcmp(tether__engine_rec(ss->engine)->token, hash, 32) != 0) {
-        reject(s, sc, TETHER_REJECT_TOKEN, TETHER_ETOKEN, "wrong resume token");
-        return;
-    }
-    if (ss->conn) {
-        /* the client came back before we noticed its old connection die */
-        srv_conn *old = ss->conn;
-        detach(s, ss, TETHER_EPEER_CLOSED);
-        close_conn(old, TETHER_EPEER_CLOSED);
+    if (sc->hs.displace && ss->conn) {
+        displace(s, ss);
     }
     int resumed = tether__engine_rec(ss->engine)->established;
-    memset(&ev, 0, sizeof ev);
+    tether__engine_event ev;
     rc = tether__engine_accept(ss->engine, h, now, &ev);
     ss->conn = sc;
     sc->sess = ss;
     s->connected++;
     tether__conn_timer_cancel(sc->conn);
-    if (ev.close || rc != TETHER_OK) {
-        close_conn(sc, ev.error ? ev.error : rc);
+    tether__conn_want_write(sc->conn);
+    if (rc != TETHER_OK) {
+        /* a mismatch or a store failure closed it already; anything else closes here */
+        tether__engine_close(ss->engine, rc, TETHER__NO_BYE, "cannot accept the session");
         return;
     }
     sc->opened = 1;
     if (s->cfg.cb.on_session_open) {
         s->cfg.cb.on_session_open(s, &ss->id, resumed, s->cfg.user);
     }
-    tether__conn_want_write(sc->conn);
 }
 
 static void on_open(void *owner, tether__conn *conn)
@@ -156,8 +123,6 @@ static void on_open(void *owner, tether__conn *conn)
     }
     lock(s);
     sc->conn = conn;
-    tether__buf_init(&sc->pre[0], tether__tp_headroom());
-    tether__buf_init(&sc->pre[1], tether__tp_headroom());
     sc->hello_deadline = tether__now_ms() + s->cfg.hello_timeout_ms;
     sc->pending = 1;
     s->pending++;
@@ -166,55 +131,48 @@ static void on_open(void *owner, tether__conn *conn)
     unlock(s);
 }
 
+/* A frame on a connection with a session: its engine handles it. */
+static void session_message(srv_conn *sc, const uint8_t *buf, size_t len, int err, uint64_t now)
+{
+    tether__engine *e = sc->sess->engine;
+    tether__engine_event ev;
+    if (err) {
+        tether__engine_close(e, err, tether__close_code(err), tether_strerror(err));
+    } else {
+        tether__engine_on_frame(e, buf, len, now, &ev);
+    }
+    if (tether__engine_close_event(e, NULL) || tether__engine_want_write(e, now)) {
+        tether__conn_want_write(sc->conn);
+    }
+    tether__link_arm(e, sc->conn, now, UINT64_MAX);
+}
+
 static void on_message(void *owner, tether__conn *conn, const uint8_t *buf, size_t len, int err)
 {
     tether_server *s = owner;
     srv_conn *sc = tether__conn_user(conn);
     uint64_t now = tether__now_ms();
-    tether__frame f;
-    tether__engine_event ev;
+    tether__hello h;
 
     if (!sc) {
         return;
     }
     lock(s);
-    if (sc->closing) {
-        unlock(s);
-        return;
-    }
     if (sc->sess) {
-        tether__engine *e = sc->sess->engine;
-        if (err) {
-            tether__engine_bye(e, tether__link_close_code(err), tether_strerror(err));
-            close_conn(sc, err);
-        } else {
-            memset(&ev, 0, sizeof ev);
-            tether__engine_on_frame(e, buf, len, now, &ev);
-            if (ev.close) {
-                int graceful = ev.error == TETHER_EPEER_CLOSED && ev.peer_code == TETHER_REJECT_NONE;
-                close_conn(sc, graceful ? TETHER_OK : ev.error);
-            } else if (tether__engine_want_write(e, now)) {
-                tether__conn_want_write(conn);
-            }
-            tether__link_arm(e, conn, now, UINT64_MAX);
+        if (!tether__engine_close_event(sc->sess->engine, NULL)) {
+            session_message(sc, buf, len, err, now);
         }
-        unlock(s);
-        return;
-    }
-    /* no session yet: the first frame must be HELLO */
-    if (sc->pending) {
-        sc->pending = 0;
-        s->pending--;
-    }
-    int rc = err ? err : tether__decode(&s->dec, buf, len, &f);
-    if (rc != TETHER_OK) {
-        queue_pre(sc, tether__encode_bye, tether__link_close_code(rc), tether_strerror(rc));
-        close_conn(sc, rc);
-    } else if (f.type != TETHER__F_HELLO) {
-        queue_pre(sc, tether__encode_bye, TETHER_REJECT_PROTOCOL, "the first frame must be HELLO");
-        close_conn(sc, TETHER_EPROTO);
-    } else {
-        handle_hello(s, sc, &f.u.hello, now);
+    } else if (sc->hs.nframes == 0) {
+        /* no session yet: the first frame must be HELLO */
+        if (sc->pending) {
+            sc->pending = 0;
+            s->pending--;
+        }
+        if (tether__hs_first(&s->dec, buf, len, err, &h, &sc->hs)) {
+            handle_hello(s, sc, &h, now);
+        } else {
+            tether__conn_want_write(conn);
+        }
     }
     unlock(s);
 }
@@ -227,22 +185,10 @@ static void on_writable(void *owner, tether__conn *conn)
         return;
     }
     lock(s);
-    if (sc->ipre < sc->npre) {
-        if (tether__conn_write(conn, &sc->pre[sc->ipre++]) != TETHER_OK) {
-            tether__conn_close(conn);
-        } else {
-            tether__conn_want_write(conn);
-        }
-    } else if (sc->sess) {
-        tether__engine_event why;
-        if (tether__link_pump(sc->sess->engine, conn, &s->out, tether__now_ms(), sc->closing,
-                              &why) != TETHER_OK &&
-            !sc->closing) {
-            sc->closing = 1;
-            sc->error = why.error;
-        }
-    } else if (sc->closing) {
-        tether__conn_close(conn);
+    if (sc->sess) {
+        tether__link_pump_engine(sc->sess->engine, conn, &s->out, tether__now_ms());
+    } else if (sc->hs.nframes > 0) {
+        tether__link_pump_hs(&sc->hs, conn, &s->out);
     }
     unlock(s);
 }
@@ -261,11 +207,14 @@ static void on_closed(void *owner, tether__conn *conn, const tether__tp_close *w
     }
     if (sc->sess && sc->sess->conn == sc) {
         /* when we chose to close, our reason stands (TETHER_OK for a BYE(0) from the client) */
-        detach(s, sc->sess, sc->closing ? sc->error : why->error);
+        tether__engine_event ev;
+        int error = why->error;
+        if (tether__engine_close_event(sc->sess->engine, &ev)) {
+            error = tether__close_server_error(&ev);
+        }
+        detach(s, sc->sess, error);
     }
     tether__conn_set_user(conn, NULL);
-    tether__buf_free(&sc->pre[0]);
-    tether__buf_free(&sc->pre[1]);
     free(sc);
     unlock(s);
 }
@@ -282,7 +231,8 @@ static void on_wake(void *owner)
         ss->dirty = 0;
         ss->next_dirty = NULL;
         tether__srv_bp_update(s, ss);
-        if (ss->conn && (ss->conn->closing || tether__engine_want_write(ss->engine, now))) {
+        if (ss->conn && (tether__engine_close_event(ss->engine, NULL) ||
+                         tether__engine_want_write(ss->engine, now))) {
             tether__conn_want_write(ss->conn->conn);
         }
         ss = next;
@@ -303,9 +253,8 @@ static void on_timer(void *owner, tether__conn *conn)
     }
     lock(s);
     if (!sc->sess) {
-        if (now >= sc->hello_deadline && !sc->closing) {
-            sc->closing = 1;
-            sc->error = TETHER_ETIMEDOUT;
+        if (now >= sc->hello_deadline && sc->hs.nframes == 0) {
+            /* no HELLO in time: close at once, without a frame (PROTOCOL.md section 10) */
             tether__conn_close(conn);
         }
     } else {

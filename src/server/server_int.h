@@ -20,7 +20,11 @@
 #include <tether/tether.h>
 
 #include "common/killpoint.h"
+#include "common/backpressure.h"
+#include "common/close_code.h"
+#include "common/engine_cfg.h"
 #include "common/link.h"
+#include "engine/handshake.h"
 #include "engine/session.h"
 #include "store/store.h"
 #include "transport/transport.h"
@@ -43,17 +47,15 @@ typedef struct srv_session {
     struct srv_session *next_dirty; /* wake list */
 } srv_session;
 
+/* One connection. With a session, its engine says whether it is closing and
+ * why; without one, hs holds the handshake answer it closes after (link.h). */
 struct srv_conn {
     tether__conn *conn;       /* the transport connection */
     srv_session *sess;        /* the session after HELLO, else NULL */
     uint64_t hello_deadline;  /* HELLO must arrive by then */
-    int closing;              /* close after the queued frames */
     int opened;               /* on_session_open was reported for this connection */
     int pending;              /* counted in tether_server.pending (upgraded, no HELLO yet) */
-    int error;                /* why we close it, for on_session_close */
-    tether__buf pre[2];       /* frames queued before a session exists (REJECT, WELCOME+BYE) */
-    int npre;                 /* frames in pre */
-    int ipre;                 /* next frame of pre to write */
+    tether__hs_out hs;        /* no session: the refusal being written (nframes 0: none) */
 };
 
 struct tether_server {
