@@ -23,10 +23,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <msgpack.h>
+
 #define BUF_MIN 256   /* first allocation of a tether__buf, bytes */
-#define DEPTH_MAX 8   /* deepest container nesting accepted; frames use 2 */
+#define DEPTH_MAX 8   /* deepest array or map accepted (the frame's array is 1); frames use 2 */
 #define ZONE_MIN 8192 /* initial zone chunk, bytes: fits any frame but long runs */
 #define ZONE_SLACK 64 /* bytes added to a zone estimate for alignment */
+
+/* The decoder's working memory (frame.h keeps it opaque): the zone
+ * msgpack_unpack() takes decoded objects from. Allocated once by
+ * tether__decoder_init(), cleared after each frame, grown by fit_zone(). */
+struct tether__mpzone {
+    msgpack_zone z; /* msgpack-c's arena */
+};
 
 /* Frame elements by type, the type number being the first. */
 static const size_t arity[] = {0, 9, 7, 3, 4, 2, 3};
@@ -328,9 +337,15 @@ int tether__decoder_init(tether__decoder *d, uint32_t max_payload)
     if (max_payload == 0) {
         return TETHER_EINVAL;
     }
-    if (!msgpack_zone_init(&d->zone, ZONE_MIN)) {
+    tether__mpzone *zone = malloc(sizeof *zone);
+    if (zone == NULL) {
         return TETHER_ENOMEM;
     }
+    if (!msgpack_zone_init(&zone->z, ZONE_MIN)) {
+        free(zone);
+        return TETHER_ENOMEM;
+    }
+    d->zone = zone;
     d->max_payload = max_payload;
     return TETHER_OK;
 }
@@ -340,9 +355,15 @@ void tether__decoder_free(tether__decoder *d)
     if (d == NULL || d->max_payload == 0) {
         return;
     }
-    msgpack_zone_destroy(&d->zone);
+    msgpack_zone_destroy(&d->zone->z);
+    free(d->zone);
     free(d->items);
     memset(d, 0, sizeof *d);
+}
+
+size_t tether__decoder_chunk(const tether__decoder *d)
+{
+    return d != NULL && d->zone != NULL ? d->zone->z.chunk_size : 0;
 }
 
 static uint64_t load_be(const uint8_t *p, size_t n)
@@ -397,6 +418,9 @@ static const struct head {
  * Checks that p[0..len) starts with one well-formed msgpack object whose every
  * declared length fits in the bytes that remain (an array of n needs at least
  * n more bytes, a map 2n) and whose containers nest at most DEPTH_MAX deep.
+ * Arrays and maps are the containers (PROTOCOL.md section 3): a map's keys
+ * and values sit one level below it, like an array's elements, and an empty
+ * container past the limit is refused too, since the check runs at its header.
  * On success stores the object's size in *end and a bound on what
  * msgpack_unpack() will take from the zone in *need, and returns 0; else -1.
  */
@@ -664,16 +688,17 @@ static int read_frame(tether__decoder *d, const msgpack_object *top, const uint8
  * needs. Failure to grow is harmless: the next frame allocates as before. */
 static void fit_zone(tether__decoder *d, size_t need)
 {
-    if (need <= d->zone.chunk_size) {
+    msgpack_zone *z = &d->zone->z;
+    if (need <= z->chunk_size) {
         return;
     }
-    size_t size = d->zone.chunk_size;
+    size_t size = z->chunk_size;
     while (size < need) {
         size *= 2;
     }
     msgpack_zone bigger;
     if (msgpack_zone_init(&bigger, size)) {
-        msgpack_zone_swap(&d->zone, &bigger);
+        msgpack_zone_swap(z, &bigger);
         msgpack_zone_destroy(&bigger);
     }
 }
@@ -696,7 +721,7 @@ int tether__decode(tether__decoder *d, const uint8_t *buf, size_t len, tether__f
     msgpack_object top;
     size_t off = 0;
     int rc;
-    switch (msgpack_unpack((const char *)buf, len, &off, &d->zone, &top)) {
+    switch (msgpack_unpack((const char *)buf, len, &off, &d->zone->z, &top)) {
     case MSGPACK_UNPACK_SUCCESS:
         rc = read_frame(d, &top, buf, f);
         break;
@@ -707,7 +732,7 @@ int tether__decode(tether__decoder *d, const uint8_t *buf, size_t len, tether__f
         rc = TETHER_EMALFORMED; /* unreachable after scan(); kept as a guard */
         break;
     }
-    msgpack_zone_clear(&d->zone);
+    msgpack_zone_clear(&d->zone->z);
     if (rc == TETHER_OK) {
         fit_zone(d, need);
     }

@@ -3,16 +3,16 @@
  * WebSocket binary message, first element the frame type.
  *
  * Decoding is strict and never trusts a length. Decoded strings and payloads
- * point into the input buffer (borrowed); the decoder reuses its msgpack zone
- * and its payload array, so decoding allocates nothing per frame once warm.
+ * point into the input buffer (borrowed); the decoder reuses its working
+ * memory and its payload array, so decoding allocates nothing per frame once
+ * warm. The MessagePack library is frame.c's business alone: nothing here
+ * names it, so no other layer depends on it.
  */
 #ifndef TETHER_FRAME_H
 #define TETHER_FRAME_H
 
 #include <stddef.h>
 #include <stdint.h>
-
-#include <msgpack.h>
 
 #define TETHER__PROTO_VERSION 1u
 #define TETHER__ID_LEN 16
@@ -122,17 +122,25 @@ int tether__encode_data_end(tether__buf *b);
 #define TETHER__DATA_OVERHEAD 24
 #define TETHER__PAYLOAD_OVERHEAD 5
 
+/* The decoder's MessagePack working memory, defined in frame.c. */
+typedef struct tether__mpzone tether__mpzone;
+
 typedef struct tether__decoder {
-    msgpack_zone zone;      /* reused for every frame */
+    tether__mpzone *zone;   /* allocated by init, reused for every frame */
     tether__slice *items;   /* payload slices for DATA, grown on demand */
     size_t items_cap;       /* slots in items */
     uint32_t max_payload;   /* largest payload accepted, bytes */
 } tether__decoder;
 
 /* max_payload: the largest single payload accepted (TETHER_EFRAME_OVERSIZE beyond).
- * Returns TETHER_OK, TETHER_EINVAL (max_payload 0) or TETHER_ENOMEM. */
+ * Allocates the working memory. Returns TETHER_OK, TETHER_EINVAL (max_payload 0)
+ * or TETHER_ENOMEM; after a failure d holds nothing and free() is a no-op. */
 int tether__decoder_init(tether__decoder *d, uint32_t max_payload);
 void tether__decoder_free(tether__decoder *d);
+
+/* Bytes in one chunk of the decoder's working memory (0 before a successful
+ * init): what a warm decoder keeps between frames. For tests. */
+size_t tether__decoder_chunk(const tether__decoder *d);
 
 /*
  * Decodes exactly one frame from buf[0..len). On success fills *f, whose

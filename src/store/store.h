@@ -18,6 +18,7 @@
 #define TETHER__STORE_SCHEMA_VERSION 1
 
 typedef enum tether__store_role {
+    TETHER__ROLE_NONE = 0,   /* inspect() only: an empty store no side has initialised */
     TETHER__ROLE_CLIENT = 1, /* one session; the token is kept as is */
     TETHER__ROLE_SERVER = 2, /* many sessions; the token is kept as its SHA-256 */
 } tether__store_role;
@@ -33,6 +34,17 @@ typedef struct tether__session_rec {
 } tether__session_rec;
 
 typedef struct tether__store tether__store;
+
+/* What inspect() reports about a whole store. */
+typedef struct tether__store_info {
+    tether__store_role role; /* whose store it is; TETHER__ROLE_NONE: empty, never initialised */
+    uint64_t sessions;       /* sessions recorded */
+    uint64_t pending;        /* unacked messages in all outboxes */
+    uint64_t pending_bytes;  /* their payload bytes */
+} tether__store_info;
+
+/* Flags of inspect(). */
+#define TETHER__INSPECT_CHECK 1u /* also verify the whole file (SQLite: PRAGMA integrity_check) */
 
 /* Called by load() for each message; data is valid during the call only.
  * Return 0 to go on, non-zero to stop early (not an error). */
@@ -80,6 +92,13 @@ typedef struct tether__store_ops {
     const char *(*errmsg)(tether__store *st);
     /* Closes and frees the store. */
     void (*close)(tether__store *st);
+    /*
+     * Fills *out with the store's role and totals. With TETHER__INSPECT_CHECK
+     * it first verifies the store: for SQLite every page and index (integrity
+     * check), TETHER_ESTORE_CORRUPT with the first problem in errmsg() when one
+     * fails; the memory store has no file and nothing to verify. Changes nothing.
+     */
+    int (*inspect)(tether__store *st, unsigned flags, tether__store_info *out);
 } tether__store_ops;
 
 struct tether__store {
@@ -87,13 +106,40 @@ struct tether__store {
 };
 
 /* Opens or creates a SQLite store at path (file mode 0600), WAL, with the
- * given durability. Checks the schema version and role recorded in the file:
- * another role, a newer or unknown schema is TETHER_ESTORE_SCHEMA; a file that
- * is not a database is TETHER_ESTORE_CORRUPT. On error *out is NULL and
- * errbuf (may be NULL) receives the detail. */
+ * given durability. A database without tables (a zero-byte file included) is
+ * a new store and gets the schema, as a missing file does (docs/config.md).
+ * Checks the schema version and role recorded in the file: another role, a
+ * newer or unknown schema, or tables of something else is
+ * TETHER_ESTORE_SCHEMA; a file that is not a database, or whose -wal file was
+ * removed while it held commits (see tether__store_sqlite_open_readonly), is
+ * TETHER_ESTORE_CORRUPT; a file or directory that cannot be written is
+ * TETHER_ESTORE_READONLY. On error *out is NULL and errbuf (may be NULL)
+ * receives the detail. */
 int tether__store_sqlite_open(const char *path, tether__store_role role,
                               tether_durability durability, tether__store **out, char *errbuf,
                               size_t errlen);
+
+/*
+ * Opens an existing SQLite store of either role for reading only: it never
+ * creates, initialises or converts the file, starts no checkpointer, and
+ * every write fails with TETHER_ESTORE_READONLY. It may be used while a
+ * client or server has the store open. Returns:
+ *   TETHER_ENOTFOUND        no file at path;
+ *   TETHER_ESTORE_SCHEMA    not a tether store: not a regular file, a SQLite
+ *                           database with other tables, or a newer or unknown
+ *                           schema;
+ *   TETHER_ESTORE_CORRUPT   not a SQLite database, or a -shm file says its -wal
+ *                           held commits not yet in the database and the -wal
+ *                           is gone (deleted after a crash);
+ *   TETHER_ESTORE_READONLY  the store cannot be read without writing (its WAL
+ *                           must be recovered, on a read-only file system);
+ *   TETHER_ESTORE, TETHER_ENOMEM otherwise.
+ * A database without tables (a zero-byte file included) opens as an empty
+ * store: inspect() gives TETHER__ROLE_NONE, list() no session, get()
+ * TETHER_ENOTFOUND. On error *out is NULL and errbuf gets the detail.
+ */
+int tether__store_sqlite_open_readonly(const char *path, tether__store **out, char *errbuf,
+                                       size_t errlen);
 
 /* A store in memory: everything is lost when it is closed. */
 int tether__store_memory_open(tether__store_role role, tether__store **out);

@@ -26,7 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store_sqlite.h"
+#include "store_testhooks.h"
 #include "common/util.h"
 
 #define SEQ_MAX ((uint64_t)INT64_MAX) /* highest seq or cursor a store accepts */
@@ -504,6 +504,24 @@ static int m_rebase(tether__store *st, const uint8_t old_id[16], const tether__s
     return TETHER_OK;
 }
 
+/* The memory store has no file, so TETHER__INSPECT_CHECK has nothing to
+ * verify: every operation keeps the counts exact or fails without a change. */
+static int m_inspect(tether__store *st, unsigned flags, tether__store_info *out)
+{
+    mstore *m = (mstore *)st;
+    if (!out || (flags & ~TETHER__INSPECT_CHECK) != 0) {
+        return fail(m, TETHER_EINVAL, "inspect: invalid argument");
+    }
+    memset(out, 0, sizeof *out);
+    out->role = m->role;
+    out->sessions = m->nsess;
+    for (size_t i = 0; i < m->nsess; i++) {
+        out->pending += m->sess[i]->count;
+        out->pending_bytes += m->sess[i]->bytes;
+    }
+    return TETHER_OK;
+}
+
 static const char *m_errmsg(tether__store *st)
 {
     mstore *m = (mstore *)st;
@@ -536,6 +554,7 @@ static const tether__store_ops memory_ops = {
     .rebase = m_rebase,
     .errmsg = m_errmsg,
     .close = m_close,
+    .inspect = m_inspect,
 };
 
 int tether__store_memory_open(tether__store_role role, tether__store **out)

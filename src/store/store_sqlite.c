@@ -88,6 +88,11 @@ int tether__sq_sqfail(sqstore *s, sqlite3 *db, int rc, const char *op)
     const char *text = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
     int sys = db ? sqlite3_system_errno(db) : 0;
     int prim = rc & 0xff;
+    if (prim == SQLITE_CANTOPEN && (sys == EROFS || sys == EACCES || sys == EPERM)) {
+        /* A file SQLite must create or write to read the database (the -shm
+         * of a WAL that needs recovery) on a read-only file system. */
+        return tether__sq_fail(s, TETHER_ESTORE_READONLY, "%s: %s (%s)", op, text, strerror(sys));
+    }
     if (sys && (prim == SQLITE_IOERR || prim == SQLITE_CANTOPEN)) {
         return tether__sq_fail(s, tether__sq_map_rc(rc), "%s: %s (%s)", op, text, strerror(sys));
     }
@@ -578,7 +583,7 @@ static int q_rebase(tether__store *st, const uint8_t old_id[16], const tether__s
     return finish(s, rebase_tx(s, old_id, new_rec, skip), "rebase");
 }
 
-static const char *q_errmsg(tether__store *st)
+const char *tether__sq_errmsg(tether__store *st)
 {
     sqstore *s = (sqstore *)st;
     return s->msg[0] ? s->msg : "no error";
@@ -595,6 +600,7 @@ const tether__store_ops tether__sqlite_ops = {
     .set_cursor = q_set_cursor,
     .pending = q_pending,
     .rebase = q_rebase,
-    .errmsg = q_errmsg,
+    .errmsg = tether__sq_errmsg,
     .close = tether__sq_close,
+    .inspect = tether__sq_inspect,
 };

@@ -19,7 +19,7 @@
 
 #include <sqlite3.h>
 
-#include "store_sqlite.h"
+#include "store_testhooks.h"
 #include "common/util.h"
 
 #define SEQ_MAX ((uint64_t)INT64_MAX) /* highest seq or cursor a store accepts */
@@ -77,7 +77,9 @@ typedef struct sqstore {
     char *path;                 /* the database file */
     tether__store_role role;    /* client or server */
     int sync;                   /* PRAGMA synchronous: 0 OFF, 1 NORMAL, 2 FULL */
-    ckpt ck;                    /* the background checkpointer */
+    ckpt ck;                    /* the background checkpointer (not started when readonly) */
+    int readonly;               /* opened by tether__store_sqlite_open_readonly() */
+    int empty;                  /* read-only open of a database without tables: empty_ops */
     char msg[512];              /* the last failure's message */
 } sqstore;
 
@@ -95,7 +97,22 @@ int tether__sq_fail(sqstore *s, int code, const char *fmt, ...) __attribute__((f
 /* store_sqlite.c: records a SQLite failure (rc, db's message, op) and returns its tether code. */
 int tether__sq_sqfail(sqstore *s, sqlite3 *db, int rc, const char *op);
 
+/* store_sqlite.c: the errmsg() operation. */
+const char *tether__sq_errmsg(tether__store *st);
+
+/* store_sqlite_open.c: a zeroed store for path with its lock and conditions
+ * made, the SQLite operations table set; NULL when memory runs out. */
+sqstore *tether__sq_new(const char *path);
+/* store_sqlite_open.c: prepares the statements S_* on s->db. */
+int tether__sq_prepare_all(sqstore *s, const char *op);
 /* store_sqlite_open.c: stops the checkpointer and closes the store. */
 void tether__sq_close(tether__store *st);
+
+/* store_sqlite_inspect.c: the inspect() operation. */
+int tether__sq_inspect(tether__store *st, unsigned flags, tether__store_info *out);
+/* store_sqlite_inspect.c: 1, with the detail in msg, when the -wal file of
+ * the database at path is gone while its -shm says it held commits not yet
+ * in the database (see the top of that file); 0 otherwise. */
+int tether__sq_wal_lost(const char *path, char *msg, size_t len);
 
 #endif

@@ -2,7 +2,7 @@
  * The SQLite store's life: opening (file mode, WAL, schema version and role
  * checks, prepared statements), the background checkpointer (see the comment
  * at the top of store_sqlite.c), closing, and the test hooks of
- * store_sqlite.h.
+ * store_testhooks.h.
  */
 #include "store_sqlite_int.h"
 
@@ -309,7 +309,7 @@ static int schema(sqstore *s, const char *op)
     return rc;
 }
 
-static int prepare_all(sqstore *s, const char *op)
+int tether__sq_prepare_all(sqstore *s, const char *op)
 {
     for (int i = 0; i < N_STMT; i++) {
         int rc = sqlite3_prepare_v3(s->db, tether__sq_stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[i],
@@ -349,6 +349,9 @@ static int open_all(sqstore *s, unsigned flags)
     char op[320];
     snprintf(op, sizeof op, "open %s", s->path);
     int readonly = (flags & TETHER__SQLITE_READONLY) != 0;
+    if (tether__sq_wal_lost(s->path, s->msg, sizeof s->msg)) {
+        return tether__fail(TETHER_ESTORE_CORRUPT, "%s", s->msg);
+    }
     int rc = readonly ? TETHER_OK : create_file(s, op);
     if (rc == TETHER_OK) {
         rc = connect_db(s, &s->db, readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE, op);
@@ -382,7 +385,7 @@ static int open_all(sqstore *s, unsigned flags)
     snprintf(sql, sizeof sql, "PRAGMA synchronous = %d; PRAGMA journal_size_limit = %d", s->sync,
              WAL_SIZE_LIMIT);
     if ((rc = exec(s, s->db, sql, op)) != TETHER_OK || (rc = schema(s, op)) != TETHER_OK ||
-        (rc = prepare_all(s, op)) != TETHER_OK) {
+        (rc = tether__sq_prepare_all(s, op)) != TETHER_OK) {
         return rc;
     }
     /* The checkpointer: see the top of this file. The WAL hook replaces
@@ -401,6 +404,26 @@ static int open_all(sqstore *s, unsigned flags)
     }
     s->ck.started = 1;
     return TETHER_OK;
+}
+
+sqstore *tether__sq_new(const char *path)
+{
+    sqstore *s = calloc(1, sizeof *s);
+    char *dup = strdup(path);
+    pthread_condattr_t ca;
+    if (!s || !dup || pthread_condattr_init(&ca) != 0) {
+        free(s);
+        free(dup);
+        return NULL;
+    }
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->ck.cv, &ca);
+    pthread_cond_init(&s->ck.done, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&s->ck.mu, NULL);
+    s->base.ops = &tether__sqlite_ops;
+    s->path = dup;
+    return s;
 }
 
 int tether__store_sqlite_open_flags(const char *path, tether__store_role role,
@@ -427,24 +450,13 @@ int tether__store_sqlite_open_flags(const char *path, tether__store_role role,
         }
         return rc;
     }
-    sqstore *s = calloc(1, sizeof *s);
-    char *dup = strdup(path);
-    pthread_condattr_t ca;
-    if (!s || !dup || pthread_condattr_init(&ca) != 0) {
-        free(s);
-        free(dup);
+    sqstore *s = tether__sq_new(path);
+    if (!s) {
         if (errbuf && errlen) {
             snprintf(errbuf, errlen, "store_sqlite_open: out of memory");
         }
         return tether__fail(TETHER_ENOMEM, "store_sqlite_open: out of memory");
     }
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&s->ck.cv, &ca);
-    pthread_cond_init(&s->ck.done, &ca);
-    pthread_condattr_destroy(&ca);
-    pthread_mutex_init(&s->ck.mu, NULL);
-    s->base.ops = &tether__sqlite_ops;
-    s->path = dup;
     s->role = role;
     s->sync = sync_of[durability];
     s->ck.soft_pages = CKPT_SOFT_PAGES;
@@ -469,7 +481,7 @@ int tether__store_sqlite_open(const char *path, tether__store_role role,
     return tether__store_sqlite_open_flags(path, role, durability, 0, out, errbuf, errlen);
 }
 
-/* ---- test hooks (store_sqlite.h) ---- */
+/* ---- test hooks (store_testhooks.h) ---- */
 
 static sqstore *as_sqlite(tether__store *st)
 {
@@ -502,7 +514,7 @@ int tether__store_sqlite_reopen_readonly(tether__store *st)
     close_db(s);
     int rc = connect_db(s, &s->db, SQLITE_OPEN_READONLY, "reopen_readonly");
     if (rc == TETHER_OK) {
-        rc = prepare_all(s, "reopen_readonly");
+        rc = tether__sq_prepare_all(s, "reopen_readonly");
     }
     return rc;
 }

@@ -139,9 +139,34 @@ help_texts() {
 }
 check help_exits_0_and_documents_exit_codes help_texts
 
-check status_of_missing_file_fails expect_rc 1 "$T" status --db "$WORK/none.db"
-printf 'not a database, just text\n' >"$WORK/junk.db"
-check status_of_junk_file_fails expect_rc 1 "$T" status --db "$WORK/junk.db"
+# Each failure has its own exit status and the library's code (status --help).
+status_codes() {
+    expect_rc 3 "$T" status --db "$WORK/none.db" && grep -q 'TETHER_ENOTFOUND' "$WORK/last.err" &&
+        [ ! -e "$WORK/none.db" ] || return 1
+    printf 'not a database, just text, long enough to fill a header ..........\n' >"$WORK/junk.db"
+    expect_rc 5 "$T" status --db "$WORK/junk.db" && grep -q 'TETHER_ESTORE_CORRUPT' "$WORK/last.err" ||
+        return 1
+    expect_rc 4 "$T" status --db "$WORK" && grep -q 'TETHER_ESTORE_SCHEMA' "$WORK/last.err"
+}
+check status_exit_codes_name_the_failure status_codes
+
+# The empty-store rule (docs/config.md): a zero-byte file is a new, empty store,
+# for status as for send.
+zero_byte() {
+    : >"$WORK/zero-c.db"
+    chmod 640 "$WORK/zero-c.db"
+    expect_rc 0 "$T" status --db "$WORK/zero-c.db" &&
+        grep -q '^role: *none (empty' "$WORK/last.out" && grep -q '^sessions: *0$' "$WORK/last.out" ||
+        return 1
+    expect_rc 0 "$T" status --db "$WORK/zero-c.db" --json --check &&
+        grep -qF '"role":"none","check":"ok","session_count":0,' "$WORK/last.out" || return 1
+    [ ! -s "$WORK/zero-c.db" ] || { echo "  status wrote to the empty file" >&2; return 1; }
+    expect_rc 0 "$T" send "ws://127.0.0.1:$PORT/" --db "$WORK/zero-c.db" --count 3 --size 8 \
+        --timeout-ms 30000 --quiet || return 1
+    expect_rc 0 "$T" status --db "$WORK/zero-c.db" &&
+        grep -q '^role: *client$' "$WORK/last.out" && grep -q '^  peer_acked: *3$' "$WORK/last.out" &&
+        [ "$(stat -c %a "$WORK/zero-c.db")" = 640 ]
+}
 
 # ---------------------------------------------------------------- serve + send
 round_trip() {
@@ -176,6 +201,7 @@ binary_payload() {
         "$WORK/s1.out"
 }
 check invalid_utf8_printed_as_base64 binary_payload
+check zero_byte_store_is_empty_for_status_and_new_for_send zero_byte
 
 check server_stops_cleanly_on_sigterm stop_gracefully "$SPID"
 
@@ -245,7 +271,62 @@ status_output() {
         grep -qF '"recv_cursor":60,' "$WORK/last.out"
 }
 check status_shows_role_and_sequence_numbers status_output
+
+# A client store rolled back behind what the server committed (a -wal lost
+# with its -shm, an old backup): the next handshake reports a mismatch.
+rolled_back() {
+    cp "$WORK/c2.db" "$WORK/c2-old.db" || return 1 # out_last 60
+    timeout 60 "$T" send "ws://127.0.0.1:$PORT/" --db "$WORK/c2.db" --until-seq 65 --size 16 \
+        --timeout-ms 30000 >/dev/null 2>"$WORK/c2d.err" </dev/null || return 1
+    cp "$WORK/c2-old.db" "$WORK/c2.db" && rm -f "$WORK/c2.db-wal" "$WORK/c2.db-shm" || return 1
+    expect_rc 1 "$T" send "ws://127.0.0.1:$PORT/" --db "$WORK/c2.db" --count 1 --size 16 \
+        --timeout-ms 30000 || return 1
+    grep -qi 'mismatch' "$WORK/last.err" || { sed 's/^/  | /' "$WORK/last.err" >&2; return 1; }
+}
+check rolled_back_client_store_is_a_mismatch rolled_back
 stop_gracefully "$SPID"
+
+# --check reads every page: a damaged page of the outbox is CORRUPT (exit 5)
+# while the sessions still read. The server store s2.db was closed cleanly,
+# so its last page is the outbox's root (schema order: meta, sessions, outbox).
+damaged_page() {
+    cp "$WORK/s2.db" "$WORK/dmg.db" || return 1
+    expect_rc 0 "$T" status --db "$WORK/dmg.db" --check || return 1
+    local pages=$(($(stat -c %s "$WORK/dmg.db") / 4096))
+    printf '\000' | dd of="$WORK/dmg.db" bs=1 seek=$(((pages - 1) * 4096)) conv=notrunc status=none
+    expect_rc 0 "$T" status --db "$WORK/dmg.db" || return 1
+    expect_rc 5 "$T" status --db "$WORK/dmg.db" --check &&
+        grep -q 'TETHER_ESTORE_CORRUPT.*integrity check' "$WORK/last.err"
+}
+check status_check_finds_a_damaged_page damaged_page
+
+# A store whose WAL needs its -shm index rebuilt cannot be read on a read-only
+# file system: READONLY (exit 6), not CORRUPT. A read-only bind mount in a
+# private mount namespace binds root too.
+readonly_store() {
+    mkdir -p "$WORK/rodir"
+    "$T" send ws://127.0.0.1:1/ --db "$WORK/rodir/c.db" --count 20 --size 16 \
+        --timeout-ms 60000 >/dev/null 2>&1 </dev/null &
+    local cpid=$!
+    PIDS+=("$cpid")
+    wait_for 30 twenty_pending || { stop_pid "$cpid"; return 1; }
+    stop_pid "$cpid" # SIGKILL: the -wal stays
+    rm -f "$WORK/rodir/c.db-shm"
+    [ -s "$WORK/rodir/c.db-wal" ] || { echo "  no -wal after the kill" >&2; return 1; }
+    timeout 30 unshare -m sh -c 'mount --bind -o ro "$1" "$1" && exec "$2" status --db "$1/c.db"' \
+        sh "$WORK/rodir" "$T" >"$WORK/last.out" 2>"$WORK/last.err"
+    local rc=$?
+    [ "$rc" -eq 6 ] && grep -q 'TETHER_ESTORE_READONLY' "$WORK/last.err" ||
+        { echo "  exit $rc:" >&2; sed 's/^/  | /' "$WORK/last.err" >&2; return 1; }
+    expect_rc 0 "$T" status --db "$WORK/rodir/c.db" # where it can be written, it reads fine
+}
+twenty_pending() { "$T" status --db "$WORK/rodir/c.db" --json 2>/dev/null | grep -qF '"pending":20,'; }
+mkdir -p "$WORK/probe"
+if unshare -m sh -c 'mount --bind -o ro "$1" "$1" && ! touch "$1/x" 2>/dev/null' sh "$WORK/probe" 2>/dev/null; then
+    check status_on_read_only_file_system_is_readonly readonly_store
+else
+    echo "SKIP status_on_read_only_file_system_is_readonly (no private mount namespace here)"
+fi
 
 # ---------------------------------------------------------------- the demo
 demo() {

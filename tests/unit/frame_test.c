@@ -838,7 +838,7 @@ TEST(large_real_array_is_rejected_by_shape)
     CHECK_OK(tether__decoder_init(&d, MAX_PAYLOAD));
     CHECK_ERR(tether__decode(&d, p, len, &f), TETHER_EFRAME_OVERSIZE);
     /* The zone is not kept large after a rejected frame. */
-    CHECK(d.zone.chunk_size <= 8192);
+    CHECK(tether__decoder_chunk(&d) <= 8192);
     free(p);
     tether__decoder_free(&d);
 }
@@ -951,7 +951,7 @@ TEST(decoder_reuse_allocates_nothing_when_warm)
         printf("     (allocation hooks not in use; only the decoder's own state is checked)\n");
     }
     tether__slice *items = d.items;
-    size_t items_cap = d.items_cap, chunk = d.zone.chunk_size;
+    size_t items_cap = d.items_cap, chunk = tether__decoder_chunk(&d);
 
     count_start();
     for (int round = 0; round < 2000; round++) {
@@ -976,7 +976,7 @@ TEST(decoder_reuse_allocates_nothing_when_warm)
     }
     CHECK(d.items == items);
     CHECK_EQ_U64(d.items_cap, items_cap);
-    CHECK_EQ_U64(d.zone.chunk_size, chunk);
+    CHECK_EQ_U64(tether__decoder_chunk(&d), chunk);
     for (int i = 0; i < KINDS; i++) {
         tether__buf_free(&bufs[i]);
     }

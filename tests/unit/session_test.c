@@ -107,6 +107,7 @@ static void f_close(tether__store *st)
 static const tether__store_ops fstore_ops = {
     f_get,     f_put,        f_delete,  f_list,   f_append, f_load,
     f_ack,     f_set_cursor, f_pending, f_rebase, f_errmsg, f_close,
+    NULL, /* inspect: the engine never calls it */
 };
 
 static fstore *fstore_open(tether__store_role role)

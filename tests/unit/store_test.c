@@ -15,7 +15,7 @@
 #include <sqlite3.h>
 
 #include "store/store.h"
-#include "store/store_sqlite.h"
+#include "store/store_testhooks.h"
 
 /* ---- the implementations under test ---- */
 

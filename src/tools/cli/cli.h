@@ -96,8 +96,8 @@ uint64_t cli_get_be64(const uint8_t *p);
 const char *cli_state_name(int state);
 
 /*
- * status.c: reads a tether SQLite store (client or server role) without
- * changing what it holds. The file must exist.
+ * status.c: reads a tether SQLite store (client or server role) through the
+ * store interface, opened read-only. The file must exist.
  */
 typedef struct cli_session_info {
     tether_session_id id;   /* session id */
@@ -109,8 +109,13 @@ typedef struct cli_session_info {
     int established;        /* 1 once the session was welcomed */
 } cli_session_info;
 
-/* Fills *role ("client" or "server") and up to max sessions into out, their
- * number in *count. Returns TETHER_OK or an error with the detail in err. */
+/* Fills *role ("client", "server", or "none" for an empty store) and up to
+ * max sessions into out, their number in *count. With check, first runs the
+ * store's integrity check. Returns TETHER_OK or the store's error code
+ * (tether__store_sqlite_open_readonly) with the detail in err. */
+int cli_store_inspect(const char *path, int check, const char **role, cli_session_info *out,
+                      size_t max, size_t *count, char *err, size_t errlen);
+/* cli_store_inspect() without the check. */
 int cli_store_read(const char *path, const char **role, cli_session_info *out, size_t max,
                    size_t *count, char *err, size_t errlen);
 

@@ -1,34 +1,53 @@
 /*
  * tether status: what a store holds: its role and, per session, the sequence
  * numbers and the unacknowledged backlog. Reads the store through the internal
- * store interface (src/store.h), the one place the tool goes past the public API.
+ * store interface (store/store.h: a read-only open, inspect(), session_list()
+ * and pending()), the one place the tool goes past the public API; it never
+ * talks to SQLite itself.
  */
 #include "cli.h"
 
 #include <getopt.h>
-#include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "store/store.h"
 
+/* Exit statuses of status beyond CLI_OK, CLI_FAIL and CLI_USAGE. */
+#define STATUS_NOFILE 3    /* TETHER_ENOTFOUND: no file at PATH */
+#define STATUS_NOT_STORE 4 /* TETHER_ESTORE_SCHEMA: not a tether store this version reads */
+#define STATUS_CORRUPT 5   /* TETHER_ESTORE_CORRUPT: damaged, not a database, or its -wal lost */
+#define STATUS_READONLY 6  /* TETHER_ESTORE_READONLY: cannot be read without writing here */
+
 static const char status_help[] =
-    "Usage: tether status --db PATH [--json]\n"
+    "Usage: tether status --db PATH [--check] [--json]\n"
     "\n"
     "Shows what a tether store (client or server) holds: the role, and for each\n"
     "session its id, out_last (highest sequence number assigned to an outgoing\n"
     "message), peer_acked (highest one the peer acknowledged), recv_cursor (highest\n"
     "incoming one committed), pending (unacknowledged messages and their bytes) and\n"
-    "whether the session was established.\n"
+    "whether the session was established. An empty file (zero bytes, or a database\n"
+    "without tables) is an empty store, role 'none': 'tether send' or 'tether serve'\n"
+    "would start a new one in it.\n"
     "\n"
     "Options:\n"
     "  --db PATH   the SQLite file written by 'tether send' or 'tether serve'\n"
+    "  --check     also verify every page of the file (SQLite's integrity check);\n"
+    "              reads the whole file, so it takes longer on a large store\n"
     "  --json      print one JSON object instead of text\n"
     "  --help      show this help\n"
     "\n"
-    "The store is not changed. It may be read while a client or server uses it.\n"
-    "\n" CLI_EXIT_HELP;
+    "The store is opened read-only and not changed. It may be read while a client\n"
+    "or server uses it.\n"
+    "\n"
+    "Exit status: 0 the store was read (and --check found it intact), 1 another\n"
+    "failure (I/O error, out of memory), 2 usage error, 3 no file at PATH\n"
+    "(TETHER_ENOTFOUND), 4 not a tether store, or a schema or role this version\n"
+    "cannot read (TETHER_ESTORE_SCHEMA), 5 corrupt: not a database, a page fails\n"
+    "the check, or its -wal file was removed after a crash (TETHER_ESTORE_CORRUPT),\n"
+    "6 read-only: the store cannot be read without writing, e.g. its WAL needs\n"
+    "recovery on a read-only file system (TETHER_ESTORE_READONLY). Only 5 means\n"
+    "the file itself is damaged.\n";
 
 /* Collects sessions from session_list(). */
 typedef struct collect {
@@ -53,66 +72,34 @@ static int on_session(void *arg, const tether__session_rec *rec)
     return 0;
 }
 
-/* Refuses files that are not tether stores (not SQLite, or SQLite without a
- * tether schema version) before the store is opened read-write, so that status
- * never turns an empty or foreign file into a store, nor switches its journal. */
-static int check_tether_file(const char *path, char *err, size_t errlen)
+static const char *role_name(tether__store_role role)
 {
-    sqlite3 *db = NULL;
-    int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL);
-    long long version = -1;
-    if (rc == SQLITE_OK) {
-        sqlite3_stmt *st = NULL;
-        rc = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
-        if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
-            version = sqlite3_column_int64(st, 0);
-        } else {
-            snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(db));
-        }
-        sqlite3_finalize(st);
-    } else {
-        snprintf(err, errlen, "%s: %s", path, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+    switch (role) {
+    case TETHER__ROLE_CLIENT:
+        return "client";
+    case TETHER__ROLE_SERVER:
+        return "server";
+    default:
+        return "none";
     }
-    sqlite3_close(db);
-    if (version == 0) {
-        snprintf(err, errlen, "%s: not a tether store (no tether schema in this database)", path);
-        return TETHER_ESTORE_SCHEMA;
-    }
-    return version > 0 ? TETHER_OK : TETHER_ESTORE_CORRUPT;
 }
 
-int cli_store_read(const char *path, const char **role, cli_session_info *out, size_t max,
-                   size_t *count, char *err, size_t errlen)
+int cli_store_inspect(const char *path, int check, const char **role, cli_session_info *out,
+                      size_t max, size_t *count, char *err, size_t errlen)
 {
-    struct stat sb;
-    if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        snprintf(err, errlen, "%s: no such file", path);
-        return TETHER_ENOTFOUND;
-    }
-    int rc = check_tether_file(path, err, errlen);
-    if (rc != TETHER_OK) {
-        return rc;
-    }
     tether__store *st = NULL;
-    *role = "client";
-    rc = tether__store_sqlite_open(path, TETHER__ROLE_CLIENT, TETHER_DURABILITY_DEFAULT, &st, err,
-                                   errlen);
-    if (rc == TETHER_ESTORE_SCHEMA) {
-        char err2[512] = "";
-        *role = "server";
-        rc = tether__store_sqlite_open(path, TETHER__ROLE_SERVER, TETHER_DURABILITY_DEFAULT, &st,
-                                       err2, sizeof err2);
-        if (rc == TETHER_ESTORE_SCHEMA) {
-            /* Neither role: keep the first message, which says what is wrong. */
-            return rc;
-        }
-        snprintf(err, errlen, "%s", err2);
-    }
+    *count = 0;
+    int rc = tether__store_sqlite_open_readonly(path, &st, err, errlen);
     if (rc != TETHER_OK) {
         return rc;
     }
+    tether__store_info info;
+    rc = st->ops->inspect(st, check ? TETHER__INSPECT_CHECK : 0, &info);
     collect col = {.out = out, .max = max};
-    rc = st->ops->session_list(st, on_session, &col);
+    if (rc == TETHER_OK) {
+        *role = role_name(info.role);
+        rc = st->ops->session_list(st, on_session, &col);
+    }
     for (size_t i = 0; rc == TETHER_OK && i < col.n && i < max; i++) {
         rc = st->ops->pending(st, out[i].id.bytes, &out[i].pending, &out[i].pending_bytes);
     }
@@ -124,10 +111,42 @@ int cli_store_read(const char *path, const char **role, cli_session_info *out, s
     return rc;
 }
 
-static void print_text(const char *path, const char *role, const cli_session_info *s, size_t n,
-                       size_t total)
+int cli_store_read(const char *path, const char **role, cli_session_info *out, size_t max,
+                   size_t *count, char *err, size_t errlen)
 {
-    printf("store:    %s\nrole:     %s\nsessions: %zu\n", path, role, total);
+    return cli_store_inspect(path, 0, role, out, max, count, err, errlen);
+}
+
+/* The exit status for a failure code (documented in status_help). */
+static int exit_for(int rc)
+{
+    switch (rc) {
+    case TETHER_ENOTFOUND:
+        return STATUS_NOFILE;
+    case TETHER_ESTORE_SCHEMA:
+        return STATUS_NOT_STORE;
+    case TETHER_ESTORE_CORRUPT:
+        return STATUS_CORRUPT;
+    case TETHER_ESTORE_READONLY:
+        return STATUS_READONLY;
+    default:
+        return CLI_FAIL;
+    }
+}
+
+static void print_text(const char *path, const char *role, int check, const cli_session_info *s,
+                       size_t n, size_t total)
+{
+    printf("store:    %s\n", path);
+    if (strcmp(role, "none") == 0) {
+        printf("role:     none (empty: no side has initialised it yet)\n");
+    } else {
+        printf("role:     %s\n", role);
+    }
+    if (check) {
+        printf("check:    ok\n");
+    }
+    printf("sessions: %zu\n", total);
     for (size_t i = 0; i < n; i++) {
         char hex[33];
         tether_session_id_hex(&s[i].id, hex);
@@ -144,13 +163,14 @@ static void print_text(const char *path, const char *role, const cli_session_inf
     }
 }
 
-static void print_json(const char *path, const char *role, const cli_session_info *s, size_t n,
-                       size_t total)
+static void print_json(const char *path, const char *role, int check, const cli_session_info *s,
+                       size_t n, size_t total)
 {
     cli_buf b = {0};
     cli_buf_add(&b, "{\"db\":", 6);
     cli_buf_json_str(&b, path, strlen(path));
-    cli_buf_printf(&b, ",\"role\":\"%s\",\"session_count\":%zu,\"sessions\":[", role, total);
+    cli_buf_printf(&b, ",\"role\":\"%s\",%s\"session_count\":%zu,\"sessions\":[", role,
+                   check ? "\"check\":\"ok\"," : "", total);
     for (size_t i = 0; i < n; i++) {
         char hex[33];
         tether_session_id_hex(&s[i].id, hex);
@@ -174,11 +194,13 @@ int cli_status(int argc, char **argv)
     static const struct option opts[] = {
         {"db", required_argument, NULL, 'd'},
         {"json", no_argument, NULL, 'j'},
+        {"check", no_argument, NULL, 'c'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *path = NULL;
     int json = 0;
+    int check = 0;
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
@@ -187,6 +209,9 @@ int cli_status(int argc, char **argv)
             break;
         case 'j':
             json = 1;
+            break;
+        case 'c':
+            check = 1;
             break;
         case 'h':
             fputs(status_help, stdout);
@@ -210,16 +235,17 @@ int cli_status(int argc, char **argv)
     const char *role = NULL;
     size_t total = 0;
     char err[512] = "";
-    int rc = cli_store_read(path, &role, s, MAX_SHOWN, &total, err, sizeof err);
+    int rc = cli_store_inspect(path, check, &role, s, MAX_SHOWN, &total, err, sizeof err);
     if (rc != TETHER_OK) {
         free(s);
-        return cli_fail("status", "%s: %s", tether_err_name(rc), err);
+        cli_fail("status", "%s: %s", tether_err_name(rc), err);
+        return exit_for(rc);
     }
     size_t shown = total < MAX_SHOWN ? total : MAX_SHOWN;
     if (json) {
-        print_json(path, role, s, shown, total);
+        print_json(path, role, check, s, shown, total);
     } else {
-        print_text(path, role, s, shown, total);
+        print_text(path, role, check, s, shown, total);
     }
     free(s);
     return CLI_OK;

@@ -1,13 +1,16 @@
 /*
  * Internal hooks of the stores, for tests and measurements only. Nothing in
  * the library's normal path calls them; the store interface is store.h.
+ * Only the stores themselves (for the prototypes) and tests include this
+ * file. It names SQLite's connection type without including sqlite3.h, so
+ * the memory store stays independent of SQLite.
  */
-#ifndef TETHER_STORE_SQLITE_H
-#define TETHER_STORE_SQLITE_H
-
-#include <sqlite3.h>
+#ifndef TETHER_STORE_TESTHOOKS_H
+#define TETHER_STORE_TESTHOOKS_H
 
 #include "store.h"
+
+struct sqlite3;
 
 /* Flags of tether__store_sqlite_open_flags(). */
 #define TETHER__SQLITE_READONLY 1u /* open with SQLITE_OPEN_READONLY */
@@ -21,7 +24,7 @@ int tether__store_sqlite_open_flags(const char *path, tether__store_role role,
 
 /* The writing connection (for reading pragmas in tests). NULL if st is not a
  * SQLite store. */
-sqlite3 *tether__store_sqlite_handle(tether__store *st);
+struct sqlite3 *tether__store_sqlite_handle(tether__store *st);
 
 /* PRAGMA max_page_count on the writing connection, so tests reach SQLITE_FULL
  * deterministically. SQLite never sets it below the current page count, so a
