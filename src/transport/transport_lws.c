@@ -58,8 +58,6 @@ static void tp_timer_cb(lws_sorted_usec_list_t *sul)
     }
 }
 
-/* Classifies lws's text reason for a failed client connection. */
-
 /* ---- server admission ---- */
 
 static int refuse_upgrade(struct lws *wsi, int status, const char *extra)
@@ -312,6 +310,9 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         if (tp->client) {
             tp->client->stage = ST_ANSWERED;
         }
+        if (tp->client) {
+            tp->client->upgrade_checked = 1;
+        }
         if (lws_hdr_copy(wsi, proto, sizeof proto, WSI_TOKEN_PROTOCOL) <= 0 ||
             strcmp(proto, TETHER_SUBPROTOCOL) != 0) {
             return 1; /* reported as "HS: Rejected by filter cb" */
@@ -380,11 +381,6 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         c = tp->client;
         if (c && c->wsi == wsi && !c->ended && !c->established) {
             tp->client = NULL;
-            if (!c->fail_error) {
-                c->fail_error = TETHER_ECONNECT;
-                snprintf(c->fail_detail, sizeof c->fail_detail,
-                         "the connection ended while sending the upgrade request");
-            }
             tether__tp_client_failed(tp, c, wsi, NULL, 0);
         }
         return 0;
@@ -697,27 +693,10 @@ int tether__tp_connect(tether__tp *tp, const char *url)
     if (!w) {
         /* lws may already have reported CONNECTION_ERROR and freed the attempt */
         if (tp->client == c) {
+            /* lws 4.1 fails a name that does not resolve here, without a report:
+             * the facts (the resolver's code, errno) say why */
             tp->client = NULL;
-            tether__tp_close why;
-            memset(&why, 0, sizeof why);
-            why.error = TETHER_ECONNECT;
-            snprintf(why.detail, sizeof why.detail, "could not start a connection to %.200s", url);
-            /* lws 4.1 fails a name that does not resolve here, without a report: say so */
-            const char *name = tp->proxy.host[0] ? tp->proxy.host : tp->target_host;
-            struct addrinfo hints, *ai = NULL;
-            memset(&hints, 0, sizeof hints);
-            hints.ai_socktype = SOCK_STREAM;
-            int gai = getaddrinfo(name, NULL, &hints, &ai);
-            if (gai != 0) {
-                why.error = tp->proxy.host[0] ? TETHER_EPROXY : TETHER_EDNS;
-                snprintf(why.detail, sizeof why.detail, "the %s name '%.80s' did not resolve: %s",
-                         tp->proxy.host[0] ? "proxy's" : "server's", name, gai_strerror(gai));
-            } else {
-                freeaddrinfo(ai);
-            }
-            lws_sul_cancel(&c->sul_attempt);
-            tether__tp_conn_end(c, &why);
-            tether__tp_conn_free(c);
+            tether__tp_client_failed(tp, c, NULL, NULL, 0);
         }
         return TETHER_OK;
     }
