@@ -60,12 +60,16 @@ static void tp_timer_cb(lws_sorted_usec_list_t *sul)
 
 /* ---- server admission ---- */
 
-static int refuse_upgrade(struct lws *wsi, int status, const char *extra)
+/* Answers an upgrade request with status and closes. why: the body's sentence, or
+ * NULL for a generic one; extra: header lines from the admission hook. */
+static int refuse_upgrade(struct lws *wsi, int status, const char *why, const char *extra)
 {
     unsigned char buf[LWS_PRE + 2048];
     unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof buf - 1;
-    char body[96], len[16];
-    int blen = snprintf(body, sizeof body, "tether: the upgrade was refused (HTTP %d)\n", status);
+    char body[200], len[16];
+    int blen = why ? snprintf(body, sizeof body, "tether: %s\n", why)
+                   : snprintf(body, sizeof body, "tether: the upgrade was refused (HTTP %d)\n",
+                              status);
 
     snprintf(len, sizeof len, "%d", blen);
     if (lws_add_http_header_status(wsi, (unsigned int)status, &p, end) ||
@@ -274,11 +278,22 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
         /* server: admit or refuse before the 101 */
+        if (in && strcasecmp(in, "websocket") == 0) {
+            char offered[256];
+            int n = lws_hdr_copy(wsi, offered, sizeof offered, WSI_TOKEN_PROTOCOL);
+            if (n != 0 && (n < 0 || !tether__http_list_has(offered, TETHER_SUBPROTOCOL))) {
+                /* lws would drop the connection without a word: say why */
+                return refuse_upgrade(wsi, HTTP_STATUS_BAD_REQUEST,
+                                      "this server speaks the subprotocol " TETHER_SUBPROTOCOL
+                                      " only, and the request did not offer it",
+                                      NULL);
+            }
+        }
         if (tp->cb.admit && in && strcasecmp(in, "websocket") == 0) {
             char extra[640] = "";
             int st = tp->cb.admit(tp->owner, (tether__tp_hs *)wsi, extra, sizeof extra);
             if (st) {
-                return refuse_upgrade(wsi, st, extra);
+                return refuse_upgrade(wsi, st, NULL, extra);
             }
         }
         return 0;
@@ -482,6 +497,20 @@ int tether__tp_create(const tether__tp_cfg *cfg, const tether__tp_cb *cb, void *
     /* never let lws read http_proxy itself (it ignores no_proxy): "" sets no proxy */
     info.http_proxy_address = "";
     if (cfg->listen_host) {
+        unsigned char a6[16];
+        if (inet_pton(AF_INET, cfg->listen_host, a6) != 1 &&
+            inet_pton(AF_INET6, cfg->listen_host, a6) != 1) {
+            /* lws would take it for an interface name, fail to bind and carry on */
+            free(tp);
+            return tether__fail(TETHER_ESYS,
+                                "cannot listen on '%s': not an IPv4 or IPv6 address",
+                                cfg->listen_host);
+        }
+        if (cfg->listen_port < 0 || cfg->listen_port > 65535) {
+            free(tp);
+            return tether__fail(TETHER_ESYS, "cannot listen on port %d: not 0 to 65535",
+                                cfg->listen_port);
+        }
         info.port = cfg->listen_port;
         info.iface = cfg->listen_host;
         info.vhost_name = "tether";
@@ -521,6 +550,12 @@ int tether__tp_create(const tether__tp_cfg *cfg, const tether__tp_cb *cb, void *
     }
     if (cfg->listen_host) {
         tp->vhost = lws_get_vhost_by_name(tp->ctx, "tether");
+        if (!tp->vhost || lws_get_vhost_listen_port(tp->vhost) <= 0) {
+            lws_context_destroy(tp->ctx);
+            free(tp);
+            return tether__fail(TETHER_ESYS, "cannot listen on %s:%d: libwebsockets bound nothing",
+                                cfg->listen_host, cfg->listen_port);
+        }
     } else {
         tp->cvhost = lws_get_vhost_by_name(tp->ctx, "default");
         tether__tp_set_proxy(tp, cfg->proxy);
@@ -579,6 +614,41 @@ void tether__tp_destroy(tether__tp *tp)
     free(tp);
 }
 
+/* The url's port as written: 0 when it has none, -1 when it is not 1..65535. */
+static int url_port(const char *url)
+{
+    const char *a = strstr(url, "://");
+    const char *end, *colon = NULL;
+    if (!a) {
+        return 0;
+    }
+    a += 3;
+    end = a + strcspn(a, "/?#");
+    if (*a == '[') {
+        const char *rb = memchr(a, ']', (size_t)(end - a));
+        if (rb && rb + 1 < end && rb[1] == ':') {
+            colon = rb + 1;
+        }
+    } else {
+        colon = memchr(a, ':', (size_t)(end - a));
+    }
+    if (!colon) {
+        return 0;
+    }
+    long v = 0;
+    const char *d = colon + 1;
+    if (d == end) {
+        return -1;
+    }
+    for (; d < end; d++) {
+        if (*d < '0' || *d > '9' || v > 65535) {
+            return -1;
+        }
+        v = v * 10 + (*d - '0');
+    }
+    return v >= 1 && v <= 65535 ? (int)v : -1;
+}
+
 int tether__tp_check_url(const char *url)
 {
     char buf[1024];
@@ -594,6 +664,10 @@ int tether__tp_check_url(const char *url)
     if (strcmp(proto, "ws") && strcmp(proto, "wss")) {
         return tether__fail(TETHER_ECONFIG, "the url must start with ws:// or wss:// (got '%s')",
                             url);
+    }
+    if (url_port(url) < 0) {
+        /* lws_parse_uri() takes any number and it wraps at 65536 */
+        return tether__fail(TETHER_ECONFIG, "the url's port must be 1 to 65535 (got '%s')", url);
     }
     return TETHER_OK;
 }
@@ -663,9 +737,10 @@ int tether__tp_connect(tether__tp *tp, const char *url)
     tp->tls = tls;
     snprintf(tp->target_host, sizeof tp->target_host, "%s", addr);
     tp->target_port = port;
-    /* lws_parse_uri strips the leading '/'; lws wants it back */
+    /* lws_parse_uri strips the leading '/' of a path, but gives "/" itself for a
+     * url without one: lws wants exactly one back */
     static _Thread_local char pathbuf[1024];
-    snprintf(pathbuf, sizeof pathbuf, "/%s", path);
+    snprintf(pathbuf, sizeof pathbuf, "%s%s", path[0] == '/' ? "" : "/", path);
 
     memset(&ci, 0, sizeof ci);
     ci.context = tp->ctx;

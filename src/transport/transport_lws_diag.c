@@ -24,28 +24,6 @@ static int response_status(struct lws *wsi)
     return 0;
 }
 
-/* 1 when the comma-separated header value lists word (case-insensitive). */
-static int lists_word(const char *value, const char *word)
-{
-    size_t wl = strlen(word);
-    const char *p = value;
-    while (*p) {
-        while (*p == ' ' || *p == '\t' || *p == ',') {
-            p++;
-        }
-        size_t n = strcspn(p, ",");
-        size_t t = n;
-        while (t && (p[t - 1] == ' ' || p[t - 1] == '\t')) {
-            t--;
-        }
-        if (t == wl && strncasecmp(p, word, wl) == 0) {
-            return 1;
-        }
-        p += n;
-    }
-    return 0;
-}
-
 /* The headers of a 101 answer, read while lws still holds them. */
 static void read_101(struct lws *wsi, tether__facts *f)
 {
@@ -57,7 +35,7 @@ static void read_101(struct lws *wsi, tether__facts *f)
     }
     f->hdr_connection = TETHER__HDR_ABSENT;
     if (lws_hdr_copy(wsi, v, sizeof v, WSI_TOKEN_CONNECTION) > 0) {
-        f->hdr_connection = lists_word(v, "upgrade") ? TETHER__HDR_OK : TETHER__HDR_OTHER;
+        f->hdr_connection = tether__http_list_has(v, "upgrade") ? TETHER__HDR_OK : TETHER__HDR_OTHER;
     }
     f->hdr_protocol = TETHER__HDR_ABSENT;
     if (lws_hdr_copy(wsi, v, sizeof v, WSI_TOKEN_PROTOCOL) > 0) {

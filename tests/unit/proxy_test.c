@@ -326,6 +326,20 @@ TEST(connect_response_headers)
     CHECK_EQ_STR(v, "cu");
 }
 
+TEST(header_lists)
+{
+    CHECK_EQ_INT(tether__http_list_has("Upgrade", "upgrade"), 1);
+    CHECK_EQ_INT(tether__http_list_has("keep-alive, Upgrade", "upgrade"), 1);
+    CHECK_EQ_INT(tether__http_list_has(" other ,\ttether.v1 ", "tether.v1"), 1);
+    CHECK_EQ_INT(tether__http_list_has("tether.v10", "tether.v1"), 0);
+    CHECK_EQ_INT(tether__http_list_has("xtether.v1", "tether.v1"), 0);
+    CHECK_EQ_INT(tether__http_list_has("keep-alive", "upgrade"), 0);
+    CHECK_EQ_INT(tether__http_list_has(",,", "upgrade"), 0);
+    CHECK_EQ_INT(tether__http_list_has("", "upgrade"), 0);
+    CHECK_EQ_INT(tether__http_list_has(NULL, "upgrade"), 0);
+    CHECK_EQ_INT(tether__http_list_has("a,,b", ""), 0);
+}
+
 int main(void)
 {
     RUN(parse_accepts_the_documented_forms);
@@ -338,5 +352,6 @@ int main(void)
     RUN(retry_after_values);
     RUN(connect_response_status);
     RUN(connect_response_headers);
+    RUN(header_lists);
     return tt_finish();
 }
