@@ -1,8 +1,8 @@
 /*
  * Internals of the libwebsockets glue, shared by transport_lws.c (context,
- * callback, connections) and transport_lws_diag.c (why a client attempt
- * failed: TLS verification, handshake text, the proxy probe). Only these two
- * files include libwebsockets.
+ * callback, connections), transport_lws_diag.c (the facts of a failed client
+ * attempt, the proxy probe) and transport_lws_admit.c (server admission).
+ * Only these files include libwebsockets.
  */
 #ifndef TETHER_TRANSPORT_LWS_INT_H
 #define TETHER_TRANSPORT_LWS_INT_H
@@ -108,6 +108,10 @@ struct tether__tp {
     char host_hdr[300];           /* Host header "host:port" */
 };
 
+/* transport_lws_admit.c: answers an upgrade request with status and returns -1
+ * (close). why: the body's sentence, or NULL for a generic one; extra:
+ * "Name: value\r\n" lines from the admission hook, or NULL. */
+int tether__tp_refuse_upgrade(struct lws *wsi, int status, const char *why, const char *extra);
 /* transport_lws.c: reports the end of a connection or attempt (once). */
 void tether__tp_conn_end(tether__conn *c, tether__tp_close *why);
 /* transport_lws.c: frees a connection record. */
