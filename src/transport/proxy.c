@@ -308,6 +308,27 @@ int tether__http_header(const char *buf, size_t len, const char *name, char *out
     return 0;
 }
 
+int tether__http_list_has(const char *value, const char *word)
+{
+    size_t wl = strlen(word);
+    const char *p = value;
+    while (p && *p) {
+        while (*p == ' ' || *p == '\t' || *p == ',') {
+            p++;
+        }
+        size_t n = strcspn(p, ",");
+        size_t t = n;
+        while (t && (p[t - 1] == ' ' || p[t - 1] == '\t')) {
+            t--;
+        }
+        if (t == wl && wl && strncasecmp(p, word, wl) == 0) {
+            return 1;
+        }
+        p += n;
+    }
+    return 0;
+}
+
 int tether__base64(const void *data, size_t n, char *out, size_t outlen)
 {
     static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

@@ -2,7 +2,7 @@
  * Pure helpers for the field connectivity features: HTTP proxy settings (from
  * the config or from https_proxy / http_proxy / no_proxy), Retry-After, and
  * the few bits of HTTP response parsing the diagnostics need. No I/O here, so
- * every rule is unit-tested (tests/field_test.c).
+ * every rule is unit-tested (tests/unit/proxy_test.c).
  */
 #ifndef TETHER_PROXY_H
 #define TETHER_PROXY_H
@@ -70,6 +70,12 @@ int tether__http_status(const char *buf, size_t len);
  * out, trimmed. Returns 1 when found, 0 when absent.
  */
 int tether__http_header(const char *buf, size_t len, const char *name, char *out, size_t outlen);
+
+/*
+ * 1 when the comma-separated header value (Connection, Sec-WebSocket-Protocol)
+ * lists word, case-insensitively, ignoring blanks around items; 0 otherwise.
+ */
+int tether__http_list_has(const char *value, const char *word);
 
 /* Base64 of n bytes into out (NUL-terminated). Returns 0, or -1 if out is too small. */
 int tether__base64(const void *data, size_t n, char *out, size_t outlen);

@@ -1,6 +1,6 @@
 /*
- * libwebsockets glue for tether: with transport_lws_diag.c, the only code that
- * includes libwebsockets.
+ * libwebsockets glue for tether: with transport_lws_diag.c and
+ * transport_lws_admit.c, the only code that includes libwebsockets.
  *
  * One context and one service thread per tether__tp. Connections carry a
  * pointer to their tether__conn in lws's per-session data, so server and
@@ -56,109 +56,6 @@ static void tp_timer_cb(lws_sorted_usec_list_t *sul)
     if (tp->cb.timer) {
         tp->cb.timer(tp->owner, NULL);
     }
-}
-
-/* Classifies lws's text reason for a failed client connection. */
-
-/* ---- server admission ---- */
-
-static int refuse_upgrade(struct lws *wsi, int status, const char *extra)
-{
-    unsigned char buf[LWS_PRE + 2048];
-    unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof buf - 1;
-    char body[96], len[16];
-    int blen = snprintf(body, sizeof body, "tether: the upgrade was refused (HTTP %d)\n", status);
-
-    snprintf(len, sizeof len, "%d", blen);
-    if (lws_add_http_header_status(wsi, (unsigned int)status, &p, end) ||
-        lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE,
-                                     (const unsigned char *)"text/plain", 10, &p, end) ||
-        lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH,
-                                     (const unsigned char *)len, (int)strlen(len), &p, end) ||
-        lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION,
-                                     (const unsigned char *)"close", 5, &p, end)) {
-        return -1;
-    }
-    /* extra: "Name: value\r\n" lines from the admission hook */
-    while (extra && *extra) {
-        const char *colon = strchr(extra, ':'), *eol = strstr(extra, "\r\n");
-        if (!colon || !eol || colon > eol) {
-            break;
-        }
-        char name[80];
-        const char *v = colon + 1;
-        snprintf(name, sizeof name, "%.*s:", (int)(colon - extra), extra);
-        while (*v == ' ') {
-            v++;
-        }
-        if (lws_add_http_header_by_name(wsi, (const unsigned char *)name,
-                                        (const unsigned char *)v, (int)(eol - v), &p, end)) {
-            return -1;
-        }
-        extra = eol + 2;
-    }
-    if (lws_finalize_http_header(wsi, &p, end) || end - p < blen) {
-        return -1;
-    }
-    memcpy(p, body, (size_t)blen);
-    p += blen;
-    lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_HEADERS);
-    return -1; /* close: the answer said Connection: close */
-}
-
-const char *tether__tp_hs_header(tether__tp_hs *hs, const char *name, char *buf, size_t len)
-{
-    struct lws *wsi = (struct lws *)hs;
-    size_t nlen = strlen(name);
-    char lname[128];
-
-    if (!len || nlen + 2 > sizeof lname) {
-        return NULL;
-    }
-    for (int t = 0; t < WSI_TOKEN_COUNT; t++) {
-        const char *ts = (const char *)lws_token_to_string((enum lws_token_indexes)t);
-        if (ts && strncasecmp(ts, name, nlen) == 0 && ts[nlen] == ':' && !ts[nlen + 1]) {
-            if (lws_hdr_total_length(wsi, (enum lws_token_indexes)t) <= 0 ||
-                lws_hdr_copy(wsi, buf, (int)len, (enum lws_token_indexes)t) < 0) {
-                return NULL;
-            }
-            return buf;
-        }
-    }
-    for (size_t i = 0; i < nlen; i++) {
-        lname[i] = (char)tolower((unsigned char)name[i]);
-    }
-    lname[nlen] = ':';
-    lname[nlen + 1] = '\0';
-    if (lws_hdr_custom_length(wsi, lname, (int)nlen + 1) < 0 ||
-        lws_hdr_custom_copy(wsi, buf, (int)len, lname, (int)nlen + 1) < 0) {
-        return NULL;
-    }
-    return buf;
-}
-
-const char *tether__tp_hs_path(tether__tp_hs *hs, char *buf, size_t len)
-{
-    struct lws *wsi = (struct lws *)hs;
-    if (lws_hdr_copy(wsi, buf, (int)len, WSI_TOKEN_GET_URI) <= 0) {
-        snprintf(buf, len, "/");
-    }
-    if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS) > 0) {
-        size_t n = strlen(buf);
-        if (n + 2 < len) {
-            buf[n++] = '?';
-            lws_hdr_copy(wsi, buf + n, (int)(len - n), WSI_TOKEN_HTTP_URI_ARGS);
-        }
-    }
-    return buf;
-}
-
-const char *tether__tp_hs_peer(tether__tp_hs *hs, char *buf, size_t len)
-{
-    if (!lws_get_peer_simple((struct lws *)hs, buf, len)) {
-        snprintf(buf, len, "?");
-    }
-    return buf;
 }
 
 static void rx_append(tether__conn *c, const uint8_t *in, size_t len, int first, int final,
@@ -276,11 +173,22 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
         /* server: admit or refuse before the 101 */
+        if (in && strcasecmp(in, "websocket") == 0) {
+            char offered[256];
+            int n = lws_hdr_copy(wsi, offered, sizeof offered, WSI_TOKEN_PROTOCOL);
+            if (n != 0 && (n < 0 || !tether__http_list_has(offered, TETHER_SUBPROTOCOL))) {
+                /* lws would drop the connection without a word: say why */
+                return tether__tp_refuse_upgrade(wsi, HTTP_STATUS_BAD_REQUEST,
+                                      "this server speaks the subprotocol " TETHER_SUBPROTOCOL
+                                      " only, and the request did not offer it",
+                                      NULL);
+            }
+        }
         if (tp->cb.admit && in && strcasecmp(in, "websocket") == 0) {
             char extra[640] = "";
             int st = tp->cb.admit(tp->owner, (tether__tp_hs *)wsi, extra, sizeof extra);
             if (st) {
-                return refuse_upgrade(wsi, st, extra);
+                return tether__tp_refuse_upgrade(wsi, st, NULL, extra);
             }
         }
         return 0;
@@ -311,6 +219,9 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         char proto[64];
         if (tp->client) {
             tp->client->stage = ST_ANSWERED;
+        }
+        if (tp->client) {
+            tp->client->upgrade_checked = 1;
         }
         if (lws_hdr_copy(wsi, proto, sizeof proto, WSI_TOKEN_PROTOCOL) <= 0 ||
             strcmp(proto, TETHER_SUBPROTOCOL) != 0) {
@@ -380,11 +291,6 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         c = tp->client;
         if (c && c->wsi == wsi && !c->ended && !c->established) {
             tp->client = NULL;
-            if (!c->fail_error) {
-                c->fail_error = TETHER_ECONNECT;
-                snprintf(c->fail_detail, sizeof c->fail_detail,
-                         "the connection ended while sending the upgrade request");
-            }
             tether__tp_client_failed(tp, c, wsi, NULL, 0);
         }
         return 0;
@@ -486,6 +392,20 @@ int tether__tp_create(const tether__tp_cfg *cfg, const tether__tp_cb *cb, void *
     /* never let lws read http_proxy itself (it ignores no_proxy): "" sets no proxy */
     info.http_proxy_address = "";
     if (cfg->listen_host) {
+        unsigned char a6[16];
+        if (inet_pton(AF_INET, cfg->listen_host, a6) != 1 &&
+            inet_pton(AF_INET6, cfg->listen_host, a6) != 1) {
+            /* lws would take it for an interface name, fail to bind and carry on */
+            free(tp);
+            return tether__fail(TETHER_ESYS,
+                                "cannot listen on '%s': not an IPv4 or IPv6 address",
+                                cfg->listen_host);
+        }
+        if (cfg->listen_port < 0 || cfg->listen_port > 65535) {
+            free(tp);
+            return tether__fail(TETHER_ESYS, "cannot listen on port %d: not 0 to 65535",
+                                cfg->listen_port);
+        }
         info.port = cfg->listen_port;
         info.iface = cfg->listen_host;
         info.vhost_name = "tether";
@@ -525,6 +445,12 @@ int tether__tp_create(const tether__tp_cfg *cfg, const tether__tp_cb *cb, void *
     }
     if (cfg->listen_host) {
         tp->vhost = lws_get_vhost_by_name(tp->ctx, "tether");
+        if (!tp->vhost || lws_get_vhost_listen_port(tp->vhost) <= 0) {
+            lws_context_destroy(tp->ctx);
+            free(tp);
+            return tether__fail(TETHER_ESYS, "cannot listen on %s:%d: libwebsockets bound nothing",
+                                cfg->listen_host, cfg->listen_port);
+        }
     } else {
         tp->cvhost = lws_get_vhost_by_name(tp->ctx, "default");
         tether__tp_set_proxy(tp, cfg->proxy);
@@ -583,6 +509,41 @@ void tether__tp_destroy(tether__tp *tp)
     free(tp);
 }
 
+/* The url's port as written: 0 when it has none, -1 when it is not 1..65535. */
+static int url_port(const char *url)
+{
+    const char *a = strstr(url, "://");
+    const char *end, *colon = NULL;
+    if (!a) {
+        return 0;
+    }
+    a += 3;
+    end = a + strcspn(a, "/?#");
+    if (*a == '[') {
+        const char *rb = memchr(a, ']', (size_t)(end - a));
+        if (rb && rb + 1 < end && rb[1] == ':') {
+            colon = rb + 1;
+        }
+    } else {
+        colon = memchr(a, ':', (size_t)(end - a));
+    }
+    if (!colon) {
+        return 0;
+    }
+    long v = 0;
+    const char *d = colon + 1;
+    if (d == end) {
+        return -1;
+    }
+    for (; d < end; d++) {
+        if (*d < '0' || *d > '9' || v > 65535) {
+            return -1;
+        }
+        v = v * 10 + (*d - '0');
+    }
+    return v >= 1 && v <= 65535 ? (int)v : -1;
+}
+
 int tether__tp_check_url(const char *url)
 {
     char buf[1024];
@@ -598,6 +559,10 @@ int tether__tp_check_url(const char *url)
     if (strcmp(proto, "ws") && strcmp(proto, "wss")) {
         return tether__fail(TETHER_ECONFIG, "the url must start with ws:// or wss:// (got '%s')",
                             url);
+    }
+    if (url_port(url) < 0) {
+        /* lws_parse_uri() takes any number and it wraps at 65536 */
+        return tether__fail(TETHER_ECONFIG, "the url's port must be 1 to 65535 (got '%s')", url);
     }
     return TETHER_OK;
 }
@@ -667,9 +632,10 @@ int tether__tp_connect(tether__tp *tp, const char *url)
     tp->tls = tls;
     snprintf(tp->target_host, sizeof tp->target_host, "%s", addr);
     tp->target_port = port;
-    /* lws_parse_uri strips the leading '/'; lws wants it back */
+    /* lws_parse_uri strips the leading '/' of a path, but gives "/" itself for a
+     * url without one: lws wants exactly one back */
     static _Thread_local char pathbuf[1024];
-    snprintf(pathbuf, sizeof pathbuf, "/%s", path);
+    snprintf(pathbuf, sizeof pathbuf, "%s%s", path[0] == '/' ? "" : "/", path);
 
     memset(&ci, 0, sizeof ci);
     ci.context = tp->ctx;
@@ -697,27 +663,10 @@ int tether__tp_connect(tether__tp *tp, const char *url)
     if (!w) {
         /* lws may already have reported CONNECTION_ERROR and freed the attempt */
         if (tp->client == c) {
+            /* lws 4.1 fails a name that does not resolve here, without a report:
+             * the facts (the resolver's code, errno) say why */
             tp->client = NULL;
-            tether__tp_close why;
-            memset(&why, 0, sizeof why);
-            why.error = TETHER_ECONNECT;
-            snprintf(why.detail, sizeof why.detail, "could not start a connection to %.200s", url);
-            /* lws 4.1 fails a name that does not resolve here, without a report: say so */
-            const char *name = tp->proxy.host[0] ? tp->proxy.host : tp->target_host;
-            struct addrinfo hints, *ai = NULL;
-            memset(&hints, 0, sizeof hints);
-            hints.ai_socktype = SOCK_STREAM;
-            int gai = getaddrinfo(name, NULL, &hints, &ai);
-            if (gai != 0) {
-                why.error = tp->proxy.host[0] ? TETHER_EPROXY : TETHER_EDNS;
-                snprintf(why.detail, sizeof why.detail, "the %s name '%.80s' did not resolve: %s",
-                         tp->proxy.host[0] ? "proxy's" : "server's", name, gai_strerror(gai));
-            } else {
-                freeaddrinfo(ai);
-            }
-            lws_sul_cancel(&c->sul_attempt);
-            tether__tp_conn_end(c, &why);
-            tether__tp_conn_free(c);
+            tether__tp_client_failed(tp, c, NULL, NULL, 0);
         }
         return TETHER_OK;
     }

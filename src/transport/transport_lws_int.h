@@ -1,8 +1,8 @@
 /*
  * Internals of the libwebsockets glue, shared by transport_lws.c (context,
- * callback, connections) and transport_lws_diag.c (why a client attempt
- * failed: TLS verification, handshake text, the proxy probe). Only these two
- * files include libwebsockets.
+ * callback, connections), transport_lws_diag.c (the facts of a failed client
+ * attempt, the proxy probe) and transport_lws_admit.c (server admission).
+ * Only these files include libwebsockets.
  */
 #ifndef TETHER_TRANSPORT_LWS_INT_H
 #define TETHER_TRANSPORT_LWS_INT_H
@@ -21,6 +21,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <arpa/inet.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -32,6 +33,7 @@
 #include <tether/tether.h>
 
 #include "common/util.h"
+#include "classify.h"
 
 struct tether__conn {
     struct lws *wsi;              /* the lws connection, NULL once closed */
@@ -48,18 +50,26 @@ struct tether__conn {
     lws_sorted_usec_list_t sul;   /* per-connection timer */
     /* client attempts only */
     lws_sorted_usec_list_t sul_attempt; /* connect_timeout_ms bound of the attempt */
-    int stage;                    /* ST_*: how far the attempt got */
-    int fail_error;               /* error we decided ourselves (timeout), 0 if none */
-    char fail_detail[160];        /* its detail */
+    int stage;                    /* TETHER__STEP_*: how far the attempt got */
+    int timed_out;                /* our connect_timeout_ms ran out */
     int tls_err;                  /* first X509 verification error seen, 0 if none */
     int tls_alert;                /* fatal TLS alert the server sent (SSL_CB_READ_ALERT), or 0 */
+    int tls_started;              /* our TLS handshake began */
+    int tls_done;                 /* our TLS handshake completed */
     int cert_requested;           /* the server asked for a client certificate */
+    int upgrade_checked;          /* lws passed the 101 to our filter (CLIENT_FILTER_PRE_ESTABLISH) */
     int probing;                  /* a proxy probe runs; closed() is reported when it ends */
-    tether__tp_close probe_why;   /* the failure to report after the probe */
+    tether__facts facts;          /* what the failed attempt showed, kept for the probe */
+    char lws_why[96];             /* lws's words for the failure (detail only) */
 };
 
-/* How far a client attempt got. */
-enum { ST_CONNECTING, ST_TCP, ST_SENT, ST_ANSWERED };
+/* How far a client attempt got (classify.h). */
+enum {
+    ST_CONNECTING = TETHER__STEP_CONNECTING,
+    ST_TCP = TETHER__STEP_TCP,
+    ST_SENT = TETHER__STEP_SENT,
+    ST_ANSWERED = TETHER__STEP_ANSWERED
+};
 
 /* A proxy probe: our own CONNECT, after lws's failed, to learn the proxy's status. */
 typedef struct probe {
@@ -98,15 +108,22 @@ struct tether__tp {
     char host_hdr[300];           /* Host header "host:port" */
 };
 
+/* transport_lws_admit.c: answers an upgrade request with status and returns -1
+ * (close). why: the body's sentence, or NULL for a generic one; extra:
+ * "Name: value\r\n" lines from the admission hook, or NULL. */
+int tether__tp_refuse_upgrade(struct lws *wsi, int status, const char *why, const char *extra);
 /* transport_lws.c: reports the end of a connection or attempt (once). */
 void tether__tp_conn_end(tether__conn *c, tether__tp_close *why);
 /* transport_lws.c: frees a connection record. */
 void tether__tp_conn_free(tether__conn *c);
 
 /* transport_lws_diag.c: a client attempt failed; works out why and reports it
- * (possibly after a proxy probe). in/len: lws's text, if any. */
+ * (possibly after a proxy probe). wsi may be NULL; in/len: lws's text, if any
+ * (kept for the detail, never used to decide the error). */
 void tether__tp_client_failed(tether__tp *tp, tether__conn *c, struct lws *wsi, const char *in,
                               size_t len);
+/* transport_lws_diag.c: the facts every failed attempt has (stage, TLS, proxy, names). */
+void tether__tp_facts_base(tether__tp *tp, tether__conn *c, tether__facts *f);
 /* transport_lws_diag.c: OpenSSL verification callback for client attempts. */
 int tether__tp_verify_cert(tether__tp *tp, X509_STORE_CTX *x, int preverify_ok);
 /* transport_lws_diag.c: OpenSSL info callback, records alerts from the server. */
