@@ -402,27 +402,6 @@ void cli_print_message(FILE *out, const tether_session_id *id, uint64_t seq, con
     cli_buf_free(&b);
 }
 
-uint64_t cli_rand(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-uint64_t cli_rand_range(uint64_t *state, uint64_t lo, uint64_t hi)
-{
-    if (hi <= lo) {
-        return lo;
-    }
-    uint64_t span = hi - lo;
-    if (span == UINT64_MAX) {
-        return cli_rand(state);
-    }
-    /* The bias of a plain modulo is below 2^-40 for the small spans used here. */
-    return lo + cli_rand(state) % (span + 1);
-}
-
 void cli_put_be64(uint8_t *p, uint64_t v)
 {
     for (int i = 7; i >= 0; i--) {

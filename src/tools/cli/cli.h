@@ -12,6 +12,8 @@
 
 #include <tether/tether.h>
 
+#include "common/rng.h" /* tether__rng_next, tether__rng_range: seeded random moments */
+
 /* Exit statuses shared by every subcommand. */
 #define CLI_OK 0    /* the job succeeded */
 #define CLI_FAIL 1  /* the job failed */
@@ -82,11 +84,6 @@ int cli_buf_base64(cli_buf *b, const void *data, size_t len);
  */
 void cli_print_message(FILE *out, const tether_session_id *id, uint64_t seq, const void *data,
                        size_t len, int redelivered);
-
-/* A seeded generator (splitmix64), for the demo's random moments. */
-uint64_t cli_rand(uint64_t *state);
-/* Uniform in [lo, hi]. */
-uint64_t cli_rand_range(uint64_t *state, uint64_t lo, uint64_t hi);
 
 /* Writes 8 bytes big-endian / reads them. */
 void cli_put_be64(uint8_t *p, uint64_t v);

@@ -351,7 +351,7 @@ static int run_stream(demo *d, client_args *args)
     uint64_t lo = n / 20 + 1, hi = n * 9 / 10 > lo ? n * 9 / 10 : lo;
     uint64_t rng = d->o.seed;
     for (uint64_t i = 0; i < d->o.kills; i++) {
-        kill_at[i] = cli_rand_range(&rng, lo, hi);
+        kill_at[i] = tether__rng_range(&rng, lo, hi);
     }
     for (uint64_t i = 1; i < d->o.kills; i++) { /* insertion sort: K is small */
         for (uint64_t j = i; j > 0 && kill_at[j - 1] > kill_at[j]; j--) {
@@ -418,7 +418,7 @@ static int run_stream(demo *d, client_args *args)
         if (killed) {
             kill_client(d); /* already SIGKILLed: reap it */
             d->kills++;
-            restart_at = now + cli_rand_range(&rng, 1, 200);
+            restart_at = now + tether__rng_range(&rng, 1, 200);
             if (d->o.verbose) {
                 fprintf(stderr, "tether demo: SIGKILL the client at %llu delivered\n",
                         (unsigned long long)distinct);
@@ -435,7 +435,7 @@ static int run_stream(demo *d, client_args *args)
             pthread_mutex_unlock(&d->mu);
             if (planned) {
                 d->kills++;
-                restart_at = now + cli_rand_range(&rng, 1, 200);
+                restart_at = now + tether__rng_range(&rng, 1, 200);
                 continue;
             }
             if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {

@@ -609,7 +609,7 @@ int cli_scenario(int argc, char **argv)
             uint64_t seed = R.seed;
             if (round > 0) {
                 uint64_t s = R.seed + round;
-                seed = cli_rand(&s) % 1000000000ull;
+                seed = tether__rng_next(&s) % 1000000000ull;
             }
             tally t;
             memset(&t, 0, sizeof t);

@@ -25,7 +25,7 @@ size_t scen_size(size_t base, uint64_t seq, int tag)
         return base;
     }
     uint64_t h = seq * 2 + (tag == TAG_S2C);
-    h = cli_rand(&h);
+    h = tether__rng_next(&h);
     if (h % 400 == 7) {
         return 66000 + (size_t)(h >> 20) % 12000;
     }

@@ -46,7 +46,7 @@ int scen_fail(scen *sc, const char *fmt, ...)
 
 uint64_t scen_rnd(scen *sc, uint64_t lo, uint64_t hi)
 {
-    return cli_rand_range(&sc->rng, lo, hi);
+    return tether__rng_range(&sc->rng, lo, hi);
 }
 
 static void close_from_3(void)
