@@ -176,8 +176,9 @@ static void print_summary(chaos_out *o, tether__chaos *c, uint64_t seed)
                        (unsigned long long)st.faults[k]);
     }
     cli_buf_printf(&b,
-                   " cut_conns=%llu cut_rst=%llu bytes_up=%llu bytes_down=%llu frames_up=%llu "
-                   "frames_down=%llu swallowed=%llu",
+                   " cut_events=%llu cut_events_rst=%llu cut_conns=%llu cut_rst=%llu bytes_up=%llu "
+                   "bytes_down=%llu frames_up=%llu frames_down=%llu swallowed=%llu",
+                   (unsigned long long)st.cut_events, (unsigned long long)st.cut_events_rst,
                    (unsigned long long)st.cut_conns, (unsigned long long)st.cut_rst,
                    (unsigned long long)st.bytes_up, (unsigned long long)st.bytes_down,
                    (unsigned long long)st.frames_up, (unsigned long long)st.frames_down,
