@@ -24,8 +24,6 @@ void tether__chaos_gen_next(tether__chaos_gen *g, const tether__chaos_random *r,
 int tether__chaos_random_valid(const tether__chaos_random *r);
 
 
-/* "host:port" or "[v6]:port". 0 or -1. */
-int tether__chaos_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port);
 
 #include <pthread.h>
 #include <sys/socket.h>

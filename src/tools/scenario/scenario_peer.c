@@ -373,19 +373,6 @@ static void *generate(void *arg)
     return NULL;
 }
 
-static int write_port(const char *path, uint16_t port)
-{
-    char tmp[PATH_MAX + 8];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        return -1;
-    }
-    int ok = fprintf(f, "%u\n", (unsigned)port) > 0;
-    ok = fclose(f) == 0 && ok;
-    return ok && rename(tmp, path) == 0 ? 0 : -1;
-}
-
 static int run_server(const peer_opts *o)
 {
     start_info st;
@@ -420,7 +407,7 @@ static int run_server(const peer_opts *o)
         tether_server_destroy(srv);
         return CLI_FAIL;
     }
-    if (write_port(o->port_file, tether_server_port(srv)) != 0) {
+    if (cli_write_port_file(o->port_file, tether_server_port(srv)) != 0) {
         scen_record("F cannot write the port file");
         tether_server_destroy(srv);
         return CLI_FAIL;
