@@ -67,35 +67,8 @@ static int copy_strings(tether_client *c)
     const char **fields[] = {&c->cfg.tls_ca_file, &c->cfg.tls_cert_file, &c->cfg.tls_key_file,
                              &c->cfg.proxy,       &c->cfg.proxy_user,    &c->cfg.proxy_password,
                              &c->cfg.origin};
-    size_t need = 0, nh = 0, off = 0;
-    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
-        need += *fields[i] ? strlen(*fields[i]) + 1 : 0;
-    }
-    for (const char *const *h = c->cfg.headers; h && *h; h++) {
-        need += strlen(*h) + 1;
-        nh++;
-    }
-    c->strs = malloc(need + 1);
-    c->headers = nh ? calloc(nh + 1, sizeof *c->headers) : NULL;
-    if (!c->strs || (nh && !c->headers)) {
-        return tether__fail(TETHER_ENOMEM, "out of memory");
-    }
-    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
-        if (*fields[i]) {
-            size_t n = strlen(*fields[i]) + 1;
-            memcpy(c->strs + off, *fields[i], n);
-            *fields[i] = c->strs + off;
-            off += n;
-        }
-    }
-    for (size_t i = 0; i < nh; i++) {
-        size_t n = strlen(c->cfg.headers[i]) + 1;
-        memcpy(c->strs + off, c->cfg.headers[i], n);
-        c->headers[i] = c->strs + off;
-        off += n;
-    }
-    c->cfg.headers = c->headers;
-    return TETHER_OK;
+    return tether__copy_strings(fields, sizeof fields / sizeof fields[0], &c->cfg.headers,
+                                &c->strs, &c->headers);
 }
 
 static int check_credentials(const char *user, const char *pass)
@@ -112,14 +85,12 @@ static int check_credentials(const char *user, const char *pass)
 /* TLS files, proxy, headers (k is the client's own copy). */
 static int check_connectivity(tether_client_config *k)
 {
-    const char *files[][2] = {{"tls_ca_file", k->tls_ca_file},
-                              {"tls_cert_file", k->tls_cert_file},
-                              {"tls_key_file", k->tls_key_file}};
-    for (size_t i = 0; i < 3; i++) {
-        if (files[i][1] && access(files[i][1], R_OK) != 0) {
-            return tether__fail(TETHER_ECONFIG, "cannot read %s '%s': %s", files[i][0], files[i][1],
-                                strerror(errno));
-        }
+    const char *const files[][2] = {{"tls_ca_file", k->tls_ca_file},
+                                    {"tls_cert_file", k->tls_cert_file},
+                                    {"tls_key_file", k->tls_key_file}};
+    int rc = tether__check_readable(files, 3);
+    if (rc != TETHER_OK) {
+        return rc;
     }
     if (!k->tls_cert_file != !k->tls_key_file) {
         return tether__fail(TETHER_ECONFIG, "tls_cert_file and tls_key_file go together");

@@ -1,9 +1,12 @@
 #include "util.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -100,5 +103,56 @@ int tether_session_id_parse(const char *hex, tether_session_id *id)
         }
         id->bytes[i] = (uint8_t)(hi << 4 | lo);
     }
+    return TETHER_OK;
+}
+
+int tether__check_readable(const char *const files[][2], size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (files[i][1] && access(files[i][1], R_OK) != 0) {
+            return tether__fail(TETHER_ECONFIG, "cannot read %s '%s': %s", files[i][0], files[i][1],
+                                strerror(errno));
+        }
+    }
+    return TETHER_OK;
+}
+
+int tether__copy_strings(const char **fields[], size_t n, const char *const **list, char **strs,
+                         const char ***list_copy)
+{
+    size_t need = 1, nl = 0, off = 0;
+    for (size_t i = 0; i < n; i++) {
+        need += *fields[i] ? strlen(*fields[i]) + 1 : 0;
+    }
+    for (const char *const *e = *list; e && *e; e++) {
+        need += strlen(*e) + 1;
+        nl++;
+    }
+    char *buf = malloc(need);
+    const char **copy = *list ? calloc(nl + 1, sizeof *copy) : NULL;
+    if (!buf || (*list && !copy)) {
+        free(buf);
+        free(copy);
+        return tether__fail(TETHER_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (*fields[i]) {
+            size_t len = strlen(*fields[i]) + 1;
+            memcpy(buf + off, *fields[i], len);
+            *fields[i] = buf + off;
+            off += len;
+        }
+    }
+    for (size_t i = 0; i < nl; i++) {
+        size_t len = strlen((*list)[i]) + 1;
+        memcpy(buf + off, (*list)[i], len);
+        copy[i] = buf + off;
+        off += len;
+    }
+    if (copy) {
+        *list = copy;
+    }
+    *strs = buf;
+    *list_copy = copy;
     return TETHER_OK;
 }

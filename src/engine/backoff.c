@@ -2,20 +2,12 @@
  * Reconnect delays: exponential backoff with full jitter (see backoff.h).
  *
  * The bound before retry n is min(cap, base * 2^n); the delay is drawn
- * uniformly from [0, bound], both ends included. The generator is splitmix64,
- * so a given seed always yields the same delays.
+ * uniformly from [0, bound], both ends included. The generator is splitmix64
+ * (common/rng.c), so a given seed always yields the same delays.
  */
 #include "backoff.h"
 
 #include <tether/tether.h>
-
-uint64_t tether__rng_next(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 
 void tether__backoff_init(tether__backoff *b, uint32_t base_ms, uint32_t cap_ms,
                           uint32_t max_attempts, uint64_t seed)

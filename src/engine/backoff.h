@@ -10,6 +10,8 @@
 
 #include <stdint.h>
 
+#include "common/rng.h" /* tether__rng_next: the jitter's generator */
+
 typedef struct tether__backoff {
     uint32_t base_ms;      /* bound of the first delay, ms (>0) */
     uint32_t cap_ms;       /* largest bound, ms (>= base_ms) */
@@ -18,8 +20,6 @@ typedef struct tether__backoff {
     uint64_t rng;          /* generator state */
 } tether__backoff;
 
-/* A small deterministic generator (splitmix64); advances *state. */
-uint64_t tether__rng_next(uint64_t *state);
 
 void tether__backoff_init(tether__backoff *b, uint32_t base_ms, uint32_t cap_ms,
                           uint32_t max_attempts, uint64_t seed);

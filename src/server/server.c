@@ -150,14 +150,12 @@ static int check_config(tether_server_config *k)
         k->handshake_timeout_ms ? k->handshake_timeout_ms : TETHER__DEFAULT_HANDSHAKE_TIMEOUT_MS;
     k->busy_retry_after_s =
         k->busy_retry_after_s ? k->busy_retry_after_s : TETHER__DEFAULT_BUSY_RETRY_AFTER_S;
-    const char *files[][2] = {{"tls_cert_file", k->tls_cert_file},
-                              {"tls_key_file", k->tls_key_file},
-                              {"tls_client_ca_file", k->tls_client_ca_file}};
-    for (size_t i = 0; i < 3; i++) {
-        if (files[i][1] && access(files[i][1], R_OK) != 0) {
-            return tether__fail(TETHER_ECONFIG, "cannot read %s '%s': %s", files[i][0], files[i][1],
-                                strerror(errno));
-        }
+    const char *const files[][2] = {{"tls_cert_file", k->tls_cert_file},
+                                    {"tls_key_file", k->tls_key_file},
+                                    {"tls_client_ca_file", k->tls_client_ca_file}};
+    int rc = tether__check_readable(files, 3);
+    if (rc != TETHER_OK) {
+        return rc;
     }
     if (!k->tls_cert_file != !k->tls_key_file ||
         (k->tls_client_ca_file && !k->tls_cert_file)) {
@@ -177,37 +175,7 @@ static int copy_strings(tether_server *s)
 {
     const char **fields[] = {&s->cfg.tls_cert_file, &s->cfg.tls_key_file,
                              &s->cfg.tls_client_ca_file};
-    size_t need = 1, no = 0, off = 0;
-    for (size_t i = 0; i < 3; i++) {
-        need += *fields[i] ? strlen(*fields[i]) + 1 : 0;
-    }
-    for (const char *const *o = s->cfg.allowed_origins; o && *o; o++) {
-        need += strlen(*o) + 1;
-        no++;
-    }
-    s->strs = malloc(need);
-    s->origins = s->cfg.allowed_origins ? calloc(no + 1, sizeof *s->origins) : NULL;
-    if (!s->strs || (s->cfg.allowed_origins && !s->origins)) {
-        return tether__fail(TETHER_ENOMEM, "out of memory");
-    }
-    for (size_t i = 0; i < 3; i++) {
-        if (*fields[i]) {
-            size_t n = strlen(*fields[i]) + 1;
-            memcpy(s->strs + off, *fields[i], n);
-            *fields[i] = s->strs + off;
-            off += n;
-        }
-    }
-    for (size_t i = 0; i < no; i++) {
-        size_t n = strlen(s->cfg.allowed_origins[i]) + 1;
-        memcpy(s->strs + off, s->cfg.allowed_origins[i], n);
-        s->origins[i] = s->strs + off;
-        off += n;
-    }
-    if (s->origins) {
-        s->cfg.allowed_origins = s->origins;
-    }
-    return TETHER_OK;
+    return tether__copy_strings(fields, 3, &s->cfg.allowed_origins, &s->strs, &s->origins);
 }
 
 int tether_server_create(const tether_server_config *cfg, tether_server **out)

@@ -205,4 +205,8 @@ void tether__chaos_get_stats(tether__chaos *c, tether__chaos_stats *out);
 /* Stops the thread, closes every socket and frees the relay. NULL does nothing. */
 void tether__chaos_stop(tether__chaos *c);
 
+/* "host:port" or "[v6]:port" into host (NUL-terminated) and port (0 to 65535).
+ * 0 or -1. Also what the tether command parses its addresses with. */
+int tether__chaos_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port);
+
 #endif

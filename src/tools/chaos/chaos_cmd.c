@@ -27,24 +27,6 @@ const char *tether__chaos_kind_name(int kind)
     return kind >= 0 && kind < TETHER__CHAOS_KINDS ? kind_names[kind] : "?";
 }
 
-/* ---- the generator (splitmix64) ---- */
-
-uint64_t tether__chaos_rand(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-uint64_t tether__chaos_range(uint64_t *state, uint64_t lo, uint64_t hi)
-{
-    if (hi <= lo) {
-        return lo;
-    }
-    return lo + tether__chaos_rand(state) % (hi - lo + 1);
-}
-
 /* ---- parsing helpers ---- */
 
 static int fail(char *err, size_t errlen, const char *fmt, ...)
@@ -682,7 +664,7 @@ int tether__chaos_random_valid(const tether__chaos_random *r)
 
 static int pick_dir(uint64_t *rng)
 {
-    return (int)tether__chaos_range(rng, 1, 3);
+    return (int)tether__rng_range(rng, 1, 3);
 }
 
 void tether__chaos_gen_next(tether__chaos_gen *g, const tether__chaos_random *r,
@@ -697,24 +679,24 @@ void tether__chaos_gen_next(tether__chaos_gen *g, const tether__chaos_random *r,
             list[nk++] = k;
         }
     }
-    g->at_ms += tether__chaos_range(rng, r->min_ms, r->max_ms);
+    g->at_ms += tether__rng_range(rng, r->min_ms, r->max_ms);
     ev->at_ms = g->at_ms;
     tether__chaos_fault *f = &ev->fault;
     memset(f, 0, sizeof *f);
-    f->kind = nk ? list[tether__chaos_range(rng, 0, (uint64_t)nk - 1)] : TETHER__CHAOS_CUT;
+    f->kind = nk ? list[tether__rng_range(rng, 0, (uint64_t)nk - 1)] : TETHER__CHAOS_CUT;
     f->dir = TETHER__CHAOS_BOTH;
     switch (f->kind) {
     case TETHER__CHAOS_CUT:
         if (r->plain_cuts) {
             f->rst = (int)(g->cuts % 2);
         } else {
-            f->rst = (int)tether__chaos_range(rng, 0, 1);
-            uint64_t how = tether__chaos_range(rng, 0, 9);
+            f->rst = (int)tether__rng_range(rng, 0, 1);
+            uint64_t how = tether__rng_range(rng, 0, 9);
             if (how >= 6 && how < 8) {
-                f->after_bytes = tether__chaos_range(rng, 1, 8192);
+                f->after_bytes = tether__rng_range(rng, 1, 8192);
                 f->dir = pick_dir(rng);
             } else if (how >= 8) {
-                f->after_frames = tether__chaos_range(rng, 1, 20);
+                f->after_frames = tether__rng_range(rng, 1, 20);
                 f->dir = pick_dir(rng);
             }
         }
@@ -722,35 +704,35 @@ void tether__chaos_gen_next(tether__chaos_gen *g, const tether__chaos_random *r,
         break;
     case TETHER__CHAOS_STALL:
         f->dir = pick_dir(rng);
-        f->for_ms = (uint32_t)tether__chaos_range(rng, 100, 1500);
+        f->for_ms = (uint32_t)tether__rng_range(rng, 100, 1500);
         break;
     case TETHER__CHAOS_STALL_UPGRADE:
     case TETHER__CHAOS_BLACKHOLE:
-        f->for_ms = (uint32_t)tether__chaos_range(rng, 500, 3000);
+        f->for_ms = (uint32_t)tether__rng_range(rng, 500, 3000);
         break;
     case TETHER__CHAOS_DELAY:
-        f->delay_ms = (uint32_t)tether__chaos_range(rng, 5, 80);
-        f->jitter_ms = (uint32_t)tether__chaos_range(rng, 0, 40);
-        f->for_ms = (uint32_t)tether__chaos_range(rng, 500, 3000);
+        f->delay_ms = (uint32_t)tether__rng_range(rng, 5, 80);
+        f->jitter_ms = (uint32_t)tether__rng_range(rng, 0, 40);
+        f->for_ms = (uint32_t)tether__rng_range(rng, 500, 3000);
         break;
     case TETHER__CHAOS_RATE:
         f->dir = pick_dir(rng);
-        f->rate = tether__chaos_range(rng, 16, 512) * 1024;
-        f->for_ms = (uint32_t)tether__chaos_range(rng, 500, 3000);
+        f->rate = tether__rng_range(rng, 16, 512) * 1024;
+        f->for_ms = (uint32_t)tether__rng_range(rng, 500, 3000);
         break;
     case TETHER__CHAOS_SPLIT:
         f->dir = pick_dir(rng);
-        f->split = (uint32_t)tether__chaos_range(rng, 1, 16);
-        f->for_ms = (uint32_t)tether__chaos_range(rng, 300, 2000);
+        f->split = (uint32_t)tether__rng_range(rng, 1, 16);
+        f->for_ms = (uint32_t)tether__rng_range(rng, 300, 2000);
         break;
     case TETHER__CHAOS_BUFFER:
         f->dir = pick_dir(rng);
-        f->rate = tether__chaos_range(rng, 32, 512) * 1024;
+        f->rate = tether__rng_range(rng, 32, 512) * 1024;
         f->cap = DEFAULT_BUFFER_CAP;
-        f->for_ms = (uint32_t)tether__chaos_range(rng, 500, 3000);
+        f->for_ms = (uint32_t)tether__rng_range(rng, 500, 3000);
         break;
     case TETHER__CHAOS_REFUSE:
-        f->for_ms = (uint32_t)tether__chaos_range(rng, 100, 1500);
+        f->for_ms = (uint32_t)tether__rng_range(rng, 100, 1500);
         break;
     }
     g->n++;

@@ -279,7 +279,7 @@ int tether__chaos_read(tether__chaos *c, conn *k, int i, uint64_t now)
     const shape *s = &c->sh[i];
     uint64_t at = now;
     if (s->delay || s->jitter) {
-        at += s->delay + tether__chaos_range(&c->shape_rng, 0, s->jitter);
+        at += s->delay + tether__rng_range(&c->shape_rng, 0, s->jitter);
     }
     mark *last = h->mn ? &h->m[(h->mh + h->mn - 1) % MARKS] : NULL;
     if (last && at < last->at) {
@@ -309,7 +309,7 @@ int tether__chaos_write(tether__chaos *c, conn *k, int i, uint64_t now)
         }
         uint32_t split = c->sh[i].split;
         if (split) {
-            size_t piece = (size_t)tether__chaos_range(&c->shape_rng, 1, split);
+            size_t piece = (size_t)tether__rng_range(&c->shape_rng, 1, split);
             n = piece < n ? piece : n;
         }
         ssize_t w = send(k->fd[1 - i], h->buf + h->off, n, MSG_NOSIGNAL);

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "chaos.h"
+#include "common/rng.h"
 
 /* The random fault schedule's state: advancing it is all the schedule is. */
 typedef struct tether__chaos_gen {
@@ -22,12 +23,7 @@ void tether__chaos_gen_next(tether__chaos_gen *g, const tether__chaos_random *r,
 /* 1 when r can drive a schedule. */
 int tether__chaos_random_valid(const tether__chaos_random *r);
 
-/* splitmix64, and uniform in [lo, hi]. */
-uint64_t tether__chaos_rand(uint64_t *state);
-uint64_t tether__chaos_range(uint64_t *state, uint64_t lo, uint64_t hi);
 
-/* "host:port" or "[v6]:port". 0 or -1. */
-int tether__chaos_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port);
 
 #include <pthread.h>
 #include <sys/socket.h>

@@ -143,23 +143,6 @@ static char *read_file(const char *path, char *err, size_t errlen)
     return buf;
 }
 
-static int write_port_file(const char *path, uint16_t port)
-{
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        return -1;
-    }
-    int ok = fprintf(f, "%u\n", (unsigned)port) > 0;
-    ok = fclose(f) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return -1;
-    }
-    return 0;
-}
-
 static void print_summary(chaos_out *o, tether__chaos *c, uint64_t seed)
 {
     tether__chaos_stats st;
@@ -176,8 +159,9 @@ static void print_summary(chaos_out *o, tether__chaos *c, uint64_t seed)
                        (unsigned long long)st.faults[k]);
     }
     cli_buf_printf(&b,
-                   " cut_conns=%llu cut_rst=%llu bytes_up=%llu bytes_down=%llu frames_up=%llu "
-                   "frames_down=%llu swallowed=%llu",
+                   " cut_events=%llu cut_events_rst=%llu cut_conns=%llu cut_rst=%llu bytes_up=%llu "
+                   "bytes_down=%llu frames_up=%llu frames_down=%llu swallowed=%llu",
+                   (unsigned long long)st.cut_events, (unsigned long long)st.cut_events_rst,
                    (unsigned long long)st.cut_conns, (unsigned long long)st.cut_rst,
                    (unsigned long long)st.bytes_up, (unsigned long long)st.bytes_down,
                    (unsigned long long)st.frames_up, (unsigned long long)st.frames_down,
@@ -425,12 +409,12 @@ int cli_chaos(int argc, char **argv)
     if (strcmp(upstream, "none") == 0) {
         snprintf(uhost, sizeof uhost, "none");
         cfg.upstream_port = 0;
-    } else if (cli_parse_hostport(upstream, uhost, sizeof uhost, &cfg.upstream_port) != 0 ||
+    } else if (tether__chaos_parse_hostport(upstream, uhost, sizeof uhost, &cfg.upstream_port) != 0 ||
                cfg.upstream_port == 0) {
         status = cli_usage_error("chaos", "--upstream wants HOST:PORT, not '%s'", upstream);
         goto done;
     }
-    if (cli_parse_hostport(listen, lhost, sizeof lhost, &cfg.listen_port) != 0) {
+    if (tether__chaos_parse_hostport(listen, lhost, sizeof lhost, &cfg.listen_port) != 0) {
         status = cli_usage_error("chaos", "--listen wants HOST:PORT, not '%s'", listen);
         goto done;
     }
@@ -453,7 +437,7 @@ int cli_chaos(int argc, char **argv)
             out_printf(&out, relay, "error: '%s': %s", dos[i], err);
         }
     }
-    if (port_file && write_port_file(port_file, tether__chaos_port(relay)) != 0) {
+    if (port_file && cli_write_port_file(port_file, tether__chaos_port(relay)) != 0) {
         cli_fail("chaos", "cannot write the port to %s", port_file);
         goto done;
     }

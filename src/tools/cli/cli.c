@@ -120,34 +120,6 @@ int cli_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
     return 0;
 }
 
-int cli_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port)
-{
-    const char *colon = strrchr(s, ':');
-    if (colon == NULL || colon == s) {
-        return -1;
-    }
-    const char *h = s;
-    size_t hlen = (size_t)(colon - s);
-    if (h[0] == '[') {
-        if (hlen < 3 || h[hlen - 1] != ']') {
-            return -1;
-        }
-        h++;
-        hlen -= 2;
-    }
-    if (hlen + 1 > hostlen) {
-        return -1;
-    }
-    uint64_t p;
-    if (cli_parse_u64(colon + 1, 0, 65535, &p) != 0) {
-        return -1;
-    }
-    memcpy(host, h, hlen);
-    host[hlen] = '\0';
-    *port = (uint16_t)p;
-    return 0;
-}
-
 int cli_parse_durability(const char *s, tether_durability *out)
 {
     if (strcmp(s, "off") == 0) {
@@ -402,27 +374,6 @@ void cli_print_message(FILE *out, const tether_session_id *id, uint64_t seq, con
     cli_buf_free(&b);
 }
 
-uint64_t cli_rand(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-uint64_t cli_rand_range(uint64_t *state, uint64_t lo, uint64_t hi)
-{
-    if (hi <= lo) {
-        return lo;
-    }
-    uint64_t span = hi - lo;
-    if (span == UINT64_MAX) {
-        return cli_rand(state);
-    }
-    /* The bias of a plain modulo is below 2^-40 for the small spans used here. */
-    return lo + cli_rand(state) % (span + 1);
-}
-
 void cli_put_be64(uint8_t *p, uint64_t v)
 {
     for (int i = 7; i >= 0; i--) {
@@ -456,4 +407,26 @@ const char *cli_state_name(int state)
     default:
         return "NONE";
     }
+}
+
+int cli_write_port_file(const char *path, uint16_t port)
+{
+    size_t n = strlen(path) + 8;
+    char *tmp = malloc(n);
+    if (tmp == NULL) {
+        return -1;
+    }
+    snprintf(tmp, n, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    int rc = -1;
+    if (f != NULL) {
+        int ok = fprintf(f, "%u\n", (unsigned)port) > 0;
+        ok = (fclose(f) == 0) && ok;
+        rc = ok && rename(tmp, path) == 0 ? 0 : -1;
+        if (rc != 0) {
+            unlink(tmp);
+        }
+    }
+    free(tmp);
+    return rc;
 }

@@ -12,6 +12,8 @@
 
 #include <tether/tether.h>
 
+#include "common/rng.h" /* tether__rng_next, tether__rng_range: seeded random moments */
+
 /* Exit statuses shared by every subcommand. */
 #define CLI_OK 0    /* the job succeeded */
 #define CLI_FAIL 1  /* the job failed */
@@ -35,9 +37,6 @@ int cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf
 
 /* Strict number parsing: the whole string, decimal, within [min, max]. 0 or -1. */
 int cli_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
-
-/* "host:port" or "[v6]:port" into host (NUL-terminated) and port. 0 or -1. */
-int cli_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port);
 
 /* "off", "normal" or "full". 0 or -1. */
 int cli_parse_durability(const char *s, tether_durability *out);
@@ -83,14 +82,13 @@ int cli_buf_base64(cli_buf *b, const void *data, size_t len);
 void cli_print_message(FILE *out, const tether_session_id *id, uint64_t seq, const void *data,
                        size_t len, int redelivered);
 
-/* A seeded generator (splitmix64), for the demo's random moments. */
-uint64_t cli_rand(uint64_t *state);
-/* Uniform in [lo, hi]. */
-uint64_t cli_rand_range(uint64_t *state, uint64_t lo, uint64_t hi);
-
 /* Writes 8 bytes big-endian / reads them. */
 void cli_put_be64(uint8_t *p, uint64_t v);
 uint64_t cli_get_be64(const uint8_t *p);
+
+/* Writes "<port>\n" to path through a temporary file and a rename, so a
+ * reader never sees a half-written file. 0 or -1. */
+int cli_write_port_file(const char *path, uint16_t port);
 
 /* Name of a client state ("CONNECTED"). */
 const char *cli_state_name(int state);

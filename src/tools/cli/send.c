@@ -5,9 +5,12 @@
  */
 #include "cli.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "scenario/record.h"
 
 static const char send_help[] =
     "Usage: tether send URL [--db PATH] [options]\n"
@@ -48,6 +51,11 @@ static const char send_help[] =
     "  --backoff-base-ms MS first reconnect delay bound [250]\n"
     "  --backoff-cap-ms MS  largest reconnect delay bound [30000]\n"
     "  --backoff-reset-ms MS  a connection up this long resets the backoff [10000]\n"
+    "  --record FILE        append every event (this run's start with what --db held,\n"
+    "                       each message received, each ack, connections, errors,\n"
+    "                       mismatches) to FILE in the scenario record format that\n"
+    "                       'tether demo' verifies; a message received counts as\n"
+    "                       intact when its text is \"<word> <its seq>\"\n"
     "  --help               show this help\n"
     "\n"
     "Without --linger, SIGINT or SIGTERM stops at once (exit 1); whatever was stored\n"
@@ -71,6 +79,7 @@ typedef struct send_opts {
     int linger;           /* --linger */
     int quiet;            /* --quiet */
     int verbose;          /* --verbose */
+    const char *record;   /* --record */
 } send_opts;
 
 /* What the callbacks need; they run on the client's service thread. */
@@ -80,10 +89,23 @@ typedef struct send_ctx {
     int verbose;          /* --verbose */
 } send_ctx;
 
+/* 1 when data is the text "<word> <seq>" (how the demo's server numbers its messages). */
+static int numbered_text(const uint8_t *data, size_t len, uint64_t seq)
+{
+    char want[24];
+    int n = snprintf(want, sizeof want, " %llu", (unsigned long long)seq);
+    if (len <= (size_t)n || memcmp(data + len - (size_t)n, want, (size_t)n) != 0) {
+        return 0;
+    }
+    return memchr(data, ' ', len - (size_t)n) == NULL && cli_utf8_valid(data, len);
+}
+
 static void on_message(tether_client *c, uint64_t seq, const void *data, size_t len,
                        int redelivered, void *user)
 {
     send_ctx *ctx = user;
+    scen_record("D %llu %d %d", (unsigned long long)seq, redelivered ? 1 : 0,
+                numbered_text(data, len, seq));
     if (!ctx->quiet) {
         cli_print_message(stdout, &ctx->id, seq, data, len, redelivered);
     }
@@ -92,6 +114,12 @@ static void on_message(tether_client *c, uint64_t seq, const void *data, size_t 
 static void on_state(tether_client *c, const tether_state_info *si, void *user)
 {
     send_ctx *ctx = user;
+    if (si->state == TETHER_STATE_CONNECTED) {
+        scen_record("C %d", si->resumed ? 1 : 0);
+    } else if ((si->state == TETHER_STATE_DISCONNECTED || si->state == TETHER_STATE_STOPPED) &&
+               si->error) {
+        scen_record("X %s %s", cli_state_name(si->state), tether_err_name(si->error));
+    }
     if (!ctx->verbose && si->state != TETHER_STATE_STOPPED) {
         return;
     }
@@ -112,8 +140,14 @@ static void on_state(tether_client *c, const tether_state_info *si, void *user)
     }
 }
 
+static void on_acked(tether_client *c, uint64_t first, uint64_t last, void *user)
+{
+    scen_record("A %llu %llu", (unsigned long long)first, (unsigned long long)last);
+}
+
 static void on_mismatch(tether_client *c, const tether_mismatch_info *mi, void *user)
 {
+    scen_record_mismatch(mi);
     fprintf(stderr,
             "tether send: session state mismatch: the server %s the session; ours: out_last "
             "%llu peer_acked %llu recv_cursor %llu; the server's: out_last %llu recv_cursor "
@@ -356,6 +390,7 @@ static int parse_opts(int argc, char **argv, send_opts *o, tether_client_config 
         {"linger", no_argument, NULL, 'L'},
         {"quiet", no_argument, NULL, 'q'},
         {"verbose", no_argument, NULL, 'v'},
+        {"record", required_argument, NULL, 'r'},
         {"seed", required_argument, NULL, 'S'},
         {"backoff-base-ms", required_argument, NULL, 'B'},
         {"backoff-cap-ms", required_argument, NULL, 'C'},
@@ -426,6 +461,9 @@ static int parse_opts(int argc, char **argv, send_opts *o, tether_client_config 
         case 'v':
             o->verbose = 1;
             break;
+        case 'r':
+            o->record = optarg;
+            break;
         case 'S':
             if (cli_parse_u64(optarg, 0, UINT64_MAX, &cfg->random_seed) != 0) {
                 return cli_usage_error("send", "--seed wants a number, not '%s'", optarg);
@@ -488,12 +526,24 @@ int cli_send(int argc, char **argv)
     cfg.cb.on_message = on_message;
     cfg.cb.on_state = on_state;
     cfg.cb.on_mismatch = on_mismatch;
+    cfg.cb.on_acked = on_acked;
     cfg.user = &ctx;
 
     cli_signals_install();
+    if (o.record) {
+        cli_session_info si;
+        if (scen_record_open(o.record) != 0) {
+            return cli_fail("send", "cannot open %s: %s", o.record, strerror(errno));
+        }
+        if (scen_record_start(cfg.db_path, &si) < 0) {
+            scen_record_close();
+            return cli_fail("send", "cannot read the store %s", cfg.db_path);
+        }
+    }
     tether_client *c = NULL;
     rc = tether_client_create(&cfg, &c);
     if (rc != TETHER_OK) {
+        scen_record_close();
         return cli_fail("send", "cannot open the client%s%s: %s: %s", cfg.db_path ? " on " : "",
                         cfg.db_path ? cfg.db_path : "", tether_err_name(rc), tether_errmsg());
     }
@@ -535,6 +585,7 @@ int cli_send(int argc, char **argv)
         }
     }
     tether_client_destroy(c);
+    scen_record_close();
     if (status == 0 && !o.quiet) {
         char hex[33];
         tether_session_id_hex(&ctx.id, hex);

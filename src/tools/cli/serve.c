@@ -4,6 +4,8 @@
  */
 #include "cli.h"
 
+#include "chaos/chaos.h" /* tether__chaos_parse_hostport */
+
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,30 +87,6 @@ static void on_mismatch(tether_server *s, const tether_mismatch_info *mi, void *
             (unsigned long long)mi->peer_out_last, (unsigned long long)mi->peer_recv_cursor);
 }
 
-/* Writes the port through a temporary file and a rename, so a reader never
- * sees a half-written file. */
-static int write_port_file(const char *path, uint16_t port)
-{
-    size_t n = strlen(path) + 8;
-    char *tmp = malloc(n);
-    if (tmp == NULL) {
-        return -1;
-    }
-    snprintf(tmp, n, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    int rc = -1;
-    if (f != NULL) {
-        int ok = fprintf(f, "%u\n", (unsigned)port) > 0;
-        ok = (fclose(f) == 0) && ok;
-        rc = ok && rename(tmp, path) == 0 ? 0 : -1;
-        if (rc != 0) {
-            unlink(tmp);
-        }
-    }
-    free(tmp);
-    return rc;
-}
-
 int cli_serve(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -162,7 +140,7 @@ int cli_serve(int argc, char **argv)
         return cli_usage_error("serve", "unexpected argument '%s'", argv[optind]);
     }
     char host[256];
-    if (cli_parse_hostport(listen, host, sizeof host, &cfg.port) != 0) {
+    if (tether__chaos_parse_hostport(listen, host, sizeof host, &cfg.port) != 0) {
         return cli_usage_error("serve", "--listen wants HOST:PORT, not '%s'", listen);
     }
     cfg.listen_host = host;
@@ -186,7 +164,7 @@ int cli_serve(int argc, char **argv)
     }
     /* Written once the server runs, so whoever reads it can connect at once. */
     uint16_t port = tether_server_port(srv);
-    if (port_file != NULL && write_port_file(port_file, port) != 0) {
+    if (port_file != NULL && cli_write_port_file(port_file, port) != 0) {
         tether_server_destroy(srv);
         return cli_fail("serve", "cannot write the port to %s", port_file);
     }

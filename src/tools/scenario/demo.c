@@ -1,26 +1,27 @@
 /*
- * tether demo: the project's main job in one command. A server runs in this
- * process and records every delivery; a relay between it and the client cuts
- * all connections at random moments; the client is a separate process
- * (`tether send --pattern seq --until-seq N`) that is SIGKILLed mid-stream and
- * restarted on the same store. At the end the deliveries are checked: nothing
- * lost, nothing duplicated, nothing out of order, every payload the one sent.
+ * tether demo: the project's main job in one command, run as a scenario of the
+ * runner (scenario.h). A server runs in this process and appends every event
+ * to its record; the runner's relay (`tether chaos`, a process) cuts all
+ * connections at random moments; the client is `tether send --pattern seq
+ * --until-seq N --record ...`, spawned by the runner, SIGKILLed mid-stream from
+ * the server's delivery callback and restarted on the same store. At the end
+ * the runner's checker judges both records and both stores (demo_report.c).
  */
 #include "demo.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "record.h"
 
 static const char demo_help[] =
     "Usage: tether demo [options]\n"
@@ -69,12 +70,11 @@ static const char demo_help[] =
 static void on_open(tether_server *s, const tether_session_id *id, int resumed, void *user)
 {
     demo *d = user;
-    demo_rx *rx = &d->rx;
+    scen_record("C %d", resumed ? 1 : 0);
     pthread_mutex_lock(&d->mu);
-    rx->opens++;
-    if (!rx->have_session) {
-        rx->session = *id;
-        rx->have_session = 1;
+    if (!d->rx.have_session) {
+        d->rx.session = *id;
+        d->rx.have_session = 1;
     }
     pthread_mutex_unlock(&d->mu);
 }
@@ -90,31 +90,15 @@ static void on_message(tether_server *s, const tether_session_id *id, uint64_t s
         pthread_mutex_unlock(&d->mu);
         return;
     }
-    rx->delivered++;
-    rx->flagged += redelivered != 0;
-    if (seq != rx->prev + 1) {
-        rx->out_of_order++;
-    }
-    rx->prev = seq;
-    if (seq == 0 || seq > rx->n || len != rx->size || len < 8 || cli_get_be64(data) != seq) {
-        rx->mismatches++;
-    }
-    if (seq >= 1 && seq <= rx->n) {
-        if (rx->seen[seq] == 0) {
-            rx->distinct++;
-            /* kill exactly at the planned point, however fast the stream runs */
-            if (rx->kill_pid > 0 && rx->distinct >= rx->kill_at) {
-                kill(rx->kill_pid, SIGKILL);
-                rx->kill_pid = 0;
-                rx->killed = 1;
-            }
-        } else if (redelivered) {
-            rx->duplicates_flagged++;
-        } else {
-            rx->duplicates++;
-        }
-        if (rx->seen[seq] < UINT8_MAX) {
-            rx->seen[seq]++;
+    int ok = len == d->o.size && len >= 8 && cli_get_be64(data) == seq;
+    scen_record("D %llu %d %d", (unsigned long long)seq, redelivered ? 1 : 0, ok);
+    if (seq > rx->highest && seq <= d->o.messages) {
+        rx->highest = seq;
+        /* kill exactly at the planned point, however fast the stream runs */
+        if (rx->kill_pid > 0 && rx->highest >= rx->kill_at) {
+            kill(rx->kill_pid, SIGKILL);
+            rx->kill_pid = 0;
+            rx->killed = 1;
         }
     }
     pthread_mutex_unlock(&d->mu);
@@ -124,152 +108,100 @@ static void on_acked(tether_server *s, const tether_session_id *id, uint64_t fir
                      uint64_t last_seq, void *user)
 {
     demo *d = user;
-    demo_rx *rx = &d->rx;
+    scen_record("A %llu %llu", (unsigned long long)first_seq, (unsigned long long)last_seq);
     pthread_mutex_lock(&d->mu);
-    if (last_seq > rx->s2c_acked) {
-        rx->s2c_acked = last_seq;
+    if (last_seq > d->rx.s2c_acked) {
+        d->rx.s2c_acked = last_seq;
     }
     pthread_mutex_unlock(&d->mu);
 }
 
 static void on_mismatch(tether_server *s, const tether_mismatch_info *mi, void *user)
 {
-    demo *d = user;
-    demo_rx *rx = &d->rx;
-    pthread_mutex_lock(&d->mu);
-    rx->mismatch_events++;
-    pthread_mutex_unlock(&d->mu);
+    scen_record_mismatch(mi);
+}
+
+static int start_server(demo *d)
+{
+    scen *sc = &d->sc;
+    cli_session_info si;
+    if (scen_record_open(sc->srec) != 0) {
+        return scen_fail(sc, "cannot open %.300s: %s", sc->srec, strerror(errno));
+    }
+    if (scen_record_start(sc->sdb, &si) < 0) {
+        return scen_fail(sc, "cannot read the server's store");
+    }
+    tether_server_config cfg;
+    tether_server_config_init(&cfg);
+    cfg.listen_host = "127.0.0.1";
+    cfg.port = 0;
+    cfg.db_path = sc->sdb;
+    cfg.durability = d->o.durability;
+    cfg.cb.on_session_open = on_open;
+    cfg.cb.on_message = on_message;
+    cfg.cb.on_acked = on_acked;
+    cfg.cb.on_mismatch = on_mismatch;
+    cfg.user = d;
+    int rc = tether_server_create(&cfg, &d->srv);
+    if (rc == TETHER_OK) {
+        rc = tether_server_start(d->srv);
+    }
+    if (rc != TETHER_OK) {
+        return scen_fail(sc, "cannot start the server: %s: %s", tether_err_name(rc),
+                         tether_errmsg());
+    }
+    return 0;
 }
 
 /* ------------------------------------------------------------- client process */
 
-/* Closes every descriptor from 3 up, in the child before exec. */
-static void close_from_3(void)
+/* Starts `tether send` (start number start_no) through the runner. */
+static int start_client(demo *d, uint64_t start_no)
 {
-#ifdef SYS_close_range
-    if (syscall(SYS_close_range, 3u, ~0u, 0u) == 0) {
-        return;
+    scen *sc = &d->sc;
+    scen_args a = {.n = 0};
+    scen_arg(&a, "tether");
+    scen_arg(&a, "send");
+    scen_arg(&a, "ws://127.0.0.1:%u/", (unsigned)sc->relay_port);
+    scen_arg(&a, "--db");
+    scen_arg(&a, "%s", sc->cdb);
+    scen_arg(&a, "--record");
+    scen_arg(&a, "%s", sc->crec);
+    scen_arg(&a, "--pattern");
+    scen_arg(&a, "seq");
+    scen_arg(&a, "--until-seq");
+    scen_arg(&a, "%llu", (unsigned long long)d->o.messages);
+    scen_arg(&a, "--size");
+    scen_arg(&a, "%llu", (unsigned long long)d->o.size);
+    scen_arg(&a, "--batch");
+    scen_arg(&a, "50");
+    scen_arg(&a, "--max-pending");
+    scen_arg(&a, "5000");
+    scen_arg(&a, "--timeout-ms");
+    scen_arg(&a, "%llu", (unsigned long long)d->o.timeout_s * 1000);
+    scen_arg(&a, "--durability");
+    scen_arg(&a, "%s", scen_dur_name(d->o.durability));
+    scen_arg(&a, "--seed");
+    scen_arg(&a, "%llu", (unsigned long long)(d->o.seed + 1000 + start_no));
+    scen_arg(&a, "--backoff-base-ms");
+    scen_arg(&a, "10");
+    scen_arg(&a, "--backoff-cap-ms");
+    scen_arg(&a, "250");
+    scen_arg(&a, "--backoff-reset-ms");
+    scen_arg(&a, "100");
+    scen_arg(&a, "--verbose");
+    if (d->o.s2c > 0) {
+        scen_arg(&a, "--linger");
     }
-#endif
-    long max = sysconf(_SC_OPEN_MAX);
-    for (long fd = 3; fd < (max > 0 && max < 65536 ? max : 65536); fd++) {
-        close((int)fd);
-    }
-}
-
-/* Starts `tether send` as a child. Only async-signal-safe calls after fork. */
-static int spawn_client(demo *d, char *const argv[])
-{
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0) {
-        snprintf(d->error, sizeof d->error, "cannot fork: %s", strerror(errno));
-        return -1;
-    }
-    if (pid == 0) {
-        /* Its own process group, so a Ctrl-C reaches only the demo, which then
-         * stops the client; and it dies with the demo if the demo is killed. */
-        setpgid(0, 0);
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent) {
-            _exit(127);
-        }
-        int in = open("/dev/null", O_RDONLY);
-        int out = open(d->out_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        int log = open(d->log_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        if (in < 0 || out < 0 || log < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 ||
-            dup2(log, 2) < 0) {
-            _exit(127);
-        }
-        close_from_3();
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        signal(SIGPIPE, SIG_DFL);
-        execv("/proc/self/exe", argv);
-        _exit(127);
-    }
-    d->child = pid;
-    return 0;
-}
-
-/* Kills the client (if any) with SIGKILL and reaps it. */
-static void kill_client(demo *d)
-{
-    if (d->child > 0) {
-        kill(d->child, SIGKILL);
-        while (waitpid(d->child, NULL, 0) < 0 && errno == EINTR) {
-        }
-        d->child = 0;
-    }
-}
-
-/* The client's command line; seed_arg is rewritten for every start. */
-typedef struct client_args {
-    char url[64];     /* ws://127.0.0.1:<relay>/ */
-    char until[24];   /* N */
-    char size[24];    /* B */
-    char timeout[24]; /* ms */
-    char seed[24];    /* per start */
-    char *argv[40];   /* the vector */
-} client_args;
-
-static void build_args(demo *d, client_args *a, uint16_t relay_port)
-{
-    static const char *const dur[] = {"normal", "off", "normal", "full"};
-    snprintf(a->url, sizeof a->url, "ws://127.0.0.1:%u/", (unsigned)relay_port);
-    snprintf(a->until, sizeof a->until, "%llu", (unsigned long long)d->o.messages);
-    snprintf(a->size, sizeof a->size, "%llu", (unsigned long long)d->o.size);
-    snprintf(a->timeout, sizeof a->timeout, "%llu", (unsigned long long)d->o.timeout_s * 1000);
-    const char *v[] = {
-        "tether",
-        "send",
-        a->url,
-        "--db",
-        d->client_db,
-        "--pattern",
-        "seq",
-        "--until-seq",
-        a->until,
-        "--size",
-        a->size,
-        "--batch",
-        "50",
-        "--max-pending",
-        "5000",
-        "--timeout-ms",
-        a->timeout,
-        "--durability",
-        dur[d->o.durability],
-        "--seed",
-        a->seed,
-        "--backoff-base-ms",
-        "10",
-        "--backoff-cap-ms",
-        "250",
-        "--backoff-reset-ms",
-        "100",
-        "--verbose",
-        d->o.s2c > 0 ? "--linger" : NULL,
-        NULL,
-    };
-    size_t i = 0;
-    for (; v[i] != NULL; i++) {
-        a->argv[i] = (char *)v[i];
-    }
-    a->argv[i] = NULL;
-}
-
-static int start_client(demo *d, client_args *a, uint64_t start_no)
-{
-    snprintf(a->seed, sizeof a->seed, "%llu", (unsigned long long)(d->o.seed + 1000 + start_no));
-    return spawn_client(d, a->argv);
+    int rc = scen_spawn(sc, &sc->client, a.v, NULL, -1, d->out_path, sc->clog);
+    scen_args_free(&a);
+    return rc;
 }
 
 /* Prints the last lines of the client's log on stderr. */
 static void show_client_log(const demo *d)
 {
-    FILE *f = fopen(d->log_path, "r");
+    FILE *f = fopen(d->sc.clog, "r");
     if (f == NULL) {
         return;
     }
@@ -280,7 +212,7 @@ static void show_client_log(const demo *d)
         n++;
     }
     fclose(f);
-    fprintf(stderr, "tether demo: last lines of the client's log (%s):\n", d->log_path);
+    fprintf(stderr, "tether demo: last lines of the client's log (%s):\n", d->sc.clog);
     for (size_t i = n > 12 ? n - 12 : 0; i < n; i++) {
         fprintf(stderr, "  | %s", lines[i % 12]);
     }
@@ -293,10 +225,10 @@ static void show_client_log(const demo *d)
 
 /* Commits the next server -> client messages, keeping pace with the client's
  * stream so that they interleave with the cuts and kills. */
-static int send_s2c(demo *d, uint64_t distinct, const tether_session_id *id)
+static int send_s2c(demo *d, uint64_t delivered, const tether_session_id *id)
 {
-    uint64_t target = d->o.s2c * distinct / d->o.messages;
-    if (distinct >= d->o.messages) {
+    uint64_t target = d->o.s2c * delivered / d->o.messages;
+    if (delivered >= d->o.messages) {
         target = d->o.s2c;
     }
     while (d->s2c_sent < target) {
@@ -313,45 +245,36 @@ static int send_s2c(demo *d, uint64_t distinct, const tether_session_id *id)
         uint64_t first = 0;
         int rc = tether_server_send_batch(d->srv, id, msgs, n, &first);
         if (rc != TETHER_OK) {
-            snprintf(d->error, sizeof d->error, "server send failed: %s: %s", tether_err_name(rc),
-                     tether_errmsg());
-            return -1;
+            return scen_fail(&d->sc, "server send failed: %s: %s", tether_err_name(rc),
+                             tether_errmsg());
         }
         if (first != d->s2c_sent + 1) {
-            snprintf(d->error, sizeof d->error,
-                     "the server numbered its message %llu, expected %llu",
-                     (unsigned long long)first, (unsigned long long)(d->s2c_sent + 1));
-            return -1;
+            return scen_fail(&d->sc, "the server numbered its message %llu, expected %llu",
+                             (unsigned long long)first, (unsigned long long)(d->s2c_sent + 1));
         }
         d->s2c_sent += n;
     }
     return 0;
 }
 
-static void progress(demo *d, uint64_t distinct)
+static void progress(demo *d, uint64_t delivered)
 {
-    relay_stats rs;
-    relay_get_stats(d->rl, &rs);
     double t = (double)(cli_now_ms() - d->t0) / 1000.0;
     fprintf(stderr,
-            "tether demo: [%6.1fs] delivered %llu/%llu, cuts %llu, kills %llu/%llu, "
+            "tether demo: [%6.1fs] delivered %llu/%llu, kills %llu/%llu, "
             "server messages %llu/%llu\n",
-            t, (unsigned long long)distinct, (unsigned long long)d->o.messages,
-            (unsigned long long)rs.cuts, (unsigned long long)d->kills,
-            (unsigned long long)d->o.kills, (unsigned long long)d->s2c_sent,
-            (unsigned long long)d->o.s2c);
+            t, (unsigned long long)delivered, (unsigned long long)d->o.messages,
+            (unsigned long long)d->kills, (unsigned long long)d->o.kills,
+            (unsigned long long)d->s2c_sent, (unsigned long long)d->o.s2c);
 }
 
-/* Runs the stream to its end. Returns 0 when the client finished with exit 0;
- * -1 with d->error set otherwise. */
-static int run_stream(demo *d, client_args *args)
+/* The kill points: o.kills shares of the stream (5% to 90%), drawn from the seed, sorted. */
+static void plan_kills(demo *d, uint64_t *rng, uint64_t *kill_at)
 {
     uint64_t n = d->o.messages;
-    uint64_t kill_at[64];
     uint64_t lo = n / 20 + 1, hi = n * 9 / 10 > lo ? n * 9 / 10 : lo;
-    uint64_t rng = d->o.seed;
     for (uint64_t i = 0; i < d->o.kills; i++) {
-        kill_at[i] = cli_rand_range(&rng, lo, hi);
+        kill_at[i] = tether__rng_range(rng, lo, hi);
     }
     for (uint64_t i = 1; i < d->o.kills; i++) { /* insertion sort: K is small */
         for (uint64_t j = i; j > 0 && kill_at[j - 1] > kill_at[j]; j--) {
@@ -360,106 +283,132 @@ static int run_stream(demo *d, client_args *args)
             kill_at[j - 1] = t;
         }
     }
+}
 
-    if (start_client(d, args, 0) != 0) {
+/*
+ * The demo's steps: the relay in front of the in-process server with random
+ * plain cuts, the client started, killed at the planned shares and restarted,
+ * the server's stream paced on the client's, and at the end the lingering
+ * client told to finish. 0 when the client finished with exit 0; -1 with
+ * sc->error set otherwise.
+ */
+static int run_demo(scen *sc)
+{
+    demo *d = sc->user;
+    if (scen_relay_start(sc, NULL, NULL) != 0) {
         return -1;
     }
-    uint64_t deadline = d->t0 + d->o.timeout_s * 1000;
-    uint64_t restart_at = 0;        /* when the killed client starts again (0: running) */
-    uint64_t distinct_at_start = 0; /* progress when the current client started */
+    scen_relay_cmd(sc, "upstream 127.0.0.1:%u", (unsigned)tether_server_port(d->srv));
+    if (d->o.cut_max > 0) {
+        scen_relay_cmd(sc, "random %u:%u cut plain", (unsigned)d->o.cut_min,
+                       (unsigned)d->o.cut_max);
+    }
+    if (sc->error[0] != '\0') {
+        return -1;
+    }
+    if (d->o.verbose) {
+        fprintf(stderr, "tether demo: dir %s, server port %u, relay port %u, seed %llu\n", d->dir,
+                (unsigned)tether_server_port(d->srv), (unsigned)sc->relay_port,
+                (unsigned long long)d->o.seed);
+    }
+    d->ran = 1;
+    uint64_t n = d->o.messages;
+    uint64_t kill_at[64];
+    uint64_t rng = d->o.seed;
+    plan_kills(d, &rng, kill_at);
+    if (start_client(d, 0) != 0) {
+        return -1;
+    }
+    uint64_t restart_at = 0;    /* when the killed client starts again (0: running) */
+    uint64_t highest_start = 0; /* progress when the current client started */
     uint64_t next_report = cli_now_ms() + 1000;
     int termed = 0;
     for (;;) {
         if (cli_stop_requested()) {
-            snprintf(d->error, sizeof d->error, "interrupted by signal %d", cli_stop_signal());
-            return -1;
+            return scen_fail(sc, "interrupted by signal %d", cli_stop_signal());
         }
         uint64_t now = cli_now_ms();
-        if (now >= deadline) {
-            snprintf(d->error, sizeof d->error, "timeout after %llu s",
-                     (unsigned long long)d->o.timeout_s);
-            return -1;
+        if (now >= sc->deadline) {
+            return scen_fail(sc, "timeout after %llu s", (unsigned long long)d->o.timeout_s);
         }
         pthread_mutex_lock(&d->mu);
-        uint64_t distinct = d->rx.distinct, s2c_acked = d->rx.s2c_acked;
+        uint64_t highest = d->rx.highest, s2c_acked = d->rx.s2c_acked;
         int have = d->rx.have_session;
         tether_session_id id = d->rx.session;
         int killed = d->rx.killed;
         d->rx.killed = 0;
-        if (restart_at == 0 && !killed && d->child > 0 && d->kills < d->o.kills &&
+        if (restart_at == 0 && !killed && sc->client.pid > 0 && d->kills < d->o.kills &&
             d->rx.kill_pid == 0) {
             /* arm the next kill; it fires from the server's delivery callback */
             uint64_t at = kill_at[d->kills];
-            d->rx.kill_at = at > distinct_at_start ? at : distinct_at_start + 1;
-            d->rx.kill_pid = d->child;
+            d->rx.kill_at = at > highest_start ? at : highest_start + 1;
+            d->rx.kill_pid = sc->client.pid;
         }
         pthread_mutex_unlock(&d->mu);
 
-        if (have && d->o.s2c > 0 && send_s2c(d, distinct, &id) != 0) {
+        if (have && d->o.s2c > 0 && send_s2c(d, highest, &id) != 0) {
             return -1;
         }
         if (d->o.verbose && now >= next_report) {
-            progress(d, distinct);
+            progress(d, highest);
             next_report = now + 1000;
         }
         if (restart_at != 0) {
             if (now >= restart_at) {
                 d->restarts++;
-                if (start_client(d, args, d->restarts) != 0) {
+                if (start_client(d, d->restarts) != 0) {
                     return -1;
                 }
                 restart_at = 0;
-                distinct_at_start = distinct;
+                highest_start = highest;
             }
             cli_sleep_ms(2);
             continue;
         }
-
         if (killed) {
-            kill_client(d); /* already SIGKILLed: reap it */
+            scen_kill_proc(&sc->client); /* already SIGKILLed: reap it */
             d->kills++;
-            restart_at = now + cli_rand_range(&rng, 1, 200);
+            restart_at = now + tether__rng_range(&rng, 1, 200);
             if (d->o.verbose) {
                 fprintf(stderr, "tether demo: SIGKILL the client at %llu delivered\n",
-                        (unsigned long long)distinct);
+                        (unsigned long long)highest);
             }
             continue;
         }
-        int status = 0;
-        pid_t w = waitpid(d->child, &status, WNOHANG);
-        if (w == d->child) {
-            d->child = 0;
+        if (scen_reaped(&sc->client)) {
             pthread_mutex_lock(&d->mu);
             int planned = d->rx.killed; /* the armed kill fired after the check above */
             d->rx.killed = 0;
             pthread_mutex_unlock(&d->mu);
             if (planned) {
                 d->kills++;
-                restart_at = now + cli_rand_range(&rng, 1, 200);
+                restart_at = now + tether__rng_range(&rng, 1, 200);
                 continue;
             }
-            if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+            if (WIFEXITED(sc->client.status) && WEXITSTATUS(sc->client.status) == 0) {
                 return 0;
             }
-            if (WIFEXITED(status)) {
-                snprintf(d->error, sizeof d->error, "the client exited with status %d",
-                         WEXITSTATUS(status));
-            } else {
-                snprintf(d->error, sizeof d->error, "the client died of signal %d",
-                         WTERMSIG(status));
-            }
+            char how[64];
+            scen_fail(sc, "the client %s", scen_describe(&sc->client, how, sizeof how));
             show_client_log(d);
             return -1;
         }
         /* Everything delivered both ways: tell the lingering client to finish. */
-        if (!termed && d->o.s2c > 0 && distinct >= n && d->s2c_sent >= d->o.s2c &&
+        if (!termed && d->o.s2c > 0 && highest >= n && d->s2c_sent >= d->o.s2c &&
             s2c_acked >= d->o.s2c) {
-            kill(d->child, SIGTERM);
+            kill(sc->client.pid, SIGTERM);
             termed = 1;
         }
         cli_sleep_ms(2);
     }
 }
+
+static const scen_def demo_def = {
+    "demo",
+    run_demo,
+    "tether send streams to a server in this process through a relay that cuts every "
+    "connection; the client is SIGKILLed at seeded shares of the stream and restarted",
+};
 
 /* ------------------------------------------------------------- setup, teardown */
 
@@ -569,40 +518,36 @@ static int file_exists(const char *path)
     return stat(path, &sb) == 0;
 }
 
+/* The working directory, and the scenario's paths in it. */
 static int make_dir(demo *d)
 {
+    scen *sc = &d->sc;
     if (d->o.dir == NULL) {
         const char *tmp = getenv("TMPDIR");
         snprintf(d->dir, sizeof d->dir, "%s/tether-demo-XXXXXX", tmp && *tmp ? tmp : "/tmp");
         if (mkdtemp(d->dir) == NULL) {
-            snprintf(d->error, sizeof d->error, "cannot create a directory in %s: %s",
-                     tmp && *tmp ? tmp : "/tmp", strerror(errno));
-            return -1;
+            d->dir[0] = '\0';
+            return scen_fail(sc, "cannot create a directory in %s: %s", tmp && *tmp ? tmp : "/tmp",
+                             strerror(errno));
         }
         d->made_dir = 1;
     } else {
         if (strlen(d->o.dir) >= sizeof d->dir) {
-            snprintf(d->error, sizeof d->error, "--dir is too long");
-            return -1;
+            return scen_fail(sc, "--dir is too long");
         }
         snprintf(d->dir, sizeof d->dir, "%s", d->o.dir);
         if (mkdir(d->dir, 0700) == 0) {
             d->made_dir = 1;
         } else if (errno != EEXIST) {
-            snprintf(d->error, sizeof d->error, "cannot create %.300s: %s", d->dir,
-                     strerror(errno));
+            scen_fail(sc, "cannot create %.300s: %s", d->dir, strerror(errno));
+            d->dir[0] = '\0';
             return -1;
         }
     }
-    snprintf(d->client_db, sizeof d->client_db, "%s/client.db", d->dir);
-    snprintf(d->server_db, sizeof d->server_db, "%s/server.db", d->dir);
+    scen_init(sc, &d->R, &demo_def, d->o.seed ^ 0x5eed, d->dir);
     snprintf(d->out_path, sizeof d->out_path, "%s/client.out", d->dir);
-    snprintf(d->log_path, sizeof d->log_path, "%s/client.log", d->dir);
-    if (file_exists(d->client_db) || file_exists(d->server_db) || file_exists(d->out_path)) {
-        snprintf(d->error, sizeof d->error,
-                 "%.300s already holds a demo's files; use an empty "
-                 "directory",
-                 d->dir);
+    if (file_exists(sc->cdb) || file_exists(sc->sdb) || file_exists(d->out_path)) {
+        scen_fail(sc, "%.300s already holds a demo's files; use an empty directory", d->dir);
         d->made_dir = 0;
         d->dir[0] = '\0'; /* not ours: remove nothing */
         return -1;
@@ -616,64 +561,10 @@ static void remove_dir(const demo *d)
     if (d->dir[0] == '\0' || d->o.keep) {
         return;
     }
-    static const char *const names[] = {
-        "client.db",     "client.db-wal", "client.db-shm",     "client.db-journal", "server.db",
-        "server.db-wal", "server.db-shm", "server.db-journal", "client.out",        "client.log",
-    };
-    char path[PATH_MAX + 32];
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        snprintf(path, sizeof path, "%s/%s", d->dir, names[i]);
-        unlink(path);
-    }
+    scen_remove_files(d->dir);
     if (d->made_dir && rmdir(d->dir) != 0) {
         fprintf(stderr, "tether demo: could not remove %s: %s\n", d->dir, strerror(errno));
     }
-}
-
-static int start_server(demo *d)
-{
-    tether_server_config cfg;
-    tether_server_config_init(&cfg);
-    cfg.listen_host = "127.0.0.1";
-    cfg.port = 0;
-    cfg.db_path = d->server_db;
-    cfg.durability = d->o.durability;
-    cfg.cb.on_session_open = on_open;
-    cfg.cb.on_message = on_message;
-    cfg.cb.on_acked = on_acked;
-    cfg.cb.on_mismatch = on_mismatch;
-    cfg.user = d;
-    int rc = tether_server_create(&cfg, &d->srv);
-    if (rc == TETHER_OK) {
-        rc = tether_server_start(d->srv);
-    }
-    if (rc != TETHER_OK) {
-        snprintf(d->error, sizeof d->error, "cannot start the server: %s: %s", tether_err_name(rc),
-                 tether_errmsg());
-        return -1;
-    }
-    return 0;
-}
-
-/* Reads the client's sequence numbers from its store (it has exited). */
-static void read_client_store(demo *d, demo_result *r)
-{
-    cli_session_info si[4];
-    const char *role = NULL;
-    size_t count = 0;
-    char err[512] = "";
-    int rc = cli_store_read(d->client_db, &role, si, 4, &count, err, sizeof err);
-    if (rc != TETHER_OK || count != 1) {
-        if (d->error[0] == '\0') {
-            snprintf(d->error, sizeof d->error, "cannot read the client's store: %s",
-                     rc != TETHER_OK ? err : "not exactly one session");
-        }
-        return;
-    }
-    r->sent = si[0].out_last;
-    r->acked = si[0].peer_acked;
-    r->recv_cursor = si[0].recv_cursor;
-    r->store_ok = 1;
 }
 
 int cli_demo(int argc, char **argv)
@@ -696,72 +587,48 @@ int cli_demo(int argc, char **argv)
     }
     cli_signals_install();
     pthread_mutex_init(&d->mu, NULL);
-    d->rx.n = d->o.messages;
-    d->rx.size = d->o.size;
-    d->rx.seen = calloc(d->o.messages + 1, 1);
+    d->R.durability = d->o.durability;
+    d->R.verbose = d->o.verbose;
+    d->R.keep = d->o.keep;
+    d->sc.relay_in = -1;
     demo_result *r = calloc(1, sizeof *r);
-    client_args *args = calloc(1, sizeof *args);
     int status = CLI_FAIL;
-    int ran = 0;
-    if (d->rx.seen == NULL || r == NULL || args == NULL) {
-        snprintf(d->error, sizeof d->error, "out of memory");
-        goto out;
-    }
     d->t0 = cli_now_ms();
-    if (make_dir(d) != 0 || start_server(d) != 0) {
-        goto out;
+    if (r == NULL) {
+        scen_fail(&d->sc, "out of memory");
+    } else if (make_dir(d) == 0) {
+        d->sc.user = d;
+        d->sc.deadline = d->t0 + d->o.timeout_s * 1000;
+        if (start_server(d) == 0) {
+            demo_def.run(&d->sc);
+        }
     }
-    char err[256];
-    if (relay_start(tether_server_port(d->srv), d->o.cut_min, d->o.cut_max, d->o.seed ^ 0x5eed,
-                    &d->rl, err, sizeof err) != 0) {
-        snprintf(d->error, sizeof d->error, "cannot start the relay: %s", err);
-        goto out;
-    }
-    if (d->o.verbose) {
-        fprintf(stderr, "tether demo: dir %s, server port %u, relay port %u, seed %llu\n", d->dir,
-                (unsigned)tether_server_port(d->srv), (unsigned)relay_port(d->rl),
-                (unsigned long long)d->o.seed);
-    }
-    build_args(d, args, relay_port(d->rl));
-    ran = 1;
-    rc = run_stream(d, args);
     d->elapsed = (double)(cli_now_ms() - d->t0) / 1000.0;
-    kill_client(d); /* no-op when it exited */
-
-    /* Snapshot what the server recorded, then stop everything before reading. */
-    pthread_mutex_lock(&d->mu);
-    r->rx = d->rx;
-    pthread_mutex_unlock(&d->mu);
-    relay_get_stats(d->rl, &r->rs);
-    read_client_store(d, r);
-    if (d->o.s2c > 0 && demo_check_s2c(d, &r->s2c) != 0 && d->error[0] == '\0') {
-        snprintf(d->error, sizeof d->error, "cannot read %.300s", d->out_path);
-    }
-    demo_verify(d, r);
-    status = r->ok ? CLI_OK : CLI_FAIL;
-
-out:
-    kill_client(d);
+    /* Everything stopped (the relay's summary read) before the stores are read. */
+    scen_stop_all(&d->sc);
     tether_server_destroy(d->srv);
-    relay_stop(d->rl);
-    if (ran) {
+    scen_record_close();
+    if (d->ran) {
+        pthread_mutex_lock(&d->mu);
+        r->rx = d->rx;
+        pthread_mutex_unlock(&d->mu);
+        demo_verify(d, r);
+        status = r->ok ? CLI_OK : CLI_FAIL;
         if (d->o.json) {
             demo_print_json(d, r);
         } else {
             demo_print_text(d, r);
         }
     }
-    if (d->error[0] != '\0') {
-        fprintf(stderr, "tether demo: %s\n", d->error);
+    if (d->sc.error[0] != '\0') {
+        fprintf(stderr, "tether demo: %s\n", d->sc.error);
         if (d->o.keep && d->dir[0] != '\0') {
             fprintf(stderr, "tether demo: files kept in %s\n", d->dir);
         }
     }
     remove_dir(d);
-    free(d->rx.seen);
     pthread_mutex_destroy(&d->mu);
     free(r);
-    free(args);
     free(d);
     return status;
 }

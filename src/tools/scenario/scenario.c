@@ -222,7 +222,7 @@ static int verify(scen *sc)
 
 /* ---------------------------------------------------------------- running */
 
-static void stop_all(scen *sc)
+void scen_stop_all(scen *sc)
 {
     scen_kill_proc(&sc->client);
     scen_kill_proc(&sc->server);
@@ -235,21 +235,20 @@ static void stop_all(scen *sc)
     }
 }
 
-static void remove_tree(const char *dir)
+void scen_remove_files(const char *dir)
 {
     static const char *const names[] = {
         "client.db",      "client.db-wal", "client.db-shm", "client.db-journal",
         "server.db",      "server.db-wal", "server.db-shm", "server.db-journal",
         "client.rec",     "server.rec",    "client.log",    "server.log",
         "relay.log",      "server.port",   "relay.port",    "server.port.tmp",
-        "relay.port.tmp", "params",
+        "relay.port.tmp", "params",        "client.out",
     };
     char p[PATH_MAX + 160];
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         snprintf(p, sizeof p, "%s/%s", dir, names[i]);
         unlink(p);
     }
-    rmdir(dir);
 }
 
 static void set_paths(scen *sc)
@@ -281,12 +280,8 @@ static void write_params(scen *sc)
     }
 }
 
-static int run_one(runner *R, const scen_def *def, uint64_t seed, int index, tally *out)
+void scen_init(scen *sc, runner *R, const scen_def *def, uint64_t seed, const char *dir)
 {
-    scen *sc = calloc(1, sizeof *sc);
-    if (!sc) {
-        return -1;
-    }
     sc->R = R;
     sc->def = def;
     sc->seed = seed;
@@ -298,8 +293,19 @@ static int run_one(runner *R, const scen_def *def, uint64_t seed, int index, tal
     sc->client.name = "client";
     sc->server.name = "server";
     sc->relay.name = "relay";
-    snprintf(sc->dir, sizeof sc->dir, "%s/%03d-%s", R->base, index, def->name);
+    snprintf(sc->dir, sizeof sc->dir, "%s", dir);
     set_paths(sc);
+}
+
+static int run_one(runner *R, const scen_def *def, uint64_t seed, int index, tally *out)
+{
+    scen *sc = calloc(1, sizeof *sc);
+    if (!sc) {
+        return -1;
+    }
+    char dir[PATH_MAX + 64];
+    snprintf(dir, sizeof dir, "%s/%03d-%s", R->base, index, def->name);
+    scen_init(sc, R, def, seed, dir);
     scen_scale(sc);
     uint64_t t0 = cli_now_ms();
     sc->deadline = t0 + (R->soak ? 300000 : 90000);
@@ -310,7 +316,7 @@ static int run_one(runner *R, const scen_def *def, uint64_t seed, int index, tal
         write_params(sc);
         rc = def->run(sc);
     }
-    stop_all(sc);
+    scen_stop_all(sc);
     if (rc == 0) {
         rc = verify(sc);
     }
@@ -333,7 +339,8 @@ static int run_one(runner *R, const scen_def *def, uint64_t seed, int index, tal
                sc->error, sc->dir, def->name, (unsigned long long)seed,
                R->soak ? " --soak --duration 1" : "", R->timeline ? " --timeline FILE" : "");
     } else if (!R->keep) {
-        remove_tree(sc->dir);
+        scen_remove_files(sc->dir);
+        rmdir(sc->dir);
     }
     fflush(stdout);
     free(sc);
@@ -609,7 +616,7 @@ int cli_scenario(int argc, char **argv)
             uint64_t seed = R.seed;
             if (round > 0) {
                 uint64_t s = R.seed + round;
-                seed = cli_rand(&s) % 1000000000ull;
+                seed = tether__rng_next(&s) % 1000000000ull;
             }
             tally t;
             memset(&t, 0, sizeof t);

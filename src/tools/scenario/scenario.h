@@ -61,6 +61,7 @@ int scen_peer_main(int argc, char **argv);
 typedef struct scen_dir {
     uint64_t expected;    /* messages sent in this direction */
     uint64_t delivered;   /* on_message calls at the receiver */
+    uint64_t flagged;     /* ... with the redelivered flag set */
     uint64_t lost;        /* seqs 1..expected never delivered */
     uint64_t duplicates;  /* deliveries the contract does not allow (incl. unflagged repeats) */
     uint64_t redelivered; /* repeats in the documented window (after a receiver restart, flagged) */
@@ -186,6 +187,8 @@ typedef struct scen {
     int lost_store;                        /* the lost-store scenario: verified differently */
     int expect_stop;                       /* a client exit with PEER_STOPPED is expected */
     char error[600];                       /* why it failed */
+    char relay_summary[1024];              /* the relay's summary line, once it stopped */
+    void *user;                            /* a scenario's own state (the demo's) */
     tally t;                               /* this run's numbers */
 } scen;
 
@@ -195,12 +198,31 @@ extern const size_t scen_ndefs;
 /* Stream sizes, rates and liveness settings of sc (by name, quick or soak). */
 void scen_scale(scen *sc);
 
+/* scenario.c: a scenario's setup in dir (paths, generator, processes none),
+ * its teardown (every process stopped), and removing the files a scenario
+ * makes in dir (not dir itself). */
+void scen_init(scen *sc, runner *R, const scen_def *def, uint64_t seed, const char *dir);
+void scen_stop_all(scen *sc);
+void scen_remove_files(const char *dir);
+
 /* scenario_proc.c: the processes of one scenario and the waits between steps.
  * Functions returning int return 0, or -1 with sc->error set (the first
  * failure wins). */
 void scen_say(scen *sc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int scen_fail(scen *sc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 uint64_t scen_rnd(scen *sc, uint64_t lo, uint64_t hi); /* uniform, from the scenario's seed */
+/* A growable argv for scen_spawn; scen_arg formats one more entry. */
+typedef struct scen_args {
+    char *v[64]; /* the vector, NULL-terminated */
+    int n;       /* entries */
+} scen_args;
+void scen_arg(scen_args *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void scen_args_free(scen_args *a);
+const char *scen_dur_name(tether_durability d); /* "off", "normal", "full" */
+/* Starts this binary as p with argv and kill point kp (or none): stdin from in_fd (or
+ * /dev/null), stdout to log, stderr to err_log (NULL: to log too). 0 or -1. */
+int scen_spawn(scen *sc, proc *p, char *const argv[], const char *kp, int in_fd, const char *log,
+               const char *err_log);
 int scen_reaped(proc *p);                 /* 1 when p has exited (status kept), 0 when it runs */
 void scen_kill_proc(proc *p);             /* SIGKILL and reap */
 int scen_term_proc(proc *p, uint32_t ms); /* SIGTERM, SIGKILL after ms; the wait status */
@@ -210,6 +232,8 @@ const char *scen_describe(const proc *p, char *buf, size_t len); /* "exited with
 int scen_relay_start(scen *sc, const char *extra1, const char *extra2);
 void scen_relay_cmd(scen *sc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void scen_relay_stop(scen *sc);
+/* A "name=value" of the stopped relay's summary line (0 when absent). */
+uint64_t scen_relay_value(const scen *sc, const char *name);
 /* The peers, with a kill point armed (or NULL); the relay follows the server's port. */
 int scen_server_start(scen *sc, const char *kp);
 int scen_client_start(scen *sc, const char *kp);

@@ -133,6 +133,7 @@ void scen_check_dir(const char *recv_rec, const char *send_rec, uint64_t expecte
         uint64_t seq = num(&r, 0);
         int flagged = (int)num(&r, 1), ok = (int)num(&r, 2);
         d->delivered++;
+        d->flagged += flagged != 0;
         if (!ok || seq == 0 || seq > expected) {
             d->corrupt++;
             why(d, "seq %llu: the payload is not the one sent", (unsigned long long)seq);

@@ -8,6 +8,8 @@
  */
 #include "scenario.h"
 
+#include "record.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -25,7 +27,7 @@ size_t scen_size(size_t base, uint64_t seq, int tag)
         return base;
     }
     uint64_t h = seq * 2 + (tag == TAG_S2C);
-    h = cli_rand(&h);
+    h = tether__rng_next(&h);
     if (h % 400 == 7) {
         return 66000 + (size_t)(h >> 20) % 12000;
     }
@@ -52,36 +54,6 @@ int scen_payload_ok(const uint8_t *p, size_t len, size_t size, uint64_t seq, int
         }
     }
     return 1;
-}
-
-/* ---- the record ---- */
-
-static int rec_fd = -1;
-
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void rec(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void rec(const char *fmt, ...)
-{
-    char line[512];
-    int n = snprintf(line, sizeof line, "%c %llu", fmt[0], (unsigned long long)mono_ms());
-    va_list ap;
-    va_start(ap, fmt);
-    n += vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt + 1, ap);
-    va_end(ap);
-    if (n > (int)sizeof line - 2) {
-        n = (int)sizeof line - 2;
-    }
-    line[n++] = '\n';
-    /* one write per line: O_APPEND keeps lines whole, a SIGKILL cannot lose it */
-    if (rec_fd >= 0 && write(rec_fd, line, (size_t)n) != n) {
-        fprintf(stderr, "tether scenario peer: cannot write the record: %s\n", strerror(errno));
-    }
 }
 
 /* ---- options ---- */
@@ -124,19 +96,12 @@ static peer_state ps = {.mu = PTHREAD_MUTEX_INITIALIZER};
 static void got_message(uint64_t seq, const void *data, size_t len, int redelivered)
 {
     int ok = scen_payload_ok(data, len, scen_size(ps.size, seq, ps.tag), seq, ps.tag);
-    rec("D %llu %d %d", (unsigned long long)seq, redelivered ? 1 : 0, ok);
+    scen_record("D %llu %d %d", (unsigned long long)seq, redelivered ? 1 : 0, ok);
     pthread_mutex_lock(&ps.mu);
     if (seq > ps.delivered) {
         ps.delivered = seq;
     }
     pthread_mutex_unlock(&ps.mu);
-}
-
-static void rec_mismatch(const tether_mismatch_info *mi)
-{
-    rec("M %d %llu %llu %llu %llu", mi->peer_knows_session, (unsigned long long)mi->lost_acked,
-        (unsigned long long)mi->unknown_received, (unsigned long long)mi->peer_recv_cursor,
-        (unsigned long long)mi->peer_out_last);
 }
 
 /* client callbacks */
@@ -149,19 +114,19 @@ static void c_message(tether_client *c, uint64_t seq, const void *data, size_t l
 
 static void c_acked(tether_client *c, uint64_t first, uint64_t last, void *user)
 {
-    rec("A %llu %llu", (unsigned long long)first, (unsigned long long)last);
+    scen_record("A %llu %llu", (unsigned long long)first, (unsigned long long)last);
 }
 
 static void c_state(tether_client *c, const tether_state_info *si, void *user)
 {
     if (si->state == TETHER_STATE_CONNECTED) {
-        rec("C %d", si->resumed ? 1 : 0);
+        scen_record("C %d", si->resumed ? 1 : 0);
         pthread_mutex_lock(&ps.mu);
         ps.connected = 1;
         pthread_mutex_unlock(&ps.mu);
     } else if ((si->state == TETHER_STATE_DISCONNECTED || si->state == TETHER_STATE_STOPPED) &&
                si->error) {
-        rec("X %s %s", cli_state_name(si->state), tether_err_name(si->error));
+        scen_record("X %s %s", cli_state_name(si->state), tether_err_name(si->error));
         fprintf(stderr, "peer client: %s %s: %s\n", cli_state_name(si->state),
                 tether_err_name(si->error), si->detail);
     }
@@ -174,14 +139,14 @@ static void c_state(tether_client *c, const tether_state_info *si, void *user)
 
 static void c_mismatch(tether_client *c, const tether_mismatch_info *mi, void *user)
 {
-    rec_mismatch(mi);
+    scen_record_mismatch(mi);
 }
 
 /* server callbacks */
 
 static void s_open(tether_server *s, const tether_session_id *id, int resumed, void *user)
 {
-    rec("C %d", resumed ? 1 : 0);
+    scen_record("C %d", resumed ? 1 : 0);
     pthread_mutex_lock(&ps.mu);
     if (!ps.have_session) {
         ps.session = *id;
@@ -200,54 +165,27 @@ static void s_message(tether_server *s, const tether_session_id *id, uint64_t se
 static void s_acked(tether_server *s, const tether_session_id *id, uint64_t first, uint64_t last,
                     void *user)
 {
-    rec("A %llu %llu", (unsigned long long)first, (unsigned long long)last);
+    scen_record("A %llu %llu", (unsigned long long)first, (unsigned long long)last);
 }
 
 static void s_mismatch(tether_server *s, const tether_mismatch_info *mi, void *user)
 {
-    rec_mismatch(mi);
+    scen_record_mismatch(mi);
 }
 
-/* ---- start: what the store says ---- */
-
+/* What the store held when this life started. */
 typedef struct start_info {
     int have;            /* the store holds exactly one session */
     cli_session_info si; /* it */
 } start_info;
 
+/* Appends the S line; 0 or -1. */
 static int read_start(const char *db, start_info *out)
 {
     memset(out, 0, sizeof *out);
-    struct stat sb;
-    if (stat(db, &sb) != 0) {
-        return 0; /* a new store */
-    }
-    cli_session_info si[2];
-    const char *role = NULL;
-    size_t count = 0;
-    char err[512];
-    int rc = cli_store_read(db, &role, si, 2, &count, err, sizeof err);
-    if (rc != TETHER_OK) {
-        fprintf(stderr, "peer: cannot read %s: %s\n", db, err);
-        return -1;
-    }
-    if (count == 1) {
-        out->have = 1;
-        out->si = si[0];
-    }
-    return 0;
-}
-
-static void rec_start(const start_info *st)
-{
-    char hex[33] = "-";
-    if (st->have) {
-        tether_session_id_hex(&st->si.id, hex);
-    }
-    rec("S %ld %s %llu %llu %llu", (long)getpid(), hex,
-        (unsigned long long)(st->have ? st->si.out_last : 0),
-        (unsigned long long)(st->have ? st->si.peer_acked : 0),
-        (unsigned long long)(st->have ? st->si.recv_cursor : 0));
+    int rc = scen_record_start(db, &out->si);
+    out->have = rc == 1;
+    return rc < 0 ? -1 : 0;
 }
 
 /* ---- the client ---- */
@@ -256,10 +194,8 @@ static int run_client(const peer_opts *o)
 {
     start_info st;
     if (read_start(o->db, &st) != 0) {
-        rec("F cannot read the store");
         return CLI_FAIL;
     }
-    rec_start(&st);
     ps.delivered = st.have ? st.si.recv_cursor : 0;
 
     tether_client_config cfg;
@@ -282,13 +218,13 @@ static int run_client(const peer_opts *o)
     tether_client *c = NULL;
     int rc = tether_client_create(&cfg, &c);
     if (rc != TETHER_OK) {
-        rec("F create %s", tether_err_name(rc));
+        scen_record("F create %s", tether_err_name(rc));
         fprintf(stderr, "peer client: %s: %s\n", tether_err_name(rc), tether_errmsg());
         return CLI_FAIL;
     }
     rc = tether_client_start(c);
     if (rc != TETHER_OK) {
-        rec("F start %s", tether_err_name(rc));
+        scen_record("F start %s", tether_err_name(rc));
         tether_client_destroy(c);
         return CLI_FAIL;
     }
@@ -306,7 +242,7 @@ static int run_client(const peer_opts *o)
             break;
         }
         if (now >= deadline) {
-            rec("F timeout");
+            scen_record("F timeout");
             status = CLI_FAIL;
             break;
         }
@@ -346,14 +282,14 @@ static int run_client(const peer_opts *o)
                 uint64_t first = 0;
                 rc = tether_client_send_batch(c, msgs, (size_t)n, &first);
                 if (rc != TETHER_OK) {
-                    rec("F send %s", tether_err_name(rc));
+                    scen_record("F send %s", tether_err_name(rc));
                     fprintf(stderr, "peer client: send: %s: %s\n", tether_err_name(rc),
                             tether_errmsg());
                     status = CLI_FAIL;
                     break;
                 }
                 if (first != last + 1) {
-                    rec("F numbered %llu, expected %llu", (unsigned long long)first,
+                    scen_record("F numbered %llu, expected %llu", (unsigned long long)first,
                         (unsigned long long)(last + 1));
                     status = CLI_FAIL;
                     break;
@@ -363,11 +299,11 @@ static int run_client(const peer_opts *o)
                 continue;
             }
         } else if (!generated) {
-            rec("G %llu", (unsigned long long)last);
+            scen_record("G %llu", (unsigned long long)last);
             generated = 1;
         }
         if (last >= o->send && acked >= o->send && delivered >= o->expect && connected) {
-            rec("E done");
+            scen_record("E done");
             status = CLI_OK;
             break;
         }
@@ -410,7 +346,7 @@ static void *generate(void *arg)
         }
         if (!have || g->out_last >= target) {
             if (have && g->out_last >= cap && !announced) {
-                rec("G %llu", (unsigned long long)g->out_last);
+                scen_record("G %llu", (unsigned long long)g->out_last);
                 announced = 1;
             }
             cli_sleep_ms(3);
@@ -426,7 +362,7 @@ static void *generate(void *arg)
         uint64_t first = 0;
         int rc = tether_server_send_batch(g->srv, &id, msgs, (size_t)n, &first);
         if (rc != TETHER_OK || first != g->out_last + 1) {
-            rec("F server send %s first %llu expected %llu", tether_err_name(rc),
+            scen_record("F server send %s first %llu expected %llu", tether_err_name(rc),
                 (unsigned long long)first, (unsigned long long)(g->out_last + 1));
             g->failed = 1;
             break;
@@ -437,27 +373,12 @@ static void *generate(void *arg)
     return NULL;
 }
 
-static int write_port(const char *path, uint16_t port)
-{
-    char tmp[PATH_MAX + 8];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        return -1;
-    }
-    int ok = fprintf(f, "%u\n", (unsigned)port) > 0;
-    ok = fclose(f) == 0 && ok;
-    return ok && rename(tmp, path) == 0 ? 0 : -1;
-}
-
 static int run_server(const peer_opts *o)
 {
     start_info st;
     if (read_start(o->db, &st) != 0) {
-        rec("F cannot read the store");
         return CLI_FAIL;
     }
-    rec_start(&st);
     if (st.have) {
         ps.session = st.si.id;
         ps.have_session = 1;
@@ -481,13 +402,13 @@ static int run_server(const peer_opts *o)
         rc = tether_server_start(srv);
     }
     if (rc != TETHER_OK) {
-        rec("F server %s", tether_err_name(rc));
+        scen_record("F server %s", tether_err_name(rc));
         fprintf(stderr, "peer server: %s: %s\n", tether_err_name(rc), tether_errmsg());
         tether_server_destroy(srv);
         return CLI_FAIL;
     }
-    if (write_port(o->port_file, tether_server_port(srv)) != 0) {
-        rec("F cannot write the port file");
+    if (cli_write_port_file(o->port_file, tether_server_port(srv)) != 0) {
+        scen_record("F cannot write the port file");
         tether_server_destroy(srv);
         return CLI_FAIL;
     }
@@ -603,14 +524,13 @@ int scen_peer_main(int argc, char **argv)
         return cli_usage_error("scenario", "peer %s wants --db, --record and %s",
                                o.server ? "server" : "client", o.server ? "--port-file" : "--url");
     }
-    rec_fd = open(o.record, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    if (rec_fd < 0) {
+    if (scen_record_open(o.record) != 0) {
         return cli_fail("scenario", "cannot open %s: %s", o.record, strerror(errno));
     }
     ps.size = (size_t)o.size;
     ps.tag = o.server ? TAG_C2S : TAG_S2C;
     cli_signals_install();
     int status = o.server ? run_server(&o) : run_client(&o);
-    close(rec_fd);
+    scen_record_close();
     return status;
 }

@@ -46,9 +46,10 @@ int scen_fail(scen *sc, const char *fmt, ...)
 
 uint64_t scen_rnd(scen *sc, uint64_t lo, uint64_t hi)
 {
-    return cli_rand_range(&sc->rng, lo, hi);
+    return tether__rng_range(&sc->rng, lo, hi);
 }
 
+/* Closes every descriptor from 3 up, in the child before exec. */
 static void close_from_3(void)
 {
 #ifdef SYS_close_range
@@ -56,13 +57,14 @@ static void close_from_3(void)
         return;
     }
 #endif
-    for (int fd = 3; fd < 4096; fd++) {
-        close(fd);
+    long max = sysconf(_SC_OPEN_MAX);
+    for (long fd = 3; fd < (max > 0 && max < 65536 ? max : 65536); fd++) {
+        close((int)fd);
     }
 }
 
-/* Starts this binary with argv; stdin from in_fd (or /dev/null), both outputs to log. */
-static int spawn(scen *sc, proc *p, char *const argv[], const char *kp, int in_fd, const char *log)
+int scen_spawn(scen *sc, proc *p, char *const argv[], const char *kp, int in_fd, const char *log,
+               const char *err_log)
 {
     pid_t parent = getpid();
     pid_t pid = fork();
@@ -70,6 +72,9 @@ static int spawn(scen *sc, proc *p, char *const argv[], const char *kp, int in_f
         return scen_fail(sc, "cannot fork: %s", strerror(errno));
     }
     if (pid == 0) {
+        /* Only async-signal-safe calls from here. Its own process group, so a
+         * Ctrl-C reaches only the runner, which then stops it; and it dies
+         * with the runner if the runner is killed. */
         setpgid(0, 0);
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent) {
@@ -77,7 +82,9 @@ static int spawn(scen *sc, proc *p, char *const argv[], const char *kp, int in_f
         }
         int in = in_fd >= 0 ? in_fd : open("/dev/null", O_RDONLY);
         int out = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        if (in < 0 || out < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0) {
+        int err = err_log ? open(err_log, O_WRONLY | O_CREAT | O_APPEND, 0600) : out;
+        if (in < 0 || out < 0 || err < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 ||
+            dup2(err, 2) < 0) {
             _exit(127);
         }
         close_from_3();
@@ -194,14 +201,7 @@ static int wait_port(scen *sc, proc *p, const char *path, uint16_t *port)
     return 0;
 }
 
-/* A growable argv. */
-typedef struct args {
-    char *v[64]; /* the vector, NULL-terminated */
-    int n;       /* entries */
-} args;
-
-static void arg(args *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void arg(args *a, const char *fmt, ...)
+void scen_arg(scen_args *a, const char *fmt, ...)
 {
     if (a->n >= 63) {
         return;
@@ -215,7 +215,7 @@ static void arg(args *a, const char *fmt, ...)
     a->v[a->n] = NULL;
 }
 
-static void args_free(args *a)
+void scen_args_free(scen_args *a)
 {
     for (int i = 0; i < a->n; i++) {
         free(a->v[i]);
@@ -223,7 +223,7 @@ static void args_free(args *a)
     a->n = 0;
 }
 
-static const char *dur_name(tether_durability d)
+const char *scen_dur_name(tether_durability d)
 {
     return d == TETHER_DURABILITY_OFF ? "off" : d == TETHER_DURABILITY_FULL ? "full" : "normal";
 }
@@ -258,25 +258,25 @@ int scen_relay_start(scen *sc, const char *extra1, const char *extra2)
     if (pipe2(pfd, O_CLOEXEC) != 0) {
         return scen_fail(sc, "pipe: %s", strerror(errno));
     }
-    args a = {.n = 0};
-    arg(&a, "tether");
-    arg(&a, "chaos");
-    arg(&a, "--upstream");
-    arg(&a, "none");
-    arg(&a, "--port-file");
-    arg(&a, "%s", sc->rport);
-    arg(&a, "--seed");
-    arg(&a, "%llu", (unsigned long long)sc->seed);
-    arg(&a, "--verbose");
+    scen_args a = {.n = 0};
+    scen_arg(&a, "tether");
+    scen_arg(&a, "chaos");
+    scen_arg(&a, "--upstream");
+    scen_arg(&a, "none");
+    scen_arg(&a, "--port-file");
+    scen_arg(&a, "%s", sc->rport);
+    scen_arg(&a, "--seed");
+    scen_arg(&a, "%llu", (unsigned long long)sc->seed);
+    scen_arg(&a, "--verbose");
     if (extra1) {
-        arg(&a, "%s", extra1);
+        scen_arg(&a, "%s", extra1);
     }
     if (extra2) {
-        arg(&a, "%s", extra2);
+        scen_arg(&a, "%s", extra2);
     }
     /* the child gets the read end as stdin: dup2 clears O_CLOEXEC on fd 0 */
-    int rc = spawn(sc, &sc->relay, a.v, NULL, pfd[0], sc->rlog);
-    args_free(&a);
+    int rc = scen_spawn(sc, &sc->relay, a.v, NULL, pfd[0], sc->rlog, NULL);
+    scen_args_free(&a);
     close(pfd[0]);
     if (rc != 0) {
         close(pfd[1]);
@@ -287,7 +287,7 @@ int scen_relay_start(scen *sc, const char *extra1, const char *extra2)
 }
 
 /* Reads "name=value" from the relay's summary line. */
-static uint64_t summary_value(const char *line, const char *name)
+static uint64_t value_in(const char *line, const char *name)
 {
     char key[64];
     snprintf(key, sizeof key, " %s=", name);
@@ -308,8 +308,9 @@ void scen_relay_stop(scen *sc)
     size_t cap = 0;
     while (f && getline(&line, &cap, f) >= 0) {
         if (strncmp(line, "summary ", 8) == 0) {
+            snprintf(sc->relay_summary, sizeof sc->relay_summary, "%s", line);
             for (int k = TETHER__CHAOS_CUT; k < TETHER__CHAOS_CLEAR; k++) {
-                sc->t.faults[k] = summary_value(line, tether__chaos_kind_name(k));
+                sc->t.faults[k] = value_in(line, tether__chaos_kind_name(k));
                 sc->t.nfaults += sc->t.faults[k];
             }
         }
@@ -320,38 +321,43 @@ void scen_relay_stop(scen *sc)
     }
 }
 
+uint64_t scen_relay_value(const scen *sc, const char *name)
+{
+    return value_in(sc->relay_summary, name);
+}
+
 /* ---------------------------------------------------------------- the peers */
 
 int scen_server_start(scen *sc, const char *kp)
 {
     unlink(sc->sport);
-    args a = {.n = 0};
-    arg(&a, "tether");
-    arg(&a, "scenario");
-    arg(&a, "peer");
-    arg(&a, "server");
-    arg(&a, "--db");
-    arg(&a, "%s", sc->sdb);
-    arg(&a, "--record");
-    arg(&a, "%s", sc->srec);
-    arg(&a, "--port-file");
-    arg(&a, "%s", sc->sport);
-    arg(&a, "--send");
-    arg(&a, "%llu", (unsigned long long)sc->m);
-    arg(&a, "--pace");
-    arg(&a, "%llu", (unsigned long long)sc->s_pace);
-    arg(&a, "--limit");
-    arg(&a, "%llu", (unsigned long long)sc->s_limit);
-    arg(&a, "--size");
-    arg(&a, "%llu", (unsigned long long)sc->size);
-    arg(&a, "--ping-ms");
-    arg(&a, "%llu", (unsigned long long)sc->ping_ms);
-    arg(&a, "--pong-ms");
-    arg(&a, "%llu", (unsigned long long)sc->pong_ms);
-    arg(&a, "--durability");
-    arg(&a, "%s", dur_name(sc->R->durability));
-    int rc = spawn(sc, &sc->server, a.v, kp, -1, sc->slog);
-    args_free(&a);
+    scen_args a = {.n = 0};
+    scen_arg(&a, "tether");
+    scen_arg(&a, "scenario");
+    scen_arg(&a, "peer");
+    scen_arg(&a, "server");
+    scen_arg(&a, "--db");
+    scen_arg(&a, "%s", sc->sdb);
+    scen_arg(&a, "--record");
+    scen_arg(&a, "%s", sc->srec);
+    scen_arg(&a, "--port-file");
+    scen_arg(&a, "%s", sc->sport);
+    scen_arg(&a, "--send");
+    scen_arg(&a, "%llu", (unsigned long long)sc->m);
+    scen_arg(&a, "--pace");
+    scen_arg(&a, "%llu", (unsigned long long)sc->s_pace);
+    scen_arg(&a, "--limit");
+    scen_arg(&a, "%llu", (unsigned long long)sc->s_limit);
+    scen_arg(&a, "--size");
+    scen_arg(&a, "%llu", (unsigned long long)sc->size);
+    scen_arg(&a, "--ping-ms");
+    scen_arg(&a, "%llu", (unsigned long long)sc->ping_ms);
+    scen_arg(&a, "--pong-ms");
+    scen_arg(&a, "%llu", (unsigned long long)sc->pong_ms);
+    scen_arg(&a, "--durability");
+    scen_arg(&a, "%s", scen_dur_name(sc->R->durability));
+    int rc = scen_spawn(sc, &sc->server, a.v, kp, -1, sc->slog, NULL);
+    scen_args_free(&a);
     uint16_t port;
     if (rc != 0 || wait_port(sc, &sc->server, sc->sport, &port) != 0) {
         return -1;
@@ -364,42 +370,42 @@ int scen_server_start(scen *sc, const char *kp)
 
 int scen_client_start(scen *sc, const char *kp)
 {
-    args a = {.n = 0};
-    arg(&a, "tether");
-    arg(&a, "scenario");
-    arg(&a, "peer");
-    arg(&a, "client");
-    arg(&a, "--db");
-    arg(&a, "%s", sc->cdb);
-    arg(&a, "--record");
-    arg(&a, "%s", sc->crec);
-    arg(&a, "--url");
-    arg(&a, "ws://127.0.0.1:%u/", (unsigned)sc->relay_port);
-    arg(&a, "--send");
-    arg(&a, "%llu", (unsigned long long)sc->c_send);
-    arg(&a, "--expect");
-    arg(&a, "%llu", (unsigned long long)sc->c_expect);
-    arg(&a, "--rate");
-    arg(&a, "%llu", (unsigned long long)sc->rate);
-    arg(&a, "--max-pending");
-    arg(&a, "%llu", (unsigned long long)sc->max_pending);
-    arg(&a, "--size");
-    arg(&a, "%llu", (unsigned long long)sc->size);
-    arg(&a, "--ping-ms");
-    arg(&a, "%llu", (unsigned long long)sc->ping_ms);
-    arg(&a, "--pong-ms");
-    arg(&a, "%llu", (unsigned long long)sc->pong_ms);
-    arg(&a, "--welcome-ms");
-    arg(&a, "%llu", (unsigned long long)sc->welcome_ms);
-    arg(&a, "--timeout-ms");
-    arg(&a, "%llu",
+    scen_args a = {.n = 0};
+    scen_arg(&a, "tether");
+    scen_arg(&a, "scenario");
+    scen_arg(&a, "peer");
+    scen_arg(&a, "client");
+    scen_arg(&a, "--db");
+    scen_arg(&a, "%s", sc->cdb);
+    scen_arg(&a, "--record");
+    scen_arg(&a, "%s", sc->crec);
+    scen_arg(&a, "--url");
+    scen_arg(&a, "ws://127.0.0.1:%u/", (unsigned)sc->relay_port);
+    scen_arg(&a, "--send");
+    scen_arg(&a, "%llu", (unsigned long long)sc->c_send);
+    scen_arg(&a, "--expect");
+    scen_arg(&a, "%llu", (unsigned long long)sc->c_expect);
+    scen_arg(&a, "--rate");
+    scen_arg(&a, "%llu", (unsigned long long)sc->rate);
+    scen_arg(&a, "--max-pending");
+    scen_arg(&a, "%llu", (unsigned long long)sc->max_pending);
+    scen_arg(&a, "--size");
+    scen_arg(&a, "%llu", (unsigned long long)sc->size);
+    scen_arg(&a, "--ping-ms");
+    scen_arg(&a, "%llu", (unsigned long long)sc->ping_ms);
+    scen_arg(&a, "--pong-ms");
+    scen_arg(&a, "%llu", (unsigned long long)sc->pong_ms);
+    scen_arg(&a, "--welcome-ms");
+    scen_arg(&a, "%llu", (unsigned long long)sc->welcome_ms);
+    scen_arg(&a, "--timeout-ms");
+    scen_arg(&a, "%llu",
         (unsigned long long)(sc->deadline > cli_now_ms() ? sc->deadline - cli_now_ms() : 1));
-    arg(&a, "--seed");
-    arg(&a, "%llu", (unsigned long long)(sc->seed + 7919u * (uint64_t)sc->client.starts));
-    arg(&a, "--durability");
-    arg(&a, "%s", dur_name(sc->R->durability));
-    int rc = spawn(sc, &sc->client, a.v, kp, -1, sc->clog);
-    args_free(&a);
+    scen_arg(&a, "--seed");
+    scen_arg(&a, "%llu", (unsigned long long)(sc->seed + 7919u * (uint64_t)sc->client.starts));
+    scen_arg(&a, "--durability");
+    scen_arg(&a, "%s", scen_dur_name(sc->R->durability));
+    int rc = scen_spawn(sc, &sc->client, a.v, kp, -1, sc->clog, NULL);
+    scen_args_free(&a);
     if (rc == 0) {
         sc->client_done = 0;
         scen_say(sc, "client started (pid %d%s%s)", (int)sc->client.pid, kp ? ", kill point " : "",
