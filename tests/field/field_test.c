@@ -28,24 +28,10 @@
 #include "fake.h"
 #include "harness.h"
 #include "itest.h"
+#include "statelog.h"
 #include "transport/proxy.h"
 
 #define WAIT_MS 20000
-
-/* ------------------------------------------------------------------------ */
-/* A log of every state report (one client at a time)                        */
-/* ------------------------------------------------------------------------ */
-
-typedef struct slog_ent {
-    int state, error, http, proxy, reject;
-    uint32_t retry_in, retry_after;
-    uint64_t at_ms;
-    char detail[256];
-} slog_ent;
-
-static pthread_mutex_t slog_mu = PTHREAD_MUTEX_INITIALIZER;
-static slog_ent slog[512];
-static unsigned slog_n;
 
 static uint64_t now_ms(void)
 {
@@ -54,153 +40,20 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static void slog_reset(void)
-{
-    pthread_mutex_lock(&slog_mu);
-    slog_n = 0;
-    pthread_mutex_unlock(&slog_mu);
-}
-
-static void slog_state(tether_client *c, const tether_state_info *in, void *user)
-{
-    pthread_mutex_lock(&slog_mu);
-    if (slog_n < 512) {
-        slog_ent *e = &slog[slog_n++];
-        e->state = in->state;
-        e->error = in->error;
-        e->http = in->http_status;
-        e->proxy = in->proxy_status;
-        e->reject = in->reject_code;
-        e->retry_in = in->retry_in_ms;
-        e->retry_after = in->retry_after_ms;
-        e->at_ms = now_ms();
-        snprintf(e->detail, sizeof e->detail, "%s", in->detail);
-    }
-    pthread_mutex_unlock(&slog_mu);
-    if (getenv("TETHER_TEST_VERBOSE")) {
-        fprintf(stderr, "  state %d %s http %d proxy %d retry %u (after %u): %s\n", in->state,
-                tether_err_name(in->error), in->http_status, in->proxy_status, in->retry_in_ms,
-                in->retry_after_ms, in->detail);
-    }
-}
-
-/* The nth (0-based) report of state, copied into *out; 0 when there is none. */
-static int slog_get(int state, unsigned nth, slog_ent *out)
-{
-    int found = 0;
-    pthread_mutex_lock(&slog_mu);
-    for (unsigned i = 0; i < slog_n; i++) {
-        if (slog[i].state == state && nth-- == 0) {
-            *out = slog[i];
-            found = 1;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&slog_mu);
-    return found;
-}
-
-static unsigned slog_count(int state)
-{
-    unsigned n = 0;
-    pthread_mutex_lock(&slog_mu);
-    for (unsigned i = 0; i < slog_n; i++) {
-        n += slog[i].state == state;
-    }
-    pthread_mutex_unlock(&slog_mu);
-    return n;
-}
-
-static int slog_wait(int state, unsigned count, unsigned timeout_ms)
-{
-    for (unsigned t = 0; t <= timeout_ms; t += 5) {
-        if (slog_count(state) >= count) {
-            return 1;
-        }
-        sleep_ms(5);
-    }
-    return 0;
-}
-
 /* ------------------------------------------------------------------------ */
-/* Clients and servers                                                       */
+/* Clients and servers (itest.h); states go to the state log (statelog.h)    */
 /* ------------------------------------------------------------------------ */
 
-typedef struct cli {
-    recorder rec;
-    tether_client_config cfg;
-    tether_client *c;
-    char url[128];
-} cli;
-
-static void cli_init(cli *k, const char *scheme, const char *host, unsigned port)
+/* A client of the field tests: direct unless a test says otherwise, short backoff. */
+static void field_cli_init(cli *k, const char *scheme, const char *host, unsigned port)
 {
-    memset(k, 0, sizeof *k);
-    rec_init(&k->rec);
-    tether_client_config_init(&k->cfg);
-    snprintf(k->url, sizeof k->url, "%s://%s:%u/", scheme, host, port);
-    k->cfg.url = k->url;
+    cli_init(k, scheme, host, port);
     k->cfg.proxy = ""; /* direct unless a test says otherwise, whatever the environment */
     k->cfg.backoff_base_ms = 20;
     k->cfg.backoff_cap_ms = 100;
     k->cfg.connect_timeout_ms = 5000;
     k->cfg.random_seed = 11;
-    rec_client_callbacks(&k->cfg, &k->rec);
-    k->cfg.cb.on_state = slog_state;
-    slog_reset();
 }
-
-static int cli_start(cli *k)
-{
-    int rc = tether_client_create(&k->cfg, &k->c);
-    if (rc != TETHER_OK) {
-        fprintf(stderr, "client: %s: %s\n", tether_err_name(rc), tether_errmsg());
-        return rc;
-    }
-    return tether_client_start(k->c);
-}
-
-static void cli_free(cli *k)
-{
-    tether_client_destroy(k->c);
-    k->c = NULL;
-    rec_free(&k->rec);
-}
-
-typedef struct srv {
-    recorder rec;
-    tether_server_config cfg;
-    tether_server *s;
-    uint16_t port;
-} srv;
-
-static void srv_init(srv *v)
-{
-    memset(v, 0, sizeof *v);
-    rec_init(&v->rec);
-    tether_server_config_init(&v->cfg);
-    rec_server_callbacks(&v->cfg, &v->rec);
-}
-
-static int srv_start(srv *v)
-{
-    v->cfg.port = v->port;
-    int rc = tether_server_create(&v->cfg, &v->s);
-    if (rc != TETHER_OK) {
-        fprintf(stderr, "server: %s: %s\n", tether_err_name(rc), tether_errmsg());
-        return rc;
-    }
-    v->port = tether_server_port(v->s);
-    return tether_server_start(v->s);
-}
-
-static void srv_free(srv *v)
-{
-    tether_server_destroy(v->s);
-    v->s = NULL;
-    rec_free(&v->rec);
-}
-
 
 /* A client to a fake peer that must fail: returns the first DISCONNECTED report. */
 static int fail_once(cli *k, slog_ent *d)
@@ -209,7 +62,7 @@ static int fail_once(cli *k, slog_ent *d)
     if (cli_start(k) != TETHER_OK) {
         return 0;
     }
-    int ok = slog_wait(TETHER_STATE_STOPPED, 1, WAIT_MS);
+    int ok = slog_wait(TETHER_STATE_STOPPED, ANY, 1, WAIT_MS);
     return ok && slog_get(TETHER_STATE_DISCONNECTED, 0, d);
 }
 
@@ -372,7 +225,7 @@ static void tls_attempt(const char *cert, const char *key, const char *ca, const
     v.cfg.tls_cert_file = cert;
     v.cfg.tls_key_file = key;
     CHECK_OK(srv_start(&v));
-    cli_init(&k, "wss", host, v.port);
+    field_cli_init(&k, "wss", host, v.port);
     k.cfg.tls_ca_file = ca;
     slog_ent d;
     CHECK(fail_once(&k, &d));
@@ -400,19 +253,19 @@ TEST(wss_good_certificate_delivers)
     v.cfg.tls_cert_file = C.srv;
     v.cfg.tls_key_file = C.srv_key;
     CHECK_OK(srv_start(&v));
-    cli_init(&k, "wss", "127.0.0.1", v.port);
+    field_cli_init(&k, "wss", "127.0.0.1", v.port);
     k.cfg.tls_ca_file = C.ca;
     CHECK_OK(cli_start(&k));
     CHECK_OK(send_tagged(k.c, 500, 100));
     CHECK_OK(tether_client_wait_acked(k.c, WAIT_MS));
     rec_check_exact(&v.rec, 500, "server over wss");
-    CHECK_EQ_INT(slog_count(TETHER_STATE_DISCONNECTED), 0);
+    CHECK_EQ_INT(slog_count(TETHER_STATE_DISCONNECTED, ANY), 0);
     cli_free(&k);
     /* the host name may be a DNS name too (localhost is in the certificate) */
-    cli_init(&k, "wss", "localhost", v.port);
+    field_cli_init(&k, "wss", "localhost", v.port);
     k.cfg.tls_ca_file = C.ca;
     CHECK_OK(cli_start(&k));
-    CHECK(slog_wait(TETHER_STATE_CONNECTED, 1, WAIT_MS));
+    CHECK(slog_wait(TETHER_STATE_CONNECTED, ANY, 1, WAIT_MS));
     cli_free(&k);
     srv_free(&v);
 }
@@ -455,7 +308,7 @@ TEST(wss_insecure_option_accepts_any_certificate)
         v.cfg.tls_cert_file = certs_[i][0];
         v.cfg.tls_key_file = certs_[i][1];
         CHECK_OK(srv_start(&v));
-        cli_init(&k, "wss", "127.0.0.1", v.port);
+        field_cli_init(&k, "wss", "127.0.0.1", v.port);
         k.cfg.tls_insecure_skip_verify = 1;
         CHECK_OK(cli_start(&k));
         CHECK_OK(send_tagged(k.c, 10, 64));
@@ -479,14 +332,14 @@ TEST(wss_client_certificates)
     v.cfg.tls_client_ca_file = C.ca;
     CHECK_OK(srv_start(&v));
     /* none */
-    cli_init(&k, "wss", "127.0.0.1", v.port);
+    field_cli_init(&k, "wss", "127.0.0.1", v.port);
     k.cfg.tls_ca_file = C.ca;
     CHECK(fail_once(&k, &d));
     CHECK_EQ_STR(tether_err_name(d.error), "TETHER_ETLS");
     CHECK(contains(d.detail, "certificate"));
     cli_free(&k);
     /* one from a CA the server does not trust */
-    cli_init(&k, "wss", "127.0.0.1", v.port);
+    field_cli_init(&k, "wss", "127.0.0.1", v.port);
     k.cfg.tls_ca_file = C.ca;
     k.cfg.tls_cert_file = C.rogue;
     k.cfg.tls_key_file = C.rogue_key;
@@ -494,7 +347,7 @@ TEST(wss_client_certificates)
     CHECK_EQ_STR(tether_err_name(d.error), "TETHER_ETLS");
     cli_free(&k);
     /* a good one */
-    cli_init(&k, "wss", "127.0.0.1", v.port);
+    field_cli_init(&k, "wss", "127.0.0.1", v.port);
     k.cfg.tls_ca_file = C.ca;
     k.cfg.tls_cert_file = C.cli;
     k.cfg.tls_key_file = C.cli_key;
@@ -557,7 +410,7 @@ TEST(refused_is_ECONNREFUSED)
 {
     cli k;
     slog_ent d;
-    cli_init(&k, "ws", "127.0.0.1", free_port());
+    field_cli_init(&k, "ws", "127.0.0.1", free_port());
     CHECK(fail_once(&k, &d));
     CHECK_EQ_STR(tether_err_name(d.error), "TETHER_ECONNREFUSED");
     CHECK(contains(d.detail, "refused"));
@@ -580,7 +433,7 @@ static int dns_child(void)
     }
     cli k;
     slog_ent d;
-    cli_init(&k, "wss", "tether-test.invalid", 443);
+    field_cli_init(&k, "wss", "tether-test.invalid", 443);
     int ok = fail_once(&k, &d);
     cli_free(&k);
     if (!ok) {
@@ -627,7 +480,7 @@ TEST(timeout_waiting_for_the_answer_is_ECONNECT_TIMEOUT)
     }
     cli k;
     slog_ent d;
-    cli_init(&k, "ws", "127.0.0.1", fake_port(f));
+    field_cli_init(&k, "ws", "127.0.0.1", fake_port(f));
     k.cfg.connect_timeout_ms = 1000;
     uint64_t t0 = now_ms();
     CHECK(fail_once(&k, &d));
@@ -645,7 +498,7 @@ TEST(timeout_in_tcp_connect_is_ECONNECT_TIMEOUT)
     CHECK_EQ_INT(backlog_full_listener(&port, fds), 0);
     cli k;
     slog_ent d;
-    cli_init(&k, "ws", "127.0.0.1", port);
+    field_cli_init(&k, "ws", "127.0.0.1", port);
     k.cfg.connect_timeout_ms = 1000;
     CHECK(fail_once(&k, &d));
     CHECK_EQ_STR(tether_err_name(d.error), "TETHER_ECONNECT_TIMEOUT");
@@ -664,7 +517,7 @@ TEST(tls_to_a_plain_server_is_ETLS)
     }
     cli k;
     slog_ent d;
-    cli_init(&k, "wss", "127.0.0.1", fake_port(f));
+    field_cli_init(&k, "wss", "127.0.0.1", fake_port(f));
     CHECK(fail_once(&k, &d));
     CHECK_EQ_STR(tether_err_name(d.error), "TETHER_ETLS");
     cli_free(&k);
@@ -680,7 +533,7 @@ static void status_case(int status, int permanent)
     }
     cli k;
     slog_ent d, last;
-    cli_init(&k, "ws", "127.0.0.1", fake_port(f));
+    field_cli_init(&k, "ws", "127.0.0.1", fake_port(f));
     CHECK(fail_once(&k, &d));
     CHECK_EQ_STR(tether_err_name(d.error), "TETHER_EHTTP");
     CHECK_EQ_INT(d.http, status);
@@ -692,10 +545,10 @@ static void status_case(int status, int permanent)
     if (permanent) {
         CHECK_EQ_INT(last.error, TETHER_EHTTP);
         CHECK_EQ_INT(last.http, status);
-        CHECK_EQ_INT(slog_count(TETHER_STATE_RECONNECTING), 0);
+        CHECK_EQ_INT(slog_count(TETHER_STATE_RECONNECTING, ANY), 0);
     } else {
         CHECK_EQ_INT(last.error, TETHER_EGIVEUP);
-        CHECK_EQ_INT(slog_count(TETHER_STATE_RECONNECTING), 1);
+        CHECK_EQ_INT(slog_count(TETHER_STATE_RECONNECTING, ANY), 1);
     }
     tether_state_info info;
     CHECK_OK(tether_client_last_state(k.c, &info, NULL, 0));
@@ -724,10 +577,10 @@ TEST(retry_after_is_honoured_in_the_backoff)
     fake_server *f = fake_start(FAKE_STATUS, 429, "Retry-After: 2\r\n");
     cli k;
     slog_ent r, d1, d2;
-    cli_init(&k, "ws", "127.0.0.1", fake_port(f));
+    field_cli_init(&k, "ws", "127.0.0.1", fake_port(f));
     k.cfg.backoff_max_attempts = 1;
     CHECK_OK(cli_start(&k));
-    CHECK(slog_wait(TETHER_STATE_STOPPED, 1, WAIT_MS));
+    CHECK(slog_wait(TETHER_STATE_STOPPED, ANY, 1, WAIT_MS));
     CHECK(slog_get(TETHER_STATE_RECONNECTING, 0, &r));
     CHECK_EQ_INT(r.http, 429);
     CHECK_EQ_U64(r.retry_after, 2000);
@@ -746,10 +599,10 @@ TEST(retry_after_is_honoured_in_the_backoff)
     gmtime_r(&at, &tm);
     strftime(extra, sizeof extra, "Retry-After: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
     f = fake_start(FAKE_STATUS, 503, extra);
-    cli_init(&k, "ws", "127.0.0.1", fake_port(f));
+    field_cli_init(&k, "ws", "127.0.0.1", fake_port(f));
     k.cfg.backoff_max_attempts = 1;
     CHECK_OK(cli_start(&k));
-    CHECK(slog_wait(TETHER_STATE_RECONNECTING, 1, WAIT_MS));
+    CHECK(slog_wait(TETHER_STATE_RECONNECTING, ANY, 1, WAIT_MS));
     CHECK(slog_get(TETHER_STATE_RECONNECTING, 0, &r));
     CHECK(r.retry_after >= 1000 && r.retry_after <= 3000);
     CHECK(r.retry_in >= r.retry_after);
@@ -757,11 +610,11 @@ TEST(retry_after_is_honoured_in_the_backoff)
     fake_stop(f);
 
     f = fake_start(FAKE_STATUS, 503, "Retry-After: 3600\r\n");
-    cli_init(&k, "ws", "127.0.0.1", fake_port(f));
+    field_cli_init(&k, "ws", "127.0.0.1", fake_port(f));
     k.cfg.backoff_max_attempts = 1;
     k.cfg.retry_after_max_ms = 1500;
     CHECK_OK(cli_start(&k));
-    CHECK(slog_wait(TETHER_STATE_STOPPED, 1, WAIT_MS));
+    CHECK(slog_wait(TETHER_STATE_STOPPED, ANY, 1, WAIT_MS));
     CHECK(slog_get(TETHER_STATE_RECONNECTING, 0, &r));
     CHECK_EQ_U64(r.retry_after, 3600000);
     CHECK_EQ_U64(r.retry_in, 1500);
@@ -774,12 +627,12 @@ static void bad_101(fake_mode mode, const char *words)
     fake_server *f = fake_start(mode, 0, NULL);
     cli k;
     slog_ent d;
-    cli_init(&k, "ws", "127.0.0.1", fake_port(f));
+    field_cli_init(&k, "ws", "127.0.0.1", fake_port(f));
     CHECK(fail_once(&k, &d));
     CHECK_EQ_STR(tether_err_name(d.error), "TETHER_EHANDSHAKE");
     CHECK_EQ_INT(d.http, 0);
     CHECK(contains(d.detail, words));
-    CHECK_EQ_INT(slog_count(TETHER_STATE_CONNECTED), 0);
+    CHECK_EQ_INT(slog_count(TETHER_STATE_CONNECTED, ANY), 0);
     cli_free(&k);
     fake_stop(f);
 }
@@ -799,7 +652,7 @@ TEST(origin_and_headers_are_sent)
     slog_ent d;
     char req[4096];
     const char *hdrs[] = {"Authorization: Bearer t0k", "X-Tenant: blue", NULL};
-    cli_init(&k, "ws", "127.0.0.1", fake_port(f));
+    field_cli_init(&k, "ws", "127.0.0.1", fake_port(f));
     k.cfg.origin = "https://app.example";
     k.cfg.headers = hdrs;
     CHECK(fail_once(&k, &d));
@@ -810,7 +663,7 @@ TEST(origin_and_headers_are_sent)
     CHECK(strcasestr(req, "Sec-WebSocket-Protocol: tether.v1") != NULL);
     cli_free(&k);
     /* by default no Origin header is sent */
-    cli_init(&k, "ws", "127.0.0.1", fake_port(f));
+    field_cli_init(&k, "ws", "127.0.0.1", fake_port(f));
     CHECK(fail_once(&k, &d));
     fake_last_request(f, req, sizeof req);
     CHECK(strcasestr(req, "\r\nOrigin:") == NULL);
@@ -827,21 +680,21 @@ TEST(stalled_after_upgrade_is_ESTALLED_then_resumes)
     CHECK_OK(srv_start(&v));
     relay *r = relay_start(v.port);
     relay_stall_after_upgrade(r, 1);
-    cli_init(&k, "ws", "127.0.0.1", relay_port(r));
+    field_cli_init(&k, "ws", "127.0.0.1", relay_port(r));
     k.cfg.db_path = tt_path(db, sizeof db, "stall-c.db");
     k.cfg.welcome_timeout_ms = 800;
     k.cfg.backoff_base_ms = 100;
     k.cfg.backoff_cap_ms = 300;
     CHECK_OK(cli_start(&k));
     CHECK_OK(send_tagged(k.c, 200, 64));
-    CHECK(slog_wait(TETHER_STATE_DISCONNECTED, 2, WAIT_MS));
+    CHECK(slog_wait(TETHER_STATE_DISCONNECTED, ANY, 2, WAIT_MS));
     slog_ent d, c0;
     CHECK(slog_get(TETHER_STATE_DISCONNECTED, 0, &d));
     CHECK_EQ_STR(tether_err_name(d.error), "TETHER_ESTALLED");
     CHECK(contains(d.detail, "800 ms"));
     CHECK(slog_get(TETHER_STATE_CONNECTING, 0, &c0));
     CHECK(d.at_ms - c0.at_ms >= 700 && d.at_ms - c0.at_ms < 3000);
-    CHECK(slog_count(TETHER_STATE_RECONNECTING) >= 1); /* keeps trying, with backoff */
+    CHECK(slog_count(TETHER_STATE_RECONNECTING, ANY) >= 1); /* keeps trying, with backoff */
     /* the path heals: the session resumes with nothing lost */
     relay_stall_after_upgrade(r, 0);
     CHECK_OK(send_tagged(k.c, 100, 64));
@@ -861,7 +714,7 @@ TEST(dead_link_is_detected_by_ping_and_nothing_is_lost)
     srv_init(&v);
     CHECK_OK(srv_start(&v));
     relay *r = relay_start(v.port);
-    cli_init(&k, "ws", "127.0.0.1", relay_port(r));
+    field_cli_init(&k, "ws", "127.0.0.1", relay_port(r));
     k.cfg.db_path = tt_path(db, sizeof db, "dead-c.db");
     k.cfg.ping_interval_ms = 1000;
     k.cfg.pong_timeout_ms = 1000;
@@ -872,7 +725,7 @@ TEST(dead_link_is_detected_by_ping_and_nothing_is_lost)
     relay_blackhole(r, 1);
     uint64_t t0 = now_ms();
     CHECK_OK(send_tagged(k.c, 300, 64));
-    CHECK(slog_wait(TETHER_STATE_DISCONNECTED, 1, 10000));
+    CHECK(slog_wait(TETHER_STATE_DISCONNECTED, ANY, 1, 10000));
     slog_ent d;
     CHECK(slog_get(TETHER_STATE_DISCONNECTED, 0, &d));
     CHECK_EQ_STR(tether_err_name(d.error), "TETHER_EPING");
@@ -900,17 +753,17 @@ TEST(origin_allow_list)
     srv_init(&v);
     v.cfg.allowed_origins = origins;
     CHECK_OK(srv_start(&v));
-    cli_init(&k, "ws", "127.0.0.1", v.port);
+    field_cli_init(&k, "ws", "127.0.0.1", v.port);
     k.cfg.origin = "https://evil.example";
     CHECK(fail_once(&k, &d));
     CHECK_EQ_INT(d.error, TETHER_EHTTP);
     CHECK_EQ_INT(d.http, 403);
     cli_free(&k);
-    cli_init(&k, "ws", "127.0.0.1", v.port); /* no Origin at all */
+    field_cli_init(&k, "ws", "127.0.0.1", v.port); /* no Origin at all */
     CHECK(fail_once(&k, &d));
     CHECK_EQ_INT(d.http, 403);
     cli_free(&k);
-    cli_init(&k, "ws", "127.0.0.1", v.port);
+    field_cli_init(&k, "ws", "127.0.0.1", v.port);
     k.cfg.origin = "HTTPS://ADMIN.example";
     CHECK_OK(cli_start(&k));
     CHECK_OK(send_tagged(k.c, 5, 64));
@@ -948,16 +801,16 @@ TEST(auth_hook_sees_headers_and_refuses)
     v.cfg.cb.on_handshake = auth_hook;
     CHECK_OK(srv_start(&v));
     snprintf(hook_seen, sizeof hook_seen, "%s", "");
-    cli_init(&k, "ws", "127.0.0.1", v.port);
+    field_cli_init(&k, "ws", "127.0.0.1", v.port);
     CHECK(fail_once(&k, &d));
     CHECK_EQ_INT(d.error, TETHER_EHTTP);
     CHECK_EQ_INT(d.http, 401);
-    CHECK_EQ_INT(slog_count(TETHER_STATE_RECONNECTING), 0); /* 401 is permanent */
+    CHECK_EQ_INT(slog_count(TETHER_STATE_RECONNECTING, ANY), 0); /* 401 is permanent */
     CHECK(contains(hook_seen, "auth=(none)"));
     cli_free(&k);
 
     const char *wrong[] = {"Authorization: Bearer bad", NULL};
-    cli_init(&k, "ws", "127.0.0.1", v.port);
+    field_cli_init(&k, "ws", "127.0.0.1", v.port);
     k.cfg.headers = wrong;
     CHECK(fail_once(&k, &d));
     CHECK_EQ_INT(d.http, 403);
@@ -965,7 +818,7 @@ TEST(auth_hook_sees_headers_and_refuses)
 
     const char *good[] = {"Authorization: Bearer good", "X-Tenant: blue", NULL};
     char url[128];
-    cli_init(&k, "ws", "127.0.0.1", v.port);
+    field_cli_init(&k, "ws", "127.0.0.1", v.port);
     snprintf(url, sizeof url, "ws://127.0.0.1:%u/room/7?x=1", v.port);
     k.cfg.url = url;
     k.cfg.headers = good;
@@ -1053,10 +906,10 @@ TEST(handshake_cap_and_hello_timeout)
     CHECK(strstr(ans, " 503 ") != NULL);
     CHECK(strstr(ans, "Retry-After: 1") != NULL || strstr(ans, "retry-after: 1") != NULL);
     uint64_t t0 = now_ms();
-    cli_init(&k, "ws", "127.0.0.1", v.port);
+    field_cli_init(&k, "ws", "127.0.0.1", v.port);
     CHECK_OK(cli_start(&k));
     slog_ent r;
-    CHECK(slog_wait(TETHER_STATE_RECONNECTING, 1, WAIT_MS));
+    CHECK(slog_wait(TETHER_STATE_RECONNECTING, ANY, 1, WAIT_MS));
     CHECK(slog_get(TETHER_STATE_RECONNECTING, 0, &r));
     CHECK_EQ_INT(r.error, TETHER_EHTTP);
     CHECK_EQ_INT(r.http, 503);
@@ -1065,7 +918,7 @@ TEST(handshake_cap_and_hello_timeout)
     /* the slow peers are cut at hello_timeout_ms, and the client gets in */
     CHECK(closed_by_peer(l1, 4000));
     CHECK(closed_by_peer(l2, 1000));
-    CHECK(slog_wait(TETHER_STATE_CONNECTED, 1, WAIT_MS));
+    CHECK(slog_wait(TETHER_STATE_CONNECTED, ANY, 1, WAIT_MS));
     CHECK(now_ms() - t0 >= 1000);
     CHECK_OK(send_tagged(k.c, 5, 64));
     CHECK_OK(tether_client_wait_acked(k.c, WAIT_MS));
@@ -1085,7 +938,7 @@ TEST(per_session_limits_and_the_errors_senders_see)
     v.cfg.outbox_max_messages = 5;
     v.cfg.max_message_bytes = 1000;
     CHECK_OK(srv_start(&v));
-    cli_init(&k, "ws", "127.0.0.1", v.port);
+    field_cli_init(&k, "ws", "127.0.0.1", v.port);
     k.cfg.db_path = tt_path(db, sizeof db, "limits-c.db");
     k.cfg.max_message_bytes = 4000;
     CHECK_OK(cli_start(&k));
@@ -1107,7 +960,7 @@ TEST(per_session_limits_and_the_errors_senders_see)
     CHECK(rec_wait_count(&k.rec, 5, WAIT_MS));
     memset(big, 'b', sizeof big);
     CHECK_OK(tether_client_send(k.c, big, sizeof big, NULL));
-    CHECK(slog_wait(TETHER_STATE_STOPPED, 1, WAIT_MS));
+    CHECK(slog_wait(TETHER_STATE_STOPPED, ANY, 1, WAIT_MS));
     slog_ent st;
     CHECK(slog_get(TETHER_STATE_STOPPED, 0, &st));
     CHECK_EQ_STR(tether_err_name(st.error), "TETHER_ETOOBIG");
@@ -1164,14 +1017,14 @@ TEST(backpressure_window_and_outbox_events)
     srv_init(&v);
     v.cfg.manual_ack = 1; /* nothing is acked until the test says so */
     CHECK_OK(srv_start(&v));
-    cli_init(&k, "ws", "127.0.0.1", v.port);
+    field_cli_init(&k, "ws", "127.0.0.1", v.port);
     k.cfg.window_messages = 8;
     k.cfg.ack_every = 4;
     k.cfg.outbox_max_messages = 20;
     k.cfg.cb.on_backpressure = bp_cb;
     bp_n = 0;
     CHECK_OK(cli_start(&k));
-    CHECK(slog_wait(TETHER_STATE_CONNECTED, 1, WAIT_MS));
+    CHECK(slog_wait(TETHER_STATE_CONNECTED, ANY, 1, WAIT_MS));
     CHECK_OK(send_tagged(k.c, 7, 64));
     sleep_ms(100);
     CHECK_EQ_INT(bp_count(TETHER_BP_WINDOW_FULL), 0);
@@ -1254,7 +1107,7 @@ TEST(squid_refuses_ws_to_a_non_443_port_with_403)
     srv_init(&v);
     CHECK_OK(srv_start(&v));
     snprintf(proxy, sizeof proxy, "http://127.0.0.1:%u", sq.port);
-    cli_init(&k, "ws", "127.0.0.1", v.port);
+    field_cli_init(&k, "ws", "127.0.0.1", v.port);
     k.cfg.proxy = proxy;
     CHECK(fail_once(&k, &d));
     CHECK_EQ_STR(tether_err_name(d.error), "TETHER_EPROXY");
@@ -1289,7 +1142,7 @@ TEST(squid_wss_to_443_works_end_to_end_with_resume)
         return;
     }
     snprintf(proxy, sizeof proxy, "http://127.0.0.1:%u", sq.port);
-    cli_init(&k, "wss", "127.0.0.1", 443);
+    field_cli_init(&k, "wss", "127.0.0.1", 443);
     k.cfg.proxy = proxy;
     k.cfg.tls_ca_file = C.ca;
     k.cfg.db_path = cdb;
@@ -1311,7 +1164,7 @@ TEST(squid_wss_to_443_works_end_to_end_with_resume)
     CHECK_OK(tether_client_wait_acked(k.c, WAIT_MS));
     rec_check_exact(&v.rec, 3000, "server behind squid across a restart");
     CHECK_EQ_INT(v.rec.last_open_resumed, 1);
-    CHECK(slog_count(TETHER_STATE_CONNECTED) >= 2);
+    CHECK(slog_count(TETHER_STATE_CONNECTED, ANY) >= 2);
     CHECK(squid_log_count(&sq, "CONNECT 127.0.0.1:443") >= 2);
     cli_free(&k);
     srv_free(&v);
@@ -1337,13 +1190,13 @@ TEST(squid_407_then_credentials_then_connect)
         return;
     }
     snprintf(proxy, sizeof proxy, "http://127.0.0.1:%u", sq.port);
-    cli_init(&k, "wss", "127.0.0.1", 443);
+    field_cli_init(&k, "wss", "127.0.0.1", 443);
     k.cfg.proxy = proxy;
     k.cfg.tls_ca_file = C.ca;
     CHECK_OK(cli_start(&k));
     CHECK_OK(send_tagged(k.c, 50, 64));
     /* no credentials: 407, reported as such, and the client waits for credentials */
-    CHECK(slog_wait(TETHER_STATE_STOPPED, 1, WAIT_MS));
+    CHECK(slog_wait(TETHER_STATE_STOPPED, ANY, 1, WAIT_MS));
     slog_ent d, st;
     CHECK(slog_get(TETHER_STATE_DISCONNECTED, 0, &d));
     CHECK_EQ_STR(tether_err_name(d.error), "TETHER_EPROXY_AUTH");
@@ -1355,7 +1208,7 @@ TEST(squid_407_then_credentials_then_connect)
     CHECK_EQ_INT(st.proxy, 407);
     /* wrong credentials: 407 again, worded differently */
     CHECK_OK(tether_client_set_proxy_credentials(k.c, "alice", "wrong"));
-    CHECK(slog_wait(TETHER_STATE_STOPPED, 2, WAIT_MS));
+    CHECK(slog_wait(TETHER_STATE_STOPPED, ANY, 2, WAIT_MS));
     CHECK(slog_get(TETHER_STATE_DISCONNECTED, 1, &d));
     CHECK_EQ_INT(d.error, TETHER_EPROXY_AUTH);
     CHECK(contains(d.detail, "refused the credentials"));
@@ -1367,11 +1220,11 @@ TEST(squid_407_then_credentials_then_connect)
     /* credentials in the config work from the start */
     char proxy2[128];
     snprintf(proxy2, sizeof proxy2, "http://alice:s3cret@127.0.0.1:%u", sq.port);
-    cli_init(&k, "wss", "127.0.0.1", 443);
+    field_cli_init(&k, "wss", "127.0.0.1", 443);
     k.cfg.proxy = proxy2;
     k.cfg.tls_ca_file = C.ca;
     CHECK_OK(cli_start(&k));
-    CHECK(slog_wait(TETHER_STATE_CONNECTED, 1, WAIT_MS));
+    CHECK(slog_wait(TETHER_STATE_CONNECTED, ANY, 1, WAIT_MS));
     cli_free(&k);
     srv_free(&v);
     squid_stop(&sq);
@@ -1399,11 +1252,11 @@ TEST(proxy_from_the_environment_and_no_proxy)
     setenv("https_proxy", proxy, 1);
     unsetenv("no_proxy");
     unsetenv("NO_PROXY");
-    cli_init(&k, "wss", "127.0.0.1", 443);
+    field_cli_init(&k, "wss", "127.0.0.1", 443);
     k.cfg.proxy = NULL; /* from the environment */
     k.cfg.tls_ca_file = C.ca;
     CHECK_OK(cli_start(&k));
-    CHECK(slog_wait(TETHER_STATE_CONNECTED, 1, WAIT_MS));
+    CHECK(slog_wait(TETHER_STATE_CONNECTED, ANY, 1, WAIT_MS));
     cli_free(&k);
     /* squid logs a CONNECT when the tunnel closes */
     int via = 0;
@@ -1413,11 +1266,11 @@ TEST(proxy_from_the_environment_and_no_proxy)
     }
     CHECK_EQ_INT(via, 1);
     setenv("no_proxy", "localhost,127.0.0.1", 1);
-    cli_init(&k, "wss", "127.0.0.1", 443);
+    field_cli_init(&k, "wss", "127.0.0.1", 443);
     k.cfg.proxy = NULL;
     k.cfg.tls_ca_file = C.ca;
     CHECK_OK(cli_start(&k));
-    CHECK(slog_wait(TETHER_STATE_CONNECTED, 1, WAIT_MS));
+    CHECK(slog_wait(TETHER_STATE_CONNECTED, ANY, 1, WAIT_MS));
     cli_free(&k);
     sleep_ms(500);
     CHECK_EQ_INT(squid_log_count(&sq, "CONNECT 127.0.0.1:443"), via); /* went direct */
@@ -1433,7 +1286,7 @@ TEST(unreachable_proxy_is_EPROXY)
     slog_ent d;
     char proxy[64];
     snprintf(proxy, sizeof proxy, "http://127.0.0.1:%u", free_port());
-    cli_init(&k, "wss", "127.0.0.1", 443);
+    field_cli_init(&k, "wss", "127.0.0.1", 443);
     k.cfg.proxy = proxy;
     CHECK(fail_once(&k, &d));
     CHECK_EQ_STR(tether_err_name(d.error), "TETHER_EPROXY");
@@ -1457,7 +1310,7 @@ static int child_send(const char *url, const char *db)
     cfg.proxy = "";
     cfg.backoff_base_ms = 20;
     cfg.backoff_cap_ms = 200;
-    if (tether_client_create(&cfg, &c) != TETHER_OK || tether_client_start(c) != TETHER_OK) {
+    if (client_create_start(&cfg, &c) != TETHER_OK) {
         return 3;
     }
     for (int i = 0; i < 400; i++) {
@@ -1516,7 +1369,7 @@ TEST(nginx_reverse_proxy_client_kill_and_restart)
     uint64_t delivered_at_kill = rec_count(&v.rec);
 
     cli k;
-    cli_init(&k, "ws", "127.0.0.1", ng.port);
+    field_cli_init(&k, "ws", "127.0.0.1", ng.port);
     k.cfg.db_path = cdb;
     CHECK_OK(tether_client_create(&k.cfg, &k.c));
     uint64_t last = 0, acked = 0, pending = 0;

@@ -21,6 +21,7 @@
 #include "harness.h"
 #include "itest.h"
 #include "rawws.h"
+#include "statelog.h"
 
 #define WELCOME_TIMEOUT_MS 500u
 #define PING_MS 1000u
@@ -28,29 +29,7 @@
 #define HELLO_TIMEOUT_MS 300u
 #define WAIT_MS 5000u /* bound for anything that should happen promptly */
 #define READ_MS 3000u /* bound for one frame from the peer under test */
-#define ANY INT_MIN   /* matches any error in the timeline queries */
 #define MAX_CONNS 8   /* connections one raw server script records */
-
-/* ------------------------------------------------------------------------ */
-/* A timeline of client states with their times (the recorder has no times) */
-/* ------------------------------------------------------------------------ */
-
-#define TL_MAX 256
-
-typedef struct timeline {
-    pthread_mutex_t mu;       /* guards everything below */
-    unsigned n;               /* states recorded */
-    int state[TL_MAX];        /* tether_state */
-    int error[TL_MAX];        /* its error */
-    int http[TL_MAX];         /* its HTTP status */
-    int reject[TL_MAX];       /* its reject code */
-    uint64_t at[TL_MAX];      /* when it was reported, rawws_now_ms() */
-    char detail[TL_MAX][128]; /* its detail text */
-} timeline;
-
-static timeline tl = {.mu = PTHREAD_MUTEX_INITIALIZER};
-/* the recorder's own on_state, called after ours */
-static void (*rec_on_state)(tether_client *, const tether_state_info *, void *);
 
 /* Prints a measurement when TETHER_TEST_VERBOSE is set. */
 static void note(const char *fmt, ...)
@@ -66,177 +45,20 @@ static void note(const char *fmt, ...)
     fputc('\n', stderr);
 }
 
-static void tl_state(tether_client *c, const tether_state_info *in, void *user)
-{
-    pthread_mutex_lock(&tl.mu);
-    if (tl.n < TL_MAX) {
-        unsigned i = tl.n++;
-        tl.state[i] = in->state;
-        tl.error[i] = in->error;
-        tl.http[i] = in->http_status;
-        tl.reject[i] = in->reject_code;
-        tl.at[i] = rawws_now_ms();
-        snprintf(tl.detail[i], sizeof tl.detail[i], "%s", in->detail ? in->detail : "(null)");
-    }
-    pthread_mutex_unlock(&tl.mu);
-    rec_on_state(c, in, user);
-}
-
-static void tl_reset(void)
-{
-    pthread_mutex_lock(&tl.mu);
-    tl.n = 0;
-    pthread_mutex_unlock(&tl.mu);
-}
-
-/* The nth (from 0) entry with this state and error (ANY: any error), or -1. */
-static int tl_find(int state, int error, unsigned nth)
-{
-    int found = -1;
-    pthread_mutex_lock(&tl.mu);
-    for (unsigned i = 0; i < tl.n; i++) {
-        if (tl.state[i] == state && (error == ANY || tl.error[i] == error)) {
-            if (nth == 0) {
-                found = (int)i;
-                break;
-            }
-            nth--;
-        }
-    }
-    pthread_mutex_unlock(&tl.mu);
-    return found;
-}
-
-static unsigned tl_count(int state, int error)
-{
-    unsigned n = 0;
-    pthread_mutex_lock(&tl.mu);
-    for (unsigned i = 0; i < tl.n; i++) {
-        n += tl.state[i] == state && (error == ANY || tl.error[i] == error);
-    }
-    pthread_mutex_unlock(&tl.mu);
-    return n;
-}
-
-/* One field of entry i, read under the lock. */
-static int tl_error(int i)
-{
-    pthread_mutex_lock(&tl.mu);
-    int v = i >= 0 ? tl.error[i] : INT_MIN;
-    pthread_mutex_unlock(&tl.mu);
-    return v;
-}
-
-static int tl_http(int i)
-{
-    pthread_mutex_lock(&tl.mu);
-    int v = i >= 0 ? tl.http[i] : INT_MIN;
-    pthread_mutex_unlock(&tl.mu);
-    return v;
-}
-
-static int tl_reject(int i)
-{
-    pthread_mutex_lock(&tl.mu);
-    int v = i >= 0 ? tl.reject[i] : INT_MIN;
-    pthread_mutex_unlock(&tl.mu);
-    return v;
-}
-
-static uint64_t tl_at(int i)
-{
-    pthread_mutex_lock(&tl.mu);
-    uint64_t v = i >= 0 ? tl.at[i] : 0;
-    pthread_mutex_unlock(&tl.mu);
-    return v;
-}
-
-/* The state right after entry i, or 0. */
-static int tl_next_state(int i)
-{
-    pthread_mutex_lock(&tl.mu);
-    int v = i >= 0 && (unsigned)i + 1 < tl.n ? tl.state[i + 1] : 0;
-    pthread_mutex_unlock(&tl.mu);
-    return v;
-}
-
-static void tl_dump(const char *why)
-{
-    pthread_mutex_lock(&tl.mu);
-    fprintf(stderr, "  client states (%s):\n", why);
-    for (unsigned i = 0; i < tl.n; i++) {
-        fprintf(stderr, "    +%4llu ms state %d %-20s http %3d reject %d: %s\n",
-                (unsigned long long)(tl.at[i] - tl.at[0]), tl.state[i],
-                tether_err_name(tl.error[i]), tl.http[i], tl.reject[i], tl.detail[i]);
-    }
-    pthread_mutex_unlock(&tl.mu);
-}
-
-typedef struct tl_wait {
-    int state;      /* state to count */
-    int error;      /* its error, or ANY */
-    unsigned count; /* how many are needed */
-} tl_wait;
-
-static int tl_reached(void *arg)
-{
-    tl_wait *w = arg;
-    return tl_count(w->state, w->error) >= w->count;
-}
-
-/* Waits until count states of this kind were reported. */
-static int wait_states(int state, int error, unsigned count, unsigned timeout_ms)
-{
-    tl_wait w = {state, error, count};
-    return wait_until(tl_reached, &w, timeout_ms);
-}
-
 /* ------------------------------------------------------------------------ */
-/* The client under test                                                     */
+/* The client under test (itest.h); states go to the state log (statelog.h)  */
 /* ------------------------------------------------------------------------ */
 
-typedef struct cli {
-    recorder rec;             /* what the client saw */
-    tether_client_config cfg; /* its configuration */
-    tether_client *c;         /* the client */
-    char url[64];             /* ws://127.0.0.1:port/ */
-} cli;
-
-static void cli_init(cli *k, uint16_t port)
+/* A client with short timeouts and backoff to ws://127.0.0.1:port/. */
+static void wire_cli_init(cli *k, uint16_t port)
 {
-    memset(k, 0, sizeof *k);
-    rec_init(&k->rec);
-    tether_client_config_init(&k->cfg);
-    k->cfg.url = url_for(k->url, sizeof k->url, port);
+    cli_init(k, "ws", "127.0.0.1", port);
     k->cfg.welcome_timeout_ms = WELCOME_TIMEOUT_MS;
     k->cfg.backoff_base_ms = 10;
     k->cfg.backoff_cap_ms = 50;
     k->cfg.ping_interval_ms = PING_MS;
     k->cfg.pong_timeout_ms = PONG_MS;
     k->cfg.random_seed = 7;
-    rec_client_callbacks(&k->cfg, &k->rec);
-    rec_on_state = k->cfg.cb.on_state;
-    k->cfg.cb.on_state = tl_state;
-    tl_reset();
-}
-
-static int cli_start(cli *k)
-{
-    int rc = tether_client_create(&k->cfg, &k->c);
-    if (rc != TETHER_OK) {
-        fprintf(stderr, "client: %s: %s\n", tether_err_name(rc), tether_errmsg());
-        return rc;
-    }
-    return tether_client_start(k->c);
-}
-
-static void cli_free(cli *k)
-{
-    tether_client_destroy(k->c);
-    if (tt_failed_checks) {
-        tl_dump("the test failed");
-    }
-    rec_free(&k->rec);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -460,15 +282,15 @@ static void check_permanent_status(int status)
     if (!s) {
         return;
     }
-    cli_init(&k, rawws_server_port(s));
+    wire_cli_init(&k, rawws_server_port(s));
     k.cfg.backoff_max_attempts = 3;
     CHECK_OK(cli_start(&k));
-    CHECK(wait_states(TETHER_STATE_STOPPED, ANY, 1, WAIT_MS));
-    int d = tl_find(TETHER_STATE_DISCONNECTED, ANY, 0);
+    CHECK(slog_wait(TETHER_STATE_STOPPED, ANY, 1, WAIT_MS));
+    int d = slog_find(TETHER_STATE_DISCONNECTED, ANY, 0);
     CHECK(d >= 0);
-    CHECK_EQ_INT(tl_error(d), TETHER_EHTTP);
-    CHECK_EQ_INT(tl_http(d), status);
-    CHECK_EQ_INT(tl_next_state(d), TETHER_STATE_STOPPED);
+    CHECK_EQ_INT(slog_error(d), TETHER_EHTTP);
+    CHECK_EQ_INT(slog_http(d), status);
+    CHECK_EQ_INT(slog_next_state(d), TETHER_STATE_STOPPED);
     int err = 0, http = 0;
     CHECK_EQ_INT(rec_saw_state(&k.rec, TETHER_STATE_STOPPED, &err, &http, NULL), 1);
     CHECK_EQ_INT(err, TETHER_EHTTP);
@@ -498,17 +320,17 @@ TEST(http_401_is_retried_with_retry_permanent)
     if (!s) {
         return;
     }
-    cli_init(&k, rawws_server_port(s));
+    wire_cli_init(&k, rawws_server_port(s));
     k.cfg.retry_permanent = 1;
     k.cfg.backoff_max_attempts = 2;
     CHECK_OK(cli_start(&k));
-    CHECK(wait_states(TETHER_STATE_STOPPED, ANY, 1, WAIT_MS));
-    int r = tl_find(TETHER_STATE_RECONNECTING, ANY, 0);
+    CHECK(slog_wait(TETHER_STATE_STOPPED, ANY, 1, WAIT_MS));
+    int r = slog_find(TETHER_STATE_RECONNECTING, ANY, 0);
     CHECK(r >= 0);
-    CHECK_EQ_INT(tl_error(r), TETHER_EHTTP);
-    CHECK_EQ_INT(tl_http(r), 401);
-    CHECK_EQ_INT(tl_count(TETHER_STATE_RECONNECTING, TETHER_EHTTP), 2);
-    CHECK_EQ_INT(tl_count(TETHER_STATE_DISCONNECTED, TETHER_EHTTP), 3);
+    CHECK_EQ_INT(slog_error(r), TETHER_EHTTP);
+    CHECK_EQ_INT(slog_http(r), 401);
+    CHECK_EQ_INT(slog_count(TETHER_STATE_RECONNECTING, TETHER_EHTTP), 2);
+    CHECK_EQ_INT(slog_count(TETHER_STATE_DISCONNECTED, TETHER_EHTTP), 3);
     int err = 0;
     rec_saw_state(&k.rec, TETHER_STATE_STOPPED, &err, NULL, NULL);
     CHECK_EQ_INT(err, TETHER_EGIVEUP);
@@ -528,21 +350,21 @@ TEST(transient_http_statuses_are_retried)
         if (!s) {
             return;
         }
-        cli_init(&k, rawws_server_port(s));
+        wire_cli_init(&k, rawws_server_port(s));
         k.cfg.backoff_max_attempts = 1;
         CHECK_OK(cli_start(&k));
-        CHECK(wait_states(TETHER_STATE_STOPPED, ANY, 1, WAIT_MS));
+        CHECK(slog_wait(TETHER_STATE_STOPPED, ANY, 1, WAIT_MS));
         for (unsigned n = 0; n < 2; n++) {
-            int d = tl_find(TETHER_STATE_DISCONNECTED, ANY, n);
+            int d = slog_find(TETHER_STATE_DISCONNECTED, ANY, n);
             CHECK(d >= 0);
-            CHECK_EQ_INT(tl_error(d), TETHER_EHTTP);
-            CHECK_EQ_INT(tl_http(d), status);
+            CHECK_EQ_INT(slog_error(d), TETHER_EHTTP);
+            CHECK_EQ_INT(slog_http(d), status);
         }
-        int r = tl_find(TETHER_STATE_RECONNECTING, ANY, 0);
+        int r = slog_find(TETHER_STATE_RECONNECTING, ANY, 0);
         CHECK(r >= 0);
-        CHECK_EQ_INT(tl_error(r), TETHER_EHTTP);
-        CHECK_EQ_INT(tl_http(r), status);
-        CHECK_EQ_INT(tl_next_state(tl_find(TETHER_STATE_DISCONNECTED, ANY, 0)),
+        CHECK_EQ_INT(slog_error(r), TETHER_EHTTP);
+        CHECK_EQ_INT(slog_http(r), status);
+        CHECK_EQ_INT(slog_next_state(slog_find(TETHER_STATE_DISCONNECTED, ANY, 0)),
                      TETHER_STATE_RECONNECTING);
         int err = 0;
         rec_saw_state(&k.rec, TETHER_STATE_STOPPED, &err, NULL, NULL);
@@ -567,16 +389,16 @@ static void check_bad_101(rawws_answer answer)
     if (!s) {
         return;
     }
-    cli_init(&k, rawws_server_port(s));
+    wire_cli_init(&k, rawws_server_port(s));
     k.cfg.backoff_max_attempts = 1;
     CHECK_OK(cli_start(&k));
-    CHECK(wait_states(TETHER_STATE_STOPPED, ANY, 1, WAIT_MS));
-    int d = tl_find(TETHER_STATE_DISCONNECTED, ANY, 0);
+    CHECK(slog_wait(TETHER_STATE_STOPPED, ANY, 1, WAIT_MS));
+    int d = slog_find(TETHER_STATE_DISCONNECTED, ANY, 0);
     CHECK(d >= 0);
-    CHECK_EQ_INT(tl_error(d), TETHER_EHANDSHAKE);
-    CHECK_EQ_INT(tl_http(d), 0);
-    CHECK_EQ_INT(tl_next_state(d), TETHER_STATE_RECONNECTING);
-    CHECK_EQ_INT(tl_count(TETHER_STATE_DISCONNECTED, TETHER_EHANDSHAKE), 2);
+    CHECK_EQ_INT(slog_error(d), TETHER_EHANDSHAKE);
+    CHECK_EQ_INT(slog_http(d), 0);
+    CHECK_EQ_INT(slog_next_state(d), TETHER_STATE_RECONNECTING);
+    CHECK_EQ_INT(slog_count(TETHER_STATE_DISCONNECTED, TETHER_EHANDSHAKE), 2);
     CHECK_EQ_INT(rec_saw_state(&k.rec, TETHER_STATE_CONNECTED, NULL, NULL, NULL), 0);
     cli_free(&k);
     CHECK(wait_done(s, 2, WAIT_MS));
@@ -618,11 +440,11 @@ TEST(silence_after_upgrade_is_reported_as_stalled)
     if (!s) {
         return;
     }
-    cli_init(&k, rawws_server_port(s));
+    wire_cli_init(&k, rawws_server_port(s));
     k.cfg.backoff_max_attempts = 3;
     CHECK_OK(cli_start(&k));
     CHECK_OK(tether_client_session(k.c, &id));
-    CHECK(wait_states(TETHER_STATE_DISCONNECTED, TETHER_ESTALLED, 3, 3 * WAIT_MS));
+    CHECK(slog_wait(TETHER_STATE_DISCONNECTED, TETHER_ESTALLED, 3, 3 * WAIT_MS));
     CHECK(wait_done(s, 3, WAIT_MS));
     for (unsigned i = 0; i < 3; i++) {
         CHECK_EQ_INT(x.hello_rc[i], TETHER_OK);
@@ -635,13 +457,13 @@ TEST(silence_after_upgrade_is_reported_as_stalled)
         CHECK_EQ_U64(x.hello[i].max_message, 1u << 20);
         CHECK(x.hello[i].window >= 1);
 
-        int d = tl_find(TETHER_STATE_DISCONNECTED, TETHER_ESTALLED, i);
+        int d = slog_find(TETHER_STATE_DISCONNECTED, TETHER_ESTALLED, i);
         CHECK(d >= 0);
-        CHECK_EQ_INT(tl_http(d), 0);
-        CHECK_EQ_INT(tl_next_state(d), TETHER_STATE_RECONNECTING);
+        CHECK_EQ_INT(slog_http(d), 0);
+        CHECK_EQ_INT(slog_next_state(d), TETHER_STATE_RECONNECTING);
         /* reported after welcome_timeout_ms, within a margin, even though the
          * silent path never answers the close either */
-        uint64_t took = tl_at(d) - x.upgraded_at[i];
+        uint64_t took = slog_at(d) - x.upgraded_at[i];
         note("connection %u: TETHER_ESTALLED %llu ms after the 101, close seen after %llu ms "
              "(close frame %d)",
              i, (unsigned long long)took, (unsigned long long)(x.closed_at[i] - x.upgraded_at[i]),
@@ -669,19 +491,19 @@ TEST(unanswered_pings_are_reported_as_dead_link)
     if (!s) {
         return;
     }
-    cli_init(&k, rawws_server_port(s));
+    wire_cli_init(&k, rawws_server_port(s));
     k.cfg.backoff_max_attempts = 1;
     CHECK_OK(cli_start(&k));
-    CHECK(wait_states(TETHER_STATE_CONNECTED, ANY, 1, WAIT_MS));
-    CHECK(wait_states(TETHER_STATE_DISCONNECTED, ANY, 1, PING_MS + PONG_MS + 4000));
+    CHECK(slog_wait(TETHER_STATE_CONNECTED, ANY, 1, WAIT_MS));
+    CHECK(slog_wait(TETHER_STATE_DISCONNECTED, ANY, 1, PING_MS + PONG_MS + 4000));
     CHECK(wait_done(s, 1, WAIT_MS));
-    int c = tl_find(TETHER_STATE_CONNECTED, ANY, 0);
-    int d = tl_find(TETHER_STATE_DISCONNECTED, ANY, 0);
+    int c = slog_find(TETHER_STATE_CONNECTED, ANY, 0);
+    int d = slog_find(TETHER_STATE_DISCONNECTED, ANY, 0);
     CHECK(d >= 0 && c >= 0);
-    CHECK_EQ_INT(tl_error(d), TETHER_EPING);
-    CHECK_EQ_INT(tl_next_state(d), TETHER_STATE_RECONNECTING);
-    uint64_t took = tl_at(d) - x.welcomed_at[0];
-    note("%s %llu ms after WELCOME, %u pings, EOF after %llu ms", tether_err_name(tl_error(d)),
+    CHECK_EQ_INT(slog_error(d), TETHER_EPING);
+    CHECK_EQ_INT(slog_next_state(d), TETHER_STATE_RECONNECTING);
+    uint64_t took = slog_at(d) - x.welcomed_at[0];
+    note("%s %llu ms after WELCOME, %u pings, EOF after %llu ms", tether_err_name(slog_error(d)),
          (unsigned long long)took, x.pings[0],
          (unsigned long long)(x.closed_at[0] - x.welcomed_at[0]));
     if (took < PING_MS || took > PING_MS + PONG_MS + 2000) {
@@ -708,17 +530,17 @@ static void check_refusal_stops_the_client(enum script_mode mode, int error, int
     if (!s) {
         return;
     }
-    cli_init(&k, rawws_server_port(s));
+    wire_cli_init(&k, rawws_server_port(s));
     k.cfg.backoff_max_attempts = 3;
     CHECK_OK(cli_start(&k));
-    CHECK(wait_states(TETHER_STATE_STOPPED, ANY, 1, WAIT_MS));
+    CHECK(slog_wait(TETHER_STATE_STOPPED, ANY, 1, WAIT_MS));
     int err = 0, reject = 0;
     CHECK_EQ_INT(rec_saw_state(&k.rec, TETHER_STATE_STOPPED, &err, NULL, &reject), 1);
     CHECK_EQ_INT(err, error);
     CHECK_EQ_INT(reject, reject_code);
-    int d = tl_find(TETHER_STATE_DISCONNECTED, ANY, 0);
-    CHECK_EQ_INT(tl_error(d), error);
-    CHECK_EQ_INT(tl_reject(d), reject_code);
+    int d = slog_find(TETHER_STATE_DISCONNECTED, ANY, 0);
+    CHECK_EQ_INT(slog_error(d), error);
+    CHECK_EQ_INT(slog_reject(d), reject_code);
     sleep_ms(300);
     CHECK_EQ_INT(rec_saw_state(&k.rec, TETHER_STATE_RECONNECTING, NULL, NULL, NULL), 0);
     CHECK_EQ_INT(rec_saw_state(&k.rec, TETHER_STATE_CONNECTED, NULL, NULL, NULL), connected);
@@ -751,20 +573,20 @@ static void check_bad_frame_from_server(enum script_mode mode, int error)
     if (!s) {
         return;
     }
-    cli_init(&k, rawws_server_port(s));
+    wire_cli_init(&k, rawws_server_port(s));
     k.cfg.backoff_max_attempts = 1;
     CHECK_OK(cli_start(&k));
-    CHECK(wait_states(TETHER_STATE_STOPPED, ANY, 1, 2 * WAIT_MS));
+    CHECK(slog_wait(TETHER_STATE_STOPPED, ANY, 1, 2 * WAIT_MS));
     CHECK(wait_done(s, 2, WAIT_MS));
     for (unsigned i = 0; i < 2; i++) {
-        int d = tl_find(TETHER_STATE_DISCONNECTED, ANY, i);
+        int d = slog_find(TETHER_STATE_DISCONNECTED, ANY, i);
         CHECK(d >= 0);
-        CHECK_EQ_INT(tl_error(d), error);
+        CHECK_EQ_INT(slog_error(d), error);
         CHECK_EQ_INT(x.bye_code[i], TETHER_REJECT_PROTOCOL);
         CHECK_EQ_INT(x.frames_before_bye[i], 0); /* in particular no ACK */
         CHECK(x.eof[i]);
     }
-    CHECK_EQ_INT(tl_next_state(tl_find(TETHER_STATE_DISCONNECTED, ANY, 0)),
+    CHECK_EQ_INT(slog_next_state(slog_find(TETHER_STATE_DISCONNECTED, ANY, 0)),
                  TETHER_STATE_RECONNECTING);
     CHECK_EQ_INT(rec_saw_state(&k.rec, TETHER_STATE_CONNECTED, NULL, NULL, NULL), 2);
     CHECK_EQ_U64(rec_count(&k.rec), 0); /* nothing reached on_message */
@@ -803,39 +625,12 @@ static void s_close_err(tether_server *s, const tether_session_id *id, int error
     pthread_mutex_unlock(&r->mu);
 }
 
-typedef struct srv {
-    recorder rec;             /* what the server saw */
-    tether_server_config cfg; /* its configuration */
-    tether_server *s;         /* the server */
-    uint16_t port;            /* where it listens */
-} srv;
-
-static void srv_init(srv *k)
+static void wire_srv_init(srv *k)
 {
-    memset(k, 0, sizeof *k);
-    rec_init(&k->rec);
-    tether_server_config_init(&k->cfg);
+    srv_init(k);
     k->cfg.hello_timeout_ms = HELLO_TIMEOUT_MS;
-    rec_server_callbacks(&k->cfg, &k->rec);
     k->cfg.cb.on_session_close = s_close_err;
     atomic_store(&last_close_error, INT_MIN);
-}
-
-static int srv_start(srv *k)
-{
-    int rc = tether_server_create(&k->cfg, &k->s);
-    if (rc != TETHER_OK) {
-        fprintf(stderr, "server: %s: %s\n", tether_err_name(rc), tether_errmsg());
-        return rc;
-    }
-    k->port = tether_server_port(k->s);
-    return tether_server_start(k->s);
-}
-
-static void srv_free(srv *k)
-{
-    tether_server_destroy(k->s);
-    rec_free(&k->rec);
 }
 
 static int srv_closes(srv *k)
@@ -977,7 +772,7 @@ TEST(server_closes_a_silent_upgrade_after_hello_timeout)
 {
     srv k;
     peer p;
-    srv_init(&k);
+    wire_srv_init(&k);
     CHECK_OK(srv_start(&k));
     CHECK_EQ_INT(peer_open(&p, k.port), 0);
     p.c.answer_close = 0; /* silent: not even the close handshake */
@@ -1003,7 +798,7 @@ TEST(server_answers_data_before_hello_with_bye_4)
     srv k;
     peer p;
     uint32_t code = 99;
-    srv_init(&k);
+    wire_srv_init(&k);
     CHECK_OK(srv_start(&k));
     CHECK_EQ_INT(peer_open(&p, k.port), 0);
     CHECK_OK(peer_data(&p, 1, 0, 1, 16, 0));
@@ -1022,7 +817,7 @@ TEST(server_rejects_version_2)
     peer p;
     tether__hello h;
     uint32_t code = 99;
-    srv_init(&k);
+    wire_srv_init(&k);
     CHECK_OK(srv_start(&k));
     CHECK_EQ_INT(peer_open(&p, k.port), 0);
     hello_init(&h, 0x12, 0x34);
@@ -1044,7 +839,7 @@ TEST(server_delivers_acks_drops_duplicates_and_refuses_gaps)
     peer p;
     tether__hello h;
     uint32_t code = 99;
-    srv_init(&k);
+    wire_srv_init(&k);
     k.cfg.ack_delay_ms = 250;
     CHECK_OK(srv_start(&k));
     CHECK_EQ_INT(peer_open(&p, k.port), 0);
@@ -1110,7 +905,7 @@ TEST(server_rejects_a_wrong_token_and_keeps_the_session)
     peer p1, p2;
     tether__hello h;
     uint32_t code = 99;
-    srv_init(&k);
+    wire_srv_init(&k);
     k.cfg.ack_delay_ms = 5;
     CHECK_OK(srv_start(&k));
     CHECK_EQ_INT(peer_open(&p1, k.port), 0);
@@ -1145,7 +940,7 @@ TEST(server_reports_resume_of_unknown_session_as_mismatch)
     peer p;
     tether__hello h;
     uint32_t code = 99;
-    srv_init(&k);
+    wire_srv_init(&k);
     CHECK_OK(srv_start(&k));
     CHECK_EQ_INT(peer_open(&p, k.port), 0);
     hello_init(&h, 0x41, 0x99);
@@ -1181,7 +976,7 @@ TEST(server_refuses_a_message_over_max_message_bytes)
     /* 1025 bytes: past the codec's limit; 5000 bytes: past the transport's too */
     static const size_t sizes[] = {1025, 5000};
     srv k;
-    srv_init(&k);
+    wire_srv_init(&k);
     k.cfg.max_message_bytes = 1024;
     CHECK_OK(srv_start(&k));
     for (size_t i = 0; i < 2; i++) {
@@ -1221,7 +1016,7 @@ TEST(server_rejects_sessions_over_max_sessions)
     peer p1, p2;
     tether__hello h1, h2;
     uint32_t code = 99;
-    srv_init(&k);
+    wire_srv_init(&k);
     k.cfg.max_sessions = 1;
     CHECK_OK(srv_start(&k));
     CHECK_EQ_INT(peer_open(&p1, k.port), 0);
@@ -1249,7 +1044,7 @@ TEST(server_answers_plain_http_with_400)
     srv k;
     char resp[1024] = "";
     char req[256];
-    srv_init(&k);
+    wire_srv_init(&k);
     CHECK_OK(srv_start(&k));
     snprintf(req, sizeof req, "GET / HTTP/1.1\r\nHost: 127.0.0.1:%u\r\nAccept: */*\r\n\r\n",
              (unsigned)k.port);
@@ -1273,7 +1068,7 @@ TEST(server_reports_graceful_close_as_ok)
     srv k;
     peer p;
     tether__hello h;
-    srv_init(&k);
+    wire_srv_init(&k);
     CHECK_OK(srv_start(&k));
     CHECK_EQ_INT(peer_open(&p, k.port), 0);
     hello_init(&h, 0x71, 0x03);
