@@ -2,7 +2,7 @@
  * Pure helpers for the field connectivity features: HTTP proxy settings (from
  * the config or from https_proxy / http_proxy / no_proxy), Retry-After, and
  * the few bits of HTTP response parsing the diagnostics need. No I/O here, so
- * every rule is unit-tested (tests/field_test.c).
+ * every rule is unit-tested (tests/field/field_proxy_test.c).
  */
 #ifndef TETHER_PROXY_H
 #define TETHER_PROXY_H
