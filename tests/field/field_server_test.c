@@ -100,14 +100,8 @@ TEST(auth_hook_sees_headers_and_refuses)
 /* A raw WebSocket upgrade that never sends HELLO (a slow-loris peer). */
 static int loris(uint16_t port, char *answer, size_t len)
 {
-    struct sockaddr_in a;
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(port);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        close(fd);
+    int fd = fake_dial(port);
+    if (fd < 0) {
         return -1;
     }
     char req[512];
