@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 root=$(pwd)
 
-# squid, nginx-light and openssl: tests/field_test.c runs against the real things
+# squid, nginx-light and openssl: the field suites (tests/field/) run against the real things
 packages=(build-essential cmake pkg-config libwebsockets-dev libsqlite3-dev libmsgpack-dev libssl-dev
           openssl squid nginx-light
           gnuplot-nox) # gnuplot-nox: the plots of `tether bench` (skipped without it)

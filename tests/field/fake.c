@@ -40,7 +40,7 @@ static int listen_any(uint16_t *port, int backlog)
     return fd;
 }
 
-static int dial(uint16_t port)
+int fake_dial(uint16_t port)
 {
     struct sockaddr_in a;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -71,7 +71,7 @@ uint16_t free_port(void)
 int wait_port(uint16_t port, unsigned timeout_ms)
 {
     for (unsigned t = 0; t <= timeout_ms; t += 20) {
-        int fd = dial(port);
+        int fd = fake_dial(port);
         if (fd >= 0) {
             close(fd);
             return 1;
@@ -389,7 +389,7 @@ static void *relay_main(void *arg)
         }
         if (p[0].revents & POLLIN) {
             int fd = accept(r->lfd, NULL, NULL);
-            int up = fd >= 0 ? dial(r->upstream) : -1;
+            int up = fd >= 0 ? fake_dial(r->upstream) : -1;
             int slot = -1;
             for (int i = 0; i < RELAY_MAX && slot < 0; i++) {
                 if (r->c[i].a < 0) {

@@ -26,6 +26,10 @@ typedef struct fake_server fake_server;
 /* Starts a fake server. extra: more response header lines ("Retry-After: 2\r\n"), or NULL. */
 fake_server *fake_start(fake_mode mode, int status, const char *extra);
 uint16_t fake_port(fake_server *f);
+
+/* A blocking TCP connection to 127.0.0.1:port, or -1. */
+int fake_dial(uint16_t port);
+
 /* Connections accepted so far. */
 int fake_accepted(fake_server *f);
 /* Copies the last request head received into buf. */

@@ -43,26 +43,17 @@ static void pair_init(pair *p, const char *sdb, const char *cdb)
 static int start_server(pair *p)
 {
     p->scfg.port = p->port; /* a restart reuses the first port */
-    int rc = tether_server_create(&p->scfg, &p->s);
-    if (rc != TETHER_OK) {
-        fprintf(stderr, "server: %s: %s\n", tether_err_name(rc), tether_errmsg());
-        return rc;
-    }
-    if (!p->port) {
+    int rc = server_create_start(&p->scfg, &p->s);
+    if (p->s && !p->port) {
         p->port = tether_server_port(p->s);
     }
-    return tether_server_start(p->s);
+    return rc;
 }
 
 static int start_client(pair *p)
 {
     p->ccfg.url = url_for(p->url, sizeof p->url, p->port);
-    int rc = tether_client_create(&p->ccfg, &p->c);
-    if (rc != TETHER_OK) {
-        fprintf(stderr, "client: %s: %s\n", tether_err_name(rc), tether_errmsg());
-        return rc;
-    }
-    return tether_client_start(p->c);
+    return client_create_start(&p->ccfg, &p->c);
 }
 
 static void pair_free(pair *p)
@@ -535,7 +526,7 @@ static int child_send(const char *url, const char *db)
     tether_client_config_init(&cfg);
     cfg.url = url;
     cfg.db_path = db;
-    if (tether_client_create(&cfg, &c) != TETHER_OK || tether_client_start(c) != TETHER_OK) {
+    if (client_create_start(&cfg, &c) != TETHER_OK) {
         return 3;
     }
     send_tagged(c, 200000, 64);

@@ -42,33 +42,13 @@ static void s_close(tether_server *s, const tether_session_id *id, int error, vo
     pthread_mutex_unlock(&r->mu);
 }
 
-typedef struct srv {
-    recorder rec;             /* what the server saw */
-    tether_server_config cfg; /* its configuration */
-    tether_server *s;         /* the server */
-    uint16_t port;            /* where it listens */
-} srv;
-
-static int srv_start(srv *k)
+/* The shared test server (support/itest.h), with close errors recorded. */
+static int hs_srv_start(srv *k)
 {
-    memset(k, 0, sizeof *k);
-    rec_init(&k->rec);
-    tether_server_config_init(&k->cfg);
-    rec_server_callbacks(&k->cfg, &k->rec);
+    srv_init(k);
     k->cfg.cb.on_session_close = s_close;
     atomic_store(&last_close_error, INT_MIN);
-    int rc = tether_server_create(&k->cfg, &k->s);
-    if (rc != TETHER_OK) {
-        return rc;
-    }
-    k->port = tether_server_port(k->s);
-    return tether_server_start(k->s);
-}
-
-static void srv_free(srv *k)
-{
-    tether_server_destroy(k->s);
-    rec_free(&k->rec);
+    return srv_start(k);
 }
 
 static int srv_count(srv *k, const int *field)
@@ -183,7 +163,7 @@ TEST(server_answers_reject_from_a_client_with_bye_4)
 {
     srv k;
     peer p;
-    CHECK_OK(srv_start(&k));
+    CHECK_OK(hs_srv_start(&k));
     peer_live(&p, &k, 0x61);
     CHECK_OK(tether__encode_reject(&p.out, TETHER_REJECT_TOKEN, "a client has nothing to reject"));
     CHECK_EQ_INT(peer_send(&p), 0);
@@ -200,7 +180,7 @@ TEST(server_answers_welcome_from_a_client_with_bye_4)
     srv k;
     peer p;
     tether__welcome w;
-    CHECK_OK(srv_start(&k));
+    CHECK_OK(hs_srv_start(&k));
     peer_live(&p, &k, 0x62);
     memset(&w, 0, sizeof w);
     memset(w.session_id, 0x62, sizeof w.session_id);
@@ -220,7 +200,7 @@ TEST(unknown_session_with_a_receive_cursor_is_a_mismatch)
     srv k;
     peer p;
     tether__hello h;
-    CHECK_OK(srv_start(&k));
+    CHECK_OK(hs_srv_start(&k));
     CHECK_EQ_INT(peer_open(&p, k.port), 0);
     hello_init(&h, 0x63);
     h.resume = 0;
@@ -263,7 +243,7 @@ TEST(displaced_raw_connection_gets_bye_9)
 {
     srv k;
     peer p1, p2;
-    CHECK_OK(srv_start(&k));
+    CHECK_OK(hs_srv_start(&k));
     peer_live(&p1, &k, 0x64);
     peer_live(&p2, &k, 0x64); /* the same session id and token */
     CHECK_EQ_INT(p2.f.u.welcome.resumed, 1);
@@ -339,7 +319,7 @@ TEST(displaced_client_stops_instead_of_fighting_back)
     recorder ra, rb;
     tether_client *a = NULL, *b = NULL;
     char pa[512], pb[512];
-    CHECK_OK(srv_start(&k));
+    CHECK_OK(hs_srv_start(&k));
     rec_init(&ra);
     rec_init(&rb);
     tt_path(pa, sizeof pa, "displaced_a.db");
@@ -383,7 +363,7 @@ TEST(first_message_over_1024_bytes_gets_bye_7)
     srv k;
     peer p;
     uint8_t big[2000];
-    CHECK_OK(srv_start(&k));
+    CHECK_OK(hs_srv_start(&k));
     CHECK_EQ_INT(peer_open(&p, k.port), 0);
     memset(big, 0xc1, sizeof big); /* not even msgpack: the size decides first */
     CHECK_EQ_INT(rawws_send(&p.c, RAWWS_BINARY, big, sizeof big), 0);

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "harness.h"
+#include "statelog.h"
 
 void rec_init(recorder *r)
 {
@@ -280,4 +281,75 @@ int send_tagged(tether_client *c, uint64_t count, size_t size)
         }
     }
     return TETHER_OK;
+}
+
+int client_create_start(const tether_client_config *cfg, tether_client **out)
+{
+    int rc = tether_client_create(cfg, out);
+    if (rc != TETHER_OK) {
+        fprintf(stderr, "client: %s: %s\n", tether_err_name(rc), tether_errmsg());
+        return rc;
+    }
+    return tether_client_start(*out);
+}
+
+int server_create_start(const tether_server_config *cfg, tether_server **out)
+{
+    int rc = tether_server_create(cfg, out);
+    if (rc != TETHER_OK) {
+        fprintf(stderr, "server: %s: %s\n", tether_err_name(rc), tether_errmsg());
+        return rc;
+    }
+    return tether_server_start(*out);
+}
+
+void cli_init(cli *k, const char *scheme, const char *host, unsigned port)
+{
+    memset(k, 0, sizeof *k);
+    rec_init(&k->rec);
+    tether_client_config_init(&k->cfg);
+    snprintf(k->url, sizeof k->url, "%s://%s:%u/", scheme, host, port);
+    k->cfg.url = k->url;
+    rec_client_callbacks(&k->cfg, &k->rec);
+    slog_attach(&k->cfg);
+}
+
+int cli_start(cli *k)
+{
+    return client_create_start(&k->cfg, &k->c);
+}
+
+void cli_free(cli *k)
+{
+    tether_client_destroy(k->c);
+    k->c = NULL;
+    if (tt_failed_checks) {
+        slog_dump("the test failed");
+    }
+    rec_free(&k->rec);
+}
+
+void srv_init(srv *v)
+{
+    memset(v, 0, sizeof *v);
+    rec_init(&v->rec);
+    tether_server_config_init(&v->cfg);
+    rec_server_callbacks(&v->cfg, &v->rec);
+}
+
+int srv_start(srv *v)
+{
+    v->cfg.port = v->port;
+    int rc = server_create_start(&v->cfg, &v->s);
+    if (v->s) {
+        v->port = tether_server_port(v->s);
+    }
+    return rc;
+}
+
+void srv_free(srv *v)
+{
+    tether_server_destroy(v->s);
+    v->s = NULL;
+    rec_free(&v->rec);
 }

@@ -1,6 +1,7 @@
 /*
  * Helpers for integration tests: a thread-safe recorder of deliveries and
- * states, bounded waits, and deterministic payloads.
+ * states, a client and a server under test wired to recorders, bounded waits,
+ * and deterministic payloads.
  */
 #ifndef TETHER_TEST_ITEST_H
 #define TETHER_TEST_ITEST_H
@@ -50,6 +51,41 @@ void make_payload(uint8_t *buf, size_t len, uint64_t tag);
 /* Callback sets wired to a recorder. */
 void rec_client_callbacks(tether_client_config *cfg, recorder *r);
 void rec_server_callbacks(tether_server_config *cfg, recorder *r);
+
+/* Creates and starts a client (a server); on failure prints the error and its
+ * message to stderr and returns the code. */
+int client_create_start(const tether_client_config *cfg, tether_client **out);
+int server_create_start(const tether_server_config *cfg, tether_server **out);
+
+/* A client under test: what it saw, its configuration and the handle. */
+typedef struct cli {
+    recorder rec;             /* what the client saw */
+    tether_client_config cfg; /* its configuration */
+    tether_client *c;         /* the client, once started */
+    char url[128];            /* scheme://host:port/ */
+} cli;
+
+/* Zeroes k, opens its recorder and fills a default configuration for
+ * scheme://host:port/ with the recorder's callbacks and the state log
+ * (statelog.h) in front of them; empties the state log. */
+void cli_init(cli *k, const char *scheme, const char *host, unsigned port);
+int cli_start(cli *k);
+/* Destroys the client and its recorder; prints the state log if the test failed. */
+void cli_free(cli *k);
+
+/* A server under test: what it saw, its configuration, the handle, its port. */
+typedef struct srv {
+    recorder rec;             /* what the server saw */
+    tether_server_config cfg; /* its configuration */
+    tether_server *s;         /* the server, once started */
+    uint16_t port;            /* where it listens (0 before the first start: any) */
+} srv;
+
+/* Zeroes v, opens its recorder and fills a default configuration wired to it. */
+void srv_init(srv *v);
+/* Starts on v->port (0: one the OS picks, stored in v->port). */
+int srv_start(srv *v);
+void srv_free(srv *v);
 
 /* Waits (bounded) until the recorder holds at least n deliveries; 1 if it does. */
 int rec_wait_count(recorder *r, uint64_t n, unsigned timeout_ms);
