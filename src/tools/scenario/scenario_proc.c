@@ -66,6 +66,12 @@ static void close_from_3(void)
 int scen_spawn(scen *sc, proc *p, char *const argv[], const char *kp, int in_fd, const char *log,
                const char *err_log)
 {
+#ifndef TETHER_KILLPOINTS
+    if (kp) {
+        return scen_fail(sc, "kill point %s: this tether was built without kill points "
+                             "(TETHER_KILLPOINTS=OFF), which this scenario needs", kp);
+    }
+#endif
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
