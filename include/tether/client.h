@@ -147,6 +147,9 @@ typedef struct tether_client_config {
                                      tether_client_send_async() waits for the commit [16 MiB] */
     uint64_t wait_max_pending;    /* tether_client_send_wait() blocks while this many messages are
                                      unacked (stored or waiting) [4 * window_messages] */
+    int store_shared;             /* 1: other processes may read db_path while the client runs
+                                     (tether status), at the cost of file locks per commit
+                                     [0: the client locks the file for itself] */
 } tether_client_config;
 
 /** Sets every field to zero (the defaults). */

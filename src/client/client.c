@@ -4,6 +4,8 @@
  */
 #include "client_int.h"
 
+#include "store/store_sqlite.h"
+
 /* ---- public API ---- */
 
 void tether_client_config_init(tether_client_config *cfg)
@@ -250,8 +252,9 @@ int tether_client_create(const tether_client_config *cfg, tether_client **out)
 
     if (c->db_path) {
         char err[256] = "";
-        rc = tether__store_sqlite_open(c->db_path, TETHER__ROLE_CLIENT, c->cfg.durability,
-                                       &c->store, err, sizeof err);
+        rc = tether__store_sqlite_open_flags(c->db_path, TETHER__ROLE_CLIENT, c->cfg.durability,
+                                             c->cfg.store_shared ? 0 : TETHER__SQLITE_EXCLUSIVE,
+                                             &c->store, err, sizeof err);
         if (rc != TETHER_OK) {
             tether__fail(rc, "cannot open the store %s: %s", c->db_path, err);
         }
