@@ -231,6 +231,8 @@ int tether_client_create(const tether_client_config *cfg, tether_client **out)
                                  cfg->window_messages, cfg->ack_every, cfg->ack_delay_ms,
                                  cfg->outbox_max_messages, cfg->outbox_max_bytes, cfg->manual_ack,
                                  CLIENT_QUEUE_BYTES);
+    /* FULL: DATA frames handled in one service-loop turn share one cursor fsync */
+    c->ecfg.recv_group = c->cfg.durability == TETHER_DURABILITY_FULL;
     if (rc != TETHER_OK) {
         free(c->strs);
         free(c->headers);
