@@ -173,7 +173,9 @@ TETHER_API int tether_client_start(tether_client *c);
  * Commits one message to the outbox and returns its sequence number in *seq
  * (may be NULL). When this returns TETHER_OK the message is stored at the
  * configured durability and will be delivered, across reconnects and restarts.
- * Works before start() and while offline.
+ * Works before start() and while offline. Thread-safe; concurrent calls from
+ * several threads share store transactions (group commit), and each returns
+ * once its own message is committed.
  * Returns TETHER_OK, TETHER_EINVAL, TETHER_ETOOBIG, TETHER_EOUTBOX_FULL,
  * TETHER_ECLOSED, TETHER_ENOMEM or a store error; on error nothing is stored.
  */
