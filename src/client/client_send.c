@@ -555,12 +555,12 @@ static int start_committer_locked(tether_client *c)
 static int send_async(tether_client *c, const tether_msg *msgs, size_t n, int wait,
                       const struct timespec *until, uint64_t *first)
 {
-    tether__sendq *q = &c->sq;
     uint64_t bytes, seq = 0;
     int rc = check_msgs(c, msgs, n, &bytes);
     if (rc != TETHER_OK) {
         return rc;
     }
+    tether__sendq *q = &c->sq;
     pthread_mutex_lock(&q->mu);
     rc = start_committer_locked(c);
     /* memory: at most async_max_bytes wait for their commit */
