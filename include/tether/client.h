@@ -72,6 +72,16 @@ typedef struct tether_client_callbacks {
     /** The in-flight window or the outbox filled up, or has room again. Each FULL is
      *  followed by exactly one OPEN of the same kind (unless the client is destroyed). */
     void (*on_backpressure)(tether_client *c, const tether_backpressure_info *info, void *user);
+    /** Messages first_seq..last_seq are committed to the outbox (by any send call).
+     *  Ranges come in ascending order, consecutive, never two at once. Runs on
+     *  the thread that committed them (docs/threading.md), not the service thread;
+     *  it may call tether_client_send_async() but no other send, flush or destroy. */
+    void (*on_stored)(tether_client *c, uint64_t first_seq, uint64_t last_seq, void *user);
+    /** Asynchronous messages first_seq..last_seq could not be stored (error is the
+     *  store error): they are dropped and their numbers will be given out again.
+     *  Same thread and rules as on_stored. */
+    void (*on_store_failed)(tether_client *c, uint64_t first_seq, uint64_t last_seq, int error,
+                            void *user);
 } tether_client_callbacks;
 
 /**
@@ -125,6 +135,21 @@ typedef struct tether_client_config {
     const char *const *headers;   /* extra upgrade request headers, "Name: value" each, NULL-
                                      terminated (e.g. "Authorization: Bearer x") [NULL: none] */
     uint32_t retry_after_max_ms;  /* largest Retry-After honoured in the backoff, ms [600000] */
+
+    /* Group commit (docs/config.md#group-commit). */
+    uint32_t commit_delay_us;     /* asynchronous sends: a commit waits this long after the first
+                                     waiting message for more, microseconds, <= 1000000 [200] */
+    uint32_t commit_max_messages; /* messages per commit transaction at most (a batch is never
+                                     split), <= 65536 [1024] */
+    uint32_t commit_max_bytes;    /* payload bytes per commit transaction at most, <= 64 MiB
+                                     [1 MiB]; reaching this or commit_max_messages commits at once */
+    uint64_t async_max_bytes;     /* payload bytes handed over but not yet stored; above this
+                                     tether_client_send_async() waits for the commit [16 MiB] */
+    uint64_t wait_max_pending;    /* tether_client_send_wait() blocks while this many messages are
+                                     unacked (stored or waiting) [4 * window_messages] */
+    int store_shared;             /* 1: other processes may read db_path while the client runs
+                                     (tether status), at the cost of file locks per commit
+                                     [0: the client locks the file for itself] */
 } tether_client_config;
 
 /** Sets every field to zero (the defaults). */
@@ -148,7 +173,9 @@ TETHER_API int tether_client_start(tether_client *c);
  * Commits one message to the outbox and returns its sequence number in *seq
  * (may be NULL). When this returns TETHER_OK the message is stored at the
  * configured durability and will be delivered, across reconnects and restarts.
- * Works before start() and while offline.
+ * Works before start() and while offline. Thread-safe; concurrent calls from
+ * several threads share store transactions (group commit), and each returns
+ * once its own message is committed.
  * Returns TETHER_OK, TETHER_EINVAL, TETHER_ETOOBIG, TETHER_EOUTBOX_FULL,
  * TETHER_ECLOSED, TETHER_ENOMEM or a store error; on error nothing is stored.
  */
@@ -158,6 +185,40 @@ TETHER_API int tether_client_send(tether_client *c, const void *data, size_t len
  *  *first_seq receives the first one's number; the rest follow consecutively. */
 TETHER_API int tether_client_send_batch(tether_client *c, const tether_msg *msgs, size_t n,
                                         uint64_t *first_seq);
+
+/**
+ * Hands one message over and returns at once with its sequence number in *seq
+ * (may be NULL): the payload is copied, and the library commits it with what
+ * else is waiting, in one store transaction per group (commit_* fields). The
+ * message is stored when on_stored reports its seq; it is never written to the
+ * network before. A crash before that may lose it (docs/guarantees.md).
+ * Waits only while more than async_max_bytes are waiting for their commit.
+ * Returns TETHER_OK, TETHER_EINVAL, TETHER_ETOOBIG, TETHER_EOUTBOX_FULL (the
+ * caps count stored and waiting messages), TETHER_ECLOSED, TETHER_ENOMEM, TETHER_ESYS.
+ */
+TETHER_API int tether_client_send_async(tether_client *c, const void *data, size_t len,
+                                        uint64_t *seq);
+
+/**
+ * tether_client_send_async() that waits for room instead of failing: it blocks
+ * while the message would pass an outbox cap, or while wait_max_pending
+ * messages are unacked, until acknowledgements make room or timeout_ms passes.
+ * Must not be called from a callback.
+ * Returns what send_async() returns, except TETHER_EOUTBOX_FULL, and also
+ * TETHER_ETIMEDOUT (no room within timeout_ms; nothing was handed over) and
+ * TETHER_ECLOSED (tether_client_destroy() began while it waited).
+ */
+TETHER_API int tether_client_send_wait(tether_client *c, const void *data, size_t len,
+                                       uint64_t *seq, uint32_t timeout_ms);
+
+/**
+ * Blocks until every message handed over before this call is committed (or
+ * failed), or timeout_ms passes. Must not be called from a callback.
+ * Returns TETHER_OK, TETHER_ETIMEDOUT, TETHER_EINVAL, or the store error of an
+ * asynchronous commit that failed since the previous flush (on_store_failed
+ * said which messages).
+ */
+TETHER_API int tether_client_flush(tether_client *c, uint32_t timeout_ms);
 
 /** Manual-ack mode: every message up to seq has been processed by the app.
  *  Returns TETHER_OK, TETHER_EINVAL (not manual mode, or seq not yet delivered), a store error. */
@@ -205,8 +266,10 @@ TETHER_API int tether_client_reset_session(tether_client *c);
 TETHER_API int tether_client_set_proxy_credentials(tether_client *c, const char *user,
                                                    const char *password);
 
-/** Closes the connection, stops the thread and closes the store. Everything
- *  committed stays in the store for the next run. destroy(NULL) does nothing. */
+/** Commits the messages still waiting (asynchronous sends), wakes any
+ *  tether_client_send_wait() with TETHER_ECLOSED, closes the connection, stops
+ *  the threads and closes the store. Everything committed stays in the store
+ *  for the next run. destroy(NULL) does nothing. */
 TETHER_API void tether_client_destroy(tether_client *c);
 
 /** The detail of the last failure of a tether call in the calling thread. Never NULL. */

@@ -37,6 +37,9 @@ static int check_config(tether_client_config *k)
     k->pong_timeout_ms = k->pong_timeout_ms ? k->pong_timeout_ms : TETHER__DEFAULT_PONG_TIMEOUT_MS;
     k->retry_after_max_ms =
         k->retry_after_max_ms ? k->retry_after_max_ms : TETHER__DEFAULT_RETRY_AFTER_MAX_MS;
+    if ((rc = tether__client_send_check(k)) != TETHER_OK) {
+        return rc;
+    }
     if ((rc = check_connectivity(k)) != TETHER_OK) {
         return rc;
     }
@@ -197,6 +200,8 @@ int tether_client_create(const tether_client_config *cfg, tether_client **out)
                                  cfg->window_messages, cfg->ack_every, cfg->ack_delay_ms,
                                  cfg->outbox_max_messages, cfg->outbox_max_bytes, cfg->manual_ack,
                                  CLIENT_QUEUE_BYTES);
+    /* FULL: DATA frames handled in one service-loop turn share one cursor fsync */
+    c->ecfg.recv_group = c->cfg.durability == TETHER_DURABILITY_FULL;
     if (rc != TETHER_OK) {
         free(c->strs);
         free(c->headers);
@@ -218,8 +223,9 @@ int tether_client_create(const tether_client_config *cfg, tether_client **out)
 
     if (c->db_path) {
         char err[256] = "";
-        rc = tether__store_sqlite_open(c->db_path, TETHER__ROLE_CLIENT, c->cfg.durability,
-                                       &c->store, err, sizeof err);
+        rc = tether__store_sqlite_open_flags(c->db_path, TETHER__ROLE_CLIENT, c->cfg.durability,
+                                             c->cfg.store_shared ? 0 : TETHER__SQLITE_EXCLUSIVE,
+                                             &c->store, err, sizeof err);
         if (rc != TETHER_OK) {
             tether__fail(rc, "cannot open the store %s: %s", c->db_path, err);
         }
@@ -268,8 +274,30 @@ int tether_client_create(const tether_client_config *cfg, tether_client **out)
     pthread_condattr_destroy(&ca);
     c->phase = PH_IDLE;
     c->last.detail = c->last_detail;
+    if ((rc = tether__client_sendq_init(c)) != TETHER_OK) {
+        tether__engine_destroy(c->engine);
+        c->store->ops->close(c->store);
+        tether__buf_free(&c->out);
+        pthread_cond_destroy(&c->cond);
+        pthread_mutex_destroy(&c->lock);
+        free(c->url);
+        free(c->db_path);
+        free(c->strs);
+        free(c->headers);
+        free(c);
+        return rc;
+    }
     *out = c;
     return TETHER_OK;
+}
+
+/* The service thread's wake, wrapped: clears wake_pending first, so a send
+ * after this point wakes the thread again. */
+static void on_wake(void *owner)
+{
+    tether_client *c = owner;
+    atomic_store(&c->wake_pending, 0);
+    tether__client_tp_cb.wake(owner);
 }
 
 int tether_client_start(tether_client *c)
@@ -297,7 +325,9 @@ int tether_client_start(tether_client *c)
     tc.proxy = &c->proxy;
     tc.origin = c->cfg.origin;
     tc.headers = c->cfg.headers;
-    rc = tether__tp_create(&tc, &tether__client_tp_cb, c, &c->tp);
+    c->tp_cb = tether__client_tp_cb;
+    c->tp_cb.wake = on_wake;
+    rc = tether__tp_create(&tc, &c->tp_cb, c, &c->tp);
     if (rc == TETHER_OK) {
         rc = tether__tp_start(c->tp);
         if (rc != TETHER_OK) {
@@ -314,51 +344,7 @@ int tether_client_start(tether_client *c)
 
 static void wake(tether_client *c)
 {
-    if (c->tp) {
-        tether__tp_wake(c->tp);
-    }
-}
-
-int tether_client_send_batch(tether_client *c, const tether_msg *msgs, size_t n,
-                             uint64_t *first_seq)
-{
-    int rc;
-    if (!c || (!msgs && n)) {
-        return tether__fail(TETHER_EINVAL, "client or messages NULL");
-    }
-    if (n == 0) {
-        return tether__fail(TETHER_EINVAL, "no messages to send");
-    }
-    lock_send(c);
-    if (c->stopping) {
-        unlock(c);
-        return tether__fail(TETHER_ECLOSED, "the client is shutting down");
-    }
-    rc = tether__engine_send(c->engine, msgs, n, first_seq);
-    /* back-pressure is reported on the service thread: wake it when it changes */
-    int bp = tether__bp_after_send(&c->bp, c->engine, c->ecfg.window, rc);
-    if (rc != TETHER_OK) {
-        tether__fail(rc, "send failed: %s%s%s", tether_strerror(rc),
-                     rc <= TETHER_ESTORE && rc >= TETHER_ESTORE_READONLY ? " " : "",
-                     rc <= TETHER_ESTORE && rc >= TETHER_ESTORE_READONLY
-                         ? c->store->ops->errmsg(c->store)
-                         : "");
-    }
-    int live = tether__engine_live(c->engine);
-    unlock(c);
-    if ((rc == TETHER_OK && live) || bp) {
-        wake(c);
-    }
-    return rc;
-}
-
-int tether_client_send(tether_client *c, const void *data, size_t len, uint64_t *seq)
-{
-    tether_msg m = {data, len};
-    if (!data && len) {
-        return tether__fail(TETHER_EINVAL, "data is NULL");
-    }
-    return tether_client_send_batch(c, &m, 1, seq);
+    tether__client_wake(c);
 }
 
 int tether_client_ack(tether_client *c, uint64_t seq)
@@ -395,7 +381,7 @@ int tether_client_last_seq(tether_client *c, uint64_t *seq)
         return tether__fail(TETHER_EINVAL, "client or seq is NULL");
     }
     lock(c);
-    *seq = tether__engine_rec(c->engine)->out_last;
+    *seq = tether__client_next_seq_locked(c);
     unlock(c);
     return TETHER_OK;
 }
@@ -502,6 +488,14 @@ int tether_client_reset_session(tether_client *c)
                             "yet started");
     }
     rc = tether__client_reset_session_locked(c);
+    if (rc == TETHER_OK) {
+        /* nothing waits for a commit: new seqs follow the new session at once */
+        pthread_mutex_lock(&c->sq.mu);
+        if (c->sq.inflight_n == 0) {
+            c->sq.next_seq = tether__engine_rec(c->engine)->out_last + 1;
+        }
+        pthread_mutex_unlock(&c->sq.mu);
+    }
     if (rc == TETHER_OK && c->phase == PH_STOPPED && c->tp && !c->stopping) {
         c->phase = PH_IDLE; /* the wake below starts a new attempt */
     }
@@ -517,6 +511,7 @@ void tether_client_destroy(tether_client *c)
     if (!c) {
         return;
     }
+    tether__client_sendq_close(c);
     if (c->tp) {
         struct timespec until;
         clock_gettime(CLOCK_MONOTONIC, &until);
@@ -538,6 +533,7 @@ void tether_client_destroy(tether_client *c)
     tether__engine_destroy(c->engine);
     c->store->ops->close(c->store);
     tether__buf_free(&c->out);
+    tether__client_sendq_free(c);
     pthread_cond_destroy(&c->cond);
     pthread_mutex_destroy(&c->lock);
     free(c->url);

@@ -37,6 +37,61 @@
 #define DESTROY_FLUSH_MS 1000u
 
 /*
+ * The send path (client_send.c). Every send stages its messages here with
+ * their seqs assigned, under sq.mu only; whoever commits (a thread inside
+ * tether_client_send(), the committer thread, flush or destroy) takes all
+ * that waits and stores it in one transaction under c->lock. Lock order:
+ * c->lock before sq.mu; nobody takes c->lock while holding sq.mu.
+ */
+/* A sender inside send()/send_batch() waiting for its batch's commit. */
+typedef struct tether__sendw {
+    int rc;         /* TETHER__SEND_PENDING until the commit ended, then its result */
+    uint64_t first; /* the batch's first seq as stored */
+} tether__sendw;
+
+#define TETHER__SEND_PENDING 1
+
+typedef struct tether__stage {
+    uint8_t *buf;    /* payloads, back to back */
+    size_t len;      /* bytes used in buf */
+    size_t cap;      /* bytes allocated for buf */
+    size_t *lens;    /* each message's length */
+    tether__sendw **res; /* each message's waiting sender, NULL for asynchronous sends */
+    uint8_t *head;   /* 1 where a batch (all or none) begins */
+    size_t n;        /* messages staged */
+    size_t mcap;     /* slots allocated in lens, res and head */
+} tether__stage;
+
+typedef struct tether__sendq {
+    pthread_mutex_t mu;      /* guards every field below */
+    pthread_cond_t done;     /* a commit ended, or room waiters left */
+    pthread_cond_t kick;     /* wakes the committer thread */
+    tether__stage cur;       /* messages waiting for a commit */
+    tether__stage spare;     /* the other buffer, swapped in by the committer */
+    uint64_t cur_first;      /* seq of cur's first message */
+    uint64_t next_seq;       /* seq the next staged message gets */
+    uint64_t cur_t0;         /* when cur's first message was staged, us (monotonic) */
+    uint64_t handed;         /* messages ever staged (a ticket count, never lowered) */
+    uint64_t finished;       /* messages whose commit ended, stored or failed (ticket count) */
+    uint64_t inflight_n;     /* staged or being committed: messages */
+    uint64_t inflight_b;     /* ... and their payload bytes */
+    uint64_t pend_n;         /* stored unacked messages at the last look (never below the truth) */
+    uint64_t pend_b;         /* ... and their bytes */
+    int committing;          /* a commit is running (the committer role is taken) */
+    int sync_waiting;        /* senders inside send() waiting for their result */
+    int room_waiting;        /* senders inside send_wait() waiting for room */
+    int closed;              /* destroy began: no new sends */
+    int fail_err;            /* error of the last failed asynchronous commit not yet flushed */
+    int ck_started;          /* the committer thread runs */
+    int ck_stop;             /* the committer thread must end */
+    int ck_idle;             /* the committer thread waits on kick */
+    pthread_t ck;            /* the committer thread */
+    tether_msg *mv;          /* the committer's scratch: one transaction's messages */
+    size_t mv_cap;           /* slots allocated in mv */
+    unsigned long commits;   /* commit transactions attempted (tests count them) */
+} tether__sendq;
+
+/*
  * Where the client's life stands between attempts (service thread's view).
  * During PH_ATTEMPT, c->conn is NULL until the upgrade succeeded; after it
  * the engine says the rest: waiting for WELCOME, live (tether__engine_live),
@@ -75,6 +130,9 @@ struct tether_client {
     int proxy_dirty;           /* proxy credentials changed: give them to the transport */
     int stopped_for_auth;      /* STOPPED by a proxy 407: new credentials restart */
     tether__bp bp;             /* back-pressure as last reported */
+    tether__tp_cb tp_cb;       /* the transport callbacks: client_conn.c's, wake wrapped */
+    atomic_int wake_pending;   /* a wake is on its way to the service thread */
+    tether__sendq sq;          /* the send path; its own lock (see above) */
 };
 
 static inline void lock(tether_client *c)
@@ -127,6 +185,26 @@ static inline void lock_send(tether_client *c)
     }
     pthread_mutex_lock(&c->lock);
 }
+
+/* client_send.c: sets up and frees c->sq (create/destroy). */
+int tether__client_sendq_init(tether_client *c);
+void tether__client_sendq_free(tether_client *c);
+
+/* client_send.c, destroy: refuses new sends, wakes room waiters, commits what
+ * waits, stops the committer thread. */
+void tether__client_sendq_close(tether_client *c);
+
+/* client_send.c: checks the group-commit fields of k and fills their defaults. */
+int tether__client_send_check(tether_client_config *k);
+
+/* client_send.c: the highest seq handed out (stored or waiting). */
+uint64_t tether__client_next_seq_locked(tether_client *c);
+
+/* client_send.c, tests: commit transactions attempted so far. */
+unsigned long tether__client_commits(tether_client *c);
+
+/* client_send.c: wakes the service thread unless a wake is already pending. */
+void tether__client_wake(tether_client *c);
 
 /* client_conn.c: the transport callbacks, run on the service thread. */
 extern const tether__tp_cb tether__client_tp_cb;

@@ -22,4 +22,9 @@
 #define TETHER__DEFAULT_HANDSHAKE_TIMEOUT_MS 10000u /* HTTP upgrade request */
 #define TETHER__DEFAULT_BUSY_RETRY_AFTER_S 1u      /* Retry-After of a full server's 503 */
 
+#define TETHER__DEFAULT_COMMIT_DELAY_US 200u           /* async group commit delay */
+#define TETHER__DEFAULT_COMMIT_MAX_MESSAGES 1024u      /* per commit transaction */
+#define TETHER__DEFAULT_COMMIT_MAX_BYTES (1u << 20)    /* per commit transaction */
+#define TETHER__DEFAULT_ASYNC_MAX_BYTES (16ull << 20)  /* handed over, not yet stored */
+
 #endif

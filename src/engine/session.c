@@ -551,6 +551,7 @@ int tether__engine_next_frame(tether__engine *e, uint64_t now_ms, tether__buf *o
     if (!e || !out) {
         return TETHER_EINVAL;
     }
+    tether__engine_recv_flush(e, now_ms, 0); /* recv_group: before anything is written */
     for (;;) {
         if (e->ctl_n > 0) {
             return write_ctl(e, out);
@@ -585,7 +586,8 @@ int tether__engine_want_write(tether__engine *e, uint64_t now_ms)
     if (!e->live || e->closing) {
         return 0;
     }
-    return tether__engine_ack_due(e, now_ms) || tether__engine_data_ready(e);
+    return tether__engine_ack_due(e, now_ms) || tether__engine_data_ready(e) ||
+           tether__engine_recv_due(e);
 }
 
 uint64_t tether__engine_deadline(const tether__engine *e)
@@ -640,6 +642,9 @@ int tether__engine_bye(tether__engine *e, uint32_t code, const char *reason)
     if (e->closing || (!e->live && !e->hello_out)) {
         return TETHER_OK; /* already closing, or no connection to close */
     }
+    if (tether__engine_recv_flush(e, e->ack_at, 0) != TETHER_OK) {
+        return TETHER_OK; /* closing already, with BYE(STORE) */
+    }
     int r = tether__engine_close(e, TETHER_OK, code, reason);
     if (r == TETHER_OK) {
         snprintf(e->close_ev.detail, sizeof e->close_ev.detail, "closed by us with BYE %u",
@@ -653,6 +658,7 @@ void tether__engine_disconnect(tether__engine *e)
     if (!e) {
         return;
     }
+    tether__engine_recv_flush(e, e->ack_at, 1); /* what was delivered counts as received */
     if (e->next_send > 0 && e->next_send - 1 > e->resend_hwm) {
         e->resend_hwm = e->next_send - 1;
     }

@@ -36,6 +36,8 @@ typedef struct tether__engine_cfg {
     int manual_ack;               /* 1: the cursor advances only through engine_ack() */
     size_t run_max_bytes;         /* coalesce payloads into one DATA frame up to this (>0) */
     size_t queue_max_bytes;       /* payload bytes kept in memory before reading back from the store (>0) */
+    int recv_group;               /* 1: auto-ack cursor commits wait for the next write (one per
+                                     service-loop turn) instead of one per DATA frame */
 } tether__engine_cfg;
 
 /* Application events; they are called from inside engine calls. */

@@ -109,6 +109,14 @@ void tether__engine_sched_ack(tether__engine *e, uint64_t now_ms);
 /* 1 if an ACK is due at now_ms. */
 int tether__engine_ack_due(const tether__engine *e, uint64_t now_ms);
 
+/* recv_group: 1 while delivered messages wait for their cursor commit. */
+int tether__engine_recv_due(const tether__engine *e);
+
+/* recv_group: commits the cursor up to what was delivered (a no-op when
+ * nothing waits). On a store failure closes with BYE(STORE) unless the
+ * connection is already gone (force: called from disconnect). */
+int tether__engine_recv_flush(tether__engine *e, uint64_t now_ms, int force);
+
 /* Forgets any scheduled ACK: the peer was told the cursor (HELLO, WELCOME, ACK). */
 void tether__engine_ack_sent(tether__engine *e);
 

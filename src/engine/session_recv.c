@@ -1,7 +1,8 @@
 /*
  * The session engine, incoming side: DATA delivered in order exactly once,
  * duplicates dropped and re-acked, gaps refused, the receive cursor committed
- * (per frame in auto-ack mode, by engine_ack() in manual mode), and delayed
+ * (in auto-ack mode per frame, or with cfg.recv_group once for all the frames
+ * handled before the next write; by engine_ack() in manual mode), and delayed
  * cumulative ACKs that never claim more than was committed.
  */
 #include "session_int.h"
@@ -80,7 +81,11 @@ void tether__engine_on_data(tether__engine *e, const tether__data *d, uint64_t n
     int r = TETHER_OK;
     if (!e->cfg.manual_ack && e->delivered > e->rec.recv_cursor) {
         TETHER__KILLPOINT_ROLE(e->cfg.role, "after_deliver");
-        r = commit(e, e->delivered, now_ms);
+        /* recv_group: the commit waits for the next write, unless the
+         * connection closes now (a gap) */
+        if (!e->cfg.recv_group || gap) {
+            r = commit(e, e->delivered, now_ms);
+        }
     }
     if (gap) {
         tether__engine_shut(e, ev, TETHER_EGAP, TETHER_REJECT_PROTOCOL,
@@ -93,6 +98,25 @@ void tether__engine_on_data(tether__engine *e, const tether__data *d, uint64_t n
     } else if (dup && e->rec.recv_cursor > 0) {
         e->ack_now = 1; /* the peer resent what we have: tell it at once */
     }
+}
+
+int tether__engine_recv_due(const tether__engine *e)
+{
+    return e->cfg.recv_group && !e->cfg.manual_ack && e->delivered > e->rec.recv_cursor;
+}
+
+int tether__engine_recv_flush(tether__engine *e, uint64_t now_ms, int force)
+{
+    if (!tether__engine_recv_due(e) || (e->closing && !force)) {
+        return TETHER_OK;
+    }
+    int r = commit(e, e->delivered, now_ms);
+    if (r != TETHER_OK && !force) {
+        tether__engine_shut(e, NULL, r, TETHER_REJECT_STORE,
+                            "store: cannot commit receive cursor %llu: %s",
+                            (unsigned long long)e->delivered, e->st->ops->errmsg(e->st));
+    }
+    return r;
 }
 
 int tether__engine_ack(tether__engine *e, uint64_t seq, uint64_t now_ms)

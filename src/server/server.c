@@ -203,6 +203,8 @@ int tether_server_create(const tether_server_config *cfg, tether_server **out)
                                      cfg->window_messages, cfg->ack_every, cfg->ack_delay_ms,
                                      cfg->outbox_max_messages, cfg->outbox_max_bytes,
                                      cfg->manual_ack, SESSION_QUEUE_BYTES);
+        /* FULL: DATA frames handled in one service-loop turn share one cursor fsync */
+        s->ecfg.recv_group = cfg->durability == TETHER_DURABILITY_FULL;
     }
     if (rc == TETHER_OK) {
         rc = copy_strings(s);

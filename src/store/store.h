@@ -119,6 +119,21 @@ int tether__store_sqlite_open(const char *path, tether__store_role role,
                               tether_durability durability, tether__store **out, char *errbuf,
                               size_t errlen);
 
+/* Flags of tether__store_sqlite_open_flags(). */
+#define TETHER__SQLITE_READONLY 1u /* open with SQLITE_OPEN_READONLY */
+/* locking_mode=EXCLUSIVE: the file is locked once for the connection's life
+ * (no file locks per transaction, the WAL index in heap memory, no other
+ * process can read it meanwhile); the writer checkpoints the WAL itself, from
+ * its WAL hook, once it holds hard_pages; no checkpoint thread. */
+#define TETHER__SQLITE_EXCLUSIVE 2u
+
+/* tether__store_sqlite_open() with flags. TETHER__SQLITE_READONLY lets tests
+ * reach the "cannot write" path at open: running as root, chmod cannot make a
+ * file unwritable. Such an open fails with TETHER_ESTORE_READONLY. */
+int tether__store_sqlite_open_flags(const char *path, tether__store_role role,
+                                    tether_durability durability, unsigned flags,
+                                    tether__store **out, char *errbuf, size_t errlen);
+
 /*
  * Opens an existing SQLite store of either role for reading only: it never
  * creates, initialises or converts the file, starts no checkpointer, and

@@ -101,6 +101,23 @@ static int on_wal(void *arg, sqlite3 *db, const char *name, int pages)
     return SQLITE_OK;
 }
 
+/* Exclusive mode's WAL hook: the only connection checkpoints by itself.
+ * Nobody else reads the file, so a PASSIVE checkpoint copies the whole WAL
+ * and the next transaction starts it over. */
+static int on_wal_excl(void *arg, sqlite3 *db, const char *name, int pages)
+{
+    ckpt *c = arg;
+    if (pages < 0 || (unsigned)pages < c->hard_pages) {
+        return SQLITE_OK;
+    }
+    /* Errors (a full disk, say) are left for the next commit. */
+    sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    pthread_mutex_lock(&c->mu);
+    c->runs++;
+    pthread_mutex_unlock(&c->mu);
+    return SQLITE_OK;
+}
+
 static void *ck_main(void *arg)
 {
     ckpt *c = arg;
@@ -363,6 +380,11 @@ static int open_all(sqstore *s, unsigned flags)
     if (sqlite3_db_readonly(s->db, "main") == 1) {
         return tether__sq_fail(s, TETHER_ESTORE_READONLY, "%s: the database file is read-only", op);
     }
+    int excl = (flags & TETHER__SQLITE_EXCLUSIVE) != 0 && !readonly;
+    /* Before WAL is first used, so that its index lives in heap memory. */
+    if (excl && (rc = exec(s, s->db, "PRAGMA locking_mode = EXCLUSIVE", op)) != TETHER_OK) {
+        return rc;
+    }
     sqlite3_stmt *q = NULL;
     rc = sqlite3_prepare_v2(s->db, "PRAGMA journal_mode = WAL", -1, &q, NULL);
     if (rc == SQLITE_OK) {
@@ -391,6 +413,11 @@ static int open_all(sqstore *s, unsigned flags)
     /* The checkpointer: see the top of this file. The WAL hook replaces
      * SQLite's automatic checkpoint on the writing connection. */
     sqlite3_wal_autocheckpoint(s->db, 0);
+    if (excl) {
+        sqlite3_wal_hook(s->db, on_wal_excl, &s->ck);
+        /* Takes the lock now: a second process fails at open, not at its first send. */
+        return exec(s, s->db, "BEGIN IMMEDIATE; COMMIT", op);
+    }
     sqlite3_wal_hook(s->db, on_wal, &s->ck);
     if ((rc = connect_db(s, &s->ck.db, SQLITE_OPEN_READWRITE, op)) != TETHER_OK) {
         return rc;

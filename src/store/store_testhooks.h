@@ -12,16 +12,6 @@
 
 struct sqlite3;
 
-/* Flags of tether__store_sqlite_open_flags(). */
-#define TETHER__SQLITE_READONLY 1u /* open with SQLITE_OPEN_READONLY */
-
-/* tether__store_sqlite_open() with flags. TETHER__SQLITE_READONLY lets tests
- * reach the "cannot write" path at open: running as root, chmod cannot make a
- * file unwritable. Such an open fails with TETHER_ESTORE_READONLY. */
-int tether__store_sqlite_open_flags(const char *path, tether__store_role role,
-                                    tether_durability durability, unsigned flags,
-                                    tether__store **out, char *errbuf, size_t errlen);
-
 /* The writing connection (for reading pragmas in tests). NULL if st is not a
  * SQLite store. */
 struct sqlite3 *tether__store_sqlite_handle(tether__store *st);

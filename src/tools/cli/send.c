@@ -9,6 +9,7 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "scenario/record.h"
 
@@ -36,7 +37,9 @@ static const char send_help[] =
     "  --pattern P          generated payloads: 'text' = \"msg <seq> \" padded with 'x'\n"
     "                       (printable); 'seq' = the message's own sequence number as\n"
     "                       8 bytes big-endian, then padding (needs --size >= 8) [text]\n"
-    "  --batch K            generated messages stored per transaction [1]\n"
+    "  --batch K            at most K messages per store transaction: every line\n"
+    "                       that is ready on stdin, or every generated message, goes\n"
+    "                       out in one transaction up to this cap (1 to 65536) [4096]\n"
     "  --max-pending P      pause generating while P messages are unacknowledged\n"
     "                       [0: no limit]\n"
     "  --timeout-ms T       fail if the messages are not all acknowledged T ms after\n"
@@ -240,6 +243,10 @@ static int throttle(tether_client *c, const send_opts *o)
 static int send_generated(tether_client *c, const send_opts *o)
 {
     uint64_t batch = o->batch;
+    /* big messages: keep one transaction's payloads near 1 MiB */
+    if (o->size > 0 && batch > (1u << 20) / o->size) {
+        batch = (1u << 20) / o->size ? (1u << 20) / o->size : 1;
+    }
     uint8_t *buf = malloc(batch * o->size + 1);
     tether_msg *msgs = malloc(batch * sizeof *msgs);
     if (buf == NULL || msgs == NULL) {
@@ -299,36 +306,92 @@ static int send_generated(tether_client *c, const send_opts *o)
     return status;
 }
 
+/* Sends the complete lines in buf[0, *len) in batches of at most o->batch, one
+ * transaction each; moves a trailing partial line to the front. Returns 0 or an
+ * exit status. */
+static int send_lines(tether_client *c, const send_opts *o, char *buf, size_t *len,
+                      tether_msg *msgs)
+{
+    size_t start = 0;
+    for (;;) {
+        size_t n = 0, at = start;
+        while (n < o->batch) {
+            char *nl = memchr(buf + at, '\n', *len - at);
+            if (!nl) {
+                break;
+            }
+            msgs[n].data = buf + at;
+            msgs[n].len = (size_t)(nl - (buf + at));
+            n++;
+            at = (size_t)(nl - buf) + 1;
+        }
+        if (n == 0) {
+            break;
+        }
+        int status = throttle(c, o);
+        if (status != 0) {
+            return status;
+        }
+        int rc = n == 1 ? tether_client_send(c, msgs[0].data, msgs[0].len, NULL)
+                        : tether_client_send_batch(c, msgs, n, NULL);
+        if (rc != TETHER_OK) {
+            return fail_rc(c, "send failed", rc);
+        }
+        start = at;
+    }
+    memmove(buf, buf + start, *len - start);
+    *len -= start;
+    return 0;
+}
+
+/* Reads stdin as it comes: every read() returns what the pipe holds, and all
+ * the complete lines in it go out in one transaction (up to --batch lines). */
 static int send_stdin(tether_client *c, const send_opts *o)
 {
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
-    int status = 0;
-    while ((n = getline(&line, &cap, stdin)) >= 0) {
-        if (n > 0 && line[n - 1] == '\n') {
-            n--;
+    size_t cap = 1u << 16, len = 0;
+    char *buf = malloc(cap);
+    tether_msg *msgs = malloc(o->batch * sizeof *msgs);
+    int status = 0, eof = 0;
+    if (!buf || !msgs) {
+        free(buf);
+        free(msgs);
+        return cli_fail("send", "out of memory");
+    }
+    while (!eof && status == 0) {
+        if (len == cap) {
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                status = cli_fail("send", "out of memory for a %zu-byte line", len);
+                break;
+            }
+            buf = nb;
+            cap *= 2;
         }
-        if (cli_stop_requested()) {
-            status = cli_fail("send",
-                              "interrupted by signal %d; unacked messages stay in the "
-                              "store",
+        ssize_t got = read(STDIN_FILENO, buf + len, cap - len);
+        if (got < 0 && errno == EINTR && !cli_stop_requested()) {
+            continue;
+        }
+        if (got < 0) {
+            status = cli_stop_requested() ? 0 : cli_fail("send", "cannot read stdin: %s",
+                                                         strerror(errno));
+        } else if (got == 0) {
+            eof = 1;
+            if (len > 0 && buf[len - 1] != '\n') {
+                buf[len++] = '\n'; /* the last line lacks its newline; len < cap here */
+            }
+        } else {
+            len += (size_t)got;
+        }
+        if (status == 0 && cli_stop_requested()) {
+            status = cli_fail("send", "interrupted by signal %d; unacked messages stay in the store",
                               cli_stop_signal());
-            break;
         }
-        if ((status = throttle(c, o)) != 0) {
-            break;
-        }
-        int rc = tether_client_send(c, line, (size_t)n, NULL);
-        if (rc != TETHER_OK) {
-            status = fail_rc(c, "send failed", rc);
-            break;
+        if (status == 0) {
+            status = send_lines(c, o, buf, &len, msgs);
         }
     }
-    if (status == 0 && ferror(stdin)) {
-        status = cli_fail("send", "cannot read stdin");
-    }
-    free(line);
+    free(buf);
+    free(msgs);
     return status;
 }
 
@@ -437,8 +500,8 @@ static int parse_opts(int argc, char **argv, send_opts *o, tether_client_config 
             }
             break;
         case 'b':
-            if (cli_parse_u64(optarg, 1, 4096, &o->batch) != 0) {
-                return cli_usage_error("send", "--batch wants 1 to 4096, not '%s'", optarg);
+            if (cli_parse_u64(optarg, 1, 65536, &o->batch) != 0) {
+                return cli_usage_error("send", "--batch wants 1 to 65536, not '%s'", optarg);
             }
             break;
         case 'm':
@@ -514,7 +577,7 @@ static int parse_opts(int argc, char **argv, send_opts *o, tether_client_config 
 
 int cli_send(int argc, char **argv)
 {
-    send_opts o = {.size = 64, .batch = 1, .timeout_ms = 30000, .pattern = PATTERN_TEXT};
+    send_opts o = {.size = 64, .batch = 4096, .timeout_ms = 30000, .pattern = PATTERN_TEXT};
     tether_client_config cfg;
     tether_client_config_init(&cfg);
     int rc = parse_opts(argc, argv, &o, &cfg);
@@ -528,6 +591,7 @@ int cli_send(int argc, char **argv)
     cfg.cb.on_mismatch = on_mismatch;
     cfg.cb.on_acked = on_acked;
     cfg.user = &ctx;
+    cfg.store_shared = 1; /* `tether status` may look at --db meanwhile */
 
     cli_signals_install();
     if (o.record) {
