@@ -6,6 +6,8 @@
  */
 #include "store_sqlite_int.h"
 
+#include <limits.h>
+
 const char *const tether__sq_stmt_sql[N_STMT] = {
     [S_BEGIN] = "BEGIN IMMEDIATE",
     [S_COMMIT] = "COMMIT",
@@ -416,7 +418,20 @@ static int open_all(sqstore *s, unsigned flags)
     if (excl) {
         sqlite3_wal_hook(s->db, on_wal_excl, &s->ck);
         /* Takes the lock now: a second process fails at open, not at its first send. */
-        return exec(s, s->db, "BEGIN IMMEDIATE; COMMIT", op);
+        if ((rc = exec(s, s->db, "BEGIN IMMEDIATE; COMMIT", op)) != TETHER_OK) {
+            return rc;
+        }
+        /* With the file ours alone, the WAL index lives in our heap and any -shm
+         * file left by an earlier shared open goes stale at our first commit;
+         * were it kept, the lost -wal check above would later read its old
+         * frame counts beside a -wal this connection removed cleanly. */
+        char shm[PATH_MAX + 8];
+        if ((size_t)snprintf(shm, sizeof shm, "%s-shm", s->path) < sizeof shm &&
+            unlink(shm) != 0 && errno != ENOENT) {
+            return tether__sq_fail(s, TETHER_ESTORE, "%s: cannot remove the stale %s: %s", op, shm,
+                                   strerror(errno));
+        }
+        return TETHER_OK;
     }
     sqlite3_wal_hook(s->db, on_wal, &s->ck);
     if ((rc = connect_db(s, &s->ck.db, SQLITE_OPEN_READWRITE, op)) != TETHER_OK) {

@@ -415,6 +415,37 @@ TEST(removing_wal_and_shm_together_cannot_be_told)
     }
 }
 
+/* A client store is locked for one process (TETHER__SQLITE_EXCLUSIVE): its WAL
+ * index lives in memory, so a -shm left by an earlier shared open would go
+ * stale. The exclusive open removes it; the lost -wal check must not later
+ * take the stale index for lost commits once the exclusive client closed. */
+TEST(exclusive_open_leaves_no_stale_index)
+{
+    char path[512], wal[600], shm[600], err[512];
+    tt_path(path, sizeof path, "excl.db");
+    with_suffix(wal, sizeof wal, path, "-wal");
+    with_suffix(shm, sizeof shm, path, "-shm");
+    crash_after_acks(path); /* a shared open died with commits in its -wal and -shm */
+    CHECK(exists(wal) && exists(shm));
+    tether__store *st = NULL;
+    CHECK_OK(tether__store_sqlite_open_flags(path, TETHER__ROLE_CLIENT, TETHER_DURABILITY_NORMAL,
+                                             TETHER__SQLITE_EXCLUSIVE, &st, err, sizeof err));
+    CHECK(!exists(shm));
+    if (st) {
+        st->ops->close(st); /* a clean close checkpoints and removes the -wal */
+    }
+    CHECK(!exists(wal));
+    st = NULL;
+    CHECK_OK(open_ro(path, &st, err, sizeof err));
+    if (st) {
+        tether__store_info info;
+        CHECK_OK(st->ops->inspect(st, 0, &info));
+        CHECK_EQ_INT(info.role, TETHER__ROLE_CLIENT);
+        CHECK_EQ_U64(info.sessions, 1);
+        st->ops->close(st);
+    }
+}
+
 int main(void)
 {
     RUN(inspect_counts_on_both_stores);
@@ -424,5 +455,6 @@ int main(void)
     RUN(check_finds_a_damaged_page);
     RUN(removed_wal_after_a_crash_is_refused);
     RUN(removing_wal_and_shm_together_cannot_be_told);
+    RUN(exclusive_open_leaves_no_stale_index);
     return tt_finish();
 }
