@@ -298,18 +298,8 @@ static int read_fail(sqstore *s, int rc, const char *op)
 /* One integer from a query on s->db, or the failure. */
 static int ro_int(sqstore *s, const char *sql, sqlite3_int64 *out, const char *op)
 {
-    sqlite3_stmt *q = NULL;
-    int rc = sqlite3_prepare_v2(s->db, sql, -1, &q, NULL);
-    if (rc == SQLITE_OK) {
-        rc = sqlite3_step(q);
-        if (rc == SQLITE_ROW) {
-            *out = sqlite3_column_int64(q, 0);
-            rc = SQLITE_OK;
-        }
-    }
-    int ret = rc == SQLITE_OK ? TETHER_OK : read_fail(s, rc, op);
-    sqlite3_finalize(q);
-    return ret;
+    int rc = tether__sq_int(s, sql, out);
+    return rc == SQLITE_OK ? TETHER_OK : read_fail(s, rc, op);
 }
 
 /* The role recorded in a schema-1 database. */

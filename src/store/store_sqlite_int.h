@@ -96,6 +96,8 @@ int tether__sq_map_rc(int rc);
 int tether__sq_fail(sqstore *s, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* store_sqlite.c: records a SQLite failure (rc, db's message, op) and returns its tether code. */
 int tether__sq_sqfail(sqstore *s, sqlite3 *db, int rc, const char *op);
+/* store_sqlite_open.c: runs a query returning one integer into *out; SQLite's result code. */
+int tether__sq_int(sqstore *s, const char *sql, sqlite3_int64 *out);
 
 /* store_sqlite.c: the errmsg() operation. */
 const char *tether__sq_errmsg(tether__store *st);

@@ -231,8 +231,8 @@ static int exec(sqstore *s, sqlite3 *db, const char *sql, const char *op)
     return rc == SQLITE_OK ? TETHER_OK : tether__sq_sqfail(s, db, rc, op);
 }
 
-/* Runs a query returning one integer. */
-static int query_int(sqstore *s, const char *sql, sqlite3_int64 *out, const char *op)
+/* Runs a query returning one integer; SQLite's result code (SQLITE_OK). */
+int tether__sq_int(sqstore *s, const char *sql, sqlite3_int64 *out)
 {
     sqlite3_stmt *q = NULL;
     int rc = sqlite3_prepare_v2(s->db, sql, -1, &q, NULL);
@@ -243,9 +243,14 @@ static int query_int(sqstore *s, const char *sql, sqlite3_int64 *out, const char
             rc = SQLITE_OK;
         }
     }
-    int ret = rc == SQLITE_OK ? TETHER_OK : tether__sq_sqfail(s, s->db, rc, op);
     sqlite3_finalize(q);
-    return ret;
+    return rc;
+}
+
+static int query_int(sqstore *s, const char *sql, sqlite3_int64 *out, const char *op)
+{
+    int rc = tether__sq_int(s, sql, out);
+    return rc == SQLITE_OK ? TETHER_OK : tether__sq_sqfail(s, s->db, rc, op);
 }
 
 static const char *role_name(tether__store_role role)
