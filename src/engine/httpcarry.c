@@ -267,7 +267,8 @@ int tether__hc_verify(const tether__hc_limits *lim, tether__decoder *d, const ui
 static int put_record(tether__buf *b, const uint8_t *p, size_t n)
 {
     size_t used = b->pre + b->len;
-    if (n > SIZE_MAX - used - TETHER__HC_PREFIX) {
+    if (b->pre > SIZE_MAX - b->len || used > SIZE_MAX - TETHER__HC_PREFIX ||
+        n > SIZE_MAX - TETHER__HC_PREFIX - used) {
         return TETHER_ENOMEM;
     }
     size_t need = used + TETHER__HC_PREFIX + n;
@@ -662,36 +663,42 @@ int tether__hc_url(const char *ws_url, int op, char *out, size_t len)
 
 int tether__hc_route(const char *target, char *app, size_t app_len)
 {
+    if (app != NULL && app_len > 0) {
+        app[0] = '\0';
+    }
     if (target == NULL || target[0] != '/') {
         return 0;
     }
     size_t path_len = strcspn(target, "?");
     const char *query = target + path_len;
-    size_t mlen = strlen(TETHER__HC_MARKER);
-    for (int op = 1; (size_t)op < OP_COUNT; op++) {
-        size_t nlen = strlen(ops[op].name);
-        if (path_len < mlen + nlen) {
-            continue;
-        }
-        const char *tail = target + path_len - mlen - nlen;
-        if (memcmp(tail, TETHER__HC_MARKER, mlen) != 0 || memcmp(tail + mlen, ops[op].name, nlen)) {
-            continue;
-        }
-        if (app != NULL && app_len > 0) {
-            size_t base = (size_t)(tail - target);
-            size_t qlen = strlen(query);
-            size_t w = 0;
-            const char *b = base > 0 ? target : "/";
-            size_t blen = base > 0 ? base : 1;
-            for (size_t i = 0; i < blen && w + 1 < app_len; i++) {
-                app[w++] = b[i];
-            }
-            for (size_t i = 0; i < qlen && w + 1 < app_len; i++) {
-                app[w++] = query[i];
-            }
-            app[w] = '\0';
-        }
-        return op;
+    size_t last = path_len;
+    while (target[last - 1] != '/') {
+        last--; /* stops at the leading '/' at the latest */
     }
-    return 0;
+    size_t mlen = strlen(TETHER__HC_MARKER);
+    if (last < mlen || memcmp(target + last - mlen, TETHER__HC_MARKER, mlen) != 0) {
+        return 0;
+    }
+    const char *name = target + last;
+    size_t nlen = path_len - last;
+    int op = -1; /* the marker, then no operation we know */
+    for (int i = 1; (size_t)i < OP_COUNT; i++) {
+        if (strlen(ops[i].name) == nlen && memcmp(name, ops[i].name, nlen) == 0) {
+            op = i;
+        }
+    }
+    if (op > 0 && app != NULL && app_len > 0) {
+        size_t base = last - mlen;
+        const char *b = base > 0 ? target : "/";
+        size_t blen = base > 0 ? base : 1;
+        size_t w = 0;
+        for (size_t i = 0; i < blen && w + 1 < app_len; i++) {
+            app[w++] = b[i];
+        }
+        for (size_t i = 0; query[i] != '\0' && w + 1 < app_len; i++) {
+            app[w++] = query[i];
+        }
+        app[w] = '\0';
+    }
+    return op;
 }

@@ -202,11 +202,13 @@ const char *tether__hc_op_name(int op);
  * TETHER_ENOMEM (out too small; out is then ""). */
 int tether__hc_url(const char *ws_url, int op, char *out, size_t len);
 
-/* Server: classifies a request target (path and query, as on the request line).
- * Returns the op, or 0 when the path does not end in the marker and an
- * operation name. When it is an op, the WebSocket-equivalent target (the path
- * without the marker, "/" when that leaves nothing, then the query) goes into
- * app[app_len] when app is not NULL (cut short if app is too small). */
+/* Server: classifies a request target (path and query, as on the request line;
+ * HTTP.md section 2.3). Returns the op; -1 when the path ends in the marker and
+ * a last segment that is no operation (answer 404); 0 when it is not a
+ * carriage path. For an op, the application path (the path without the marker
+ * and the name, "/" when that leaves nothing, then the query) goes into
+ * app[app_len] when app is not NULL (cut short if app is too small; "" for
+ * anything but an op). */
 int tether__hc_route(const char *target, char *app, size_t app_len);
 
 /* The method an op must use: "POST" or "GET". */
