@@ -181,7 +181,7 @@ int tether__hc_id_valid(const char *s, size_t len);
  * TETHER__HC_CONTENT_TYPE; parameters after ';' are ignored. NULL gives 0. */
 int tether__hc_content_type_ok(const char *value);
 
-/* Parses a Tether-First or Tether-Received value: 1 to 20 decimal digits, no
+/* Parses a Tether-First, Tether-Received or Tether-Hold value: 1 to 20 decimal digits, no
  * sign, no leading zero (except "0"), surrounding spaces and tabs allowed,
  * at most 2^64-1. TETHER_OK or TETHER_EINVAL. */
 int tether__hc_parse_count(const char *value, uint64_t *out);
