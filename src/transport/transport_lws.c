@@ -599,6 +599,11 @@ int tether__tp_check_url(const char *url)
         return tether__fail(TETHER_ECONFIG, "the url must start with ws:// or wss:// (got '%s')",
                             url);
     }
+    /* lws_parse_uri accepts any port number and leaves an unclosed '[', a
+     * query, a fragment or user info in the host (found by fuzzing) */
+    if (port < 1 || port > 65535 || strpbrk(addr, "/?#@[] \t")) {
+        return tether__fail(TETHER_ECONFIG, "the url '%s' has an invalid host or port", url);
+    }
     return TETHER_OK;
 }
 
