@@ -247,7 +247,8 @@ static void run_op(model *m, tfuzz_in *in, uint64_t *now, tether__buf *b)
         break;
     }
     case 6: { /* manual ACK */
-        uint64_t seq = m->delivered - (m->delivered ? tfuzz_u8(in) % 3 : 0);
+        uint64_t back = tfuzz_u8(in) % 3; /* the latest delivered, or one or two before */
+        uint64_t seq = m->delivered > back ? m->delivered - back : 0;
         int rc = tether__engine_ack(m->e, seq, *now);
         FUZZ_CHECK(rc == TETHER_OK || rc == TETHER_EINVAL);
         FUZZ_CHECK(rc == TETHER_OK || !m->cfg.manual_ack || seq == 0);
