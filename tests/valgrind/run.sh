@@ -23,7 +23,9 @@ failed=()
 for s in "${suites[@]}"; do
     log="$build/valgrind-$s.log"
     echo "valgrind: $s (log: $log)" >&2
-    if TETHER_SOURCE_DIR=$PWD valgrind --tool=memcheck --error-exitcode=99 --leak-check=full \
+    # client_sigkill_and_restart re-executes /proc/self/exe, which under
+    # valgrind is valgrind's own launcher: that one test cannot run here
+    if TT_SKIP=${TT_SKIP:-client_sigkill} TETHER_SOURCE_DIR=$PWD valgrind --tool=memcheck --error-exitcode=99 --leak-check=full \
         --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect \
         --track-origins=yes --num-callers=30 --suppressions=tests/valgrind/tether.supp \
         --log-file="$log" "$build/tests/${s}_test" >"$build/valgrind-$s.out" 2>&1; then
