@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tether quick start: installs what is missing (Debian 12 packages), builds, and
 #   ./quickstart.sh demo [demo options]   runs the demo (the main job)
-#   ./quickstart.sh test                  runs the whole test suite, then again under ASan+UBSan
+#   ./quickstart.sh test                  runs the whole test suite, then again under ASan+UBSan,
+#                                         then cppcheck and each fuzz target for 45 s (docs/testing.md)
 #   ./quickstart.sh build                 only builds (build/)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -10,7 +11,9 @@ root=$(pwd)
 # squid, nginx-light and openssl: the field suites (tests/field/) run against the real things
 packages=(build-essential cmake pkg-config libwebsockets-dev libsqlite3-dev libmsgpack-dev libssl-dev
           openssl squid nginx-light
-          gnuplot-nox) # gnuplot-nox: the plots of `tether bench` (skipped without it)
+          gnuplot-nox  # gnuplot-nox: the plots of `tether bench` (skipped without it)
+          clang libclang-rt-14-dev llvm-14 # the fuzz targets: libFuzzer and the sanitizer runtimes, llvm-symbolizer
+          cppcheck)    # static analysis (tests/static/run.sh)
 
 install_missing() {
     local missing=()
@@ -28,10 +31,14 @@ install_missing() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-build() { # dir, extra cmake args...
-    local dir=$1; shift
-    cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
-    cmake --build "$dir" -j"$(nproc)"
+build() { # dir, extra cmake args... [--target name]
+    local dir=$1 target=(); shift
+    local args=()
+    while [ $# -gt 0 ]; do
+        if [ "$1" = --target ]; then target=(--target "$2"); shift 2; else args+=("$1"); shift; fi
+    done
+    cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_EXPORT_COMPILE_COMMANDS=ON "${args[@]}" >/dev/null
+    cmake --build "$dir" -j"$(nproc)" "${target[@]}"
 }
 
 cmd=${1:-demo}
@@ -50,6 +57,12 @@ test)
     build build-asan -DTETHER_SANITIZE=ON -DTETHER_BENCH=OFF -DTETHER_EXAMPLES=OFF
     (cd build-asan && ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$root/tests/support/lsan.supp UBSAN_OPTIONS=print_stacktrace=1 \
         ctest --output-on-failure --timeout 900 "$@")
+    echo "quickstart: static analysis (cppcheck)" >&2
+    tests/static/run.sh build
+    echo "quickstart: fuzz targets, ${TETHER_FUZZ_SECONDS:-45} s each" >&2
+    CC=clang build build-fuzz -DTETHER_FUZZ=ON -DTETHER_TESTS=OFF -DTETHER_BENCH=OFF -DTETHER_EXAMPLES=OFF \
+        --target fuzz
+    tests/fuzz/run.sh build-fuzz "${TETHER_FUZZ_SECONDS:-45}"
     ;;
 build)
     install_missing

@@ -84,6 +84,9 @@ int tether__proxy_parse(const char *spec, tether__proxy *out)
             return tether__fail(TETHER_ECONFIG,
                                 "proxy '%s': the credentials are malformed or too long", spec);
         }
+        if (strchr(out->user, ':')) { /* Basic auth could not split it back (found by fuzzing) */
+            return tether__fail(TETHER_ECONFIG, "proxy '%s': the user name holds ':'", spec);
+        }
         p = at + 1;
     }
     host = p;

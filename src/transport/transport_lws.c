@@ -564,6 +564,11 @@ int tether__tp_check_url(const char *url)
         /* lws_parse_uri() takes any number and it wraps at 65536 */
         return tether__fail(TETHER_ECONFIG, "the url's port must be 1 to 65535 (got '%s')", url);
     }
+    /* lws_parse_uri() leaves an unclosed '[', a query or fragment without a
+     * path, or user info in the host (found by fuzzing) */
+    if (strpbrk(addr, "/?#@[] \t")) {
+        return tether__fail(TETHER_ECONFIG, "the url '%s' has an invalid host", url);
+    }
     return TETHER_OK;
 }
 

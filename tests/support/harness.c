@@ -22,8 +22,12 @@ void tt_fail(const char *file, int line, const char *fmt, ...)
 
 void tt_run(const char *name, void (*fn)(void))
 {
-    const char *only = getenv("TT_ONLY");
+    const char *only = getenv("TT_ONLY"), *skip = getenv("TT_SKIP");
     if (only && *only && !strstr(name, only)) {
+        return;
+    }
+    if (skip && *skip && strstr(name, skip)) {
+        printf("skip %s\n", name);
         return;
     }
     current = name;

@@ -7,7 +7,8 @@
  * A failed CHECK prints file:line and the expression and fails the test; the
  * test goes on so one run shows every failure. tt_finish() prints the summary
  * line "N passed, N failed" and returns the exit status.
- * TT_ONLY=substring in the environment runs only the tests whose name has it.
+ * TT_ONLY=substring in the environment runs only the tests whose name has it;
+ * TT_SKIP=substring skips those whose name has it.
  */
 #ifndef TETHER_TEST_HARNESS_H
 #define TETHER_TEST_HARNESS_H
