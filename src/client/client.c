@@ -297,6 +297,7 @@ int tether_client_start(tether_client *c)
     tc.proxy = &c->proxy;
     tc.origin = c->cfg.origin;
     tc.headers = c->cfg.headers;
+    tc.stats = &c->stats;
     rc = tether__tp_create(&tc, &tether__client_tp_cb, c, &c->tp);
     if (rc == TETHER_OK) {
         rc = tether__tp_start(c->tp);
@@ -335,6 +336,9 @@ int tether_client_send_batch(tether_client *c, const tether_msg *msgs, size_t n,
         return tether__fail(TETHER_ECLOSED, "the client is shutting down");
     }
     rc = tether__engine_send(c->engine, msgs, n, first_seq);
+    if (rc == TETHER_OK) {
+        tether__stat_add(&c->stats, TETHER__ST_SENT, n);
+    }
     /* back-pressure is reported on the service thread: wake it when it changes */
     int bp = tether__bp_after_send(&c->bp, c->engine, c->ecfg.window, rc);
     if (rc != TETHER_OK) {

@@ -32,6 +32,7 @@
 #include "transport/transport.h"
 #include "common/defaults.h"
 #include "common/util.h"
+#include "common/stats.h"
 
 #define CLIENT_QUEUE_BYTES (16u << 20)
 #define DESTROY_FLUSH_MS 1000u
@@ -75,6 +76,7 @@ struct tether_client {
     int proxy_dirty;           /* proxy credentials changed: give them to the transport */
     int stopped_for_auth;      /* STOPPED by a proxy 407: new credentials restart */
     tether__bp bp;             /* back-pressure as last reported */
+    tether__stats stats;       /* client_stats.c: counters behind tether_client_stats() */
 };
 
 static inline void lock(tether_client *c)
