@@ -194,7 +194,8 @@ TETHER_API int tether_server_sessions(tether_server *s, tether_server_session_cb
  * NULL) receives the number of unacknowledged messages to the client that
  * were deleted with it. on_session_expired is not called. A connected
  * session is not removed: close it first (the client ends it, or it times
- * out). Returns TETHER_OK, TETHER_EINVAL, TETHER_ENOTFOUND (no such session),
+ * out). Not from a server callback (TETHER_EINVAL). Returns TETHER_OK,
+ * TETHER_EINVAL, TETHER_ENOTFOUND (no such session),
  * TETHER_EONLINE (the session is connected; nothing changed), TETHER_ECLOSED
  * (the server is shutting down), or a store error (nothing changed).
  */

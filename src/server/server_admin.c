@@ -269,6 +269,10 @@ int tether_server_session_delete(tether_server *s, const tether_session_id *id,
     srv_session *ss = tether__srv_find(s, id->bytes);
     if (s->stopping) {
         rc = tether__fail(TETHER_ECLOSED, "the server is shutting down");
+    } else if (tether__tp_on_service_thread(s->tp)) {
+        /* a callback: the server core may still be working on the session */
+        rc = tether__fail(TETHER_EINVAL, "tether_server_session_delete() must not be called "
+                                         "from a server callback");
     } else if (ss && ss->conn) {
         rc = tether__fail(TETHER_EONLINE, "the session is connected; it can be deleted once "
                                           "its connection has ended");

@@ -131,6 +131,9 @@ void tether__conn_timer_cancel(tether__conn *c);
 void tether__conn_set_user(tether__conn *c, void *user);
 void *tether__conn_user(tether__conn *c);
 
+/* 1 when the calling thread is the transport's service thread (inside a callback). */
+int tether__tp_on_service_thread(tether__tp *tp);
+
 /* Headroom a tether__buf needs for tether__conn_write(). */
 size_t tether__tp_headroom(void);
 

@@ -51,3 +51,8 @@ int tether__tp_http_answer(tether__tp *tp, struct lws *wsi, const char *path)
     free(buf);
     return -1; /* close: the answer said Connection: close */
 }
+
+int tether__tp_on_service_thread(tether__tp *tp)
+{
+    return tp && tp->started && pthread_equal(pthread_self(), tp->thread);
+}
