@@ -14,9 +14,11 @@
  *   drivers sent minus the ones the server delivered (must be 0); server CPU
  *   during the rate phase, % of one core.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -24,8 +26,6 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <netinet/in.h>
-#include <arpa/inet.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -36,11 +36,11 @@
 
 /* A child process with pipes to its stdin and from its stdout. */
 typedef struct proc {
-    pid_t pid;       /* 0 when none */
-    int rd;          /* its stdout, or -1 */
-    int wr;          /* its stdin, or -1 */
-    char buf[8192];  /* bytes read, not yet a line */
-    size_t len;      /* bytes in buf */
+    pid_t pid;      /* 0 when none */
+    int rd;         /* its stdout, or -1 */
+    int wr;         /* its stdin, or -1 */
+    char buf[8192]; /* bytes read, not yet a line */
+    size_t len;     /* bytes in buf */
 } proc;
 
 static const char *self_exe(void)
@@ -247,19 +247,19 @@ static void loadavg3(double l[3])
 /* What one run measured. */
 typedef struct srow {
     uint32_t sessions, drivers, live, failed;
-    double rate;                 /* offered per session, msgs/s (0: idle row only) */
-    double connect_s;            /* slowest driver's connect time */
-    long rss0_kb, rss1_kb;       /* server VmRSS before and with the sessions idle */
-    double kib_per_session;      /* (rss1 - rss0) / sessions */
-    long driver_rss_kb;          /* the drivers' peak RSS, summed */
+    double rate;            /* offered per session, msgs/s (0: idle row only) */
+    double connect_s;       /* slowest driver's connect time */
+    long rss0_kb, rss1_kb;  /* server VmRSS before and with the sessions idle */
+    double kib_per_session; /* (rss1 - rss0) / sessions */
+    long driver_rss_kb;     /* the drivers' peak RSS, summed */
     uint64_t sent, acked, delivered, lost, pending, closed;
-    double seconds;              /* rate phase, s (slowest driver) */
-    double delivered_rate;       /* server deliveries per second during the rate phase */
+    double seconds;                   /* rate phase, s (slowest driver) */
+    double delivered_rate;            /* server deliveries per second during the rate phase */
     double ack_p50, ack_p99, ack_max; /* us */
-    double srv_cpu_pct;          /* server CPU during the rate phase, % of one core */
+    double srv_cpu_pct;               /* server CPU during the rate phase, % of one core */
     double load_before[3], load_after[3];
-    int ok;                      /* every phase completed, lost == 0 */
-    char error[160];             /* why not */
+    int ok;          /* every phase completed, lost == 0 */
+    char error[160]; /* why not */
 } srow;
 
 static int measure(const bench_sessions_opts *o, srow *r)
@@ -275,8 +275,9 @@ static int measure(const bench_sessions_opts *o, srow *r)
     snprintf(portfile, sizeof portfile, "%s/serve.port", o->out);
     unlink(portfile);
     snprintf(maxs, sizeof maxs, "%u", o->sessions);
-    char *sargv[] = {"tether", "serve", "--listen", "127.0.0.1:0", "--port-file", portfile,
-                     "--quiet", "--metrics", "--max-sessions", maxs, NULL};
+    char *sargv[] = {"tether",         "serve",  "--listen", "127.0.0.1:0",
+                     "--port-file",    portfile, "--quiet",  "--metrics",
+                     "--max-sessions", maxs,     NULL};
     if (start(&srv, sargv, 1) != 0) {
         snprintf(r->error, sizeof r->error, "cannot start tether serve");
         return -1;
@@ -313,9 +314,10 @@ static int measure(const bench_sessions_opts *o, srow *r)
         snprintf(dur, sizeof dur, "%u", o->duration_s);
         snprintf(size, sizeof size, "%u", o->size);
         snprintf(to, sizeof to, "%u", timeout_s);
-        char *dargv[] = {"tether", "bench", "--role", "sessions-driver", "--url", url,
-                         "--sessions", n, "--rate", rate, "--duration", dur, "--size", size,
-                         "--timeout", to, NULL};
+        char *dargv[] = {
+            "tether",    "bench",  "--role", "sessions-driver", "--url", url,      "--sessions",
+            n,           "--rate", rate,     "--duration",      dur,     "--size", size,
+            "--timeout", to,       NULL};
         rc = start(&drv[i], dargv, 0);
     }
     for (uint32_t i = 0; i < o->drivers && rc == 0; i++) {
@@ -340,8 +342,8 @@ static int measure(const bench_sessions_opts *o, srow *r)
         }
         double p50w = 0;
         for (uint32_t i = 0; i < o->drivers && rc == 0; i++) {
-            rc = read_line(&drv[i], line, sizeof line,
-                           (int)(o->duration_s + timeout_s + 30) * 1000);
+            rc =
+                read_line(&drv[i], line, sizeof line, (int)(o->duration_s + timeout_s + 30) * 1000);
             if (rc == 0) {
                 uint64_t acked = (uint64_t)bj_get(line, "acked", 0);
                 r->sent += (uint64_t)bj_get(line, "sent", 0);
@@ -380,8 +382,8 @@ static int measure(const bench_sessions_opts *o, srow *r)
     r->ok = r->live == o->sessions && r->lost == 0 && r->pending == 0 && r->acked == r->sent;
     if (!r->ok) {
         snprintf(r->error, sizeof r->error,
-                 "live %u of %u, lost %llu, pending %llu, acked %llu of %llu", r->live,
-                 o->sessions, (unsigned long long)r->lost, (unsigned long long)r->pending,
+                 "live %u of %u, lost %llu, pending %llu, acked %llu of %llu", r->live, o->sessions,
+                 (unsigned long long)r->lost, (unsigned long long)r->pending,
                  (unsigned long long)r->acked, (unsigned long long)r->sent);
     }
     return r->ok ? 0 : -1;
@@ -399,8 +401,8 @@ static void table(const srow *r, uint32_t size)
     if (r->rate > 0) {
         char name[40];
         snprintf(name, sizeof name, "rate %g msg/s/session", r->rate);
-        printf("%-28s %10u %10s %12s %10.0f %8.0fus %8.0fus %8llu %9.1f\n", name, r->live, "-",
-               "-", r->delivered_rate, r->ack_p50, r->ack_p99, (unsigned long long)r->lost,
+        printf("%-28s %10u %10s %12s %10.0f %8.0fus %8.0fus %8llu %9.1f\n", name, r->live, "-", "-",
+               r->delivered_rate, r->ack_p50, r->ack_p99, (unsigned long long)r->lost,
                r->srv_cpu_pct);
     }
     printf("load average %.2f before, %.2f after; %s\n", r->load_before[0], r->load_after[0],
@@ -419,14 +421,15 @@ static int files(const bench_sessions_opts *o, const srow *r)
                "server_rss_before_kb,server_rss_idle_kb,server_kib_per_session,driver_rss_kb,"
                "sent,acked,delivered,lost,delivered_rate,ack_p50_us,ack_p99_us,ack_max_us,"
                "server_cpu_pct,load_before,load_after\n");
-    fprintf(f, "sessions/idle/%u,sessions,%u,%u,0,%u,%d,%u,%.3f,%ld,%ld,%.3f,%ld,0,0,0,0,0,0,0,0,"
-               "0,%.2f,%.2f\n",
-            r->sessions, r->sessions, r->drivers, o->size, r->ok, r->live, r->connect_s,
-            r->rss0_kb, r->rss1_kb, r->kib_per_session, r->driver_rss_kb, r->load_before[0],
-            r->load_after[0]);
+    fprintf(f,
+            "sessions/idle/%u,sessions,%u,%u,0,%u,%d,%u,%.3f,%ld,%ld,%.3f,%ld,0,0,0,0,0,0,0,0,"
+            "0,%.2f,%.2f\n",
+            r->sessions, r->sessions, r->drivers, o->size, r->ok, r->live, r->connect_s, r->rss0_kb,
+            r->rss1_kb, r->kib_per_session, r->driver_rss_kb, r->load_before[0], r->load_after[0]);
     if (r->rate > 0) {
-        fprintf(f, "sessions/rate/%u@%g,sessions,%u,%u,%g,%u,%d,%u,%.3f,%ld,%ld,%.3f,%ld,%llu,%llu,"
-                   "%llu,%llu,%.1f,%.1f,%.1f,%.1f,%.1f,%.2f,%.2f\n",
+        fprintf(f,
+                "sessions/rate/%u@%g,sessions,%u,%u,%g,%u,%d,%u,%.3f,%ld,%ld,%.3f,%ld,%llu,%llu,"
+                "%llu,%llu,%.1f,%.1f,%.1f,%.1f,%.1f,%.2f,%.2f\n",
                 r->sessions, r->rate, r->sessions, r->drivers, r->rate, o->size, r->ok, r->live,
                 r->connect_s, r->rss0_kb, r->rss1_kb, r->kib_per_session, r->driver_rss_kb,
                 (unsigned long long)r->sent, (unsigned long long)r->acked,
@@ -442,20 +445,23 @@ static int files(const bench_sessions_opts *o, const srow *r)
     if (!f) {
         return -1;
     }
-    fprintf(f, "{\"mode\":\"sessions\",\"load_before\":[%.2f,%.2f,%.2f],\"load_after\":[%.2f,%.2f,"
-               "%.2f],\"rows\":[\n",
+    fprintf(f,
+            "{\"mode\":\"sessions\",\"load_before\":[%.2f,%.2f,%.2f],\"load_after\":[%.2f,%.2f,"
+            "%.2f],\"rows\":[\n",
             r->load_before[0], r->load_before[1], r->load_before[2], r->load_after[0],
             r->load_after[1], r->load_after[2]);
-    fprintf(f, "{\"name\":\"sessions/idle/%u\",\"sessions\":%u,\"drivers\":%u,\"ok\":%s,\"live\":%u,"
-               "\"connect_s\":%.3f,\"server_rss_before_kb\":%ld,\"server_rss_idle_kb\":%ld,"
-               "\"server_kib_per_session\":%.3f,\"driver_rss_kb\":%ld}",
+    fprintf(f,
+            "{\"name\":\"sessions/idle/%u\",\"sessions\":%u,\"drivers\":%u,\"ok\":%s,\"live\":%u,"
+            "\"connect_s\":%.3f,\"server_rss_before_kb\":%ld,\"server_rss_idle_kb\":%ld,"
+            "\"server_kib_per_session\":%.3f,\"driver_rss_kb\":%ld}",
             r->sessions, r->sessions, r->drivers, r->ok ? "true" : "false", r->live, r->connect_s,
             r->rss0_kb, r->rss1_kb, r->kib_per_session, r->driver_rss_kb);
     if (r->rate > 0) {
-        fprintf(f, ",\n{\"name\":\"sessions/rate/%u@%g\",\"sessions\":%u,\"rate_per_session\":%g,"
-                   "\"size\":%u,\"ok\":%s,\"sent\":%llu,\"acked\":%llu,\"delivered\":%llu,"
-                   "\"lost\":%llu,\"delivered_rate\":%.1f,\"ack_p50_us\":%.1f,\"ack_p99_us\":%.1f,"
-                   "\"ack_max_us\":%.1f,\"server_cpu_pct\":%.1f}",
+        fprintf(f,
+                ",\n{\"name\":\"sessions/rate/%u@%g\",\"sessions\":%u,\"rate_per_session\":%g,"
+                "\"size\":%u,\"ok\":%s,\"sent\":%llu,\"acked\":%llu,\"delivered\":%llu,"
+                "\"lost\":%llu,\"delivered_rate\":%.1f,\"ack_p50_us\":%.1f,\"ack_p99_us\":%.1f,"
+                "\"ack_max_us\":%.1f,\"server_cpu_pct\":%.1f}",
                 r->sessions, r->rate, r->sessions, r->rate, o->size, r->ok ? "true" : "false",
                 (unsigned long long)r->sent, (unsigned long long)r->acked,
                 (unsigned long long)r->delivered, (unsigned long long)r->lost, r->delivered_rate,
@@ -482,12 +488,14 @@ int bench_sessions_run(const bench_sessions_opts *o)
         return 2;
     }
     if (o->sessions + 32 > rl.rlim_cur) {
-        fprintf(stderr, "tether bench: the server, one process, would need %u open files; "
-                        "processes here may have %llu\n",
+        fprintf(stderr,
+                "tether bench: the server, one process, would need %u open files; "
+                "processes here may have %llu\n",
                 o->sessions + 32, (unsigned long long)rl.rlim_cur);
         return 2;
     }
-    fprintf(stderr, "tether bench: %u sessions, %u driver%s, rate %g msg/s per session; results in %s\n",
+    fprintf(stderr,
+            "tether bench: %u sessions, %u driver%s, rate %g msg/s per session; results in %s\n",
             o->sessions, o->drivers, o->drivers > 1 ? "s" : "", o->rate, o->out);
     srow r;
     int rc = measure(o, &r);
@@ -523,7 +531,8 @@ int bench_sessions_role(int argc, char **argv)
         i++;
     }
     if (!d.url || !d.sessions || d.size < 16) {
-        fprintf(stderr, "tether bench: sessions-driver: --url, --sessions and --size >= 16 needed\n");
+        fprintf(stderr,
+                "tether bench: sessions-driver: --url, --sessions and --size >= 16 needed\n");
         return 2;
     }
     return bench_sessions_driver(&d);
@@ -573,8 +582,9 @@ int bench_sessions_opt(bench_sessions_opts *o, int opt, const char *arg)
     default:
         break;
     }
-    fprintf(stderr, "tether bench: bad value '%s' (see the ranges in 'tether bench --help')\n"
-                    "Try 'tether bench --help'.\n",
+    fprintf(stderr,
+            "tether bench: bad value '%s' (see the ranges in 'tether bench --help')\n"
+            "Try 'tether bench --help'.\n",
             arg);
     return -1;
 }

@@ -35,49 +35,49 @@
 
 /* One session. */
 typedef struct sconn {
-    struct drv *d;             /* owner */
-    struct lws *wsi;           /* its connection, NULL when none */
-    tether__store *st;         /* its memory store */
-    tether__engine *e;         /* its engine */
-    int live;                  /* welcomed */
-    int connecting;            /* an attempt is in flight */
-    int retries;               /* failed attempts */
-    uint64_t retry_at;         /* next attempt not before, ns */
-    uint8_t *rx;               /* message being assembled */
-    size_t rx_len, rx_cap;     /* bytes in rx, allocated */
-    uint64_t due[RING];        /* due time of seq, by seq % RING, ns */
+    struct drv *d;         /* owner */
+    struct lws *wsi;       /* its connection, NULL when none */
+    tether__store *st;     /* its memory store */
+    tether__engine *e;     /* its engine */
+    int live;              /* welcomed */
+    int connecting;        /* an attempt is in flight */
+    int retries;           /* failed attempts */
+    uint64_t retry_at;     /* next attempt not before, ns */
+    uint8_t *rx;           /* message being assembled */
+    size_t rx_len, rx_cap; /* bytes in rx, allocated */
+    uint64_t due[RING];    /* due time of seq, by seq % RING, ns */
 } sconn;
 
 /* The driver. */
 typedef struct drv {
-    const bench_driver_opts *o; /* options */
-    struct lws_context *ctx;   /* the context */
+    const bench_driver_opts *o;    /* options */
+    struct lws_context *ctx;       /* the context */
     struct lws_protocols proto[2]; /* tether.v1 and the end */
-    lws_sorted_usec_list_t sul; /* the tick */
-    tether__engine_cfg ecfg;   /* engine configuration */
-    sconn *s;                  /* the sessions */
-    uint32_t n;                /* sessions */
-    uint32_t next_connect;     /* first session never tried */
-    uint32_t connecting;       /* attempts in flight */
-    uint32_t live;             /* sessions welcomed now */
-    uint32_t failed;           /* sessions given up */
-    uint64_t closed;           /* connections lost after being live */
-    int phase;                 /* 0 connecting, 1 idle (live reported), 2 rate, 3 drain, 4 done */
-    uint64_t t0;               /* start, ns */
-    uint64_t live_at;          /* all live, ns */
-    uint64_t rate_t0;          /* rate phase start, ns */
-    uint64_t sent;             /* messages sent in the rate phase */
-    uint64_t acked;            /* of those, acknowledged */
-    uint64_t late;             /* sends with RING or more unacked on their session */
-    uint64_t send_err;         /* sends that failed */
-    uint64_t drain_until;      /* drain deadline, ns */
-    tether__buf out;           /* frame being written */
-    uint8_t *payload;          /* scratch payload */
-    bench_hist ack;            /* send-to-ack */
-    char cmd[64];              /* stdin bytes not yet a line */
-    size_t cmd_len;            /* bytes in cmd */
-    int stdin_eof;             /* stdin closed */
-    int quit;                  /* leave the service loop */
+    lws_sorted_usec_list_t sul;    /* the tick */
+    tether__engine_cfg ecfg;       /* engine configuration */
+    sconn *s;                      /* the sessions */
+    uint32_t n;                    /* sessions */
+    uint32_t next_connect;         /* first session never tried */
+    uint32_t connecting;           /* attempts in flight */
+    uint32_t live;                 /* sessions welcomed now */
+    uint32_t failed;               /* sessions given up */
+    uint64_t closed;               /* connections lost after being live */
+    int phase;            /* 0 connecting, 1 idle (live reported), 2 rate, 3 drain, 4 done */
+    uint64_t t0;          /* start, ns */
+    uint64_t live_at;     /* all live, ns */
+    uint64_t rate_t0;     /* rate phase start, ns */
+    uint64_t sent;        /* messages sent in the rate phase */
+    uint64_t acked;       /* of those, acknowledged */
+    uint64_t late;        /* sends with RING or more unacked on their session */
+    uint64_t send_err;    /* sends that failed */
+    uint64_t drain_until; /* drain deadline, ns */
+    tether__buf out;      /* frame being written */
+    uint8_t *payload;     /* scratch payload */
+    bench_hist ack;       /* send-to-ack */
+    char cmd[64];         /* stdin bytes not yet a line */
+    size_t cmd_len;       /* bytes in cmd */
+    int stdin_eof;        /* stdin closed */
+    int quit;             /* leave the service loop */
 } drv;
 
 static void on_acked(void *arg, uint64_t first, uint64_t last)
@@ -371,8 +371,8 @@ static void tick(lws_sorted_usec_list_t *sul)
             connect_one(d, k);
         }
     }
-    if (d->phase == 0 && (d->live + d->failed >= d->n ||
-                          now - d->t0 > (uint64_t)d->o->timeout_s * 1000000000ull)) {
+    if (d->phase == 0 &&
+        (d->live + d->failed >= d->n || now - d->t0 > (uint64_t)d->o->timeout_s * 1000000000ull)) {
         d->live_at = now;
         d->phase = 1;
         emit_live(d);

@@ -12,18 +12,18 @@
 #include <stdint.h>
 
 typedef enum tether__stat {
-    TETHER__ST_SENT = 0,       /* messages committed by send/send_batch */
-    TETHER__ST_ACKED,          /* messages the peer acknowledged */
-    TETHER__ST_DELIVERED,      /* messages handed to on_message */
-    TETHER__ST_REDELIVERED,    /* of those, flagged redelivered */
-    TETHER__ST_BYTES_IN,       /* WebSocket message bytes received (tether frames) */
-    TETHER__ST_BYTES_OUT,      /* WebSocket message bytes written (tether frames) */
-    TETHER__ST_CONNECTS,       /* client: connections welcomed; server: sessions opened */
-    TETHER__ST_ATTEMPTS,       /* client: connection attempts started */
-    TETHER__ST_REFUSED,        /* server: upgrades refused (HTTP) and HELLOs refused */
-    TETHER__ST_EXPIRED,        /* server: sessions removed by the idle expiry */
-    TETHER__ST_DELETED,        /* server: sessions removed by tether_server_session_delete() */
-    TETHER__ST_DROPPED,        /* server: unacked messages removed with expired or deleted sessions */
+    TETHER__ST_SENT = 0,    /* messages committed by send/send_batch */
+    TETHER__ST_ACKED,       /* messages the peer acknowledged */
+    TETHER__ST_DELIVERED,   /* messages handed to on_message */
+    TETHER__ST_REDELIVERED, /* of those, flagged redelivered */
+    TETHER__ST_BYTES_IN,    /* WebSocket message bytes received (tether frames) */
+    TETHER__ST_BYTES_OUT,   /* WebSocket message bytes written (tether frames) */
+    TETHER__ST_CONNECTS,    /* client: connections welcomed; server: sessions opened */
+    TETHER__ST_ATTEMPTS,    /* client: connection attempts started */
+    TETHER__ST_REFUSED,     /* server: upgrades refused (HTTP) and HELLOs refused */
+    TETHER__ST_EXPIRED,     /* server: sessions removed by the idle expiry */
+    TETHER__ST_DELETED,     /* server: sessions removed by tether_server_session_delete() */
+    TETHER__ST_DROPPED,     /* server: unacked messages removed with expired or deleted sessions */
     TETHER__ST_COUNT
 } tether__stat;
 

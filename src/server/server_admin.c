@@ -223,8 +223,7 @@ static void sweep_locked(tether_server *s)
     }
     due.n = 0;
     due.oom = 0;
-    if (!s->admin.store_swept && now - s->admin.created_ms >= limit &&
-        now >= s->admin.created_ms) {
+    if (!s->admin.store_swept && now - s->admin.created_ms >= limit && now >= s->admin.created_ms) {
         /* sessions an earlier run left in the store and this one never loaded */
         void *ctx[2] = {s, &due};
         if (s->store->ops->session_list(s->store, collect_unloaded, ctx) == TETHER_OK && !due.oom) {
@@ -257,8 +256,7 @@ void tether__server_sweep(tether_server *s)
 
 /* ---- public API ---- */
 
-int tether_server_session_delete(tether_server *s, const tether_session_id *id,
-                                 uint64_t *dropped)
+int tether_server_session_delete(tether_server *s, const tether_session_id *id, uint64_t *dropped)
 {
     uint64_t n = 0;
     int rc;
@@ -409,8 +407,8 @@ int tether_server_stats(tether_server *s, tether_server_statistics *st)
     }
     st->sessions = s->admin.loaded + s->admin.unloaded;
     st->sessions_online = s->connected;
-    st->sessions_offline = st->sessions >= st->sessions_online ? st->sessions - st->sessions_online
-                                                               : 0;
+    st->sessions_offline =
+        st->sessions >= st->sessions_online ? st->sessions - st->sessions_online : 0;
     unlock(s);
     return TETHER_OK;
 }

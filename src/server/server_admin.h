@@ -25,17 +25,17 @@ typedef uint64_t (*tether__srv_clock)(void *arg);
 
 /* The operations state inside tether_server. */
 typedef struct srv_admin {
-    tether__stats stats;        /* the counters (atomic) */
-    tether__srv_clock clock;    /* the clock of idle times [NULL: tether__now_ms] */
-    void *clock_arg;            /* passed to clock */
-    uint64_t created_ms;        /* clock time of create: idle start of sessions loaded later */
-    uint64_t sweep_ms;          /* sweep period, ms (0: no expiry) */
-    int timer_armed;            /* the sweep timer is set on the transport */
-    int store_swept;            /* sessions never loaded by this process were swept once */
-    uint64_t loaded;            /* sessions in the session table */
-    uint64_t unloaded;          /* sessions in the store but not in the table */
-    uint64_t unloaded_pending;  /* unacked messages of those */
-    uint64_t unloaded_bytes;    /* their payload bytes */
+    tether__stats stats;       /* the counters (atomic) */
+    tether__srv_clock clock;   /* the clock of idle times [NULL: tether__now_ms] */
+    void *clock_arg;           /* passed to clock */
+    uint64_t created_ms;       /* clock time of create: idle start of sessions loaded later */
+    uint64_t sweep_ms;         /* sweep period, ms (0: no expiry) */
+    int timer_armed;           /* the sweep timer is set on the transport */
+    int store_swept;           /* sessions never loaded by this process were swept once */
+    uint64_t loaded;           /* sessions in the session table */
+    uint64_t unloaded;         /* sessions in the store but not in the table */
+    uint64_t unloaded_pending; /* unacked messages of those */
+    uint64_t unloaded_bytes;   /* their payload bytes */
 } srv_admin;
 
 /* create(), before the service thread exists: reads the store's totals.

@@ -15,7 +15,10 @@ typedef struct metric {
     size_t off;       /* offset of the uint64_t in the statistics */
 } metric;
 
-#define M(name, type, field, help) {"tether_" name, type, help, offsetof(tether_server_statistics, field)}
+#define M(name, type, field, help)                                                                 \
+    {                                                                                              \
+        "tether_" name, type, help, offsetof(tether_server_statistics, field)                      \
+    }
 
 static const metric metrics[] = {
     M("messages_sent_total", "counter", messages_sent,

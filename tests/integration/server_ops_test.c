@@ -28,15 +28,14 @@ static uint64_t fake_clock(void *arg)
 
 /* What the operations callbacks saw; kept in recorder.user2. */
 typedef struct ops_seen {
-    atomic_int expired;          /* on_session_expired calls */
+    atomic_int expired;               /* on_session_expired calls */
     _Atomic uint64_t expired_pending; /* pending_messages of the last one */
-    tether_session_id expired_id; /* its session (written before expired is raised) */
-    atomic_int delete_rc;        /* what a delete from on_session_close returned */
-    atomic_int delete_calls;     /* deletes tried from on_session_close */
+    tether_session_id expired_id;     /* its session (written before expired is raised) */
+    atomic_int delete_rc;             /* what a delete from on_session_close returned */
+    atomic_int delete_calls;          /* deletes tried from on_session_close */
 } ops_seen;
 
-static void on_expired(tether_server *s, const tether_session_id *id, uint64_t pending,
-                       void *user)
+static void on_expired(tether_server *s, const tether_session_id *id, uint64_t pending, void *user)
 {
     ops_seen *o = ((recorder *)user)->user2;
     o->expired_id = *id;
@@ -382,10 +381,10 @@ TEST(sessions_left_by_an_earlier_run_expire_from_the_start)
 /* ---- delete and list ---- */
 
 typedef struct listing {
-    int n;                            /* sessions seen */
-    int online;                       /* of those online */
+    int n;                              /* sessions seen */
+    int online;                         /* of those online */
     tether_server_session_info info[4]; /* the first four */
-    int stop_after;                   /* return 1 after this many (0: never) */
+    int stop_after;                     /* return 1 after this many (0: never) */
 } listing;
 
 static int list_cb(tether_server *s, const tether_server_session_info *in, void *user)
