@@ -16,6 +16,7 @@
 #include <sqlite3.h>
 
 #include "bench.h"
+#include "sessions.h"
 #include "run.h"
 
 static const char help[] =
@@ -45,6 +46,14 @@ static const char help[] =
     "  --no-plots       do not run gnuplot\n"
     "  --verbose        print each run as it finishes\n"
     "  --help           show this help\n"
+    "\n"
+    "Many sessions (instead of the matrix; bench/README.md):\n"
+    "  --sessions N     N sessions (1 to 1000000) against one `tether serve`: its\n"
+    "                   memory per idle session, then the rate phase with --rate\n"
+    "  --rate R         messages per second per session in the rate phase (0 to\n"
+    "                   1000) [0: idle only]\n"
+    "  --drivers K      client processes the sessions are split over (1 to 64) [1]\n"
+    "  --duration S     length of the rate phase, s (1 to 3600) [20; 3 with --quick]\n"
     "\n"
     "Timings depend on the machine and on what else runs on it: the report records\n"
     "the load average before and after. Nothing here is a pass/fail test.\n"
@@ -248,6 +257,9 @@ int tether_bench_main(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--role") == 0) {
+            if (i + 1 < argc && strcmp(argv[i + 1], "sessions-driver") == 0) {
+                return bench_sessions_role(argc, argv); /* sessions.c */
+            }
             return role_main(argc, argv);
         }
     }
@@ -256,8 +268,12 @@ int tether_bench_main(int argc, char **argv)
         {"repeat", required_argument, NULL, 'r'}, {"only", required_argument, NULL, 'O'},
         {"scale", required_argument, NULL, 's'}, {"no-plots", no_argument, NULL, 'P'},
         {"verbose", no_argument, NULL, 'v'},     {"help", no_argument, NULL, 'h'},
+        /* the many-session mode, sessions.c */
+        {"sessions", required_argument, NULL, 'N'}, {"rate", required_argument, NULL, 'R'},
+        {"drivers", required_argument, NULL, 'K'},  {"duration", required_argument, NULL, 'T'},
         {NULL, 0, NULL, 0},
     };
+    bench_sessions_opts so = {.drivers = 1, .size = 64};
     bench_run_opts ro;
     memset(&ro, 0, sizeof ro);
     ro.out = "bench-results";
@@ -298,6 +314,14 @@ int tether_bench_main(int argc, char **argv)
         case 'v':
             ro.verbose = 1;
             break;
+        case 'N':
+        case 'R':
+        case 'K':
+        case 'T':
+            if (bench_sessions_opt(&so, c, optarg) != 0) {
+                return 2;
+            }
+            break;
         case 'h':
             fputs(help, stdout);
             return 0;
@@ -310,6 +334,21 @@ int tether_bench_main(int argc, char **argv)
         fprintf(stderr, "tether bench: unexpected argument '%s'\nTry 'tether bench --help'.\n",
                 argv[optind]);
         return 2;
+    }
+    if (so.sessions || so.rate || so.duration_s || so.drivers != 1) {
+        if (!so.sessions) {
+            fprintf(stderr, "tether bench: --rate, --drivers and --duration go with --sessions N\n"
+                            "Try 'tether bench --help'.\n");
+            return 2;
+        }
+        so.quick = ro.quick;
+        so.out = ro.out;
+        so.duration_s = so.duration_s ? so.duration_s : (ro.quick ? 3 : 20);
+        if (mkdirs(ro.out) != 0) {
+            fprintf(stderr, "tether bench: cannot create %s: %s\n", ro.out, strerror(errno));
+            return 1;
+        }
+        return bench_sessions_run(&so);
     }
     if (!ro.repeat) {
         ro.repeat = ro.quick ? 1 : 3;

@@ -275,6 +275,28 @@ TETHER_API void tether_client_destroy(tether_client *c);
 /** The detail of the last failure of a tether call in the calling thread. Never NULL. */
 TETHER_API const char *tether_errmsg(void);
 
+/** Counters and totals of a client; see docs/operations.md. Counters count
+ *  from tether_client_create(); totals are the state now. */
+typedef struct tether_client_statistics {
+    uint64_t messages_sent;        /* messages committed by tether_client_send/_batch, count */
+    uint64_t messages_acked;       /* messages the server acknowledged, count (including
+                                      messages sent by an earlier run of the same store) */
+    uint64_t pending_messages;     /* total: messages stored, not yet acknowledged */
+    uint64_t pending_bytes;        /* total: their payload bytes */
+    uint64_t messages_delivered;   /* messages from the server handed to on_message, count
+                                      (redeliveries included) */
+    uint64_t messages_redelivered; /* of those, with redelivered = 1, count */
+    uint64_t bytes_in;             /* WebSocket message payload bytes received (tether frames;
+                                      no WebSocket, TCP or HTTP headers, no pings), bytes */
+    uint64_t bytes_out;            /* the same, written, bytes */
+    uint64_t connects;             /* connections welcomed by the server, count */
+    uint64_t reconnects;           /* connection attempts after the first one, count */
+} tether_client_statistics;
+
+/** Fills *st. Safe from any thread and from callbacks. Returns TETHER_OK or
+ *  TETHER_EINVAL. */
+TETHER_API int tether_client_stats(tether_client *c, tether_client_statistics *st);
+
 #ifdef __cplusplus
 }
 #endif

@@ -64,6 +64,12 @@ typedef struct tether_server_callbacks {
      *  hit its outbox cap (TETHER_EOUTBOX_FULL) or acknowledgements made room. */
     void (*on_backpressure)(tether_server *s, const tether_session_id *id,
                             const tether_backpressure_info *info, void *user);
+    /** A session was offline for session_idle_expiry_ms and has been removed:
+     *  its record and its outbox are deleted. pending_messages is the number
+     *  of messages to the client that were still unacknowledged and are now
+     *  dropped (0 when none). A later HELLO with this id is an unknown session. */
+    void (*on_session_expired)(tether_server *s, const tether_session_id *id,
+                               uint64_t pending_messages, void *user);
 } tether_server_callbacks;
 
 /** Server configuration; zero means the default in brackets (docs/config.md). */
@@ -100,6 +106,13 @@ typedef struct tether_server_config {
     uint32_t handshake_timeout_ms; /* a connection must complete its HTTP upgrade request
                                        within this, ms, whole seconds [10000] */
     uint32_t busy_retry_after_s;  /* Retry-After sent with the 503 of a full server, s [1] */
+
+    /* Operations (docs/operations.md). */
+    uint64_t session_idle_expiry_ms; /* a session offline this long is removed with its outbox
+                                       and reported by on_session_expired, ms; at least 1000
+                                       [0: sessions never expire] */
+    int metrics_http;             /* 1: answer GET /metrics on the server's port with
+                                     tether_server_stats() in Prometheus text format [0: off] */
 } tether_server_config;
 
 /** Sets every field to zero (the defaults). */
@@ -142,6 +155,80 @@ TETHER_API int tether_server_connected(tether_server *s, uint32_t *count);
  *  left, stops the thread and closes the store. Everything committed stays in
  *  the store. NULL does nothing. */
 TETHER_API void tether_server_destroy(tether_server *s);
+
+/* ---- Operations: the sessions a server holds, and its counters ---- */
+
+/** One session as tether_server_sessions() reports it. */
+typedef struct tether_server_session_info {
+    tether_session_id id;     /* the session id */
+    int online;               /* 1 while a client connection of the session is open */
+    int established;          /* 1 once a HELLO of the session was welcomed (ever) */
+    uint64_t out_last;        /* highest seq the server assigned to a message to this client */
+    uint64_t peer_acked;      /* highest of those the client acknowledged */
+    uint64_t recv_cursor;     /* highest seq from the client the server committed */
+    uint64_t pending_messages; /* messages to the client stored, not yet acknowledged */
+    uint64_t pending_bytes;   /* their payload bytes */
+    uint64_t idle_ms;         /* offline: ms since its last connection ended (for a session
+                                 this process has not seen connected: since the server was
+                                 created); online: 0 */
+} tether_server_session_info;
+
+/** Called by tether_server_sessions() for each session; info is borrowed for
+ *  the call. Return 0 to go on, non-zero to stop the listing. */
+typedef int (*tether_server_session_cb)(tether_server *s, const tether_server_session_info *info,
+                                        void *user);
+
+/**
+ * Lists every session the server holds (in its store, whether loaded or not),
+ * in session id order. The list is a snapshot taken under the server's lock;
+ * cb then runs on the calling thread without the lock, so it may call any
+ * server function (tether_server_session_delete() included). Not from a
+ * server callback. Returns TETHER_OK (also when cb stopped early),
+ * TETHER_EINVAL, TETHER_ENOMEM, or a store error.
+ */
+TETHER_API int tether_server_sessions(tether_server *s, tether_server_session_cb cb, void *user);
+
+/**
+ * Removes an offline session: its record and its outbox are deleted at once,
+ * and a later HELLO with this id is an unknown session. *dropped (may be
+ * NULL) receives the number of unacknowledged messages to the client that
+ * were deleted with it. on_session_expired is not called. A connected
+ * session is not removed: close it first (the client ends it, or it times
+ * out). Not from a server callback (TETHER_EINVAL). Returns TETHER_OK,
+ * TETHER_EINVAL, TETHER_ENOTFOUND (no such session),
+ * TETHER_EONLINE (the session is connected; nothing changed), TETHER_ECLOSED
+ * (the server is shutting down), or a store error (nothing changed).
+ */
+TETHER_API int tether_server_session_delete(tether_server *s, const tether_session_id *id,
+                                            uint64_t *dropped);
+
+/** Counters and totals of a server; see docs/operations.md. Counters count
+ *  from tether_server_create(); totals are the state now. */
+typedef struct tether_server_statistics {
+    uint64_t messages_sent;        /* messages committed by tether_server_send/_batch, count */
+    uint64_t messages_acked;       /* messages to clients acknowledged by them, count */
+    uint64_t messages_delivered;   /* messages from clients handed to on_message, count
+                                      (redeliveries included) */
+    uint64_t messages_redelivered; /* of those, with redelivered = 1, count */
+    uint64_t pending_messages;     /* total: unacknowledged messages in all outboxes */
+    uint64_t pending_bytes;        /* total: their payload bytes */
+    uint64_t bytes_in;             /* WebSocket message payload bytes received (tether frames;
+                                      no WebSocket, TCP or HTTP headers, no pings), bytes */
+    uint64_t bytes_out;            /* the same, written, bytes */
+    uint64_t sessions;             /* total: sessions in the store */
+    uint64_t sessions_online;      /* total: sessions connected now */
+    uint64_t sessions_offline;     /* total: sessions - sessions_online */
+    uint64_t sessions_opened;      /* HELLOs welcomed (new and resumed sessions), count */
+    uint64_t handshakes_refused;   /* upgrades refused with an HTTP status, and HELLOs refused
+                                      with REJECT or answered with a mismatch, count */
+    uint64_t sessions_expired;     /* sessions removed by session_idle_expiry_ms, count */
+    uint64_t sessions_deleted;     /* sessions removed by tether_server_session_delete(), count */
+    uint64_t messages_dropped;     /* unacknowledged messages removed with those sessions, count */
+} tether_server_statistics;
+
+/** Fills *st. Safe from any thread and from callbacks. Returns TETHER_OK or
+ *  TETHER_EINVAL. */
+TETHER_API int tether_server_stats(tether_server *s, tether_server_statistics *st);
 
 #ifdef __cplusplus
 }

@@ -98,10 +98,11 @@ typedef enum tether_err {
     TETHER_EPROXY = -43,         /* the HTTP proxy is unreachable or refused the CONNECT (proxy_status) */
     TETHER_EPROXY_AUTH = -44,    /* the HTTP proxy wants credentials (407) or refused the ones given */
     TETHER_EDISPLACED = -45,     /* a newer connection of the same session replaced this one */
+    TETHER_EONLINE = -46,        /* the session is connected, so it cannot be deleted now */
 } tether_err;
 
 /** The lowest error code; every code from TETHER_ERR_LAST to -1 has a name. */
-#define TETHER_ERR_LAST TETHER_EDISPLACED
+#define TETHER_ERR_LAST TETHER_EONLINE
 
 /** A one-sentence description of an error code. Never NULL. */
 TETHER_API const char *tether_strerror(int code);

@@ -325,6 +325,7 @@ int tether_client_start(tether_client *c)
     tc.proxy = &c->proxy;
     tc.origin = c->cfg.origin;
     tc.headers = c->cfg.headers;
+    tc.stats = &c->stats;
     c->tp_cb = tether__client_tp_cb;
     c->tp_cb.wake = on_wake;
     rc = tether__tp_create(&tc, &c->tp_cb, c, &c->tp);

@@ -51,6 +51,8 @@ static void bp_update(tether_client *c)
 static void ev_message(void *arg, uint64_t seq, const uint8_t *data, size_t len, int redelivered)
 {
     tether_client *c = arg;
+    tether__stat_add(&c->stats, TETHER__ST_DELIVERED, 1);
+    tether__stat_add(&c->stats, TETHER__ST_REDELIVERED, redelivered != 0);
     if (c->cfg.cb.on_message) {
         c->cfg.cb.on_message(c, seq, data, len, redelivered, c->cfg.user);
     }
@@ -59,6 +61,7 @@ static void ev_message(void *arg, uint64_t seq, const uint8_t *data, size_t len,
 static void ev_acked(void *arg, uint64_t first, uint64_t last)
 {
     tether_client *c = arg;
+    tether__stat_add(&c->stats, TETHER__ST_ACKED, last - first + 1);
     pthread_cond_broadcast(&c->cond);
     if (c->cfg.cb.on_acked) {
         c->cfg.cb.on_acked(c, first, last, c->cfg.user);
@@ -96,6 +99,7 @@ static int permanent(int error, int http_status)
 static void attempt(tether_client *c)
 {
     c->phase = PH_ATTEMPT;
+    tether__stat_add(&c->stats, TETHER__ST_ATTEMPTS, 1);
     report(c, TETHER_STATE_CONNECTING, TETHER_OK, 0, 0, 0, 0, c->url);
     if (c->proxy_dirty) {
         tether__tp_set_proxy(c->tp, &c->proxy);
@@ -243,6 +247,7 @@ static void on_message(void *owner, tether__conn *conn, const uint8_t *buf, size
     }
     tether__engine_on_frame(c->engine, buf, len, now, &ev);
     if (ev.welcomed) {
+        tether__stat_add(&c->stats, TETHER__ST_CONNECTS, 1);
         c->live_since = now;
         c->welcome_deadline = UINT64_MAX;
         report(c, TETHER_STATE_CONNECTED, TETHER_OK, 0, 0, 0, ev.resumed,

@@ -32,6 +32,7 @@
 #include "transport/transport.h"
 #include "common/defaults.h"
 #include "common/util.h"
+#include "common/stats.h"
 
 #define CLIENT_QUEUE_BYTES (16u << 20)
 #define DESTROY_FLUSH_MS 1000u
@@ -133,6 +134,7 @@ struct tether_client {
     tether__tp_cb tp_cb;       /* the transport callbacks: client_conn.c's, wake wrapped */
     atomic_int wake_pending;   /* a wake is on its way to the service thread */
     tether__sendq sq;          /* the send path; its own lock (see above) */
+    tether__stats stats;       /* client_stats.c: counters behind tether_client_stats() */
 };
 
 static inline void lock(tether_client *c)

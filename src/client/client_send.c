@@ -296,6 +296,7 @@ static int commit_set(tether_client *c, tether__stage *set, uint64_t first)
                 q->cur_first += delta;
             }
             settle_locked(set, i, j, first + i, TETHER_OK);
+            tether__stat_add(&c->stats, TETHER__ST_SENT, j - i);
             q->inflight_n -= j - i;
             q->inflight_b -= bytes;
             q->finished += j - i;

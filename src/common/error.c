@@ -54,6 +54,7 @@ static const struct {
     {TETHER_EPROXY, "TETHER_EPROXY", "The HTTP proxy is unreachable or refused the CONNECT."},
     {TETHER_EPROXY_AUTH, "TETHER_EPROXY_AUTH", "The HTTP proxy requires credentials, or refused the ones given (407)."},
     {TETHER_EDISPLACED, "TETHER_EDISPLACED", "A newer connection of the same session replaced this one."},
+    {TETHER_EONLINE, "TETHER_EONLINE", "The session is connected, so it cannot be deleted now."},
 };
 
 static int find(int code)

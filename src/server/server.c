@@ -20,6 +20,8 @@ static void ev_message(void *arg, uint64_t seq, const uint8_t *data, size_t len,
 {
     srv_session *ss = arg;
     tether_server *s = srv_of(ss);
+    tether__srv_stat(s, TETHER__ST_DELIVERED, 1);
+    tether__srv_stat(s, TETHER__ST_REDELIVERED, redelivered != 0);
     if (s->cfg.cb.on_message) {
         s->cfg.cb.on_message(s, &ss->id, seq, data, len, redelivered, s->cfg.user);
     }
@@ -29,6 +31,7 @@ static void ev_acked(void *arg, uint64_t first, uint64_t last)
 {
     srv_session *ss = arg;
     tether_server *s = srv_of(ss);
+    tether__srv_stat(s, TETHER__ST_ACKED, last - first + 1);
     if (s->cfg.cb.on_acked) {
         s->cfg.cb.on_acked(s, &ss->id, first, last, s->cfg.user);
     }
@@ -90,6 +93,7 @@ int tether__srv_add_session(tether_server *s, const tether__session_rec *rec, sr
     a->sess.next = s->table[b];
     s->table[b] = &a->sess;
     *out = &a->sess;
+    tether__srv_admin_added(s, &a->sess);
     return TETHER_OK;
 }
 
@@ -108,7 +112,11 @@ int tether__srv_lookup(tether_server *s, const uint8_t id[16], srv_session **out
     if (rc != TETHER_OK) {
         return tether__fail(rc, "cannot read the session: %s", s->store->ops->errmsg(s->store));
     }
-    return tether__srv_add_session(s, &rec, out);
+    rc = tether__srv_add_session(s, &rec, out);
+    if (rc == TETHER_OK) {
+        tether__srv_admin_loaded(s, *out);
+    }
+    return rc;
 }
 
 void tether__srv_mark_dirty(tether_server *s, srv_session *ss)
@@ -144,6 +152,11 @@ static int check_config(tether_server_config *k)
         return tether__fail(TETHER_ECONFIG,
                             "ping_interval_ms and pong_timeout_ms must be at least 1000");
     }
+    if (k->session_idle_expiry_ms && k->session_idle_expiry_ms < 1000) {
+        return tether__fail(TETHER_ECONFIG, "session_idle_expiry_ms must be 0 (never) or at "
+                                            "least 1000 (the sweep runs at most once a second)");
+    }
+    k->metrics_http = k->metrics_http != 0;
     k->max_pending_handshakes = k->max_pending_handshakes ? k->max_pending_handshakes
                                                           : TETHER__DEFAULT_MAX_PENDING_HANDSHAKES;
     k->handshake_timeout_ms =
@@ -235,6 +248,9 @@ int tether_server_create(const tether_server_config *cfg, tether_server **out)
         tether__fail(rc, "cannot create the memory store");
         goto fail;
     }
+    if ((rc = tether__srv_admin_init(s)) != TETHER_OK) {
+        goto fail;
+    }
     if ((rc = tether__decoder_init(&s->dec, s->ecfg.max_message)) != TETHER_OK) {
         tether__fail(rc, "out of memory");
         goto fail;
@@ -255,6 +271,8 @@ int tether_server_create(const tether_server_config *cfg, tether_server **out)
     tc.tls_server_cert = s->cfg.tls_cert_file;
     tc.tls_server_key = s->cfg.tls_key_file;
     tc.tls_client_ca = s->cfg.tls_client_ca_file;
+    tc.stats = &s->admin.stats;
+    tc.http_get = s->cfg.metrics_http ? tether__srv_metrics_http : NULL;
     rc = tether__tp_create(&tc, &tether__server_tp_cb, s, &s->tp);
     if (rc != TETHER_OK) {
         pthread_mutex_destroy(&s->lock);
@@ -288,6 +306,9 @@ int tether_server_start(tether_server *s)
         return tether__fail(TETHER_EINVAL, "server is NULL");
     }
     lock(s);
+    if (!s->started) {
+        tether__srv_admin_start(s); /* before the service thread runs */
+    }
     int rc = s->started ? tether__fail(TETHER_EINVAL, "the server is already started")
                         : tether__tp_start(s->tp);
     if (rc == TETHER_OK) {
@@ -316,6 +337,8 @@ int tether_server_send_batch(tether_server *s, const tether_session_id *id,
         rc = tether__engine_send(ss->engine, msgs, n, first_seq);
         if (rc != TETHER_OK) {
             tether__fail(rc, "send failed: %s", tether_strerror(rc));
+        } else {
+            tether__srv_stat(s, TETHER__ST_SENT, n);
         }
         /* back-pressure is reported on the service thread */
         bp = tether__bp_after_send(&ss->bp, ss->engine, s->ecfg.window, rc);

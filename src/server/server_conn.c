@@ -18,6 +18,7 @@ static void detach(tether_server *s, srv_session *ss, int error)
     ss->conn = NULL;
     old->sess = NULL;
     s->connected--;
+    tether__srv_admin_offline(s, ss);
     if (old->opened && s->cfg.cb.on_session_close) {
         s->cfg.cb.on_session_close(s, &ss->id, error, s->cfg.user);
     }
@@ -88,6 +89,7 @@ static void handle_hello(tether_server *s, srv_conn *sc, const tether__hello *h,
         ss = tether__srv_find(s, h->session_id); /* the lookup loaded it */
     }
     if (!ss) {
+        tether__srv_stat(s, TETHER__ST_REFUSED, 1);
         tether__conn_want_write(sc->conn); /* the refusal, then close */
         return;
     }
@@ -104,10 +106,12 @@ static void handle_hello(tether_server *s, srv_conn *sc, const tether__hello *h,
     tether__conn_want_write(sc->conn);
     if (rc != TETHER_OK) {
         /* a mismatch or a store failure closed it already; anything else closes here */
+        tether__srv_stat(s, TETHER__ST_REFUSED, 1);
         tether__engine_close(ss->engine, rc, TETHER__NO_BYE, "cannot accept the session");
         return;
     }
     sc->opened = 1;
+    tether__srv_stat(s, TETHER__ST_CONNECTS, 1);
     if (s->cfg.cb.on_session_open) {
         s->cfg.cb.on_session_open(s, &ss->id, resumed, s->cfg.user);
     }
@@ -171,6 +175,7 @@ static void on_message(void *owner, tether__conn *conn, const uint8_t *buf, size
         if (tether__hs_first(&s->dec, buf, len, err, &h, &sc->hs)) {
             handle_hello(s, sc, &h, now);
         } else {
+            tether__srv_stat(s, TETHER__ST_REFUSED, 1);
             tether__conn_want_write(conn);
         }
     }
@@ -245,6 +250,9 @@ static void on_timer(void *owner, tether__conn *conn)
     tether_server *s = owner;
     uint64_t now = tether__now_ms();
     if (!conn) {
+        lock(s);
+        tether__srv_admin_timer(s); /* the transport-wide timer is the expiry sweep's */
+        unlock(s);
         return;
     }
     srv_conn *sc = tether__conn_user(conn);
@@ -360,6 +368,9 @@ static int admit(void *owner, tether__tp_hs *t, char *reply, size_t reply_len)
     }
     unlock(s);
     free(hs);
+    if (st) {
+        tether__srv_stat(s, TETHER__ST_REFUSED, 1);
+    }
     return st;
 }
 

@@ -30,6 +30,7 @@
 #include "transport/transport.h"
 #include "common/defaults.h"
 #include "common/util.h"
+#include "server_admin.h"
 
 #define SESSION_QUEUE_BYTES (1u << 20)
 #define BUCKETS 4096u
@@ -45,6 +46,7 @@ typedef struct srv_session {
     tether__bp bp;            /* back-pressure as last reported */
     struct srv_session *next; /* hash chain */
     struct srv_session *next_dirty; /* wake list */
+    uint64_t idle_since;      /* server_admin.c: when it went offline (admin clock), ms */
 } srv_session;
 
 /* One connection. With a session, its engine says whether it is closing and
@@ -76,6 +78,7 @@ struct tether_server {
     const char **origins;     /* owned copy of cfg.allowed_origins (pointers into strs) */
     int started;              /* the service thread runs */
     int stopping;             /* destroy() in progress */
+    srv_admin admin;          /* server_admin.c: expiry, counters, totals */
 };
 
 static inline void lock(tether_server *s)

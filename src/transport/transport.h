@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/stats.h"
 #include "engine/frame.h"
 #include "proxy.h"
 
@@ -72,6 +73,12 @@ typedef struct tether__tp_cfg {
     const char *tls_server_cert; /* serve TLS with this certificate chain, or NULL */
     const char *tls_server_key;  /* its key */
     const char *tls_client_ca;   /* require client certificates from these CAs, or NULL */
+    /* either side */
+    tether__stats *stats;        /* counts message bytes in and out here, or NULL */
+    /* server, may be NULL: a plain HTTP GET of path (not an upgrade). Returns 200
+     * with *body (malloc'd; the transport frees it), *len and *type (a static
+     * Content-Type) filled, or 0 when path is not served (the request gets 400). */
+    int (*http_get)(void *owner, const char *path, char **body, size_t *len, const char **type);
 } tether__tp_cfg;
 
 /* Creates the context (binding the port for a server). Returns TETHER_OK,
@@ -123,6 +130,9 @@ void tether__conn_timer(tether__conn *c, uint64_t delay_ms);
 void tether__conn_timer_cancel(tether__conn *c);
 void tether__conn_set_user(tether__conn *c, void *user);
 void *tether__conn_user(tether__conn *c);
+
+/* 1 when the calling thread is the transport's service thread (inside a callback). */
+int tether__tp_on_service_thread(tether__tp *tp);
 
 /* Headroom a tether__buf needs for tether__conn_write(). */
 size_t tether__tp_headroom(void);

@@ -250,6 +250,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             return 0;
         }
         c->last_rx_ms = tether__now_ms();
+        tether__stat_add(tp->cfg.stats, TETHER__ST_BYTES_IN, len);
         rx_append(c, in, len, lws_is_first_fragment(wsi), lws_is_final_fragment(wsi),
                   lws_frame_is_binary(wsi));
         return 0;
@@ -327,6 +328,9 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         return 0;
 
     case LWS_CALLBACK_HTTP:
+        if (tp->cfg.http_get && in && tether__tp_http_answer(tp, wsi, in) < 0) {
+            return -1; /* answered (GET /metrics) */
+        }
         /* tether speaks WebSocket only */
         lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST, "tether speaks WebSocket only");
         return -1;
@@ -704,6 +708,7 @@ int tether__conn_write(tether__conn *c, tether__buf *b)
     if (n < (int)b->len) {
         return tether__fail(TETHER_ECONNECT, "write failed");
     }
+    tether__stat_add(c->tp->cfg.stats, TETHER__ST_BYTES_OUT, b->len);
     return TETHER_OK;
 }
 

@@ -112,6 +112,10 @@ struct tether__tp {
  * (close). why: the body's sentence, or NULL for a generic one; extra:
  * "Name: value\r\n" lines from the admission hook, or NULL. */
 int tether__tp_refuse_upgrade(struct lws *wsi, int status, const char *why, const char *extra);
+/* transport_lws_http.c: answers a plain HTTP request for path through
+ * cfg.http_get; returns -1 (close) after answering, or 0 when http_get does
+ * not serve path (nothing written). */
+int tether__tp_http_answer(tether__tp *tp, struct lws *wsi, const char *path);
 /* transport_lws.c: reports the end of a connection or attempt (once). */
 void tether__tp_conn_end(tether__conn *c, tether__tp_close *why);
 /* transport_lws.c: frees a connection record. */

@@ -340,5 +340,45 @@ demo() {
 }
 check demo_20000_messages_one_kill_nothing_lost demo
 
+# ---------------------------------------------------------------- operations
+# serve --metrics answers GET /metrics on its port; status shows the totals.
+ops_usage() {
+    expect_rc 2 "$T" serve --session-expiry-ms 999 &&
+        expect_rc 2 "$T" serve --session-expiry-ms 1x &&
+        expect_rc 2 "$T" serve --max-sessions 0 &&
+        expect_rc 2 "$T" serve --max-sessions 1000001
+}
+check serve_operations_flags_are_checked ops_usage
+
+ops_metrics() {
+    start_server ops --quiet --metrics --db "$WORK/ops-s.db" --session-expiry-ms 600000 ||
+        return 1
+    timeout 60 "$T" send "ws://127.0.0.1:$PORT/" --db "$WORK/ops-c.db" --count 25 --size 16 \
+        --timeout-ms 30000 >/dev/null 2>"$WORK/ops-send.err" </dev/null || return 1
+    exec 3<>"/dev/tcp/127.0.0.1/$PORT" || return 1
+    printf 'GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n' >&3
+    timeout 10 cat <&3 >"$WORK/metrics.out"
+    exec 3<&-
+    grep -q '^HTTP/1.1 200' "$WORK/metrics.out" &&
+        grep -q '^# TYPE tether_messages_delivered_total counter$' "$WORK/metrics.out" &&
+        grep -q '^tether_messages_delivered_total 25$' "$WORK/metrics.out" &&
+        grep -q '^tether_sessions 1$' "$WORK/metrics.out" &&
+        grep -q '^tether_outbox_pending_messages 0$' "$WORK/metrics.out" || {
+        sed 's/^/  | /' "$WORK/metrics.out" >&2
+        return 1
+    }
+    stop_gracefully "$SPID" || return 1
+    expect_rc 0 "$T" status --db "$WORK/ops-s.db" || return 1
+    grep -q '^sessions: 1$' "$WORK/last.out" &&
+        grep -q '^established: 1 (sessions a client can resume)$' "$WORK/last.out" &&
+        grep -q '^outboxes: 0 messages, 0 bytes unacknowledged in all$' "$WORK/last.out" || {
+        sed 's/^/  | /' "$WORK/last.out" >&2
+        return 1
+    }
+    expect_rc 0 "$T" status --db "$WORK/ops-s.db" --json &&
+        grep -qF '"session_count":1,"established_count":1,"pending_total":0,' "$WORK/last.out"
+}
+check serve_metrics_page_and_status_totals ops_metrics
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

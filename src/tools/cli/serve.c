@@ -28,6 +28,11 @@ static const char serve_help[] =
     "  --echo               send every message back to the session it came from\n"
     "  --quiet              do not print messages or session events\n"
     "  --port-file FILE     write the bound port (decimal and a newline) to FILE\n"
+    "  --metrics            answer GET /metrics on the same port with the server's\n"
+    "                       counters in Prometheus text format (docs/operations.md)\n"
+    "  --session-expiry-ms MS  remove a session offline this long, with its outbox,\n"
+    "                       and report it on stderr (1000 ... 2^53) [0: never]\n"
+    "  --max-sessions N     sessions connected at once (1 ... 1000000) [10000]\n"
     "  --help               show this help\n"
     "\n"
     "Session events (open, close, mismatch) are reported on stderr.\n"
@@ -75,6 +80,15 @@ static void on_message(tether_server *s, const tether_session_id *id, uint64_t s
     }
 }
 
+static void on_expired(tether_server *s, const tether_session_id *id, uint64_t pending,
+                       void *user)
+{
+    char hex[33];
+    tether_session_id_hex(id, hex);
+    fprintf(stderr, "tether serve: session %s expired; %llu unacknowledged messages to it dropped\n",
+            hex, (unsigned long long)pending);
+}
+
 static void on_mismatch(tether_server *s, const tether_mismatch_info *mi, void *user)
 {
     char hex[33];
@@ -96,6 +110,9 @@ int cli_serve(int argc, char **argv)
         {"echo", no_argument, NULL, 'e'},
         {"quiet", no_argument, NULL, 'q'},
         {"port-file", required_argument, NULL, 'p'},
+        {"metrics", no_argument, NULL, 'm'},
+        {"session-expiry-ms", required_argument, NULL, 'x'},
+        {"max-sessions", required_argument, NULL, 'M'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -128,6 +145,24 @@ int cli_serve(int argc, char **argv)
         case 'p':
             port_file = optarg;
             break;
+        case 'm':
+            cfg.metrics_http = 1;
+            break;
+        case 'x':
+            if (cli_parse_u64(optarg, 1000, UINT64_C(1) << 53, &cfg.session_idle_expiry_ms) != 0) {
+                return cli_usage_error("serve", "--session-expiry-ms must be 1000 to 2^53, not '%s'",
+                                       optarg);
+            }
+            break;
+        case 'M': {
+            uint64_t v;
+            if (cli_parse_u64(optarg, 1, 1000000, &v) != 0) {
+                return cli_usage_error("serve", "--max-sessions must be 1 to 1000000, not '%s'",
+                                       optarg);
+            }
+            cfg.max_sessions = (uint32_t)v;
+            break;
+        }
         case 'h':
             fputs(serve_help, stdout);
             return CLI_OK;
@@ -148,6 +183,7 @@ int cli_serve(int argc, char **argv)
     cfg.cb.on_session_close = on_close;
     cfg.cb.on_message = on_message;
     cfg.cb.on_mismatch = on_mismatch;
+    cfg.cb.on_session_expired = on_expired;
     cfg.user = &ctx;
 
     cli_signals_install();

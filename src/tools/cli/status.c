@@ -26,7 +26,9 @@ static const char status_help[] =
     "session its id, out_last (highest sequence number assigned to an outgoing\n"
     "message), peer_acked (highest one the peer acknowledged), recv_cursor (highest\n"
     "incoming one committed), pending (unacknowledged messages and their bytes) and\n"
-    "whether the session was established. An empty file (zero bytes, or a database\n"
+    "whether the session was established; above them, the store's totals (sessions,\n"
+    "how many are established, all unacknowledged messages and bytes). An empty file\n"
+    "(zero bytes, or a database\n"
     "without tables) is an empty store, role 'none': 'tether send' or 'tether serve'\n"
     "would start a new one in it.\n"
     "\n"
@@ -54,11 +56,21 @@ typedef struct collect {
     cli_session_info *out; /* destination array */
     size_t max;            /* its capacity */
     size_t n;              /* sessions seen (may exceed max) */
+    uint64_t established;  /* sessions seen that were established */
 } collect;
+
+/* The whole store's totals, shown above the sessions. */
+typedef struct totals {
+    uint64_t sessions;      /* sessions recorded */
+    uint64_t established;   /* of those, established: a client can resume them */
+    uint64_t pending;       /* unacked messages in all outboxes */
+    uint64_t pending_bytes; /* their payload bytes */
+} totals;
 
 static int on_session(void *arg, const tether__session_rec *rec)
 {
     collect *col = arg;
+    col->established += rec->established != 0;
     if (col->n < col->max) {
         cli_session_info *si = &col->out[col->n];
         memset(si, 0, sizeof *si);
@@ -84,8 +96,9 @@ static const char *role_name(tether__store_role role)
     }
 }
 
-int cli_store_inspect(const char *path, int check, const char **role, cli_session_info *out,
-                      size_t max, size_t *count, char *err, size_t errlen)
+/* cli_store_inspect(), and the store's totals into *tot (may be NULL). */
+static int inspect_store(const char *path, int check, const char **role, cli_session_info *out,
+                         size_t max, size_t *count, totals *tot, char *err, size_t errlen)
 {
     tether__store *st = NULL;
     *count = 0;
@@ -108,7 +121,19 @@ int cli_store_inspect(const char *path, int check, const char **role, cli_sessio
     }
     st->ops->close(st);
     *count = col.n;
+    if (tot && rc == TETHER_OK) {
+        tot->sessions = info.sessions;
+        tot->established = col.established;
+        tot->pending = info.pending;
+        tot->pending_bytes = info.pending_bytes;
+    }
     return rc;
+}
+
+int cli_store_inspect(const char *path, int check, const char **role, cli_session_info *out,
+                      size_t max, size_t *count, char *err, size_t errlen)
+{
+    return inspect_store(path, check, role, out, max, count, NULL, err, errlen);
 }
 
 int cli_store_read(const char *path, const char **role, cli_session_info *out, size_t max,
@@ -135,7 +160,7 @@ static int exit_for(int rc)
 }
 
 static void print_text(const char *path, const char *role, int check, const cli_session_info *s,
-                       size_t n, size_t total)
+                       size_t n, size_t total, const totals *t)
 {
     printf("store:    %s\n", path);
     if (strcmp(role, "none") == 0) {
@@ -147,6 +172,10 @@ static void print_text(const char *path, const char *role, int check, const cli_
         printf("check:    ok\n");
     }
     printf("sessions: %zu\n", total);
+    printf("established: %llu (sessions a client can resume)\n",
+           (unsigned long long)t->established);
+    printf("outboxes: %llu messages, %llu bytes unacknowledged in all\n",
+           (unsigned long long)t->pending, (unsigned long long)t->pending_bytes);
     for (size_t i = 0; i < n; i++) {
         char hex[33];
         tether_session_id_hex(&s[i].id, hex);
@@ -164,13 +193,17 @@ static void print_text(const char *path, const char *role, int check, const cli_
 }
 
 static void print_json(const char *path, const char *role, int check, const cli_session_info *s,
-                       size_t n, size_t total)
+                       size_t n, size_t total, const totals *t)
 {
     cli_buf b = {0};
     cli_buf_add(&b, "{\"db\":", 6);
     cli_buf_json_str(&b, path, strlen(path));
-    cli_buf_printf(&b, ",\"role\":\"%s\",%s\"session_count\":%zu,\"sessions\":[", role,
-                   check ? "\"check\":\"ok\"," : "", total);
+    cli_buf_printf(&b,
+                   ",\"role\":\"%s\",%s\"session_count\":%zu,\"established_count\":%llu,"
+                   "\"pending_total\":%llu,\"pending_bytes_total\":%llu,\"sessions\":[",
+                   role, check ? "\"check\":\"ok\"," : "", total,
+                   (unsigned long long)t->established, (unsigned long long)t->pending,
+                   (unsigned long long)t->pending_bytes);
     for (size_t i = 0; i < n; i++) {
         char hex[33];
         tether_session_id_hex(&s[i].id, hex);
@@ -235,7 +268,8 @@ int cli_status(int argc, char **argv)
     const char *role = NULL;
     size_t total = 0;
     char err[512] = "";
-    int rc = cli_store_inspect(path, check, &role, s, MAX_SHOWN, &total, err, sizeof err);
+    totals tot = {0};
+    int rc = inspect_store(path, check, &role, s, MAX_SHOWN, &total, &tot, err, sizeof err);
     if (rc != TETHER_OK) {
         free(s);
         cli_fail("status", "%s: %s", tether_err_name(rc), err);
@@ -243,9 +277,9 @@ int cli_status(int argc, char **argv)
     }
     size_t shown = total < MAX_SHOWN ? total : MAX_SHOWN;
     if (json) {
-        print_json(path, role, check, s, shown, total);
+        print_json(path, role, check, s, shown, total, &tot);
     } else {
-        print_text(path, role, check, s, shown, total);
+        print_text(path, role, check, s, shown, total, &tot);
     }
     free(s);
     return CLI_OK;
