@@ -3,6 +3,7 @@
  * the public client API. The connection life is in client_conn.c.
  */
 #include "client_int.h"
+#include "common/alloc.h"
 
 /* ---- public API ---- */
 
@@ -175,16 +176,16 @@ int tether_client_create(const tether_client_config *cfg, tether_client **out)
     if (!cfg) {
         return tether__fail(TETHER_EINVAL, "cfg is NULL");
     }
-    c = calloc(1, sizeof *c);
+    c = tether__calloc(1, sizeof *c);
     if (!c) {
         return tether__fail(TETHER_ENOMEM, "out of memory");
     }
     c->cfg = *cfg;
     if ((rc = check_config(&c->cfg)) != TETHER_OK || (rc = copy_strings(c)) != TETHER_OK ||
         (rc = choose_proxy(c)) != TETHER_OK) {
-        free(c->strs);
-        free(c->headers);
-        free(c);
+        tether__free(c->strs);
+        tether__free(c->headers);
+        tether__free(c);
         return rc;
     }
     if (c->cfg.tls_insecure_skip_verify) {
@@ -198,19 +199,19 @@ int tether_client_create(const tether_client_config *cfg, tether_client **out)
                                  cfg->outbox_max_messages, cfg->outbox_max_bytes, cfg->manual_ack,
                                  CLIENT_QUEUE_BYTES);
     if (rc != TETHER_OK) {
-        free(c->strs);
-        free(c->headers);
-        free(c);
+        tether__free(c->strs);
+        tether__free(c->headers);
+        tether__free(c);
         return rc;
     }
-    c->url = strdup(cfg->url);
-    c->db_path = cfg->db_path ? strdup(cfg->db_path) : NULL;
+    c->url = tether__strdup(cfg->url);
+    c->db_path = cfg->db_path ? tether__strdup(cfg->db_path) : NULL;
     if (!c->url || (cfg->db_path && !c->db_path)) {
-        free(c->url);
-        free(c->db_path);
-        free(c->strs);
-        free(c->headers);
-        free(c);
+        tether__free(c->url);
+        tether__free(c->db_path);
+        tether__free(c->strs);
+        tether__free(c->headers);
+        tether__free(c);
         return tether__fail(TETHER_ENOMEM, "out of memory");
     }
     c->cfg.url = c->url;
@@ -243,11 +244,11 @@ int tether_client_create(const tether_client_config *cfg, tether_client **out)
         if (c->store) {
             c->store->ops->close(c->store);
         }
-        free(c->url);
-        free(c->db_path);
-        free(c->strs);
-        free(c->headers);
-        free(c);
+        tether__free(c->url);
+        tether__free(c->db_path);
+        tether__free(c->strs);
+        tether__free(c->headers);
+        tether__free(c);
         return rc;
     }
 
@@ -540,11 +541,11 @@ void tether_client_destroy(tether_client *c)
     tether__buf_free(&c->out);
     pthread_cond_destroy(&c->cond);
     pthread_mutex_destroy(&c->lock);
-    free(c->url);
-    free(c->db_path);
-    free(c->strs);
-    free(c->headers);
-    free(c);
+    tether__free(c->url);
+    tether__free(c->db_path);
+    tether__free(c->strs);
+    tether__free(c->headers);
+    tether__free(c);
 }
 
 int tether_client_set_proxy_credentials(tether_client *c, const char *user, const char *password)

@@ -4,6 +4,7 @@
  * Outgoing messages live in session_send.c, incoming ones in session_recv.c.
  */
 #include "session_int.h"
+#include "common/alloc.h"
 
 #include "common/killpoint.h"
 
@@ -135,7 +136,7 @@ int tether__engine_create(const tether__engine_cfg *cfg, tether__store *st,
     if (!cfg || !st || !st->ops || !rec || !cfg_valid(cfg) || rec->peer_acked > rec->out_last) {
         return TETHER_EINVAL;
     }
-    tether__engine *e = calloc(1, sizeof *e);
+    tether__engine *e = tether__calloc(1, sizeof *e);
     if (!e) {
         return TETHER_ENOMEM;
     }
@@ -147,14 +148,14 @@ int tether__engine_create(const tether__engine_cfg *cfg, tether__store *st,
     }
     int r = tether__decoder_init(&e->dec, cfg->max_message);
     if (r != TETHER_OK) {
-        free(e);
+        tether__free(e);
         return r;
     }
     uint64_t count = 0;
     r = st->ops->pending(st, rec->id, &count, &e->pend_bytes);
     if (r != TETHER_OK) {
         tether__decoder_free(&e->dec);
-        free(e);
+        tether__free(e);
         return r;
     }
     /* Anything in the outbox may have been written by an earlier process. */
@@ -173,7 +174,7 @@ void tether__engine_destroy(tether__engine *e)
     }
     tether__engine_send_free(e);
     tether__decoder_free(&e->dec);
-    free(e);
+    tether__free(e);
 }
 
 const tether__session_rec *tether__engine_rec(const tether__engine *e)
