@@ -174,9 +174,12 @@ TETHER_API int tether_client_pending(tether_client *c, uint64_t *count, uint64_t
 
 /**
  * Blocks until every message sent so far is acknowledged, or timeout_ms passes.
- * Must not be called from a callback.
+ * Must not be called from a callback: from a callback of this client it
+ * returns TETHER_EINVAL at once (the acks would have to come from the thread
+ * it blocks).
  * Returns TETHER_OK, TETHER_ETIMEDOUT, TETHER_ECLOSED (the client was never
- * started, or stopped for good; the state callback said why), TETHER_EINVAL.
+ * started, or stopped for good; the state callback said why), TETHER_EINVAL
+ * (c NULL, or called from a callback of c).
  */
 TETHER_API int tether_client_wait_acked(tether_client *c, uint32_t timeout_ms);
 
@@ -206,7 +209,9 @@ TETHER_API int tether_client_set_proxy_credentials(tether_client *c, const char 
                                                    const char *password);
 
 /** Closes the connection, stops the thread and closes the store. Everything
- *  committed stays in the store for the next run. destroy(NULL) does nothing. */
+ *  committed stays in the store for the next run. destroy(NULL) does nothing.
+ *  Must not be called from a callback: from a callback of this client it does
+ *  nothing (tether_errmsg() says so), and c stays valid. */
 TETHER_API void tether_client_destroy(tether_client *c);
 
 /** The detail of the last failure of a tether call in the calling thread. Never NULL. */

@@ -140,7 +140,9 @@ TETHER_API int tether_server_connected(tether_server *s, uint32_t *count);
 /** Sends BYE(SHUTDOWN) to every connected session and waits up to 500 ms for
  *  them to close (HELLOs meanwhile get REJECT(SHUTDOWN)), then closes what is
  *  left, stops the thread and closes the store. Everything committed stays in
- *  the store. NULL does nothing. */
+ *  the store. NULL does nothing. Must not be called from a callback: from a
+ *  callback of this server it does nothing (tether_errmsg() says so), and s
+ *  stays valid. */
 TETHER_API void tether_server_destroy(tether_server *s);
 
 #ifdef __cplusplus

@@ -428,6 +428,10 @@ int tether_client_wait_acked(tether_client *c, uint32_t timeout_ms)
     if (!c) {
         return tether__fail(TETHER_EINVAL, "client is NULL");
     }
+    if (tether__tp_on_service_thread(c->tp)) {
+        return tether__fail(TETHER_EINVAL, "tether_client_wait_acked() called from a callback of "
+                                           "the same client: the acks come from this thread");
+    }
     clock_gettime(CLOCK_MONOTONIC, &until);
     until.tv_sec += timeout_ms / 1000;
     until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
@@ -516,6 +520,11 @@ int tether_client_reset_session(tether_client *c)
 void tether_client_destroy(tether_client *c)
 {
     if (!c) {
+        return;
+    }
+    if (tether__tp_on_service_thread(c->tp)) {
+        tether__fail(TETHER_EINVAL, "tether_client_destroy() called from a callback of the same "
+                                    "client: ignored, destroy it from another thread");
         return;
     }
     if (c->tp) {

@@ -415,6 +415,11 @@ void tether_server_destroy(tether_server *s)
     if (!s) {
         return;
     }
+    if (tether__tp_on_service_thread(s->tp)) {
+        tether__fail(TETHER_EINVAL, "tether_server_destroy() called from a callback of the same "
+                                    "server: ignored, destroy it from another thread");
+        return;
+    }
     lock(s);
     s->stopping = 1;
     int live = 0;
