@@ -369,8 +369,14 @@ int tether__engine_accept(tether__engine *e, const tether__hello *h, uint64_t no
         mismatch_shut(e, ev, &mi);
         return ev->error;
     }
-    queue_welcome(e, e->rec.established ? 1 : 0);
+    /* WELCOME only once the session is recorded as established: a client
+     * that got it records the session as established too, and would take a
+     * later WELCOME "not resumed" for a server that lost it (EMISMATCH). */
+    int resumed = e->rec.established ? 1 : 0;
     int r = go_live(e, h->recv_cursor, h->max_message, h->window, ev);
+    if (r == TETHER_OK) {
+        queue_welcome(e, resumed);
+    }
     return r;
 }
 

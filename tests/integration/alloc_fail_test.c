@@ -17,9 +17,12 @@
  *   committed (all sent, all acked);
  * - nothing crashes, and under ASan/LSan nothing leaks.
  *
- * Coverage: every k from 1 to FULL_STEP_UNTIL, then k grows by k/STEP_DIV
- * (about 1 %) until a run completes without hitting it. The summary line per
- * store says which k were run.
+ * Coverage: a first run with nothing failing counts the allocations up to
+ * the end of tether_client_create() (SQLite: about 3600, nearly all of them
+ * SQLite preparing its statements; memory: 14). The walk then fails every k
+ * from 1 to DENSE_HEAD, every STRIDE-th k up to that count, and every k after
+ * it (start, sends, the service threads, destroy) until a run completes
+ * without reaching k. The summary line per store says what was run.
  */
 #include <pthread.h>
 #include <signal.h>
@@ -37,8 +40,8 @@
 #define CLIENT_MSGS 5u       /* client -> server messages per run */
 #define SERVER_MSGS 3u       /* server -> client messages per run */
 #define RUN_WAIT_MS 20000u   /* bound for one run's deliveries and acks */
-#define FULL_STEP_UNTIL 600u /* every k up to here */
-#define STEP_DIV 100u        /* then k += k / STEP_DIV */
+#define DENSE_HEAD 200u      /* every k up to here */
+#define STRIDE 29u           /* then every STRIDE-th until the client is created */
 #define K_MAX 200000u        /* a walk longer than this is a failure */
 
 /* What one run saw, written by the callbacks. */
@@ -105,6 +108,22 @@ static void c_message(tether_client *c, uint64_t seq, const void *data, size_t l
     pthread_mutex_unlock(&sn.mu);
 }
 
+/* With TETHER_TEST_VERBOSE set, the client's states on stderr. */
+static void c_state(tether_client *c, const tether_state_info *in, void *user)
+{
+    if (getenv("TETHER_TEST_VERBOSE")) {
+        fprintf(stderr, "    client state %d %s reject %d: %s\n", in->state,
+                tether_err_name(in->error), in->reject_code, in->detail);
+    }
+}
+
+static void s_close(tether_server *s, const tether_session_id *id, int error, void *user)
+{
+    if (getenv("TETHER_TEST_VERBOSE")) {
+        fprintf(stderr, "    server session closed: %s\n", tether_err_name(error));
+    }
+}
+
 /* One run's bookkeeping of API failures. */
 typedef struct run {
     uint64_t k;        /* the allocation that fails */
@@ -113,6 +132,7 @@ typedef struct run {
     const char *where; /* the call that failed, for the summary */
     int broken;        /* a check failed: stop the walk */
     uint64_t allocs;   /* allocations the run numbered */
+    uint64_t created;  /* allocations numbered when the client was created */
 } run;
 
 #define RUN_FAIL(r, ...)                                                                        \
@@ -189,15 +209,19 @@ static void configs(run *r, tether_server_config *scfg, tether_client_config *cc
     tt_path(cdb, sizeof cdb, "client.db");
     tether_server_config_init(scfg);
     scfg->db_path = r->sqlite ? sdb : NULL;
+    scfg->durability = TETHER_DURABILITY_OFF; /* no fsync: the walk is about memory */
     scfg->cb.on_message = s_message;
     scfg->cb.on_session_open = s_open;
+    scfg->cb.on_session_close = s_close;
     scfg->port = port;
     tether_client_config_init(ccfg);
     ccfg->url = url_for(url, url_len, port);
     ccfg->db_path = r->sqlite ? cdb : NULL;
+    ccfg->durability = TETHER_DURABILITY_OFF;
     ccfg->backoff_base_ms = 5;
     ccfg->backoff_cap_ms = 50;
     ccfg->cb.on_message = c_message;
+    ccfg->cb.on_state = c_state;
 }
 
 static void remove_stores(void)
@@ -271,6 +295,7 @@ static int walk_once(run *r)
     API(r, "tether_server_start", tether_server_start(p.s));
     configs(r, &scfg, &ccfg, url, sizeof url, port);
     API(r, "tether_client_create", tether_client_create(&ccfg, &p.c));
+    r->created = tether__alloc_count();
     for (uint64_t i = 1; i <= CLIENT_MSGS; i++) {
         uint64_t before = 0, after = 0, seq = 0;
         payload(buf, sizeof buf, 'c', i);
@@ -344,7 +369,7 @@ out:
 static void walk(int sqlite)
 {
     run r;
-    uint64_t runs = 0, api = 0, k = 1, full = 0, allocs = 0;
+    uint64_t runs = 0, api = 0, k = 1, full = 0, allocs = 0, created;
     /* to replay one run: ALLOC_FAIL_K=k (0: nothing fails) */
     const char *only = getenv("ALLOC_FAIL_K");
     if (only && *only) {
@@ -356,6 +381,19 @@ static void walk(int sqlite)
                sqlite ? "SQLite" : "memory", (unsigned long long)r.k, hit ? "hit" : "not reached",
                (unsigned long long)r.allocs, r.api_failures, r.where ? r.where : "-");
         return;
+    }
+    memset(&r, 0, sizeof r);
+    r.sqlite = sqlite;
+    walk_once(&r); /* nothing fails: where does the client exist? */
+    created = r.created;
+    if (r.broken || !created) {
+        tt_fail(__FILE__, __LINE__, "the run without failures failed");
+        return;
+    }
+    /* to resume a walk further on: ALLOC_FAIL_FROM=k */
+    const char *from = getenv("ALLOC_FAIL_FROM");
+    if (from && *from) {
+        k = strtoull(from, NULL, 10);
     }
     for (;;) {
         memset(&r, 0, sizeof r);
@@ -376,13 +414,13 @@ static void walk(int sqlite)
             tt_fail(__FILE__, __LINE__, "the walk passed k=%u without ending", K_MAX);
             break;
         }
-        k += k < FULL_STEP_UNTIL ? 1 : k / STEP_DIV;
+        k += k < DENSE_HEAD || k >= created ? 1 : STRIDE;
     }
-    printf("  %s stores: %llu runs, k = 1..%u each, then +1%% steps; a run of %llu allocations "
-           "completed untouched at k=%llu; %llu API calls returned TETHER_ENOMEM, the other "
-           "failures hit service threads\n",
-           sqlite ? "SQLite" : "memory", (unsigned long long)runs, FULL_STEP_UNTIL,
-           (unsigned long long)allocs, (unsigned long long)full,
+    printf("  %s stores: %llu runs: k = 1..%u, every %u-th to %llu (client created), then "
+           "every k; a run of %llu allocations completed untouched at k=%llu; %llu API calls "
+           "returned TETHER_ENOMEM, the other failures hit service threads\n",
+           sqlite ? "SQLite" : "memory", (unsigned long long)runs, DENSE_HEAD, STRIDE,
+           (unsigned long long)created, (unsigned long long)allocs, (unsigned long long)full,
            (unsigned long long)api);
     CHECK(full > 0);
 }
