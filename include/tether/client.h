@@ -155,7 +155,9 @@ TETHER_API int tether_client_start(tether_client *c);
 TETHER_API int tether_client_send(tether_client *c, const void *data, size_t len, uint64_t *seq);
 
 /** Like tether_client_send() for n messages in one store transaction: all or none.
- *  *first_seq receives the first one's number; the rest follow consecutively. */
+ *  *first_seq receives the first one's number; the rest follow consecutively.
+ *  Returns the codes of tether_client_send(); TETHER_EINVAL also for n 0 or
+ *  msgs NULL. */
 TETHER_API int tether_client_send_batch(tether_client *c, const tether_msg *msgs, size_t n,
                                         uint64_t *first_seq);
 
@@ -163,13 +165,16 @@ TETHER_API int tether_client_send_batch(tether_client *c, const tether_msg *msgs
  *  Returns TETHER_OK, TETHER_EINVAL (not manual mode, or seq not yet delivered), a store error. */
 TETHER_API int tether_client_ack(tether_client *c, uint64_t seq);
 
-/** Highest sequence number the server has acknowledged. */
+/** Highest sequence number the server has acknowledged.
+ *  Returns TETHER_OK, TETHER_EINVAL (c or seq NULL). */
 TETHER_API int tether_client_acked(tether_client *c, uint64_t *seq);
 
-/** Highest sequence number assigned so far (0 when nothing was ever sent). */
+/** Highest sequence number assigned so far (0 when nothing was ever sent).
+ *  Returns TETHER_OK, TETHER_EINVAL (c or seq NULL). */
 TETHER_API int tether_client_last_seq(tether_client *c, uint64_t *seq);
 
-/** Messages and payload bytes stored but not yet acknowledged. Either pointer may be NULL. */
+/** Messages and payload bytes stored but not yet acknowledged. Either pointer may be NULL.
+ *  Returns TETHER_OK, TETHER_EINVAL (c NULL). */
 TETHER_API int tether_client_pending(tether_client *c, uint64_t *count, uint64_t *bytes);
 
 /**
@@ -183,10 +188,11 @@ TETHER_API int tether_client_pending(tether_client *c, uint64_t *count, uint64_t
  */
 TETHER_API int tether_client_wait_acked(tether_client *c, uint32_t timeout_ms);
 
-/** The session id. */
+/** The session id. Returns TETHER_OK, TETHER_EINVAL (c or id NULL). */
 TETHER_API int tether_client_session(tether_client *c, tether_session_id *id);
 
-/** The most recent state report (its detail copied into detail[detail_len]). */
+/** The most recent state report (its detail copied into detail[detail_len]).
+ *  Returns TETHER_OK, TETHER_EINVAL (c or info NULL). */
 TETHER_API int tether_client_last_state(tether_client *c, tether_state_info *info, char *detail,
                                         size_t detail_len);
 
