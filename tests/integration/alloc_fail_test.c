@@ -31,29 +31,29 @@
 
 #include <tether/tether.h>
 
-#include "harness.h"
-#include "itest.h"
 #include "common/alloc.h"
 #include "common/util.h"
+#include "harness.h"
+#include "itest.h"
 #include "store/store_testhooks.h"
 
-#define CLIENT_MSGS 5u       /* client -> server messages per run */
-#define SERVER_MSGS 3u       /* server -> client messages per run */
-#define RUN_WAIT_MS 20000u   /* bound for one run's deliveries and acks */
-#define DENSE_HEAD 200u      /* every k up to here */
-#define STRIDE 29u           /* then every STRIDE-th until the client is created */
-#define K_MAX 200000u        /* a walk longer than this is a failure */
+#define CLIENT_MSGS 5u     /* client -> server messages per run */
+#define SERVER_MSGS 3u     /* server -> client messages per run */
+#define RUN_WAIT_MS 20000u /* bound for one run's deliveries and acks */
+#define DENSE_HEAD 200u    /* every k up to here */
+#define STRIDE 29u         /* then every STRIDE-th until the client is created */
+#define K_MAX 200000u      /* a walk longer than this is a failure */
 
 /* What one run saw, written by the callbacks. */
 typedef struct seen {
     pthread_mutex_t mu;
-    uint64_t srv_next;       /* next seq the server application expects */
-    uint64_t cli_next;       /* next seq the client application expects */
-    uint64_t redelivered;    /* flagged repeats of earlier deliveries */
-    int bad;                 /* deliveries out of order, unflagged repeats, wrong payloads */
-    char why[200];           /* the first of them */
-    int opened;              /* the server saw the session open */
-    tether_session_id id;    /* which */
+    uint64_t srv_next;    /* next seq the server application expects */
+    uint64_t cli_next;    /* next seq the client application expects */
+    uint64_t redelivered; /* flagged repeats of earlier deliveries */
+    int bad;              /* deliveries out of order, unflagged repeats, wrong payloads */
+    char why[200];        /* the first of them */
+    int opened;           /* the server saw the session open */
+    tether_session_id id; /* which */
 } seen;
 
 static seen sn = {.mu = PTHREAD_MUTEX_INITIALIZER};
@@ -84,8 +84,8 @@ static void deliver(uint64_t *next, char who, uint64_t seq, const void *data, si
     }
 }
 
-static void s_message(tether_server *s, const tether_session_id *id, uint64_t seq,
-                      const void *data, size_t len, int redelivered, void *user)
+static void s_message(tether_server *s, const tether_session_id *id, uint64_t seq, const void *data,
+                      size_t len, int redelivered, void *user)
 {
     pthread_mutex_lock(&sn.mu);
     deliver(&sn.srv_next, 'c', seq, data, len, redelivered);
@@ -100,8 +100,8 @@ static void s_open(tether_server *s, const tether_session_id *id, int resumed, v
     pthread_mutex_unlock(&sn.mu);
 }
 
-static void c_message(tether_client *c, uint64_t seq, const void *data, size_t len,
-                      int redelivered, void *user)
+static void c_message(tether_client *c, uint64_t seq, const void *data, size_t len, int redelivered,
+                      void *user)
 {
     pthread_mutex_lock(&sn.mu);
     deliver(&sn.cli_next, 's', seq, data, len, redelivered);
@@ -135,10 +135,10 @@ typedef struct run {
     uint64_t created;  /* allocations numbered when the client was created */
 } run;
 
-#define RUN_FAIL(r, ...)                                                                        \
-    do {                                                                                        \
-        tt_fail(__FILE__, __LINE__, __VA_ARGS__);                                               \
-        (r)->broken = 1;                                                                        \
+#define RUN_FAIL(r, ...)                                                                           \
+    do {                                                                                           \
+        tt_fail(__FILE__, __LINE__, __VA_ARGS__);                                                  \
+        (r)->broken = 1;                                                                           \
     } while (0)
 
 /* An API call returned rc != OK: it must be the injected failure, reported
@@ -153,8 +153,7 @@ static int api_failed(run *r, int rc, const char *what)
     }
     if (tether__alloc_failures() != 1 || r->api_failures++ > 0) {
         RUN_FAIL(r, "%s k=%llu: %s returned TETHER_ENOMEM without an injected failure (%s)",
-                 r->sqlite ? "sqlite" : "memory", (unsigned long long)r->k, what,
-                 tether_errmsg());
+                 r->sqlite ? "sqlite" : "memory", (unsigned long long)r->k, what, tether_errmsg());
         return 0;
     }
     r->where = what;
@@ -162,14 +161,14 @@ static int api_failed(run *r, int rc, const char *what)
 }
 
 /* Calls expr until it succeeds; the one failure allowed is the injected one. */
-#define API(r, what, expr)                                                                      \
-    do {                                                                                        \
-        int api_rc_;                                                                            \
-        while ((api_rc_ = (expr)) != TETHER_OK) {                                               \
-            if (!api_failed((r), api_rc_, (what))) {                                            \
-                goto out;                                                                       \
-            }                                                                                   \
-        }                                                                                       \
+#define API(r, what, expr)                                                                         \
+    do {                                                                                           \
+        int api_rc_;                                                                               \
+        while ((api_rc_ = (expr)) != TETHER_OK) {                                                  \
+            if (!api_failed((r), api_rc_, (what))) {                                               \
+                goto out;                                                                          \
+            }                                                                                      \
+        }                                                                                          \
     } while (0)
 
 typedef struct pair {
@@ -245,8 +244,8 @@ static void check_stores(run *r, tether_session_id id)
     uint64_t v = 0, n = 1, b = 1;
     configs(r, &scfg, &ccfg, url, sizeof url, 1);
     if (tether_client_create(&ccfg, &c) != TETHER_OK) {
-        RUN_FAIL(r, "sqlite k=%llu: the client store does not reopen: %s",
-                 (unsigned long long)r->k, tether_errmsg());
+        RUN_FAIL(r, "sqlite k=%llu: the client store does not reopen: %s", (unsigned long long)r->k,
+                 tether_errmsg());
         return;
     }
     if (tether_client_last_seq(c, &v) != TETHER_OK || v != CLIENT_MSGS ||
@@ -257,8 +256,8 @@ static void check_stores(run *r, tether_session_id id)
     tether_client_destroy(c);
     scfg.port = 0;
     if (tether_server_create(&scfg, &s) != TETHER_OK) {
-        RUN_FAIL(r, "sqlite k=%llu: the server store does not reopen: %s",
-                 (unsigned long long)r->k, tether_errmsg());
+        RUN_FAIL(r, "sqlite k=%llu: the server store does not reopen: %s", (unsigned long long)r->k,
+                 tether_errmsg());
         return;
     }
     if (tether_server_acked(s, &id, &v) != TETHER_OK || v != SERVER_MSGS ||
@@ -304,7 +303,8 @@ static int walk_once(run *r)
         while ((rc = tether_client_send(p.c, buf, strlen(buf), &seq)) != TETHER_OK) {
             tether_client_last_seq(p.c, &after);
             if (after != before) {
-                RUN_FAIL(r, "memory k=%llu: a failed send stored a message", (unsigned long long)r->k);
+                RUN_FAIL(r, "memory k=%llu: a failed send stored a message",
+                         (unsigned long long)r->k);
                 goto out;
             }
             if (!api_failed(r, rc, "tether_client_send")) {

@@ -12,9 +12,9 @@
 
 #include <tether/tether.h>
 
+#include "common/util.h"
 #include "harness.h"
 #include "itest.h"
-#include "common/util.h"
 
 #define WAIT_MS 10000u
 #define LONG_TIMEOUT_MS 10000u /* what wait_acked is given inside the callback */
