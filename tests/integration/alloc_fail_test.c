@@ -40,8 +40,8 @@
 #define CLIENT_MSGS 5u     /* client -> server messages per run */
 #define SERVER_MSGS 3u     /* server -> client messages per run */
 #define RUN_WAIT_MS 20000u /* bound for one run's deliveries and acks */
-#define DENSE_HEAD 200u    /* every k up to here */
-#define STRIDE 29u         /* then every STRIDE-th until the client is created */
+#define DENSE_HEAD 100u    /* every k up to here */
+#define STRIDE 47u         /* then every STRIDE-th until the client is created */
 #define K_MAX 200000u      /* a walk longer than this is a failure */
 
 /* What one run saw, written by the callbacks. */
