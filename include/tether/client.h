@@ -182,7 +182,9 @@ TETHER_API int tether_client_start(tether_client *c);
 TETHER_API int tether_client_send(tether_client *c, const void *data, size_t len, uint64_t *seq);
 
 /** Like tether_client_send() for n messages in one store transaction: all or none.
- *  *first_seq receives the first one's number; the rest follow consecutively. */
+ *  *first_seq receives the first one's number; the rest follow consecutively.
+ *  Returns the codes of tether_client_send(); TETHER_EINVAL also for n 0 or
+ *  msgs NULL. */
 TETHER_API int tether_client_send_batch(tether_client *c, const tether_msg *msgs, size_t n,
                                         uint64_t *first_seq);
 
@@ -224,27 +226,34 @@ TETHER_API int tether_client_flush(tether_client *c, uint32_t timeout_ms);
  *  Returns TETHER_OK, TETHER_EINVAL (not manual mode, or seq not yet delivered), a store error. */
 TETHER_API int tether_client_ack(tether_client *c, uint64_t seq);
 
-/** Highest sequence number the server has acknowledged. */
+/** Highest sequence number the server has acknowledged.
+ *  Returns TETHER_OK, TETHER_EINVAL (c or seq NULL). */
 TETHER_API int tether_client_acked(tether_client *c, uint64_t *seq);
 
-/** Highest sequence number assigned so far (0 when nothing was ever sent). */
+/** Highest sequence number assigned so far (0 when nothing was ever sent).
+ *  Returns TETHER_OK, TETHER_EINVAL (c or seq NULL). */
 TETHER_API int tether_client_last_seq(tether_client *c, uint64_t *seq);
 
-/** Messages and payload bytes stored but not yet acknowledged. Either pointer may be NULL. */
+/** Messages and payload bytes stored but not yet acknowledged. Either pointer may be NULL.
+ *  Returns TETHER_OK, TETHER_EINVAL (c NULL). */
 TETHER_API int tether_client_pending(tether_client *c, uint64_t *count, uint64_t *bytes);
 
 /**
  * Blocks until every message sent so far is acknowledged, or timeout_ms passes.
- * Must not be called from a callback.
+ * Must not be called from a callback: from a callback of this client it
+ * returns TETHER_EINVAL at once (the acks would have to come from the thread
+ * it blocks).
  * Returns TETHER_OK, TETHER_ETIMEDOUT, TETHER_ECLOSED (the client was never
- * started, or stopped for good; the state callback said why), TETHER_EINVAL.
+ * started, or stopped for good; the state callback said why), TETHER_EINVAL
+ * (c NULL, or called from a callback of c).
  */
 TETHER_API int tether_client_wait_acked(tether_client *c, uint32_t timeout_ms);
 
-/** The session id. */
+/** The session id. Returns TETHER_OK, TETHER_EINVAL (c or id NULL). */
 TETHER_API int tether_client_session(tether_client *c, tether_session_id *id);
 
-/** The most recent state report (its detail copied into detail[detail_len]). */
+/** The most recent state report (its detail copied into detail[detail_len]).
+ *  Returns TETHER_OK, TETHER_EINVAL (c or info NULL). */
 TETHER_API int tether_client_last_state(tether_client *c, tether_state_info *info, char *detail,
                                         size_t detail_len);
 
@@ -269,7 +278,9 @@ TETHER_API int tether_client_set_proxy_credentials(tether_client *c, const char 
 /** Commits the messages still waiting (asynchronous sends), wakes any
  *  tether_client_send_wait() with TETHER_ECLOSED, closes the connection, stops
  *  the threads and closes the store. Everything committed stays in the store
- *  for the next run. destroy(NULL) does nothing. */
+ *  for the next run. destroy(NULL) does nothing.
+ *  Must not be called from a callback: from a callback of this client it does
+ *  nothing (tether_errmsg() says so), and c stays valid. */
 TETHER_API void tether_client_destroy(tether_client *c);
 
 /** The detail of the last failure of a tether call in the calling thread. Never NULL. */

@@ -130,30 +130,38 @@ TETHER_API uint16_t tether_server_port(tether_server *s);
 TETHER_API int tether_server_start(tether_server *s);
 
 /** Commits a message to a session's outbox; it is delivered now or when the
- *  client resumes. Returns TETHER_OK, TETHER_ENOTFOUND (session never seen),
- *  TETHER_ETOOBIG, TETHER_EOUTBOX_FULL, TETHER_ECLOSED, a store error. */
+ *  client resumes. Returns TETHER_OK, TETHER_EINVAL, TETHER_ENOTFOUND (session
+ *  never seen), TETHER_ETOOBIG, TETHER_EOUTBOX_FULL, TETHER_ECLOSED,
+ *  TETHER_ENOMEM, a store error; on error nothing is stored. */
 TETHER_API int tether_server_send(tether_server *s, const tether_session_id *id, const void *data,
                                   size_t len, uint64_t *seq);
 
-/** Like tether_server_send() for n messages, all or none. */
+/** Like tether_server_send() for n messages, all or none. Returns the codes of
+ *  tether_server_send(); TETHER_EINVAL for n 0 or msgs NULL. */
 TETHER_API int tether_server_send_batch(tether_server *s, const tether_session_id *id,
                                         const tether_msg *msgs, size_t n, uint64_t *first_seq);
 
-/** Manual-ack mode: every message from this session up to seq is processed. */
+/** Manual-ack mode: every message from this session up to seq is processed.
+ *  Returns TETHER_OK, TETHER_EINVAL (not manual mode, or seq not yet
+ *  delivered), TETHER_ENOTFOUND, TETHER_ENOMEM or a store error. */
 TETHER_API int tether_server_ack(tether_server *s, const tether_session_id *id, uint64_t seq);
 
-/** Per-session queries; TETHER_ENOTFOUND for an unknown session. */
+/** Per-session queries. Return TETHER_OK, TETHER_EINVAL (a NULL argument),
+ *  TETHER_ENOTFOUND for an unknown session, or TETHER_ENOMEM or a store error
+ *  when the session had to be loaded from the store. */
 TETHER_API int tether_server_acked(tether_server *s, const tether_session_id *id, uint64_t *seq);
 TETHER_API int tether_server_pending(tether_server *s, const tether_session_id *id,
                                      uint64_t *count, uint64_t *bytes);
 
-/** Number of sessions connected now. */
+/** Number of sessions connected now. Returns TETHER_OK, TETHER_EINVAL (a NULL argument). */
 TETHER_API int tether_server_connected(tether_server *s, uint32_t *count);
 
 /** Sends BYE(SHUTDOWN) to every connected session and waits up to 500 ms for
  *  them to close (HELLOs meanwhile get REJECT(SHUTDOWN)), then closes what is
  *  left, stops the thread and closes the store. Everything committed stays in
- *  the store. NULL does nothing. */
+ *  the store. NULL does nothing. Must not be called from a callback: from a
+ *  callback of this server it does nothing (tether_errmsg() says so), and s
+ *  stays valid. */
 TETHER_API void tether_server_destroy(tether_server *s);
 
 /* ---- Operations: the sessions a server holds, and its counters ---- */

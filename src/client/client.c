@@ -3,6 +3,7 @@
  * the public client API. The connection life is in client_conn.c.
  */
 #include "client_int.h"
+#include "common/alloc.h"
 
 /* ---- public API ---- */
 
@@ -178,16 +179,16 @@ int tether_client_create(const tether_client_config *cfg, tether_client **out)
     if (!cfg) {
         return tether__fail(TETHER_EINVAL, "cfg is NULL");
     }
-    c = calloc(1, sizeof *c);
+    c = tether__calloc(1, sizeof *c);
     if (!c) {
         return tether__fail(TETHER_ENOMEM, "out of memory");
     }
     c->cfg = *cfg;
     if ((rc = check_config(&c->cfg)) != TETHER_OK || (rc = copy_strings(c)) != TETHER_OK ||
         (rc = choose_proxy(c)) != TETHER_OK) {
-        free(c->strs);
-        free(c->headers);
-        free(c);
+        tether__free(c->strs);
+        tether__free(c->headers);
+        tether__free(c);
         return rc;
     }
     if (c->cfg.tls_insecure_skip_verify) {
@@ -203,19 +204,19 @@ int tether_client_create(const tether_client_config *cfg, tether_client **out)
     /* FULL: DATA frames handled in one service-loop turn share one cursor fsync */
     c->ecfg.recv_group = c->cfg.durability == TETHER_DURABILITY_FULL;
     if (rc != TETHER_OK) {
-        free(c->strs);
-        free(c->headers);
-        free(c);
+        tether__free(c->strs);
+        tether__free(c->headers);
+        tether__free(c);
         return rc;
     }
-    c->url = strdup(cfg->url);
-    c->db_path = cfg->db_path ? strdup(cfg->db_path) : NULL;
+    c->url = tether__strdup(cfg->url);
+    c->db_path = cfg->db_path ? tether__strdup(cfg->db_path) : NULL;
     if (!c->url || (cfg->db_path && !c->db_path)) {
-        free(c->url);
-        free(c->db_path);
-        free(c->strs);
-        free(c->headers);
-        free(c);
+        tether__free(c->url);
+        tether__free(c->db_path);
+        tether__free(c->strs);
+        tether__free(c->headers);
+        tether__free(c);
         return tether__fail(TETHER_ENOMEM, "out of memory");
     }
     c->cfg.url = c->url;
@@ -249,11 +250,11 @@ int tether_client_create(const tether_client_config *cfg, tether_client **out)
         if (c->store) {
             c->store->ops->close(c->store);
         }
-        free(c->url);
-        free(c->db_path);
-        free(c->strs);
-        free(c->headers);
-        free(c);
+        tether__free(c->url);
+        tether__free(c->db_path);
+        tether__free(c->strs);
+        tether__free(c->headers);
+        tether__free(c);
         return rc;
     }
 
@@ -280,11 +281,11 @@ int tether_client_create(const tether_client_config *cfg, tether_client **out)
         tether__buf_free(&c->out);
         pthread_cond_destroy(&c->cond);
         pthread_mutex_destroy(&c->lock);
-        free(c->url);
-        free(c->db_path);
-        free(c->strs);
-        free(c->headers);
-        free(c);
+        tether__free(c->url);
+        tether__free(c->db_path);
+        tether__free(c->strs);
+        tether__free(c->headers);
+        tether__free(c);
         return rc;
     }
     *out = c;
@@ -414,6 +415,10 @@ int tether_client_wait_acked(tether_client *c, uint32_t timeout_ms)
     if (!c) {
         return tether__fail(TETHER_EINVAL, "client is NULL");
     }
+    if (tether__tp_on_service_thread(c->tp)) {
+        return tether__fail(TETHER_EINVAL, "tether_client_wait_acked() called from a callback of "
+                                           "the same client: the acks come from this thread");
+    }
     clock_gettime(CLOCK_MONOTONIC, &until);
     until.tv_sec += timeout_ms / 1000;
     until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
@@ -512,6 +517,11 @@ void tether_client_destroy(tether_client *c)
     if (!c) {
         return;
     }
+    if (tether__tp_on_service_thread(c->tp)) {
+        tether__fail(TETHER_EINVAL, "tether_client_destroy() called from a callback of the same "
+                                    "client: ignored, destroy it from another thread");
+        return;
+    }
     tether__client_sendq_close(c);
     if (c->tp) {
         struct timespec until;
@@ -537,11 +547,11 @@ void tether_client_destroy(tether_client *c)
     tether__client_sendq_free(c);
     pthread_cond_destroy(&c->cond);
     pthread_mutex_destroy(&c->lock);
-    free(c->url);
-    free(c->db_path);
-    free(c->strs);
-    free(c->headers);
-    free(c);
+    tether__free(c->url);
+    tether__free(c->db_path);
+    tether__free(c->strs);
+    tether__free(c->headers);
+    tether__free(c);
 }
 
 int tether_client_set_proxy_credentials(tether_client *c, const char *user, const char *password)

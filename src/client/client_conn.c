@@ -96,6 +96,9 @@ static int permanent(int error, int http_status)
            (error == TETHER_EHTTP && (http_status == 401 || http_status == 403));
 }
 
+static void after_close(tether_client *c, int error, int http_status, int code,
+                        const char *detail, uint64_t now, const tether__tp_close *why);
+
 static void attempt(tether_client *c)
 {
     c->phase = PH_ATTEMPT;
@@ -106,7 +109,14 @@ static void attempt(tether_client *c)
         c->proxy_dirty = 0;
     }
     /* failures, even immediate ones, and lws's connect timeout arrive through on_closed */
-    tether__tp_connect(c->tp, c->url);
+    int rc = tether__tp_connect(c->tp, c->url);
+    if (rc != TETHER_OK) {
+        /* except those before any attempt existed (out of memory): no on_closed
+         * follows, so the attempt fails here, and is retried as usual */
+        char detail[256];
+        snprintf(detail, sizeof detail, "%s", tether_errmsg());
+        after_close(c, rc, 0, 0, detail, tether__now_ms(), NULL);
+    }
 }
 
 int tether__client_reset_session_locked(tether_client *c)

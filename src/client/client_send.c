@@ -18,6 +18,7 @@
  * to the pool without ever having been stored or sent.
  */
 #include "client_int.h"
+#include "common/alloc.h"
 
 #include <limits.h>
 
@@ -68,10 +69,10 @@ int tether__client_send_check(tether_client_config *k)
 
 static void stage_free(tether__stage *s)
 {
-    free(s->buf);
-    free(s->lens);
-    free(s->res);
-    free(s->head);
+    tether__free(s->buf);
+    tether__free(s->lens);
+    tether__free(s->res);
+    tether__free(s->head);
     memset(s, 0, sizeof *s);
 }
 
@@ -83,15 +84,15 @@ static int stage_reserve(tether__stage *s, size_t n, uint64_t bytes)
         while (cap < s->n + n) {
             cap *= 2;
         }
-        size_t *lens = realloc(s->lens, cap * sizeof *lens);
+        size_t *lens = tether__realloc(s->lens, cap * sizeof *lens);
         if (lens) {
             s->lens = lens;
         }
-        tether__sendw **res = realloc(s->res, cap * sizeof *res);
+        tether__sendw **res = tether__realloc(s->res, cap * sizeof *res);
         if (res) {
             s->res = res;
         }
-        uint8_t *head = realloc(s->head, cap);
+        uint8_t *head = tether__realloc(s->head, cap);
         if (head) {
             s->head = head;
         }
@@ -108,7 +109,7 @@ static int stage_reserve(tether__stage *s, size_t n, uint64_t bytes)
         while (cap < s->len + bytes) {
             cap *= 2;
         }
-        uint8_t *buf = realloc(s->buf, cap);
+        uint8_t *buf = tether__realloc(s->buf, cap);
         if (!buf) {
             return TETHER_ENOMEM;
         }
@@ -143,7 +144,7 @@ void tether__client_sendq_free(tether_client *c)
     tether__sendq *q = &c->sq;
     stage_free(&q->cur);
     stage_free(&q->spare);
-    free(q->mv);
+    tether__free(q->mv);
     pthread_cond_destroy(&q->done);
     pthread_cond_destroy(&q->kick);
     pthread_mutex_destroy(&q->mu);
@@ -263,7 +264,7 @@ static int commit_set(tether_client *c, tether__stage *set, uint64_t first)
         uint64_t bytes;
         size_t j = chunk_end(c, set, i, &bytes);
         if (j - i > q->mv_cap) {
-            tether_msg *mv = realloc(q->mv, (j - i) * sizeof *mv);
+            tether_msg *mv = tether__realloc(q->mv, (j - i) * sizeof *mv);
             if (mv) {
                 q->mv = mv;
                 q->mv_cap = j - i;

@@ -1,4 +1,5 @@
 #include "util.h"
+#include "common/alloc.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -128,11 +129,11 @@ int tether__copy_strings(const char **fields[], size_t n, const char *const **li
         need += strlen(*e) + 1;
         nl++;
     }
-    char *buf = malloc(need);
-    const char **copy = *list ? calloc(nl + 1, sizeof *copy) : NULL;
+    char *buf = tether__malloc(need);
+    const char **copy = *list ? tether__calloc(nl + 1, sizeof *copy) : NULL;
     if (!buf || (*list && !copy)) {
-        free(buf);
-        free(copy);
+        tether__free(buf);
+        tether__free(copy);
         return tether__fail(TETHER_ENOMEM, "out of memory");
     }
     for (size_t i = 0; i < n; i++) {

@@ -17,6 +17,7 @@
  * into it.
  */
 #include "frame.h"
+#include "common/alloc.h"
 
 #include <tether/tether.h>
 
@@ -64,7 +65,7 @@ void tether__buf_free(tether__buf *b)
     if (b == NULL) {
         return;
     }
-    free(b->data);
+    tether__free(b->data);
     b->data = NULL;
     b->cap = 0;
     tether__buf_reset(b);
@@ -89,7 +90,7 @@ static int reserve(tether__buf *b, size_t n)
         }
         cap *= 2;
     }
-    uint8_t *p = realloc(b->data, cap);
+    uint8_t *p = tether__realloc(b->data, cap);
     if (p == NULL) {
         return -1;
     }
@@ -337,12 +338,12 @@ int tether__decoder_init(tether__decoder *d, uint32_t max_payload)
     if (max_payload == 0) {
         return TETHER_EINVAL;
     }
-    tether__mpzone *zone = malloc(sizeof *zone);
+    tether__mpzone *zone = tether__malloc(sizeof *zone);
     if (zone == NULL) {
         return TETHER_ENOMEM;
     }
     if (!msgpack_zone_init(&zone->z, ZONE_MIN)) {
-        free(zone);
+        tether__free(zone);
         return TETHER_ENOMEM;
     }
     d->zone = zone;
@@ -356,8 +357,8 @@ void tether__decoder_free(tether__decoder *d)
         return;
     }
     msgpack_zone_destroy(&d->zone->z);
-    free(d->zone);
-    free(d->items);
+    tether__free(d->zone);
+    tether__free(d->items);
     memset(d, 0, sizeof *d);
 }
 
@@ -604,7 +605,7 @@ static int grow_items(tether__decoder *d, size_t n)
     while (cap < n) {
         cap *= 2;
     }
-    tether__slice *p = realloc(d->items, cap * sizeof *p);
+    tether__slice *p = tether__realloc(d->items, cap * sizeof *p);
     if (p == NULL) {
         return TETHER_ENOMEM;
     }

@@ -6,6 +6,7 @@
  * both call it, so they cannot disagree about which error comes first.
  */
 #include "httpcarry.h"
+#include "common/alloc.h"
 
 #include <tether/tether.h>
 
@@ -277,7 +278,7 @@ static int put_record(tether__buf *b, const uint8_t *p, size_t n)
         while (cap < need) {
             cap = cap > SIZE_MAX / 2 ? need : cap * 2;
         }
-        uint8_t *grown = realloc(b->data, cap);
+        uint8_t *grown = tether__realloc(b->data, cap);
         if (grown == NULL) {
             return TETHER_ENOMEM;
         }
@@ -341,7 +342,7 @@ void tether__hc_reader_free(tether__hc_reader *r)
     if (r == NULL) {
         return;
     }
-    free(r->rec);
+    tether__free(r->rec);
     r->rec = NULL;
     r->rec_cap = 0;
 }

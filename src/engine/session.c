@@ -4,6 +4,7 @@
  * Outgoing messages live in session_send.c, incoming ones in session_recv.c.
  */
 #include "session_int.h"
+#include "common/alloc.h"
 
 #include "common/killpoint.h"
 
@@ -135,7 +136,7 @@ int tether__engine_create(const tether__engine_cfg *cfg, tether__store *st,
     if (!cfg || !st || !st->ops || !rec || !cfg_valid(cfg) || rec->peer_acked > rec->out_last) {
         return TETHER_EINVAL;
     }
-    tether__engine *e = calloc(1, sizeof *e);
+    tether__engine *e = tether__calloc(1, sizeof *e);
     if (!e) {
         return TETHER_ENOMEM;
     }
@@ -147,14 +148,14 @@ int tether__engine_create(const tether__engine_cfg *cfg, tether__store *st,
     }
     int r = tether__decoder_init(&e->dec, cfg->max_message);
     if (r != TETHER_OK) {
-        free(e);
+        tether__free(e);
         return r;
     }
     uint64_t count = 0;
     r = st->ops->pending(st, rec->id, &count, &e->pend_bytes);
     if (r != TETHER_OK) {
         tether__decoder_free(&e->dec);
-        free(e);
+        tether__free(e);
         return r;
     }
     /* Anything in the outbox may have been written by an earlier process. */
@@ -173,7 +174,7 @@ void tether__engine_destroy(tether__engine *e)
     }
     tether__engine_send_free(e);
     tether__decoder_free(&e->dec);
-    free(e);
+    tether__free(e);
 }
 
 const tether__session_rec *tether__engine_rec(const tether__engine *e)
@@ -368,8 +369,14 @@ int tether__engine_accept(tether__engine *e, const tether__hello *h, uint64_t no
         mismatch_shut(e, ev, &mi);
         return ev->error;
     }
-    queue_welcome(e, e->rec.established ? 1 : 0);
+    /* WELCOME only once the session is recorded as established: a client
+     * that got it records the session as established too, and would take a
+     * later WELCOME "not resumed" for a server that lost it (EMISMATCH). */
+    int resumed = e->rec.established ? 1 : 0;
     int r = go_live(e, h->recv_cursor, h->max_message, h->window, ev);
+    if (r == TETHER_OK) {
+        queue_welcome(e, resumed);
+    }
     return r;
 }
 

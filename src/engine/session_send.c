@@ -10,6 +10,7 @@
  * the queue and one run, never by the outbox.
  */
 #include "session_int.h"
+#include "common/alloc.h"
 
 #include "common/killpoint.h"
 
@@ -33,14 +34,14 @@ static int q_grow(tether__engine *e)
         return TETHER_OK;
     }
     size_t cap = e->q_cap ? e->q_cap * 2 : 64;
-    tether__qent *q = malloc(cap * sizeof *q);
+    tether__qent *q = tether__malloc(cap * sizeof *q);
     if (!q) {
         return TETHER_ENOMEM;
     }
     for (size_t i = 0; i < e->q_n; i++) {
         q[i] = e->q[(e->q_head + i) & (e->q_cap - 1)];
     }
-    free(e->q);
+    tether__free(e->q);
     e->q = q;
     e->q_cap = cap;
     e->q_head = 0;
@@ -59,7 +60,7 @@ static int q_push(tether__engine *e, const tether_msg *m)
     }
     uint8_t *copy = NULL;
     if (m->len > 0) {
-        copy = malloc(m->len);
+        copy = tether__malloc(m->len);
         if (!copy) {
             return 0;
         }
@@ -84,7 +85,7 @@ static uint64_t q_drop(tether__engine *e, size_t k)
         tether__qent *q = &e->q[e->q_head];
         bytes += q->len;
         e->q_cost -= q->len + QENT_COST;
-        free(q->data);
+        tether__free(q->data);
         q->data = NULL;
         e->q_head = (e->q_head + 1) & (e->q_cap - 1);
     }
@@ -97,9 +98,9 @@ void tether__engine_send_free(tether__engine *e)
     if (e->q_n > 0) {
         q_drop(e, e->q_n);
     }
-    free(e->q);
-    free(e->sc);
-    free(e->sc_lens);
+    tether__free(e->q);
+    tether__free(e->sc);
+    tether__free(e->sc_lens);
     e->q = NULL;
     e->sc = NULL;
     e->sc_lens = NULL;
@@ -222,7 +223,7 @@ static int sc_add(tether__engine *e, const void *data, size_t len)
 {
     if (e->sc_n == e->sc_lcap) {
         size_t cap = e->sc_lcap ? e->sc_lcap * 2 : 64;
-        size_t *l = realloc(e->sc_lens, cap * sizeof *l);
+        size_t *l = tether__realloc(e->sc_lens, cap * sizeof *l);
         if (!l) {
             return TETHER_ENOMEM;
         }
@@ -234,7 +235,7 @@ static int sc_add(tether__engine *e, const void *data, size_t len)
         while (cap < e->sc_len + len) {
             cap *= 2;
         }
-        uint8_t *p = realloc(e->sc, cap);
+        uint8_t *p = tether__realloc(e->sc, cap);
         if (!p) {
             return TETHER_ENOMEM;
         }

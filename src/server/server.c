@@ -11,6 +11,7 @@
 #include <errno.h>
 
 #include "server_int.h"
+#include "common/alloc.h"
 
 /* ---- engine events ---- */
 
@@ -77,7 +78,7 @@ srv_session *tether__srv_find(tether_server *s, const uint8_t id[16])
 
 int tether__srv_add_session(tether_server *s, const tether__session_rec *rec, srv_session **out)
 {
-    srv_session_alloc *a = calloc(1, sizeof *a);
+    srv_session_alloc *a = tether__calloc(1, sizeof *a);
     if (!a) {
         return tether__fail(TETHER_ENOMEM, "out of memory");
     }
@@ -86,7 +87,7 @@ int tether__srv_add_session(tether_server *s, const tether__session_rec *rec, sr
     tether__engine_cb cb = {ev_message, ev_acked, ev_mismatch, &a->sess};
     int rc = tether__engine_create(&s->ecfg, s->store, rec, &cb, &a->sess.engine);
     if (rc != TETHER_OK) {
-        free(a);
+        tether__free(a);
         return rc;
     }
     unsigned b = bucket(rec->id);
@@ -205,7 +206,7 @@ int tether_server_create(const tether_server_config *cfg, tether_server **out)
     if (!cfg) {
         return tether__fail(TETHER_EINVAL, "cfg is NULL");
     }
-    s = calloc(1, sizeof *s);
+    s = tether__calloc(1, sizeof *s);
     if (!s) {
         return tether__fail(TETHER_ENOMEM, "out of memory");
     }
@@ -223,13 +224,13 @@ int tether_server_create(const tether_server_config *cfg, tether_server **out)
         rc = copy_strings(s);
     }
     if (rc != TETHER_OK) {
-        free(s->strs);
-        free(s->origins);
-        free(s);
+        tether__free(s->strs);
+        tether__free(s->origins);
+        tether__free(s);
         return rc;
     }
-    s->host = strdup(s->cfg.listen_host);
-    s->db_path = cfg->db_path ? strdup(cfg->db_path) : NULL;
+    s->host = tether__strdup(s->cfg.listen_host);
+    s->db_path = cfg->db_path ? tether__strdup(cfg->db_path) : NULL;
     if (!s->host || (cfg->db_path && !s->db_path)) {
         rc = tether__fail(TETHER_ENOMEM, "out of memory");
         goto fail;
@@ -287,11 +288,11 @@ fail:
     if (s->store) {
         s->store->ops->close(s->store);
     }
-    free(s->host);
-    free(s->db_path);
-    free(s->strs);
-    free(s->origins);
-    free(s);
+    tether__free(s->host);
+    tether__free(s->db_path);
+    tether__free(s->strs);
+    tether__free(s->origins);
+    tether__free(s);
     return rc;
 }
 
@@ -439,6 +440,11 @@ void tether_server_destroy(tether_server *s)
     if (!s) {
         return;
     }
+    if (tether__tp_on_service_thread(s->tp)) {
+        tether__fail(TETHER_EINVAL, "tether_server_destroy() called from a callback of the same "
+                                    "server: ignored, destroy it from another thread");
+        return;
+    }
     lock(s);
     s->stopping = 1;
     int live = 0;
@@ -475,7 +481,7 @@ void tether_server_destroy(tether_server *s)
         while (ss) {
             srv_session *next = ss->next;
             tether__engine_destroy(ss->engine);
-            free(ss); /* the allocation starts with the session */
+            tether__free(ss); /* the allocation starts with the session */
             ss = next;
         }
     }
@@ -483,9 +489,9 @@ void tether_server_destroy(tether_server *s)
     tether__buf_free(&s->out);
     s->store->ops->close(s->store);
     pthread_mutex_destroy(&s->lock);
-    free(s->host);
-    free(s->db_path);
-    free(s->strs);
-    free(s->origins);
-    free(s);
+    tether__free(s->host);
+    tether__free(s->db_path);
+    tether__free(s->strs);
+    tether__free(s->origins);
+    tether__free(s);
 }

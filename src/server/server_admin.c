@@ -16,6 +16,7 @@
  * since.
  */
 #include "server_int.h"
+#include "common/alloc.h"
 
 #define SWEEP_MIN_MS 1000u
 #define SWEEP_MAX_MS 60000u
@@ -123,7 +124,7 @@ static int remove_loaded(tether_server *s, srv_session *ss, uint64_t *dropped)
         }
     }
     tether__engine_destroy(ss->engine);
-    free(ss); /* the allocation starts with the session */
+    tether__free(ss); /* the allocation starts with the session */
     s->admin.loaded--;
     *dropped = n;
     return TETHER_OK;
@@ -165,7 +166,7 @@ static int idlist_add(idlist *l, const uint8_t id[16])
 {
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 64;
-        void *p = realloc(l->ids, cap * sizeof *l->ids);
+        void *p = tether__realloc(l->ids, cap * sizeof *l->ids);
         if (!p) {
             l->oom = 1;
             return TETHER_ENOMEM;
@@ -236,7 +237,7 @@ static void sweep_locked(tether_server *s)
             }
         }
     }
-    free(due.ids);
+    tether__free(due.ids);
 }
 
 void tether__srv_admin_timer(tether_server *s)
@@ -303,7 +304,7 @@ static int collect_info(void *arg, const tether__session_rec *rec)
     infolist *l = arg;
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 64;
-        void *p = realloc(l->v, cap * sizeof *l->v);
+        void *p = tether__realloc(l->v, cap * sizeof *l->v);
         if (!p) {
             l->oom = 1;
             return 1;
@@ -372,7 +373,7 @@ int tether_server_sessions(tether_server *s, tether_server_session_cb cb, void *
             break;
         }
     }
-    free(l.v);
+    tether__free(l.v);
     return rc;
 }
 

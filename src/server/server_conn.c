@@ -5,6 +5,7 @@
  * and out, closes and timers. Every function here runs with s->lock held.
  */
 #include "server_int.h"
+#include "common/alloc.h"
 
 /* ---- connections (service thread, lock held) ---- */
 
@@ -120,7 +121,7 @@ static void handle_hello(tether_server *s, srv_conn *sc, const tether__hello *h,
 static void on_open(void *owner, tether__conn *conn)
 {
     tether_server *s = owner;
-    srv_conn *sc = calloc(1, sizeof *sc);
+    srv_conn *sc = tether__calloc(1, sizeof *sc);
     if (!sc) {
         tether__conn_close(conn);
         return;
@@ -220,7 +221,7 @@ static void on_closed(void *owner, tether__conn *conn, const tether__tp_close *w
         detach(s, sc->sess, error);
     }
     tether__conn_set_user(conn, NULL);
-    free(sc);
+    tether__free(sc);
     unlock(s);
 }
 
@@ -331,7 +332,7 @@ int tether_handshake_reply_header(tether_handshake *hs, const char *name, const 
 static int admit(void *owner, tether__tp_hs *t, char *reply, size_t reply_len)
 {
     tether_server *s = owner;
-    tether_handshake *hs = calloc(1, sizeof *hs);
+    tether_handshake *hs = tether__calloc(1, sizeof *hs);
     int st = 0;
 
     if (!hs) {
@@ -367,7 +368,7 @@ static int admit(void *owner, tether__tp_hs *t, char *reply, size_t reply_len)
         }
     }
     unlock(s);
-    free(hs);
+    tether__free(hs);
     if (st) {
         tether__srv_stat(s, TETHER__ST_REFUSED, 1);
     }

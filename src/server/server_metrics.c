@@ -6,6 +6,7 @@
 #include <stddef.h>
 
 #include "server_int.h"
+#include "common/alloc.h"
 
 /* One metric: its name, type, help text and the stats field it shows. */
 typedef struct metric {
@@ -79,7 +80,7 @@ int tether__srv_metrics_http(void *owner, const char *path, char **body, size_t 
         return 0;
     }
     size_t need = tether__srv_metrics_render(&st, NULL, 0);
-    *body = malloc(need + 1);
+    *body = tether__malloc(need + 1);
     if (!*body) {
         return 0;
     }

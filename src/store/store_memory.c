@@ -20,6 +20,7 @@
  * Callbacks of load() and list() must not call back into the store.
  */
 #include "store.h"
+#include "common/alloc.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -79,7 +80,7 @@ static void *xmalloc(mstore *m, size_t n)
     if (m->budget > 0) {
         m->budget--;
     }
-    return malloc(n ? n : 1);
+    return tether__malloc(n ? n : 1);
 }
 
 /* ---- sessions ---- */
@@ -142,7 +143,7 @@ static int grow_sessions(mstore *m)
     if (m->nsess) {
         memcpy(a, m->sess, m->nsess * sizeof a[0]);
     }
-    free(m->sess);
+    tether__free(m->sess);
     m->sess = a;
     m->capsess = cap;
     return TETHER_OK;
@@ -170,7 +171,7 @@ static int resize(mstore *m, msess *s, size_t cap)
     for (size_t i = 0; i < s->count; i++) {
         r[i] = at(s, i);
     }
-    free(s->ring);
+    tether__free(s->ring);
     s->ring = r;
     s->cap = cap;
     s->head = 0;
@@ -205,7 +206,7 @@ static void shrink(mstore *m, msess *s)
         cap /= 2;
     }
     if (s->count == 0) {
-        free(s->ring);
+        tether__free(s->ring);
         s->ring = NULL;
         s->cap = 0;
         s->head = 0;
@@ -219,7 +220,7 @@ static void pop(msess *s)
 {
     entry *e = at(s, 0);
     s->bytes -= e->len;
-    free(e);
+    tether__free(e);
     s->head = (s->head + 1) & (s->cap - 1);
     s->count--;
 }
@@ -244,8 +245,8 @@ static void free_session(msess *s)
     while (s->count) {
         pop(s);
     }
-    free(s->ring);
-    free(s);
+    tether__free(s->ring);
+    tether__free(s);
 }
 
 /* ---- operations ---- */
@@ -290,7 +291,7 @@ static int m_put(tether__store *st, const tether__session_rec *rec)
             return fail(m, TETHER_ENOMEM, "session_put: out of memory");
         }
         if (grow_sessions(m) != TETHER_OK) {
-            free(s);
+            tether__free(s);
             return fail(m, TETHER_ENOMEM, "session_put: out of memory");
         }
         memset(s, 0, sizeof *s);
@@ -375,7 +376,7 @@ static int m_append(tether__store *st, const uint8_t id[16], const tether_msg *m
         entry *e = msgs[i].len > SIZE_MAX - sizeof *e ? NULL : xmalloc(m, sizeof *e + msgs[i].len);
         if (!e) {
             for (size_t j = 0; j < i; j++) {
-                free(*slot(s, s->count + j));
+                tether__free(*slot(s, s->count + j));
             }
             return fail(m, TETHER_ENOMEM, "append: out of memory");
         }
@@ -537,8 +538,8 @@ static void m_close(tether__store *st)
     for (size_t i = 0; i < m->nsess; i++) {
         free_session(m->sess[i]);
     }
-    free(m->sess);
-    free(m);
+    tether__free(m->sess);
+    tether__free(m);
 }
 
 static const tether__store_ops memory_ops = {
@@ -566,7 +567,7 @@ int tether__store_memory_open(tether__store_role role, tether__store **out)
     if (role != TETHER__ROLE_CLIENT && role != TETHER__ROLE_SERVER) {
         return tether__fail(TETHER_EINVAL, "store_memory_open: unknown role %d", (int)role);
     }
-    mstore *m = calloc(1, sizeof *m);
+    mstore *m = tether__calloc(1, sizeof *m);
     if (!m) {
         return tether__fail(TETHER_ENOMEM, "store_memory_open: out of memory");
     }

@@ -5,6 +5,7 @@
  * store_testhooks.h.
  */
 #include "store_sqlite_int.h"
+#include "common/alloc.h"
 
 #include <limits.h>
 
@@ -205,8 +206,8 @@ void tether__sq_close(tether__store *st)
     pthread_cond_destroy(&s->ck.cv);
     pthread_cond_destroy(&s->ck.done);
     pthread_mutex_destroy(&s->ck.mu);
-    free(s->path);
-    free(s);
+    tether__free(s->path);
+    tether__free(s);
 }
 
 /* Opens a connection to s->path with the given SQLITE_OPEN_* access flag. */
@@ -455,12 +456,12 @@ static int open_all(sqstore *s, unsigned flags)
 
 sqstore *tether__sq_new(const char *path)
 {
-    sqstore *s = calloc(1, sizeof *s);
-    char *dup = strdup(path);
+    sqstore *s = tether__calloc(1, sizeof *s);
+    char *dup = tether__strdup(path);
     pthread_condattr_t ca;
     if (!s || !dup || pthread_condattr_init(&ca) != 0) {
-        free(s);
-        free(dup);
+        tether__free(s);
+        tether__free(dup);
         return NULL;
     }
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

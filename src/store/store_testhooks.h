@@ -39,4 +39,14 @@ unsigned long tether__store_sqlite_checkpoints(tether__store *st);
  * allocation fails until this is called again; allocs < 0 removes the limit. */
 void tether__store_memory_fail_after(tether__store *st, long allocs);
 
+/* Internal build only (TETHER_ALLOC_HOOKS, store_sqlite_alloc.c): routes
+ * SQLite's own allocations through common/alloc.h, so that
+ * tether__alloc_fail_at() reaches them too. SQLite's allocator is
+ * process-wide and can only be replaced before SQLite initialises, so a test
+ * calls this first thing in main(), before any store is opened. TETHER_OK, or
+ * TETHER_ESTORE when SQLite was already initialised (nothing changed). The
+ * shipped library never calls it: it would change the allocator of every
+ * other SQLite user in the process. */
+int tether__store_sqlite_route_alloc(void);
+
 #endif

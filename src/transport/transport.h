@@ -89,6 +89,9 @@ int tether__tp_create(const tether__tp_cfg *cfg, const tether__tp_cb *cb, void *
 int tether__tp_start(tether__tp *tp);
 /* Asks the service thread to run the wake callback; any thread. */
 void tether__tp_wake(tether__tp *tp);
+/* 1 when the calling thread is tp's service thread (inside one of its
+ * callbacks), else 0; tp may be NULL. Any thread (transport_lws_thread.c). */
+int tether__tp_on_service_thread(const tether__tp *tp);
 /* Stops and joins the service thread (not from it), closes every connection
  * (closed callbacks run) and frees the context. NULL does nothing. */
 void tether__tp_destroy(tether__tp *tp);
@@ -130,9 +133,6 @@ void tether__conn_timer(tether__conn *c, uint64_t delay_ms);
 void tether__conn_timer_cancel(tether__conn *c);
 void tether__conn_set_user(tether__conn *c, void *user);
 void *tether__conn_user(tether__conn *c);
-
-/* 1 when the calling thread is the transport's service thread (inside a callback). */
-int tether__tp_on_service_thread(tether__tp *tp);
 
 /* Headroom a tether__buf needs for tether__conn_write(). */
 size_t tether__tp_headroom(void);

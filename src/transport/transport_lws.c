@@ -7,6 +7,7 @@
  * client connections are handled by the same callback.
  */
 #include "transport_lws_int.h"
+#include "common/alloc.h"
 
 static tether__tp *tp_of(struct lws *wsi)
 {
@@ -24,8 +25,8 @@ void tether__tp_conn_free(tether__conn *c)
 {
     lws_sul_cancel(&c->sul);
     lws_sul_cancel(&c->sul_attempt);
-    free(c->rx);
-    free(c);
+    tether__free(c->rx);
+    tether__free(c);
 }
 
 void tether__tp_conn_end(tether__conn *c, tether__tp_close *why)
@@ -88,7 +89,7 @@ static void rx_append(tether__conn *c, const uint8_t *in, size_t len, int first,
         while (cap < c->rx_len + len) {
             cap *= 2;
         }
-        uint8_t *p = realloc(c->rx, cap);
+        uint8_t *p = tether__realloc(c->rx, cap);
         if (!p) {
             c->rx_bad = 1;
             tp->cb.message(tp->owner, c, NULL, 0, TETHER_ENOMEM);
@@ -200,7 +201,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         return 0;
 
     case LWS_CALLBACK_ESTABLISHED: /* server side */
-        c = calloc(1, sizeof *c);
+        c = tether__calloc(1, sizeof *c);
         if (!c) {
             return -1;
         }
@@ -363,7 +364,7 @@ int tether__tp_create(const tether__tp_cfg *cfg, const tether__tp_cb *cb, void *
                       tether__tp **out)
 {
     struct lws_context_creation_info info;
-    tether__tp *tp = calloc(1, sizeof *tp);
+    tether__tp *tp = tether__calloc(1, sizeof *tp);
 
     *out = NULL;
     if (!tp) {
@@ -400,13 +401,13 @@ int tether__tp_create(const tether__tp_cfg *cfg, const tether__tp_cb *cb, void *
         if (inet_pton(AF_INET, cfg->listen_host, a6) != 1 &&
             inet_pton(AF_INET6, cfg->listen_host, a6) != 1) {
             /* lws would take it for an interface name, fail to bind and carry on */
-            free(tp);
+            tether__free(tp);
             return tether__fail(TETHER_ESYS,
                                 "cannot listen on '%s': not an IPv4 or IPv6 address",
                                 cfg->listen_host);
         }
         if (cfg->listen_port < 0 || cfg->listen_port > 65535) {
-            free(tp);
+            tether__free(tp);
             return tether__fail(TETHER_ESYS, "cannot listen on port %d: not 0 to 65535",
                                 cfg->listen_port);
         }
@@ -437,7 +438,7 @@ int tether__tp_create(const tether__tp_cfg *cfg, const tether__tp_cb *cb, void *
     }
     tp->ctx = lws_create_context(&info);
     if (!tp->ctx) {
-        free(tp);
+        tether__free(tp);
         if (cfg->listen_host) {
             return tether__fail(TETHER_ESYS, "cannot listen on %s:%d (address in use or invalid?%s)",
                                 cfg->listen_host, cfg->listen_port,
@@ -451,7 +452,7 @@ int tether__tp_create(const tether__tp_cfg *cfg, const tether__tp_cb *cb, void *
         tp->vhost = lws_get_vhost_by_name(tp->ctx, "tether");
         if (!tp->vhost || lws_get_vhost_listen_port(tp->vhost) <= 0) {
             lws_context_destroy(tp->ctx);
-            free(tp);
+            tether__free(tp);
             return tether__fail(TETHER_ESYS, "cannot listen on %s:%d: libwebsockets bound nothing",
                                 cfg->listen_host, cfg->listen_port);
         }
@@ -510,7 +511,7 @@ void tether__tp_destroy(tether__tp *tp)
         tether__tp_conn_free(tp->client);
         tp->client = NULL;
     }
-    free(tp);
+    tether__free(tp);
 }
 
 /* The url's port as written: 0 when it has none, -1 when it is not 1..65535. */
@@ -625,14 +626,14 @@ int tether__tp_connect(tether__tp *tp, const char *url)
     if ((rc = tether__tp_check_url(url)) != TETHER_OK) {
         return rc;
     }
-    c = calloc(1, sizeof *c);
+    c = tether__calloc(1, sizeof *c);
     if (!c) {
         return tether__fail(TETHER_ENOMEM, "out of memory");
     }
     c->tp = tp;
     snprintf(tp->url, sizeof tp->url, "%s", url);
     if (lws_parse_uri(tp->url, &proto, &addr, &port, &path)) {
-        free(c);
+        tether__free(c);
         return tether__fail(TETHER_ECONFIG, "cannot parse the url '%s'", url);
     }
     int tls = strcmp(proto, "wss") == 0;

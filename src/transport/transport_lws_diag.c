@@ -6,6 +6,7 @@
  * libwebsockets glue.
  */
 #include "transport_lws_int.h"
+#include "common/alloc.h"
 
 /* The status line of an answer to the upgrade, while lws still holds the headers. */
 static int response_status(struct lws *wsi)
@@ -168,7 +169,7 @@ void tether__tp_probe_free(tether__tp *tp)
         close(p->fd);
     }
     tp->probe = NULL;
-    free(p);
+    tether__free(p);
 }
 
 /* Reports the failed attempt, refined by what the probe learnt. */
@@ -252,7 +253,7 @@ static void probe_start(tether__tp *tp, tether__conn *c)
 {
     struct addrinfo hints, *ai = NULL;
     char port[16], auth[200], b64[300];
-    probe *p = calloc(1, sizeof *p);
+    probe *p = tether__calloc(1, sizeof *p);
 
     c->probing = 1;
     c->wsi = NULL;

@@ -5,6 +5,7 @@
  * transport_lws.c.
  */
 #include "transport_lws_int.h"
+#include "common/alloc.h"
 
 #define HEAD_ROOM 512 /* status line and headers */
 
@@ -20,12 +21,12 @@ int tether__tp_http_answer(tether__tp *tp, struct lws *wsi, const char *path)
     }
     int st = tp->cfg.http_get(tp->owner, path, &body, &blen, &type);
     if (st == 0) {
-        free(body);
+        tether__free(body);
         return 0;
     }
-    unsigned char *buf = malloc(LWS_PRE + HEAD_ROOM + blen);
+    unsigned char *buf = tether__malloc(LWS_PRE + HEAD_ROOM + blen);
     if (!buf) {
-        free(body);
+        tether__free(body);
         lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "out of memory");
         return -1;
     }
@@ -39,20 +40,15 @@ int tether__tp_http_answer(tether__tp *tp, struct lws *wsi, const char *path)
         lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION, (const unsigned char *)"close", 5,
                                      &p, end) ||
         lws_finalize_http_header(wsi, &p, end) || (size_t)(end - p) < blen) {
-        free(body);
-        free(buf);
+        tether__free(body);
+        tether__free(buf);
         return -1;
     }
     memcpy(p, body, blen);
     p += blen;
     /* one write; lws keeps what the socket does not take and flushes it before closing */
     lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_HEADERS);
-    free(body);
-    free(buf);
+    tether__free(body);
+    tether__free(buf);
     return -1; /* close: the answer said Connection: close */
-}
-
-int tether__tp_on_service_thread(tether__tp *tp)
-{
-    return tp && tp->started && pthread_equal(pthread_self(), tp->thread);
 }

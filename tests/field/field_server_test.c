@@ -309,8 +309,15 @@ TEST(backpressure_window_and_outbox_events)
     CHECK_OK(tether_server_ack(v.s, &id, 20));
     CHECK(bp_wait(TETHER_BP_WINDOW_OPEN, 1));
     CHECK_OK(tether_client_wait_acked(k.c, WAIT_MS));
-    CHECK_OK(send_tagged(k.c, 1, 64));
     rec_check_exact(&v.rec, 20, "server under back-pressure");
+    /* sending works again once the window opened: the 21st message is
+     * delivered, once, after the 20. (Checking for 20 right after this send
+     * raced with its delivery: under load the service thread delivered it
+     * before the check ran.) */
+    CHECK_OK(send_tagged(k.c, 1, 64));
+    CHECK(rec_wait_count(&v.rec, 21, WAIT_MS));
+    sleep_ms(100);
+    rec_check_exact(&v.rec, 21, "server under back-pressure, after the window opened");
     pthread_mutex_lock(&bp_mu);
     /* each FULL is followed by its OPEN */
     int wf = 0, of = 0;

@@ -62,6 +62,106 @@ TEST(docs_list_every_code)
     }
 }
 
+/* Reads a file under the source tree into buf; 0 when it cannot. */
+static int slurp(const char *rel, char *buf, size_t len)
+{
+    const char *src = getenv("TETHER_SOURCE_DIR");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", src ? src : ".", rel);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        tt_fail(__FILE__, __LINE__, "cannot read %s", path);
+        return 0;
+    }
+    size_t n = fread(buf, 1, len - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    if (n == len - 1) {
+        tt_fail(__FILE__, __LINE__, "%s is larger than the test's buffer", path);
+        return 0;
+    }
+    return 1;
+}
+
+/* 1 when name is TETHER_OK or a code tether_err_name() knows. */
+static int known_code(const char *name, size_t len)
+{
+    for (int code = 0; code >= TETHER_ERR_LAST; code--) {
+        const char *n = tether_err_name(code);
+        if (strlen(n) == len && strncmp(n, name, len) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Every public function that returns an int error code says which codes in
+ * its doc comment (the comment right above it, or above the group of
+ * declarations it stands in), and every code a header names exists. */
+static void header_lists_codes(const char *rel)
+{
+    static char h[1 << 17];
+    if (!slurp(rel, h, sizeof h)) {
+        return;
+    }
+    const char *group = NULL, *group_end = NULL; /* the comment of the group */
+    const char *prev_end = NULL;                 /* end of the previous declaration */
+    for (const char *p = strstr(h, "TETHER_API "); p; p = strstr(p + 1, "TETHER_API ")) {
+        if (p > h && p[-1] != '\n') {
+            continue; /* the macro's definition, not a declaration */
+        }
+        const char *semi = strchr(p, ';');
+        if (!semi) {
+            break;
+        }
+        const char *q = p;
+        while (q > h && (q[-1] == ' ' || q[-1] == '\n')) {
+            q--;
+        }
+        if (q - h >= 2 && q[-2] == '*' && q[-1] == '/') {
+            const char *open = q - 2;
+            while (open > h && !(open[0] == '/' && open[1] == '*')) {
+                open--;
+            }
+            group = open;
+            group_end = q;
+        } else if (q != prev_end) {
+            group = NULL; /* no comment of its own, and not in a group */
+        }
+        prev_end = semi + 1;
+        if (strncmp(p, "TETHER_API int ", 15) != 0) {
+            continue;
+        }
+        char name[128];
+        size_t n = strcspn(p + 15, "(");
+        snprintf(name, sizeof name, "%.*s", (int)(n < sizeof name ? n : sizeof name - 1), p + 15);
+        int lists = 0;
+        for (const char *c = group; c && c < group_end; c++) {
+            if (strncmp(c, "TETHER_OK", 9) == 0 || strncmp(c, "TETHER_E", 8) == 0) {
+                lists = 1;
+            }
+        }
+        if (!lists) {
+            tt_fail(__FILE__, __LINE__, "%s: %s() does not list its error codes", rel, name);
+        }
+    }
+    for (const char *c = strstr(h, "TETHER_E"); c; c = strstr(c + 1, "TETHER_E")) {
+        size_t len = strspn(c, "ABCDEFGHIJKLMNOPQRSTUVWXYZ_0123456789");
+        if (strncmp(c, "TETHER_ERR_LAST", 15) == 0 || known_code(c, len)) {
+            continue;
+        }
+        /* "_FULL" after "a store error (TETHER_ESTORE, _CORRUPT" is not a code name */
+        tt_fail(__FILE__, __LINE__, "%s names %.*s, which is no error code", rel, (int)len, c);
+    }
+}
+
+TEST(headers_list_the_codes_of_every_call)
+{
+    header_lists_codes("include/tether/tether.h");
+    header_lists_codes("include/tether/client.h");
+    header_lists_codes("include/tether/server.h");
+}
+
 TEST(session_id_hex_round_trip)
 {
     tether_session_id id, back;
@@ -85,6 +185,7 @@ int main(void)
     RUN(unknown_codes);
     RUN(specific_names);
     RUN(docs_list_every_code);
+    RUN(headers_list_the_codes_of_every_call);
     RUN(session_id_hex_round_trip);
     return tt_finish();
 }

@@ -296,6 +296,43 @@ TEST(store_failure_on_ack)
     world_free(&w);
 }
 
+/* The server cannot record that the session is established: it must not
+ * send WELCOME, or the client records the session as established and takes
+ * the next WELCOME ("not resumed") for a server that lost it (a false
+ * EMISMATCH that stops the client for good; found by alloc_fail_test). */
+TEST(store_failure_recording_the_session_at_accept)
+{
+    world w;
+    tether__engine_cfg cc = base_cfg(TETHER__ROLE_CLIENT);
+    tether__engine_cfg sc = base_cfg(TETHER__ROLE_SERVER);
+    world_init(&w, &cc, &sc);
+    send_n(&w.c, 2);
+    w.s.fs->fail_put = TETHER_ENOMEM;
+    conn(&w);
+    settle(&w);
+    CHECK_EQ_U64(w.s.out_frames[TETHER__F_WELCOME], 0);
+    CHECK_EQ_INT(w.s.last_bye_out, TETHER_REJECT_STORE);
+    CHECK_EQ_INT(w.s.ev.error, TETHER_ENOMEM);
+    CHECK_EQ_INT(w.c.welcomed, 0);
+    CHECK_EQ_INT(w.c.ev.peer_code, TETHER_REJECT_STORE);
+    CHECK_EQ_INT(tether__engine_rec(w.c.e)->established, 0);
+    CHECK_EQ_INT(tether__engine_rec(w.s.e)->established, 0);
+    CHECK_EQ_U64(w.s.got, 0);
+    /* The store recovers: the next connection is a plain first welcome. */
+    w.s.fs->fail_put = 0;
+    drop(&w);
+    conn(&w);
+    settle(&w);
+    CHECK_EQ_INT(w.c.mismatch_n, 0);
+    CHECK_EQ_INT(w.s.mismatch_n, 0);
+    CHECK_EQ_INT(w.c.welcomed, 1);
+    CHECK_EQ_INT(tether__engine_rec(w.c.e)->established, 1);
+    CHECK_EQ_INT(tether__engine_rec(w.s.e)->established, 1);
+    CHECK_EQ_U64(w.s.got, 2);
+    CHECK_EQ_U64(w.c.acked, 2);
+    world_free(&w);
+}
+
 TEST(create_arguments)
 {
     fstore *fs = fstore_open(TETHER__ROLE_CLIENT);
@@ -333,6 +370,7 @@ int main(void)
     RUN(protocol_errors);
     RUN(store_failure_on_commit);
     RUN(store_failure_on_ack);
+    RUN(store_failure_recording_the_session_at_accept);
     RUN(create_arguments);
     return tt_finish();
 }

@@ -23,6 +23,9 @@ static int f_get(tether__store *st, const uint8_t id[16], tether__session_rec *o
 
 static int f_put(tether__store *st, const tether__session_rec *rec)
 {
+    if (((fstore *)st)->fail_put) {
+        return ((fstore *)st)->fail_put;
+    }
     return in(st)->ops->session_put(in(st), rec);
 }
 
@@ -79,7 +82,7 @@ static int f_rebase(tether__store *st, const uint8_t old_id[16], const tether__s
 static const char *f_errmsg(tether__store *st)
 {
     fstore *f = (fstore *)st;
-    if (f->fail_set_cursor || f->fail_ack) {
+    if (f->fail_set_cursor || f->fail_ack || f->fail_put) {
         return "injected failure";
     }
     return in(st)->ops->errmsg(in(st));

@@ -22,6 +22,7 @@ typedef struct fstore {
     tether__store *inner;  /* the memory store doing the work */
     int fail_set_cursor;   /* error set_cursor returns, 0: pass through */
     int fail_ack;          /* error ack returns, 0: pass through */
+    int fail_put;          /* error session_put returns, 0: pass through */
     size_t loads;          /* load calls */
 } fstore;
 
