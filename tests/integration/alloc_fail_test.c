@@ -395,6 +395,14 @@ static void walk(int sqlite)
     if (from && *from) {
         k = strtoull(from, NULL, 10);
     }
+    /* ALLOC_FAIL_SPARSE=n (the sanitizer run of quickstart.sh): after the dense
+     * head, every n-th k of the tail too, and n times the stride before it */
+    uint64_t sparse = 1;
+    const char *sp = getenv("ALLOC_FAIL_SPARSE");
+    if (sp && *sp) {
+        sparse = strtoull(sp, NULL, 10);
+        sparse = sparse ? sparse : 1;
+    }
     for (;;) {
         memset(&r, 0, sizeof r);
         r.k = k;
@@ -414,13 +422,14 @@ static void walk(int sqlite)
             tt_fail(__FILE__, __LINE__, "the walk passed k=%u without ending", K_MAX);
             break;
         }
-        k += k < DENSE_HEAD || k >= created ? 1 : STRIDE;
+        k += k < DENSE_HEAD ? 1 : k >= created ? sparse : STRIDE * sparse;
     }
-    printf("  %s stores: %llu runs: k = 1..%u, every %u-th to %llu (client created), then "
-           "every k; a run of %llu allocations completed untouched at k=%llu; %llu API calls "
-           "returned TETHER_ENOMEM, the other failures hit service threads\n",
-           sqlite ? "SQLite" : "memory", (unsigned long long)runs, DENSE_HEAD, STRIDE,
-           (unsigned long long)created, (unsigned long long)allocs, (unsigned long long)full,
+    printf("  %s stores: %llu runs: k = 1..%u, every %llu-th to %llu (client created), then "
+           "every %llu-th k; a run of %llu allocations completed untouched at k=%llu; %llu API "
+           "calls returned TETHER_ENOMEM, the other failures hit service threads\n",
+           sqlite ? "SQLite" : "memory", (unsigned long long)runs, DENSE_HEAD,
+           (unsigned long long)(STRIDE * sparse), (unsigned long long)created,
+           (unsigned long long)sparse, (unsigned long long)allocs, (unsigned long long)full,
            (unsigned long long)api);
     CHECK(full > 0);
 }
