@@ -66,6 +66,35 @@ static bench_cfg *add(mctx *m, const char *group, bench_store store, uint32_t si
     return c;
 }
 
+/* The send path's rows (issue 9): the bare SQLite floor, one send_async() per
+ * message (NORMAL 64 B and 512 B, FULL 64 B), and `tether send` fed 200,000
+ * lines. The one-send()-per-message row is the "batch" group's normal/64/b1. */
+static void add_issue9(mctx *m, uint64_t floor_count, uint64_t async_count)
+{
+    bench_cfg *c = add(m, "send", BS_NORMAL, 64, floor_count, 0, "sqlite",
+                       "bare SQLite INSERT per transaction");
+    if (c) {
+        snprintf(c->name, sizeof c->name, "sqlite/64");
+        c->kind = BK_SQLITE;
+    }
+    static const struct {
+        bench_store st;
+        uint32_t size;
+    } as[] = {{BS_NORMAL, 64}, {BS_NORMAL, 512}, {BS_FULL, 64}};
+    for (int i = 0; i < 3; i++) {
+        c = add(m, "send", as[i].st, as[i].size, async_count, 0, "async",
+                "send_async() per message");
+        if (c) {
+            c->async = 1;
+        }
+    }
+    c = add(m, "send", BS_NORMAL, 64, 200000, 0, "cli", "tether send, 200k stdin lines");
+    if (c) {
+        c->count = 200000; /* the row is defined by its count: not scaled */
+        c->kind = BK_CLI;
+    }
+}
+
 static int selected(const bench_run_opts *ro, const bench_cfg *c)
 {
     if (ro->n_only == 0) {
@@ -100,6 +129,7 @@ size_t bench_matrix(const bench_run_opts *ro, bench_cfg *out, size_t max)
         c->batch = 1;
         c = add(&m, "backlog", BS_NORMAL, 64, 200000, 0, "backlog", "backlog, drain");
         c->backlog = 1;
+        add_issue9(&m, 100000, 200000);
     } else {
         for (int s = 0; s < 4; s++) {
             for (int k = BS_RAW; k <= BS_FULL; k++) {
@@ -141,6 +171,7 @@ size_t bench_matrix(const bench_run_opts *ro, bench_cfg *out, size_t max)
         }
         c = add(&m, "backlog", BS_NORMAL, 64, 1000000, 0, "backlog", "backlog, drain");
         c->backlog = 1;
+        add_issue9(&m, 200000, 500000);
     }
 
     /* --only keeps the matching configurations and the raw baselines of their sizes */
@@ -171,7 +202,8 @@ typedef struct child {
     size_t len;     /* bytes in buf */
 } child;
 
-static int spawn(child *ch, char *const argv[])
+/* Starts this binary with argv; its stdin is a pipe (ch->wr), or in_fd when >= 0. */
+static int spawn_in(child *ch, char *const argv[], int in_fd)
 {
     static char exe[PATH_MAX];
     if (!exe[0]) {
@@ -201,7 +233,7 @@ static int spawn(child *ch, char *const argv[])
         return -1;
     }
     if (pid == 0) {
-        dup2(in[0], 0);
+        dup2(in_fd >= 0 ? in_fd : in[0], 0);
         dup2(out[1], 1);
         execv(exe, argv);
         _exit(127);
@@ -213,6 +245,37 @@ static int spawn(child *ch, char *const argv[])
     ch->rd = out[0];
     ch->wr = in[1];
     return 0;
+}
+
+static int spawn(child *ch, char *const argv[])
+{
+    return spawn_in(ch, argv, -1);
+}
+
+/* Waits up to wait_ms for the child to exit (killing it after that); its
+ * exit status, or -1 when it was killed. */
+static int child_exit(child *ch, int wait_ms)
+{
+    uint64_t until = bench_now_ns() + (uint64_t)wait_ms * 1000000u;
+    int st = 0, rc = -1;
+    for (;;) {
+        pid_t w = waitpid(ch->pid, &st, WNOHANG);
+        if (w == ch->pid) {
+            rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+            break;
+        }
+        if (bench_now_ns() > until) {
+            kill(ch->pid, SIGKILL);
+            waitpid(ch->pid, &st, 0);
+            break;
+        }
+        struct timespec ts = {0, 2000000};
+        nanosleep(&ts, NULL);
+    }
+    close(ch->wr);
+    close(ch->rd);
+    ch->pid = 0;
+    return rc;
 }
 
 /* Reads one line (without its newline) within timeout_ms. 0, or -1 on EOF/timeout. */
@@ -341,6 +404,100 @@ static void log_line(const bench_run_opts *ro, const bench_cfg *c, int rate_phas
     }
 }
 
+/* The bare SQLite floor: one process, no network. */
+static int run_sqlite(const bench_run_opts *ro, const bench_cfg *c, int rep, const char *db,
+                      char *a_size, char *a_count, run_res *r)
+{
+    char *argv[] = {"tether", "bench", "--role", "sqlite", "--db", (char *)db, "--size", a_size,
+                    "--count", a_count, NULL};
+    child ch;
+    char line[4096] = "";
+    if (spawn(&ch, argv) != 0) {
+        snprintf(r->error, sizeof r->error, "cannot start the sqlite process");
+        return -1;
+    }
+    int got = child_line(&ch, line, sizeof line, 120000) == 0;
+    child_end(&ch, 10000);
+    log_line(ro, c, 0, rep, got ? line : "null");
+    rm_db(db);
+    if (!got || bj_get(line, "ok", 0) != 1) {
+        char why[200] = "";
+        bj_get_str(line, "error", why, sizeof why);
+        snprintf(r->error, sizeof r->error, "%s", why[0] ? why : "no result from sqlite");
+        return -1;
+    }
+    r->msgs_s = bj_get(line, "rows_s", 0);
+    r->cli_cpu_m = bj_get(line, "cpu_s", 0) / (double)c->count * 1e6;
+    r->srv_cpu_m = -1;
+    r->cli_rss_mb = r->srv_rss_mb = r->wire_data = r->wire_ack = r->acks_per_msg = -1;
+    r->ack.p50 = r->ack.p99 = r->ack.p999 = r->ack.max = -1;
+    r->dlv = r->ack;
+    r->ok = 1;
+    return 0;
+}
+
+/* `tether send URL --db DB --quiet` fed count lines of c->size bytes on stdin,
+ * against the server peer srv (started with --opaque). Throughput: from the
+ * spawn to the server's last delivery, so it includes the CLI's start and
+ * connect (a few ms). */
+static int run_cli(const bench_run_opts *ro, const bench_cfg *c, int rep, child *srv,
+                   const char *url, const char *cdb, const char *sdb, uint64_t count,
+                   unsigned timeout, run_res *r)
+{
+    char input[PATH_MAX + 16], sline[4096] = "";
+    snprintf(input, sizeof input, "%s/scratch/input.txt", ro->out);
+    FILE *f = fopen(input, "w");
+    char *line = malloc(c->size + 1);
+    int ok = f && line;
+    if (line) {
+        memset(line, 'x', c->size);
+        line[c->size] = '\n';
+    }
+    for (uint64_t i = 0; ok && i < count; i++) {
+        ok = fwrite(line, c->size + 1, 1, f) == 1;
+    }
+    free(line);
+    if (f && fclose(f) != 0) {
+        ok = 0;
+    }
+    int fd = ok ? open(input, O_RDONLY | O_CLOEXEC) : -1;
+    if (fd < 0) {
+        snprintf(r->error, sizeof r->error, "cannot write the input of tether send");
+        child_end(srv, 2000);
+        unlink(input);
+        return -1;
+    }
+    char *argv[] = {"tether", "send", (char *)url, "--db", (char *)cdb, "--quiet", NULL};
+    child cli;
+    uint64_t t_start = bench_now_ns();
+    int sp = spawn_in(&cli, argv, fd);
+    close(fd);
+    int st = sp == 0 ? child_exit(&cli, (int)(timeout + 20) * 1000) : -1;
+    int got_s = child_line(srv, sline, sizeof sline, st == 0 ? 15000 : 1000) == 0;
+    child_end(srv, 10000);
+    log_line(ro, c, 0, rep, got_s ? sline : "null");
+    unlink(input);
+    rm_db(sdb);
+    rm_db(cdb);
+    if (st != 0 || !got_s || bj_get(sline, "ok", 0) != 1) {
+        snprintf(r->error, sizeof r->error, "%s",
+                 sp != 0 ? "cannot start tether send"
+                 : st != 0 ? "tether send failed or timed out"
+                           : "no result from the server");
+        return -1;
+    }
+    double secs = (bj_get(sline, "t_last", 0) - (double)t_start) / 1e9;
+    r->msgs_s = secs > 0 ? (double)count / secs : 0;
+    r->cli_cpu_m = -1;
+    r->srv_cpu_m = bj_get(sline, "cpu_s", 0) / (double)count * 1e6;
+    r->srv_rss_mb = bj_get(sline, "rss_kb", 0) / 1024.0;
+    r->cli_rss_mb = r->wire_data = r->wire_ack = r->acks_per_msg = -1;
+    r->ack.p50 = r->ack.p99 = r->ack.p999 = r->ack.max = -1;
+    r->dlv = r->ack;
+    r->ok = 1;
+    return 0;
+}
+
 static int run_once(const bench_run_opts *ro, const bench_cfg *c, int rate_phase, int rep,
                     run_res *r)
 {
@@ -367,6 +524,9 @@ static int run_once(const bench_run_opts *ro, const bench_cfg *c, int rate_phase
     snprintf(a_delay, sizeof a_delay, "%u", c->ack_delay);
     snprintf(a_to, sizeof a_to, "%u", timeout);
 
+    if (c->kind == BK_SQLITE) {
+        return run_sqlite(ro, c, rep, cdb, a_size, a_count, r);
+    }
     char *sargv[32];
     int k = 0;
     sargv[k++] = "tether";
@@ -391,6 +551,9 @@ static int run_once(const bench_run_opts *ro, const bench_cfg *c, int rate_phase
     sargv[k++] = a_to;
     if (c->backlog) {
         sargv[k++] = "--backlog";
+    }
+    if (c->kind == BK_CLI) {
+        sargv[k++] = "--opaque";
     }
     sargv[k] = NULL;
 
@@ -441,7 +604,13 @@ static int run_once(const bench_run_opts *ro, const bench_cfg *c, int rate_phase
     if (c->backlog) {
         cargv[k++] = "--backlog";
     }
+    if (c->async) {
+        cargv[k++] = "--async";
+    }
     cargv[k] = NULL;
+    if (c->kind == BK_CLI) {
+        return run_cli(ro, c, rep, &srv, url, cdb, sdb, count, timeout, r);
+    }
     if (spawn(&cli, cargv) != 0) {
         snprintf(r->error, sizeof r->error, "cannot start the client process");
         child_end(&srv, 2000);
@@ -651,7 +820,7 @@ int bench_run_all(const bench_run_opts *ro, bench_cfg *cfgs, size_t n)
         cfgs[i].ratio = -1;
         for (size_t k = 0; k < n; k++) {
             if (cfgs[k].store == BS_RAW && cfgs[k].size == cfgs[i].size && cfgs[k].msgs_s > 0 &&
-                cfgs[i].msgs_s > 0) {
+                cfgs[i].msgs_s > 0 && cfgs[i].kind != BK_SQLITE) {
                 cfgs[i].ratio = cfgs[i].msgs_s / cfgs[k].msgs_s;
             }
         }
