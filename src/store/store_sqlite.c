@@ -171,10 +171,29 @@ static int finish(sqstore *s, int rc, const char *op)
 /* Reads a session's record and pending totals (count, bytes may be NULL), the
  * truth (see "out_last" above). Returns TETHER_ENOTFOUND without recording a
  * message, so callers decide. */
+/* Whether meta 'unsaved' is set in the file (when in doubt: yes, derive). */
+static int read_mark(sqstore *s)
+{
+    sqlite3_stmt *q = s->stmt[S_IS_MARKED];
+    int marked = sqlite3_step(q) != SQLITE_ROW || sqlite3_column_int64(q, 0) != 0;
+    sqlite3_reset(q);
+    return marked;
+}
+
+int tether__sq_lagging(sqstore *s)
+{
+    return s->readonly ? read_mark(s) : s->marked;
+}
+
+void tether__sq_load_mark(sqstore *s)
+{
+    s->marked = read_mark(s);
+}
+
 static int read_sess(sqstore *s, const uint8_t id[16], tether__session_rec *rec, uint64_t *count,
                      uint64_t *bytes, const char *op)
 {
-    sqlite3_stmt *st = s->stmt[S_GET];
+    sqlite3_stmt *st = s->stmt[tether__sq_lagging(s) ? S_GET : S_GET_ROW];
     bind_id(st, 1, id);
     int rc = sqlite3_step(st);
     int ret = TETHER_OK;
@@ -322,7 +341,7 @@ static int q_list(tether__store *st, tether__list_cb cb, void *arg)
     if (!cb) {
         return tether__sq_fail(s, TETHER_EINVAL, "%s: invalid argument", op);
     }
-    sqlite3_stmt *q = s->stmt[S_LIST];
+    sqlite3_stmt *q = s->stmt[tether__sq_lagging(s) ? S_LIST : S_LIST_ROWS];
     int rc, ret = TETHER_OK;
     while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
         tether__session_rec rec;

@@ -98,8 +98,6 @@ static int integrity(sqstore *s)
     return ret;
 }
 
-static int ro_int(sqstore *s, const char *sql, sqlite3_int64 *out, const char *op);
-
 int tether__sq_inspect(tether__store *st, unsigned flags, tether__store_info *out)
 {
     static const char op[] = "inspect";
@@ -120,13 +118,8 @@ int tether__sq_inspect(tether__store *st, unsigned flags, tether__store_info *ou
     }
     /* session rows may lag their outbox only while meta 'unsaved' is set
      * (store_sqlite.c, "out_last"); otherwise they alone are read */
-    sqlite3_int64 unsaved = 0;
-    int rc = ro_int(s, "SELECT count(*) FROM meta WHERE key = 'unsaved'", &unsaved, op);
-    if (rc != TETHER_OK) {
-        return rc;
-    }
     sqlite3_stmt *q = NULL;
-    rc = sqlite3_prepare_v2(s->db, !unsaved ? "SELECT count(*), coalesce(sum(pending_count), 0), "
+    int rc = sqlite3_prepare_v2(s->db, !tether__sq_lagging(s) ? "SELECT count(*), coalesce(sum(pending_count), 0), "
                                               "coalesce(sum(pending_bytes), 0) FROM sessions" :
                                 "SELECT count(*), coalesce(sum(pending_count + (SELECT "
                                 "count(*) FROM outbox o WHERE o.session = s.id AND o.seq > "

@@ -52,6 +52,9 @@ enum {
     S_MARK,
     S_UNMARK,
     S_SETTLE,
+    S_GET_ROW,
+    S_LIST_ROWS,
+    S_IS_MARKED,
     N_STMT
 };
 
@@ -109,6 +112,12 @@ int tether__sq_map_rc(int rc);
 int tether__sq_fail(sqstore *s, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* store_sqlite.c: records a SQLite failure (rc, db's message, op) and returns its tether code. */
 int tether__sq_sqfail(sqstore *s, sqlite3 *db, int rc, const char *op);
+
+/* store_sqlite.c: 1 when session rows may lag their outbox (meta 'unsaved';
+ * a read-only store looks each time, the writer knows). */
+int tether__sq_lagging(sqstore *s);
+/* store_sqlite.c, the writer's open: reads meta 'unsaved' into s->marked. */
+void tether__sq_load_mark(sqstore *s);
 
 /* store_sqlite.c, close: writes every session row that lags its outbox with
  * its true out_last and pending totals and clears meta 'unsaved', so that a

@@ -26,6 +26,12 @@ const char *const tether__sq_stmt_sql[N_STMT] = {
               "pending_count = excluded.pending_count, pending_bytes = excluded.pending_bytes",
     [S_DEL_SESS] = "DELETE FROM sessions WHERE id = ?1",
     [S_DEL_OUTBOX] = "DELETE FROM outbox WHERE session = ?1",
+    /* the rows alone: what S_GET and S_LIST read while no row lags (no meta 'unsaved') */
+    [S_GET_ROW] = "SELECT token, out_last, peer_acked, recv_cursor, established, pending_count, "
+                  "pending_bytes FROM sessions WHERE id = ?1",
+    [S_LIST_ROWS] = "SELECT id, token, out_last, peer_acked, recv_cursor, established "
+                    "FROM sessions ORDER BY id",
+    [S_IS_MARKED] = "SELECT count(*) FROM meta WHERE key = 'unsaved'",
     [S_LIST] = "SELECT id, token, max(out_last, coalesce((SELECT max(seq) FROM outbox o "
                "WHERE o.session = s.id), 0)), peer_acked, recv_cursor, established "
                "FROM sessions s ORDER BY id",
@@ -429,12 +435,7 @@ static int open_all(sqstore *s, unsigned flags)
         (rc = tether__sq_prepare_all(s, op)) != TETHER_OK) {
         return rc;
     }
-    sqlite3_int64 marked = 0;
-    if ((rc = query_int(s, "SELECT count(*) FROM meta WHERE key = 'unsaved'", &marked, op)) !=
-        TETHER_OK) {
-        return rc;
-    }
-    s->marked = marked > 0;
+    tether__sq_load_mark(s);
     /* The checkpointer: see the top of this file. The WAL hook replaces
      * SQLite's automatic checkpoint on the writing connection. */
     sqlite3_wal_autocheckpoint(s->db, 0);
