@@ -9,9 +9,10 @@
  *
  * Files: main.c (entry, options, role dispatch), peer_tether.c (tether
  * client/server peers), peer_raw.c (the raw libwebsockets baseline peers),
- * probe.c (latency histograms, CPU, RSS, TCP byte counters, JSON lines),
- * run.c (the configuration matrix and the child processes), report.c (table,
- * CSV, JSON, gnuplot).
+ * peer_sqlite.c (the bare SQLite floor), probe.c (latency histograms, CPU,
+ * RSS, TCP byte counters, JSON lines), matrix.c (the configuration matrix),
+ * run.c (the child processes and medians), report.c (table, CSV, JSON,
+ * gnuplot).
  */
 #ifndef TETHER_BENCH_H
 #define TETHER_BENCH_H
