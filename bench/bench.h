@@ -9,9 +9,10 @@
  *
  * Files: main.c (entry, options, role dispatch), peer_tether.c (tether
  * client/server peers), peer_raw.c (the raw libwebsockets baseline peers),
- * probe.c (latency histograms, CPU, RSS, TCP byte counters, JSON lines),
- * run.c (the configuration matrix and the child processes), report.c (table,
- * CSV, JSON, gnuplot).
+ * peer_sqlite.c (the bare SQLite floor), probe.c (latency histograms, CPU,
+ * RSS, TCP byte counters, JSON lines), matrix.c (the configuration matrix),
+ * run.c (the child processes and medians), report.c (table, CSV, JSON,
+ * gnuplot).
  */
 #ifndef TETHER_BENCH_H
 #define TETHER_BENCH_H
@@ -48,10 +49,16 @@ typedef struct bench_peer_opts {
     uint32_t max_pending; /* client: unacked messages at most before the producer waits */
     int backlog;         /* client: queue all `count` messages before start(), then drain */
     uint32_t timeout_s;  /* give up after this long */
+    int async;           /* client: one tether_client_send_async() per message */
+    int opaque;          /* server: payloads are not the bench layout (tether send's lines):
+                            count them, check neither order nor latency */
 } bench_peer_opts;
 
 int bench_peer_tether(const bench_peer_opts *o);
 int bench_peer_raw(const bench_peer_opts *o);
+/* The bare SQLite floor: `count` INSERTs of `size`-byte rows, one transaction
+ * each, into a WAL file at `db` (synchronous NORMAL). */
+int bench_peer_sqlite(const bench_peer_opts *o);
 
 /* ---- probe.c: measurements inside a peer ---- */
 
@@ -123,6 +130,8 @@ typedef struct bench_cfg {
     double rate;          /* offered rate of the fixed-rate run, msg/s */
     uint32_t batch, window, ack_every, ack_delay; /* 0: the library default */
     int backlog;          /* queued offline, then drained */
+    int kind;             /* BK_PEERS, BK_SQLITE (one process, no network) or BK_CLI */
+    int async;            /* one tether_client_send_async() per message */
 
     /* results (full load) */
     int ok;               /* every repeat succeeded */
@@ -164,7 +173,16 @@ typedef struct bench_target {
     int info;          /* 1: not a target, the same threshold shown for comparison */
 } bench_target;
 
+/* What a configuration runs. */
+enum bench_kind {
+    BK_PEERS = 0,  /* a server peer and a client peer */
+    BK_SQLITE = 1, /* the bare SQLite INSERT loop (bench_peer_sqlite), alone */
+    BK_CLI = 2,    /* a server peer and `tether send` fed `count` lines on stdin */
+};
+
 size_t bench_targets(const bench_cfg *c, size_t n, bench_target *t, size_t max);
+/* The targets of issue 9 (the send path's floor and fast path). */
+size_t bench_targets9(const bench_cfg *c, size_t n, bench_target *t, size_t max);
 
 void report_table(FILE *out, const bench_machine *m, const bench_cfg *c, size_t n, int quick,
                   int repeats);

@@ -96,6 +96,7 @@ static int role_main(int argc, char **argv)
         {"ack-delay", required_argument, NULL, 'D'},
         {"max-pending", required_argument, NULL, 'm'},
         {"backlog", no_argument, NULL, 'B'},      {"timeout", required_argument, NULL, 't'},
+        {"async", no_argument, NULL, 'A'},        {"opaque", no_argument, NULL, 'Q'},
         {NULL, 0, NULL, 0},
     };
     bench_peer_opts o;
@@ -104,6 +105,7 @@ static int role_main(int argc, char **argv)
     o.count = 1000;
     o.timeout_s = 60;
     o.batch = 1;
+    int sqlite = 0;
     int c;
     double v;
     optind = 1;
@@ -113,6 +115,8 @@ static int role_main(int argc, char **argv)
         case 'r':
             if (strcmp(optarg, "server") == 0) {
                 o.server = 1;
+            } else if (strcmp(optarg, "sqlite") == 0) {
+                sqlite = 1;
             } else if (strcmp(optarg, "client") != 0) {
                 bad = 1;
             }
@@ -128,6 +132,12 @@ static int role_main(int argc, char **argv)
             break;
         case 'B':
             o.backlog = 1;
+            break;
+        case 'A':
+            o.async = 1;
+            break;
+        case 'Q':
+            o.opaque = 1;
             break;
         default:
             if (c == '?' || num(optarg, 0, 1e12, &v) != 0) {
@@ -168,6 +178,9 @@ static int role_main(int argc, char **argv)
             fprintf(stderr, "tether bench: bad peer option\n");
             return 2;
         }
+    }
+    if (sqlite) {
+        return o.count ? bench_peer_sqlite(&o) : 2;
     }
     if (o.size < 16 || o.count == 0 || (!o.server && !o.url)) {
         fprintf(stderr, "tether bench: peer needs --size >= 16, --count > 0 and (client) --url\n");

@@ -77,6 +77,56 @@ static void target(bench_target *t, size_t *k, size_t max, const char *what, int
     x->info = strncmp(what, "  ", 2) == 0;
 }
 
+/* a / b when both were measured, else -1. */
+static double ratio_of(const bench_cfg *a, const bench_cfg *b)
+{
+    return a && b && a->msgs_s > 0 && b->msgs_s > 0 ? a->msgs_s / b->msgs_s : -1;
+}
+
+/* One ratio target: met when measured and >= want; "-" when not measured. */
+static void ratio_target(bench_target *t, size_t *k, size_t max, const char *what,
+                         const bench_cfg *a, const bench_cfg *b, double want)
+{
+    double r = ratio_of(a, b);
+    if (r < 0) {
+        target(t, k, max, what, -1, "not measured");
+        return;
+    }
+    target(t, k, max, what, r >= want, "%.2fx (%.0f / %.0f msg/s)", r, a->msgs_s, b->msgs_s);
+}
+
+size_t bench_targets9(const bench_cfg *c, size_t n, bench_target *t, size_t max)
+{
+    size_t k = 0;
+    const bench_cfg *floor = find(c, n, "sqlite/64");
+    const bench_cfg *sync1 = find(c, n, "normal/64/b1");
+    const bench_cfg *raw64 = find(c, n, "raw/64");
+    const bench_cfg *raw512 = find(c, n, "raw/512");
+    const bench_cfg *as64 = find(c, n, "normal/64/async");
+    const bench_cfg *as512 = find(c, n, "normal/512/async");
+    const bench_cfg *fas64 = find(c, n, "full/64/async");
+    const bench_cfg *cli = find(c, n, "normal/64/cli");
+    if (!floor && !as64 && !cli) {
+        return 0;
+    }
+    ratio_target(t, &k, max, "send() per message, NORMAL >= 0.85x bare SQLite", sync1, floor,
+                 0.85);
+    ratio_target(t, &k, max, "send_async() per message, NORMAL 64 B >= 1.5x raw", as64, raw64,
+                 1.5);
+    ratio_target(t, &k, max, "send_async() per message, NORMAL 512 B >= 1.5x raw", as512, raw512,
+                 1.5);
+    ratio_target(t, &k, max, "send_async() per message, FULL >= 0.5x NORMAL", fas64, as64, 0.5);
+    ratio_target(t, &k, max, "tether send, 200k stdin lines >= 0.8x raw", cli, raw64, 0.8);
+    if (sync1 && sync1->ack_rate.p99 >= 0) {
+        target(t, &k, max, "send->ack p99 < 10 ms at 20k/s, one send() each",
+               sync1->ack_rate.p99 < 10000, "%.2f ms (%.0f msg/s achieved)",
+               sync1->ack_rate.p99 / 1e3, sync1->rate_got);
+    } else {
+        target(t, &k, max, "send->ack p99 < 10 ms at 20k/s, one send() each", -1, "not measured");
+    }
+    return k;
+}
+
 size_t bench_targets(const bench_cfg *c, size_t n, bench_target *t, size_t max)
 {
     size_t k = 0;
@@ -251,6 +301,15 @@ void report_table(FILE *out, const bench_machine *m, const bench_cfg *c, size_t 
                     t[i].got);
         }
     }
+    nt = bench_targets9(c, n, t, 16);
+    if (nt) {
+        fprintf(out, "\nTargets of issue 9 (the send path; ratios measured in this run, never\n"
+                     "asserted; 'bare SQLite' is one INSERT per transaction, WAL, NORMAL):\n");
+        for (size_t i = 0; i < nt; i++) {
+            fprintf(out, "  %-52s %-7s %s\n", t[i].what,
+                    t[i].met > 0 ? "met" : t[i].met == 0 ? "MISSED" : "-", t[i].got);
+        }
+    }
     fprintf(out, "\n");
     fflush(out);
 }
@@ -420,6 +479,15 @@ int report_files(const char *dir, const bench_machine *m, const bench_cfg *c, si
         fprintf(fp, "\"met\":%s,\"info_only\":%s}%s\n",
                 t[i].met > 0 ? "true" : t[i].met == 0 ? "false" : "null",
                 t[i].info ? "true" : "false", i + 1 < nt ? "," : "");
+    }
+    fprintf(fp, "  ],\n  \"targets_issue9\":[\n");
+    nt = bench_targets9(c, n, t, 16);
+    for (size_t i = 0; i < nt; i++) {
+        fprintf(fp, "    {");
+        json_str(fp, "target", t[i].what, 1);
+        json_str(fp, "measured", t[i].got, 1);
+        fprintf(fp, "\"met\":%s}%s\n", t[i].met > 0 ? "true" : t[i].met == 0 ? "false" : "null",
+                i + 1 < nt ? "," : "");
     }
     fprintf(fp, "  ]\n}\n");
     return fclose(fp) != 0 ? -1 : 0;

@@ -1,5 +1,5 @@
 /*
- * The orchestrator: the configuration matrix, and for each configuration a
+ * The orchestrator: for each configuration of the matrix (matrix.c) a
  * server process and a client process (fork+exec of this same binary with
  * --role), one JSON line read back from each, medians over the repeats.
  */
@@ -18,148 +18,6 @@
 #include "run.h"
 
 #define REPEAT_MAX 16 /* runs per configuration at most */
-#define DEFAULT_BATCH 64 /* messages per tether_client_send_batch() at full load */
-/* offered msg/s in the fixed-rate runs, by message size */
-static double rate_for(uint32_t size)
-{
-    return size <= 512 ? 20000.0 : size <= 4096 ? 5000.0 : 500.0;
-}
-
-static const char *store_name(bench_store s)
-{
-    static const char *names[] = {"raw", "memory", "off", "normal", "full"};
-    return names[s];
-}
-
-/* ---- the matrix ---- */
-
-typedef struct mctx {
-    const bench_run_opts *ro;
-    bench_cfg *c;
-    size_t n, max;
-} mctx;
-
-static uint64_t scaled(const mctx *m, uint64_t count)
-{
-    uint64_t v = (uint64_t)((double)count * m->ro->scale);
-    return v < 100 ? 100 : v;
-}
-
-static bench_cfg *add(mctx *m, const char *group, bench_store store, uint32_t size, uint64_t count,
-                      uint64_t rate_count, const char *suffix, const char *label)
-{
-    if (m->n >= m->max) {
-        return NULL;
-    }
-    bench_cfg *c = &m->c[m->n++];
-    memset(c, 0, sizeof *c);
-    snprintf(c->group, sizeof c->group, "%s", group);
-    snprintf(c->name, sizeof c->name, "%s/%u%s%s", store_name(store), size, suffix[0] ? "/" : "",
-             suffix);
-    snprintf(c->label, sizeof c->label, "%s", label);
-    c->store = store;
-    c->size = size;
-    c->count = scaled(m, count);
-    c->rate_count = rate_count ? scaled(m, rate_count) : 0;
-    c->rate = rate_for(size);
-    c->batch = store == BS_RAW ? 0 : DEFAULT_BATCH;
-    return c;
-}
-
-static int selected(const bench_run_opts *ro, const bench_cfg *c)
-{
-    if (ro->n_only == 0) {
-        return 1;
-    }
-    for (int i = 0; i < ro->n_only; i++) {
-        if (strstr(c->name, ro->only[i])) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
-size_t bench_matrix(const bench_run_opts *ro, bench_cfg *out, size_t max)
-{
-    static bench_cfg all[BENCH_CFG_MAX];
-    mctx m = {ro, all, 0, BENCH_CFG_MAX};
-    static const uint32_t sizes[] = {64, 512, 4096, 65536};
-    /* messages per full-load run, and per fixed-rate run (about 2 s) */
-    static const uint64_t counts[] = {1000000, 500000, 100000, 10000};
-    static const uint64_t rate_counts[] = {40000, 40000, 10000, 1000};
-    bench_cfg *c;
-
-    if (ro->quick) {
-        static const bench_store st[] = {BS_RAW, BS_MEMORY, BS_NORMAL, BS_FULL};
-        for (int s = 0; s < 2; s++) {
-            for (int k = 0; k < 4; k++) {
-                add(&m, "store", st[k], sizes[s], 200000, 20000, "", "");
-            }
-        }
-        c = add(&m, "batch", BS_NORMAL, 64, 50000, 20000, "b1", "send() per message");
-        c->batch = 1;
-        c = add(&m, "backlog", BS_NORMAL, 64, 200000, 0, "backlog", "backlog, drain");
-        c->backlog = 1;
-    } else {
-        for (int s = 0; s < 4; s++) {
-            for (int k = BS_RAW; k <= BS_FULL; k++) {
-                add(&m, "store", (bench_store)k, sizes[s], counts[s], rate_counts[s], "", "");
-            }
-        }
-        /* one tether_client_send() per message: one store transaction each */
-        c = add(&m, "batch", BS_MEMORY, 64, 1000000, 40000, "b1", "send() per message");
-        c->batch = 1;
-        c = add(&m, "batch", BS_NORMAL, 64, 200000, 40000, "b1", "send() per message");
-        c->batch = 1;
-        c = add(&m, "batch", BS_FULL, 64, 20000, 0, "b1", "send() per message");
-        c->batch = 1;
-        /* ACK policies: count triggers, and the time trigger alone */
-        static const bench_store ack_st[] = {BS_MEMORY, BS_NORMAL};
-        for (int k = 0; k < 2; k++) {
-            static const uint32_t every[] = {1, 16, 256};
-            for (int i = 0; i < 3; i++) {
-                char suf[16], lab[48];
-                snprintf(suf, sizeof suf, "ack%u", every[i]);
-                snprintf(lab, sizeof lab, "ACK every %u", every[i]);
-                c = add(&m, "ack", ack_st[k], 64, 1000000, 40000, suf, lab);
-                c->ack_every = every[i];
-            }
-            c = add(&m, "ack", ack_st[k], 64, 1000000, 40000, "ackT", "ACK by 20 ms timer only");
-            c->ack_every = 1024; /* = the window: only the timer (or a full window) acks */
-            c->ack_delay = 20;
-        }
-        /* window sizes (ACK every min(64, window/2), the default rule) */
-        for (int k = 0; k < 2; k++) {
-            static const uint32_t win[] = {64, 256, 4096};
-            for (int i = 0; i < 3; i++) {
-                char suf[16], lab[48];
-                snprintf(suf, sizeof suf, "w%u", win[i]);
-                snprintf(lab, sizeof lab, "window %u", win[i]);
-                c = add(&m, "window", ack_st[k], 64, 1000000, 40000, suf, lab);
-                c->window = win[i];
-            }
-        }
-        c = add(&m, "backlog", BS_NORMAL, 64, 1000000, 0, "backlog", "backlog, drain");
-        c->backlog = 1;
-    }
-
-    /* --only keeps the matching configurations and the raw baselines of their sizes */
-    size_t n = 0;
-    for (size_t i = 0; i < m.n && n < max; i++) {
-        int keep = selected(ro, &all[i]);
-        if (!keep && all[i].store == BS_RAW) {
-            for (size_t k = 0; k < m.n; k++) {
-                if (all[k].store != BS_RAW && all[k].size == all[i].size && selected(ro, &all[k])) {
-                    keep = 1;
-                }
-            }
-        }
-        if (keep) {
-            out[n++] = all[i];
-        }
-    }
-    return n;
-}
 
 /* ---- child processes ---- */
 
@@ -171,7 +29,8 @@ typedef struct child {
     size_t len;     /* bytes in buf */
 } child;
 
-static int spawn(child *ch, char *const argv[])
+/* Starts this binary with argv; its stdin is a pipe (ch->wr), or in_fd when >= 0. */
+static int spawn_in(child *ch, char *const argv[], int in_fd)
 {
     static char exe[PATH_MAX];
     if (!exe[0]) {
@@ -201,7 +60,7 @@ static int spawn(child *ch, char *const argv[])
         return -1;
     }
     if (pid == 0) {
-        dup2(in[0], 0);
+        dup2(in_fd >= 0 ? in_fd : in[0], 0);
         dup2(out[1], 1);
         execv(exe, argv);
         _exit(127);
@@ -213,6 +72,37 @@ static int spawn(child *ch, char *const argv[])
     ch->rd = out[0];
     ch->wr = in[1];
     return 0;
+}
+
+static int spawn(child *ch, char *const argv[])
+{
+    return spawn_in(ch, argv, -1);
+}
+
+/* Waits up to wait_ms for the child to exit (killing it after that); its
+ * exit status, or -1 when it was killed. */
+static int child_exit(child *ch, int wait_ms)
+{
+    uint64_t until = bench_now_ns() + (uint64_t)wait_ms * 1000000u;
+    int st = 0, rc = -1;
+    for (;;) {
+        pid_t w = waitpid(ch->pid, &st, WNOHANG);
+        if (w == ch->pid) {
+            rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+            break;
+        }
+        if (bench_now_ns() > until) {
+            kill(ch->pid, SIGKILL);
+            waitpid(ch->pid, &st, 0);
+            break;
+        }
+        struct timespec ts = {0, 2000000};
+        nanosleep(&ts, NULL);
+    }
+    close(ch->wr);
+    close(ch->rd);
+    ch->pid = 0;
+    return rc;
 }
 
 /* Reads one line (without its newline) within timeout_ms. 0, or -1 on EOF/timeout. */
@@ -341,6 +231,100 @@ static void log_line(const bench_run_opts *ro, const bench_cfg *c, int rate_phas
     }
 }
 
+/* The bare SQLite floor: one process, no network. */
+static int run_sqlite(const bench_run_opts *ro, const bench_cfg *c, int rep, const char *db,
+                      char *a_size, char *a_count, run_res *r)
+{
+    char *argv[] = {"tether", "bench", "--role", "sqlite", "--db", (char *)db, "--size", a_size,
+                    "--count", a_count, NULL};
+    child ch;
+    char line[4096] = "";
+    if (spawn(&ch, argv) != 0) {
+        snprintf(r->error, sizeof r->error, "cannot start the sqlite process");
+        return -1;
+    }
+    int got = child_line(&ch, line, sizeof line, 120000) == 0;
+    child_end(&ch, 10000);
+    log_line(ro, c, 0, rep, got ? line : "null");
+    rm_db(db);
+    if (!got || bj_get(line, "ok", 0) != 1) {
+        char why[200] = "";
+        bj_get_str(line, "error", why, sizeof why);
+        snprintf(r->error, sizeof r->error, "%s", why[0] ? why : "no result from sqlite");
+        return -1;
+    }
+    r->msgs_s = bj_get(line, "rows_s", 0);
+    r->cli_cpu_m = bj_get(line, "cpu_s", 0) / (double)c->count * 1e6;
+    r->srv_cpu_m = -1;
+    r->cli_rss_mb = r->srv_rss_mb = r->wire_data = r->wire_ack = r->acks_per_msg = -1;
+    r->ack.p50 = r->ack.p99 = r->ack.p999 = r->ack.max = -1;
+    r->dlv = r->ack;
+    r->ok = 1;
+    return 0;
+}
+
+/* `tether send URL --db DB --quiet` fed count lines of c->size bytes on stdin,
+ * against the server peer srv (started with --opaque). Throughput: from the
+ * spawn to the server's last delivery, so it includes the CLI's start and
+ * connect (a few ms). */
+static int run_cli(const bench_run_opts *ro, const bench_cfg *c, int rep, child *srv,
+                   const char *url, const char *cdb, const char *sdb, uint64_t count,
+                   unsigned timeout, run_res *r)
+{
+    char input[PATH_MAX + 16], sline[4096] = "";
+    snprintf(input, sizeof input, "%s/scratch/input.txt", ro->out);
+    FILE *f = fopen(input, "w");
+    char *line = malloc(c->size + 1);
+    int ok = f && line;
+    if (line) {
+        memset(line, 'x', c->size);
+        line[c->size] = '\n';
+    }
+    for (uint64_t i = 0; ok && i < count; i++) {
+        ok = fwrite(line, c->size + 1, 1, f) == 1;
+    }
+    free(line);
+    if (f && fclose(f) != 0) {
+        ok = 0;
+    }
+    int fd = ok ? open(input, O_RDONLY | O_CLOEXEC) : -1;
+    if (fd < 0) {
+        snprintf(r->error, sizeof r->error, "cannot write the input of tether send");
+        child_end(srv, 2000);
+        unlink(input);
+        return -1;
+    }
+    char *argv[] = {"tether", "send", (char *)url, "--db", (char *)cdb, "--quiet", NULL};
+    child cli;
+    uint64_t t_start = bench_now_ns();
+    int sp = spawn_in(&cli, argv, fd);
+    close(fd);
+    int st = sp == 0 ? child_exit(&cli, (int)(timeout + 20) * 1000) : -1;
+    int got_s = child_line(srv, sline, sizeof sline, st == 0 ? 15000 : 1000) == 0;
+    child_end(srv, 10000);
+    log_line(ro, c, 0, rep, got_s ? sline : "null");
+    unlink(input);
+    rm_db(sdb);
+    rm_db(cdb);
+    if (st != 0 || !got_s || bj_get(sline, "ok", 0) != 1) {
+        snprintf(r->error, sizeof r->error, "%s",
+                 sp != 0 ? "cannot start tether send"
+                 : st != 0 ? "tether send failed or timed out"
+                           : "no result from the server");
+        return -1;
+    }
+    double secs = (bj_get(sline, "t_last", 0) - (double)t_start) / 1e9;
+    r->msgs_s = secs > 0 ? (double)count / secs : 0;
+    r->cli_cpu_m = -1;
+    r->srv_cpu_m = bj_get(sline, "cpu_s", 0) / (double)count * 1e6;
+    r->srv_rss_mb = bj_get(sline, "rss_kb", 0) / 1024.0;
+    r->cli_rss_mb = r->wire_data = r->wire_ack = r->acks_per_msg = -1;
+    r->ack.p50 = r->ack.p99 = r->ack.p999 = r->ack.max = -1;
+    r->dlv = r->ack;
+    r->ok = 1;
+    return 0;
+}
+
 static int run_once(const bench_run_opts *ro, const bench_cfg *c, int rate_phase, int rep,
                     run_res *r)
 {
@@ -357,7 +341,7 @@ static int run_once(const bench_run_opts *ro, const bench_cfg *c, int rate_phase
     unsigned timeout = ro->quick ? 60 : 240;
     char a_store[16], a_size[16], a_count[24], a_rate[24], a_batch[16], a_win[16], a_every[16],
         a_delay[16], a_to[16], url[64];
-    snprintf(a_store, sizeof a_store, "%s", store_name(c->store));
+    snprintf(a_store, sizeof a_store, "%s", bench_store_name(c->store));
     snprintf(a_size, sizeof a_size, "%u", c->size);
     snprintf(a_count, sizeof a_count, "%llu", (unsigned long long)count);
     snprintf(a_rate, sizeof a_rate, "%.0f", rate_phase ? c->rate : 0.0);
@@ -367,6 +351,9 @@ static int run_once(const bench_run_opts *ro, const bench_cfg *c, int rate_phase
     snprintf(a_delay, sizeof a_delay, "%u", c->ack_delay);
     snprintf(a_to, sizeof a_to, "%u", timeout);
 
+    if (c->kind == BK_SQLITE) {
+        return run_sqlite(ro, c, rep, cdb, a_size, a_count, r);
+    }
     char *sargv[32];
     int k = 0;
     sargv[k++] = "tether";
@@ -391,6 +378,9 @@ static int run_once(const bench_run_opts *ro, const bench_cfg *c, int rate_phase
     sargv[k++] = a_to;
     if (c->backlog) {
         sargv[k++] = "--backlog";
+    }
+    if (c->kind == BK_CLI) {
+        sargv[k++] = "--opaque";
     }
     sargv[k] = NULL;
 
@@ -441,7 +431,13 @@ static int run_once(const bench_run_opts *ro, const bench_cfg *c, int rate_phase
     if (c->backlog) {
         cargv[k++] = "--backlog";
     }
+    if (c->async) {
+        cargv[k++] = "--async";
+    }
     cargv[k] = NULL;
+    if (c->kind == BK_CLI) {
+        return run_cli(ro, c, rep, &srv, url, cdb, sdb, count, timeout, r);
+    }
     if (spawn(&cli, cargv) != 0) {
         snprintf(r->error, sizeof r->error, "cannot start the client process");
         child_end(&srv, 2000);
@@ -651,7 +647,7 @@ int bench_run_all(const bench_run_opts *ro, bench_cfg *cfgs, size_t n)
         cfgs[i].ratio = -1;
         for (size_t k = 0; k < n; k++) {
             if (cfgs[k].store == BS_RAW && cfgs[k].size == cfgs[i].size && cfgs[k].msgs_s > 0 &&
-                cfgs[i].msgs_s > 0) {
+                cfgs[i].msgs_s > 0 && cfgs[i].kind != BK_SQLITE) {
                 cfgs[i].ratio = cfgs[i].msgs_s / cfgs[k].msgs_s;
             }
         }

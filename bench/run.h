@@ -17,7 +17,10 @@ typedef struct bench_run_opts {
     int verbose;                      /* print every run */
 } bench_run_opts;
 
-/* Fills the configuration matrix; returns how many. */
+/* matrix.c: the name of a store in configuration names and peer options. */
+const char *bench_store_name(bench_store s);
+
+/* matrix.c: fills the configuration matrix; returns how many. */
 size_t bench_matrix(const bench_run_opts *ro, bench_cfg *c, size_t max);
 
 /* Runs every configuration ro->repeat times and fills in the medians and the

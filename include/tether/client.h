@@ -57,7 +57,9 @@ typedef enum tether_mismatch_policy {
     TETHER_MISMATCH_RESET = 1, /* report, then start a new session carrying the unacked messages */
 } tether_mismatch_policy;
 
-/** Client callbacks; each may be NULL. They run on the client's service thread. */
+/** Client callbacks; each may be NULL. They run on the client's service thread,
+ *  in order, without the client's lock held (except on_stored and
+ *  on_store_failed): other threads' sends and acks do not wait for them. */
 typedef struct tether_client_callbacks {
     /** A message from the server, delivered once, in order. data is borrowed.
      *  redelivered is 1 when the server sent it before, so the app may have seen it. */

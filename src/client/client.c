@@ -201,8 +201,11 @@ int tether_client_create(const tether_client_config *cfg, tether_client **out)
                                  cfg->window_messages, cfg->ack_every, cfg->ack_delay_ms,
                                  cfg->outbox_max_messages, cfg->outbox_max_bytes, cfg->manual_ack,
                                  CLIENT_QUEUE_BYTES);
-    /* FULL: DATA frames handled in one service-loop turn share one cursor fsync */
-    c->ecfg.recv_group = c->cfg.durability == TETHER_DURABILITY_FULL;
+    /* on_message runs after the engine call, outside the lock (client_events.c): the
+     * cursor is committed with the next write, after the callbacks ran; DATA frames
+     * handled in one service-loop turn share that commit (one fsync under FULL) */
+    c->ecfg.recv_group = 1;
+    c->ecfg.defer_delivery = 1;
     if (rc != TETHER_OK) {
         tether__free(c->strs);
         tether__free(c->headers);
@@ -545,6 +548,7 @@ void tether_client_destroy(tether_client *c)
     c->store->ops->close(c->store);
     tether__buf_free(&c->out);
     tether__client_sendq_free(c);
+    tether__client_evq_free(c);
     pthread_cond_destroy(&c->cond);
     pthread_mutex_destroy(&c->lock);
     tether__free(c->url);

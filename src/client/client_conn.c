@@ -1,7 +1,9 @@
 /*
  * The client's connection life, on the service thread: attempts, HELLO and
  * WELCOME, frames in and out, closes, and what comes next (backoff, stop,
- * session reset). Every function here runs with c->lock held.
+ * session reset). Every function here runs with c->lock held; the
+ * application's callbacks are queued (client_events.c) and run when a
+ * transport callback leaves the lock.
  */
 #include "client_int.h"
 
@@ -26,7 +28,7 @@ static void report_ex(tether_client *c, tether_state state, int error, int http_
     in->detail = c->last_detail;
     pthread_cond_broadcast(&c->cond);
     if (c->cfg.cb.on_state) {
-        c->cfg.cb.on_state(c, in, c->cfg.user);
+        tether__client_ev_state_locked(c, in);
     }
 }
 
@@ -44,7 +46,7 @@ static void bp_update(tether_client *c)
     int n = tether__bp_update(&c->bp, c->engine, c->ecfg.window, c->cfg.outbox_max_messages,
                               c->cfg.outbox_max_bytes, bi);
     for (int i = 0; i < n && c->cfg.cb.on_backpressure; i++) {
-        c->cfg.cb.on_backpressure(c, &bi[i], c->cfg.user);
+        tether__client_ev_bp_locked(c, &bi[i]);
     }
 }
 
@@ -54,7 +56,7 @@ static void ev_message(void *arg, uint64_t seq, const uint8_t *data, size_t len,
     tether__stat_add(&c->stats, TETHER__ST_DELIVERED, 1);
     tether__stat_add(&c->stats, TETHER__ST_REDELIVERED, redelivered != 0);
     if (c->cfg.cb.on_message) {
-        c->cfg.cb.on_message(c, seq, data, len, redelivered, c->cfg.user);
+        tether__client_ev_message_locked(c, seq, data, len, redelivered);
     }
 }
 
@@ -64,7 +66,7 @@ static void ev_acked(void *arg, uint64_t first, uint64_t last)
     tether__stat_add(&c->stats, TETHER__ST_ACKED, last - first + 1);
     pthread_cond_broadcast(&c->cond);
     if (c->cfg.cb.on_acked) {
-        c->cfg.cb.on_acked(c, first, last, c->cfg.user);
+        tether__client_ev_acked_locked(c, first, last);
     }
     if (c->tp) {
         bp_update(c);
@@ -75,7 +77,7 @@ static void ev_mismatch(void *arg, const tether_mismatch_info *info)
 {
     tether_client *c = arg;
     if (c->cfg.cb.on_mismatch) {
-        c->cfg.cb.on_mismatch(c, info, c->cfg.user);
+        tether__client_ev_mismatch_locked(c, info);
     }
 }
 
@@ -233,7 +235,7 @@ static void on_open(void *owner, tether__conn *conn)
     }
     tether__conn_want_write(conn);
     tether__link_arm(c->engine, conn, now, c->welcome_deadline);
-    unlock(c);
+    tether__client_leave(c);
 }
 
 static void on_message(void *owner, tether__conn *conn, const uint8_t *buf, size_t len, int err)
@@ -244,7 +246,7 @@ static void on_message(void *owner, tether__conn *conn, const uint8_t *buf, size
 
     lock_svc(c);
     if (conn != c->conn || tether__engine_close_event(c->engine, NULL)) {
-        unlock(c);
+        tether__client_leave(c);
         return;
     }
     if (err) {
@@ -252,7 +254,7 @@ static void on_message(void *owner, tether__conn *conn, const uint8_t *buf, size
         snprintf(d, sizeof d, "the server sent an unacceptable message: %s",
                  tether_strerror(err));
         close_soon(c, err, tether__close_code(err), d);
-        unlock(c);
+        tether__client_leave(c);
         return;
     }
     tether__engine_on_frame(c->engine, buf, len, now, &ev);
@@ -269,7 +271,7 @@ static void on_message(void *owner, tether__conn *conn, const uint8_t *buf, size
     if (c->conn) {
         tether__link_arm(c->engine, conn, now, c->welcome_deadline);
     }
-    unlock(c);
+    tether__client_leave(c);
 }
 
 static void on_writable(void *owner, tether__conn *conn)
@@ -279,7 +281,7 @@ static void on_writable(void *owner, tether__conn *conn)
     if (conn == c->conn) {
         tether__link_pump_engine(c->engine, conn, &c->out, tether__now_ms());
     }
-    unlock(c);
+    tether__client_leave(c);
 }
 
 static void on_closed(void *owner, tether__conn *conn, const tether__tp_close *why)
@@ -289,7 +291,7 @@ static void on_closed(void *owner, tether__conn *conn, const tether__tp_close *w
     tether__engine_event ev;
     lock_svc(c);
     if (conn != c->conn && c->conn != NULL) {
-        unlock(c);
+        tether__client_leave(c);
         return;
     }
     tether__tp_timer_cancel(c->tp);
@@ -305,7 +307,7 @@ static void on_closed(void *owner, tether__conn *conn, const tether__tp_close *w
     } else {
         after_close(c, why->error, why->http_status, 0, why->detail, now, why);
     }
-    unlock(c);
+    tether__client_leave(c);
 }
 
 static void on_wake(void *owner)
@@ -333,7 +335,7 @@ static void on_wake(void *owner)
     if (!c->stopping) {
         bp_update(c);
     }
-    unlock(c);
+    tether__client_leave(c);
 }
 
 static void on_timer(void *owner, tether__conn *conn)
@@ -364,7 +366,7 @@ static void on_timer(void *owner, tether__conn *conn)
             tether__link_arm(c->engine, conn, now, c->welcome_deadline);
         }
     }
-    unlock(c);
+    tether__client_leave(c);
 }
 
 const tether__tp_cb tether__client_tp_cb = {on_open, on_message, on_writable, on_closed,

@@ -2,9 +2,12 @@
  * Internals of the client object, shared by client.c (configuration and the
  * public API) and client_conn.c (the connection life on the service thread).
  *
- * Locking: c->lock (recursive, so callbacks may call send) guards every field
- * below it in struct tether_client; the service thread takes it in each
- * transport callback and application threads take it in each API call.
+ * Locking: c->lock guards every field below it in struct tether_client; the
+ * service thread takes it in each transport callback and application threads
+ * take it in each API call. The service thread's application callbacks run
+ * after it released the lock (client_events.c). The lock stays recursive for
+ * on_stored/on_store_failed only: they run with it held on the committing
+ * thread and may call tether_client_send_async(), which can take it.
  */
 #ifndef TETHER_CLIENT_INT_H
 #define TETHER_CLIENT_INT_H
@@ -93,6 +96,57 @@ typedef struct tether__sendq {
 } tether__sendq;
 
 /*
+ * Application events queued under c->lock and run after it is released
+ * (client_events.c).
+ */
+enum tether__cev_kind {
+    CEV_MESSAGE,  /* on_message */
+    CEV_ACKED,    /* on_acked */
+    CEV_STATE,    /* on_state */
+    CEV_MISMATCH, /* on_mismatch */
+    CEV_BP,       /* on_backpressure */
+};
+
+typedef struct tether__cev {
+    int kind; /* enum tether__cev_kind */
+    union {
+        struct {
+            uint64_t seq;        /* the message's seq */
+            const uint8_t *data; /* its payload, borrowed from the frame being handled */
+            size_t len;          /* payload bytes */
+            int redelivered;     /* the server may have sent it before */
+        } msg;                   /* CEV_MESSAGE */
+        struct {
+            uint64_t first, last; /* the acknowledged range */
+        } acked;                  /* CEV_ACKED */
+        struct {
+            tether_state_info info; /* the report; its detail is at detail_off */
+            size_t detail_off;      /* offset of the detail text in the buffer's s */
+        } state;                    /* CEV_STATE */
+        tether_mismatch_info mismatch; /* CEV_MISMATCH */
+        tether_backpressure_info bp;   /* CEV_BP */
+    } u;
+} tether__cev;
+
+/* One batch of queued events. */
+typedef struct tether__cevbuf {
+    tether__cev *v; /* events in order */
+    size_t n;       /* events queued */
+    size_t cap;     /* slots allocated in v */
+    char *s;        /* the state events' detail texts, NUL-terminated, back to back */
+    size_t slen;    /* bytes used in s */
+    size_t scap;    /* bytes allocated for s */
+} tether__cevbuf;
+
+typedef struct tether__cevq {
+    tether__cevbuf cur;   /* events being queued (c->lock) */
+    tether__cevbuf spare; /* the other buffer: the batch being run, then reused */
+    int busy;             /* a delivery is running on the service thread */
+    size_t max;           /* tests: queue at most this many, then run in place [0: no limit] */
+    unsigned long inline_runs; /* times the queue could not grow and ran in place */
+} tether__cevq;
+
+/*
  * Where the client's life stands between attempts (service thread's view).
  * During PH_ATTEMPT, c->conn is NULL until the upgrade succeeded; after it
  * the engine says the rest: waiting for WELCOME, live (tether__engine_live),
@@ -135,6 +189,7 @@ struct tether_client {
     atomic_int wake_pending;   /* a wake is on its way to the service thread */
     tether__sendq sq;          /* the send path; its own lock (see above) */
     tether__stats stats;       /* client_stats.c: counters behind tether_client_stats() */
+    tether__cevq evq;          /* application events waiting for the lock's release */
 };
 
 static inline void lock(tether_client *c)
@@ -187,6 +242,25 @@ static inline void lock_send(tether_client *c)
     }
     pthread_mutex_lock(&c->lock);
 }
+
+/* client_events.c: queue an application event (c->lock held). */
+void tether__client_ev_message_locked(tether_client *c, uint64_t seq, const uint8_t *data,
+                                      size_t len, int redelivered);
+void tether__client_ev_acked_locked(tether_client *c, uint64_t first, uint64_t last);
+void tether__client_ev_state_locked(tether_client *c, const tether_state_info *info);
+void tether__client_ev_mismatch_locked(tether_client *c, const tether_mismatch_info *info);
+void tether__client_ev_bp_locked(tether_client *c, const tether_backpressure_info *info);
+
+/* client_events.c: releases c->lock (held once), then runs the queued events
+ * in order without it. Every transport callback ends with it. */
+void tether__client_leave(tether_client *c);
+
+/* client_events.c: frees the queue's buffers (destroy). */
+void tether__client_evq_free(tether_client *c);
+
+/* client_events.c, tests: queue at most max events (0: no limit); past it
+ * events run in place under the lock, as when the queue cannot grow. */
+void tether__client_test_evq_max(tether_client *c, size_t max);
 
 /* client_send.c: sets up and frees c->sq (create/destroy). */
 int tether__client_sendq_init(tether_client *c);

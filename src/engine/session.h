@@ -38,6 +38,11 @@ typedef struct tether__engine_cfg {
     size_t queue_max_bytes;       /* payload bytes kept in memory before reading back from the store (>0) */
     int recv_group;               /* 1: auto-ack cursor commits wait for the next write (one per
                                      service-loop turn) instead of one per DATA frame */
+    int defer_delivery;           /* 1: on_message only queues the message and the adapter runs
+                                     the application's callback after on_frame() returns; with
+                                     recv_group no cursor commit happens inside on_frame(), not
+                                     even before a gap closes the connection (disconnect() then
+                                     commits what was delivered) */
 } tether__engine_cfg;
 
 /* Application events; they are called from inside engine calls. */

@@ -82,8 +82,8 @@ void tether__engine_on_data(tether__engine *e, const tether__data *d, uint64_t n
     if (!e->cfg.manual_ack && e->delivered > e->rec.recv_cursor) {
         TETHER__KILLPOINT_ROLE(e->cfg.role, "after_deliver");
         /* recv_group: the commit waits for the next write, unless the
-         * connection closes now (a gap) */
-        if (!e->cfg.recv_group || gap) {
+         * connection closes now (a gap) and the callbacks already ran */
+        if (!e->cfg.recv_group || (gap && !e->cfg.defer_delivery)) {
             r = commit(e, e->delivered, now_ms);
         }
     }

@@ -2,13 +2,31 @@
  * The SQLite store: sessions and their outboxes in one SQLite file, WAL mode.
  *
  * Schema 1 (PRAGMA user_version holds the number):
- *   meta(key, value)        'role' -> 'client' or 'server'
+ *   meta(key, value)        'role' -> 'client' or 'server'; 'unsaved' -> 1 while
+ *                           session rows may lag their outbox (see "out_last")
  *   sessions(id PRIMARY KEY, token, out_last, peer_acked, recv_cursor, established,
  *            pending_count, pending_bytes)                       WITHOUT ROWID
  *   outbox(session, seq, payload, PRIMARY KEY(session, seq))      WITHOUT ROWID
- * pending_count/pending_bytes mirror what a session's outbox rows hold; append,
- * ack and rebase keep them exact in their own transactions, so the cap check
- * of append is a single row read instead of a COUNT(*) over the outbox.
+ * pending_count/pending_bytes mirror what a session's outbox rows hold, so the
+ * cap check of append is a row read instead of a COUNT(*) over the outbox.
+ *
+ * out_last: one append should write one page (the outbox leaf), not two, so
+ * append does not rewrite the session row each time. The row's out_last,
+ * pending_count and pending_bytes are as of the last time the row was written,
+ * and the outbox rows with a higher seq are the ones appended since:
+ *   true out_last = max(row out_last, max(seq) of the outbox)
+ *   true pending  = row pending + the count and bytes of rows above row out_last
+ * Every read (S_GET, S_LIST, inspect) computes that. The row is written with the
+ * true values whenever rows are deleted (ack, rebase: in the same transaction,
+ * so a seq is never handed out twice, even once everything was acked and
+ * pruned), by session_put, by an append that found no cached truth (below) or
+ * that leaves SAVE_EVERY rows unsaved (so a read scans at most that many rows
+ * beyond the row), and at close (all rows that lag: S_SETTLE). The connection
+ * caches the truth of the last session it wrote (tail_*), which spares append
+ * and ack the reads; any failed operation, put, delete and rebase forget it.
+ * meta 'unsaved' is set by the first append of a connection's life that leaves
+ * its row behind and cleared by close once every row is settled: while it is
+ * absent, the session rows alone are the truth (inspect reads nothing else).
  *
  * Transactions: an operation of several statements runs in BEGIN IMMEDIATE ...
  * COMMIT and rolls back on any failure, so it leaves the store unchanged.
@@ -150,12 +168,32 @@ static int finish(sqstore *s, int rc, const char *op)
     return rc;
 }
 
-/* Reads a session's record and pending totals (count, bytes may be NULL).
- * Returns TETHER_ENOTFOUND without recording a message, so callers decide. */
+/* Reads a session's record and pending totals (count, bytes may be NULL), the
+ * truth (see "out_last" above). Returns TETHER_ENOTFOUND without recording a
+ * message, so callers decide. */
+/* Whether meta 'unsaved' is set in the file (when in doubt: yes, derive). */
+static int read_mark(sqstore *s)
+{
+    sqlite3_stmt *q = s->stmt[S_IS_MARKED];
+    int marked = sqlite3_step(q) != SQLITE_ROW || sqlite3_column_int64(q, 0) != 0;
+    sqlite3_reset(q);
+    return marked;
+}
+
+int tether__sq_lagging(sqstore *s)
+{
+    return s->readonly ? read_mark(s) : s->marked;
+}
+
+void tether__sq_load_mark(sqstore *s)
+{
+    s->marked = read_mark(s);
+}
+
 static int read_sess(sqstore *s, const uint8_t id[16], tether__session_rec *rec, uint64_t *count,
                      uint64_t *bytes, const char *op)
 {
-    sqlite3_stmt *st = s->stmt[S_GET];
+    sqlite3_stmt *st = s->stmt[tether__sq_lagging(s) ? S_GET : S_GET_ROW];
     bind_id(st, 1, id);
     int rc = sqlite3_step(st);
     int ret = TETHER_OK;
@@ -204,8 +242,9 @@ static int rec_invalid(const tether__session_rec *rec)
            rec->peer_acked > rec->out_last;
 }
 
-/* Inserts or updates a record (pending totals of a new session start at 0). */
-static int write_rec(sqstore *s, const tether__session_rec *rec, const char *op)
+/* Inserts or updates a record with its true pending totals. */
+static int write_rec(sqstore *s, const tether__session_rec *rec, uint64_t count, uint64_t bytes,
+                     const char *op)
 {
     sqlite3_stmt *st = s->stmt[S_PUT];
     bind_id(st, 1, rec->id);
@@ -214,6 +253,8 @@ static int write_rec(sqstore *s, const tether__session_rec *rec, const char *op)
     bind_u64(st, 4, rec->peer_acked);
     bind_u64(st, 5, rec->recv_cursor);
     sqlite3_bind_int(st, 6, rec->established != 0);
+    bind_u64(st, 7, count);
+    bind_u64(st, 8, bytes);
     return run(s, S_PUT, op);
 }
 
@@ -240,12 +281,14 @@ static int q_put(tether__store *st, const tether__session_rec *rec)
     if (!rec || rec_invalid(rec)) {
         return tether__sq_fail(s, TETHER_EINVAL, "%s: invalid record", op);
     }
+    s->tail_ok = 0;
     int rc = begin(s, op);
     if (rc != TETHER_OK) {
         return rc;
     }
     tether__session_rec cur;
-    rc = read_sess(s, rec->id, &cur, NULL, NULL, op);
+    uint64_t count = 0, bytes = 0;
+    rc = read_sess(s, rec->id, &cur, &count, &bytes, op);
     if (rc == TETHER_OK) {
         /* The outbox stays: out_last may not fall below its last row. */
         sqlite3_stmt *q = s->stmt[S_LAST_SEQ];
@@ -262,7 +305,7 @@ static int q_put(tether__store *st, const tether__session_rec *rec)
         rc = TETHER_OK;
     }
     if (rc == TETHER_OK) {
-        rc = write_rec(s, rec, op);
+        rc = write_rec(s, rec, count, bytes, op);
     }
     return finish(s, rc, op);
 }
@@ -274,6 +317,7 @@ static int q_delete(tether__store *st, const uint8_t id[16])
     if (!id) {
         return tether__sq_fail(s, TETHER_EINVAL, "%s: invalid argument", op);
     }
+    s->tail_ok = 0;
     int rc = begin(s, op);
     if (rc != TETHER_OK) {
         return rc;
@@ -297,7 +341,7 @@ static int q_list(tether__store *st, tether__list_cb cb, void *arg)
     if (!cb) {
         return tether__sq_fail(s, TETHER_EINVAL, "%s: invalid argument", op);
     }
-    sqlite3_stmt *q = s->stmt[S_LIST];
+    sqlite3_stmt *q = s->stmt[tether__sq_lagging(s) ? S_LIST : S_LIST_ROWS];
     int rc, ret = TETHER_OK;
     while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
         tether__session_rec rec;
@@ -323,18 +367,70 @@ static int q_list(tether__store *st, tether__list_cb cb, void *arg)
     return ret;
 }
 
+/* The cached truth of session id, or 0. */
+static int tail_of(const sqstore *s, const uint8_t id[16])
+{
+    return s->tail_ok && memcmp(s->tail_id, id, 16) == 0;
+}
+
+/* Caches the truth of session id (after a commit). */
+static void tail_set(sqstore *s, const uint8_t id[16], const tether__session_rec *rec,
+                     uint64_t count, uint64_t bytes, uint64_t unsaved)
+{
+    memcpy(s->tail_id, id, 16);
+    s->tail_out_last = rec->out_last;
+    s->tail_acked = rec->peer_acked;
+    s->tail_count = count;
+    s->tail_bytes = bytes;
+    s->tail_unsaved = unsaved;
+    s->tail_ok = 1;
+}
+
+/* The truth of session id, from the cache or read; *unsaved: the rows above
+ * the session row's out_last as far as the cache knows. */
+static int truth(sqstore *s, const uint8_t id[16], tether__session_rec *rec, uint64_t *count,
+                 uint64_t *bytes, uint64_t *unsaved, const char *op)
+{
+    if (tail_of(s, id)) {
+        memset(rec, 0, sizeof *rec);
+        rec->out_last = s->tail_out_last;
+        rec->peer_acked = s->tail_acked;
+        *count = s->tail_count;
+        *bytes = s->tail_bytes;
+        *unsaved = s->tail_unsaved;
+        return TETHER_OK;
+    }
+    int rc = need_sess(s, id, rec, count, bytes, op);
+    /* read, not cached: the next write of the row is due at once, so that no
+     * read ever scans more than SAVE_EVERY rows above it */
+    *unsaved = SAVE_EVERY;
+    return rc;
+}
+
+/* What append leaves behind, cached once its transaction committed. */
+typedef struct appended {
+    tether__session_rec rec; /* out_last and peer_acked after it */
+    uint64_t count, bytes;   /* pending after it */
+    uint64_t unsaved;        /* rows above the row's out_last after it */
+} appended;
+
 /* append's work inside its transaction. */
 static int append_tx(sqstore *s, const uint8_t id[16], const tether_msg *msgs, size_t n,
-                     uint64_t total, uint64_t max_count, uint64_t max_bytes, uint64_t *first)
+                     uint64_t total, uint64_t max_count, uint64_t max_bytes, uint64_t *first,
+                     appended *after)
 {
     static const char op[] = "append";
     tether__session_rec rec;
-    uint64_t count, bytes;
-    int rc = need_sess(s, id, &rec, &count, &bytes, op);
+    uint64_t count, bytes, unsaved;
+    int rc = truth(s, id, &rec, &count, &bytes, &unsaved, op);
     if (rc != TETHER_OK) {
         return rc;
     }
     *first = rec.out_last + 1;
+    after->rec = rec;
+    after->count = count;
+    after->bytes = bytes;
+    after->unsaved = unsaved;
     if (n == 0) {
         return TETHER_OK;
     }
@@ -367,11 +463,21 @@ static int append_tx(sqstore *s, const uint8_t id[16], const tether_msg *msgs, s
             return rc;
         }
     }
+    after->rec.out_last = rec.out_last + n;
+    after->count = count + n;
+    after->bytes = bytes + total;
+    after->unsaved = unsaved + n;
+    if (after->unsaved < SAVE_EVERY) {
+        /* one page: the row stays as it was (see "out_last"); the first time
+         * in this connection's life, the mark says so to readers */
+        return s->marked ? TETHER_OK : run(s, S_MARK, op);
+    }
+    after->unsaved = 0;
     sqlite3_stmt *up = s->stmt[S_APPENDED];
     bind_id(up, 1, id);
-    bind_u64(up, 2, rec.out_last + n);
-    bind_u64(up, 3, n);
-    bind_u64(up, 4, total);
+    bind_u64(up, 2, after->rec.out_last);
+    bind_u64(up, 3, after->count);
+    bind_u64(up, 4, after->bytes);
     return run(s, S_APPENDED, op);
 }
 
@@ -392,14 +498,41 @@ static int q_append(tether__store *st, const uint8_t id[16], const tether_msg *m
     }
     int rc = begin(s, op);
     if (rc != TETHER_OK) {
+        s->tail_ok = 0;
         return rc;
     }
     uint64_t first = 0;
-    rc = finish(s, append_tx(s, id, msgs, n, total, max_count, max_bytes, &first), op);
+    appended after;
+    memset(&after, 0, sizeof after);
+    rc = finish(s, append_tx(s, id, msgs, n, total, max_count, max_bytes, &first, &after), op);
     if (rc == TETHER_OK) {
         *first_seq = first;
+        tail_set(s, id, &after.rec, after.count, after.bytes, after.unsaved);
+        s->marked |= after.unsaved > 0;
+    } else {
+        s->tail_ok = 0;
     }
     return rc;
+}
+
+void tether__sq_settle(sqstore *s)
+{
+    if (!s->marked || s->readonly || !s->stmt[S_SETTLE]) {
+        return;
+    }
+    /* on failure the mark stays: readers go on deriving the truth */
+    int rc = begin(s, "close");
+    if (rc == TETHER_OK) {
+        rc = run(s, S_SETTLE, "close");
+        if (rc == TETHER_OK) {
+            rc = run(s, S_UNMARK, "close");
+        }
+        rc = finish(s, rc, "close");
+    }
+    if (rc == TETHER_OK) {
+        s->marked = 0;
+        s->tail_unsaved = 0;
+    }
 }
 
 static int q_load(tether__store *st, const uint8_t id[16], uint64_t from_seq, size_t max_count,
@@ -434,15 +567,20 @@ static int q_load(tether__store *st, const uint8_t id[16], uint64_t from_seq, si
     return rc;
 }
 
-/* ack's work inside its transaction. */
-static int ack_tx(sqstore *s, const uint8_t id[16], uint64_t seq)
+/* ack's work inside its transaction; *after gets the truth it leaves. */
+static int ack_tx(sqstore *s, const uint8_t id[16], uint64_t seq, appended *after)
 {
     static const char op[] = "ack";
     tether__session_rec rec;
-    int rc = need_sess(s, id, &rec, NULL, NULL, op);
+    uint64_t count, bytes, unsaved;
+    int rc = truth(s, id, &rec, &count, &bytes, &unsaved, op);
     if (rc != TETHER_OK) {
         return rc;
     }
+    after->rec = rec;
+    after->count = count;
+    after->bytes = bytes;
+    after->unsaved = unsaved; /* SAVE_EVERY when read: cached only once the row is written */
     if (seq > rec.out_last) {
         return tether__sq_fail(s, TETHER_EINVAL, "%s: seq %llu was never sent (out_last %llu)", op,
                     (unsigned long long)seq, (unsigned long long)rec.out_last);
@@ -451,16 +589,16 @@ static int ack_tx(sqstore *s, const uint8_t id[16], uint64_t seq)
     bind_id(q, 1, id);
     bind_u64(q, 2, seq);
     int r = sqlite3_step(q);
-    uint64_t n = 0, bytes = 0;
+    uint64_t n = 0, nbytes = 0;
     if (r == SQLITE_ROW) {
         n = col_u64(q, 0);
-        bytes = col_u64(q, 1);
+        nbytes = col_u64(q, 1);
     } else {
         rc = tether__sq_sqfail(s, s->db, r, op);
     }
     sqlite3_reset(q);
     if (rc != TETHER_OK || (n == 0 && seq <= rec.peer_acked)) {
-        return rc;
+        return rc; /* a stale ack: nothing changes (a cold read stays uncached) */
     }
     if (n) {
         bind_id(s->stmt[S_PRUNE], 1, id);
@@ -470,11 +608,18 @@ static int ack_tx(sqstore *s, const uint8_t id[16], uint64_t seq)
             return rc;
         }
     }
+    /* the row gets the whole truth: rows are deleted, so max(seq) may no longer
+     * tell the out_last */
+    after->rec.peer_acked = seq > rec.peer_acked ? seq : rec.peer_acked;
+    after->count = count - n;
+    after->bytes = bytes - nbytes;
+    after->unsaved = 0;
     sqlite3_stmt *up = s->stmt[S_ACKED];
     bind_id(up, 1, id);
     bind_u64(up, 2, seq);
-    bind_u64(up, 3, n);
-    bind_u64(up, 4, bytes);
+    bind_u64(up, 3, after->count);
+    bind_u64(up, 4, after->bytes);
+    bind_u64(up, 5, rec.out_last);
     return run(s, S_ACKED, op);
 }
 
@@ -486,9 +631,19 @@ static int q_ack(tether__store *st, const uint8_t id[16], uint64_t seq)
     }
     int rc = begin(s, "ack");
     if (rc != TETHER_OK) {
+        s->tail_ok = 0;
         return rc;
     }
-    return finish(s, ack_tx(s, id, seq), "ack");
+    appended after;
+    memset(&after, 0, sizeof after);
+    int cached = tail_of(s, id);
+    rc = finish(s, ack_tx(s, id, seq, &after), "ack");
+    if (rc != TETHER_OK) {
+        s->tail_ok = 0;
+    } else if (cached || after.unsaved == 0) {
+        tail_set(s, id, &after.rec, after.count, after.bytes, after.unsaved);
+    }
+    return rc;
 }
 
 static int q_set_cursor(tether__store *st, const uint8_t id[16], uint64_t cursor)
@@ -546,7 +701,7 @@ static int rebase_tx(sqstore *s, const uint8_t old_id[16], const tether__session
     if (rc != TETHER_ENOTFOUND) {
         return rc;
     }
-    rc = write_rec(s, nrec, op);
+    rc = write_rec(s, nrec, 0, 0, op); /* S_RECOUNT below sets the totals */
     if (rc != TETHER_OK) {
         return rc;
     }
@@ -580,6 +735,7 @@ static int q_rebase(tether__store *st, const uint8_t old_id[16], const tether__s
     if (rc != TETHER_OK) {
         return rc;
     }
+    s->tail_ok = 0;
     return finish(s, rebase_tx(s, old_id, new_rec, skip), "rebase");
 }
 

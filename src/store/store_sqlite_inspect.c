@@ -116,10 +116,16 @@ int tether__sq_inspect(tether__store *st, unsigned flags, tether__store_info *ou
     if (s->empty) {
         return TETHER_OK;
     }
+    /* session rows may lag their outbox only while meta 'unsaved' is set
+     * (store_sqlite.c, "out_last"); otherwise they alone are read */
     sqlite3_stmt *q = NULL;
-    int rc = sqlite3_prepare_v2(s->db,
-                                "SELECT count(*), coalesce(sum(pending_count), 0), "
-                                "coalesce(sum(pending_bytes), 0) FROM sessions",
+    int rc = sqlite3_prepare_v2(s->db, !tether__sq_lagging(s) ? "SELECT count(*), coalesce(sum(pending_count), 0), "
+                                              "coalesce(sum(pending_bytes), 0) FROM sessions" :
+                                "SELECT count(*), coalesce(sum(pending_count + (SELECT "
+                                "count(*) FROM outbox o WHERE o.session = s.id AND o.seq > "
+                                "s.out_last)), 0), coalesce(sum(pending_bytes + (SELECT "
+                                "coalesce(sum(length(payload)), 0) FROM outbox o WHERE "
+                                "o.session = s.id AND o.seq > s.out_last)), 0) FROM sessions s",
                                 -1, &q, NULL);
     if (rc == SQLITE_OK) {
         rc = sqlite3_step(q);

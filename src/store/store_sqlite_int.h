@@ -23,6 +23,7 @@
 #include "common/util.h"
 
 #define SEQ_MAX ((uint64_t)INT64_MAX) /* highest seq or cursor a store accepts */
+#define SAVE_EVERY 1024u /* append rewrites the session row once this many rows are above it */
 #define BUSY_TIMEOUT_MS 5000          /* longest wait for a lock held by another connection */
 #define CKPT_SOFT_PAGES 500           /* WAL pages that start a PASSIVE checkpoint at once */
 #define CKPT_HARD_PAGES 1000          /* WAL pages after which the writer checkpoints itself */
@@ -48,6 +49,12 @@ enum {
     S_CURSOR,
     S_MOVE,
     S_RECOUNT,
+    S_MARK,
+    S_UNMARK,
+    S_SETTLE,
+    S_GET_ROW,
+    S_LIST_ROWS,
+    S_IS_MARKED,
     N_STMT
 };
 
@@ -81,6 +88,15 @@ typedef struct sqstore {
     int readonly;               /* opened by tether__store_sqlite_open_readonly() */
     int empty;                  /* read-only open of a database without tables: empty_ops */
     char msg[512];              /* the last failure's message */
+    int tail_ok;                /* tail_* hold the truth of session tail_id, which this
+                                   connection wrote last (see "out_last" in store_sqlite.c) */
+    uint8_t tail_id[16];        /* that session */
+    uint64_t tail_out_last;     /* its highest seq ever assigned */
+    uint64_t tail_acked;        /* its peer_acked */
+    uint64_t tail_count;        /* its outbox rows */
+    uint64_t tail_bytes;        /* their payload bytes */
+    uint64_t tail_unsaved;      /* rows appended since its sessions row was last written */
+    int marked;                 /* meta 'unsaved' is set: some session row may lag its outbox */
 } sqstore;
 
 /* store_sqlite_open.c: the statements prepared at open, indexed by S_*, and the schema. */
@@ -98,6 +114,17 @@ int tether__sq_fail(sqstore *s, int code, const char *fmt, ...) __attribute__((f
 int tether__sq_sqfail(sqstore *s, sqlite3 *db, int rc, const char *op);
 /* store_sqlite_open.c: runs a query returning one integer into *out; SQLite's result code. */
 int tether__sq_int(sqstore *s, const char *sql, sqlite3_int64 *out);
+
+/* store_sqlite.c: 1 when session rows may lag their outbox (meta 'unsaved';
+ * a read-only store looks each time, the writer knows). */
+int tether__sq_lagging(sqstore *s);
+/* store_sqlite.c, the writer's open: reads meta 'unsaved' into s->marked. */
+void tether__sq_load_mark(sqstore *s);
+
+/* store_sqlite.c, close: writes every session row that lags its outbox with
+ * its true out_last and pending totals and clears meta 'unsaved', so that a
+ * cleanly closed file is read from its session rows alone. */
+void tether__sq_settle(sqstore *s);
 
 /* store_sqlite.c: the errmsg() operation. */
 const char *tether__sq_errmsg(tether__store *st);

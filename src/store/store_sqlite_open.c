@@ -13,35 +13,59 @@ const char *const tether__sq_stmt_sql[N_STMT] = {
     [S_BEGIN] = "BEGIN IMMEDIATE",
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
-    [S_GET] = "SELECT token, out_last, peer_acked, recv_cursor, established, pending_count, "
-              "pending_bytes FROM sessions WHERE id = ?1",
+    /* the truth: the row plus the outbox rows appended since it was written
+     * (seq > its out_last; store_sqlite.c, "out_last") */
+    [S_GET] = "SELECT token, max(out_last, coalesce((SELECT max(seq) FROM outbox "
+              "WHERE session = ?1), 0)), peer_acked, recv_cursor, established, "
+              "pending_count + (SELECT count(*) FROM outbox WHERE session = ?1 "
+              "AND seq > s.out_last), pending_bytes + (SELECT coalesce(sum(length(payload)), 0) "
+              "FROM outbox WHERE session = ?1 AND seq > s.out_last) "
+              "FROM sessions s WHERE id = ?1",
     [S_PUT] = "INSERT INTO sessions(id, token, out_last, peer_acked, recv_cursor, established, "
-              "pending_count, pending_bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, 0) "
+              "pending_count, pending_bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) "
               "ON CONFLICT(id) DO UPDATE SET token = excluded.token, "
               "out_last = excluded.out_last, peer_acked = excluded.peer_acked, "
-              "recv_cursor = excluded.recv_cursor, established = excluded.established",
+              "recv_cursor = excluded.recv_cursor, established = excluded.established, "
+              "pending_count = excluded.pending_count, pending_bytes = excluded.pending_bytes",
     [S_DEL_SESS] = "DELETE FROM sessions WHERE id = ?1",
     [S_DEL_OUTBOX] = "DELETE FROM outbox WHERE session = ?1",
-    [S_LIST] = "SELECT id, token, out_last, peer_acked, recv_cursor, established "
-               "FROM sessions ORDER BY id",
+    /* the rows alone: what S_GET and S_LIST read while no row lags (no meta 'unsaved') */
+    [S_GET_ROW] = "SELECT token, out_last, peer_acked, recv_cursor, established, pending_count, "
+                  "pending_bytes FROM sessions WHERE id = ?1",
+    [S_LIST_ROWS] = "SELECT id, token, out_last, peer_acked, recv_cursor, established "
+                    "FROM sessions ORDER BY id",
+    [S_IS_MARKED] = "SELECT count(*) FROM meta WHERE key = 'unsaved'",
+    [S_LIST] = "SELECT id, token, max(out_last, coalesce((SELECT max(seq) FROM outbox o "
+               "WHERE o.session = s.id), 0)), peer_acked, recv_cursor, established "
+               "FROM sessions s ORDER BY id",
     [S_LAST_SEQ] = "SELECT max(seq) FROM outbox WHERE session = ?1",
     [S_INSERT] = "INSERT INTO outbox(session, seq, payload) VALUES (?1, ?2, ?3)",
-    [S_APPENDED] = "UPDATE sessions SET out_last = ?2, pending_count = pending_count + ?3, "
-                   "pending_bytes = pending_bytes + ?4 WHERE id = ?1",
+    [S_APPENDED] = "UPDATE sessions SET out_last = ?2, pending_count = ?3, "
+                   "pending_bytes = ?4 WHERE id = ?1",
     [S_LOAD] = "SELECT seq, payload FROM outbox WHERE session = ?1 AND seq >= ?2 "
                "ORDER BY seq LIMIT ?3",
     [S_SUM] = "SELECT count(*), coalesce(sum(length(payload)), 0) FROM outbox "
               "WHERE session = ?1 AND seq <= ?2",
     [S_PRUNE] = "DELETE FROM outbox WHERE session = ?1 AND seq <= ?2",
-    [S_ACKED] = "UPDATE sessions SET peer_acked = max(peer_acked, ?2), "
-                "pending_count = pending_count - ?3, pending_bytes = pending_bytes - ?4 "
-                "WHERE id = ?1",
+    [S_ACKED] = "UPDATE sessions SET out_last = ?5, peer_acked = max(peer_acked, ?2), "
+                "pending_count = ?3, pending_bytes = ?4 WHERE id = ?1",
     [S_CURSOR] = "UPDATE sessions SET recv_cursor = max(recv_cursor, ?2) WHERE id = ?1",
     [S_MOVE] = "INSERT INTO outbox(session, seq, payload) "
                "SELECT ?2, seq - ?3, payload FROM outbox WHERE session = ?1 AND seq > ?3",
     [S_RECOUNT] = "UPDATE sessions SET (pending_count, pending_bytes) = "
                   "(SELECT count(*), coalesce(sum(length(payload)), 0) FROM outbox "
                   "WHERE session = ?1) WHERE id = ?1",
+    /* meta 'unsaved': session rows may lag their outbox (store_sqlite.c, "out_last") */
+    [S_MARK] = "INSERT OR REPLACE INTO meta(key, value) VALUES ('unsaved', 1)",
+    [S_UNMARK] = "DELETE FROM meta WHERE key = 'unsaved'",
+    /* the right-hand sides read the row as it was before the update */
+    [S_SETTLE] = "UPDATE sessions SET out_last = (SELECT max(seq) FROM outbox o "
+                 "WHERE o.session = sessions.id), pending_count = pending_count + (SELECT count(*) "
+                 "FROM outbox o WHERE o.session = sessions.id AND o.seq > sessions.out_last), "
+                 "pending_bytes = pending_bytes + (SELECT coalesce(sum(length(payload)), 0) "
+                 "FROM outbox o WHERE o.session = sessions.id AND o.seq > sessions.out_last) "
+                 "WHERE EXISTS (SELECT 1 FROM outbox o WHERE o.session = sessions.id "
+                 "AND o.seq > sessions.out_last)",
 };
 
 const char tether__sq_schema_sql[] =
@@ -202,6 +226,7 @@ void tether__sq_close(tether__store *st)
         return;
     }
     ck_stop(&s->ck);
+    tether__sq_settle(s);
     close_db(s);
     pthread_cond_destroy(&s->ck.cv);
     pthread_cond_destroy(&s->ck.done);
@@ -418,6 +443,7 @@ static int open_all(sqstore *s, unsigned flags)
         (rc = tether__sq_prepare_all(s, op)) != TETHER_OK) {
         return rc;
     }
+    tether__sq_load_mark(s);
     /* The checkpointer: see the top of this file. The WAL hook replaces
      * SQLite's automatic checkpoint on the writing connection. */
     sqlite3_wal_autocheckpoint(s->db, 0);

@@ -38,6 +38,7 @@ static tether__store *open_counting(tether__store_role role)
 }
 
 static int delivered;
+static int defer; /* 1: the server engine runs with defer_delivery */
 
 static void on_message(void *arg, uint64_t seq, const uint8_t *data, size_t len, int redelivered)
 {
@@ -56,6 +57,7 @@ static tether__engine_cfg cfg_of(tether__store_role role)
     c.run_max_bytes = 1024;
     c.queue_max_bytes = 1 << 16;
     c.recv_group = role == TETHER__ROLE_SERVER;
+    c.defer_delivery = defer && role == TETHER__ROLE_SERVER;
     return c;
 }
 
@@ -183,10 +185,54 @@ TEST(failed_group_commit_closes_with_bye_store_and_acks_nothing)
     pair_free(&p);
 }
 
+/* One message to the server, then a DATA frame that skips a seq. Returns the
+ * cursor commits seen when the gap closed the connection. */
+static int gap_after_one(pair *p)
+{
+    tether_msg m = {"abc", 3};
+    CHECK_OK(tether__engine_send(p->c, &m, 1, NULL));
+    CHECK_EQ_INT(tether__engine_next_frame(p->c, 0, &p->b), 1);
+    frame_to(p->s, &p->b);
+    tether__buf_reset(&p->b);
+    CHECK_OK(tether__encode_data_begin(&p->b, 3, 0, 1));
+    CHECK_OK(tether__encode_data_payload(&p->b, "x", 1));
+    CHECK_OK(tether__encode_data_end(&p->b));
+    tether__engine_event ev;
+    CHECK_ERR(tether__engine_on_frame(p->s, tether__buf_frame(&p->b), p->b.len, 0, &ev),
+              TETHER_EGAP);
+    return cursor_commits;
+}
+
+TEST(gap_commits_at_once_unless_delivery_is_deferred)
+{
+    pair p;
+    cursor_commits = 0;
+    defer = 0;
+    pair_live(&p);
+    /* callbacks ran inside on_frame: the delivered message is committed before the close */
+    CHECK_EQ_INT(gap_after_one(&p), 1);
+    CHECK_EQ_U64(stored_cursor(&p), 1);
+    pair_free(&p);
+
+    cursor_commits = 0;
+    defer = 1;
+    pair_live(&p);
+    /* deferred: the adapter has not run the callback yet, so nothing is committed
+     * inside on_frame; disconnect (after the callbacks) commits it */
+    CHECK_EQ_INT(gap_after_one(&p), 0);
+    CHECK_EQ_U64(stored_cursor(&p), 0);
+    tether__engine_disconnect(p.s);
+    CHECK_EQ_INT(cursor_commits, 1);
+    CHECK_EQ_U64(stored_cursor(&p), 1);
+    pair_free(&p);
+    defer = 0;
+}
+
 int main(void)
 {
     RUN(frames_handled_together_share_one_commit);
     RUN(disconnect_commits_what_was_delivered);
     RUN(failed_group_commit_closes_with_bye_store_and_acks_nothing);
+    RUN(gap_commits_at_once_unless_delivery_is_deferred);
     return tt_finish();
 }

@@ -1,0 +1,181 @@
+/* The configuration matrix of `tether bench`: which configurations run, with
+ * which message counts, and what --quick and --only keep. */
+#include <string.h>
+
+#include "run.h"
+
+#define DEFAULT_BATCH 64 /* messages per tether_client_send_batch() at full load */
+
+/* offered msg/s in the fixed-rate runs, by message size */
+static double rate_for(uint32_t size)
+{
+    return size <= 512 ? 20000.0 : size <= 4096 ? 5000.0 : 500.0;
+}
+
+const char *bench_store_name(bench_store s)
+{
+    static const char *names[] = {"raw", "memory", "off", "normal", "full"};
+    return names[s];
+}
+
+/* ---- the matrix ---- */
+
+typedef struct mctx {
+    const bench_run_opts *ro;
+    bench_cfg *c;
+    size_t n, max;
+} mctx;
+
+static uint64_t scaled(const mctx *m, uint64_t count)
+{
+    uint64_t v = (uint64_t)((double)count * m->ro->scale);
+    return v < 100 ? 100 : v;
+}
+
+static bench_cfg *add(mctx *m, const char *group, bench_store store, uint32_t size, uint64_t count,
+                      uint64_t rate_count, const char *suffix, const char *label)
+{
+    if (m->n >= m->max) {
+        return NULL;
+    }
+    bench_cfg *c = &m->c[m->n++];
+    memset(c, 0, sizeof *c);
+    snprintf(c->group, sizeof c->group, "%s", group);
+    snprintf(c->name, sizeof c->name, "%s/%u%s%s", bench_store_name(store), size, suffix[0] ? "/" : "",
+             suffix);
+    snprintf(c->label, sizeof c->label, "%s", label);
+    c->store = store;
+    c->size = size;
+    c->count = scaled(m, count);
+    c->rate_count = rate_count ? scaled(m, rate_count) : 0;
+    c->rate = rate_for(size);
+    c->batch = store == BS_RAW ? 0 : DEFAULT_BATCH;
+    return c;
+}
+
+/* The send path's rows (issue 9): the bare SQLite floor, one send_async() per
+ * message (NORMAL 64 B and 512 B, FULL 64 B), and `tether send` fed 200,000
+ * lines. The one-send()-per-message row is the "batch" group's normal/64/b1. */
+static void add_issue9(mctx *m, uint64_t floor_count, uint64_t async_count)
+{
+    bench_cfg *c = add(m, "send", BS_NORMAL, 64, floor_count, 0, "sqlite",
+                       "bare SQLite INSERT per transaction");
+    if (c) {
+        snprintf(c->name, sizeof c->name, "sqlite/64");
+        c->kind = BK_SQLITE;
+    }
+    static const struct {
+        bench_store st;
+        uint32_t size;
+    } as[] = {{BS_NORMAL, 64}, {BS_NORMAL, 512}, {BS_FULL, 64}};
+    for (int i = 0; i < 3; i++) {
+        c = add(m, "send", as[i].st, as[i].size, async_count, 0, "async",
+                "send_async() per message");
+        if (c) {
+            c->async = 1;
+        }
+    }
+    c = add(m, "send", BS_NORMAL, 64, 200000, 0, "cli", "tether send, 200k stdin lines");
+    if (c) {
+        c->count = 200000; /* the row is defined by its count: not scaled */
+        c->kind = BK_CLI;
+    }
+}
+
+static int selected(const bench_run_opts *ro, const bench_cfg *c)
+{
+    if (ro->n_only == 0) {
+        return 1;
+    }
+    for (int i = 0; i < ro->n_only; i++) {
+        if (strstr(c->name, ro->only[i])) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+size_t bench_matrix(const bench_run_opts *ro, bench_cfg *out, size_t max)
+{
+    static bench_cfg all[BENCH_CFG_MAX];
+    mctx m = {ro, all, 0, BENCH_CFG_MAX};
+    static const uint32_t sizes[] = {64, 512, 4096, 65536};
+    /* messages per full-load run, and per fixed-rate run (about 2 s) */
+    static const uint64_t counts[] = {1000000, 500000, 100000, 10000};
+    static const uint64_t rate_counts[] = {40000, 40000, 10000, 1000};
+    bench_cfg *c;
+
+    if (ro->quick) {
+        static const bench_store st[] = {BS_RAW, BS_MEMORY, BS_NORMAL, BS_FULL};
+        for (int s = 0; s < 2; s++) {
+            for (int k = 0; k < 4; k++) {
+                add(&m, "store", st[k], sizes[s], 200000, 20000, "", "");
+            }
+        }
+        c = add(&m, "batch", BS_NORMAL, 64, 50000, 20000, "b1", "send() per message");
+        c->batch = 1;
+        c = add(&m, "backlog", BS_NORMAL, 64, 200000, 0, "backlog", "backlog, drain");
+        c->backlog = 1;
+        add_issue9(&m, 100000, 200000);
+    } else {
+        for (int s = 0; s < 4; s++) {
+            for (int k = BS_RAW; k <= BS_FULL; k++) {
+                add(&m, "store", (bench_store)k, sizes[s], counts[s], rate_counts[s], "", "");
+            }
+        }
+        /* one tether_client_send() per message: one store transaction each */
+        c = add(&m, "batch", BS_MEMORY, 64, 1000000, 40000, "b1", "send() per message");
+        c->batch = 1;
+        c = add(&m, "batch", BS_NORMAL, 64, 200000, 40000, "b1", "send() per message");
+        c->batch = 1;
+        c = add(&m, "batch", BS_FULL, 64, 20000, 0, "b1", "send() per message");
+        c->batch = 1;
+        /* ACK policies: count triggers, and the time trigger alone */
+        static const bench_store ack_st[] = {BS_MEMORY, BS_NORMAL};
+        for (int k = 0; k < 2; k++) {
+            static const uint32_t every[] = {1, 16, 256};
+            for (int i = 0; i < 3; i++) {
+                char suf[16], lab[48];
+                snprintf(suf, sizeof suf, "ack%u", every[i]);
+                snprintf(lab, sizeof lab, "ACK every %u", every[i]);
+                c = add(&m, "ack", ack_st[k], 64, 1000000, 40000, suf, lab);
+                c->ack_every = every[i];
+            }
+            c = add(&m, "ack", ack_st[k], 64, 1000000, 40000, "ackT", "ACK by 20 ms timer only");
+            c->ack_every = 1024; /* = the window: only the timer (or a full window) acks */
+            c->ack_delay = 20;
+        }
+        /* window sizes (ACK every min(64, window/2), the default rule) */
+        for (int k = 0; k < 2; k++) {
+            static const uint32_t win[] = {64, 256, 4096};
+            for (int i = 0; i < 3; i++) {
+                char suf[16], lab[48];
+                snprintf(suf, sizeof suf, "w%u", win[i]);
+                snprintf(lab, sizeof lab, "window %u", win[i]);
+                c = add(&m, "window", ack_st[k], 64, 1000000, 40000, suf, lab);
+                c->window = win[i];
+            }
+        }
+        c = add(&m, "backlog", BS_NORMAL, 64, 1000000, 0, "backlog", "backlog, drain");
+        c->backlog = 1;
+        add_issue9(&m, 200000, 500000);
+    }
+
+    /* --only keeps the matching configurations and the raw baselines of their sizes */
+    size_t n = 0;
+    for (size_t i = 0; i < m.n && n < max; i++) {
+        int keep = selected(ro, &all[i]);
+        if (!keep && all[i].store == BS_RAW) {
+            for (size_t k = 0; k < m.n; k++) {
+                if (all[k].store != BS_RAW && all[k].size == all[i].size && selected(ro, &all[k])) {
+                    keep = 1;
+                }
+            }
+        }
+        if (keep) {
+            out[n++] = all[i];
+        }
+    }
+    return n;
+}
+
