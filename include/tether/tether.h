@@ -98,10 +98,12 @@ typedef enum tether_err {
     TETHER_EPROXY = -43,         /* the HTTP proxy is unreachable or refused the CONNECT (proxy_status) */
     TETHER_EPROXY_AUTH = -44,    /* the HTTP proxy wants credentials (407) or refused the ones given */
     TETHER_EDISPLACED = -45,     /* a newer connection of the same session replaced this one */
+    TETHER_EDROPPED = -46,       /* server: the server itself closed the connection (the client
+                                    answered no ping in time, or the server closed it) */
 } tether_err;
 
 /** The lowest error code; every code from TETHER_ERR_LAST to -1 has a name. */
-#define TETHER_ERR_LAST TETHER_EDISPLACED
+#define TETHER_ERR_LAST TETHER_EDROPPED
 
 /** A one-sentence description of an error code. Never NULL. */
 TETHER_API const char *tether_strerror(int code);

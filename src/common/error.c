@@ -54,6 +54,7 @@ static const struct {
     {TETHER_EPROXY, "TETHER_EPROXY", "The HTTP proxy is unreachable or refused the CONNECT."},
     {TETHER_EPROXY_AUTH, "TETHER_EPROXY_AUTH", "The HTTP proxy requires credentials, or refused the ones given (407)."},
     {TETHER_EDISPLACED, "TETHER_EDISPLACED", "A newer connection of the same session replaced this one."},
+    {TETHER_EDROPPED, "TETHER_EDROPPED", "The server closed the connection itself (no pong in time, or its own close)."},
 };
 
 static int find(int code)
