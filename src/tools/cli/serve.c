@@ -28,6 +28,12 @@ static const char serve_help[] =
     "  --echo               send every message back to the session it came from\n"
     "  --quiet              do not print messages or session events\n"
     "  --port-file FILE     write the bound port (decimal and a newline) to FILE\n"
+    "  --max-sessions N     sessions connected at once, 1 to 1000000 [10000]\n"
+    "  --max-pending-handshakes N\n"
+    "                       upgraded connections without a HELLO yet, 1 to 1000000 [256]\n"
+    "  --hello-timeout-ms MS\n"
+    "                       a connection must send HELLO within this, 1 to 3600000 [10000]\n"
+    "  --delivery-threads N threads that run the sessions' messages, 1 to 64 [4]\n"
     "  --help               show this help\n"
     "\n"
     "Session events (open, close, mismatch) are reported on stderr.\n"
@@ -96,6 +102,10 @@ int cli_serve(int argc, char **argv)
         {"echo", no_argument, NULL, 'e'},
         {"quiet", no_argument, NULL, 'q'},
         {"port-file", required_argument, NULL, 'p'},
+        {"max-sessions", required_argument, NULL, 'S'},
+        {"max-pending-handshakes", required_argument, NULL, 'P'},
+        {"hello-timeout-ms", required_argument, NULL, 'H'},
+        {"delivery-threads", required_argument, NULL, 'T'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -128,6 +138,33 @@ int cli_serve(int argc, char **argv)
         case 'p':
             port_file = optarg;
             break;
+        case 'S':
+        case 'P':
+        case 'H':
+        case 'T': {
+            /* the library's own bounds (docs/config.md), checked here with the flag's name */
+            static const struct {
+                int opt;
+                const char *name;
+                uint64_t max;
+            } lim[] = {{'S', "--max-sessions", 1000000},
+                       {'P', "--max-pending-handshakes", 1000000},
+                       {'H', "--hello-timeout-ms", 3600000},
+                       {'T', "--delivery-threads", 64}};
+            uint64_t v = 0;
+            size_t i = 0;
+            while (lim[i].opt != c) {
+                i++;
+            }
+            if (cli_parse_u64(optarg, 1, lim[i].max, &v) != 0) {
+                return cli_usage_error("serve", "%s must be 1 to %llu, not '%s'", lim[i].name,
+                                       (unsigned long long)lim[i].max, optarg);
+            }
+            uint32_t *field[] = {&cfg.max_sessions, &cfg.max_pending_handshakes,
+                                 &cfg.hello_timeout_ms, &cfg.delivery_threads};
+            *field[i] = (uint32_t)v;
+            break;
+        }
         case 'h':
             fputs(serve_help, stdout);
             return CLI_OK;
