@@ -474,7 +474,9 @@ int tether__tp_create(const tether__tp_cfg *cfg, const tether__tp_cb *cb, void *
     tp->protocols[0].name = TETHER_SUBPROTOCOL;
     tp->protocols[0].callback = callback;
     tp->protocols[0].per_session_data_size = sizeof(tether__conn *);
-    tp->protocols[0].rx_buffer_size = 65536;
+    /* a server holds thousands of connections: a small per-connection receive
+     * buffer (larger messages arrive in pieces and are assembled in rx_append) */
+    tp->protocols[0].rx_buffer_size = cfg->listen_host ? 4096 : 65536;
 
     {
         const char *lv = getenv("TETHER_LWS_LOG");
