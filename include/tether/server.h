@@ -38,7 +38,14 @@ TETHER_API const char *tether_handshake_peer(const tether_handshake *hs);
 TETHER_API int tether_handshake_reply_header(tether_handshake *hs, const char *name,
                                              const char *value);
 
-/** Server callbacks; each may be NULL. They run on the server's service thread. */
+/** Server callbacks; each may be NULL. A session's callbacks (open, message,
+ *  acked, back-pressure, close, and a mismatch of a known session) run on one
+ *  of the server's delivery threads, one at a time and in order for that
+ *  session, while other sessions' callbacks may run at the same time on the
+ *  other threads. on_handshake, and on_mismatch for a session the server does
+ *  not know, run on the service thread; on_session_expired on the server's
+ *  expiry thread. No tether lock is held during any of them
+ *  (docs/threading.md). */
 typedef struct tether_server_callbacks {
     /** A client completed HELLO/WELCOME. resumed is 1 when the session was known. */
     void (*on_session_open)(tether_server *s, const tether_session_id *id, int resumed, void *user);
@@ -78,7 +85,7 @@ typedef struct tether_server_config {
     uint16_t port;                /* TCP port [0: the OS picks; see tether_server_port()] */
     const char *db_path;          /* SQLite file for sessions and outboxes [NULL: memory store] */
     tether_durability durability; /* [NORMAL] */
-    uint32_t max_sessions;        /* sessions connected at once [10000] */
+    uint32_t max_sessions;        /* sessions connected at once, at most 1000000 [10000] */
     uint32_t max_message_bytes;   /* largest message sent or accepted, bytes [1 MiB] */
     uint32_t window_messages;     /* unacked messages in flight per session [1024] */
     uint32_t ack_every;           /* acknowledge after this many messages
@@ -86,7 +93,8 @@ typedef struct tether_server_config {
     uint32_t ack_delay_ms;        /* ... or after this many milliseconds [20] */
     uint64_t outbox_max_messages; /* per-session unacked messages stored at most [0: no cap] */
     uint64_t outbox_max_bytes;    /* per-session unacked bytes stored at most [0: no cap] */
-    uint32_t hello_timeout_ms;    /* a connection must send HELLO within this, ms [10000] */
+    uint32_t hello_timeout_ms;    /* a connection must send HELLO within this, ms, at most
+                                     3600000 [10000] */
     uint32_t ping_interval_ms;    /* a ping goes out when no pong came for this long, ms [20000] */
     uint32_t pong_timeout_ms;     /* no pong for ping_interval + this: dead, ms [10000] */
     int manual_ack;               /* 1: the app acknowledges with tether_server_ack() [0] */
@@ -102,7 +110,8 @@ typedef struct tether_server_config {
                                        NULL-terminated; a request without Origin or with
                                        another gets 403 [NULL: no Origin check] */
     uint32_t max_pending_handshakes; /* upgraded connections that have not sent HELLO, at
-                                       most; beyond, upgrades get 503 with Retry-After [256] */
+                                       most (up to 1000000); beyond, upgrades get 503 with
+                                       Retry-After [256] */
     uint32_t handshake_timeout_ms; /* a connection must complete its HTTP upgrade request
                                        within this, ms, whole seconds [10000] */
     uint32_t busy_retry_after_s;  /* Retry-After sent with the 503 of a full server, s [1] */
@@ -113,6 +122,8 @@ typedef struct tether_server_config {
                                        [0: sessions never expire] */
     int metrics_http;             /* 1: answer GET /metrics on the server's port with
                                      tether_server_stats() in Prometheus text format [0: off] */
+    uint32_t delivery_threads;    /* threads that run the sessions' messages and callbacks,
+                                     1 to 64 [4]; one session is on one thread at a time */
 } tether_server_config;
 
 /** Sets every field to zero (the defaults). */
@@ -188,8 +199,9 @@ typedef int (*tether_server_session_cb)(tether_server *s, const tether_server_se
 
 /**
  * Lists every session the server holds (in its store, whether loaded or not),
- * in session id order. The list is a snapshot taken under the server's lock;
- * cb then runs on the calling thread without the lock, so it may call any
+ * in session id order. The list is a snapshot (the store's list, with each
+ * session in memory read under its own lock); cb then runs on the calling
+ * thread with no tether lock held, so it may call any
  * server function (tether_server_session_delete() included). Not from a
  * server callback. Returns TETHER_OK (also when cb stopped early),
  * TETHER_EINVAL, TETHER_ENOMEM, or a store error.

@@ -99,10 +99,12 @@ typedef enum tether_err {
     TETHER_EPROXY_AUTH = -44,    /* the HTTP proxy wants credentials (407) or refused the ones given */
     TETHER_EDISPLACED = -45,     /* a newer connection of the same session replaced this one */
     TETHER_EONLINE = -46,        /* the session is connected, so it cannot be deleted now */
+    TETHER_EDROPPED = -47,       /* server: the server itself closed the connection (the client
+                                    answered no ping in time, or the server closed it) */
 } tether_err;
 
 /** The lowest error code; every code from TETHER_ERR_LAST to -1 has a name. */
-#define TETHER_ERR_LAST TETHER_EONLINE
+#define TETHER_ERR_LAST TETHER_EDROPPED
 
 /** A one-sentence description of an error code. Never NULL. */
 TETHER_API const char *tether_strerror(int code);

@@ -21,6 +21,11 @@
 #define TETHER__DEFAULT_MAX_PENDING_HANDSHAKES 256u /* upgraded, no HELLO yet */
 #define TETHER__DEFAULT_HANDSHAKE_TIMEOUT_MS 10000u /* HTTP upgrade request */
 #define TETHER__DEFAULT_BUSY_RETRY_AFTER_S 1u      /* Retry-After of a full server's 503 */
+#define TETHER__DEFAULT_DELIVERY_THREADS 4u        /* server threads running sessions' input */
+/* Upper bounds of server limits (docs/config.md); larger values are refused. */
+#define TETHER__MAX_DELIVERY_THREADS 64u
+#define TETHER__MAX_SESSIONS_LIMIT 1000000u        /* max_sessions, max_pending_handshakes */
+#define TETHER__MAX_HELLO_TIMEOUT_MS 3600000u      /* hello_timeout_ms: one hour */
 
 #define TETHER__DEFAULT_COMMIT_DELAY_US 200u           /* async group commit delay */
 #define TETHER__DEFAULT_COMMIT_MAX_MESSAGES 1024u      /* per commit transaction */

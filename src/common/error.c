@@ -55,6 +55,7 @@ static const struct {
     {TETHER_EPROXY_AUTH, "TETHER_EPROXY_AUTH", "The HTTP proxy requires credentials, or refused the ones given (407)."},
     {TETHER_EDISPLACED, "TETHER_EDISPLACED", "A newer connection of the same session replaced this one."},
     {TETHER_EONLINE, "TETHER_EONLINE", "The session is connected, so it cannot be deleted now."},
+    {TETHER_EDROPPED, "TETHER_EDROPPED", "The server closed the connection itself (no pong in time, or its own close)."},
 };
 
 static int find(int code)

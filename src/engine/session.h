@@ -150,6 +150,12 @@ int tether__engine_close_event(const tether__engine *e, tether__engine_event *ev
 /* The earliest time a tick is needed, or UINT64_MAX. */
 uint64_t tether__engine_deadline(const tether__engine *e);
 
+/* recv_group: commits the receive cursor for what was delivered now instead
+ * of at the next write (the server's delivery thread, after a batch of
+ * frames, so the commit stays off the service thread). TETHER_OK, or the
+ * store's error after which the engine closes as at the next write. */
+int tether__engine_recv_commit(tether__engine *e, uint64_t now_ms);
+
 /* The transport connection ended: unacked messages will be resent (flagged
  * redelivered) on the next connection; queued frames are dropped. */
 void tether__engine_disconnect(tether__engine *e);

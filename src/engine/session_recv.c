@@ -129,3 +129,8 @@ int tether__engine_ack(tether__engine *e, uint64_t seq, uint64_t now_ms)
     }
     return commit(e, seq, now_ms);
 }
+
+int tether__engine_recv_commit(tether__engine *e, uint64_t now_ms)
+{
+    return tether__engine_recv_flush(e, now_ms, 0);
+}

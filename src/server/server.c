@@ -1,74 +1,115 @@
 /*
- * The tether server object: sessions by id, each with its own engine and
- * outbox, and the public server API. Connections, HELLO and admission are in
- * server_conn.c.
- *
- * Locking: s->lock (recursive) guards the session table and every engine; the
- * service thread takes it in each transport callback, application threads in
- * each API call. Engines of offline sessions stay loaded, so a send to an
- * offline session only touches the store and memory.
+ * The tether server object: sessions by id, each with its own engine, lock
+ * and outbox, and the public server API. Connections, HELLO and timers are in
+ * server_conn.c (the service thread), the delivery threads in server_pool.c.
+ * server_int.h describes the threads, the lock order and eviction.
  */
 #include <errno.h>
 
 #include "server_int.h"
 #include "common/alloc.h"
 
-/* ---- engine events ---- */
-
-static tether_server *srv_of(srv_session *ss);
+/* ---- engine events: a delivery thread, ss->mu held; dropped around the callback ---- */
 
 static void ev_message(void *arg, uint64_t seq, const uint8_t *data, size_t len, int redelivered)
 {
     srv_session *ss = arg;
-    tether_server *s = srv_of(ss);
+    tether_server *s = ss->srv;
+    ss->delivered = seq;
     tether__srv_stat(s, TETHER__ST_DELIVERED, 1);
     tether__srv_stat(s, TETHER__ST_REDELIVERED, redelivered != 0);
     if (s->cfg.cb.on_message) {
+        tether__srv_unlock(s, ss);
         s->cfg.cb.on_message(s, &ss->id, seq, data, len, redelivered, s->cfg.user);
+        tether__srv_lock(ss);
     }
 }
 
 static void ev_acked(void *arg, uint64_t first, uint64_t last)
 {
     srv_session *ss = arg;
-    tether_server *s = srv_of(ss);
+    tether_server *s = ss->srv;
     tether__srv_stat(s, TETHER__ST_ACKED, last - first + 1);
     if (s->cfg.cb.on_acked) {
+        tether__srv_unlock(s, ss);
         s->cfg.cb.on_acked(s, &ss->id, first, last, s->cfg.user);
-    }
-    tether__srv_bp_update(s, ss);
-}
-
-void tether__srv_bp_update(tether_server *s, srv_session *ss)
-{
-    tether_backpressure_info bi[2];
-    int n = tether__bp_update(&ss->bp, ss->engine, s->ecfg.window, s->cfg.outbox_max_messages,
-                              s->cfg.outbox_max_bytes, bi);
-    for (int i = 0; i < n && s->cfg.cb.on_backpressure; i++) {
-        s->cfg.cb.on_backpressure(s, &ss->id, &bi[i], s->cfg.user);
+        tether__srv_lock(ss);
     }
 }
 
 static void ev_mismatch(void *arg, const tether_mismatch_info *info)
 {
     srv_session *ss = arg;
-    tether_server *s = srv_of(ss);
+    tether_server *s = ss->srv;
     if (s->cfg.cb.on_mismatch) {
-        s->cfg.cb.on_mismatch(s, info, s->cfg.user);
+        tether_mismatch_info copy = *info;
+        tether__srv_unlock(s, ss);
+        s->cfg.cb.on_mismatch(s, &copy, s->cfg.user);
+        tether__srv_lock(ss);
     }
 }
 
-
-static tether_server *srv_of(srv_session *ss)
+void tether__srv_bp_report_locked(tether_server *s, srv_session *ss)
 {
-    return ((srv_session_alloc *)ss)->srv;
+    tether_backpressure_info bi[2];
+    int n = tether__bp_update(&ss->bp, ss->engine, s->ecfg.window, s->cfg.outbox_max_messages,
+                              s->cfg.outbox_max_bytes, bi);
+    if (n > 0 && s->cfg.cb.on_backpressure) {
+        tether__srv_unlock(s, ss);
+        for (int i = 0; i < n; i++) {
+            s->cfg.cb.on_backpressure(s, &ss->id, &bi[i], s->cfg.user);
+        }
+        tether__srv_lock(ss);
+    }
 }
 
-/* ---- the session table (lock held) ---- */
+/* ---- session locks and wake-ups ---- */
 
-srv_session *tether__srv_find(tether_server *s, const uint8_t id[16])
+void tether__srv_lock(srv_session *ss)
 {
-    for (srv_session *ss = s->table[bucket(id)]; ss; ss = ss->next) {
+    pthread_mutex_lock(&ss->mu);
+}
+
+void tether__srv_unlock(tether_server *s, srv_session *ss)
+{
+    pthread_mutex_unlock(&ss->mu);
+    if (atomic_exchange(&ss->kick, 0)) {
+        tether__srv_wake(s, ss);
+    }
+}
+
+void tether__srv_wake(tether_server *s, srv_session *ss)
+{
+    int wake = 0;
+    pthread_mutex_lock(&s->plock);
+    if (!ss->dirty) {
+        ss->dirty = 1;
+        tether__srv_ref(ss); /* the wake list's */
+        ss->next_dirty = s->dirty;
+        s->dirty = ss;
+        wake = 1;
+    }
+    pthread_mutex_unlock(&s->plock);
+    if (wake) {
+        tether__tp_wake(s->tp);
+    }
+}
+
+/* ---- the session table ---- */
+
+static size_t hash_id(const uint8_t id[16])
+{
+    uint64_t h = 1469598103934665603ull;
+    for (int i = 0; i < 16; i++) {
+        h = (h ^ id[i]) * 1099511628211ull;
+    }
+    return (size_t)h;
+}
+
+/* tlock held. */
+static srv_session *find_locked(tether_server *s, const uint8_t id[16])
+{
+    for (srv_session *ss = s->table[hash_id(id) & (s->nbuckets - 1)]; ss; ss = ss->next) {
         if (memcmp(ss->id.bytes, id, 16) == 0) {
             return ss;
         }
@@ -76,57 +117,231 @@ srv_session *tether__srv_find(tether_server *s, const uint8_t id[16])
     return NULL;
 }
 
-int tether__srv_add_session(tether_server *s, const tether__session_rec *rec, srv_session **out)
+/* tlock held: doubles the table past two sessions per bucket (a failed
+ * allocation keeps the old table, only the chains get longer). */
+static void grow_locked(tether_server *s)
 {
-    srv_session_alloc *a = tether__calloc(1, sizeof *a);
-    if (!a) {
+    if (s->nsessions < 2 * s->nbuckets) {
+        return;
+    }
+    size_t n = s->nbuckets * 2;
+    srv_session **t = tether__calloc(n, sizeof *t);
+    if (!t) {
+        return;
+    }
+    for (size_t b = 0; b < s->nbuckets; b++) {
+        srv_session *ss = s->table[b];
+        while (ss) {
+            srv_session *next = ss->next;
+            size_t nb = hash_id(ss->id.bytes) & (n - 1);
+            ss->next = t[nb];
+            t[nb] = ss;
+            ss = next;
+        }
+    }
+    tether__free(s->table);
+    s->table = t;
+    s->nbuckets = n;
+}
+
+/* tlock held. */
+static void remove_locked(tether_server *s, srv_session *ss)
+{
+    srv_session **pp = &s->table[hash_id(ss->id.bytes) & (s->nbuckets - 1)];
+    while (*pp && *pp != ss) {
+        pp = &(*pp)->next;
+    }
+    if (*pp) {
+        *pp = ss->next;
+        s->nsessions--;
+    }
+}
+
+static void session_free(srv_session *ss)
+{
+    tether__engine_destroy(ss->engine);
+    pthread_mutex_destroy(&ss->mu);
+    tether__free(ss);
+}
+
+/* A session object around a new engine for rec; not in the table yet. */
+static int session_new(tether_server *s, const tether__session_rec *rec, srv_session **out)
+{
+    srv_session *ss = tether__calloc(1, sizeof *ss);
+    if (!ss) {
         return tether__fail(TETHER_ENOMEM, "out of memory");
     }
-    a->srv = s;
-    memcpy(a->sess.id.bytes, rec->id, 16);
-    tether__engine_cb cb = {ev_message, ev_acked, ev_mismatch, &a->sess};
-    int rc = tether__engine_create(&s->ecfg, s->store, rec, &cb, &a->sess.engine);
+    ss->srv = s;
+    memcpy(ss->id.bytes, rec->id, 16);
+    ss->delivered = rec->recv_cursor;
+    tether__engine_cb cb = {ev_message, ev_acked, ev_mismatch, ss};
+    int rc = tether__engine_create(&s->ecfg, s->store, rec, &cb, &ss->engine);
     if (rc != TETHER_OK) {
-        tether__free(a);
-        return rc;
+        tether__free(ss);
+        return tether__fail(rc, "cannot load the session: %s", tether_strerror(rc));
     }
-    unsigned b = bucket(rec->id);
-    a->sess.next = s->table[b];
-    s->table[b] = &a->sess;
-    *out = &a->sess;
-    tether__srv_admin_added(s, &a->sess);
+    pthread_mutex_init(&ss->mu, NULL);
+    atomic_init(&ss->refs, 1);
+    *out = ss;
     return TETHER_OK;
 }
 
-/* Finds a session in memory or loads it from the store: TETHER_OK, TETHER_ENOTFOUND, error. */
-int tether__srv_lookup(tether_server *s, const uint8_t id[16], srv_session **out)
+/* Inserts a new session object, or takes a reference to the one another
+ * thread loaded meanwhile (and frees the new one). gen: the deletion count
+ * seen before the store was read (NULL: a new session); when a deletion
+ * came since, or the one in the table is being deleted, nothing is inserted
+ * and *again says whether to read the store again. */
+static srv_session *insert(tether_server *s, srv_session *ss, const unsigned *gen, int *again)
 {
-    tether__session_rec rec;
-    *out = tether__srv_find(s, id);
-    if (*out) {
-        return TETHER_OK;
+    pthread_mutex_lock(&s->tlock);
+    srv_session *old = find_locked(s, ss->id.bytes);
+    *again = !old && gen && *gen != atomic_load(&s->del_gen);
+    if (*again || (old && atomic_load(&old->gone))) {
+        pthread_mutex_unlock(&s->tlock);
+        session_free(ss);
+        return NULL;
     }
-    int rc = s->store->ops->session_get(s->store, id, &rec);
-    if (rc == TETHER_ENOTFOUND) {
-        return tether__fail(rc, "no such session");
+    if (old) {
+        atomic_fetch_add(&old->refs, 1);
+    } else {
+        size_t b = hash_id(ss->id.bytes) & (s->nbuckets - 1);
+        ss->next = s->table[b];
+        s->table[b] = ss;
+        s->nsessions++;
+        grow_locked(s);
     }
-    if (rc != TETHER_OK) {
-        return tether__fail(rc, "cannot read the session: %s", s->store->ops->errmsg(s->store));
+    pthread_mutex_unlock(&s->tlock);
+    if (old) {
+        session_free(ss);
+        return old;
     }
-    rc = tether__srv_add_session(s, &rec, out);
+    return ss;
+}
+
+/* Adds a session object for rec (see insert() for gen). */
+static int add(tether_server *s, const tether__session_rec *rec, const unsigned *gen, int *again,
+               srv_session **out)
+{
+    srv_session *ss = NULL;
+    int rc = session_new(s, rec, &ss);
     if (rc == TETHER_OK) {
-        tether__srv_admin_loaded(s, *out);
+        *out = insert(s, ss, gen, again);
+        if (!*out && !*again) {
+            rc = tether__fail(TETHER_ENOTFOUND, "no such session");
+        }
     }
     return rc;
 }
 
-void tether__srv_mark_dirty(tether_server *s, srv_session *ss)
+int tether__srv_add(tether_server *s, const tether__session_rec *rec, srv_session **out)
 {
-    if (!ss->dirty) {
-        ss->dirty = 1;
-        ss->next_dirty = s->dirty;
-        s->dirty = ss;
+    int again = 0;
+    return add(s, rec, NULL, &again, out);
+}
+
+srv_session *tether__srv_find_ref(tether_server *s, const uint8_t id[16])
+{
+    pthread_mutex_lock(&s->tlock);
+    srv_session *ss = find_locked(s, id);
+    if (ss && atomic_load(&ss->gone)) {
+        ss = NULL;
     }
+    if (ss) {
+        atomic_fetch_add(&ss->refs, 1);
+    }
+    pthread_mutex_unlock(&s->tlock);
+    return ss;
+}
+
+int tether__srv_get(tether_server *s, const uint8_t id[16], srv_session **out)
+{
+    tether__session_rec rec;
+    int again = 1, rc = TETHER_OK;
+    while (again) {
+        unsigned gen = atomic_load(&s->del_gen);
+        *out = tether__srv_find_ref(s, id);
+        if (*out) {
+            return TETHER_OK;
+        }
+        rc = s->store->ops->session_get(s->store, id, &rec);
+        if (rc == TETHER_ENOTFOUND) {
+            return tether__fail(rc, "no such session");
+        }
+        if (rc != TETHER_OK) {
+            return tether__fail(rc, "cannot read the session: %s",
+                                s->store->ops->errmsg(s->store));
+        }
+        rc = add(s, &rec, &gen, &again, out);
+    }
+    return rc;
+}
+
+int tether__srv_get_live(tether_server *s, const uint8_t id[16], srv_session **out)
+{
+    int rc = tether__srv_get(s, id, out);
+    if (rc != TETHER_OK) {
+        return rc;
+    }
+    tether__srv_lock(*out);
+    if (atomic_load(&(*out)->gone)) {
+        tether__srv_unlock(s, *out);
+        tether__srv_unref(s, *out);
+        *out = NULL;
+        return tether__fail(TETHER_ENOTFOUND, "no such session");
+    }
+    return TETHER_OK;
+}
+
+void tether__srv_forget(tether_server *s, srv_session *ss)
+{
+    pthread_mutex_lock(&s->tlock);
+    remove_locked(s, ss);
+    atomic_fetch_add(&s->del_gen, 1);
+    pthread_mutex_unlock(&s->tlock);
+}
+
+void tether__srv_ref(srv_session *ss)
+{
+    atomic_fetch_add(&ss->refs, 1);
+}
+
+/* With no reference left, nothing can reach the session but the table. It
+ * stays only while it holds what the store does not: messages delivered but
+ * not yet acknowledged by the application (manual-ack), or a back-pressure
+ * state the application was told about and must hear the end of. */
+static int evictable(tether_server *s, srv_session *ss)
+{
+    const tether__session_rec *r = tether__engine_rec(ss->engine);
+    if (s->cfg.manual_ack && ss->delivered > r->recv_cursor) {
+        return 0;
+    }
+    return !ss->bp.window && !ss->bp.outbox && !ss->bp.outbox_hit;
+}
+
+void tether__srv_unref(tether_server *s, srv_session *ss)
+{
+    if (atomic_fetch_sub(&ss->refs, 1) != 1) {
+        return;
+    }
+    int evict = 0;
+    pthread_mutex_lock(&s->tlock);
+    /* another thread may have found it in the table meanwhile */
+    if (atomic_load(&ss->refs) == 0 && (atomic_load(&ss->gone) || evictable(s, ss))) {
+        remove_locked(s, ss);
+        evict = 1;
+    }
+    pthread_mutex_unlock(&s->tlock);
+    if (evict) {
+        session_free(ss);
+    }
+}
+
+size_t tether__srv_debug_loaded(tether_server *s)
+{
+    pthread_mutex_lock(&s->tlock);
+    size_t n = s->nsessions;
+    pthread_mutex_unlock(&s->tlock);
+    return n;
 }
 
 /* ---- public API ---- */
@@ -147,19 +362,37 @@ static int check_config(tether_server_config *k)
     k->listen_host = k->listen_host && *k->listen_host ? k->listen_host : TETHER__DEFAULT_HOST;
     k->max_sessions = k->max_sessions ? k->max_sessions : TETHER__DEFAULT_MAX_SESSIONS;
     k->hello_timeout_ms = k->hello_timeout_ms ? k->hello_timeout_ms : TETHER__DEFAULT_HELLO_TIMEOUT_MS;
+    k->delivery_threads =
+        k->delivery_threads ? k->delivery_threads : TETHER__DEFAULT_DELIVERY_THREADS;
+    if (k->max_sessions > TETHER__MAX_SESSIONS_LIMIT) {
+        return tether__fail(TETHER_ECONFIG, "max_sessions %u is above %u", k->max_sessions,
+                            TETHER__MAX_SESSIONS_LIMIT);
+    }
+    if (k->hello_timeout_ms > TETHER__MAX_HELLO_TIMEOUT_MS) {
+        return tether__fail(TETHER_ECONFIG, "hello_timeout_ms %u is above %u", k->hello_timeout_ms,
+                            TETHER__MAX_HELLO_TIMEOUT_MS);
+    }
+    if (k->delivery_threads > TETHER__MAX_DELIVERY_THREADS) {
+        return tether__fail(TETHER_ECONFIG, "delivery_threads %u is above %u", k->delivery_threads,
+                            TETHER__MAX_DELIVERY_THREADS);
+    }
     k->ping_interval_ms = k->ping_interval_ms ? k->ping_interval_ms : TETHER__DEFAULT_PING_INTERVAL_MS;
     k->pong_timeout_ms = k->pong_timeout_ms ? k->pong_timeout_ms : TETHER__DEFAULT_PONG_TIMEOUT_MS;
     if (k->ping_interval_ms < 1000 || k->pong_timeout_ms < 1000) {
         return tether__fail(TETHER_ECONFIG,
                             "ping_interval_ms and pong_timeout_ms must be at least 1000");
     }
+    k->max_pending_handshakes = k->max_pending_handshakes ? k->max_pending_handshakes
+                                                          : TETHER__DEFAULT_MAX_PENDING_HANDSHAKES;
     if (k->session_idle_expiry_ms && k->session_idle_expiry_ms < 1000) {
         return tether__fail(TETHER_ECONFIG, "session_idle_expiry_ms must be 0 (never) or at "
                                             "least 1000 (the sweep runs at most once a second)");
     }
     k->metrics_http = k->metrics_http != 0;
-    k->max_pending_handshakes = k->max_pending_handshakes ? k->max_pending_handshakes
-                                                          : TETHER__DEFAULT_MAX_PENDING_HANDSHAKES;
+    if (k->max_pending_handshakes > TETHER__MAX_SESSIONS_LIMIT) {
+        return tether__fail(TETHER_ECONFIG, "max_pending_handshakes %u is above %u",
+                            k->max_pending_handshakes, TETHER__MAX_SESSIONS_LIMIT);
+    }
     k->handshake_timeout_ms =
         k->handshake_timeout_ms ? k->handshake_timeout_ms : TETHER__DEFAULT_HANDSHAKE_TIMEOUT_MS;
     k->busy_retry_after_s =
@@ -195,8 +428,8 @@ static int copy_strings(tether_server *s)
 int tether_server_create(const tether_server_config *cfg, tether_server **out)
 {
     tether_server *s;
-    pthread_mutexattr_t ma;
     tether__tp_cfg tc;
+    tether__store *inner = NULL;
     int rc;
 
     if (!out) {
@@ -240,16 +473,27 @@ int tether_server_create(const tether_server_config *cfg, tether_server **out)
     if (s->db_path) {
         char err[256] = "";
         rc = tether__store_sqlite_open(s->db_path, TETHER__ROLE_SERVER, s->cfg.durability,
-                                       &s->store, err, sizeof err);
+                                       &inner, err, sizeof err);
         if (rc != TETHER_OK) {
             tether__fail(rc, "cannot open the store %s: %s", s->db_path, err);
             goto fail;
         }
-    } else if ((rc = tether__store_memory_open(TETHER__ROLE_SERVER, &s->store)) != TETHER_OK) {
+    } else if ((rc = tether__store_memory_open(TETHER__ROLE_SERVER, &inner)) != TETHER_OK) {
         tether__fail(rc, "cannot create the memory store");
         goto fail;
     }
+    if ((rc = tether__srv_store_wrap(inner, &s->store)) != TETHER_OK) {
+        inner->ops->close(inner);
+        tether__fail(rc, "out of memory");
+        goto fail;
+    }
     if ((rc = tether__srv_admin_init(s)) != TETHER_OK) {
+        goto fail;
+    }
+    s->nbuckets = TABLE_MIN_BUCKETS;
+    s->table = tether__calloc(s->nbuckets, sizeof *s->table);
+    if (!s->table || tether__tw_init(&s->wheel, TICK_MS, WHEEL_SLOTS, tether__now_ms()) != 0) {
+        rc = tether__fail(TETHER_ENOMEM, "out of memory");
         goto fail;
     }
     if ((rc = tether__decoder_init(&s->dec, s->ecfg.max_message)) != TETHER_OK) {
@@ -257,10 +501,9 @@ int tether_server_create(const tether_server_config *cfg, tether_server **out)
         goto fail;
     }
     tether__buf_init(&s->out, tether__tp_headroom());
-    pthread_mutexattr_init(&ma);
-    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
-    pthread_mutex_init(&s->lock, &ma);
-    pthread_mutexattr_destroy(&ma);
+    pthread_mutex_init(&s->tlock, NULL);
+    pthread_mutex_init(&s->plock, NULL);
+    pthread_cond_init(&s->pcond, NULL);
 
     memset(&tc, 0, sizeof tc);
     tc.listen_host = s->host;
@@ -275,8 +518,13 @@ int tether_server_create(const tether_server_config *cfg, tether_server **out)
     tc.stats = &s->admin.stats;
     tc.http_get = s->cfg.metrics_http ? tether__srv_metrics_http : NULL;
     rc = tether__tp_create(&tc, &tether__server_tp_cb, s, &s->tp);
+    if (rc == TETHER_OK && (rc = tether__srv_pool_start(s)) != TETHER_OK) {
+        tether__tp_destroy(s->tp);
+    }
     if (rc != TETHER_OK) {
-        pthread_mutex_destroy(&s->lock);
+        pthread_mutex_destroy(&s->tlock);
+        pthread_mutex_destroy(&s->plock);
+        pthread_cond_destroy(&s->pcond);
         tether__decoder_free(&s->dec);
         tether__buf_free(&s->out);
         goto fail;
@@ -285,9 +533,12 @@ int tether_server_create(const tether_server_config *cfg, tether_server **out)
     return TETHER_OK;
 
 fail:
+    tether__srv_admin_free(s);
     if (s->store) {
         s->store->ops->close(s->store);
     }
+    tether__free(s->table);
+    tether__tw_free(&s->wheel);
     tether__free(s->host);
     tether__free(s->db_path);
     tether__free(s->strs);
@@ -295,6 +546,7 @@ fail:
     tether__free(s);
     return rc;
 }
+
 
 uint16_t tether_server_port(tether_server *s)
 {
@@ -306,16 +558,14 @@ int tether_server_start(tether_server *s)
     if (!s) {
         return tether__fail(TETHER_EINVAL, "server is NULL");
     }
-    lock(s);
-    if (!s->started) {
-        tether__srv_admin_start(s); /* before the service thread runs */
+    if (s->started) {
+        return tether__fail(TETHER_EINVAL, "the server is already started");
     }
-    int rc = s->started ? tether__fail(TETHER_EINVAL, "the server is already started")
-                        : tether__tp_start(s->tp);
+    int rc = tether__tp_start(s->tp);
     if (rc == TETHER_OK) {
         s->started = 1;
+        rc = tether__srv_admin_start(s); /* the expiry sweep's thread */
     }
-    unlock(s);
     return rc;
 }
 
@@ -323,35 +573,37 @@ int tether_server_send_batch(tether_server *s, const tether_session_id *id,
                              const tether_msg *msgs, size_t n, uint64_t *first_seq)
 {
     srv_session *ss;
-    int rc, live;
+    int rc;
     if (!s || !id || (!msgs && n) || n == 0) {
         return tether__fail(TETHER_EINVAL, "server, id or messages missing");
     }
-    lock(s);
-    if (s->stopping) {
-        unlock(s);
+    if (atomic_load(&s->stopping)) {
         return tether__fail(TETHER_ECLOSED, "the server is shutting down");
     }
-    rc = tether__srv_lookup(s, id->bytes, &ss);
-    int bp = 0;
-    if (rc == TETHER_OK) {
-        rc = tether__engine_send(ss->engine, msgs, n, first_seq);
-        if (rc != TETHER_OK) {
-            tether__fail(rc, "send failed: %s", tether_strerror(rc));
-        } else {
-            tether__srv_stat(s, TETHER__ST_SENT, n);
+    rc = tether__srv_get_live(s, id->bytes, &ss);
+    if (rc != TETHER_OK) {
+        return rc;
+    }
+    rc = tether__engine_send(ss->engine, msgs, n, first_seq);
+    if (rc != TETHER_OK) {
+        tether__fail(rc, "send failed: %s", tether_strerror(rc));
+    } else {
+        tether__srv_stat(s, TETHER__ST_SENT, n);
+    }
+    /* back-pressure is reported on the session's delivery thread */
+    int bp = tether__bp_after_send(&ss->bp, ss->engine, s->ecfg.window, rc);
+    int live = rc == TETHER_OK && ss->wconn != NULL;
+    tether__srv_unlock(s, ss);
+    if (bp) {
+        srv_work *w = tether__srv_work_new(W_BP, NULL, NULL, 0);
+        if (w) {
+            tether__srv_post(s, ss, w);
         }
-        /* back-pressure is reported on the service thread */
-        bp = tether__bp_after_send(&ss->bp, ss->engine, s->ecfg.window, rc);
     }
-    live = (rc == TETHER_OK && ss->conn != NULL) || bp;
     if (live) {
-        tether__srv_mark_dirty(s, ss);
+        tether__srv_wake(s, ss);
     }
-    unlock(s);
-    if (live) {
-        tether__tp_wake(s->tp);
-    }
+    tether__srv_unref(s, ss);
     return rc;
 }
 
@@ -371,18 +623,17 @@ int tether_server_ack(tether_server *s, const tether_session_id *id, uint64_t se
     if (!s || !id) {
         return tether__fail(TETHER_EINVAL, "server or id is NULL");
     }
-    lock(s);
-    int rc = tether__srv_lookup(s, id->bytes, &ss);
-    if (rc == TETHER_OK) {
-        rc = tether__engine_ack(ss->engine, seq, tether__now_ms());
-        if (rc == TETHER_OK && ss->conn) {
-            tether__srv_mark_dirty(s, ss);
-        }
+    int rc = tether__srv_get_live(s, id->bytes, &ss);
+    if (rc != TETHER_OK) {
+        return rc;
     }
-    unlock(s);
-    if (rc == TETHER_OK) {
-        tether__tp_wake(s->tp);
+    rc = tether__engine_ack(ss->engine, seq, tether__now_ms());
+    int live = rc == TETHER_OK && ss->wconn != NULL;
+    tether__srv_unlock(s, ss);
+    if (live) {
+        tether__srv_wake(s, ss);
     }
+    tether__srv_unref(s, ss);
     return rc;
 }
 
@@ -392,12 +643,12 @@ int tether_server_acked(tether_server *s, const tether_session_id *id, uint64_t 
     if (!s || !id || !seq) {
         return tether__fail(TETHER_EINVAL, "server, id or seq is NULL");
     }
-    lock(s);
-    int rc = tether__srv_lookup(s, id->bytes, &ss);
+    int rc = tether__srv_get_live(s, id->bytes, &ss);
     if (rc == TETHER_OK) {
         *seq = tether__engine_rec(ss->engine)->peer_acked;
+        tether__srv_unlock(s, ss);
+        tether__srv_unref(s, ss);
     }
-    unlock(s);
     return rc;
 }
 
@@ -409,12 +660,12 @@ int tether_server_pending(tether_server *s, const tether_session_id *id, uint64_
     if (!s || !id) {
         return tether__fail(TETHER_EINVAL, "server or id is NULL");
     }
-    lock(s);
-    int rc = tether__srv_lookup(s, id->bytes, &ss);
+    int rc = tether__srv_get_live(s, id->bytes, &ss);
     if (rc == TETHER_OK) {
         tether__engine_pending(ss->engine, &n, &b);
+        tether__srv_unlock(s, ss);
+        tether__srv_unref(s, ss);
     }
-    unlock(s);
     if (count) {
         *count = n;
     }
@@ -429,10 +680,41 @@ int tether_server_connected(tether_server *s, uint32_t *count)
     if (!s || !count) {
         return tether__fail(TETHER_EINVAL, "server or count is NULL");
     }
-    lock(s);
-    *count = s->connected;
-    unlock(s);
+    *count = atomic_load(&s->connected);
     return TETHER_OK;
+}
+
+/* Asks every connected session to say BYE(SHUTDOWN); returns how many. */
+static int say_bye(tether_server *s)
+{
+    int live = 0;
+    size_t n = 0;
+    pthread_mutex_lock(&s->tlock);
+    srv_session **all = tether__malloc((s->nsessions + 1) * sizeof *all);
+    for (size_t b = 0; all && b < s->nbuckets; b++) {
+        for (srv_session *ss = s->table[b]; ss; ss = ss->next) {
+            atomic_fetch_add(&ss->refs, 1);
+            all[n++] = ss;
+        }
+    }
+    pthread_mutex_unlock(&s->tlock);
+    for (size_t i = 0; i < n; i++) {
+        srv_session *ss = all[i];
+        tether__srv_lock(ss);
+        int bye = ss->wconn && !tether__engine_close_event(ss->engine, NULL);
+        if (bye) {
+            tether__engine_close(ss->engine, TETHER_ECLOSED, TETHER_REJECT_SHUTDOWN,
+                                 "server shutting down");
+            live++;
+        }
+        tether__srv_unlock(s, ss);
+        if (bye) {
+            tether__srv_wake(s, ss);
+        }
+        tether__srv_unref(s, ss);
+    }
+    tether__free(all);
+    return live;
 }
 
 void tether_server_destroy(tether_server *s)
@@ -440,55 +722,49 @@ void tether_server_destroy(tether_server *s)
     if (!s) {
         return;
     }
-    if (tether__tp_on_service_thread(s->tp)) {
+    if (tether__tp_on_service_thread(s->tp) || tether__srv_on_pool(s)) {
         tether__fail(TETHER_EINVAL, "tether_server_destroy() called from a callback of the same "
                                     "server: ignored, destroy it from another thread");
         return;
     }
-    lock(s);
-    s->stopping = 1;
-    int live = 0;
-    if (s->started) {
-        for (unsigned b = 0; b < BUCKETS; b++) {
-            for (srv_session *ss = s->table[b]; ss; ss = ss->next) {
-                if (ss->conn && !tether__engine_close_event(ss->engine, NULL)) {
-                    tether__engine_close(ss->engine, TETHER_ECLOSED, TETHER_REJECT_SHUTDOWN,
-                                         "server shutting down");
-                    tether__srv_mark_dirty(s, ss);
-                    live++;
-                }
-            }
-        }
-    }
-    unlock(s);
-    if (live) {
+    atomic_store(&s->stopping, 1);
+    tether__srv_admin_stop(s); /* no expiry from here on */
+    if (s->started && say_bye(s) > 0) {
         /* let the BYEs go out: bounded, the clients will resume anyway */
-        tether__tp_wake(s->tp);
-        for (int i = 0; i < SHUTDOWN_WAIT_MS / 5; i++) {
-            uint32_t n;
-            tether_server_connected(s, &n);
-            if (n == 0) {
-                break;
-            }
+        for (int i = 0; i < SHUTDOWN_WAIT_MS / 5 && atomic_load(&s->connected) > 0; i++) {
             struct timespec ts = {0, 5 * 1000000L};
             nanosleep(&ts, NULL);
         }
     }
-    /* joins the service thread; connections still open report closed from here */
+    /* joins the service thread; connections still open are closed from here
+     * and their sessions' last work goes to the delivery threads */
     tether__tp_destroy(s->tp);
-    for (unsigned b = 0; b < BUCKETS; b++) {
+    tether__srv_pool_stop(s); /* runs what is queued, then joins */
+    /* sessions on the wake list were left by the service thread */
+    for (srv_session *ss = s->dirty; ss;) {
+        srv_session *next = ss->next_dirty;
+        ss->dirty = 0;
+        tether__srv_unref(s, ss);
+        ss = next;
+    }
+    s->dirty = NULL;
+    for (size_t b = 0; b < s->nbuckets; b++) {
         srv_session *ss = s->table[b];
         while (ss) {
             srv_session *next = ss->next;
-            tether__engine_destroy(ss->engine);
-            tether__free(ss); /* the allocation starts with the session */
+            session_free(ss);
             ss = next;
         }
     }
+    tether__free(s->table);
+    tether__tw_free(&s->wheel);
     tether__decoder_free(&s->dec);
     tether__buf_free(&s->out);
     s->store->ops->close(s->store);
-    pthread_mutex_destroy(&s->lock);
+    tether__srv_admin_free(s);
+    pthread_mutex_destroy(&s->tlock);
+    pthread_mutex_destroy(&s->plock);
+    pthread_cond_destroy(&s->pcond);
     tether__free(s->host);
     tether__free(s->db_path);
     tether__free(s->strs);

@@ -1,25 +1,38 @@
 /*
  * Server operations: sessions that were offline too long expire (a coarse
- * sweep on the transport-wide timer, never per message), sessions can be
- * deleted and listed, and the counters behind tether_server_stats().
+ * sweep on its own thread, never per message), sessions can be deleted and
+ * listed, and the counters behind tether_server_stats().
  *
- * Idle time is kept in memory: a session's idle time starts when its last
- * connection in this process ended; for a session this process has not seen
- * connected (left in the store by an earlier run) it starts when the server
- * was created. So a restart gives every stored session a fresh expiry period,
- * never a shorter one (docs/operations.md).
+ * Sessions are evicted from memory when offline (server.c), so a session's
+ * idle time cannot live in its srv_session: a small map id -> offline since
+ * (ms, the admin clock) holds it, filled when a session's last connection
+ * ends and emptied when it connects again or is removed; it survives
+ * eviction. A session not in the map and not connected (left in the store by
+ * an earlier run, or only loaded for send/ack/queries) counts from the
+ * server's creation. So a restart gives every stored session a fresh expiry
+ * period, never a shorter one (docs/operations.md).
  *
- * Totals without a walk of the store: at create the store's inspect() gives
- * the number of sessions and their pending messages; sessions loaded into the
- * session table are then counted from their engines, and the rest
- * ("unloaded") from what inspect() said, minus what was loaded or removed
- * since.
+ * Removal (delete and expiry) loads the session, takes its lock, refuses it
+ * while it has a connection (TETHER_EONLINE), deletes it from the store and
+ * marks it gone, then takes it out of the table (server.c). A HELLO sets the
+ * session's connection under the same lock, so a resume either wins (the
+ * session is online and stays) or finds it gone and is answered as for an
+ * unknown session. Totals come from the store's inspect().
  */
+#include <errno.h>
+
 #include "server_int.h"
 #include "common/alloc.h"
 
 #define SWEEP_MIN_MS 1000u
 #define SWEEP_MAX_MS 60000u
+#define MAP_MIN 64u
+
+struct srv_idle {
+    srv_idle *next;   /* hash chain */
+    uint8_t id[16];   /* the session */
+    uint64_t since;   /* offline since, admin clock ms */
+};
 
 /* ---- clock and counters ---- */
 
@@ -33,123 +46,163 @@ void tether__srv_stat(tether_server *s, tether__stat which, uint64_t n)
     tether__stat_add(&s->admin.stats, which, n);
 }
 
-void tether__server_set_clock(tether_server *s, tether__srv_clock clock, void *arg)
+/* ---- the offline map (a->mu held) ---- */
+
+static size_t slot(const srv_admin *a, const uint8_t id[16])
 {
-    lock(s);
-    s->admin.clock = clock;
-    s->admin.clock_arg = arg;
-    s->admin.created_ms = tether__srv_admin_now(s);
-    for (unsigned b = 0; b < BUCKETS; b++) {
-        for (srv_session *ss = s->table[b]; ss; ss = ss->next) {
-            ss->idle_since = s->admin.created_ms;
+    uint64_t h = 1469598103934665603ull;
+    for (int i = 0; i < 16; i++) {
+        h = (h ^ id[i]) * 1099511628211ull;
+    }
+    return (size_t)h & (a->nmap - 1);
+}
+
+static srv_idle **find_locked(srv_admin *a, const uint8_t id[16])
+{
+    srv_idle **pp = &a->map[slot(a, id)];
+    while (*pp && memcmp((*pp)->id, id, 16) != 0) {
+        pp = &(*pp)->next;
+    }
+    return pp;
+}
+
+/* Doubles the map past two entries per bucket (out of memory: longer chains). */
+static void grow_locked(srv_admin *a)
+{
+    size_t n = a->nmap * 2;
+    srv_idle **m = a->nidle < 2 * a->nmap ? NULL : tether__calloc(n, sizeof *m);
+    if (!m) {
+        return;
+    }
+    srv_idle **old = a->map;
+    size_t nold = a->nmap;
+    a->map = m;
+    a->nmap = n;
+    for (size_t b = 0; b < nold; b++) {
+        while (old[b]) {
+            srv_idle *e = old[b];
+            old[b] = e->next;
+            size_t nb = slot(a, e->id);
+            e->next = m[nb];
+            m[nb] = e;
         }
     }
-    unlock(s);
+    tether__free(old);
 }
 
-/* ---- hooks from the server core ---- */
-
-int tether__srv_admin_init(tether_server *s)
+static void forget(tether_server *s, const uint8_t id[16])
 {
-    tether__store_info info;
     srv_admin *a = &s->admin;
-    a->created_ms = tether__srv_admin_now(s);
-    if (s->cfg.session_idle_expiry_ms) {
-        uint64_t p = s->cfg.session_idle_expiry_ms / 8;
-        a->sweep_ms = p < SWEEP_MIN_MS ? SWEEP_MIN_MS : (p > SWEEP_MAX_MS ? SWEEP_MAX_MS : p);
+    pthread_mutex_lock(&a->mu);
+    srv_idle **pp = find_locked(a, id);
+    srv_idle *e = *pp;
+    if (e) {
+        *pp = e->next;
+        a->nidle--;
     }
-    int rc = s->store->ops->inspect(s->store, 0, &info);
-    if (rc != TETHER_OK) {
-        return tether__fail(rc, "cannot read the store's totals: %s",
-                            s->store->ops->errmsg(s->store));
-    }
-    a->unloaded = info.sessions;
-    a->unloaded_pending = info.pending;
-    a->unloaded_bytes = info.pending_bytes;
-    return TETHER_OK;
+    pthread_mutex_unlock(&a->mu);
+    tether__free(e);
 }
 
-void tether__srv_admin_start(tether_server *s)
+/* When the session's idle time started. */
+static uint64_t idle_since(tether_server *s, const uint8_t id[16])
 {
-    if (s->admin.sweep_ms) {
-        tether__tp_timer(s->tp, s->admin.sweep_ms);
-        s->admin.timer_armed = 1;
-    }
-}
-
-void tether__srv_admin_added(tether_server *s, srv_session *ss)
-{
-    s->admin.loaded++;
-    ss->idle_since = tether__srv_admin_now(s);
-}
-
-void tether__srv_admin_loaded(tether_server *s, srv_session *ss)
-{
-    uint64_t n = 0, b = 0;
     srv_admin *a = &s->admin;
-    tether__engine_pending(ss->engine, &n, &b);
-    a->unloaded -= a->unloaded ? 1 : 0;
-    a->unloaded_pending -= n < a->unloaded_pending ? n : a->unloaded_pending;
-    a->unloaded_bytes -= b < a->unloaded_bytes ? b : a->unloaded_bytes;
-    ss->idle_since = a->created_ms; /* not seen connected by this process */
+    pthread_mutex_lock(&a->mu);
+    srv_idle *e = *find_locked(a, id);
+    uint64_t since = e ? e->since : a->created_ms;
+    pthread_mutex_unlock(&a->mu);
+    return since;
+}
+
+void tether__srv_admin_online(tether_server *s, srv_session *ss)
+{
+    forget(s, ss->id.bytes);
 }
 
 void tether__srv_admin_offline(tether_server *s, srv_session *ss)
 {
-    ss->idle_since = tether__srv_admin_now(s);
-}
-
-/* ---- removing sessions (lock held) ---- */
-
-/* Removes a loaded, offline session: store first (on error nothing changes),
- * then the table, the wake list and the engine. *dropped gets its pending count. */
-static int remove_loaded(tether_server *s, srv_session *ss, uint64_t *dropped)
-{
-    uint64_t n = 0, b = 0;
-    tether__engine_pending(ss->engine, &n, &b);
-    int rc = s->store->ops->session_delete(s->store, ss->id.bytes);
-    if (rc != TETHER_OK && rc != TETHER_ENOTFOUND) {
-        return tether__fail(rc, "cannot delete the session: %s", s->store->ops->errmsg(s->store));
-    }
-    for (srv_session **pp = &s->table[bucket(ss->id.bytes)]; *pp; pp = &(*pp)->next) {
-        if (*pp == ss) {
-            *pp = ss->next;
-            break;
-        }
-    }
-    for (srv_session **pp = &s->dirty; *pp; pp = &(*pp)->next_dirty) {
-        if (*pp == ss) {
-            *pp = ss->next_dirty;
-            break;
-        }
-    }
-    tether__engine_destroy(ss->engine);
-    tether__free(ss); /* the allocation starts with the session */
-    s->admin.loaded--;
-    *dropped = n;
-    return TETHER_OK;
-}
-
-/* Removes a session that is only in the store. */
-static int remove_stored(tether_server *s, const uint8_t id[16], uint64_t *dropped)
-{
-    uint64_t n = 0, b = 0;
-    int rc = s->store->ops->pending(s->store, id, &n, &b);
-    if (rc == TETHER_OK) {
-        rc = s->store->ops->session_delete(s->store, id);
-    }
-    if (rc == TETHER_ENOTFOUND) {
-        return tether__fail(rc, "no such session");
-    }
-    if (rc != TETHER_OK) {
-        return tether__fail(rc, "cannot delete the session: %s", s->store->ops->errmsg(s->store));
-    }
     srv_admin *a = &s->admin;
-    a->unloaded -= a->unloaded ? 1 : 0;
-    a->unloaded_pending -= n < a->unloaded_pending ? n : a->unloaded_pending;
-    a->unloaded_bytes -= b < a->unloaded_bytes ? b : a->unloaded_bytes;
+    uint64_t now = tether__srv_admin_now(s);
+    srv_idle *fresh = tether__malloc(sizeof *fresh); /* out of memory: idle since create */
+    pthread_mutex_lock(&a->mu);
+    srv_idle **pp = find_locked(a, ss->id.bytes);
+    if (*pp) {
+        (*pp)->since = now;
+    } else if (fresh) {
+        memcpy(fresh->id, ss->id.bytes, 16);
+        fresh->since = now;
+        fresh->next = a->map[slot(a, ss->id.bytes)];
+        a->map[slot(a, ss->id.bytes)] = fresh;
+        a->nidle++;
+        grow_locked(a);
+        fresh = NULL;
+    }
+    pthread_mutex_unlock(&a->mu);
+    tether__free(fresh);
+}
+
+void tether__server_set_clock(tether_server *s, tether__srv_clock clock, void *arg)
+{
+    srv_admin *a = &s->admin;
+    a->clock = clock;
+    a->clock_arg = arg;
+    a->created_ms = tether__srv_admin_now(s);
+    pthread_mutex_lock(&a->mu);
+    for (size_t b = 0; b < a->nmap; b++) {
+        for (srv_idle *e = a->map[b]; e; e = e->next) {
+            e->since = a->created_ms;
+        }
+    }
+    pthread_mutex_unlock(&a->mu);
+}
+
+/* ---- removing sessions ---- */
+
+/*
+ * Removes a session (loading it if it was evicted): refuses it while it has a
+ * connection, and with expire_at, leaves it unless it has been idle for the
+ * whole expiry period at that time (returns 1). Store first, so on error
+ * nothing changes. *dropped gets its unacknowledged messages. No lock held.
+ */
+static int remove_session(tether_server *s, const uint8_t id[16], const uint64_t *expire_at,
+                          uint64_t *dropped)
+{
+    srv_session *ss;
+    uint64_t n = 0, b = 0;
+    int rc = tether__srv_get(s, id, &ss);
+    if (rc != TETHER_OK) {
+        return rc;
+    }
+    tether__srv_lock(ss);
+    int removed = 0;
+    if (atomic_load(&ss->gone)) {
+        rc = tether__fail(TETHER_ENOTFOUND, "no such session");
+    } else if (ss->conn || ss->wconn) {
+        rc = tether__fail(TETHER_EONLINE, "the session is connected; it can be deleted once "
+                                          "its connection has ended");
+    } else if (expire_at && (*expire_at < idle_since(s, id) ||
+                             *expire_at - idle_since(s, id) < s->cfg.session_idle_expiry_ms)) {
+        rc = 1; /* it was online again since the sweep looked */
+    } else {
+        tether__engine_pending(ss->engine, &n, &b);
+        rc = s->store->ops->session_delete(s->store, id);
+        if (rc == TETHER_OK || rc == TETHER_ENOTFOUND) {
+            rc = TETHER_OK;
+            atomic_store(&ss->gone, 1);
+            removed = 1;
+        } else {
+            tether__fail(rc, "cannot delete the session: %s", s->store->ops->errmsg(s->store));
+        }
+    }
+    tether__srv_unlock(s, ss);
+    if (removed) {
+        forget(s, id);
+        tether__srv_forget(s, ss);
+    }
+    tether__srv_unref(s, ss); /* a gone session is freed with its last reference */
     *dropped = n;
-    return TETHER_OK;
+    return rc;
 }
 
 /* ---- the expiry sweep ---- */
@@ -178,81 +231,185 @@ static int idlist_add(idlist *l, const uint8_t id[16])
     return TETHER_OK;
 }
 
-/* session_list() callback: collects the ids not in the session table. */
-static int collect_unloaded(void *arg, const tether__session_rec *rec)
+/* session_list() callback (the store's lock held: collects only). */
+static int collect_id(void *arg, const tether__session_rec *rec)
 {
-    void **ctx = arg;
-    tether_server *s = ctx[0];
-    if (tether__srv_find(s, rec->id)) {
-        return 0;
-    }
-    return idlist_add(ctx[1], rec->id) != TETHER_OK;
+    return idlist_add(arg, rec->id) != TETHER_OK;
 }
 
-static void expired(tether_server *s, const uint8_t id[16], uint64_t dropped)
+/* Expires each listed session that is still due; callbacks with no lock held. */
+static void expire_all(tether_server *s, const idlist *due, uint64_t now)
 {
-    tether__srv_stat(s, TETHER__ST_EXPIRED, 1);
-    tether__srv_stat(s, TETHER__ST_DROPPED, dropped);
-    if (s->cfg.cb.on_session_expired) {
-        tether_session_id sid;
-        memcpy(sid.bytes, id, 16);
-        s->cfg.cb.on_session_expired(s, &sid, dropped, s->cfg.user);
+    for (size_t i = 0; i < due->n && !atomic_load(&s->stopping); i++) {
+        uint64_t dropped = 0;
+        int rc = remove_session(s, due->ids[i], &now, &dropped);
+        if (rc == TETHER_ENOTFOUND) {
+            forget(s, due->ids[i]); /* removed by other means: no longer tracked */
+        }
+        if (rc != TETHER_OK) {
+            continue; /* online, or online again since; a store error: the next sweep */
+        }
+        tether__srv_stat(s, TETHER__ST_EXPIRED, 1);
+        tether__srv_stat(s, TETHER__ST_DROPPED, dropped);
+        if (s->cfg.cb.on_session_expired) {
+            tether_session_id sid;
+            memcpy(sid.bytes, due->ids[i], 16);
+            s->cfg.cb.on_session_expired(s, &sid, dropped, s->cfg.user);
+        }
     }
 }
 
-static void sweep_locked(tether_server *s)
+static void sweep_once(tether_server *s)
 {
-    uint64_t limit = s->cfg.session_idle_expiry_ms, now = tether__srv_admin_now(s), dropped;
+    srv_admin *a = &s->admin;
+    uint64_t limit = s->cfg.session_idle_expiry_ms, now = tether__srv_admin_now(s);
     idlist due = {0};
-    if (!limit || s->stopping) {
+    if (!limit || atomic_load(&s->stopping)) {
         return;
     }
-    /* ids first: a callback may change the table */
-    for (unsigned b = 0; b < BUCKETS; b++) {
-        for (srv_session *ss = s->table[b]; ss; ss = ss->next) {
-            if (!ss->conn && now - ss->idle_since >= limit && now >= ss->idle_since) {
-                idlist_add(&due, ss->id.bytes); /* out of memory: the next sweep */
+    /* sessions that went offline in this process, evicted or not */
+    pthread_mutex_lock(&a->mu);
+    for (size_t b = 0; b < a->nmap; b++) {
+        for (srv_idle *e = a->map[b]; e; e = e->next) {
+            if (now >= e->since && now - e->since >= limit) {
+                idlist_add(&due, e->id); /* out of memory: the next sweep */
             }
         }
     }
-    for (size_t i = 0; i < due.n; i++) {
-        srv_session *ss = tether__srv_find(s, due.ids[i]);
-        if (ss && !ss->conn && now - ss->idle_since >= limit &&
-            remove_loaded(s, ss, &dropped) == TETHER_OK) {
-            expired(s, due.ids[i], dropped);
-        }
-    }
+    pthread_mutex_unlock(&a->mu);
+    expire_all(s, &due, now);
     due.n = 0;
     due.oom = 0;
-    if (!s->admin.store_swept && now - s->admin.created_ms >= limit && now >= s->admin.created_ms) {
-        /* sessions an earlier run left in the store and this one never loaded */
-        void *ctx[2] = {s, &due};
-        if (s->store->ops->session_list(s->store, collect_unloaded, ctx) == TETHER_OK && !due.oom) {
-            s->admin.store_swept = 1;
-            for (size_t i = 0; i < due.n; i++) {
-                if (!tether__srv_find(s, due.ids[i]) &&
-                    remove_stored(s, due.ids[i], &dropped) == TETHER_OK) {
-                    expired(s, due.ids[i], dropped);
-                }
-            }
+    if (!a->store_swept && now >= a->created_ms && now - a->created_ms >= limit) {
+        /* every other session counts from create: once that is over, one pass
+         * over the store finds them (later ones go offline here, into the map) */
+        if (s->store->ops->session_list(s->store, collect_id, &due) == TETHER_OK && !due.oom) {
+            a->store_swept = 1;
+            expire_all(s, &due, now);
         }
     }
     tether__free(due.ids);
 }
 
-void tether__srv_admin_timer(tether_server *s)
+/* One sweep at a time; the state lock is not held while it runs. */
+static void sweep(tether_server *s)
 {
-    sweep_locked(s);
-    if (s->admin.sweep_ms && !s->stopping) {
-        tether__tp_timer(s->tp, s->admin.sweep_ms);
+    srv_admin *a = &s->admin;
+    pthread_mutex_lock(&a->smu);
+    while (a->sweeping) {
+        pthread_cond_wait(&a->scond, &a->smu);
     }
+    a->sweeping = 1;
+    pthread_mutex_unlock(&a->smu);
+    sweep_once(s);
+    pthread_mutex_lock(&a->smu);
+    a->sweeping = 0;
+    pthread_cond_broadcast(&a->scond);
+    pthread_mutex_unlock(&a->smu);
 }
 
 void tether__server_sweep(tether_server *s)
 {
-    lock(s);
-    sweep_locked(s);
-    unlock(s);
+    sweep(s);
+}
+
+static void *sweeper(void *arg)
+{
+    tether_server *s = arg;
+    srv_admin *a = &s->admin;
+    pthread_mutex_lock(&a->smu);
+    while (!a->stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += (time_t)(a->sweep_ms / 1000);
+        ts.tv_nsec += (long)(a->sweep_ms % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        int rc = 0;
+        while (!a->stop && rc != ETIMEDOUT) {
+            rc = pthread_cond_timedwait(&a->scond, &a->smu, &ts);
+        }
+        if (a->stop) {
+            break;
+        }
+        pthread_mutex_unlock(&a->smu);
+        sweep(s);
+        pthread_mutex_lock(&a->smu);
+    }
+    pthread_mutex_unlock(&a->smu);
+    return NULL;
+}
+
+/* ---- hooks from the server core ---- */
+
+int tether__srv_admin_init(tether_server *s)
+{
+    srv_admin *a = &s->admin;
+    a->created_ms = tether__srv_admin_now(s);
+    if (s->cfg.session_idle_expiry_ms) {
+        uint64_t p = s->cfg.session_idle_expiry_ms / 8;
+        a->sweep_ms = p < SWEEP_MIN_MS ? SWEEP_MIN_MS : (p > SWEEP_MAX_MS ? SWEEP_MAX_MS : p);
+    }
+    a->nmap = MAP_MIN;
+    a->map = tether__calloc(a->nmap, sizeof *a->map);
+    if (!a->map) {
+        return tether__fail(TETHER_ENOMEM, "out of memory");
+    }
+    pthread_mutex_init(&a->mu, NULL);
+    pthread_mutex_init(&a->smu, NULL);
+    pthread_cond_init(&a->scond, NULL);
+    a->inited = 1;
+    return TETHER_OK;
+}
+
+int tether__srv_admin_start(tether_server *s)
+{
+    srv_admin *a = &s->admin;
+    if (!a->sweep_ms || a->thread_started) {
+        return TETHER_OK;
+    }
+    int rc = pthread_create(&a->thread, NULL, sweeper, s);
+    if (rc) {
+        return tether__fail(TETHER_ESYS, "cannot start the expiry thread: %s", strerror(rc));
+    }
+    a->thread_started = 1;
+    return TETHER_OK;
+}
+
+void tether__srv_admin_stop(tether_server *s)
+{
+    srv_admin *a = &s->admin;
+    if (!a->thread_started) {
+        return;
+    }
+    pthread_mutex_lock(&a->smu);
+    a->stop = 1;
+    pthread_cond_broadcast(&a->scond);
+    pthread_mutex_unlock(&a->smu);
+    pthread_join(a->thread, NULL);
+    a->thread_started = 0;
+}
+
+void tether__srv_admin_free(tether_server *s)
+{
+    srv_admin *a = &s->admin;
+    for (size_t b = 0; a->map && b < a->nmap; b++) {
+        while (a->map[b]) {
+            srv_idle *e = a->map[b];
+            a->map[b] = e->next;
+            tether__free(e);
+        }
+    }
+    tether__free(a->map);
+    a->map = NULL;
+    if (a->inited) {
+        pthread_mutex_destroy(&a->mu);
+        pthread_mutex_destroy(&a->smu);
+        pthread_cond_destroy(&a->scond);
+        a->inited = 0;
+    }
 }
 
 /* ---- public API ---- */
@@ -261,32 +418,27 @@ int tether_server_session_delete(tether_server *s, const tether_session_id *id, 
 {
     uint64_t n = 0;
     int rc;
+    if (dropped) {
+        *dropped = 0;
+    }
     if (!s || !id) {
         return tether__fail(TETHER_EINVAL, "server or id is NULL");
     }
-    lock(s);
-    srv_session *ss = tether__srv_find(s, id->bytes);
-    if (s->stopping) {
-        rc = tether__fail(TETHER_ECLOSED, "the server is shutting down");
-    } else if (tether__tp_on_service_thread(s->tp)) {
-        /* a callback: the server core may still be working on the session */
-        rc = tether__fail(TETHER_EINVAL, "tether_server_session_delete() must not be called "
-                                         "from a server callback");
-    } else if (ss && ss->conn) {
-        rc = tether__fail(TETHER_EONLINE, "the session is connected; it can be deleted once "
-                                          "its connection has ended");
-    } else if (ss) {
-        rc = remove_loaded(s, ss, &n);
-    } else {
-        rc = remove_stored(s, id->bytes, &n);
+    if (atomic_load(&s->stopping)) {
+        return tether__fail(TETHER_ECLOSED, "the server is shutting down");
     }
+    if (tether__tp_on_service_thread(s->tp) || tether__srv_on_pool(s)) {
+        /* a callback: the server core may still be working on the session */
+        return tether__fail(TETHER_EINVAL, "tether_server_session_delete() must not be called "
+                                           "from a server callback");
+    }
+    rc = remove_session(s, id->bytes, NULL, &n);
     if (rc == TETHER_OK) {
         tether__srv_stat(s, TETHER__ST_DELETED, 1);
         tether__srv_stat(s, TETHER__ST_DROPPED, n);
-    }
-    unlock(s);
-    if (dropped) {
-        *dropped = rc == TETHER_OK ? n : 0;
+        if (dropped) {
+            *dropped = n;
+        }
     }
     return rc;
 }
@@ -299,6 +451,7 @@ typedef struct infolist {
     int oom;                       /* an allocation failed: the list is incomplete */
 } infolist;
 
+/* session_list() callback (the store's lock held: copies only). */
 static int collect_info(void *arg, const tether__session_rec *rec)
 {
     infolist *l = arg;
@@ -322,22 +475,16 @@ static int collect_info(void *arg, const tether__session_rec *rec)
     return 0;
 }
 
-/* Lock held: the list of every stored session with its state now. */
-static int snapshot_locked(tether_server *s, infolist *l)
+/* Fills in the live state of one listed session: from its engine when it is
+ * in memory, else from the store. Returns 0 when it was removed meanwhile. */
+static int fill_info(tether_server *s, tether_server_session_info *in, uint64_t now, int *rc)
 {
-    uint64_t now = tether__srv_admin_now(s);
-    int rc = s->store->ops->session_list(s->store, collect_info, l);
-    if (rc != TETHER_OK) {
-        return tether__fail(rc, "cannot list the sessions: %s", s->store->ops->errmsg(s->store));
-    }
-    if (l->oom) {
-        return tether__fail(TETHER_ENOMEM, "out of memory listing the sessions");
-    }
-    for (size_t i = 0; i < l->n; i++) {
-        tether_server_session_info *in = &l->v[i];
-        srv_session *ss = tether__srv_find(s, in->id.bytes);
-        uint64_t since = s->admin.created_ms;
-        if (ss) {
+    srv_session *ss = tether__srv_find_ref(s, in->id.bytes);
+    int alive = 1;
+    if (ss) {
+        tether__srv_lock(ss);
+        alive = !atomic_load(&ss->gone);
+        if (alive) {
             const tether__session_rec *r = tether__engine_rec(ss->engine);
             in->established = r->established != 0;
             in->out_last = r->out_last;
@@ -345,18 +492,22 @@ static int snapshot_locked(tether_server *s, infolist *l)
             in->recv_cursor = r->recv_cursor;
             in->online = ss->conn != NULL;
             tether__engine_pending(ss->engine, &in->pending_messages, &in->pending_bytes);
-            since = ss->idle_since;
-        } else {
-            rc = s->store->ops->pending(s->store, in->id.bytes, &in->pending_messages,
-                                        &in->pending_bytes);
-            if (rc != TETHER_OK) {
-                return tether__fail(rc, "cannot read a session's outbox: %s",
-                                    s->store->ops->errmsg(s->store));
-            }
         }
-        in->idle_ms = in->online || now < since ? 0 : now - since;
+        tether__srv_unlock(s, ss);
+        tether__srv_unref(s, ss);
+    } else {
+        int r = s->store->ops->pending(s->store, in->id.bytes, &in->pending_messages,
+                                       &in->pending_bytes);
+        if (r == TETHER_ENOTFOUND) {
+            alive = 0;
+        } else if (r != TETHER_OK) {
+            *rc = tether__fail(r, "cannot read a session's outbox: %s",
+                               s->store->ops->errmsg(s->store));
+        }
     }
-    return TETHER_OK;
+    uint64_t since = in->online ? now : idle_since(s, in->id.bytes);
+    in->idle_ms = now < since ? 0 : now - since;
+    return alive;
 }
 
 int tether_server_sessions(tether_server *s, tether_server_session_cb cb, void *user)
@@ -365,10 +516,20 @@ int tether_server_sessions(tether_server *s, tether_server_session_cb cb, void *
     if (!s || !cb) {
         return tether__fail(TETHER_EINVAL, "server or callback is NULL");
     }
-    lock(s);
-    int rc = snapshot_locked(s, &l);
-    unlock(s);
+    uint64_t now = tether__srv_admin_now(s);
+    int rc = s->store->ops->session_list(s->store, collect_info, &l);
+    if (rc != TETHER_OK) {
+        rc = tether__fail(rc, "cannot list the sessions: %s", s->store->ops->errmsg(s->store));
+    } else if (l.oom) {
+        rc = tether__fail(TETHER_ENOMEM, "out of memory listing the sessions");
+    }
+    size_t kept = 0;
     for (size_t i = 0; rc == TETHER_OK && i < l.n; i++) {
+        if (fill_info(s, &l.v[i], now, &rc)) {
+            l.v[kept++] = l.v[i];
+        }
+    }
+    for (size_t i = 0; rc == TETHER_OK && i < kept; i++) {
         if (cb(s, &l.v[i], user)) {
             break;
         }
@@ -379,8 +540,14 @@ int tether_server_sessions(tether_server *s, tether_server_session_cb cb, void *
 
 int tether_server_stats(tether_server *s, tether_server_statistics *st)
 {
+    tether__store_info info;
     if (!s || !st) {
         return tether__fail(TETHER_EINVAL, "server or stats is NULL");
+    }
+    int rc = s->store->ops->inspect(s->store, 0, &info);
+    if (rc != TETHER_OK) {
+        return tether__fail(rc, "cannot read the store's totals: %s",
+                            s->store->ops->errmsg(s->store));
     }
     const tether__stats *c = &s->admin.stats;
     memset(st, 0, sizeof *st);
@@ -395,21 +562,11 @@ int tether_server_stats(tether_server *s, tether_server_statistics *st)
     st->sessions_expired = tether__stat_get(c, TETHER__ST_EXPIRED);
     st->sessions_deleted = tether__stat_get(c, TETHER__ST_DELETED);
     st->messages_dropped = tether__stat_get(c, TETHER__ST_DROPPED);
-    lock(s);
-    st->pending_messages = s->admin.unloaded_pending;
-    st->pending_bytes = s->admin.unloaded_bytes;
-    for (unsigned b = 0; b < BUCKETS; b++) {
-        for (srv_session *ss = s->table[b]; ss; ss = ss->next) {
-            uint64_t n = 0, by = 0;
-            tether__engine_pending(ss->engine, &n, &by);
-            st->pending_messages += n;
-            st->pending_bytes += by;
-        }
-    }
-    st->sessions = s->admin.loaded + s->admin.unloaded;
-    st->sessions_online = s->connected;
+    st->pending_messages = info.pending;
+    st->pending_bytes = info.pending_bytes;
+    st->sessions = info.sessions;
+    st->sessions_online = atomic_load(&s->connected);
     st->sessions_offline =
         st->sessions >= st->sessions_online ? st->sessions - st->sessions_online : 0;
-    unlock(s);
     return TETHER_OK;
 }

@@ -3,14 +3,14 @@
  * sweep, session deletion and listing, the counters behind
  * tether_server_stats(), and the Prometheus page (server_metrics.c).
  *
- * The server core calls the few hooks below at the places where a session is
- * added, loaded, goes offline or is opened, and where the service thread's
- * timer and wake-up run. Everything else of this concept lives in
- * server_admin.c and server_metrics.c.
+ * The server core calls the few hooks below where a session goes online or
+ * offline and where the server is created, started and destroyed. Everything
+ * else of this concept lives in server_admin.c and server_metrics.c.
  */
 #ifndef TETHER_SERVER_ADMIN_H
 #define TETHER_SERVER_ADMIN_H
 
+#include <pthread.h>
 #include <stdint.h>
 
 #include <tether/tether.h>
@@ -23,34 +23,44 @@ typedef struct srv_session srv_session;
 /* A clock in milliseconds; tests give the server a fake one. */
 typedef uint64_t (*tether__srv_clock)(void *arg);
 
+/* One session's offline time (server_admin.c's map). */
+typedef struct srv_idle srv_idle;
+
 /* The operations state inside tether_server. */
 typedef struct srv_admin {
     tether__stats stats;       /* the counters (atomic) */
     tether__srv_clock clock;   /* the clock of idle times [NULL: tether__now_ms] */
     void *clock_arg;           /* passed to clock */
-    uint64_t created_ms;       /* clock time of create: idle start of sessions loaded later */
+    uint64_t created_ms;       /* clock time of create: idle start of sessions not seen offline */
     uint64_t sweep_ms;         /* sweep period, ms (0: no expiry) */
-    int timer_armed;           /* the sweep timer is set on the transport */
-    int store_swept;           /* sessions never loaded by this process were swept once */
-    uint64_t loaded;           /* sessions in the session table */
-    uint64_t unloaded;         /* sessions in the store but not in the table */
-    uint64_t unloaded_pending; /* unacked messages of those */
-    uint64_t unloaded_bytes;   /* their payload bytes */
+    int inited;                /* the locks below are initialised */
+    /* guarded by mu, a leaf lock (taken after a session's) */
+    pthread_mutex_t mu;        /* the offline map */
+    srv_idle **map;            /* offline sessions by id (nmap chains); kept across eviction */
+    size_t nmap;               /* buckets, a power of two */
+    size_t nidle;              /* entries in the map */
+    /* guarded by smu, never held while a callback runs */
+    pthread_mutex_t smu;       /* the sweep's state */
+    pthread_cond_t scond;      /* a sweep ended, or the thread is to stop */
+    int sweeping;              /* a sweep is running (one at a time) */
+    int stop;                  /* the sweep thread is to exit */
+    int store_swept;           /* sessions never seen offline here were swept once */
+    pthread_t thread;          /* the sweep thread */
+    int thread_started;        /* thread runs */
 } srv_admin;
 
-/* create(), before the service thread exists: reads the store's totals.
- * TETHER_OK or the store's error. */
+/* create(): the clock and the sweep period. TETHER_OK or TETHER_ENOMEM. */
 int tether__srv_admin_init(tether_server *s);
-/* start(), before the transport's thread starts: arms the sweep timer. */
-void tether__srv_admin_start(tether_server *s);
-/* Lock held: a session entered the table (created or loaded). */
-void tether__srv_admin_added(tether_server *s, srv_session *ss);
-/* Lock held: the session just added came from the store (not created now). */
-void tether__srv_admin_loaded(tether_server *s, srv_session *ss);
-/* Lock held: the session's connection ended; its idle time starts. */
+/* start(): starts the sweep thread when sessions expire. TETHER_OK or TETHER_ESYS. */
+int tether__srv_admin_start(tether_server *s);
+/* destroy(), first: stops the sweep thread (no expiry from then on). */
+void tether__srv_admin_stop(tether_server *s);
+/* destroy() or a failed create(): frees the map (also when init did not run). */
+void tether__srv_admin_free(tether_server *s);
+/* ss->mu held: the session has a connection now (a HELLO was accepted). */
+void tether__srv_admin_online(tether_server *s, srv_session *ss);
+/* ss->mu held: the session's last connection ended; its idle time starts. */
 void tether__srv_admin_offline(tether_server *s, srv_session *ss);
-/* Service thread, lock held: the transport-wide timer fired. */
-void tether__srv_admin_timer(tether_server *s);
 /* The server's clock, ms. */
 uint64_t tether__srv_admin_now(tether_server *s);
 
@@ -61,7 +71,7 @@ void tether__srv_stat(tether_server *s, tether__stat which, uint64_t n);
 
 /* Replaces the clock of idle times (before start); created_ms is re-read from it. */
 void tether__server_set_clock(tether_server *s, tether__srv_clock clock, void *arg);
-/* Runs one expiry sweep now, as the timer would. */
+/* Runs one expiry sweep now, as the sweep thread would (after any sweep running). */
 void tether__server_sweep(tether_server *s);
 
 /* server_metrics.c: writes the stats as a Prometheus text page into buf;

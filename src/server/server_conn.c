@@ -1,121 +1,235 @@
 /*
  * The server's connections, on the service thread: admission at the HTTP
  * upgrade, the handshake (the decision is engine/handshake.c's; this file
- * looks sessions up, stores new ones and writes what it is told), frames in
- * and out, closes and timers. Every function here runs with s->lock held.
+ * looks sessions up, stores new ones and hands the HELLO to the session's
+ * delivery thread), frames in (to the delivery threads) and out (the pump),
+ * closes, and the timer wheel that holds every connection's deadline.
+ * Nothing here waits for a busy session: its lock is only try-locked.
  */
+#include <stddef.h>
+
 #include "server_int.h"
 #include "common/alloc.h"
 
-/* ---- connections (service thread, lock held) ---- */
+#define CONN_OF(node) ((srv_conn *)((char *)(node) - offsetof(srv_conn, tw)))
 
-static void detach(tether_server *s, srv_session *ss, int error)
+/* ---- the timer wheel, driven by one transport timer ticking while armed ---- */
+
+static void arm(tether_server *s, srv_conn *sc, uint64_t due)
 {
-    srv_conn *old = ss->conn;
-    if (!old) {
+    tether__tw_arm(&s->wheel, &sc->tw, due);
+    if (!s->ticking) {
+        s->ticking = 1;
+        tether__tp_timer(s->tp, TICK_MS);
+    }
+}
+
+/*
+ * Everything the service thread does for a session: pump its connection when
+ * writable, else give its engine the time and ask for a writable call when
+ * it has something to write; re-arm its deadline; and hand a back-pressure
+ * change to its delivery thread. When a delivery or API thread holds the
+ * session, kick says so and the holder wakes us again when it lets go.
+ */
+static void touch(tether_server *s, srv_session *ss, int writable, uint64_t now)
+{
+    atomic_store(&ss->kick, 1);
+    if (pthread_mutex_trylock(&ss->mu) != 0) {
         return;
     }
-    tether__engine_disconnect(ss->engine);
-    ss->conn = NULL;
-    old->sess = NULL;
-    s->connected--;
-    tether__srv_admin_offline(s, ss);
-    if (old->opened && s->cfg.cb.on_session_close) {
-        s->cfg.cb.on_session_close(s, &ss->id, error, s->cfg.user);
+    atomic_store(&ss->kick, 0);
+    srv_conn *sc = ss->conn;
+    tether__engine *e = ss->engine;
+    if (sc && ss->wconn == sc) {
+        if (writable) {
+            tether__link_pump_engine(e, sc->conn, &s->out, now);
+        } else {
+            tether__engine_tick(e, now);
+            if (tether__engine_close_event(e, NULL) || tether__engine_want_write(e, now)) {
+                tether__conn_want_write(sc->conn);
+            }
+        }
+        uint64_t due = tether__engine_deadline(e);
+        if (due == UINT64_MAX) {
+            tether__tw_disarm(&s->wheel, &sc->tw);
+        } else {
+            arm(s, sc, due);
+        }
+    }
+    tether__bp probe = ss->bp;
+    tether_backpressure_info bi[2];
+    int bp = tether__bp_update(&probe, e, s->ecfg.window, s->cfg.outbox_max_messages,
+                               s->cfg.outbox_max_bytes, bi);
+    pthread_mutex_unlock(&ss->mu);
+    if (bp > 0) {
+        srv_work *w = tether__srv_work_new(W_BP, NULL, NULL, 0);
+        if (w) {
+            tether__srv_post(s, ss, w);
+        }
     }
 }
 
-/* A newer connection of the session takes over: the older one is told so
- * with BYE(DISPLACED), written from its own handshake answer, and closes. */
-static void displace(tether_server *s, srv_session *ss)
+static void fire(tether__tw_node *node, void *arg)
 {
-    srv_conn *old = ss->conn;
-    detach(s, ss, TETHER_EDISPLACED);
-    tether__hs_refuse(&old->hs, 1, TETHER_REJECT_DISPLACED, TETHER_EDISPLACED,
-                      "a newer connection of this session took over");
-    tether__conn_want_write(old->conn);
+    tether_server *s = arg;
+    srv_conn *sc = CONN_OF(node);
+    uint64_t now = tether__now_ms();
+    if (!sc->sess) {
+        if (now >= sc->hello_deadline && sc->hs.nframes == 0) {
+            /* no HELLO in time: close at once, without a frame (PROTOCOL.md section 10) */
+            tether__conn_close(sc->conn);
+        }
+        return;
+    }
+    touch(s, sc->sess, 0, now);
+    if (!sc->tw.armed && sc->sess->conn == sc && atomic_load(&sc->sess->kick)) {
+        arm(s, sc, now + TICK_MS); /* the session was busy: look again next tick */
+    }
 }
+
+static void on_timer(void *owner, tether__conn *conn)
+{
+    tether_server *s = owner;
+    (void)conn; /* only the transport-wide timer is used */
+    s->ticking = 0;
+    tether__tw_advance(&s->wheel, tether__now_ms(), fire, s);
+    if (tether__tw_count(&s->wheel) > 0 && !s->ticking) {
+        s->ticking = 1;
+        tether__tp_timer(s->tp, TICK_MS);
+    }
+}
+
+/* ---- connections (service thread) ---- */
+
+/* What the handshake's lookup found, kept for the rest of handle_hello. */
+typedef struct hs_ctx {
+    tether_server *s;  /* the server */
+    srv_session *ss;   /* the session found (a reference), or NULL */
+} hs_ctx;
 
 static int hs_lookup(void *arg, const uint8_t id[16], tether__session_rec *rec)
 {
-    srv_session *ss = NULL;
-    int rc = tether__srv_lookup(arg, id, &ss);
+    hs_ctx *x = arg;
+    int rc = x->ss ? TETHER_OK : tether__srv_get(x->s, id, &x->ss);
     if (rc == TETHER_OK) {
-        *rec = *tether__engine_rec(ss->engine);
+        tether__srv_lock(x->ss);
+        *rec = *tether__engine_rec(x->ss->engine);
+        tether__srv_unlock(x->s, x->ss);
     }
     return rc;
 }
 
 static void hs_mismatch(void *arg, const tether_mismatch_info *info)
 {
-    tether_server *s = arg;
-    if (s->cfg.cb.on_mismatch) {
-        s->cfg.cb.on_mismatch(s, info, s->cfg.user);
+    hs_ctx *x = arg;
+    if (x->s->cfg.cb.on_mismatch) {
+        x->s->cfg.cb.on_mismatch(x->s, info, x->s->cfg.user);
     }
 }
 
+/* A newer connection of the session takes over: the older one is told so
+ * with BYE(DISPLACED), written from its own handshake answer, and closes;
+ * its session hears of it through its delivery thread. */
+static void displace(tether_server *s, srv_session *ss)
+{
+    srv_conn *old = ss->conn;
+    srv_work *w = tether__srv_work_new(W_DETACH, old, NULL, 0);
+    ss->conn = NULL;
+    old->sess = NULL;
+    atomic_fetch_sub(&s->connected, 1);
+    tether__tw_disarm(&s->wheel, &old->tw);
+    if (w) {
+        w->err = TETHER_EDISPLACED;
+        tether__srv_post(s, ss, w);
+    }
+    tether__hs_refuse(&old->hs, 1, TETHER_REJECT_DISPLACED, TETHER_EDISPLACED,
+                      "a newer connection of this session took over");
+    tether__conn_want_write(old->conn);
+    tether__srv_unref(s, ss); /* the old connection's reference */
+}
+
 /* Carries out the handshake module's decision: store a new session, displace
- * an older connection, hand the HELLO to the session's engine; or write the
- * refusal and close. */
-static void handle_hello(tether_server *s, srv_conn *sc, const tether__hello *h, uint64_t now)
+ * an older connection, hand the HELLO to the session's delivery thread; or
+ * write the refusal and close. Returns 1 when the session it found was
+ * deleted (expired) meanwhile: the caller decides again, for a session the
+ * server no longer knows. */
+static int handle_hello(tether_server *s, srv_conn *sc, const tether__hello *h, uint64_t now)
 {
     uint8_t hash[32];
     tether__hs_server env;
-    srv_session *known = tether__srv_find(s, h->session_id);
+    hs_ctx x = {s, NULL};
     srv_session *ss = NULL;
     int rc;
 
     memset(&env, 0, sizeof env);
-    env.stopping = s->stopping;
-    env.at_cap = s->connected >= s->cfg.max_sessions;
-    env.connected = known && known->conn;
+    if (tether__srv_get(s, h->session_id, &x.ss) != TETHER_OK) {
+        x.ss = NULL; /* unknown (or unreadable: the lookup says so again) */
+    }
+    env.stopping = atomic_load(&s->stopping);
+    env.at_cap = atomic_load(&s->connected) >= s->cfg.max_sessions;
+    env.connected = x.ss && x.ss->conn;
     env.hash_rc = tether__sha256(h->token, sizeof h->token, hash);
     env.token_hash = hash;
     env.max_message = s->ecfg.max_message;
     env.window = s->ecfg.window;
     env.lookup = hs_lookup;
     env.on_mismatch = hs_mismatch;
-    env.arg = s;
+    env.arg = &x;
     tether__hs_decide(h, &env, &sc->hs);
+    (void)now;
     if (sc->hs.verdict == TETHER__HS_CREATE) {
         rc = s->store->ops->session_put(s->store, &sc->hs.rec);
         TETHER__KILLPOINT("server.after_session_create");
         if (rc == TETHER_OK) {
-            rc = tether__srv_add_session(s, &sc->hs.rec, &ss);
+            rc = tether__srv_add(s, &sc->hs.rec, &ss);
         }
         if (rc != TETHER_OK) {
             tether__hs_refuse(&sc->hs, 0, TETHER_REJECT_STORE, rc, "the server's store failed");
         }
     } else if (sc->hs.verdict == TETHER__HS_ACCEPT) {
-        ss = tether__srv_find(s, h->session_id); /* the lookup loaded it */
+        ss = x.ss;
+        x.ss = NULL; /* its reference becomes the connection's */
+    }
+    if (x.ss) {
+        tether__srv_unref(s, x.ss);
     }
     if (!ss) {
         tether__srv_stat(s, TETHER__ST_REFUSED, 1);
         tether__conn_want_write(sc->conn); /* the refusal, then close */
-        return;
+        return 0;
     }
     if (sc->hs.displace && ss->conn) {
         displace(s, ss);
     }
-    int resumed = tether__engine_rec(ss->engine)->established;
-    tether__engine_event ev;
-    rc = tether__engine_accept(ss->engine, h, now, &ev);
-    ss->conn = sc;
-    sc->sess = ss;
-    s->connected++;
-    tether__conn_timer_cancel(sc->conn);
-    tether__conn_want_write(sc->conn);
-    if (rc != TETHER_OK) {
-        /* a mismatch or a store failure closed it already; anything else closes here */
+    srv_work *w = tether__srv_work_new(W_ACCEPT, sc, NULL, 0);
+    if (!w) {
+        tether__srv_unref(s, ss);
+        tether__hs_refuse(&sc->hs, 0, TETHER_REJECT_STORE, TETHER_ENOMEM, "out of memory");
         tether__srv_stat(s, TETHER__ST_REFUSED, 1);
-        tether__engine_close(ss->engine, rc, TETHER__NO_BYE, "cannot accept the session");
-        return;
+        tether__conn_want_write(sc->conn);
+        return 0;
     }
-    sc->opened = 1;
-    tether__srv_stat(s, TETHER__ST_CONNECTS, 1);
-    if (s->cfg.cb.on_session_open) {
-        s->cfg.cb.on_session_open(s, &ss->id, resumed, s->cfg.user);
+    w->hello = *h;
+    /* under the session's lock: a delete or expiry (server_admin.c) either
+     * sees this connection and leaves the session alone, or has already
+     * removed it, and this HELLO is decided again as for an unknown session */
+    tether__srv_lock(ss);
+    int gone = atomic_load(&ss->gone);
+    if (!gone) {
+        ss->conn = sc;
+        tether__srv_admin_online(s, ss);
     }
+    tether__srv_unlock(s, ss);
+    if (gone) {
+        tether__free(w);
+        tether__srv_unref(s, ss);
+        return 1;
+    }
+    sc->sess = ss;
+    atomic_fetch_add(&s->connected, 1);
+    tether__tw_disarm(&s->wheel, &sc->tw);
+    tether__srv_post(s, ss, w);
+    return 0;
 }
 
 static void on_open(void *owner, tether__conn *conn)
@@ -126,61 +240,47 @@ static void on_open(void *owner, tether__conn *conn)
         tether__conn_close(conn);
         return;
     }
-    lock(s);
     sc->conn = conn;
     sc->hello_deadline = tether__now_ms() + s->cfg.hello_timeout_ms;
     sc->pending = 1;
-    s->pending++;
+    atomic_fetch_add(&s->pending, 1);
     tether__conn_set_user(conn, sc);
-    tether__conn_timer(conn, s->cfg.hello_timeout_ms);
-    unlock(s);
-}
-
-/* A frame on a connection with a session: its engine handles it. */
-static void session_message(srv_conn *sc, const uint8_t *buf, size_t len, int err, uint64_t now)
-{
-    tether__engine *e = sc->sess->engine;
-    tether__engine_event ev;
-    if (err) {
-        tether__engine_close(e, err, tether__close_code(err), tether_strerror(err));
-    } else {
-        tether__engine_on_frame(e, buf, len, now, &ev);
-    }
-    if (tether__engine_close_event(e, NULL) || tether__engine_want_write(e, now)) {
-        tether__conn_want_write(sc->conn);
-    }
-    tether__link_arm(e, sc->conn, now, UINT64_MAX);
+    arm(s, sc, sc->hello_deadline);
 }
 
 static void on_message(void *owner, tether__conn *conn, const uint8_t *buf, size_t len, int err)
 {
     tether_server *s = owner;
     srv_conn *sc = tether__conn_user(conn);
-    uint64_t now = tether__now_ms();
     tether__hello h;
 
     if (!sc) {
         return;
     }
-    lock(s);
     if (sc->sess) {
-        if (!tether__engine_close_event(sc->sess->engine, NULL)) {
-            session_message(sc, buf, len, err, now);
+        /* the session's delivery thread decodes and delivers it, in order */
+        srv_work *w = tether__srv_work_new(W_FRAME, sc, buf, err ? 0 : len);
+        if (!w) {
+            tether__conn_close(conn); /* the client resends what was not acknowledged */
+            return;
         }
+        w->err = err;
+        tether__srv_post(s, sc->sess, w);
     } else if (sc->hs.nframes == 0) {
         /* no session yet: the first frame must be HELLO */
         if (sc->pending) {
             sc->pending = 0;
-            s->pending--;
+            atomic_fetch_sub(&s->pending, 1);
         }
         if (tether__hs_first(&s->dec, buf, len, err, &h, &sc->hs)) {
-            handle_hello(s, sc, &h, now);
+            if (handle_hello(s, sc, &h, tether__now_ms())) {
+                handle_hello(s, sc, &h, tether__now_ms()); /* it expired: unknown now */
+            }
         } else {
             tether__srv_stat(s, TETHER__ST_REFUSED, 1);
             tether__conn_want_write(conn);
         }
     }
-    unlock(s);
 }
 
 static void on_writable(void *owner, tether__conn *conn)
@@ -190,13 +290,11 @@ static void on_writable(void *owner, tether__conn *conn)
     if (!sc) {
         return;
     }
-    lock(s);
     if (sc->sess) {
-        tether__link_pump_engine(sc->sess->engine, conn, &s->out, tether__now_ms());
+        touch(s, sc->sess, 1, tether__now_ms());
     } else if (sc->hs.nframes > 0) {
         tether__link_pump_hs(&sc->hs, conn, &s->out);
     }
-    unlock(s);
 }
 
 static void on_closed(void *owner, tether__conn *conn, const tether__tp_close *why)
@@ -206,74 +304,57 @@ static void on_closed(void *owner, tether__conn *conn, const tether__tp_close *w
     if (!sc) {
         return;
     }
-    lock(s);
     if (sc->pending) {
         sc->pending = 0;
-        s->pending--;
+        atomic_fetch_sub(&s->pending, 1);
     }
-    if (sc->sess && sc->sess->conn == sc) {
-        /* when we chose to close, our reason stands (TETHER_OK for a BYE(0) from the client) */
-        tether__engine_event ev;
-        int error = why->error;
-        if (tether__engine_close_event(sc->sess->engine, &ev)) {
-            error = tether__close_server_error(&ev);
+    tether__tw_disarm(&s->wheel, &sc->tw);
+    srv_session *ss = sc->sess;
+    if (ss && ss->conn == sc) {
+        srv_work *w = tether__srv_work_new(W_DETACH, sc, NULL, 0);
+        ss->conn = NULL;
+        atomic_fetch_sub(&s->connected, 1);
+        if (w) {
+            w->err = why->error;
+            tether__srv_post(s, ss, w);
+        } else {
+            /* cannot queue it: detach here, so the session is not left attached */
+            tether__srv_lock(ss);
+            if (ss->wconn == sc) {
+                tether__engine_disconnect(ss->engine);
+                ss->wconn = NULL;
+                ss->opened = 0;
+            }
+            if (!ss->conn) {
+                tether__srv_admin_offline(s, ss);
+            }
+            tether__srv_unlock(s, ss);
         }
-        detach(s, sc->sess, error);
+        tether__srv_unref(s, ss); /* the connection's reference */
     }
     tether__conn_set_user(conn, NULL);
     tether__free(sc);
-    unlock(s);
 }
 
 static void on_wake(void *owner)
 {
     tether_server *s = owner;
     uint64_t now = tether__now_ms();
-    lock(s);
+    pthread_mutex_lock(&s->plock);
     srv_session *ss = s->dirty;
     s->dirty = NULL;
+    pthread_mutex_unlock(&s->plock);
     while (ss) {
+        /* off the list first, so that a wake-up from now on lists it again */
+        pthread_mutex_lock(&s->plock);
         srv_session *next = ss->next_dirty;
         ss->dirty = 0;
         ss->next_dirty = NULL;
-        tether__srv_bp_update(s, ss);
-        if (ss->conn && (tether__engine_close_event(ss->engine, NULL) ||
-                         tether__engine_want_write(ss->engine, now))) {
-            tether__conn_want_write(ss->conn->conn);
-        }
+        pthread_mutex_unlock(&s->plock);
+        touch(s, ss, 0, now);
+        tether__srv_unref(s, ss); /* the wake list's reference */
         ss = next;
     }
-    unlock(s);
-}
-
-static void on_timer(void *owner, tether__conn *conn)
-{
-    tether_server *s = owner;
-    uint64_t now = tether__now_ms();
-    if (!conn) {
-        lock(s);
-        tether__srv_admin_timer(s); /* the transport-wide timer is the expiry sweep's */
-        unlock(s);
-        return;
-    }
-    srv_conn *sc = tether__conn_user(conn);
-    if (!sc) {
-        return;
-    }
-    lock(s);
-    if (!sc->sess) {
-        if (now >= sc->hello_deadline && sc->hs.nframes == 0) {
-            /* no HELLO in time: close at once, without a frame (PROTOCOL.md section 10) */
-            tether__conn_close(conn);
-        }
-    } else {
-        tether__engine_tick(sc->sess->engine, now);
-        if (tether__engine_want_write(sc->sess->engine, now)) {
-            tether__conn_want_write(conn);
-        }
-        tether__link_arm(sc->sess->engine, conn, now, UINT64_MAX);
-    }
-    unlock(s);
 }
 
 /* ---- admission (service thread) ---- */
@@ -341,8 +422,7 @@ static int admit(void *owner, tether__tp_hs *t, char *reply, size_t reply_len)
     hs->t = t;
     tether__tp_hs_path(t, hs->path, sizeof hs->path);
     tether__tp_hs_peer(t, hs->peer, sizeof hs->peer);
-    lock(s);
-    if (s->stopping) {
+    if (atomic_load(&s->stopping)) {
         st = 503;
     } else if (s->cfg.allowed_origins) {
         const char *origin = tether_handshake_header(hs, "Origin");
@@ -354,7 +434,7 @@ static int admit(void *owner, tether__tp_hs *t, char *reply, size_t reply_len)
             }
         }
     }
-    if (!st && s->pending >= s->cfg.max_pending_handshakes) {
+    if (!st && atomic_load(&s->pending) >= s->cfg.max_pending_handshakes) {
         /* a slow-loris peer cannot hold more than the cap; tell clients when to come back */
         st = 503;
         snprintf(reply, reply_len, "Retry-After: %u\r\n", s->cfg.busy_retry_after_s);
@@ -367,7 +447,6 @@ static int admit(void *owner, tether__tp_hs *t, char *reply, size_t reply_len)
             snprintf(reply, reply_len, "%s", hs->reply);
         }
     }
-    unlock(s);
     tether__free(hs);
     if (st) {
         tether__srv_stat(s, TETHER__ST_REFUSED, 1);

@@ -1,15 +1,30 @@
 /*
  * Internals of the server object, shared by server.c (sessions, configuration,
- * the public API) and server_conn.c (connections, HELLO, admission).
+ * the public API), server_conn.c (connections, HELLO, admission, timers: the
+ * service thread) and server_pool.c (the delivery threads).
  *
- * Locking: s->lock (recursive) guards the session table and every engine; the
- * service thread takes it in each transport callback, application threads in
- * each API call.
+ * Threads and locks (docs/threading.md):
+ * - The service thread runs the transport (lws on a libuv loop): upgrades,
+ *   HELLO, writing frames, the timer wheel. It never runs an engine's input
+ *   side and never waits for a session that is busy: it only try-locks.
+ * - Delivery threads (s->cfg.delivery_threads) run each session's input in
+ *   order: frames, accepting its HELLO, its disconnect, back-pressure reports,
+ *   and every per-session callback. One session is on one thread at a time.
+ * - Locks, in the order they may be taken: s->tlock (the session table and
+ *   references), then a session's ss->mu (its engine and store work), then
+ *   s->plock (run queue, inboxes, wake list; a leaf). No tether lock is held
+ *   while an application callback runs: the engine's events drop ss->mu
+ *   around the call.
+ * - A session lives in memory while something references it (ss->refs: its
+ *   connection, queued work, the wake list, an API call in progress); at the
+ *   last release it is evicted (engine freed) unless it holds state that is
+ *   not in the store. It is loaded from the store again when needed.
  */
 #ifndef TETHER_SERVER_INT_H
 #define TETHER_SERVER_INT_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +39,7 @@
 #include "common/close_code.h"
 #include "common/engine_cfg.h"
 #include "common/link.h"
+#include "common/timerwheel.h"
 #include "engine/handshake.h"
 #include "engine/session.h"
 #include "store/store.h"
@@ -33,91 +49,156 @@
 #include "server_admin.h"
 
 #define SESSION_QUEUE_BYTES (1u << 20)
-#define BUCKETS 4096u
 #define SHUTDOWN_WAIT_MS 500
+#define TABLE_MIN_BUCKETS 64u  /* the session table starts here and doubles */
+#define TICK_MS 5u             /* timer wheel granularity */
+#define WHEEL_SLOTS 4096u      /* 20 s per turn at TICK_MS */
 
 typedef struct srv_conn srv_conn;
+typedef struct srv_work srv_work;
 
 typedef struct srv_session {
     tether_session_id id;     /* the session id */
-    tether__engine *engine;   /* its engine */
-    srv_conn *conn;           /* the connection it lives on, or NULL when offline */
-    int dirty;                /* on the wake list: new messages to write or back-pressure to report */
+    tether__engine *engine;   /* its engine (guarded by mu) */
+    pthread_mutex_t mu;       /* guards the engine, bp, wconn, opened, delivered */
+    atomic_int refs;          /* references keeping it in memory (changed under tlock or
+                                 while holding another reference) */
+    atomic_int kick;          /* the service thread found mu busy: re-wake on unlock */
+    _Atomic(srv_conn *) conn; /* the connection it lives on, or NULL (written by the service
+                                 thread; set at HELLO under mu; read anywhere) */
+    const srv_conn *wconn;    /* delivery side: the connection the engine serves (identity) */
+    int opened;               /* delivery side: on_session_open reported for wconn */
+    uint64_t delivered;       /* highest seq handed to on_message (manual-ack eviction check) */
     tether__bp bp;            /* back-pressure as last reported */
+    /* guarded by s->plock */
+    srv_work *in_head;        /* inbox: work for the delivery threads, in order */
+    srv_work *in_tail;        /* last item of the inbox */
+    int queued;               /* on the run queue or being run by a delivery thread */
+    struct srv_session *next_run; /* run queue link */
+    int dirty;                /* on the wake list */
+    struct srv_session *next_dirty; /* wake list link */
+    /* guarded by s->tlock */
     struct srv_session *next; /* hash chain */
-    struct srv_session *next_dirty; /* wake list */
-    uint64_t idle_since;      /* server_admin.c: when it went offline (admin clock), ms */
+    struct tether_server *srv; /* owner */
+    atomic_int gone;          /* deleted or expired: removed from the store and the table
+                                 (set under mu; an object kept alive only by references) */
 } srv_session;
 
 /* One connection. With a session, its engine says whether it is closing and
- * why; without one, hs holds the handshake answer it closes after (link.h). */
+ * why; without one, hs holds the handshake answer it closes after (link.h).
+ * Owned by the service thread. */
 struct srv_conn {
     tether__conn *conn;       /* the transport connection */
-    srv_session *sess;        /* the session after HELLO, else NULL */
+    srv_session *sess;        /* the session after HELLO (holds a reference), else NULL */
+    tether__tw_node tw;       /* its deadline on the wheel: HELLO, or the engine's next tick */
     uint64_t hello_deadline;  /* HELLO must arrive by then */
-    int opened;               /* on_session_open was reported for this connection */
     int pending;              /* counted in tether_server.pending (upgraded, no HELLO yet) */
     tether__hs_out hs;        /* no session: the refusal being written (nframes 0: none) */
+};
+
+/* Kinds of work for a session's delivery thread. */
+enum { W_FRAME, W_ACCEPT, W_DETACH, W_BP };
+
+/* One item of a session's inbox. */
+struct srv_work {
+    srv_work *next;           /* inbox order */
+    int kind;                 /* W_* */
+    const srv_conn *conn;     /* the connection it concerns (identity only, never followed) */
+    int err;                  /* W_FRAME: the transport's error; W_DETACH: its close error */
+    uint64_t at;              /* when it arrived, ms */
+    tether__hello hello;      /* W_ACCEPT: the HELLO */
+    size_t len;               /* W_FRAME: bytes at data */
+    uint8_t data[];           /* W_FRAME: the frame */
 };
 
 struct tether_server {
     tether_server_config cfg; /* copy of the configuration, defaults filled */
     char *host;               /* owned listen host */
     char *db_path;            /* owned db path or NULL */
-    pthread_mutex_t lock;     /* recursive; guards everything below */
-    tether__store *store;     /* sessions and outboxes */
+    tether__store *store;     /* sessions and outboxes, behind one mutex (server_store.c) */
     tether__engine_cfg ecfg;  /* engine configuration shared by all sessions */
     tether__tp *tp;           /* transport */
+    /* service thread only */
     tether__decoder dec;      /* decodes HELLO before a session exists */
     tether__buf out;          /* frame being written */
-    srv_session *table[BUCKETS]; /* sessions by id */
-    srv_session *dirty;       /* sessions with something new to write */
-    uint32_t connected;       /* sessions live now */
-    uint32_t pending;         /* upgraded connections that have not sent HELLO */
+    tether__tw wheel;         /* every connection's deadline */
+    int ticking;              /* the wheel's tick timer is armed */
+    /* guarded by tlock */
+    pthread_mutex_t tlock;    /* the session table and the references */
+    srv_session **table;      /* sessions in memory by id; nbuckets chains */
+    size_t nbuckets;          /* a power of two; doubles past 2 sessions per bucket */
+    size_t nsessions;         /* sessions in memory (engines loaded) */
+    /* guarded by plock */
+    pthread_mutex_t plock;    /* run queue, inboxes, wake list */
+    pthread_cond_t pcond;     /* a session was queued, or the pool stops */
+    srv_session *run_head;    /* sessions with work, oldest first */
+    srv_session *run_tail;    /* last of them */
+    srv_session *dirty;       /* sessions the service thread must look at */
+    int pool_stop;            /* the delivery threads finish the queue and exit */
+    int busy_workers;         /* delivery threads running a session now */
+    pthread_t *workers;       /* the delivery threads */
+    uint32_t nworkers;        /* delivery threads started */
+    /* atomics */
+    atomic_uint connected;    /* sessions live now */
+    atomic_uint pending;      /* upgraded connections that have not sent HELLO */
+    atomic_uint del_gen;      /* sessions deleted so far (a load that raced one reads again) */
+    atomic_int stopping;      /* destroy() in progress */
     char *strs;               /* owned copies of the TLS file names and allowed origins */
     const char **origins;     /* owned copy of cfg.allowed_origins (pointers into strs) */
     int started;              /* the service thread runs */
-    int stopping;             /* destroy() in progress */
-    srv_admin admin;          /* server_admin.c: expiry, counters, totals */
+    srv_admin admin;          /* server_admin.c: expiry, counters, offline times */
 };
 
-static inline void lock(tether_server *s)
-{
-    pthread_mutex_lock(&s->lock);
-}
+/* server.c: the session table and references. */
 
-static inline void unlock(tether_server *s)
-{
-    pthread_mutex_unlock(&s->lock);
-}
+/* Finds a session in memory or loads it from the store, with a reference
+ * for the caller: TETHER_OK, TETHER_ENOTFOUND, a store error. */
+int tether__srv_get(tether_server *s, const uint8_t id[16], srv_session **out);
+/* As tether__srv_get(), then locks the session; TETHER_ENOTFOUND when it was
+ * deleted meanwhile (then it is neither locked nor referenced). */
+int tether__srv_get_live(tether_server *s, const uint8_t id[16], srv_session **out);
+/* The session if it is in memory (never loads it), with a reference; else NULL. */
+srv_session *tether__srv_find_ref(tether_server *s, const uint8_t id[16]);
+/* No lock held; ss->gone set: takes the session out of the table, so that the
+ * next lookup reads the store (where it is gone too). */
+void tether__srv_forget(tether_server *s, srv_session *ss);
+/* Stores nothing: adds a session whose record is already stored, with a reference. */
+int tether__srv_add(tether_server *s, const tether__session_rec *rec, srv_session **out);
+/* Another reference, for a caller that holds one. */
+void tether__srv_ref(srv_session *ss);
+/* Drops a reference; the last one evicts the session when it may be. */
+void tether__srv_unref(tether_server *s, srv_session *ss);
+/* Locks / unlocks a session; the unlock wakes the service thread if it found
+ * the session busy meanwhile. */
+void tether__srv_lock(srv_session *ss);
+void tether__srv_unlock(tether_server *s, srv_session *ss);
+/* Puts a session on the wake list (any thread) and wakes the service thread. */
+void tether__srv_wake(tether_server *s, srv_session *ss);
+/* Lock held: reports back-pressure changes, dropping the lock around the callbacks. */
+void tether__srv_bp_report_locked(tether_server *s, srv_session *ss);
 
-static inline unsigned bucket(const uint8_t id[16])
-{
-    unsigned h = 2166136261u;
-    for (int i = 0; i < 16; i++) {
-        h = (h ^ id[i]) * 16777619u;
-    }
-    return h % BUCKETS;
-}
+/* server_store.c: wraps a store so that threads may share it (each operation
+ * under one mutex). Takes ownership of inner. TETHER_OK or TETHER_ENOMEM. */
+int tether__srv_store_wrap(tether__store *inner, tether__store **out);
 
-/* Sessions find their server through this allocation layout. */
-typedef struct srv_session_alloc {
-    srv_session sess;     /* must come first */
-    tether_server *srv;   /* owner */
-} srv_session_alloc;
+/* server_pool.c: the delivery threads. */
+int tether__srv_pool_start(tether_server *s);
+/* Lets the threads finish every queued item, then joins them. */
+void tether__srv_pool_stop(tether_server *s);
+/* Appends w to the session's inbox and schedules the session. The caller
+ * holds a reference to ss. */
+void tether__srv_post(tether_server *s, srv_session *ss, srv_work *w);
+/* A new work item (frame bytes copied), or NULL when out of memory. */
+srv_work *tether__srv_work_new(int kind, const srv_conn *conn, const void *data, size_t len);
 
-/* server.c, lock held: the session table. */
-srv_session *tether__srv_find(tether_server *s, const uint8_t id[16]);
-int tether__srv_add_session(tether_server *s, const tether__session_rec *rec, srv_session **out);
-/* Finds a session in memory or loads it from the store: TETHER_OK, TETHER_ENOTFOUND, error. */
-int tether__srv_lookup(tether_server *s, const uint8_t id[16], srv_session **out);
-/* Puts a session on the wake list: it has something new to write. */
-void tether__srv_mark_dirty(tether_server *s, srv_session *ss);
-
-/* Service thread: reports a change of the session's back-pressure. */
-void tether__srv_bp_update(tether_server *s, srv_session *ss);
+/* server_pool.c: 1 on a delivery thread of s (inside a server callback, or
+ * tether's own work for a session). */
+int tether__srv_on_pool(tether_server *s);
 
 /* server_conn.c: the transport callbacks, run on the service thread. */
 extern const tether__tp_cb tether__server_tp_cb;
+
+/* Tests only: sessions whose engine is in memory now. */
+size_t tether__srv_debug_loaded(tether_server *s);
 
 #endif

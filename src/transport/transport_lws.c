@@ -195,7 +195,13 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         return 0;
 
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
-        if (tp->cb.wake && !atomic_load(&tp->stop)) {
+        if (atomic_load(&tp->stop)) {
+            if (tp->uv) {
+                uv_stop(&tp->loop); /* uv_run() returns to service() */
+            }
+            return 0;
+        }
+        if (tp->cb.wake) {
             tp->cb.wake(tp->owner);
         }
         return 0;
@@ -313,12 +319,17 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         {
             uint64_t idle = tether__now_ms() - c->last_rx_ms;
             uint64_t limit = (uint64_t)tp->cfg.ping_interval_ms + tp->cfg.pong_timeout_ms;
+            int server = reason == LWS_CALLBACK_CLOSED;
             if (!c->closing && limit && idle + 1000 >= limit) {
+                /* a server that hangs up on a silent client did it itself */
                 why.idle_timeout = 1;
-                why.error = TETHER_EPING;
+                why.error = server ? TETHER_EDROPPED : TETHER_EPING;
                 snprintf(why.detail, sizeof why.detail,
-                         "no traffic for %llu ms after a ping: the link is dead",
-                         (unsigned long long)idle);
+                         "no traffic for %llu ms after a ping: the link is dead%s",
+                         (unsigned long long)idle, server ? "; the server closed it" : "");
+            } else if (server && c->closing) {
+                why.error = TETHER_EDROPPED;
+                snprintf(why.detail, sizeof why.detail, "closed by the server");
             } else {
                 snprintf(why.detail, sizeof why.detail, "%s",
                          c->closing ? "closed by us" : "the connection closed");
@@ -347,11 +358,100 @@ static void *service(void *arg)
 {
     tether__tp *tp = arg;
     while (!atomic_load(&tp->stop)) {
-        if (lws_service(tp->ctx, 0) < 0) {
+        if (tp->uv) {
+            /* returns at uv_stop(), from the wake that carries tp->stop */
+            uv_run(&tp->loop, UV_RUN_DEFAULT);
+        } else if (lws_service(tp->ctx, 0) < 0) {
             break;
         }
     }
     return NULL;
+}
+
+static void uv_tick_cb(uv_timer_t *t)
+{
+    tether__tp *tp = t->data;
+    if (tp->cb.timer && !atomic_load(&tp->stop)) {
+        tp->cb.timer(tp->owner, NULL);
+    }
+}
+
+/* 1 if host:port can be bound now (as lws will, with SO_REUSEADDR). lws on
+ * a libuv loop cannot be torn down cleanly after a failed bind, so a port in
+ * use is found here first. errno says why on 0. */
+static int can_bind(const char *host, int port)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    memset(&ss, 0, sizeof ss);
+    if (strchr(host, ':')) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons((uint16_t)port);
+        inet_pton(AF_INET6, host, &a->sin6_addr);
+        len = sizeof *a;
+    } else {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        a->sin_family = AF_INET;
+        a->sin_port = htons((uint16_t)port);
+        inet_pton(AF_INET, host, &a->sin_addr);
+        len = sizeof *a;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return 0;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    int ok = bind(fd, (struct sockaddr *)&ss, len) == 0;
+    int e = errno;
+    close(fd);
+    errno = e;
+    return ok;
+}
+
+/* Server: lws on our own libuv loop (epoll; timers in a heap) instead of its
+ * default poll() loop that walks every connection per wake-up. The loop is
+ * "foreign" to lws, so lws installs no signal handlers and never runs it. */
+static int uv_setup(tether__tp *tp, struct lws_context_creation_info *info, void **loops)
+{
+    if (uv_loop_init(&tp->loop) != 0) {
+        return -1;
+    }
+    if (uv_timer_init(&tp->loop, &tp->tick) != 0) {
+        uv_loop_close(&tp->loop);
+        return -1;
+    }
+    tp->tick.data = tp;
+    tp->uv = 1;
+    loops[0] = &tp->loop;
+    info->options |= LWS_SERVER_OPTION_LIBUV;
+    info->foreign_loops = loops;
+    return 0;
+}
+
+/* Closes our timer handle and the loop once lws has let go of it. */
+static void uv_teardown(tether__tp *tp)
+{
+    if (!tp->uv) {
+        return;
+    }
+    if (!tp->ctx) {
+        /* lws_create_context() failed: it has freed its context but left close
+         * callbacks on the loop that would touch it; never run them. The loop
+         * is closed if lws left nothing open, else abandoned (a failed create
+         * only). */
+        uv_timer_stop(&tp->tick);
+        uv_loop_close(&tp->loop);
+        tp->uv = 0;
+        return;
+    }
+    uv_timer_stop(&tp->tick);
+    uv_close((uv_handle_t *)&tp->tick, NULL);
+    while (uv_run(&tp->loop, UV_RUN_NOWAIT)) {
+    }
+    uv_loop_close(&tp->loop);
+    tp->uv = 0;
 }
 
 static uint16_t secs_up(uint32_t ms)
@@ -364,6 +464,7 @@ int tether__tp_create(const tether__tp_cfg *cfg, const tether__tp_cb *cb, void *
                       tether__tp **out)
 {
     struct lws_context_creation_info info;
+    void *loops[1];
     tether__tp *tp = tether__calloc(1, sizeof *tp);
 
     *out = NULL;
@@ -378,7 +479,9 @@ int tether__tp_create(const tether__tp_cfg *cfg, const tether__tp_cb *cb, void *
     tp->protocols[0].name = TETHER_SUBPROTOCOL;
     tp->protocols[0].callback = callback;
     tp->protocols[0].per_session_data_size = sizeof(tether__conn *);
-    tp->protocols[0].rx_buffer_size = 65536;
+    /* a server holds thousands of connections: a small per-connection receive
+     * buffer (larger messages arrive in pieces and are assembled in rx_append) */
+    tp->protocols[0].rx_buffer_size = cfg->listen_host ? 4096 : 65536;
 
     {
         const char *lv = getenv("TETHER_LWS_LOG");
@@ -411,6 +514,16 @@ int tether__tp_create(const tether__tp_cfg *cfg, const tether__tp_cb *cb, void *
             return tether__fail(TETHER_ESYS, "cannot listen on port %d: not 0 to 65535",
                                 cfg->listen_port);
         }
+        if (!can_bind(cfg->listen_host, cfg->listen_port)) {
+            int e = errno;
+            tether__free(tp);
+            return tether__fail(TETHER_ESYS, "cannot listen on %s:%d: %s", cfg->listen_host,
+                                cfg->listen_port, strerror(e));
+        }
+        if (uv_setup(tp, &info, loops) != 0) {
+            tether__free(tp);
+            return tether__fail(TETHER_ESYS, "cannot create the event loop");
+        }
         info.port = cfg->listen_port;
         info.iface = cfg->listen_host;
         info.vhost_name = "tether";
@@ -438,6 +551,7 @@ int tether__tp_create(const tether__tp_cfg *cfg, const tether__tp_cb *cb, void *
     }
     tp->ctx = lws_create_context(&info);
     if (!tp->ctx) {
+        uv_teardown(tp);
         tether__free(tp);
         if (cfg->listen_host) {
             return tether__fail(TETHER_ESYS, "cannot listen on %s:%d (address in use or invalid?%s)",
@@ -452,6 +566,8 @@ int tether__tp_create(const tether__tp_cfg *cfg, const tether__tp_cb *cb, void *
         tp->vhost = lws_get_vhost_by_name(tp->ctx, "tether");
         if (!tp->vhost || lws_get_vhost_listen_port(tp->vhost) <= 0) {
             lws_context_destroy(tp->ctx);
+            tp->ctx = NULL; /* see uv_teardown(): its loop is not run again */
+            uv_teardown(tp);
             tether__free(tp);
             return tether__fail(TETHER_ESYS, "cannot listen on %s:%d: libwebsockets bound nothing",
                                 cfg->listen_host, cfg->listen_port);
@@ -507,6 +623,7 @@ void tether__tp_destroy(tether__tp *tp)
     }
     /* closed callbacks run from inside lws_context_destroy for open connections */
     lws_context_destroy(tp->ctx);
+    uv_teardown(tp);
     if (tp->client) {
         tether__tp_conn_free(tp->client);
         tp->client = NULL;
@@ -685,11 +802,19 @@ int tether__tp_connect(tether__tp *tp, const char *url)
 
 void tether__tp_timer(tether__tp *tp, uint64_t delay_ms)
 {
+    if (tp->uv) {
+        uv_timer_start(&tp->tick, uv_tick_cb, delay_ms, 0);
+        return;
+    }
     lws_sul_schedule(tp->ctx, 0, &tp->sul, tp_timer_cb, (lws_usec_t)delay_ms * LWS_US_PER_MS);
 }
 
 void tether__tp_timer_cancel(tether__tp *tp)
 {
+    if (tp->uv) {
+        uv_timer_stop(&tp->tick);
+        return;
+    }
     lws_sul_cancel(&tp->sul);
 }
 

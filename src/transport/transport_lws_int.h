@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include <libwebsockets.h>
+#include <uv.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
@@ -102,7 +103,10 @@ struct tether__tp {
     pthread_t thread;             /* service thread */
     int started;                  /* thread is running */
     atomic_int stop;              /* asks the service thread to finish */
-    lws_sorted_usec_list_t sul;   /* transport-wide timer */
+    lws_sorted_usec_list_t sul;   /* transport-wide timer (default loop) */
+    int uv;                       /* server: lws runs on our libuv loop below */
+    uv_loop_t loop;               /* server: the foreign libuv loop the service thread runs */
+    uv_timer_t tick;              /* server: the transport-wide timer on that loop */
     tether__conn *client;         /* the client's current attempt/connection, or NULL */
     char url[1024];               /* scratch copy for lws_parse_uri */
     char host_hdr[300];           /* Host header "host:port" */

@@ -12,6 +12,7 @@
 #include "harness.h"
 #include "itest.h"
 #include "server/server_admin.h"
+#include "server/server_int.h"
 
 #define WAIT_MS 20000
 
@@ -378,6 +379,99 @@ TEST(sessions_left_by_an_earlier_run_expire_from_the_start)
     srv_free(&v);
 }
 
+static int none_loaded(void *arg)
+{
+    return tether__srv_debug_loaded(arg) == 0;
+}
+
+TEST(an_evicted_session_expires_and_a_racing_resume_keeps_it_whole)
+{
+    char cdb[512];
+    srv v;
+    cli k;
+    ops_seen o;
+    memset(&o, 0, sizeof o);
+    srv_init(&v);
+    v.rec.user2 = &o;
+    v.cfg.session_idle_expiry_ms = 60000;
+    v.cfg.cb.on_session_expired = on_expired;
+    CHECK_OK(start_faked(&v));
+    cli_init(&k, "ws", "127.0.0.1", v.port);
+    k.cfg.db_path = tt_path(cdb, sizeof cdb, "evict-expiry-c.db");
+    CHECK_OK(cli_start(&k));
+    CHECK_OK(send_tagged(k.c, 3, 64));
+    CHECK_OK(tether_client_wait_acked(k.c, WAIT_MS));
+    tether_session_id id;
+    CHECK_OK(tether_client_session(k.c, &id));
+    tether_client_destroy(k.c);
+    k.c = NULL;
+    CHECK(wait_closes(&v.rec, 1));
+
+    /* offline and evicted from memory: only the store and its offline time remain */
+    CHECK(wait_until(none_loaded, v.s, WAIT_MS));
+    atomic_fetch_add(&fake_now, 59999);
+    tether__server_sweep(v.s);
+    CHECK_EQ_INT(atomic_load(&o.expired), 0);
+    CHECK(wait_until(none_loaded, v.s, WAIT_MS)); /* the sweep's look let it go again */
+    atomic_fetch_add(&fake_now, 1);
+    tether__server_sweep(v.s);
+    CHECK_EQ_INT(atomic_load(&o.expired), 1);
+    CHECK_MEM(o.expired_id.bytes, id.bytes, 16);
+    CHECK_EQ_INT((int)tether__srv_debug_loaded(v.s), 0);
+    uint64_t pending = 0;
+    CHECK_ERR(tether_server_pending(v.s, &id, &pending, NULL), TETHER_ENOTFOUND);
+    cli_free(&k);
+    srv_free(&v);
+
+    /* a delete racing a resuming HELLO: either the delete wins (the resume is
+     * a mismatch, no open) or the resume does (EONLINE, the session stays) */
+    srv_init(&v);
+    CHECK_OK(srv_start(&v));
+    int opens = 0, closes = 0, deleted = 0, kept = 0;
+    for (int i = 0; i < 12; i++) {
+        char db[64], path[512];
+        snprintf(db, sizeof db, "race-%d-c.db", i);
+        cli_init(&k, "ws", "127.0.0.1", v.port);
+        k.cfg.db_path = tt_path(path, sizeof path, db);
+        CHECK_OK(cli_start(&k));
+        CHECK(wait_opens(&v.rec, ++opens));
+        CHECK_OK(tether_client_session(k.c, &id));
+        tether_client_destroy(k.c);
+        k.c = NULL;
+        CHECK(wait_closes(&v.rec, ++closes));
+        cli_free(&k);
+
+        cli_init(&k, "ws", "127.0.0.1", v.port);
+        k.cfg.db_path = path;
+        CHECK_OK(cli_start(&k));
+        sleep_ms((unsigned)(i % 4)); /* 0 to 3 ms: before, at or after the HELLO */
+        int rc = tether_server_session_delete(v.s, &id, NULL);
+        CHECK(rc == TETHER_OK || rc == TETHER_EONLINE);
+        if (rc == TETHER_OK) {
+            int err = 0;
+            deleted++;
+            for (int j = 0; j < 2000 && !rec_saw_state(&k.rec, TETHER_STATE_STOPPED, &err, NULL,
+                                                       NULL);
+                 j++) {
+                sleep_ms(5);
+            }
+            CHECK_EQ_INT(err, TETHER_EMISMATCH);
+            CHECK(!opens_at_least(&v.rec, opens + 1)); /* never opened after it was deleted */
+            CHECK_ERR(tether_server_pending(v.s, &id, &pending, NULL), TETHER_ENOTFOUND);
+        } else {
+            kept++;
+            CHECK(wait_opens(&v.rec, ++opens));
+            CHECK_OK(tether_server_pending(v.s, &id, &pending, NULL));
+            tether_client_destroy(k.c);
+            k.c = NULL;
+            CHECK(wait_closes(&v.rec, ++closes));
+        }
+        cli_free(&k);
+    }
+    CHECK_EQ_INT(deleted + kept, 12);
+    srv_free(&v);
+}
+
 /* ---- delete and list ---- */
 
 typedef struct listing {
@@ -620,6 +714,7 @@ int main(void)
     RUN(idle_expiry_config_is_checked);
     RUN(offline_session_expires_after_the_idle_time_and_resume_is_a_mismatch);
     RUN(sessions_left_by_an_earlier_run_expire_from_the_start);
+    RUN(an_evicted_session_expires_and_a_racing_resume_keeps_it_whole);
     RUN(sessions_are_listed_and_deleted);
     RUN(delete_from_a_callback_or_during_destroy_is_refused);
     RUN(metrics_page_shows_the_counters);

@@ -32,7 +32,12 @@ static const char serve_help[] =
     "                       counters in Prometheus text format (docs/operations.md)\n"
     "  --session-expiry-ms MS  remove a session offline this long, with its outbox,\n"
     "                       and report it on stderr (1000 ... 2^53) [0: never]\n"
-    "  --max-sessions N     sessions connected at once (1 ... 1000000) [10000]\n"
+    "  --max-sessions N     sessions connected at once, 1 to 1000000 [10000]\n"
+    "  --max-pending-handshakes N\n"
+    "                       upgraded connections without a HELLO yet, 1 to 1000000 [256]\n"
+    "  --hello-timeout-ms MS\n"
+    "                       a connection must send HELLO within this, 1 to 3600000 [10000]\n"
+    "  --delivery-threads N threads that run the sessions' messages, 1 to 64 [4]\n"
     "  --help               show this help\n"
     "\n"
     "Session events (open, close, mismatch) are reported on stderr.\n"
@@ -112,7 +117,10 @@ int cli_serve(int argc, char **argv)
         {"port-file", required_argument, NULL, 'p'},
         {"metrics", no_argument, NULL, 'm'},
         {"session-expiry-ms", required_argument, NULL, 'x'},
-        {"max-sessions", required_argument, NULL, 'M'},
+        {"max-sessions", required_argument, NULL, 'S'},
+        {"max-pending-handshakes", required_argument, NULL, 'P'},
+        {"hello-timeout-ms", required_argument, NULL, 'H'},
+        {"delivery-threads", required_argument, NULL, 'T'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -154,13 +162,31 @@ int cli_serve(int argc, char **argv)
                                        optarg);
             }
             break;
-        case 'M': {
-            uint64_t v;
-            if (cli_parse_u64(optarg, 1, 1000000, &v) != 0) {
-                return cli_usage_error("serve", "--max-sessions must be 1 to 1000000, not '%s'",
-                                       optarg);
+        case 'S':
+        case 'P':
+        case 'H':
+        case 'T': {
+            /* the library's own bounds (docs/config.md), checked here with the flag's name */
+            static const struct {
+                int opt;
+                const char *name;
+                uint64_t max;
+            } lim[] = {{'S', "--max-sessions", 1000000},
+                       {'P', "--max-pending-handshakes", 1000000},
+                       {'H', "--hello-timeout-ms", 3600000},
+                       {'T', "--delivery-threads", 64}};
+            uint64_t v = 0;
+            size_t i = 0;
+            while (lim[i].opt != c) {
+                i++;
             }
-            cfg.max_sessions = (uint32_t)v;
+            if (cli_parse_u64(optarg, 1, lim[i].max, &v) != 0) {
+                return cli_usage_error("serve", "%s must be 1 to %llu, not '%s'", lim[i].name,
+                                       (unsigned long long)lim[i].max, optarg);
+            }
+            uint32_t *field[] = {&cfg.max_sessions, &cfg.max_pending_handshakes,
+                                 &cfg.hello_timeout_ms, &cfg.delivery_threads};
+            *field[i] = (uint32_t)v;
             break;
         }
         case 'h':
