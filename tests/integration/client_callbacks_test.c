@@ -177,6 +177,13 @@ static uint64_t acked_hi(recorder *r)
     return a;
 }
 
+/* on_acked is queued and runs after the lock is released, so it can trail
+   tether_client_wait_acked() returning by a moment */
+static int client_heard_ack_of_one(void *arg)
+{
+    return acked_hi(arg) >= 1;
+}
+
 static int server_got_one(void *arg)
 {
     return rec_count(arg) >= 1;
@@ -222,6 +229,7 @@ TEST(send_from_another_thread_does_not_wait_for_a_blocked_on_message)
     CHECK(wait_until(server_got_one, &v.rec, WAIT_MS));
     rec_check_exact(&v.rec, 1, "server");
     CHECK_OK(tether_client_wait_acked(k.c, WAIT_MS));
+    CHECK(wait_until(client_heard_ack_of_one, &k.rec, WAIT_MS));
     CHECK_EQ_U64(acked_hi(&k.rec), 1);
     for (int i = 0; i < 2000 && server_acked(&v, &id) < 50; i++) {
         sleep_ms(5);
