@@ -24,7 +24,7 @@ symbolizer=$(command -v llvm-symbolizer-14 || command -v llvm-symbolizer || true
 
 # target, max input length, dictionary
 targets=("frame 4096 frame.dict" "engine 8192 frame.dict" "proxy 2048 proxy.dict"
-         "handshake 2048 handshake.dict")
+         "handshake 2048 handshake.dict" "httpcarry 16384 httpcarry.dict")
 failed=()
 for t in "${targets[@]}"; do
     read -r name maxlen dict <<<"$t"

@@ -7,8 +7,10 @@
  * writes <output>/frame/<file>_<name>: every vector's bytes (valid,
  * non-canonical and invalid alike), and <output>/engine/...: short engine
  * scripts in engine_fuzz.c's input format built from the example_* vectors
- * and each DATA/ACK/BYE vector. Vectors over 64 KiB are left out (the fuzzers
- * run with a smaller -max_len).
+ * and each DATA/ACK/BYE vector, and <output>/httpcarry/...: the carriage's
+ * body vectors (http_valid.txt, http_invalid.txt) in httpcarry_fuzz.c's input
+ * format. Vectors over 64 KiB are left out (the fuzzers run with a smaller
+ * -max_len).
  */
 #include <errno.h>
 #include <stdint.h>
@@ -145,6 +147,72 @@ static int load(const char *dir, const char *file, const char *outdir)
     return 0;
 }
 
+/* The carriage's body vectors (http_*.txt: name, kind[/max_message], frames,
+ * hex) as httpcarry_fuzz.c inputs: the kind selector, max_message (4 bytes,
+ * big-endian), a cut seed of 0, then the body. */
+static int load_http(const char *dir, const char *file, const char *outdir)
+{
+    static const char *const kinds[] = {"open", "answer", "send", "poll", "stream"};
+    char path[4096], line[1 << 16];
+    snprintf(path, sizeof path, "%s/%s.txt", dir, file);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "seedgen: cannot read %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    int n = 0;
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\r\n")] = '\0';
+        char *t1 = strchr(line, '\t'), *t2 = t1 ? strchr(t1 + 1, '\t') : NULL;
+        char *t3 = t2 ? strchr(t2 + 1, '\t') : NULL;
+        if (line[0] == '#' || !t3) {
+            continue;
+        }
+        *t1 = *t2 = *t3 = '\0';
+        unsigned long max = 1048576;
+        char *slash = strchr(t1 + 1, '/');
+        if (slash) {
+            *slash = '\0';
+            max = strtoul(slash + 1, NULL, 10);
+        }
+        int kind = -1;
+        for (int k = 0; k < 5; k++) {
+            if (!strcmp(t1 + 1, kinds[k])) {
+                kind = k;
+            }
+        }
+        size_t len;
+        uint8_t *bytes = kind >= 0 ? parse_hex(t3 + 1, &len) : NULL;
+        if (!bytes) {
+            continue;
+        }
+        uint8_t *seed = malloc(len + 6);
+        if (!seed) {
+            free(bytes);
+            fclose(f);
+            return -1;
+        }
+        seed[0] = (uint8_t)kind;
+        for (int i = 0; i < 4; i++) {
+            seed[1 + i] = (uint8_t)(max >> (24 - 8 * i));
+        }
+        seed[5] = 0;
+        memcpy(seed + 6, bytes, len);
+        char name[160];
+        snprintf(name, sizeof name, "%s_%s", file, line);
+        int rc = write_file(outdir, name, seed, len + 6);
+        free(seed);
+        free(bytes);
+        if (rc != 0) {
+            fclose(f);
+            return -1;
+        }
+        n++;
+    }
+    fclose(f);
+    return n;
+}
+
 static const vec *find(const char *name)
 {
     for (size_t i = 0; i < nvecs; i++) {
@@ -270,14 +338,15 @@ static int make_dir(const char *path)
 
 int main(int argc, char **argv)
 {
-    char frame_dir[4096], engine_dir[4096];
+    char frame_dir[4096], engine_dir[4096], http_dir[4096];
     if (argc != 3) {
         fprintf(stderr, "usage: seedgen <proto/vectors dir> <output dir>\n");
         return 2;
     }
     snprintf(frame_dir, sizeof frame_dir, "%s/frame", argv[2]);
     snprintf(engine_dir, sizeof engine_dir, "%s/engine", argv[2]);
-    if (make_dir(argv[2]) || make_dir(frame_dir) || make_dir(engine_dir)) {
+    snprintf(http_dir, sizeof http_dir, "%s/httpcarry", argv[2]);
+    if (make_dir(argv[2]) || make_dir(frame_dir) || make_dir(engine_dir) || make_dir(http_dir)) {
         return 1;
     }
     const char *files[] = {"valid", "noncanonical", "invalid"};
@@ -285,6 +354,13 @@ int main(int argc, char **argv)
         if (load(argv[1], files[i], frame_dir) != 0) {
             return 1;
         }
+    }
+    int http_valid = load_http(argv[1], "http_valid", http_dir);
+    int http_invalid = load_http(argv[1], "http_invalid", http_dir);
+    if (http_valid < 10 || http_invalid < 10) {
+        fprintf(stderr, "seedgen: too few HTTP carriage vectors (%d valid, %d invalid)\n",
+                http_valid, http_invalid);
+        return 1;
     }
     if (nvecs < 50 || engine_seeds(engine_dir) != 0) {
         fprintf(stderr, "seedgen: too few vectors (%zu) or no engine seeds\n", nvecs);
