@@ -530,6 +530,36 @@ net_once() {
 }
 check connection_problem_printed_once_then_connected net_once
 
+# A connection that was up and drops is reported as lost, once; the refused
+# attempts after it once; the connection coming back once.
+has_line() { grep -qF -- "$2" "$1" 2>/dev/null; }
+net_lost() {
+    start_server lost1 --db "$WORK/lost-s.db" || return 1
+    local port=$PORT url="ws://127.0.0.1:$PORT/"
+    "$T" send "$url" --count 1 --size 8 --linger --backoff-base-ms 20 --backoff-cap-ms 40 \
+        --proxy '' --timeout-ms 30000 >"$WORK/lost.out" 2>"$WORK/lost.err" </dev/null &
+    local cpid=$!
+    PIDS+=("$cpid")
+    wait_for 30 has_line "$WORK/lost1.out" '"seq":1,' ||
+        { echo "  the message did not arrive" >&2; stop_pid "$cpid"; return 1; }
+    stop_gracefully "$SPID" || { stop_pid "$cpid"; return 1; }
+    wait_for 30 has_line "$WORK/lost.err" "cannot connect to $url: TETHER_ECONNREFUSED" ||
+        { echo "  no refused line:" >&2; sed 's/^/  | /' "$WORK/lost.err" >&2; stop_pid "$cpid"; return 1; }
+    sleep 0.3 # more refused attempts, 40 ms apart at most
+    start_server lost2 --db "$WORK/lost-s.db" --listen "127.0.0.1:$port" || { stop_pid "$cpid"; return 1; }
+    wait_for 30 has_line "$WORK/lost.err" "tether send: connected to $url after " ||
+        { echo "  no connected line:" >&2; sed 's/^/  | /' "$WORK/lost.err" >&2; stop_pid "$cpid"; return 1; }
+    stop_gracefully "$cpid" || { sed 's/^/  | /' "$WORK/lost.err" >&2; return 1; }
+    stop_gracefully "$SPID"
+    [ "$(count_lines "$WORK/lost.err" "tether send: connection to $url lost: ")" -eq 1 ] &&
+        grep -qE '; reconnecting$' "$WORK/lost.err" &&
+        [ "$(count_lines "$WORK/lost.err" 'TETHER_ECONNREFUSED')" -eq 1 ] &&
+        [ "$(count_lines "$WORK/lost.err" 'tether send: connected to')" -eq 1 ] &&
+        [ "$(wc -l <"$WORK/lost.err")" -eq 4 ] || # lost, refused, connected, the summary
+        { sed 's/^/  | /' "$WORK/lost.err" >&2; return 1; }
+}
+check connection_lost_then_refused_then_back_each_printed_once net_lost
+
 # --quiet: nothing about the failed attempts, only the final failure.
 net_quiet() {
     expect_rc 1 "$T" send ws://127.0.0.1:1/ --count 1 --backoff-base-ms 20 --backoff-cap-ms 40 \
