@@ -426,6 +426,9 @@ send ws://127.0.0.1:1/ --proxy http://127.0.0.1:99999|--proxy: proxy
 send ws://127.0.0.1:1/ --proxy http://alice:s3cret@127.0.0.1:3128|--proxy must not carry a password
 send ws://127.0.0.1:1/ --proxy-user a:b|--proxy-user wants a user name
 send ws://127.0.0.1:1/ --proxy-user ''|--proxy-user wants a user name
+send ws://127.0.0.1:1/ --header "$(printf 'X-A: 1\001')"|--header: the value has a control character
+send ws://127.0.0.1:1/ --header "$(printf 'X\001A: 1')"|(a value with control characters)': the name
+send ws://127.0.0.1:1/ --proxy-user "$(printf 'al\tice')"|not '(a value with control characters)'
 send ws://127.0.0.1:1/ --ca ''|--ca wants a file name
 send ws://127.0.0.1:1/ --cert ''|--cert wants a file name
 send ws://127.0.0.1:1/ --key ''|--key wants a file name

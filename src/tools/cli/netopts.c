@@ -23,6 +23,12 @@ static int has_ctl(const char *s)
     return 0;
 }
 
+/* arg as a message may echo it: never raw control characters on a terminal. */
+static const char *shown(const char *arg)
+{
+    return has_ctl(arg) ? "(a value with control characters)" : arg;
+}
+
 /* 1 when c may appear in an HTTP header name (RFC 9110 token). */
 static int token_char(unsigned char c)
 {
@@ -47,16 +53,18 @@ static int header_arg(cli_client_net *net, const char *arg)
         return cli_usage_error("send", "--header must be one line (no CR or LF)");
     }
     if (colon == NULL || colon == arg) {
-        return cli_usage_error("send", "--header wants 'Name: value', not '%s'", arg);
+        return cli_usage_error("send", "--header wants 'Name: value', not '%s'", shown(arg));
     }
     for (const char *p = arg; p < colon; p++) {
         if (!token_char((unsigned char)*p)) {
-            return cli_usage_error("send", "--header '%s': the name has a character not "
-                                           "allowed in a header name", arg);
+            return cli_usage_error("send",
+                                   "--header '%s': the name has a character not "
+                                   "allowed in a header name",
+                                   shown(arg));
         }
     }
     if (has_ctl(colon + 1)) {
-        return cli_usage_error("send", "--header '%s': the value has a control character", arg);
+        return cli_usage_error("send", "--header: the value has a control character");
     }
     if (strlen(arg) > CLI_HEADER_MAX_BYTES) {
         return cli_usage_error("send", "--header is longer than %d bytes", CLI_HEADER_MAX_BYTES);
@@ -103,15 +111,19 @@ int cli_client_net_option(int opt, const char *arg, cli_client_net *net, tether_
         return proxy_arg(arg, cfg);
     case CLI_OPT_PROXY_USER:
         if (arg[0] == '\0' || strchr(arg, ':') || has_ctl(arg)) {
-            return cli_usage_error("send", "--proxy-user wants a user name without ':' or "
-                                           "control characters, not '%s'", arg);
+            return cli_usage_error("send",
+                                   "--proxy-user wants a user name without ':' or "
+                                   "control characters, not '%s'",
+                                   shown(arg));
         }
         cfg->proxy_user = arg;
         return 0;
     case CLI_OPT_ORIGIN:
         if (arg[0] == '\0' || has_ctl(arg)) {
-            return cli_usage_error("send", "--origin wants one line such as "
-                                           "https://app.example, not '%s'", arg);
+            return cli_usage_error("send",
+                                   "--origin wants one line such as "
+                                   "https://app.example, not '%s'",
+                                   shown(arg));
         }
         cfg->origin = arg;
         return 0;
@@ -146,8 +158,10 @@ int cli_server_net_option(int opt, const char *arg, cli_server_net *net, tether_
         return file_arg("serve", "--client-ca", arg, &cfg->tls_client_ca_file);
     case CLI_OPT_ALLOW_ORIGIN:
         if (arg[0] == '\0' || has_ctl(arg)) {
-            return cli_usage_error("serve", "--allow-origin wants one line such as "
-                                            "https://app.example, not '%s'", arg);
+            return cli_usage_error("serve",
+                                   "--allow-origin wants one line such as "
+                                   "https://app.example, not '%s'",
+                                   shown(arg));
         }
         if (net->norigins == CLI_MAX_ORIGINS) {
             return cli_usage_error("serve", "--allow-origin given more than %d times",

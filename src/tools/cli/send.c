@@ -104,14 +104,14 @@ typedef struct send_problem {
 
 /* What the callbacks need; they run on the client's service thread, one at a time. */
 typedef struct send_ctx {
-    tether_session_id id;                /* our session, for printing */
-    int quiet;                           /* --quiet */
-    int verbose;                         /* --verbose */
-    const char *url;                     /* the server, for problem reports */
-    int was_connected;                   /* a connection came up before this outage */
-    uint32_t failures;                   /* failed attempts since the last connection came up */
-    send_problem seen[SEND_PROBLEMS];    /* kinds reported during this outage */
-    size_t nseen;                        /* kinds reported so far (seen[] is a ring) */
+    tether_session_id id;             /* our session, for printing */
+    int quiet;                        /* --quiet */
+    int verbose;                      /* --verbose */
+    const char *url;                  /* the server, for problem reports */
+    int was_connected;                /* a connection came up before this outage */
+    uint32_t failures;                /* failed attempts since the last connection came up */
+    send_problem seen[SEND_PROBLEMS]; /* kinds reported during this outage */
+    size_t nseen;                     /* kinds reported so far (seen[] is a ring) */
 } send_ctx;
 
 /* 1 when data is the text "<word> <seq>" (how the demo's server numbers its messages). */
