@@ -400,5 +400,177 @@ serve_limits() {
 }
 check serve_limit_flags_are_range_checked serve_limits
 
+# ---------------------------------------------------------------- connectivity options
+# Each garbage value is a usage error (exit 2) whose message names the option.
+net_usage() {
+    local args want
+    while IFS='|' read -r args want; do
+        [ -n "$args" ] || continue
+        # shellcheck disable=SC2086
+        eval "expect_rc 2 \"\$T\" $args" || { echo "  '$args' was not refused" >&2; return 1; }
+        grep -qF -- "$want" "$WORK/last.err" ||
+            { echo "  '$args': no '$want' in:" >&2; sed 's/^/  | /' "$WORK/last.err" >&2; return 1; }
+    done <<'EOF_CASES'
+send ws://127.0.0.1:1/ --header NoColon|--header wants 'Name: value'
+send ws://127.0.0.1:1/ --header ': no name'|--header wants 'Name: value'
+send ws://127.0.0.1:1/ --header 'Bad Name: x'|--header 'Bad Name: x': the name
+send ws://127.0.0.1:1/ --header "$(printf 'X-A: 1\r\nX-B: 2')"|--header must be one line
+send ws://127.0.0.1:1/ --header "$(printf 'X-A: 1\nX-B: 2')"|--header must be one line
+send ws://127.0.0.1:1/ --header "X-Long: $(printf '%01100d' 0)"|--header is longer than 1024 bytes
+send ws://127.0.0.1:1/ $(for i in $(seq 33); do printf -- '--header X-%d:v ' "$i"; done)|--header given more than 32 times
+send ws://127.0.0.1:1/ --origin ''|--origin wants one line
+send ws://127.0.0.1:1/ --origin "$(printf 'https://a\r\nX: y')"|--origin wants one line
+send ws://127.0.0.1:1/ --proxy socks5://127.0.0.1:1080|--proxy: proxy 'socks5://127.0.0.1:1080'
+send ws://127.0.0.1:1/ --proxy https://127.0.0.1:3128|--proxy: proxy 'https://127.0.0.1:3128'
+send ws://127.0.0.1:1/ --proxy http://127.0.0.1:99999|--proxy: proxy
+send ws://127.0.0.1:1/ --proxy http://alice:s3cret@127.0.0.1:3128|--proxy must not carry a password
+send ws://127.0.0.1:1/ --proxy-user a:b|--proxy-user wants a user name
+send ws://127.0.0.1:1/ --proxy-user ''|--proxy-user wants a user name
+send ws://127.0.0.1:1/ --header "$(printf 'X-A: 1\001')"|--header: the value has a control character
+send ws://127.0.0.1:1/ --header "$(printf 'X\001A: 1')"|(a value with control characters)': the name
+send ws://127.0.0.1:1/ --proxy-user "$(printf 'al\tice')"|not '(a value with control characters)'
+send ws://127.0.0.1:1/ --ca ''|--ca wants a file name
+send ws://127.0.0.1:1/ --cert ''|--cert wants a file name
+send ws://127.0.0.1:1/ --key ''|--key wants a file name
+send ws://127.0.0.1:1/ --cert c.pem|--cert and --key go together
+send ws://127.0.0.1:1/ --key k.pem|--cert and --key go together
+send ws://127.0.0.1:1/ --ca|requires an argument
+serve --tls-cert ''|--tls-cert wants a file name
+serve --tls-key ''|--tls-key wants a file name
+serve --client-ca ''|--client-ca wants a file name
+serve --tls-cert c.pem|--tls-cert and --tls-key go together
+serve --tls-key k.pem|--tls-cert and --tls-key go together
+serve --client-ca ca.pem|--client-ca needs --tls-cert and --tls-key
+serve --allow-origin ''|--allow-origin wants one line
+serve --allow-origin "$(printf 'https://a\nb')"|--allow-origin wants one line
+serve $(for i in $(seq 33); do printf -- '--allow-origin https://%d.example ' "$i"; done)|--allow-origin given more than 32 times
+EOF_CASES
+}
+check connectivity_garbage_is_a_usage_error_naming_the_option net_usage
+
+net_help() {
+    local flag
+    expect_rc 0 "$T" send --help || return 1
+    for flag in --ca --cert --key --insecure --proxy --proxy-user --origin --header \
+        TETHER_PROXY_PASSWORD; do
+        grep -qF -- "$flag" "$WORK/last.out" || { echo "  send --help lacks $flag" >&2; return 1; }
+    done
+    expect_rc 0 "$T" serve --help || return 1
+    for flag in --tls-cert --tls-key --client-ca --allow-origin; do
+        grep -qF -- "$flag" "$WORK/last.out" || { echo "  serve --help lacks $flag" >&2; return 1; }
+    done
+}
+check connectivity_options_in_help net_help
+
+# A file that is not there is the library's ECONFIG at create, naming the field and the file.
+net_missing_files() {
+    local f
+    for f in ca cert key; do
+        local args=(--"$f" "$WORK/no-$f.pem")
+        [ "$f" = cert ] && args+=(--key "$WORK/no-key.pem")
+        [ "$f" = key ] && args=(--cert "$WORK/last.err" --key "$WORK/no-key.pem") # any readable file
+        expect_rc 1 "$T" send ws://127.0.0.1:1/ --count 1 "${args[@]}" || return 1
+        grep -qF "TETHER_ECONFIG: cannot read tls_${f}_file '$WORK/no-$f.pem'" "$WORK/last.err" ||
+            { sed 's/^/  | /' "$WORK/last.err" >&2; return 1; }
+    done
+    expect_rc 1 "$T" serve --listen 127.0.0.1:0 --tls-cert "$WORK/no-c.pem" --tls-key "$WORK/no-k.pem" &&
+        grep -qF "TETHER_ECONFIG: cannot read tls_cert_file '$WORK/no-c.pem'" "$WORK/last.err" ||
+        { sed 's/^/  | /' "$WORK/last.err" >&2; return 1; }
+}
+check connectivity_missing_file_is_the_library_error net_missing_files
+
+# --allow-origin and --origin: the listed Origin gets through, another one and
+# none get 403, which stops the sender (a permanent failure) with the status.
+net_origin() {
+    start_server org --db "$WORK/org.db" --quiet --allow-origin https://Other.example \
+        --allow-origin https://app.example || return 1
+    expect_rc 0 "$T" send "ws://127.0.0.1:$PORT/" --count 2 --origin https://APP.example --quiet \
+        --proxy '' || return 1
+    expect_rc 1 "$T" send "ws://127.0.0.1:$PORT/" --count 1 --origin https://evil.example \
+        --proxy '' || return 1
+    grep -qF 'STOPPED: TETHER_EHTTP' "$WORK/last.err" && grep -qF 'HTTP status 403' "$WORK/last.err" ||
+        { sed 's/^/  | /' "$WORK/last.err" >&2; return 1; }
+    expect_rc 1 "$T" send "ws://127.0.0.1:$PORT/" --count 1 --proxy '' &&
+        grep -qF 'HTTP status 403' "$WORK/last.err" || return 1
+    stop_gracefully "$SPID"
+}
+check origin_allow_list_and_origin_option net_origin
+
+# Without --verbose, each distinct connection problem is printed once, however
+# many attempts fail; once a server comes up, one line says so.
+x_lines() { # the record holds at least $1 refused attempts
+    local n
+    n=$(count_lines "$WORK/once.rec" 'DISCONNECTED TETHER_ECONNREFUSED')
+    [ "${n:-0}" -ge "$1" ]
+}
+send_exited() { not_running "$1"; }
+net_once() {
+    start_server gone --quiet || return 1 # a port the OS gave, closed again below
+    local port=$PORT
+    stop_gracefully "$SPID" || return 1
+    "$T" send "ws://127.0.0.1:$port/" --count 3 --size 8 --backoff-base-ms 20 --backoff-cap-ms 40 \
+        --proxy '' --timeout-ms 60000 --record "$WORK/once.rec" >"$WORK/once.out" \
+        2>"$WORK/once.err" </dev/null &
+    local cpid=$!
+    PIDS+=("$cpid")
+    wait_for 30 x_lines 6 || { echo "  not 6 failed attempts" >&2; stop_pid "$cpid"; return 1; }
+    local want="tether send: cannot connect to ws://127.0.0.1:$port/: TETHER_ECONNREFUSED: "
+    [ "$(count_lines "$WORK/once.err" "$want")" -eq 1 ] && [ "$(wc -l <"$WORK/once.err")" -eq 1 ] ||
+        { echo "  not exactly one problem line:" >&2; sed 's/^/  | /' "$WORK/once.err" >&2; stop_pid "$cpid"; return 1; }
+    grep -qF '; retrying' "$WORK/once.err" || { stop_pid "$cpid"; return 1; }
+    start_server back --quiet --listen "127.0.0.1:$port" || { stop_pid "$cpid"; return 1; }
+    wait_for 30 send_exited "$cpid" || { echo "  send did not finish" >&2; stop_pid "$cpid"; return 1; }
+    wait "$cpid"
+    local rc=$?
+    forget_pid "$cpid"
+    stop_gracefully "$SPID"
+    [ "$rc" -eq 0 ] || { echo "  send exited $rc" >&2; sed 's/^/  | /' "$WORK/once.err" >&2; return 1; }
+    local fails
+    fails=$(count_lines "$WORK/once.rec" 'DISCONNECTED TETHER_ECONNREFUSED')
+    grep -qxF "tether send: connected to ws://127.0.0.1:$port/ after $fails failed attempts" \
+        "$WORK/once.err" && [ "$(count_lines "$WORK/once.err" "$want")" -eq 1 ] ||
+        { echo "  no connected line after $fails failures:" >&2; sed 's/^/  | /' "$WORK/once.err" >&2; return 1; }
+}
+check connection_problem_printed_once_then_connected net_once
+
+# A connection that was up and drops is reported as lost, once; the refused
+# attempts after it once; the connection coming back once.
+has_line() { grep -qF -- "$2" "$1" 2>/dev/null; }
+net_lost() {
+    start_server lost1 --db "$WORK/lost-s.db" || return 1
+    local port=$PORT url="ws://127.0.0.1:$PORT/"
+    "$T" send "$url" --count 1 --size 8 --linger --backoff-base-ms 20 --backoff-cap-ms 40 \
+        --proxy '' --timeout-ms 30000 >"$WORK/lost.out" 2>"$WORK/lost.err" </dev/null &
+    local cpid=$!
+    PIDS+=("$cpid")
+    wait_for 30 has_line "$WORK/lost1.out" '"seq":1,' ||
+        { echo "  the message did not arrive" >&2; stop_pid "$cpid"; return 1; }
+    stop_gracefully "$SPID" || { stop_pid "$cpid"; return 1; }
+    wait_for 30 has_line "$WORK/lost.err" "cannot connect to $url: TETHER_ECONNREFUSED" ||
+        { echo "  no refused line:" >&2; sed 's/^/  | /' "$WORK/lost.err" >&2; stop_pid "$cpid"; return 1; }
+    sleep 0.3 # more refused attempts, 40 ms apart at most
+    start_server lost2 --db "$WORK/lost-s.db" --listen "127.0.0.1:$port" || { stop_pid "$cpid"; return 1; }
+    wait_for 30 has_line "$WORK/lost.err" "tether send: connected to $url after " ||
+        { echo "  no connected line:" >&2; sed 's/^/  | /' "$WORK/lost.err" >&2; stop_pid "$cpid"; return 1; }
+    stop_gracefully "$cpid" || { sed 's/^/  | /' "$WORK/lost.err" >&2; return 1; }
+    stop_gracefully "$SPID"
+    [ "$(count_lines "$WORK/lost.err" "tether send: connection to $url lost: ")" -eq 1 ] &&
+        grep -qE '; reconnecting$' "$WORK/lost.err" &&
+        [ "$(count_lines "$WORK/lost.err" 'TETHER_ECONNREFUSED')" -eq 1 ] &&
+        [ "$(count_lines "$WORK/lost.err" 'tether send: connected to')" -eq 1 ] &&
+        [ "$(wc -l <"$WORK/lost.err")" -eq 4 ] || # lost, refused, connected, the summary
+        { sed 's/^/  | /' "$WORK/lost.err" >&2; return 1; }
+}
+check connection_lost_then_refused_then_back_each_printed_once net_lost
+
+# --quiet: nothing about the failed attempts, only the final failure.
+net_quiet() {
+    expect_rc 1 "$T" send ws://127.0.0.1:1/ --count 1 --backoff-base-ms 20 --backoff-cap-ms 40 \
+        --proxy '' --timeout-ms 1000 --quiet || return 1
+    ! grep -qF 'cannot connect' "$WORK/last.err" && [ "$(wc -l <"$WORK/last.err")" -eq 1 ] &&
+        grep -qF 'TETHER_ETIMEDOUT' "$WORK/last.err" || { sed 's/^/  | /' "$WORK/last.err" >&2; return 1; }
+}
+check quiet_send_prints_no_connection_problems net_quiet
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "netopts.h"
 #include "scenario/record.h"
 
 static const char send_help[] =
@@ -48,8 +49,11 @@ static const char send_help[] =
     "  --linger             once everything is acked, stay connected (printing messages\n"
     "                       from the server) until SIGINT/SIGTERM; then wait for acks\n"
     "                       once more and exit\n"
-    "  --quiet              do not print messages from the server nor the summary\n"
-    "  --verbose            report connection state changes on stderr\n"
+    "  --quiet              print nothing but failures: no messages from the server,\n"
+    "                       no connection problems, no summary\n"
+    "  --verbose            report every connection state change on stderr (without\n"
+    "                       it, each distinct connection problem is reported once,\n"
+    "                       and once more that the connection came up)\n"
     "  --seed S             seed for the reconnect jitter [from the OS]\n"
     "  --backoff-base-ms MS first reconnect delay bound [250]\n"
     "  --backoff-cap-ms MS  largest reconnect delay bound [30000]\n"
@@ -60,6 +64,7 @@ static const char send_help[] =
     "                       'tether demo' verifies; a message received counts as\n"
     "                       intact when its text is \"<word> <its seq>\"\n"
     "  --help               show this help\n"
+    "\n" CLI_CLIENT_NET_HELP
     "\n"
     "Without --linger, SIGINT or SIGTERM stops at once (exit 1); whatever was stored\n"
     "stays in --db and a later run sends it.\n"
@@ -83,13 +88,30 @@ typedef struct send_opts {
     int quiet;            /* --quiet */
     int verbose;          /* --verbose */
     const char *record;   /* --record */
+    cli_client_net net;   /* --header lines (connectivity options) */
 } send_opts;
 
-/* What the callbacks need; they run on the client's service thread. */
+/* A kind of connection problem: two failures with the same key are the same
+ * problem, reported once (docs/decisions.md, "CLI connectivity options"). */
+typedef struct send_problem {
+    int error;        /* the tether_err of the failed attempt */
+    int http_status;  /* the server's answer to the upgrade, 0 when none */
+    int proxy_status; /* the proxy's answer to CONNECT when not 200, else 0 */
+    int reject_code;  /* the server's REJECT or BYE code, 0 when none */
+} send_problem;
+
+#define SEND_PROBLEMS 16 /* kinds remembered per outage (a ring beyond) */
+
+/* What the callbacks need; they run on the client's service thread, one at a time. */
 typedef struct send_ctx {
-    tether_session_id id; /* our session, for printing */
-    int quiet;            /* --quiet */
-    int verbose;          /* --verbose */
+    tether_session_id id;             /* our session, for printing */
+    int quiet;                        /* --quiet */
+    int verbose;                      /* --verbose */
+    const char *url;                  /* the server, for problem reports */
+    int was_connected;                /* a connection came up before this outage */
+    uint32_t failures;                /* failed attempts since the last connection came up */
+    send_problem seen[SEND_PROBLEMS]; /* kinds reported during this outage */
+    size_t nseen;                     /* kinds reported so far (seen[] is a ring) */
 } send_ctx;
 
 /* 1 when data is the text "<word> <seq>" (how the demo's server numbers its messages). */
@@ -114,9 +136,61 @@ static void on_message(tether_client *c, uint64_t seq, const void *data, size_t 
     }
 }
 
+/* Without --verbose: reports each distinct problem of an outage once (on the
+ * RECONNECTING that follows the failure, so "retrying" is true), and once that
+ * the connection came up after problems. */
+static void report_problem(send_ctx *ctx, const tether_state_info *si)
+{
+    if (si->state == TETHER_STATE_CONNECTED) {
+        if (ctx->failures > 0) {
+            fprintf(stderr, "tether send: connected to %s after %u failed attempt%s\n", ctx->url,
+                    (unsigned)ctx->failures, ctx->failures == 1 ? "" : "s");
+        }
+        ctx->failures = 0;
+        ctx->nseen = 0;
+        ctx->was_connected = 1;
+        return;
+    }
+    if (si->state != TETHER_STATE_RECONNECTING || si->error == TETHER_OK) {
+        return;
+    }
+    int lost = ctx->failures == 0 && ctx->was_connected;
+    ctx->failures++;
+    send_problem p = {si->error, si->http_status, si->proxy_status, si->reject_code};
+    size_t known = ctx->nseen < SEND_PROBLEMS ? ctx->nseen : SEND_PROBLEMS;
+    for (size_t i = 0; i < known; i++) {
+        if (memcmp(&ctx->seen[i], &p, sizeof p) == 0) {
+            return;
+        }
+    }
+    ctx->seen[ctx->nseen++ % SEND_PROBLEMS] = p;
+    char extra[96] = "";
+    int n = 0;
+    if (p.http_status != 0) {
+        n += snprintf(extra + n, sizeof extra - (size_t)n, " (HTTP status %d)", p.http_status);
+    }
+    if (p.proxy_status != 0) {
+        n += snprintf(extra + n, sizeof extra - (size_t)n, " (proxy status %d)", p.proxy_status);
+    }
+    if (p.reject_code != 0) {
+        snprintf(extra + n, sizeof extra - (size_t)n, " (reject code %d)", p.reject_code);
+    }
+    const char *why = si->detail[0] ? si->detail : tether_strerror(p.error);
+    if (lost) {
+        fprintf(stderr, "tether send: connection to %s lost: %s: %s%s; reconnecting\n", ctx->url,
+                tether_err_name(p.error), why, extra);
+    } else {
+        fprintf(stderr, "tether send: cannot connect to %s: %s: %s%s; retrying\n", ctx->url,
+                tether_err_name(p.error), why, extra);
+    }
+}
+
 static void on_state(tether_client *c, const tether_state_info *si, void *user)
 {
     send_ctx *ctx = user;
+    if (!ctx->verbose && !ctx->quiet) {
+        report_problem(ctx, si);
+    }
     if (si->state == TETHER_STATE_CONNECTED) {
         scen_record("C %d", si->resumed ? 1 : 0);
     } else if ((si->state == TETHER_STATE_DISCONNECTED || si->state == TETHER_STATE_STOPPED) &&
@@ -458,6 +532,7 @@ static int parse_opts(int argc, char **argv, send_opts *o, tether_client_config 
         {"backoff-base-ms", required_argument, NULL, 'B'},
         {"backoff-cap-ms", required_argument, NULL, 'C'},
         {"backoff-reset-ms", required_argument, NULL, 'R'},
+        CLI_CLIENT_NET_OPTIONS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -547,6 +622,13 @@ static int parse_opts(int argc, char **argv, send_opts *o, tether_client_config 
                 cfg->backoff_reset_ms = (uint32_t)v;
             }
             break;
+        CLI_CLIENT_NET_CASES: {
+            int rc = cli_client_net_option(c, optarg, &o->net, cfg);
+            if (rc != 0) {
+                return rc;
+            }
+            break;
+        }
         case 'h':
             fputs(send_help, stdout);
             return -1;
@@ -572,7 +654,7 @@ static int parse_opts(int argc, char **argv, send_opts *o, tether_client_config 
         return cli_usage_error("send", "--pattern seq needs --size of at least 8");
     }
     cfg->url = o->url;
-    return 0;
+    return cli_client_net_finish(&o->net, cfg);
 }
 
 int cli_send(int argc, char **argv)
@@ -585,7 +667,7 @@ int cli_send(int argc, char **argv)
         return rc < 0 ? CLI_OK : rc;
     }
 
-    send_ctx ctx = {.quiet = o.quiet, .verbose = o.verbose};
+    send_ctx ctx = {.quiet = o.quiet, .verbose = o.verbose, .url = o.url};
     cfg.cb.on_message = on_message;
     cfg.cb.on_state = on_state;
     cfg.cb.on_mismatch = on_mismatch;

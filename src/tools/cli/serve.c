@@ -3,6 +3,7 @@
  * as one JSON line; optionally echoes each message back to its session.
  */
 #include "cli.h"
+#include "netopts.h"
 
 #include "chaos/chaos.h" /* tether__chaos_parse_hostport */
 
@@ -39,6 +40,7 @@ static const char serve_help[] =
     "                       a connection must send HELLO within this, 1 to 3600000 [10000]\n"
     "  --delivery-threads N threads that run the sessions' messages, 1 to 64 [4]\n"
     "  --help               show this help\n"
+    "\n" CLI_SERVER_NET_HELP
     "\n"
     "Session events (open, close, mismatch) are reported on stderr.\n"
     "\n" CLI_EXIT_HELP;
@@ -121,12 +123,14 @@ int cli_serve(int argc, char **argv)
         {"max-pending-handshakes", required_argument, NULL, 'P'},
         {"hello-timeout-ms", required_argument, NULL, 'H'},
         {"delivery-threads", required_argument, NULL, 'T'},
+        CLI_SERVER_NET_OPTIONS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *listen = "127.0.0.1:9000";
     const char *port_file = NULL;
     serve_ctx ctx = {0};
+    cli_server_net net = {0};
     tether_server_config cfg;
     tether_server_config_init(&cfg);
 
@@ -189,6 +193,13 @@ int cli_serve(int argc, char **argv)
             *field[i] = (uint32_t)v;
             break;
         }
+        CLI_SERVER_NET_CASES: {
+            int rc = cli_server_net_option(c, optarg, &net, &cfg);
+            if (rc != 0) {
+                return rc;
+            }
+            break;
+        }
         case 'h':
             fputs(serve_help, stdout);
             return CLI_OK;
@@ -199,6 +210,9 @@ int cli_serve(int argc, char **argv)
     }
     if (optind < argc) {
         return cli_usage_error("serve", "unexpected argument '%s'", argv[optind]);
+    }
+    if (cli_server_net_finish(&net, &cfg) != 0) {
+        return CLI_USAGE;
     }
     char host[256];
     if (tether__chaos_parse_hostport(listen, host, sizeof host, &cfg.port) != 0) {
@@ -231,8 +245,8 @@ int cli_serve(int argc, char **argv)
         return cli_fail("serve", "cannot write the port to %s", port_file);
     }
     if (!ctx.quiet) {
-        fprintf(stderr, "tether serve: listening on %s:%u%s\n", host, (unsigned)port,
-                cfg.db_path ? "" : " (memory store)");
+        fprintf(stderr, "tether serve: listening on %s:%u%s%s\n", host, (unsigned)port,
+                cfg.tls_cert_file ? " (wss://)" : "", cfg.db_path ? "" : " (memory store)");
     }
     while (!cli_stop_requested()) {
         cli_sleep_ms(100);
