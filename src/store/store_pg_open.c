@@ -85,11 +85,11 @@ const char *const tether__pg_stmt_sql[N_PSTMT] = {
     [P_TOTALS] = "SELECT count(*), coalesce(sum(pending_count), 0)::bigint, "
                  "coalesce(sum(pending_bytes), 0)::bigint FROM tether_sessions "
                  "WHERE role = $1::smallint",
-    [P_CHECK] = "SELECT (SELECT count(*) FROM tether_sessions s WHERE s.role = $1::smallint AND "
-                "((s.pending_count, s.pending_bytes) IS DISTINCT FROM "
-                "(SELECT count(*), coalesce(sum(length(o.payload)), 0) FROM tether_outbox o "
-                "WHERE o.role = s.role AND o.session = s.id) OR s.out_last < coalesce((SELECT "
-                "max(seq) FROM tether_outbox o WHERE o.role = s.role AND o.session = s.id), 0))), "
+    [P_CHECK] = "SELECT (SELECT count(*) FROM tether_sessions s CROSS JOIN LATERAL "
+                "(SELECT count(*) AS c, coalesce(sum(length(payload)), 0) AS b, "
+                "coalesce(max(seq), 0) AS m FROM tether_outbox o "
+                "WHERE o.role = s.role AND o.session = s.id) t WHERE s.role = $1::smallint "
+                "AND (s.pending_count <> t.c OR s.pending_bytes <> t.b OR s.out_last < t.m)), "
                 "(SELECT count(*) FROM tether_outbox o WHERE o.role = $1::smallint AND NOT EXISTS "
                 "(SELECT 1 FROM tether_sessions s WHERE s.role = o.role AND s.id = o.session))",
 };

@@ -1,0 +1,366 @@
+/*
+ * The PostgreSQL store's own cases (src/store/store_pg*.c), against a private
+ * server this run starts (tests/support/pgtest.h): a server that cannot be
+ * reached, a password never shown, a schema from the future, a batch that
+ * fails part-way (a CHECK constraint, and the backend killed mid-statement),
+ * the server restarted and a backend terminated between two operations (the
+ * operation that meets it fails, the next reconnects), roles kept apart,
+ * inspect's check, and the server opening a postgresql:// db_path.
+ * The store contract itself runs on PostgreSQL as store_contract_pg.
+ */
+#include "store_fixture.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <tether/server.h>
+
+#include "pgtest.h"
+#include "store/store_testhooks.h"
+
+static tether__store *open_db(const char *db, tether__store_role role)
+{
+    char ci[256], err[512];
+    tether__store *st = NULL;
+    int rc = tether__store_pg_open(pgt_conninfo(db, ci, sizeof ci), role, TETHER_DURABILITY_NORMAL,
+                                   &st, err, sizeof err);
+    CHECK_OK(rc);
+    if (rc != TETHER_OK) {
+        fprintf(stderr, "  open %s: %s\n", db, err);
+        exit(1);
+    }
+    return st;
+}
+
+static tether__store *open_fresh(char *db, size_t len, tether__store_role role)
+{
+    if (pgt_createdb("pgstore", db, len) != 0) {
+        fprintf(stderr, "  cannot create a database\n");
+        exit(1);
+    }
+    return open_db(db, role);
+}
+
+/* A loopback port nothing listens on (the system's pick, closed again). */
+static int dead_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    bind(fd, (struct sockaddr *)&a, sizeof a);
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* How many databases the server holds (to see that a failed open created none). */
+static long long count_dbs(void)
+{
+    long long n = -1;
+    CHECK_EQ_INT(pgt_query_int("postgres", "SELECT count(*) FROM pg_database", &n), 0);
+    return n;
+}
+
+TEST(unreachable_server_is_a_clear_error)
+{
+    char ci[256], err[512];
+    int port = dead_port();
+    tether__store *st = (tether__store *)&st;
+    snprintf(ci, sizeof ci, "postgresql://alice:s3cr3t-pw@127.0.0.1:%d/nowhere", port);
+    CHECK_ERR(tether__store_pg_open(ci, TETHER__ROLE_SERVER, TETHER_DURABILITY_NORMAL, &st, err,
+                                    sizeof err),
+              TETHER_ESTORE);
+    CHECK(st == NULL);
+    char where[64];
+    snprintf(where, sizeof where, "127.0.0.1:%d/nowhere as user alice", port);
+    CHECK(strstr(err, where) != NULL);
+    CHECK(strstr(err, "cannot connect") != NULL);
+    CHECK(strstr(err, "s3cr3t") == NULL);
+
+    /* keyword form, password keyword: never shown either */
+    snprintf(ci, sizeof ci, "host=127.0.0.1 port=%d dbname=x user=bob password=hunter2", port);
+    CHECK_ERR(tether__store_pg_open(ci, TETHER__ROLE_CLIENT, TETHER_DURABILITY_NORMAL, &st, err,
+                                    sizeof err),
+              TETHER_ESTORE);
+    CHECK(strstr(err, "hunter2") == NULL);
+    char d[256];
+    tether__store_pg_describe(ci, d, sizeof d);
+    CHECK(strstr(d, "hunter2") == NULL);
+    CHECK(strstr(d, "as user bob") != NULL);
+
+    /* the server runs, the database does not exist: refused, nothing created */
+    long long before = count_dbs();
+    CHECK(before > 0);
+    CHECK_ERR(tether__store_pg_open(pgt_conninfo("no_such_db", ci, sizeof ci), TETHER__ROLE_SERVER,
+                                    TETHER_DURABILITY_NORMAL, &st, err, sizeof err),
+              TETHER_ESTORE);
+    CHECK(strstr(err, "no_such_db") != NULL);
+    CHECK_EQ_INT(count_dbs(), before);
+
+    /* not a connection string at all */
+    CHECK_ERR(tether__store_pg_open("postgresql://h:notaport/db?bogus=1", TETHER__ROLE_SERVER,
+                                    TETHER_DURABILITY_NORMAL, &st, err, sizeof err),
+              TETHER_ECONFIG);
+    CHECK(strstr(err, "invalid PostgreSQL connection string") != NULL);
+    CHECK_ERR(tether__store_pg_open("", TETHER__ROLE_SERVER, TETHER_DURABILITY_NORMAL, &st, err,
+                                    sizeof err),
+              TETHER_EINVAL);
+    CHECK_ERR(tether__store_pg_open(ci, TETHER__ROLE_NONE, TETHER_DURABILITY_NORMAL, &st, err,
+                                    sizeof err),
+              TETHER_EINVAL);
+    CHECK(tether__store_pg_is_uri("postgresql://x/y"));
+    CHECK(tether__store_pg_is_uri("postgres://x/y"));
+    CHECK(!tether__store_pg_is_uri("/tmp/postgresql://x"));
+    CHECK(!tether__store_pg_is_uri(NULL));
+}
+
+TEST(schema_from_the_future_is_refused)
+{
+    char db[64], ci[256], err[512];
+    tether__store *st = open_fresh(db, sizeof db, TETHER__ROLE_SERVER);
+    tether__session_rec a = mkrec(1);
+    CHECK_OK(st->ops->session_put(st, &a));
+    st->ops->close(st);
+    /* a second open finds the schema and keeps the data */
+    st = open_db(db, TETHER__ROLE_SERVER);
+    CHECK_EQ_U64(list(st)->n, 1);
+    st->ops->close(st);
+
+    CHECK_EQ_INT(pgt_exec(db, "UPDATE tether_meta SET value = '2' WHERE key = 'schema_version'", 0), 0);
+    st = (tether__store *)&st;
+    CHECK_ERR(tether__store_pg_open(pgt_conninfo(db, ci, sizeof ci), TETHER__ROLE_SERVER,
+                                    TETHER_DURABILITY_NORMAL, &st, err, sizeof err),
+              TETHER_ESTORE_SCHEMA);
+    CHECK(st == NULL);
+    CHECK(strstr(err, "version 2, newer than this tether's (1)") != NULL);
+
+    CHECK_EQ_INT(pgt_exec(db, "UPDATE tether_meta SET value = 'one' WHERE key = 'schema_version'", 0), 0);
+    CHECK_ERR(tether__store_pg_open(ci, TETHER__ROLE_SERVER, TETHER_DURABILITY_NORMAL, &st, err,
+                                    sizeof err),
+              TETHER_ESTORE_SCHEMA);
+    CHECK(strstr(err, "unknown database schema") != NULL);
+
+    CHECK_EQ_INT(pgt_exec(db, "DELETE FROM tether_meta", 0), 0);
+    CHECK_ERR(tether__store_pg_open(ci, TETHER__ROLE_SERVER, TETHER_DURABILITY_NORMAL, &st, err,
+                                    sizeof err),
+              TETHER_ESTORE_SCHEMA);
+    CHECK(strstr(err, "no schema version") != NULL);
+
+    /* tables named like ours without tether_meta: someone else's */
+    CHECK_EQ_INT(pgt_exec(db, "DROP TABLE tether_meta", 0), 0);
+    CHECK_ERR(tether__store_pg_open(ci, TETHER__ROLE_SERVER, TETHER_DURABILITY_NORMAL, &st, err,
+                                    sizeof err),
+              TETHER_ESTORE_SCHEMA);
+    CHECK(strstr(err, "not a tether store") != NULL);
+    /* and the refusal created nothing */
+    long long made = -1;
+    CHECK_EQ_INT(pgt_query_int(db, "SELECT count(*) FROM pg_tables WHERE tablename = 'tether_meta'",
+                               &made),
+                 0);
+    CHECK_EQ_INT(made, 0);
+}
+
+/* A batch of n messages "m<i>", the one at index bad being "x". */
+static void batch(tether_msg *m, char (*buf)[16], size_t n, size_t bad)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (i == bad) {
+            snprintf(buf[i], 16, "x");
+        } else {
+            snprintf(buf[i], 16, "m%zu", i);
+        }
+        m[i].data = buf[i];
+        m[i].len = strlen(buf[i]);
+    }
+}
+
+TEST(failure_mid_batch_leaves_nothing)
+{
+    char db[64];
+    tether__store *st = open_fresh(db, sizeof db, TETHER__ROLE_CLIENT);
+    tether__session_rec a = mkrec(2);
+    CHECK_OK(st->ops->session_put(st, &a));
+    CHECK_EQ_U64(app(st, a.id, "first"), 1);
+    uint64_t d = digest(st);
+
+    /* a CHECK constraint refuses the 50th row of 100 */
+    CHECK_EQ_INT(pgt_exec(db, "ALTER TABLE tether_outbox ADD CONSTRAINT tt_no_x "
+                              "CHECK (payload <> '\\x78'::bytea)", 0),
+                 0);
+    static char buf[100][16];
+    tether_msg m[100];
+    batch(m, buf, 100, 49);
+    uint64_t first = 77;
+    CHECK_ERR(st->ops->append(st, a.id, m, 100, 0, 0, &first), TETHER_ESTORE);
+    CHECK(strstr(st->ops->errmsg(st), "23514") != NULL);
+    CHECK_EQ_U64(first, 77);
+    CHECK_EQ_U64(digest(st), d);
+    CHECK_EQ_U64(get(st, a.id).out_last, 1);
+    check_pending(st, a.id, 1, 5);
+
+    /* the backend itself is killed by a trigger while inserting row 30 */
+    CHECK_EQ_INT(pgt_exec(db, "ALTER TABLE tether_outbox DROP CONSTRAINT tt_no_x;"
+                              "CREATE FUNCTION tt_die() RETURNS trigger LANGUAGE plpgsql AS "
+                              "$$BEGIN IF NEW.seq = 31 THEN PERFORM pg_terminate_backend(pg_backend_pid()); "
+                              "END IF; RETURN NEW; END$$;"
+                              "CREATE TRIGGER tt_die BEFORE INSERT ON tether_outbox FOR EACH ROW "
+                              "EXECUTE FUNCTION tt_die()", 0),
+                 0);
+    int pid = tether__store_pg_backend_pid(st);
+    CHECK(pid > 0);
+    batch(m, buf, 100, 100);
+    CHECK_ERR(st->ops->append(st, a.id, m, 100, 0, 0, &first), TETHER_ESTORE);
+    CHECK(strstr(st->ops->errmsg(st), "was lost") != NULL);
+    CHECK_EQ_U64(first, 77);
+    CHECK_EQ_INT(pgt_exec(db, "DROP TRIGGER tt_die ON tether_outbox", 0), 0);
+    /* the next operation reconnects (another backend) and sees nothing of it */
+    CHECK_EQ_U64(digest(st), d);
+    CHECK(tether__store_pg_backend_pid(st) != pid);
+    CHECK_OK(st->ops->append(st, a.id, m, 100, 0, 0, &first));
+    CHECK_EQ_U64(first, 2);
+    check_pending(st, a.id, 101, 5 + 10 * 2 + 90 * 3);
+    st->ops->close(st);
+}
+
+TEST(restart_between_operations)
+{
+    char db[64];
+    tether__store *st = open_fresh(db, sizeof db, TETHER__ROLE_SERVER);
+    tether__session_rec a = mkrec(3);
+    CHECK_OK(st->ops->session_put(st, &a));
+    CHECK_EQ_U64(app(st, a.id, "before"), 1);
+    uint64_t d = digest(st);
+
+    pgt_stop();
+    /* the first operation meets the closed connection */
+    tether_msg m = {"during", 6};
+    uint64_t first = 0;
+    CHECK_ERR(st->ops->append(st, a.id, &m, 1, 0, 0, &first), TETHER_ESTORE);
+    CHECK(strstr(st->ops->errmsg(st), "was lost") != NULL);
+    /* the next one tries to reconnect, once, and says where */
+    CHECK_ERR(st->ops->append(st, a.id, &m, 1, 0, 0, &first), TETHER_ESTORE);
+    CHECK(strstr(st->ops->errmsg(st), "reconnecting failed") != NULL);
+    CHECK(strstr(st->ops->errmsg(st), "127.0.0.1:") != NULL);
+    CHECK_EQ_U64(first, 0);
+
+    CHECK_EQ_INT(pgt_restart(), 0);
+    /* back: the store reconnects by itself, the data is as it was */
+    CHECK_EQ_U64(digest(st), d);
+    CHECK_EQ_U64(app(st, a.id, "after"), 2);
+    check_pending(st, a.id, 2, 11);
+
+    /* a backend terminated from outside between two operations */
+    char sql[128];
+    snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(%d)", tether__store_pg_backend_pid(st));
+    CHECK_EQ_INT(pgt_exec("postgres", sql, 0), 0);
+    tether__session_rec r;
+    int rc = st->ops->session_get(st, a.id, &r);
+    CHECK_ERR(rc, TETHER_ESTORE);
+    CHECK_OK(st->ops->session_get(st, a.id, &r));
+    CHECK_EQ_U64(r.out_last, 2);
+    st->ops->close(st);
+}
+
+TEST(roles_are_kept_apart)
+{
+    char db[64];
+    tether__store *srv = open_fresh(db, sizeof db, TETHER__ROLE_SERVER);
+    tether__store *cli = open_db(db, TETHER__ROLE_CLIENT);
+    tether__session_rec a = mkrec(4), b = mkrec(4);
+    b.token[0] ^= 1;
+    CHECK_OK(srv->ops->session_put(srv, &a));
+    CHECK_EQ_U64(app(srv, a.id, "to the client"), 1);
+    tether__session_rec r;
+    CHECK_ERR(cli->ops->session_get(cli, a.id, &r), TETHER_ENOTFOUND);
+    CHECK_EQ_U64(list(cli)->n, 0);
+    /* the same id in the other role is another session */
+    CHECK_OK(cli->ops->session_put(cli, &b));
+    CHECK_EQ_U64(app(cli, b.id, "x"), 1);
+    CHECK_EQ_U64(app(cli, b.id, "y"), 2);
+    check_pending(srv, a.id, 1, 13);
+    check_pending(cli, b.id, 2, 2);
+    CHECK_OK(cli->ops->session_delete(cli, b.id));
+    check_pending(srv, a.id, 1, 13);
+    r = get(srv, a.id);
+    CHECK(rec_eq(&r, &a) || r.out_last == 1);
+    tether__store_info info;
+    CHECK_OK(cli->ops->inspect(cli, TETHER__INSPECT_CHECK, &info));
+    CHECK_EQ_INT(info.role, TETHER__ROLE_CLIENT);
+    CHECK_EQ_U64(info.sessions, 0);
+    CHECK_OK(srv->ops->inspect(srv, TETHER__INSPECT_CHECK, &info));
+    CHECK_EQ_INT(info.role, TETHER__ROLE_SERVER);
+    CHECK_EQ_U64(info.sessions, 1);
+    CHECK_EQ_U64(info.pending, 1);
+    CHECK_EQ_U64(info.pending_bytes, 13);
+    cli->ops->close(cli);
+    srv->ops->close(srv);
+}
+
+TEST(inspect_check_finds_wrong_totals)
+{
+    char db[64];
+    tether__store *st = open_fresh(db, sizeof db, TETHER__ROLE_SERVER);
+    tether__session_rec a = mkrec(5);
+    CHECK_OK(st->ops->session_put(st, &a));
+    app(st, a.id, "abc");
+    tether__store_info info;
+    CHECK_OK(st->ops->inspect(st, TETHER__INSPECT_CHECK, &info));
+    CHECK_EQ_U64(info.pending_bytes, 3);
+    CHECK_EQ_INT(pgt_exec(db, "UPDATE tether_sessions SET pending_bytes = 4", 0), 0);
+    CHECK_ERR(st->ops->inspect(st, TETHER__INSPECT_CHECK, &info), TETHER_ESTORE_CORRUPT);
+    CHECK(strstr(st->ops->errmsg(st), "1 sessions' pending totals disagree") != NULL);
+    CHECK_OK(st->ops->inspect(st, 0, &info)); /* without the check: the rows' word */
+    CHECK_EQ_U64(info.pending_bytes, 4);
+    /* a dropped table: the schema error, not a crash */
+    CHECK_EQ_INT(pgt_exec(db, "DROP TABLE tether_outbox", 0), 0);
+    got g;
+    CHECK_ERR(st->ops->load(st, a.id, 0, 10, on_load, &g), TETHER_ESTORE_SCHEMA);
+    CHECK(strstr(st->ops->errmsg(st), "42P01") != NULL);
+    st->ops->close(st);
+}
+
+TEST(server_opens_a_postgresql_db_path)
+{
+    char db[64], uri[256];
+    CHECK_EQ_INT(pgt_createdb("server", db, sizeof db), 0);
+    tether_server_config cfg;
+    tether_server_config_init(&cfg);
+    cfg.listen_host = "127.0.0.1";
+    cfg.port = 0;
+    cfg.db_path = pgt_uri(db, uri, sizeof uri);
+    tether_server *srv = NULL;
+    CHECK_OK(tether_server_create(&cfg, &srv));
+    tether_server_destroy(srv);
+    /* the server made the schema there */
+    long long v = 0;
+    CHECK_EQ_INT(pgt_query_int(db, "SELECT value::int FROM tether_meta WHERE key = 'schema_version'",
+                               &v),
+                 0);
+    CHECK_EQ_INT(v, 1);
+    /* an unreachable one: the error names it without the password */
+    char bad[256];
+    snprintf(bad, sizeof bad, "postgresql://tt:pa55word@127.0.0.1:%d/x", dead_port());
+    cfg.db_path = bad;
+    srv = NULL;
+    CHECK_ERR(tether_server_create(&cfg, &srv), TETHER_ESTORE);
+    CHECK(srv == NULL);
+    CHECK(strstr(tether_errmsg(), "pa55word") == NULL);
+    CHECK(strstr(tether_errmsg(), "cannot connect") != NULL);
+}
+
+int main(void)
+{
+    pgt_start(); /* exits with a clear message when PostgreSQL is missing */
+    RUN(unreachable_server_is_a_clear_error);
+    RUN(schema_from_the_future_is_refused);
+    RUN(failure_mid_batch_leaves_nothing);
+    RUN(restart_between_operations);
+    RUN(roles_are_kept_apart);
+    RUN(inspect_check_finds_wrong_totals);
+    RUN(server_opens_a_postgresql_db_path);
+    return tt_finish();
+}
