@@ -54,6 +54,9 @@ int tether__pg_map_state(const char *st)
     if (!st || strncmp(st, "08", 2) == 0 || strncmp(st, "57P", 3) == 0) {
         return TETHER_ESTORE; /* the connection or the server went away */
     }
+    if (strcmp(st, "55P03") == 0) {
+        return TETHER_ESTORE; /* lock_not_available: another connection held a row too long */
+    }
     if (strcmp(st, "53100") == 0) {
         return TETHER_ESTORE_FULL; /* disk_full */
     }

@@ -21,6 +21,7 @@
 #define PG_SEQ_MAX ((uint64_t)INT64_MAX) /* highest seq or cursor a store accepts (bigint) */
 #define PG_LIST_PAGE 512                 /* sessions list() fetches per round trip */
 #define PG_CONNECT_TIMEOUT "10"          /* seconds, unless the connection string says otherwise */
+#define PG_LOCK_TIMEOUT "5s"             /* longest wait for a row lock another connection holds */
 
 /* The prepared statements, by name "tether_<index>". */
 enum {

@@ -255,8 +255,10 @@ static int schema(pgstore *s, const char *op)
 static int setup(pgstore *s, const char *op)
 {
     PQsetNoticeProcessor(s->conn, quiet, NULL);
-    int rc = TETHER_OK;
-    if (s->sync_off) {
+    /* as the SQLite store's busy timeout: a lock held elsewhere is an error
+     * after a while, not a stall of every session */
+    int rc = run(s, "SET lock_timeout = '" PG_LOCK_TIMEOUT "'", op);
+    if (rc == TETHER_OK && s->sync_off) {
         rc = run(s, "SET synchronous_commit = off", op);
     }
     for (int i = 0; i < N_PSTMT && rc == TETHER_OK; i++) {

@@ -40,7 +40,13 @@ static struct {
     int port;          /* its port */
     int started;       /* pgt_start() succeeded once: the directory exists */
     int dbs;           /* databases created, for names */
+    int fsync;         /* 1: fsync=on (pgt_set_fsync) */
 } pg;
+
+void pgt_set_fsync(int on)
+{
+    pg.fsync = on;
+}
 
 static void die(const char *fmt, const char *arg)
 {
@@ -176,7 +182,8 @@ static int launch(void)
         char prog[600];
         snprintf(prog, sizeof prog, "%s/postgres", pg.bindir);
         execl(prog, "postgres", "-D", pg.data, "-k", pg.dir, "-p", port, "-c",
-              "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "full_page_writes=off", "-c",
+              "listen_addresses=127.0.0.1", "-c", pg.fsync ? "fsync=on" : "fsync=off", "-c",
+              pg.fsync ? "full_page_writes=on" : "full_page_writes=off", "-c",
               "shared_buffers=16MB", "-c", "max_connections=40", "-c", "max_wal_size=256MB",
               (char *)NULL);
         _exit(127);

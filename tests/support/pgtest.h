@@ -18,6 +18,11 @@
 
 #include <stddef.h>
 
+/* Before pgt_start(): run the server with fsync on (a measurement's
+ * setting); the tests run with fsync=off, which only costs durability
+ * across a crash of the machine, which no test makes. */
+void pgt_set_fsync(int on);
+
 /* Starts the server; exits the process with status 1 and a message when it
  * cannot. Calling it again while it runs does nothing. */
 void pgt_start(void);

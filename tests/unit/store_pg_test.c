@@ -4,12 +4,14 @@
  * reached, a password never shown, a schema from the future, a batch that
  * fails part-way (a CHECK constraint, and the backend killed mid-statement),
  * the server restarted and a backend terminated between two operations (the
- * operation that meets it fails, the next reconnects), roles kept apart,
+ * operation that meets it fails, the next reconnects), a row locked by
+ * another connection (lock_timeout, not a stall), roles kept apart,
  * inspect's check, and the server opening a postgresql:// db_path.
  * The store contract itself runs on PostgreSQL as store_contract_pg.
  */
 #include "store_fixture.h"
 
+#include <libpq-fe.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -265,6 +267,32 @@ TEST(restart_between_operations)
     st->ops->close(st);
 }
 
+TEST(row_locked_elsewhere_times_out)
+{
+    char db[64], ci[256];
+    tether__store *st = open_fresh(db, sizeof db, TETHER__ROLE_SERVER);
+    tether__session_rec a = mkrec(6);
+    CHECK_OK(st->ops->session_put(st, &a));
+    uint64_t d = digest(st);
+    /* another connection holds the session row in an open transaction */
+    PGconn *other = PQconnectdb(pgt_conninfo(db, ci, sizeof ci));
+    CHECK(PQstatus(other) == CONNECTION_OK);
+    PQclear(PQexec(other, "BEGIN"));
+    PGresult *r = PQexec(other, "SELECT 1 FROM tether_sessions FOR UPDATE");
+    CHECK(PQresultStatus(r) == PGRES_TUPLES_OK);
+    PQclear(r);
+    tether_msg m = {"blocked", 7};
+    uint64_t first = 0;
+    /* lock_timeout (5 s) ends the wait: an error, not a stall */
+    CHECK_ERR(st->ops->append(st, a.id, &m, 1, 0, 0, &first), TETHER_ESTORE);
+    CHECK(strstr(st->ops->errmsg(st), "55P03") != NULL);
+    PQclear(PQexec(other, "ROLLBACK"));
+    PQfinish(other);
+    CHECK_EQ_U64(digest(st), d);
+    CHECK_EQ_U64(app(st, a.id, "free"), 1);
+    st->ops->close(st);
+}
+
 TEST(roles_are_kept_apart)
 {
     char db[64];
@@ -350,6 +378,9 @@ TEST(server_opens_a_postgresql_db_path)
     CHECK(srv == NULL);
     CHECK(strstr(tether_errmsg(), "pa55word") == NULL);
     CHECK(strstr(tether_errmsg(), "cannot connect") != NULL);
+    cfg.db_path = "postgresql://h:port/x?no_such_option=1";
+    CHECK_ERR(tether_server_create(&cfg, &srv), TETHER_ECONFIG);
+    CHECK(strstr(tether_errmsg(), "invalid PostgreSQL connection string") != NULL);
 }
 
 int main(void)
@@ -359,6 +390,7 @@ int main(void)
     RUN(schema_from_the_future_is_refused);
     RUN(failure_mid_batch_leaves_nothing);
     RUN(restart_between_operations);
+    RUN(row_locked_elsewhere_times_out);
     RUN(roles_are_kept_apart);
     RUN(inspect_check_finds_wrong_totals);
     RUN(server_opens_a_postgresql_db_path);
