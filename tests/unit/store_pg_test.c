@@ -1,7 +1,8 @@
 /*
  * The PostgreSQL store's own cases (src/store/store_pg*.c), against a private
  * server this run starts (tests/support/pgtest.h): a server that cannot be
- * reached, a password never shown, a schema from the future, a batch that
+ * reached, a password never shown, a schema from the future, instances
+ * creating the schema at once, a batch that
  * fails part-way (a CHECK constraint, and the backend killed mid-statement),
  * the server restarted and a backend terminated between two operations (the
  * operation that meets it fails, the next reconnects), a row locked by
@@ -13,6 +14,7 @@
 
 #include <libpq-fe.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -178,6 +180,50 @@ static void batch(tether_msg *m, char (*buf)[16], size_t n, size_t bad)
         m[i].data = buf[i];
         m[i].len = strlen(buf[i]);
     }
+}
+
+typedef struct opener {
+    const char *db; /* the database all of them open */
+    int rc;         /* what the open returned */
+    char err[512];  /* its message */
+} opener;
+
+static void *open_one(void *arg)
+{
+    opener *o = arg;
+    char ci[256];
+    tether__store *st = NULL;
+    o->rc = tether__store_pg_open(pgt_conninfo(o->db, ci, sizeof ci), TETHER__ROLE_SERVER,
+                                  TETHER_DURABILITY_NORMAL, &st, o->err, sizeof o->err);
+    if (st) {
+        st->ops->close(st);
+    }
+    return NULL;
+}
+
+TEST(instances_opening_at_once_agree_on_the_schema)
+{
+    enum { N = 6 };
+    char db[64];
+    CHECK_EQ_INT(pgt_createdb("race", db, sizeof db), 0);
+    opener o[N];
+    pthread_t t[N];
+    for (int i = 0; i < N; i++) {
+        o[i].db = db;
+        o[i].rc = -100;
+        o[i].err[0] = '\0';
+        CHECK_EQ_INT(pthread_create(&t[i], NULL, open_one, &o[i]), 0);
+    }
+    for (int i = 0; i < N; i++) {
+        pthread_join(t[i], NULL);
+        CHECK_OK(o[i].rc);
+        if (o[i].rc != TETHER_OK) {
+            fprintf(stderr, "  open %d: %s\n", i, o[i].err);
+        }
+    }
+    long long versions = 0;
+    CHECK_EQ_INT(pgt_query_int(db, "SELECT count(*) FROM tether_meta", &versions), 0);
+    CHECK_EQ_INT(versions, 1);
 }
 
 TEST(failure_mid_batch_leaves_nothing)
@@ -388,6 +434,7 @@ int main(void)
     pgt_start(); /* exits with a clear message when PostgreSQL is missing */
     RUN(unreachable_server_is_a_clear_error);
     RUN(schema_from_the_future_is_refused);
+    RUN(instances_opening_at_once_agree_on_the_schema);
     RUN(failure_mid_batch_leaves_nothing);
     RUN(restart_between_operations);
     RUN(row_locked_elsewhere_times_out);
