@@ -4,8 +4,13 @@
  * real client on loopback: the server restarted mid-stream resumes every
  * session from the database; messages to an offline client wait there; and
  * PostgreSQL itself restarted mid-stream costs a reconnect, not a message
- * (at most the redelivery window's repeats, flagged).
+ * (at most the redelivery window's repeats, flagged); and `tether serve --db
+ * postgresql://...` with `tether send`.
  */
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "harness.h"
 #include "itest.h"
 #include "pgtest.h"
@@ -174,11 +179,91 @@ TEST(postgresql_restart_mid_stream_loses_nothing)
     pair_free(&p);
 }
 
+/* Runs argv (the CLI) with stdout and stderr to out; its pid. */
+static pid_t spawn(char *const argv[], const char *out)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        FILE *f = freopen(out, "w", stdout);
+        (void)f;
+        dup2(1, 2);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* Waits at most ms for pid; its exit status, or -1 (then it is killed). */
+static int reap(pid_t pid, unsigned ms)
+{
+    int status;
+    for (unsigned t = 0; t < ms; t += 20) {
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        }
+        sleep_ms(20);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    return -1;
+}
+
+static int file_port(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    int port = 0;
+    if (f) {
+        if (fscanf(f, "%d", &port) != 1) {
+            port = 0;
+        }
+        fclose(f);
+    }
+    return port;
+}
+
+TEST(cli_serve_takes_a_postgresql_uri)
+{
+    const char *cli = getenv("TETHER_CLI");
+    if (!cli) {
+        tt_fail(__FILE__, __LINE__, "TETHER_CLI is not set (run through ctest)");
+        return;
+    }
+    char db[64], uri[256], pf[512], sout[512], cout[512], cdb[512];
+    CHECK_EQ_INT(pgt_createdb("cli", db, sizeof db), 0);
+    pgt_uri(db, uri, sizeof uri);
+    tt_path(pf, sizeof pf, "serve.port");
+    char *sargv[] = {(char *)cli, "serve", "--listen", "127.0.0.1:0", "--db", uri, "--port-file",
+                     pf, "--quiet", NULL};
+    pid_t serve = spawn(sargv, tt_path(sout, sizeof sout, "serve.out"));
+    int port = 0;
+    for (int t = 0; t < 1000 && !port; t++) {
+        sleep_ms(20);
+        port = file_port(pf);
+    }
+    CHECK(port > 0);
+    char url[64];
+    url_for(url, sizeof url, (unsigned)port);
+    tt_path(cdb, sizeof cdb, "send.db");
+    char *cargv[] = {(char *)cli, "send", url, "--db", cdb, "--count", "200", "--size", "64", NULL};
+    pid_t send = spawn(cargv, tt_path(cout, sizeof cout, "send.out"));
+    CHECK_EQ_INT(reap(send, WAIT_MS), 0);
+    kill(serve, SIGTERM);
+    CHECK_EQ_INT(reap(serve, WAIT_MS), 0);
+    /* what the server took in is in the database: one session, all acked */
+    long long sessions = -1, cursor = -1;
+    CHECK_EQ_INT(pgt_query_int(db, "SELECT count(*) FROM tether_sessions WHERE role = 2", &sessions),
+                 0);
+    CHECK_EQ_INT(sessions, 1);
+    CHECK_EQ_INT(pgt_query_int(db, "SELECT max(recv_cursor) FROM tether_sessions", &cursor), 0);
+    CHECK_EQ_INT(cursor, 200);
+}
+
 int main(void)
 {
     pgt_start(); /* exits with a clear message when PostgreSQL is missing */
     RUN(server_restart_resumes_from_postgresql);
     RUN(offline_client_gets_server_messages_on_resume);
     RUN(postgresql_restart_mid_stream_loses_nothing);
+    RUN(cli_serve_takes_a_postgresql_uri);
     return tt_finish();
 }
