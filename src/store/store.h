@@ -182,6 +182,16 @@ int tether__store_pg_open(const char *conninfo, tether__store_role role,
                           tether_durability durability, tether__store **out, char *errbuf,
                           size_t errlen);
 
+/*
+ * Opens the server sessions of a PostgreSQL store for reading only (`tether
+ * status`): it never creates the schema, and its connection runs every
+ * transaction read-only, so a write fails with TETHER_ESTORE_READONLY.
+ * TETHER_ENOTFOUND when the database holds no tether store (no tether
+ * tables); otherwise as tether__store_pg_open().
+ */
+int tether__store_pg_open_readonly(const char *conninfo, tether__store **out, char *errbuf,
+                                   size_t errlen);
+
 /* 1 when path is a PostgreSQL URI (postgresql:// or postgres://): the server
  * opens such a db_path with tether__store_pg_open(). */
 int tether__store_pg_is_uri(const char *path);

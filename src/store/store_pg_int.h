@@ -48,6 +48,7 @@ typedef struct pgstore {
     PGconn *conn;            /* the one connection every operation runs on */
     tether__store_role role; /* client or server: the role column of every row this store touches */
     int sync_off;            /* durability OFF: synchronous_commit = off on the connection */
+    int readonly;            /* tether__store_pg_open_readonly(): a read-only connection */
     char where[256];         /* "host:port/dbname as user", for messages; never the password */
     char msg[512];           /* the last failure's message */
 } pgstore;

@@ -231,6 +231,10 @@ static int schema(pgstore *s, const char *op)
                                  "%s: %s has tables named like tether's but no tether_meta: not a "
                                  "tether store",
                                  op, s->where);
+        } else if (s->readonly) {
+            rc = tether__pg_fail(s, TETHER_ENOTFOUND,
+                                 "%s: %s holds no tether store (tether serve creates one)", op,
+                                 s->where);
         } else {
             char ins[128];
             snprintf(ins, sizeof ins,
@@ -258,6 +262,9 @@ static int setup(pgstore *s, const char *op)
     /* as the SQLite store's busy timeout: a lock held elsewhere is an error
      * after a while, not a stall of every session */
     int rc = run(s, "SET lock_timeout = '" PG_LOCK_TIMEOUT "'", op);
+    if (rc == TETHER_OK && s->readonly) {
+        rc = run(s, "SET default_transaction_read_only = on", op);
+    }
     if (rc == TETHER_OK && s->sync_off) {
         rc = run(s, "SET synchronous_commit = off", op);
     }
@@ -338,13 +345,17 @@ static int open_all(pgstore *s, const char *conninfo, const char *op)
                                s->where, conn_msg(s, text, sizeof text));
     }
     PQsetNoticeProcessor(s->conn, quiet, NULL);
-    int rc = schema(s, op);
+    /* a reader's every transaction is read-only, the schema check's included */
+    int rc = s->readonly ? run(s, "SET default_transaction_read_only = on", op) : TETHER_OK;
+    if (rc == TETHER_OK) {
+        rc = schema(s, op);
+    }
     return rc == TETHER_OK ? setup(s, op) : rc;
 }
 
-int tether__store_pg_open(const char *conninfo, tether__store_role role,
-                          tether_durability durability, tether__store **out, char *errbuf,
-                          size_t errlen)
+static int open_store(const char *conninfo, tether__store_role role,
+                      tether_durability durability, int readonly, tether__store **out,
+                      char *errbuf, size_t errlen)
 {
     if (errbuf && errlen) {
         errbuf[0] = '\0';
@@ -370,6 +381,7 @@ int tether__store_pg_open(const char *conninfo, tether__store_role role,
     s->base.ops = &tether__pg_ops;
     s->role = role;
     s->sync_off = durability == TETHER_DURABILITY_OFF;
+    s->readonly = readonly;
     tether__store_pg_describe(conninfo, s->where, sizeof s->where);
     int rc = open_all(s, conninfo, "open");
     if (rc != TETHER_OK) {
@@ -381,6 +393,20 @@ int tether__store_pg_open(const char *conninfo, tether__store_role role,
     }
     *out = &s->base;
     return TETHER_OK;
+}
+
+int tether__store_pg_open(const char *conninfo, tether__store_role role,
+                          tether_durability durability, tether__store **out, char *errbuf,
+                          size_t errlen)
+{
+    return open_store(conninfo, role, durability, 0, out, errbuf, errlen);
+}
+
+int tether__store_pg_open_readonly(const char *conninfo, tether__store **out, char *errbuf,
+                                   size_t errlen)
+{
+    return open_store(conninfo, TETHER__ROLE_SERVER, TETHER_DURABILITY_NORMAL, 1, out, errbuf,
+                      errlen);
 }
 
 /* ---- test hooks (store_testhooks.h) ---- */

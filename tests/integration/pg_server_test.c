@@ -5,7 +5,7 @@
  * session from the database; messages to an offline client wait there; and
  * PostgreSQL itself restarted mid-stream costs a reconnect, not a message
  * (at most the redelivery window's repeats, flagged); and `tether serve --db
- * postgresql://...` with `tether send`.
+ * postgresql://...` with `tether send`, then `tether status` on the same URI.
  */
 #include <signal.h>
 #include <sys/wait.h>
@@ -182,6 +182,7 @@ TEST(postgresql_restart_mid_stream_loses_nothing)
 /* Runs argv (the CLI) with stdout and stderr to out; its pid. */
 static pid_t spawn(char *const argv[], const char *out)
 {
+    fflush(NULL); /* or the child would write our buffered output again */
     pid_t pid = fork();
     if (pid == 0) {
         FILE *f = freopen(out, "w", stdout);
@@ -221,7 +222,7 @@ static int file_port(const char *path)
     return port;
 }
 
-TEST(cli_serve_takes_a_postgresql_uri)
+TEST(cli_serve_and_status_take_a_postgresql_uri)
 {
     const char *cli = getenv("TETHER_CLI");
     if (!cli) {
@@ -256,6 +257,40 @@ TEST(cli_serve_takes_a_postgresql_uri)
     CHECK_EQ_INT(sessions, 1);
     CHECK_EQ_INT(pgt_query_int(db, "SELECT max(recv_cursor) FROM tether_sessions", &cursor), 0);
     CHECK_EQ_INT(cursor, 200);
+
+    /* tether status reads it, and prints no password */
+    char secret[300], stout[512], text[4096];
+    snprintf(secret, sizeof secret, "postgresql://postgres:not-shown-pw@127.0.0.1:%d/%s", pgt_port(),
+             db);
+    char *targv[] = {(char *)cli, "status", "--db", secret, "--check", NULL};
+    CHECK_EQ_INT(reap(spawn(targv, tt_path(stout, sizeof stout, "status.out")), WAIT_MS), 0);
+    FILE *f = fopen(stout, "r");
+    size_t n = f ? fread(text, 1, sizeof text - 1, f) : 0;
+    text[n] = '\0';
+    if (f) {
+        fclose(f);
+    }
+    CHECK(strstr(text, "server") != NULL);
+    CHECK(strstr(text, "not-shown-pw") == NULL);
+    char where[128];
+    snprintf(where, sizeof where, "127.0.0.1:%d/%s", pgt_port(), db);
+    CHECK(strstr(text, where) != NULL);
+    if (tt_failed_checks) {
+        fprintf(stderr, "  status printed:\n%s\n", text);
+    } else if (getenv("TETHER_TEST_VERBOSE")) {
+        printf("%s", text);
+    }
+    /* a database without tether tables: status 3, and nothing created there */
+    char empty[64], euri[256];
+    CHECK_EQ_INT(pgt_createdb("empty", empty, sizeof empty), 0);
+    pgt_uri(empty, euri, sizeof euri);
+    char *eargv[] = {(char *)cli, "status", "--db", euri, NULL};
+    CHECK_EQ_INT(reap(spawn(eargv, tt_path(stout, sizeof stout, "status2.out")), WAIT_MS), 3);
+    long long tables = -1;
+    CHECK_EQ_INT(pgt_query_int(empty, "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'tether%'",
+                               &tables),
+                 0);
+    CHECK_EQ_INT(tables, 0);
 }
 
 int main(void)
@@ -264,6 +299,6 @@ int main(void)
     RUN(server_restart_resumes_from_postgresql);
     RUN(offline_client_gets_server_messages_on_resume);
     RUN(postgresql_restart_mid_stream_loses_nothing);
-    RUN(cli_serve_takes_a_postgresql_uri);
+    RUN(cli_serve_and_status_take_a_postgresql_uri);
     return tt_finish();
 }

@@ -6,7 +6,8 @@
  * fails part-way (a CHECK constraint, and the backend killed mid-statement),
  * the server restarted and a backend terminated between two operations (the
  * operation that meets it fails, the next reconnects), a row locked by
- * another connection (lock_timeout, not a stall), roles kept apart,
+ * another connection (lock_timeout, not a stall), the read-only open of
+ * `tether status`, roles kept apart,
  * inspect's check, and the server opening a postgresql:// db_path.
  * The store contract itself runs on PostgreSQL as store_contract_pg.
  */
@@ -339,6 +340,41 @@ TEST(row_locked_elsewhere_times_out)
     st->ops->close(st);
 }
 
+TEST(readonly_open_never_writes)
+{
+    char db[64], ci[256], err[512];
+    tether__store *w = open_fresh(db, sizeof db, TETHER__ROLE_SERVER);
+    tether__session_rec a = mkrec(7);
+    CHECK_OK(w->ops->session_put(w, &a));
+    CHECK_EQ_U64(app(w, a.id, "kept"), 1);
+    tether__store *r = NULL;
+    CHECK_OK(tether__store_pg_open_readonly(pgt_conninfo(db, ci, sizeof ci), &r, err, sizeof err));
+    if (r) {
+        CHECK_EQ_U64(list(r)->n, 1);
+        check_pending(r, a.id, 1, 4);
+        tether__session_rec b = mkrec(8);
+        CHECK_ERR(r->ops->session_put(r, &b), TETHER_ESTORE_READONLY);
+        CHECK_ERR(r->ops->ack(r, a.id, 1), TETHER_ESTORE_READONLY);
+        CHECK(strstr(r->ops->errmsg(r), "25006") != NULL);
+        r->ops->close(r);
+    }
+    check_pending(w, a.id, 1, 4);
+    w->ops->close(w);
+    /* a database without tether tables is no store, and stays without */
+    char empty[64];
+    CHECK_EQ_INT(pgt_createdb("ro", empty, sizeof empty), 0);
+    r = (tether__store *)&r;
+    CHECK_ERR(tether__store_pg_open_readonly(pgt_conninfo(empty, ci, sizeof ci), &r, err, sizeof err),
+              TETHER_ENOTFOUND);
+    CHECK(r == NULL);
+    CHECK(strstr(err, "holds no tether store") != NULL);
+    long long tables = -1;
+    CHECK_EQ_INT(pgt_query_int(empty, "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'tether%'",
+                               &tables),
+                 0);
+    CHECK_EQ_INT(tables, 0);
+}
+
 TEST(roles_are_kept_apart)
 {
     char db[64];
@@ -438,6 +474,7 @@ int main(void)
     RUN(failure_mid_batch_leaves_nothing);
     RUN(restart_between_operations);
     RUN(row_locked_elsewhere_times_out);
+    RUN(readonly_open_never_writes);
     RUN(roles_are_kept_apart);
     RUN(inspect_check_finds_wrong_totals);
     RUN(server_opens_a_postgresql_db_path);
