@@ -35,8 +35,8 @@
  *
  * Callbacks of load() and list() must not call back into the store.
  */
-#include "store_pg_int.h"
 #include "common/alloc.h"
+#include "store_pg_int.h"
 
 /* ---- errors ---- */
 
@@ -290,8 +290,9 @@ static int g_put(tether__store *st, const tether__session_rec *rec)
     }
     uint64_t last = PQntuples(r) ? col_u64(r, 0, 0) : 0;
     PQclear(r);
-    return tether__pg_fail(s, TETHER_EINVAL, "%s: out_last %llu is below the outbox's last seq %llu",
-                           op, (unsigned long long)rec->out_last, (unsigned long long)last);
+    return tether__pg_fail(s, TETHER_EINVAL,
+                           "%s: out_last %llu is below the outbox's last seq %llu", op,
+                           (unsigned long long)rec->out_last, (unsigned long long)last);
 }
 
 static int g_delete(tether__store *st, const uint8_t id[16])
@@ -438,13 +439,14 @@ static int append_refused(pgstore *s, const uint8_t id[16], size_t n, uint64_t t
         return tether__pg_fail(s, TETHER_EINVAL, "%s: sequence numbers exhausted", op);
     }
     if (max_count && (n > max_count || count > max_count - n)) {
-        return tether__pg_fail(s, TETHER_EOUTBOX_FULL,
-                               "%s: the outbox holds %llu messages, %zu more would pass the cap of %llu",
-                               op, (unsigned long long)count, n, (unsigned long long)max_count);
+        return tether__pg_fail(
+            s, TETHER_EOUTBOX_FULL,
+            "%s: the outbox holds %llu messages, %zu more would pass the cap of %llu", op,
+            (unsigned long long)count, n, (unsigned long long)max_count);
     }
     return tether__pg_fail(s, TETHER_EOUTBOX_FULL,
-                           "%s: the outbox holds %llu bytes, %llu more would pass the cap of %llu", op,
-                           (unsigned long long)bytes, (unsigned long long)total,
+                           "%s: the outbox holds %llu bytes, %llu more would pass the cap of %llu",
+                           op, (unsigned long long)bytes, (unsigned long long)total,
                            (unsigned long long)max_bytes);
 }
 

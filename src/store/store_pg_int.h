@@ -15,8 +15,8 @@
 
 #include <libpq-fe.h>
 
-#include "store_testhooks.h"
 #include "common/util.h"
+#include "store_testhooks.h"
 
 #define PG_SEQ_MAX ((uint64_t)INT64_MAX) /* highest seq or cursor a store accepts (bigint) */
 #define PG_LIST_PAGE 512                 /* sessions list() fetches per round trip */
@@ -60,7 +60,8 @@ extern const char *const tether__pg_stmt_sql[N_PSTMT];
 extern const tether__store_ops tether__pg_ops;
 
 /* store_pg.c: records a failure message on the store and returns code. */
-int tether__pg_fail(pgstore *s, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int tether__pg_fail(pgstore *s, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* store_pg.c: records the failure of a query (res may be NULL: then the
  * connection's message) of operation op and returns its tether code. */
 int tether__pg_qfail(pgstore *s, const PGresult *res, const char *op);

@@ -4,8 +4,8 @@
  * checked at every open), the prepared statements, reconnecting after a lost
  * connection, closing, and the test hooks of store_testhooks.h.
  */
-#include "store_pg_int.h"
 #include "common/alloc.h"
+#include "store_pg_int.h"
 
 #define SCHEMA_LOCK_KEY "7310868447617630209" /* pg_advisory_xact_lock key of schema set-up */
 
@@ -14,25 +14,29 @@
 const char *const tether__pg_stmt_sql[N_PSTMT] = {
     [P_GET] = "SELECT token, out_last, peer_acked, recv_cursor, established, pending_count, "
               "pending_bytes FROM tether_sessions WHERE role = $1::smallint AND id = $2::bytea",
-    [P_GET_LOCK] = "SELECT token, out_last, peer_acked, recv_cursor, established, pending_count, "
-                   "pending_bytes FROM tether_sessions WHERE role = $1::smallint AND id = $2::bytea "
-                   "FOR UPDATE",
+    [P_GET_LOCK] =
+        "SELECT token, out_last, peer_acked, recv_cursor, established, pending_count, "
+        "pending_bytes FROM tether_sessions WHERE role = $1::smallint AND id = $2::bytea "
+        "FOR UPDATE",
     /* the outbox stays: out_last may not fall below its last row (no row: refused) */
-    [P_PUT] = "INSERT INTO tether_sessions AS s (role, id, token, out_last, peer_acked, recv_cursor, "
-              "established, pending_count, pending_bytes) "
-              "SELECT $1::smallint, $2::bytea, $3::bytea, $4::bigint, $5::bigint, $6::bigint, "
-              "$7::boolean, 0, 0 WHERE $4::bigint >= coalesce((SELECT max(seq) FROM tether_outbox "
-              "WHERE role = $1::smallint AND session = $2::bytea), 0) "
-              "ON CONFLICT (role, id) DO UPDATE SET token = excluded.token, "
-              "out_last = excluded.out_last, peer_acked = excluded.peer_acked, "
-              "recv_cursor = excluded.recv_cursor, established = excluded.established RETURNING 1",
+    [P_PUT] =
+        "INSERT INTO tether_sessions AS s (role, id, token, out_last, peer_acked, recv_cursor, "
+        "established, pending_count, pending_bytes) "
+        "SELECT $1::smallint, $2::bytea, $3::bytea, $4::bigint, $5::bigint, $6::bigint, "
+        "$7::boolean, 0, 0 WHERE $4::bigint >= coalesce((SELECT max(seq) FROM tether_outbox "
+        "WHERE role = $1::smallint AND session = $2::bytea), 0) "
+        "ON CONFLICT (role, id) DO UPDATE SET token = excluded.token, "
+        "out_last = excluded.out_last, peer_acked = excluded.peer_acked, "
+        "recv_cursor = excluded.recv_cursor, established = excluded.established RETURNING 1",
     [P_LAST_SEQ] = "SELECT coalesce(max(seq), 0) FROM tether_outbox WHERE role = $1::smallint "
                    "AND session = $2::bytea",
-    [P_DELETE] = "WITH d AS (DELETE FROM tether_sessions WHERE role = $1::smallint AND id = $2::bytea "
-                 "RETURNING 1), o AS (DELETE FROM tether_outbox WHERE role = $1::smallint "
-                 "AND session = $2::bytea) SELECT count(*) FROM d",
-    [P_LIST] = "SELECT id, token, out_last, peer_acked, recv_cursor, established FROM tether_sessions "
-               "WHERE role = $1::smallint AND id > $2::bytea ORDER BY id LIMIT $3::bigint",
+    [P_DELETE] =
+        "WITH d AS (DELETE FROM tether_sessions WHERE role = $1::smallint AND id = $2::bytea "
+        "RETURNING 1), o AS (DELETE FROM tether_outbox WHERE role = $1::smallint "
+        "AND session = $2::bytea) SELECT count(*) FROM d",
+    [P_LIST] =
+        "SELECT id, token, out_last, peer_acked, recv_cursor, established FROM tether_sessions "
+        "WHERE role = $1::smallint AND id > $2::bytea ORDER BY id LIMIT $3::bigint",
     /* $3 messages of $4 bytes in all, caps $5 and $6 (0: none), payloads $7:
      * seqs are assigned and the caps checked by one UPDATE, whose row feeds
      * the multi-row INSERT; no row back: refused, nothing written */
@@ -71,13 +75,14 @@ const char *const tether__pg_stmt_sql[N_PSTMT] = {
                       "($1::smallint, $2::bytea, $3::bytea, $4::bigint, $5::bigint, $6::bigint, "
                       "$7::boolean, 0, 0)",
     /* rebase: the rows above $4 move to session $3 renumbered, the old session goes */
-    [P_MOVE] = "WITH m AS (DELETE FROM tether_outbox WHERE role = $1::smallint AND session = $2::bytea "
-               "RETURNING seq, payload), "
-               "i AS (INSERT INTO tether_outbox(role, session, seq, payload) "
-               "SELECT $1::smallint, $3::bytea, seq - $4::bigint, payload FROM m "
-               "WHERE seq > $4::bigint), "
-               "d AS (DELETE FROM tether_sessions WHERE role = $1::smallint AND id = $2::bytea) "
-               "SELECT 1",
+    [P_MOVE] =
+        "WITH m AS (DELETE FROM tether_outbox WHERE role = $1::smallint AND session = $2::bytea "
+        "RETURNING seq, payload), "
+        "i AS (INSERT INTO tether_outbox(role, session, seq, payload) "
+        "SELECT $1::smallint, $3::bytea, seq - $4::bigint, payload FROM m "
+        "WHERE seq > $4::bigint), "
+        "d AS (DELETE FROM tether_sessions WHERE role = $1::smallint AND id = $2::bytea) "
+        "SELECT 1",
     [P_RECOUNT] = "UPDATE tether_sessions s SET (pending_count, pending_bytes) = "
                   "(SELECT count(*), coalesce(sum(length(payload)), 0) FROM tether_outbox o "
                   "WHERE o.role = s.role AND o.session = s.id) "
@@ -100,7 +105,8 @@ static const char schema_sql[] =
     " out_last bigint NOT NULL, peer_acked bigint NOT NULL, recv_cursor bigint NOT NULL,"
     " established boolean NOT NULL, pending_count bigint NOT NULL, pending_bytes bigint NOT NULL,"
     " PRIMARY KEY (role, id));"
-    "CREATE TABLE tether_outbox(role smallint NOT NULL, session bytea NOT NULL, seq bigint NOT NULL,"
+    "CREATE TABLE tether_outbox(role smallint NOT NULL, session bytea NOT NULL, seq bigint NOT "
+    "NULL,"
     " payload bytea NOT NULL, PRIMARY KEY (role, session, seq));";
 
 /* Notices (NOTICE, WARNING) are not errors: libpq would print them on stderr. */
@@ -112,7 +118,8 @@ static void quiet(void *arg, const char *message)
 
 int tether__store_pg_is_uri(const char *path)
 {
-    return path && (strncmp(path, "postgresql://", 13) == 0 || strncmp(path, "postgres://", 11) == 0);
+    return path &&
+           (strncmp(path, "postgresql://", 13) == 0 || strncmp(path, "postgres://", 11) == 0);
 }
 
 void tether__store_pg_describe(const char *conninfo, char *buf, size_t len)
@@ -184,8 +191,8 @@ static int check_version(pgstore *s, int have_sessions, int have_outbox, const c
         char *end = NULL;
         long long version = strtoll(v, &end, 10);
         if (!*v || *end) {
-            rc = tether__pg_fail(s, TETHER_ESTORE_SCHEMA, "%s: unknown database schema '%.40s' at %s",
-                                 op, v, s->where);
+            rc = tether__pg_fail(s, TETHER_ESTORE_SCHEMA,
+                                 "%s: unknown database schema '%.40s' at %s", op, v, s->where);
         } else if (version > TETHER__STORE_SCHEMA_VERSION) {
             rc = tether__pg_fail(s, TETHER_ESTORE_SCHEMA,
                                  "%s: the database schema at %s is version %lld, newer than this "
@@ -195,9 +202,8 @@ static int check_version(pgstore *s, int have_sessions, int have_outbox, const c
             rc = tether__pg_fail(s, TETHER_ESTORE_SCHEMA, "%s: unknown database schema %lld at %s",
                                  op, version, s->where);
         } else if (!have_sessions || !have_outbox) {
-            rc = tether__pg_fail(s, TETHER_ESTORE_SCHEMA,
-                                 "%s: schema 1 at %s lacks the table %s", op, s->where,
-                                 have_sessions ? "tether_outbox" : "tether_sessions");
+            rc = tether__pg_fail(s, TETHER_ESTORE_SCHEMA, "%s: schema 1 at %s lacks the table %s",
+                                 op, s->where, have_sessions ? "tether_outbox" : "tether_sessions");
         }
     }
     PQclear(r);
@@ -353,9 +359,8 @@ static int open_all(pgstore *s, const char *conninfo, const char *op)
     return rc == TETHER_OK ? setup(s, op) : rc;
 }
 
-static int open_store(const char *conninfo, tether__store_role role,
-                      tether_durability durability, int readonly, tether__store **out,
-                      char *errbuf, size_t errlen)
+static int open_store(const char *conninfo, tether__store_role role, tether_durability durability,
+                      int readonly, tether__store **out, char *errbuf, size_t errlen)
 {
     if (errbuf && errlen) {
         errbuf[0] = '\0';

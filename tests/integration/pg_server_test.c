@@ -96,7 +96,8 @@ static uint64_t check_in_order(recorder *r, uint64_t n, const char *what)
     }
     if (!ok || top != n) {
         tt_fail(__FILE__, __LINE__, "%s: deliveries reach seq %llu of %llu%s", what,
-                (unsigned long long)top, (unsigned long long)n, ok ? "" : ", with a gap or a bad tag");
+                (unsigned long long)top, (unsigned long long)n,
+                ok ? "" : ", with a gap or a bad tag");
     }
     if (repeats > r->redelivered) {
         tt_fail(__FILE__, __LINE__, "%s: %llu repeats but only %llu flagged redelivered", what,
@@ -233,8 +234,8 @@ TEST(cli_serve_and_status_take_a_postgresql_uri)
     CHECK_EQ_INT(pgt_createdb("cli", db, sizeof db), 0);
     pgt_uri(db, uri, sizeof uri);
     tt_path(pf, sizeof pf, "serve.port");
-    char *sargv[] = {(char *)cli, "serve", "--listen", "127.0.0.1:0", "--db", uri, "--port-file",
-                     pf, "--quiet", NULL};
+    char *sargv[] = {(char *)cli, "serve",       "--listen", "127.0.0.1:0", "--db",
+                     uri,         "--port-file", pf,         "--quiet",     NULL};
     pid_t serve = spawn(sargv, tt_path(sout, sizeof sout, "serve.out"));
     int port = 0;
     for (int t = 0; t < 1000 && !port; t++) {
@@ -252,16 +253,16 @@ TEST(cli_serve_and_status_take_a_postgresql_uri)
     CHECK_EQ_INT(reap(serve, WAIT_MS), 0);
     /* what the server took in is in the database: one session, all acked */
     long long sessions = -1, cursor = -1;
-    CHECK_EQ_INT(pgt_query_int(db, "SELECT count(*) FROM tether_sessions WHERE role = 2", &sessions),
-                 0);
+    CHECK_EQ_INT(
+        pgt_query_int(db, "SELECT count(*) FROM tether_sessions WHERE role = 2", &sessions), 0);
     CHECK_EQ_INT(sessions, 1);
     CHECK_EQ_INT(pgt_query_int(db, "SELECT max(recv_cursor) FROM tether_sessions", &cursor), 0);
     CHECK_EQ_INT(cursor, 200);
 
     /* tether status reads it, and prints no password */
     char secret[300], stout[512], text[4096];
-    snprintf(secret, sizeof secret, "postgresql://postgres:not-shown-pw@127.0.0.1:%d/%s", pgt_port(),
-             db);
+    snprintf(secret, sizeof secret, "postgresql://postgres:not-shown-pw@127.0.0.1:%d/%s",
+             pgt_port(), db);
     char *targv[] = {(char *)cli, "status", "--db", secret, "--check", NULL};
     CHECK_EQ_INT(reap(spawn(targv, tt_path(stout, sizeof stout, "status.out")), WAIT_MS), 0);
     FILE *f = fopen(stout, "r");
@@ -287,7 +288,8 @@ TEST(cli_serve_and_status_take_a_postgresql_uri)
     char *eargv[] = {(char *)cli, "status", "--db", euri, NULL};
     CHECK_EQ_INT(reap(spawn(eargv, tt_path(stout, sizeof stout, "status2.out")), WAIT_MS), 3);
     long long tables = -1;
-    CHECK_EQ_INT(pgt_query_int(empty, "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'tether%'",
+    CHECK_EQ_INT(pgt_query_int(empty,
+                               "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'tether%'",
                                &tables),
                  0);
     CHECK_EQ_INT(tables, 0);

@@ -29,18 +29,18 @@
 #define PORT_TRIES 5       /* another process may take the port between our probe and postgres */
 
 static struct {
-    char bindir[512];  /* where initdb and postgres are */
-    char dir[256];     /* our temporary directory (socket directory too) */
-    char data[300];    /* the data directory, dir/data */
-    char log[300];     /* the server's log, dir/server.log */
-    uid_t uid;         /* the user that runs the server (ours unless root) */
-    gid_t gid;         /* its group */
-    int drop;          /* 1: switch to uid/gid in the children (running as root) */
-    pid_t pid;         /* the postmaster, 0 when stopped */
-    int port;          /* its port */
-    int started;       /* pgt_start() succeeded once: the directory exists */
-    int dbs;           /* databases created, for names */
-    int fsync;         /* 1: fsync=on (pgt_set_fsync) */
+    char bindir[512]; /* where initdb and postgres are */
+    char dir[256];    /* our temporary directory (socket directory too) */
+    char data[300];   /* the data directory, dir/data */
+    char log[300];    /* the server's log, dir/server.log */
+    uid_t uid;        /* the user that runs the server (ours unless root) */
+    gid_t gid;        /* its group */
+    int drop;         /* 1: switch to uid/gid in the children (running as root) */
+    pid_t pid;        /* the postmaster, 0 when stopped */
+    int port;         /* its port */
+    int started;      /* pgt_start() succeeded once: the directory exists */
+    int dbs;          /* databases created, for names */
+    int fsync;        /* 1: fsync=on (pgt_set_fsync) */
 } pg;
 
 void pgt_set_fsync(int on)
@@ -190,8 +190,8 @@ static int launch(void)
     }
     pg.pid = pid;
     char ci[256];
-    snprintf(ci, sizeof ci, "host=127.0.0.1 port=%d user=postgres dbname=postgres connect_timeout=2",
-             pg.port);
+    snprintf(ci, sizeof ci,
+             "host=127.0.0.1 port=%d user=postgres dbname=postgres connect_timeout=2", pg.port);
     double end = now_s() + READY_SECONDS;
     while (now_s() < end) {
         int status;

@@ -29,8 +29,8 @@ typedef struct result {
     double single_mps; /* messages per second, one per append */
     double p50_us;     /* append latency, one message */
     double p99_us;
-    double batch_mps;  /* messages per second, BATCH per append */
-    int ok;            /* every operation succeeded */
+    double batch_mps; /* messages per second, BATCH per append */
+    int ok;           /* every operation succeeded */
 } result;
 
 static double now_us(void)

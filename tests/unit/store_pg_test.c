@@ -135,7 +135,8 @@ TEST(schema_from_the_future_is_refused)
     CHECK_EQ_U64(list(st)->n, 1);
     st->ops->close(st);
 
-    CHECK_EQ_INT(pgt_exec(db, "UPDATE tether_meta SET value = '2' WHERE key = 'schema_version'", 0), 0);
+    CHECK_EQ_INT(pgt_exec(db, "UPDATE tether_meta SET value = '2' WHERE key = 'schema_version'", 0),
+                 0);
     st = (tether__store *)&st;
     CHECK_ERR(tether__store_pg_open(pgt_conninfo(db, ci, sizeof ci), TETHER__ROLE_SERVER,
                                     TETHER_DURABILITY_NORMAL, &st, err, sizeof err),
@@ -143,7 +144,8 @@ TEST(schema_from_the_future_is_refused)
     CHECK(st == NULL);
     CHECK(strstr(err, "version 2, newer than this tether's (1)") != NULL);
 
-    CHECK_EQ_INT(pgt_exec(db, "UPDATE tether_meta SET value = 'one' WHERE key = 'schema_version'", 0), 0);
+    CHECK_EQ_INT(
+        pgt_exec(db, "UPDATE tether_meta SET value = 'one' WHERE key = 'schema_version'", 0), 0);
     CHECK_ERR(tether__store_pg_open(ci, TETHER__ROLE_SERVER, TETHER_DURABILITY_NORMAL, &st, err,
                                     sizeof err),
               TETHER_ESTORE_SCHEMA);
@@ -163,9 +165,9 @@ TEST(schema_from_the_future_is_refused)
     CHECK(strstr(err, "not a tether store") != NULL);
     /* and the refusal created nothing */
     long long made = -1;
-    CHECK_EQ_INT(pgt_query_int(db, "SELECT count(*) FROM pg_tables WHERE tablename = 'tether_meta'",
-                               &made),
-                 0);
+    CHECK_EQ_INT(
+        pgt_query_int(db, "SELECT count(*) FROM pg_tables WHERE tablename = 'tether_meta'", &made),
+        0);
     CHECK_EQ_INT(made, 0);
 }
 
@@ -237,8 +239,10 @@ TEST(failure_mid_batch_leaves_nothing)
     uint64_t d = digest(st);
 
     /* a CHECK constraint refuses the 50th row of 100 */
-    CHECK_EQ_INT(pgt_exec(db, "ALTER TABLE tether_outbox ADD CONSTRAINT tt_no_x "
-                              "CHECK (payload <> '\\x78'::bytea)", 0),
+    CHECK_EQ_INT(pgt_exec(db,
+                          "ALTER TABLE tether_outbox ADD CONSTRAINT tt_no_x "
+                          "CHECK (payload <> '\\x78'::bytea)",
+                          0),
                  0);
     static char buf[100][16];
     tether_msg m[100];
@@ -252,13 +256,16 @@ TEST(failure_mid_batch_leaves_nothing)
     check_pending(st, a.id, 1, 5);
 
     /* the backend itself is killed by a trigger while inserting row 30 */
-    CHECK_EQ_INT(pgt_exec(db, "ALTER TABLE tether_outbox DROP CONSTRAINT tt_no_x;"
-                              "CREATE FUNCTION tt_die() RETURNS trigger LANGUAGE plpgsql AS "
-                              "$$BEGIN IF NEW.seq = 31 THEN PERFORM pg_terminate_backend(pg_backend_pid()); "
-                              "END IF; RETURN NEW; END$$;"
-                              "CREATE TRIGGER tt_die BEFORE INSERT ON tether_outbox FOR EACH ROW "
-                              "EXECUTE FUNCTION tt_die()", 0),
-                 0);
+    CHECK_EQ_INT(
+        pgt_exec(db,
+                 "ALTER TABLE tether_outbox DROP CONSTRAINT tt_no_x;"
+                 "CREATE FUNCTION tt_die() RETURNS trigger LANGUAGE plpgsql AS "
+                 "$$BEGIN IF NEW.seq = 31 THEN PERFORM pg_terminate_backend(pg_backend_pid()); "
+                 "END IF; RETURN NEW; END$$;"
+                 "CREATE TRIGGER tt_die BEFORE INSERT ON tether_outbox FOR EACH ROW "
+                 "EXECUTE FUNCTION tt_die()",
+                 0),
+        0);
     int pid = tether__store_pg_backend_pid(st);
     CHECK(pid > 0);
     batch(m, buf, 100, 100);
@@ -364,12 +371,14 @@ TEST(readonly_open_never_writes)
     char empty[64];
     CHECK_EQ_INT(pgt_createdb("ro", empty, sizeof empty), 0);
     r = (tether__store *)&r;
-    CHECK_ERR(tether__store_pg_open_readonly(pgt_conninfo(empty, ci, sizeof ci), &r, err, sizeof err),
-              TETHER_ENOTFOUND);
+    CHECK_ERR(
+        tether__store_pg_open_readonly(pgt_conninfo(empty, ci, sizeof ci), &r, err, sizeof err),
+        TETHER_ENOTFOUND);
     CHECK(r == NULL);
     CHECK(strstr(err, "holds no tether store") != NULL);
     long long tables = -1;
-    CHECK_EQ_INT(pgt_query_int(empty, "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'tether%'",
+    CHECK_EQ_INT(pgt_query_int(empty,
+                               "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'tether%'",
                                &tables),
                  0);
     CHECK_EQ_INT(tables, 0);
@@ -447,9 +456,9 @@ TEST(server_opens_a_postgresql_db_path)
     tether_server_destroy(srv);
     /* the server made the schema there */
     long long v = 0;
-    CHECK_EQ_INT(pgt_query_int(db, "SELECT value::int FROM tether_meta WHERE key = 'schema_version'",
-                               &v),
-                 0);
+    CHECK_EQ_INT(
+        pgt_query_int(db, "SELECT value::int FROM tether_meta WHERE key = 'schema_version'", &v),
+        0);
     CHECK_EQ_INT(v, 1);
     /* an unreachable one: the error names it without the password */
     char bad[256];
