@@ -24,7 +24,7 @@
  * transaction of several statements, rolled back on any failure. Parameters
  * and results travel in binary. list() pages through the sessions by id
  * inside one REPEATABLE READ transaction, so its callbacks see one snapshot
- * and memory stays bounded by the page.
+ * and memory stays bounded by the page; load() pages the same way.
  *
  * A lost connection: the operation that meets it fails with TETHER_ESTORE
  * (the message names the server and says the connection was lost); the next
@@ -507,6 +507,42 @@ static int g_append(tether__store *st, const uint8_t id[16], const tether_msg *m
     return rc;
 }
 
+/* One page of load(): rows of seq >= from, at most want; *got rows handed
+ * to cb, *last the last seq, *stop whether cb asked to stop. */
+static int load_page(pgstore *s, const uint8_t id[16], uint64_t from, uint64_t want,
+                     tether__load_cb cb, void *arg, uint64_t *got, uint64_t *last, int *stop)
+{
+    static const char op[] = "load";
+    params p;
+    p_key(&p, s, id);
+    p_i64(&p, from);
+    p_i64(&p, want);
+    int rc;
+    PGresult *r = exec(s, P_LOAD, &p, op, &rc);
+    if (!r) {
+        return rc;
+    }
+    int rows = PQntuples(r);
+    if (rows == 0) {
+        rc = tether__pg_fail(s, TETHER_ENOTFOUND, "%s: no such session", op);
+    }
+    *got = 0;
+    for (int i = 0; i < rows && !*stop; i++) {
+        if (PQgetisnull(r, i, 0)) {
+            break; /* the session exists and has nothing from from on */
+        }
+        *last = col_u64(r, i, 0);
+        (*got)++;
+        *stop = cb(arg, *last, PQgetvalue(r, i, 1), (size_t)PQgetlength(r, i, 1)) != 0;
+    }
+    PQclear(r);
+    return rc;
+}
+
+/* Rows come in pages of PG_LOAD_FIRST, doubling up to PG_LOAD_PAGE: a caller
+ * that stops early (the engine fills one frame of at most 64 KiB from a
+ * window's worth of seqs) has fetched at most twice what it used, and a long
+ * backlog still streams in few round trips with bounded memory. */
 static int g_load(tether__store *st, const uint8_t id[16], uint64_t from_seq, size_t max_count,
                   tether__load_cb cb, void *arg)
 {
@@ -519,28 +555,25 @@ static int g_load(tether__store *st, const uint8_t id[16], uint64_t from_seq, si
     if (rc != TETHER_OK) {
         return rc;
     }
-    params p;
-    p_key(&p, s, id);
-    int none = from_seq > PG_SEQ_MAX || max_count == 0;
-    p_i64(&p, none ? PG_SEQ_MAX : from_seq);
-    p_i64(&p, none ? 0 : (uint64_t)max_count > PG_SEQ_MAX ? PG_SEQ_MAX : (uint64_t)max_count);
-    PGresult *r = exec(s, P_LOAD, &p, op, &rc);
-    if (!r) {
-        return rc;
+    if (from_seq > PG_SEQ_MAX || max_count == 0) {
+        /* nothing to load: only whether the session exists */
+        uint64_t got = 0, last = 0;
+        int stop = 0;
+        return load_page(s, id, PG_SEQ_MAX, 0, cb, arg, &got, &last, &stop);
     }
-    int rows = PQntuples(r);
-    if (rows == 0) {
-        rc = tether__pg_fail(s, TETHER_ENOTFOUND, "%s: no such session", op);
-    }
-    for (int i = 0; i < rows; i++) {
-        if (PQgetisnull(r, i, 0)) {
-            break; /* the session exists and has nothing from from_seq on */
+    uint64_t left = (uint64_t)max_count > PG_SEQ_MAX ? PG_SEQ_MAX : (uint64_t)max_count;
+    uint64_t from = from_seq, page = PG_LOAD_FIRST;
+    int stop = 0;
+    while (rc == TETHER_OK && left > 0 && !stop) {
+        uint64_t want = left < page ? left : page, got = 0, last = 0;
+        rc = load_page(s, id, from, want, cb, arg, &got, &last, &stop);
+        if (rc != TETHER_OK || got < want || last == PG_SEQ_MAX) {
+            break; /* the outbox has no more */
         }
-        if (cb(arg, col_u64(r, i, 0), PQgetvalue(r, i, 1), (size_t)PQgetlength(r, i, 1)) != 0) {
-            break;
-        }
+        left -= got;
+        from = last + 1;
+        page = page * 2 < PG_LOAD_PAGE ? page * 2 : PG_LOAD_PAGE;
     }
-    PQclear(r);
     return rc;
 }
 

@@ -20,6 +20,8 @@
 
 #define PG_SEQ_MAX ((uint64_t)INT64_MAX) /* highest seq or cursor a store accepts (bigint) */
 #define PG_LIST_PAGE 512                 /* sessions list() fetches per round trip */
+#define PG_LOAD_FIRST 16                 /* load()'s first page of rows; it doubles from there */
+#define PG_LOAD_PAGE 1024                /* load()'s largest page of rows */
 #define PG_CONNECT_TIMEOUT "10"          /* seconds, unless the connection string says otherwise */
 #define PG_LOCK_TIMEOUT "5s"             /* longest wait for a row lock another connection holds */
 
