@@ -420,3 +420,21 @@ int tether__store_pg_backend_pid(tether__store *st)
 {
     return st && st->ops == &tether__pg_ops ? PQbackendPID(((pgstore *)st)->conn) : 0;
 }
+
+int tether__store_pg_show(tether__store *st, const char *name, char *buf, size_t len)
+{
+    if (!st || st->ops != &tether__pg_ops || !name || !buf || !len) {
+        return TETHER_EINVAL;
+    }
+    pgstore *s = (pgstore *)st;
+    const char *vals[1] = {name};
+    PGresult *r = PQexecParams(s->conn, "SELECT current_setting($1)", 1, NULL, vals, NULL, NULL, 0);
+    int rc = TETHER_OK;
+    if (r && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+        snprintf(buf, len, "%s", PQgetvalue(r, 0, 0));
+    } else {
+        rc = tether__pg_qfail(s, r, "show");
+    }
+    PQclear(r);
+    return rc;
+}

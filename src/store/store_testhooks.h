@@ -40,6 +40,11 @@ unsigned long tether__store_sqlite_checkpoints(tether__store *st);
  * connection); 0 if st is not a PostgreSQL store. */
 int tether__store_pg_backend_pid(tether__store *st);
 
+/* PostgreSQL store: the value of setting name on the store's connection
+ * (SHOW name) into buf. TETHER_OK, TETHER_EINVAL if st is not a PostgreSQL
+ * store, or the query's error. */
+int tether__store_pg_show(tether__store *st, const char *name, char *buf, size_t len);
+
 /* Memory store (store_memory.c): after allocs more allocations, every
  * allocation fails until this is called again; allocs < 0 removes the limit. */
 void tether__store_memory_fail_after(tether__store *st, long allocs);

@@ -384,6 +384,42 @@ TEST(readonly_open_never_writes)
     CHECK_EQ_INT(tables, 0);
 }
 
+TEST(durability_and_session_settings)
+{
+    char db[64], ci[256], err[512], v[64];
+    tether__store *st = open_fresh(db, sizeof db, TETHER__ROLE_SERVER);
+    CHECK_OK(tether__store_pg_show(st, "synchronous_commit", v, sizeof v));
+    CHECK_EQ_STR(v, "on");
+    CHECK_OK(tether__store_pg_show(st, "lock_timeout", v, sizeof v));
+    CHECK_EQ_STR(v, "5s");
+    CHECK_OK(tether__store_pg_show(st, "default_transaction_read_only", v, sizeof v));
+    CHECK_EQ_STR(v, "off");
+    st->ops->close(st);
+    st = NULL;
+    CHECK_OK(tether__store_pg_open(pgt_conninfo(db, ci, sizeof ci), TETHER__ROLE_SERVER,
+                                   TETHER_DURABILITY_OFF, &st, err, sizeof err));
+    if (st) {
+        CHECK_OK(tether__store_pg_show(st, "synchronous_commit", v, sizeof v));
+        CHECK_EQ_STR(v, "off");
+        /* kept across a reconnect */
+        char sql[96];
+        snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(%d)",
+                 tether__store_pg_backend_pid(st));
+        CHECK_EQ_INT(pgt_exec("postgres", sql, 0), 0);
+        tether__session_rec r;
+        tether__session_rec a = mkrec(9);
+        CHECK_ERR(st->ops->session_get(st, a.id, &r), TETHER_ESTORE);
+        CHECK_ERR(st->ops->session_get(st, a.id, &r), TETHER_ENOTFOUND);
+        CHECK_OK(tether__store_pg_show(st, "synchronous_commit", v, sizeof v));
+        CHECK_EQ_STR(v, "off");
+        st->ops->close(st);
+    }
+    tether__store *mem = NULL;
+    CHECK_OK(tether__store_memory_open(TETHER__ROLE_SERVER, &mem));
+    CHECK_ERR(tether__store_pg_show(mem, "synchronous_commit", v, sizeof v), TETHER_EINVAL);
+    mem->ops->close(mem);
+}
+
 TEST(roles_are_kept_apart)
 {
     char db[64];
@@ -484,6 +520,7 @@ int main(void)
     RUN(restart_between_operations);
     RUN(row_locked_elsewhere_times_out);
     RUN(readonly_open_never_writes);
+    RUN(durability_and_session_settings);
     RUN(roles_are_kept_apart);
     RUN(inspect_check_finds_wrong_totals);
     RUN(server_opens_a_postgresql_db_path);
