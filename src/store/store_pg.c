@@ -31,12 +31,19 @@
  * operation reconnects once, prepares the statements again and goes on, or
  * fails with TETHER_ESTORE if the server is still away (docs/decisions.md,
  * "PostgreSQL store"). A write whose connection broke after the server
- * received it may nevertheless have committed; the message says so.
+ * received it may nevertheless have committed. For append, the one where
+ * that matters, the store reconnects at once and reads the session's
+ * last_op, which each append sets to its own id: committed, append returns
+ * TETHER_OK after all; not, TETHER_ESTORE with nothing stored. Other writes
+ * only move forward (cursor, ack) or are repeated whole (put, delete), and
+ * their message says the outcome is unknown.
  *
  * Callbacks of load() and list() must not call back into the store.
  */
 #include "common/alloc.h"
 #include "store_pg_int.h"
+
+#include <time.h>
 
 /* ---- errors ---- */
 
@@ -450,6 +457,80 @@ static int append_refused(pgstore *s, const uint8_t id[16], size_t n, uint64_t t
                            (unsigned long long)max_bytes);
 }
 
+/* Ends the backend that served a lost connection and waits (bounded) until
+ * it is gone: the connection may have broken between us and a proxy while
+ * the backend lives on, and a request still on its way to it, or still
+ * running there, must not commit after we looked. */
+static int fence_backend(pgstore *s, int pid, const char *op)
+{
+    char sql[128];
+    snprintf(sql, sizeof sql,
+             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = %d", pid);
+    for (int waited = 0; pid > 0 && pid != s->pid; waited += 20) {
+        PGresult *r = PQexec(s->conn, sql);
+        if (!r || PQresultStatus(r) != PGRES_TUPLES_OK) {
+            int rc = tether__pg_qfail(s, r, op);
+            PQclear(r);
+            return rc;
+        }
+        int gone = PQntuples(r) == 0;
+        PQclear(r);
+        if (gone) {
+            break;
+        }
+        if (waited >= PG_FENCE_MS) {
+            return tether__pg_fail(s, TETHER_ESTORE,
+                                   "%s: the lost connection's backend %d did "
+                                   "not end within %d ms",
+                                   op, pid, PG_FENCE_MS);
+        }
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return TETHER_OK;
+}
+
+/* The connection broke while an append was on its way: it committed, or
+ * not. Reconnects once, ends the old backend (fence_backend), then reads the
+ * session's last_op, which the append sets to its id in the same UPDATE:
+ * equal, it committed (its seqs end at out_last: this store is the
+ * session's only writer); otherwise nothing was stored, and nothing can be
+ * any more. If the server cannot be asked, the outcome stays unknown. */
+static int append_in_doubt(pgstore *s, const uint8_t id[16], size_t n, uint64_t opid,
+                           uint64_t *first_seq)
+{
+    static const char op[] = "append";
+    char lost[sizeof s->msg];
+    snprintf(lost, sizeof lost, "%s", s->msg);
+    int old_pid = s->pid;
+    int rc = tether__pg_ready(s, op);
+    if (rc == TETHER_OK) {
+        rc = fence_backend(s, old_pid, op);
+    }
+    PGresult *r = NULL;
+    if (rc == TETHER_OK) {
+        params p;
+        p_key(&p, s, id);
+        r = exec(s, P_LAST_OP, &p, op, &rc);
+    }
+    if (!r) {
+        return tether__pg_fail(s, TETHER_ESTORE, "%s (and asking again failed: %.200s)", lost,
+                               s->msg);
+    }
+    int committed = PQntuples(r) == 1 && col_u64(r, 0, 0) == opid;
+    uint64_t out_last = PQntuples(r) == 1 ? col_u64(r, 0, 1) : 0;
+    PQclear(r);
+    if (committed) {
+        *first_seq = out_last - n + 1;
+        s->msg[0] = '\0';
+        return TETHER_OK;
+    }
+    return tether__pg_fail(s, TETHER_ESTORE,
+                           "%s: the connection to PostgreSQL at %s was lost; asked again after "
+                           "reconnecting: nothing was stored",
+                           op, s->where);
+}
+
 static int g_append(tether__store *st, const uint8_t id[16], const tether_msg *msgs, size_t n,
                     uint64_t max_count, uint64_t max_bytes, uint64_t *first_seq)
 {
@@ -493,8 +574,13 @@ static int g_append(tether__store *st, const uint8_t id[16], const tether_msg *m
     p_i64(&p, max_count > PG_SEQ_MAX ? 0 : max_count);
     p_i64(&p, max_bytes > PG_SEQ_MAX ? 0 : max_bytes);
     p_bytes(&p, arr, alen);
+    uint64_t opid = ++s->next_op ? s->next_op : ++s->next_op; /* never 0, the column's default */
+    p_i64(&p, opid);
     PGresult *r = exec(s, P_APPEND, &p, op, &rc);
     tether__free(arr);
+    if (!r && PQstatus(s->conn) != CONNECTION_OK) {
+        return append_in_doubt(s, id, n, opid, first_seq);
+    }
     if (!r) {
         return rc;
     }

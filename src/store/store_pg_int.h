@@ -22,6 +22,7 @@
 #define PG_LIST_PAGE 512                 /* sessions list() fetches per round trip */
 #define PG_LOAD_FIRST 16                 /* load()'s first page of rows; it doubles from there */
 #define PG_LOAD_PAGE 1024                /* load()'s largest page of rows */
+#define PG_FENCE_MS 5000                 /* longest wait for a lost connection's backend to end */
 #define PG_CONNECT_TIMEOUT "10"          /* seconds, unless the connection string says otherwise */
 #define PG_LOCK_TIMEOUT "5s"             /* longest wait for a row lock another connection holds */
 
@@ -42,6 +43,7 @@ enum {
     P_RECOUNT,
     P_TOTALS,
     P_CHECK,
+    P_LAST_OP,
     N_PSTMT
 };
 
@@ -51,6 +53,8 @@ typedef struct pgstore {
     tether__store_role role; /* client or server: the role column of every row this store touches */
     int sync_off;            /* durability OFF: synchronous_commit = off on the connection */
     int readonly;            /* tether__store_pg_open_readonly(): a read-only connection */
+    uint64_t next_op;        /* the next append's id (random start), written as last_op */
+    int pid;                 /* the server backend of the current connection */
     char where[256];         /* "host:port/dbname as user", for messages; never the password */
     char msg[512];           /* the last failure's message */
 } pgstore;

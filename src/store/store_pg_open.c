@@ -7,6 +7,9 @@
 #include "common/alloc.h"
 #include "store_pg_int.h"
 
+#include <time.h>
+#include <unistd.h>
+
 #define SCHEMA_LOCK_KEY "7310868447617630209" /* pg_advisory_xact_lock key of schema set-up */
 
 /* The statements, prepared once per connection as "tether_<index>". Every
@@ -41,6 +44,7 @@ const char *const tether__pg_stmt_sql[N_PSTMT] = {
      * seqs are assigned and the caps checked by one UPDATE, whose row feeds
      * the multi-row INSERT; no row back: refused, nothing written */
     [P_APPEND] = "WITH s AS (UPDATE tether_sessions SET out_last = out_last + $3::bigint, "
+                 "last_op = $8::bigint, "
                  "pending_count = pending_count + $3::bigint, "
                  "pending_bytes = pending_bytes + $4::bigint "
                  "WHERE role = $1::smallint AND id = $2::bytea "
@@ -90,6 +94,9 @@ const char *const tether__pg_stmt_sql[N_PSTMT] = {
     [P_TOTALS] = "SELECT count(*), coalesce(sum(pending_count), 0)::bigint, "
                  "coalesce(sum(pending_bytes), 0)::bigint FROM tether_sessions "
                  "WHERE role = $1::smallint",
+    /* after a lost connection: did the append with id last_op commit? */
+    [P_LAST_OP] = "SELECT last_op, out_last FROM tether_sessions WHERE role = $1::smallint "
+                  "AND id = $2::bytea",
     [P_CHECK] = "SELECT (SELECT count(*) FROM tether_sessions s CROSS JOIN LATERAL "
                 "(SELECT count(*) AS c, coalesce(sum(length(payload)), 0) AS b, "
                 "coalesce(max(seq), 0) AS m FROM tether_outbox o "
@@ -104,6 +111,7 @@ static const char schema_sql[] =
     "CREATE TABLE tether_sessions(role smallint NOT NULL, id bytea NOT NULL, token bytea NOT NULL,"
     " out_last bigint NOT NULL, peer_acked bigint NOT NULL, recv_cursor bigint NOT NULL,"
     " established boolean NOT NULL, pending_count bigint NOT NULL, pending_bytes bigint NOT NULL,"
+    " last_op bigint NOT NULL DEFAULT 0,"
     " PRIMARY KEY (role, id));"
     "CREATE TABLE tether_outbox(role smallint NOT NULL, session bytea NOT NULL, seq bigint NOT "
     "NULL,"
@@ -274,6 +282,7 @@ static int setup(pgstore *s, const char *op)
     if (rc == TETHER_OK && s->sync_off) {
         rc = run(s, "SET synchronous_commit = off", op);
     }
+    s->pid = PQbackendPID(s->conn);
     for (int i = 0; i < N_PSTMT && rc == TETHER_OK; i++) {
         char name[16];
         snprintf(name, sizeof name, "tether_%d", i);
@@ -387,6 +396,9 @@ static int open_store(const char *conninfo, tether__store_role role, tether_dura
     s->role = role;
     s->sync_off = durability == TETHER_DURABILITY_OFF;
     s->readonly = readonly;
+    if (tether__random(&s->next_op, sizeof s->next_op) != TETHER_OK) {
+        s->next_op = (uint64_t)time(NULL) << 20 ^ (uint64_t)getpid();
+    }
     tether__store_pg_describe(conninfo, s->where, sizeof s->where);
     int rc = open_all(s, conninfo, "open");
     if (rc != TETHER_OK) {

@@ -4,6 +4,8 @@
  * reached, a password never shown, a schema from the future, instances
  * creating the schema at once, a batch that
  * fails part-way (a CHECK constraint, and the backend killed mid-statement),
+ * an append whose reply is lost after it committed, or whose request is lost
+ * (through the fault relay: append finds out which after reconnecting),
  * the server restarted and a backend terminated between two operations (the
  * operation that meets it fails, the next reconnects), a row locked by
  * another connection (lock_timeout, not a stall), the read-only open of
@@ -17,10 +19,12 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <tether/server.h>
 
+#include "chaos/chaos.h"
 #include "pgtest.h"
 #include "store/store_testhooks.h"
 
@@ -271,6 +275,8 @@ TEST(failure_mid_batch_leaves_nothing)
     batch(m, buf, 100, 100);
     CHECK_ERR(st->ops->append(st, a.id, m, 100, 0, 0, &first), TETHER_ESTORE);
     CHECK(strstr(st->ops->errmsg(st), "was lost") != NULL);
+    /* it asked again at once: a definite answer, not "may have committed" */
+    CHECK(strstr(st->ops->errmsg(st), "nothing was stored") != NULL);
     CHECK_EQ_U64(first, 77);
     CHECK_EQ_INT(pgt_exec(db, "DROP TRIGGER tt_die ON tether_outbox", 0), 0);
     /* the next operation reconnects (another backend) and sees nothing of it */
@@ -280,6 +286,93 @@ TEST(failure_mid_batch_leaves_nothing)
     CHECK_EQ_U64(first, 2);
     check_pending(st, a.id, 101, 5 + 10 * 2 + 90 * 3);
     st->ops->close(st);
+}
+
+static void relay_log(void *arg, const char *line)
+{
+    (void)arg;
+    if (getenv("TETHER_TEST_VERBOSE")) {
+        fprintf(stderr, "  relay: %s\n", line);
+    }
+}
+
+/* The relay applies commands on its own thread: waits (bounded) until it
+ * has turned on n stalls in all. */
+static int stalls_applied(tether__chaos *relay, uint64_t n)
+{
+    for (int i = 0; i < 200; i++) {
+        tether__chaos_stats cs;
+        tether__chaos_get_stats(relay, &cs);
+        if (cs.faults[TETHER__CHAOS_STALL] >= n) {
+            return 1;
+        }
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return 0;
+}
+
+TEST(reply_lost_after_commit_is_resolved)
+{
+    char db[64], ci[256], err[512];
+    CHECK_EQ_INT(pgt_createdb("doubt", db, sizeof db), 0);
+    /* the store talks to PostgreSQL through the fault relay */
+    tether__chaos_cfg cc;
+    memset(&cc, 0, sizeof cc);
+    cc.listen_host = "127.0.0.1";
+    cc.upstream_host = "127.0.0.1";
+    cc.upstream_port = (uint16_t)pgt_port();
+    cc.log = relay_log;
+    cc.log_conns = 1;
+    tether__chaos *relay = NULL;
+    CHECK_EQ_INT(tether__chaos_start(&cc, &relay, err, sizeof err), 0);
+    if (!relay) {
+        fprintf(stderr, "  relay: %s\n", err);
+        return;
+    }
+    snprintf(ci, sizeof ci, "host=127.0.0.1 port=%u user=postgres dbname=%s",
+             (unsigned)tether__chaos_port(relay), db);
+    tether__store *st = NULL;
+    CHECK_OK(tether__store_pg_open(ci, TETHER__ROLE_CLIENT, TETHER_DURABILITY_NORMAL, &st, err,
+                                   sizeof err));
+    if (!st) {
+        fprintf(stderr, "  open: %s\n", err);
+        tether__chaos_stop(relay);
+        return;
+    }
+    tether__session_rec a = mkrec(12);
+    CHECK_OK(st->ops->session_put(st, &a));
+    CHECK_EQ_U64(app(st, a.id, "one"), 1);
+    /* the next answer is held back, then the connection is reset: the
+     * append reaches PostgreSQL and commits, its reply never arrives */
+    CHECK_EQ_INT(tether__chaos_command(relay, "stall down for 600ms", err, sizeof err), 0);
+    CHECK_EQ_INT(tether__chaos_command(relay, "in 300ms cut rst both", err, sizeof err), 0);
+    CHECK(stalls_applied(relay, 1));
+    tether_msg m[2] = {{"two", 3}, {"three", 5}};
+    uint64_t first = 0;
+    CHECK_OK(st->ops->append(st, a.id, m, 2, 0, 0, &first));
+    CHECK_EQ_U64(first, 2);
+    tether__chaos_stats cs;
+    tether__chaos_get_stats(relay, &cs);
+    CHECK(cs.cut_conns >= 1); /* the reply really was lost */
+    got g = load(st, a.id, 0, 10);
+    CHECK_EQ_U64(g.n, 3);
+    CHECK_EQ_STR(g.data[2], "three");
+    CHECK_EQ_U64(app(st, a.id, "four"), 4);
+
+    /* the request itself lost (the cut before it arrives): nothing stored, and said so */
+    uint64_t d = digest(st);
+    CHECK_EQ_INT(tether__chaos_command(relay, "stall up for 600ms", err, sizeof err), 0);
+    CHECK_EQ_INT(tether__chaos_command(relay, "in 300ms cut rst both", err, sizeof err), 0);
+    CHECK(stalls_applied(relay, 2));
+    first = 0;
+    CHECK_ERR(st->ops->append(st, a.id, m, 2, 0, 0, &first), TETHER_ESTORE);
+    CHECK(strstr(st->ops->errmsg(st), "nothing was stored") != NULL);
+    CHECK_EQ_U64(first, 0);
+    CHECK_EQ_U64(digest(st), d);
+    CHECK_EQ_U64(app(st, a.id, "five"), 5);
+    st->ops->close(st);
+    tether__chaos_stop(relay);
 }
 
 TEST(restart_between_operations)
@@ -517,6 +610,7 @@ int main(void)
     RUN(schema_from_the_future_is_refused);
     RUN(instances_opening_at_once_agree_on_the_schema);
     RUN(failure_mid_batch_leaves_nothing);
+    RUN(reply_lost_after_commit_is_resolved);
     RUN(restart_between_operations);
     RUN(row_locked_elsewhere_times_out);
     RUN(readonly_open_never_writes);
