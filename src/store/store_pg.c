@@ -26,6 +26,9 @@
  * inside one REPEATABLE READ transaction, so its callbacks see one snapshot
  * and memory stays bounded by the page; load() pages the same way.
  *
+ * append, with the handling of a connection lost under it, is in
+ * store_pg_append.c.
+ *
  * A lost connection: the operation that meets it fails with TETHER_ESTORE
  * (the message names the server and says the connection was lost); the next
  * operation reconnects once, prepares the statements again and goes on, or
@@ -42,8 +45,6 @@
  */
 #include "common/alloc.h"
 #include "store_pg_int.h"
-
-#include <time.h>
 
 /* ---- errors ---- */
 
@@ -105,64 +106,7 @@ int tether__pg_qfail(pgstore *s, const PGresult *res, const char *op)
                            primary ? primary : "(no message)");
 }
 
-/* ---- parameters and results (binary) ---- */
-
-/* Up to 9 parameters of one call: values, lengths, all binary. */
-typedef struct params {
-    const char *val[9]; /* pointers into the caller's data or num[] */
-    int len[9];         /* their lengths */
-    int fmt[9];         /* 1: binary */
-    char num[9][8];     /* storage of the integers, big-endian */
-    int n;              /* parameters added */
-} params;
-
-static void p_bytes(params *p, const void *data, size_t len)
-{
-    p->val[p->n] = len ? data : "";
-    p->len[p->n] = (int)len;
-    p->fmt[p->n] = 1;
-    p->n++;
-}
-
-static void p_int(params *p, uint64_t v, int bytes)
-{
-    char *b = p->num[p->n];
-    for (int i = 0; i < bytes; i++) {
-        b[i] = (char)(v >> (8 * (bytes - 1 - i)));
-    }
-    p_bytes(p, b, (size_t)bytes);
-}
-
-static void p_i64(params *p, uint64_t v)
-{
-    p_int(p, v, 8);
-}
-
-/* The role and a session id: $1 and $2 of every per-session statement. */
-static void p_key(params *p, const pgstore *s, const uint8_t id[16])
-{
-    memset(p, 0, sizeof *p);
-    p_int(p, (uint64_t)s->role, 2);
-    p_bytes(p, id, 16);
-}
-
-static uint64_t be_u64(const char *b)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) {
-        v = (v << 8) | (unsigned char)b[i];
-    }
-    return v;
-}
-
-static uint64_t col_u64(const PGresult *r, int row, int col)
-{
-    return PQgetlength(r, row, col) == 8 ? be_u64(PQgetvalue(r, row, col)) : 0;
-}
-
-/* Runs prepared statement i; returns its result (to PQclear) or NULL after
- * recording the failure in *rc. */
-static PGresult *exec(pgstore *s, int i, const params *p, const char *op, int *rc)
+PGresult *tether__pg_exec(pgstore *s, int i, const params *p, const char *op, int *rc)
 {
     char name[16];
     snprintf(name, sizeof name, "tether_%d", i);
@@ -208,13 +152,13 @@ static int rec_invalid(const tether__session_rec *rec)
 
 /* Reads a session's record and pending totals (count, bytes may be NULL), with
  * P_GET or P_GET_LOCK. TETHER_ENOTFOUND is returned with a message naming op. */
-static int read_sess(pgstore *s, int stmt, const uint8_t id[16], tether__session_rec *rec,
-                     uint64_t *count, uint64_t *bytes, const char *op)
+int tether__pg_read_sess(pgstore *s, int stmt, const uint8_t id[16], tether__session_rec *rec,
+                         uint64_t *count, uint64_t *bytes, const char *op)
 {
     params p;
     p_key(&p, s, id);
     int rc;
-    PGresult *r = exec(s, stmt, &p, op, &rc);
+    PGresult *r = tether__pg_exec(s, stmt, &p, op, &rc);
     if (!r) {
         return rc;
     }
@@ -250,7 +194,8 @@ static int g_get(tether__store *st, const uint8_t id[16], tether__session_rec *o
     }
     int rc = tether__pg_ready(s, op);
     tether__session_rec rec;
-    if (rc == TETHER_OK && (rc = read_sess(s, P_GET, id, &rec, NULL, NULL, op)) == TETHER_OK) {
+    if (rc == TETHER_OK &&
+        (rc = tether__pg_read_sess(s, P_GET, id, &rec, NULL, NULL, op)) == TETHER_OK) {
         *out = rec;
     }
     return rc;
@@ -280,7 +225,7 @@ static int g_put(tether__store *st, const tether__session_rec *rec)
     params p;
     p_key(&p, s, rec->id);
     p_rec(&p, rec);
-    PGresult *r = exec(s, P_PUT, &p, op, &rc);
+    PGresult *r = tether__pg_exec(s, P_PUT, &p, op, &rc);
     if (!r) {
         return rc;
     }
@@ -291,7 +236,7 @@ static int g_put(tether__store *st, const tether__session_rec *rec)
     }
     /* refused: the outbox holds a seq above the new out_last */
     p_key(&p, s, rec->id);
-    r = exec(s, P_LAST_SEQ, &p, op, &rc);
+    r = tether__pg_exec(s, P_LAST_SEQ, &p, op, &rc);
     if (!r) {
         return rc;
     }
@@ -315,7 +260,7 @@ static int g_delete(tether__store *st, const uint8_t id[16])
     }
     params p;
     p_key(&p, s, id);
-    PGresult *r = exec(s, P_DELETE, &p, op, &rc);
+    PGresult *r = tether__pg_exec(s, P_DELETE, &p, op, &rc);
     if (!r) {
         return rc;
     }
@@ -338,7 +283,7 @@ static int list_page(pgstore *s, tether__list_cb cb, void *arg, uint8_t last[16]
     p_bytes(&p, last, *lastlen);
     p_i64(&p, PG_LIST_PAGE);
     int rc;
-    PGresult *r = exec(s, P_LIST, &p, op, &rc);
+    PGresult *r = tether__pg_exec(s, P_LIST, &p, op, &rc);
     if (!r) {
         return rc;
     }
@@ -389,212 +334,8 @@ static int g_list(tether__store *st, tether__list_cb cb, void *arg)
     return finish(s, rc, op);
 }
 
-/* ---- outbox ---- */
+/* ---- outbox (append: store_pg_append.c) ---- */
 
-/* The batch as one binary bytea[] parameter (PostgreSQL's array wire
- * format: dimensions, flags, element type, then length-prefixed elements). */
-static char *pack_array(const tether_msg *msgs, size_t n, size_t *outlen)
-{
-    size_t len = 20;
-    *outlen = 1; /* not 0: too large, not out of memory */
-    for (size_t i = 0; i < n; i++) {
-        if (msgs[i].len > (size_t)INT32_MAX - 4 || len > (size_t)INT32_MAX - 4 - msgs[i].len) {
-            return NULL; /* a parameter is at most 2 GB: the caller splits the batch */
-        }
-        len += 4 + msgs[i].len;
-    }
-    unsigned char *b = tether__malloc(len), *w = b;
-    if (!b) {
-        *outlen = 0;
-        return NULL;
-    }
-    uint32_t head[5] = {1, 0, 17 /* bytea */, (uint32_t)n, 1};
-    for (int k = 0; k < 5; k++, w += 4) {
-        w[0] = (unsigned char)(head[k] >> 24);
-        w[1] = (unsigned char)(head[k] >> 16);
-        w[2] = (unsigned char)(head[k] >> 8);
-        w[3] = (unsigned char)head[k];
-    }
-    for (size_t i = 0; i < n; i++) {
-        uint32_t l = (uint32_t)msgs[i].len;
-        w[0] = (unsigned char)(l >> 24);
-        w[1] = (unsigned char)(l >> 16);
-        w[2] = (unsigned char)(l >> 8);
-        w[3] = (unsigned char)l;
-        w += 4;
-        if (l) {
-            memcpy(w, msgs[i].data, l);
-            w += l;
-        }
-    }
-    *outlen = len;
-    return (char *)b;
-}
-
-/* Why an append matched no session row: reads it and names the reason. */
-static int append_refused(pgstore *s, const uint8_t id[16], size_t n, uint64_t total,
-                          uint64_t max_count, uint64_t max_bytes)
-{
-    static const char op[] = "append";
-    tether__session_rec rec;
-    uint64_t count = 0, bytes = 0;
-    int rc = read_sess(s, P_GET, id, &rec, &count, &bytes, op);
-    if (rc != TETHER_OK) {
-        return rc;
-    }
-    if (n > PG_SEQ_MAX - rec.out_last) {
-        return tether__pg_fail(s, TETHER_EINVAL, "%s: sequence numbers exhausted", op);
-    }
-    if (max_count && (n > max_count || count > max_count - n)) {
-        return tether__pg_fail(
-            s, TETHER_EOUTBOX_FULL,
-            "%s: the outbox holds %llu messages, %zu more would pass the cap of %llu", op,
-            (unsigned long long)count, n, (unsigned long long)max_count);
-    }
-    return tether__pg_fail(s, TETHER_EOUTBOX_FULL,
-                           "%s: the outbox holds %llu bytes, %llu more would pass the cap of %llu",
-                           op, (unsigned long long)bytes, (unsigned long long)total,
-                           (unsigned long long)max_bytes);
-}
-
-/* Ends the backend that served a lost connection and waits (bounded) until
- * it is gone: the connection may have broken between us and a proxy while
- * the backend lives on, and a request still on its way to it, or still
- * running there, must not commit after we looked. */
-static int fence_backend(pgstore *s, int pid, const char *op)
-{
-    char sql[128];
-    snprintf(sql, sizeof sql,
-             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = %d", pid);
-    for (int waited = 0; pid > 0 && pid != s->pid; waited += 20) {
-        PGresult *r = PQexec(s->conn, sql);
-        if (!r || PQresultStatus(r) != PGRES_TUPLES_OK) {
-            int rc = tether__pg_qfail(s, r, op);
-            PQclear(r);
-            return rc;
-        }
-        int gone = PQntuples(r) == 0;
-        PQclear(r);
-        if (gone) {
-            break;
-        }
-        if (waited >= PG_FENCE_MS) {
-            return tether__pg_fail(s, TETHER_ESTORE,
-                                   "%s: the lost connection's backend %d did "
-                                   "not end within %d ms",
-                                   op, pid, PG_FENCE_MS);
-        }
-        struct timespec ts = {0, 20 * 1000000L};
-        nanosleep(&ts, NULL);
-    }
-    return TETHER_OK;
-}
-
-/* The connection broke while an append was on its way: it committed, or
- * not. Reconnects once, ends the old backend (fence_backend), then reads the
- * session's last_op, which the append sets to its id in the same UPDATE:
- * equal, it committed (its seqs end at out_last: this store is the
- * session's only writer); otherwise nothing was stored, and nothing can be
- * any more. If the server cannot be asked, the outcome stays unknown. */
-static int append_in_doubt(pgstore *s, const uint8_t id[16], size_t n, uint64_t opid,
-                           uint64_t *first_seq)
-{
-    static const char op[] = "append";
-    char lost[sizeof s->msg];
-    snprintf(lost, sizeof lost, "%s", s->msg);
-    int old_pid = s->pid;
-    int rc = tether__pg_ready(s, op);
-    if (rc == TETHER_OK) {
-        rc = fence_backend(s, old_pid, op);
-    }
-    PGresult *r = NULL;
-    if (rc == TETHER_OK) {
-        params p;
-        p_key(&p, s, id);
-        r = exec(s, P_LAST_OP, &p, op, &rc);
-    }
-    if (!r) {
-        return tether__pg_fail(s, TETHER_ESTORE, "%s (and asking again failed: %.200s)", lost,
-                               s->msg);
-    }
-    int committed = PQntuples(r) == 1 && col_u64(r, 0, 0) == opid;
-    uint64_t out_last = PQntuples(r) == 1 ? col_u64(r, 0, 1) : 0;
-    PQclear(r);
-    if (committed) {
-        *first_seq = out_last - n + 1;
-        s->msg[0] = '\0';
-        return TETHER_OK;
-    }
-    return tether__pg_fail(s, TETHER_ESTORE,
-                           "%s: the connection to PostgreSQL at %s was lost; asked again after "
-                           "reconnecting: nothing was stored",
-                           op, s->where);
-}
-
-static int g_append(tether__store *st, const uint8_t id[16], const tether_msg *msgs, size_t n,
-                    uint64_t max_count, uint64_t max_bytes, uint64_t *first_seq)
-{
-    static const char op[] = "append";
-    pgstore *s = (pgstore *)st;
-    if (!id || !first_seq || (n && !msgs)) {
-        return tether__pg_fail(s, TETHER_EINVAL, "%s: invalid argument", op);
-    }
-    uint64_t total = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!msgs[i].data && msgs[i].len) {
-            return tether__pg_fail(s, TETHER_EINVAL, "%s: message %zu has no data", op, i);
-        }
-        total = msgs[i].len > UINT64_MAX - total ? UINT64_MAX : total + msgs[i].len;
-    }
-    int rc = tether__pg_ready(s, op);
-    if (rc != TETHER_OK) {
-        return rc;
-    }
-    tether__session_rec rec;
-    if (n == 0) {
-        rc = read_sess(s, P_GET, id, &rec, NULL, NULL, op);
-        if (rc == TETHER_OK) {
-            *first_seq = rec.out_last + 1;
-        }
-        return rc;
-    }
-    if ((uint64_t)n > PG_SEQ_MAX || total > PG_SEQ_MAX) {
-        return append_refused(s, id, n, total, max_count, max_bytes);
-    }
-    size_t alen = 0;
-    char *arr = pack_array(msgs, n, &alen);
-    if (!arr) {
-        return tether__pg_fail(s, alen ? TETHER_EINVAL : TETHER_ENOMEM,
-                               "%s: cannot pack %zu messages (out of memory, or over 2 GB)", op, n);
-    }
-    params p;
-    p_key(&p, s, id);
-    p_i64(&p, n);
-    p_i64(&p, total);
-    p_i64(&p, max_count > PG_SEQ_MAX ? 0 : max_count);
-    p_i64(&p, max_bytes > PG_SEQ_MAX ? 0 : max_bytes);
-    p_bytes(&p, arr, alen);
-    uint64_t opid = ++s->next_op ? s->next_op : ++s->next_op; /* never 0, the column's default */
-    p_i64(&p, opid);
-    PGresult *r = exec(s, P_APPEND, &p, op, &rc);
-    tether__free(arr);
-    if (!r && PQstatus(s->conn) != CONNECTION_OK) {
-        return append_in_doubt(s, id, n, opid, first_seq);
-    }
-    if (!r) {
-        return rc;
-    }
-    if (PQntuples(r) == 1) {
-        *first_seq = col_u64(r, 0, 0) + 1;
-    } else {
-        rc = append_refused(s, id, n, total, max_count, max_bytes);
-    }
-    PQclear(r);
-    return rc;
-}
-
-/* One page of load(): rows of seq >= from, at most want; *got rows handed
- * to cb, *last the last seq, *stop whether cb asked to stop. */
 static int load_page(pgstore *s, const uint8_t id[16], uint64_t from, uint64_t want,
                      tether__load_cb cb, void *arg, uint64_t *got, uint64_t *last, int *stop)
 {
@@ -604,7 +345,7 @@ static int load_page(pgstore *s, const uint8_t id[16], uint64_t from, uint64_t w
     p_i64(&p, from);
     p_i64(&p, want);
     int rc;
-    PGresult *r = exec(s, P_LOAD, &p, op, &rc);
+    PGresult *r = tether__pg_exec(s, P_LOAD, &p, op, &rc);
     if (!r) {
         return rc;
     }
@@ -677,7 +418,7 @@ static int g_ack(tether__store *st, const uint8_t id[16], uint64_t seq)
     params p;
     p_key(&p, s, id);
     p_i64(&p, seq);
-    PGresult *r = exec(s, P_ACK, &p, op, &rc);
+    PGresult *r = tether__pg_exec(s, P_ACK, &p, op, &rc);
     if (!r) {
         return rc;
     }
@@ -705,7 +446,7 @@ static int g_set_cursor(tether__store *st, const uint8_t id[16], uint64_t cursor
     params p;
     p_key(&p, s, id);
     p_i64(&p, cursor);
-    PGresult *r = exec(s, P_CURSOR, &p, op, &rc);
+    PGresult *r = tether__pg_exec(s, P_CURSOR, &p, op, &rc);
     if (!r) {
         return rc;
     }
@@ -726,7 +467,8 @@ static int g_pending(tether__store *st, const uint8_t id[16], uint64_t *count, u
     int rc = tether__pg_ready(s, op);
     tether__session_rec rec;
     uint64_t c = 0, b = 0;
-    if (rc == TETHER_OK && (rc = read_sess(s, P_GET, id, &rec, &c, &b, op)) == TETHER_OK) {
+    if (rc == TETHER_OK &&
+        (rc = tether__pg_read_sess(s, P_GET, id, &rec, &c, &b, op)) == TETHER_OK) {
         *count = c;
         *bytes = b;
     }
@@ -739,7 +481,7 @@ static int rebase_tx(pgstore *s, const uint8_t old_id[16], const tether__session
 {
     static const char op[] = "rebase";
     tether__session_rec old, other;
-    int rc = read_sess(s, P_GET_LOCK, old_id, &old, NULL, NULL, op);
+    int rc = tether__pg_read_sess(s, P_GET_LOCK, old_id, &old, NULL, NULL, op);
     if (rc != TETHER_OK) {
         return rc;
     }
@@ -748,7 +490,7 @@ static int rebase_tx(pgstore *s, const uint8_t old_id[16], const tether__session
                                (unsigned long long)nrec->out_last, (unsigned long long)old.out_last,
                                (unsigned long long)skip);
     }
-    rc = read_sess(s, P_GET, nrec->id, &other, NULL, NULL, op);
+    rc = tether__pg_read_sess(s, P_GET, nrec->id, &other, NULL, NULL, op);
     if (rc == TETHER_OK) {
         return tether__pg_fail(s, TETHER_EINVAL, "%s: the new session id is already in use", op);
     }
@@ -758,7 +500,7 @@ static int rebase_tx(pgstore *s, const uint8_t old_id[16], const tether__session
     params p;
     p_key(&p, s, nrec->id);
     p_rec(&p, nrec);
-    PGresult *r = exec(s, P_INSERT_SESS, &p, op, &rc);
+    PGresult *r = tether__pg_exec(s, P_INSERT_SESS, &p, op, &rc);
     PQclear(r);
     if (rc != TETHER_OK) {
         return rc;
@@ -766,13 +508,14 @@ static int rebase_tx(pgstore *s, const uint8_t old_id[16], const tether__session
     p_key(&p, s, old_id);
     p_bytes(&p, nrec->id, 16);
     p_i64(&p, skip);
-    r = exec(s, P_MOVE, &p, op, &rc); /* moves the rows above skip, deletes the old session */
+    r = tether__pg_exec(s, P_MOVE, &p, op,
+                        &rc); /* moves the rows above skip, deletes the old session */
     PQclear(r);
     if (rc != TETHER_OK) {
         return rc;
     }
     p_key(&p, s, nrec->id);
-    r = exec(s, P_RECOUNT, &p, op, &rc);
+    r = tether__pg_exec(s, P_RECOUNT, &p, op, &rc);
     PQclear(r);
     return rc;
 }
@@ -816,7 +559,8 @@ static int g_inspect(tether__store *st, unsigned flags, tether__store_info *out)
     memset(&p, 0, sizeof p);
     p_int(&p, (uint64_t)s->role, 2);
     PGresult *r;
-    if ((flags & TETHER__INSPECT_CHECK) != 0 && (r = exec(s, P_CHECK, &p, op, &rc)) != NULL) {
+    if ((flags & TETHER__INSPECT_CHECK) != 0 &&
+        (r = tether__pg_exec(s, P_CHECK, &p, op, &rc)) != NULL) {
         /* sessions whose totals disagree with their rows, rows of no session */
         uint64_t wrong = col_u64(r, 0, 0), orphans = col_u64(r, 0, 1);
         if (wrong || orphans) {
@@ -827,7 +571,7 @@ static int g_inspect(tether__store *st, unsigned flags, tether__store_info *out)
         }
         PQclear(r);
     }
-    if (rc == TETHER_OK && (r = exec(s, P_TOTALS, &p, op, &rc)) != NULL) {
+    if (rc == TETHER_OK && (r = tether__pg_exec(s, P_TOTALS, &p, op, &rc)) != NULL) {
         out->role = s->role;
         out->sessions = col_u64(r, 0, 0);
         out->pending = col_u64(r, 0, 1);
@@ -848,7 +592,7 @@ const tether__store_ops tether__pg_ops = {
     .session_put = g_put,
     .session_delete = g_delete,
     .session_list = g_list,
-    .append = g_append,
+    .append = tether__pg_append,
     .load = g_load,
     .ack = g_ack,
     .set_cursor = g_set_cursor,

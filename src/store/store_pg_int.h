@@ -1,7 +1,7 @@
 /*
- * Internals of the PostgreSQL store, shared by store_pg.c (the operations)
- * and store_pg_open.c (connecting, the schema, prepared statements,
- * reconnecting, closing, the test hooks).
+ * Internals of the PostgreSQL store, shared by store_pg.c (the operations),
+ * store_pg_append.c (append) and store_pg_open.c (connecting, the schema,
+ * prepared statements, reconnecting, closing, the test hooks).
  */
 #ifndef TETHER_STORE_PG_INT_H
 #define TETHER_STORE_PG_INT_H
@@ -71,6 +71,75 @@ int tether__pg_fail(pgstore *s, int code, const char *fmt, ...)
 /* store_pg.c: records the failure of a query (res may be NULL: then the
  * connection's message) of operation op and returns its tether code. */
 int tether__pg_qfail(pgstore *s, const PGresult *res, const char *op);
+/* Parameters and results travel in binary: the helpers below fill one call's
+ * parameters and read big-endian integers back. */
+/* Up to 9 parameters of one call: values, lengths, all binary. */
+typedef struct params {
+    const char *val[9]; /* pointers into the caller's data or num[] */
+    int len[9];         /* their lengths */
+    int fmt[9];         /* 1: binary */
+    char num[9][8];     /* storage of the integers, big-endian */
+    int n;              /* parameters added */
+} params;
+
+static inline void p_bytes(params *p, const void *data, size_t len)
+{
+    p->val[p->n] = len ? data : "";
+    p->len[p->n] = (int)len;
+    p->fmt[p->n] = 1;
+    p->n++;
+}
+
+static inline void p_int(params *p, uint64_t v, int bytes)
+{
+    char *b = p->num[p->n];
+    for (int i = 0; i < bytes; i++) {
+        b[i] = (char)(v >> (8 * (bytes - 1 - i)));
+    }
+    p_bytes(p, b, (size_t)bytes);
+}
+
+static inline void p_i64(params *p, uint64_t v)
+{
+    p_int(p, v, 8);
+}
+
+/* The role and a session id: $1 and $2 of every per-session statement. */
+static inline void p_key(params *p, const pgstore *s, const uint8_t id[16])
+{
+    memset(p, 0, sizeof *p);
+    p_int(p, (uint64_t)s->role, 2);
+    p_bytes(p, id, 16);
+}
+
+static inline uint64_t be_u64(const char *b)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) {
+        v = (v << 8) | (unsigned char)b[i];
+    }
+    return v;
+}
+
+static inline uint64_t col_u64(const PGresult *r, int row, int col)
+{
+    return PQgetlength(r, row, col) == 8 ? be_u64(PQgetvalue(r, row, col)) : 0;
+}
+
+/* Runs prepared statement i; returns its result (to PQclear) or NULL after
+ * recording the failure in *rc. */
+
+/* store_pg.c: runs prepared statement i (P_*); its result (to PQclear), or
+ * NULL after recording the failure in *rc. */
+PGresult *tether__pg_exec(pgstore *s, int i, const params *p, const char *op, int *rc);
+/* store_pg.c: reads a session's record and pending totals (count, bytes may
+ * be NULL) with P_GET or P_GET_LOCK; TETHER_ENOTFOUND with a message naming op. */
+int tether__pg_read_sess(pgstore *s, int stmt, const uint8_t id[16], tether__session_rec *rec,
+                         uint64_t *count, uint64_t *bytes, const char *op);
+/* store_pg_append.c: the append() operation. */
+int tether__pg_append(tether__store *st, const uint8_t id[16], const tether_msg *msgs, size_t n,
+                      uint64_t max_count, uint64_t max_bytes, uint64_t *first_seq);
+
 /* store_pg.c: the tether code for a SQLSTATE (NULL: the connection failed). */
 int tether__pg_map_state(const char *sqlstate);
 
