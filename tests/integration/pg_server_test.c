@@ -148,6 +148,13 @@ TEST(offline_client_gets_server_messages_on_resume)
     uint64_t pending = 0;
     CHECK_OK(tether_server_pending(p.s, &id, &pending, NULL));
     CHECK_EQ_U64(pending, 1000);
+    /* the totals come from the database (inspect) */
+    tether_server_statistics stats;
+    memset(&stats, 0, sizeof stats);
+    CHECK_OK(tether_server_stats(p.s, &stats));
+    CHECK_EQ_U64(stats.pending_messages, 1000);
+    CHECK_EQ_U64(stats.pending_bytes, 64000);
+    CHECK_EQ_U64(stats.sessions, 1);
     /* the outbox is in the database: a new server process would find it */
     tether_server_destroy(p.s);
     p.s = NULL;
