@@ -4,6 +4,7 @@
  */
 #include "pgtest.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -143,6 +144,32 @@ static int rm_one(const char *path, const struct stat *st, int flag, struct FTW 
     return 0;
 }
 
+/* Debian's server binaries: /usr/lib/postgresql/15/bin, else the highest
+ * version found under /usr/lib/postgresql. */
+static void find_bindir(char *out, size_t len)
+{
+    snprintf(out, len, "/usr/lib/postgresql/15/bin");
+    char probe[600];
+    snprintf(probe, sizeof probe, "%s/postgres", out);
+    if (access(probe, X_OK) == 0) {
+        return;
+    }
+    DIR *d = opendir("/usr/lib/postgresql");
+    long best = -1;
+    for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
+        char *end = NULL;
+        long v = strtol(e->d_name, &end, 10);
+        snprintf(probe, sizeof probe, "/usr/lib/postgresql/%s/bin/postgres", e->d_name);
+        if (end != e->d_name && *end == '\0' && v > best && access(probe, X_OK) == 0) {
+            best = v;
+            snprintf(out, len, "/usr/lib/postgresql/%s/bin", e->d_name);
+        }
+    }
+    if (d) {
+        closedir(d);
+    }
+}
+
 const char *pgt_conninfo(const char *db, char *buf, size_t len)
 {
     snprintf(buf, len, "host=127.0.0.1 port=%d user=postgres dbname=%s connect_timeout=10", pg.port,
@@ -233,7 +260,11 @@ void pgt_start(void)
         return;
     }
     const char *env = getenv("TETHER_PG_BINDIR");
-    snprintf(pg.bindir, sizeof pg.bindir, "%s", env && *env ? env : "/usr/lib/postgresql/15/bin");
+    if (env && *env) {
+        snprintf(pg.bindir, sizeof pg.bindir, "%s", env);
+    } else {
+        find_bindir(pg.bindir, sizeof pg.bindir);
+    }
     char initdb[600], postgres[600];
     snprintf(initdb, sizeof initdb, "%s/initdb", pg.bindir);
     snprintf(postgres, sizeof postgres, "%s/postgres", pg.bindir);

@@ -11,7 +11,8 @@
  * message, never a silent skip.
  *
  * The binaries are looked for in $TETHER_PG_BINDIR, then
- * /usr/lib/postgresql/15/bin (Debian's postgresql-15).
+ * /usr/lib/postgresql/15/bin (Debian's postgresql-15), then the highest
+ * version under /usr/lib/postgresql.
  */
 #ifndef TETHER_TEST_PGTEST_H
 #define TETHER_TEST_PGTEST_H
