@@ -88,6 +88,12 @@ static void conn_text(pgstore *s, char *buf, size_t len)
     while (n && (buf[n - 1] == '\n' || buf[n - 1] == ' ')) {
         buf[--n] = '\0';
     }
+    /* libpq's hints follow on lines of their own: one line for tether's messages */
+    for (char *c = buf; *c; c++) {
+        if (*c == '\n' || *c == '\t') {
+            *c = ' ';
+        }
+    }
 }
 
 int tether__pg_qfail(pgstore *s, const PGresult *res, const char *op)

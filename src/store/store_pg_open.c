@@ -303,6 +303,12 @@ static const char *conn_msg(pgstore *s, char *buf, size_t len)
     while (n && (buf[n - 1] == '\n' || buf[n - 1] == ' ')) {
         buf[--n] = '\0';
     }
+    /* libpq's hints follow on lines of their own: one line for tether's messages */
+    for (char *c = buf; *c; c++) {
+        if (*c == '\n' || *c == '\t') {
+            *c = ' ';
+        }
+    }
     return buf;
 }
 
