@@ -7,7 +7,7 @@
  * (bounded) until it accepts connections. The server is stopped by its PID
  * at exit, also when a test fails, and the directory removed; should the test
  * process be killed outright, the server gets SIGQUIT from the kernel (parent
- * death signal). Missing PostgreSQL binaries are a failure with a clear
+ * death signal) and ends; only its directory, /tmp/tether-pg-*, stays. Missing PostgreSQL binaries are a failure with a clear
  * message, never a silent skip.
  *
  * The binaries are looked for in $TETHER_PG_BINDIR, then
