@@ -132,6 +132,7 @@ typedef struct bench_cfg {
     int backlog;          /* queued offline, then drained */
     int kind;             /* BK_PEERS, BK_SQLITE (one process, no network) or BK_CLI */
     int async;            /* one tether_client_send_async() per message */
+    int pg;               /* 1: the server's store is the PostgreSQL database of --pg */
 
     /* results (full load) */
     int ok;               /* every repeat succeeded */

@@ -45,6 +45,9 @@ static const char help[] =
     "  --scale F        multiply every message count by F (0.01 to 10) [1]\n"
     "  --no-plots       do not run gnuplot\n"
     "  --verbose        print each run as it finishes\n"
+    "  --pg URI         also run pg/64 and pg/512: the server's store in the\n"
+    "                   PostgreSQL database at URI (postgresql://...), the client's\n"
+    "                   SQLite NORMAL; compare with normal/64 and normal/512\n"
     "  --help           show this help\n"
     "\n"
     "Many sessions (instead of the matrix; bench/README.md):\n"
@@ -281,6 +284,7 @@ int tether_bench_main(int argc, char **argv)
         {"repeat", required_argument, NULL, 'r'}, {"only", required_argument, NULL, 'O'},
         {"scale", required_argument, NULL, 's'}, {"no-plots", no_argument, NULL, 'P'},
         {"verbose", no_argument, NULL, 'v'},     {"help", no_argument, NULL, 'h'},
+        {"pg", required_argument, NULL, 'G'},
         /* the many-session mode, sessions.c */
         {"sessions", required_argument, NULL, 'N'}, {"rate", required_argument, NULL, 'R'},
         {"drivers", required_argument, NULL, 'K'},  {"duration", required_argument, NULL, 'T'},
@@ -326,6 +330,14 @@ int tether_bench_main(int argc, char **argv)
             break;
         case 'v':
             ro.verbose = 1;
+            break;
+        case 'G':
+            if (strncmp(optarg, "postgresql://", 13) != 0 && strncmp(optarg, "postgres://", 11) != 0) {
+                fprintf(stderr, "tether bench: --pg wants a postgresql:// URI\nTry 'tether bench "
+                                "--help'.\n");
+                return 2;
+            }
+            ro.pg = optarg;
             break;
         case 'N':
         case 'R':

@@ -161,6 +161,17 @@ size_t bench_matrix(const bench_run_opts *ro, bench_cfg *out, size_t max)
         add_issue9(&m, 200000, 500000);
     }
 
+    /* --pg: the server's store in PostgreSQL (the client's stays SQLite NORMAL),
+     * beside the normal/64 and normal/512 rows of the same run */
+    for (int s = 0; ro->pg && s < 2; s++) {
+        c = add(&m, "pg", BS_NORMAL, sizes[s], ro->quick ? 200000 : counts[s],
+                ro->quick ? 20000 : rate_counts[s], "", "server store in PostgreSQL");
+        if (c) {
+            snprintf(c->name, sizeof c->name, "pg/%u", sizes[s]);
+            c->pg = 1;
+        }
+    }
+
     /* --only keeps the matching configurations and the raw baselines of their sizes */
     size_t n = 0;
     for (size_t i = 0; i < m.n && n < max; i++) {

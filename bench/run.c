@@ -363,7 +363,7 @@ static int run_once(const bench_run_opts *ro, const bench_cfg *c, int rate_phase
     sargv[k++] = "--store";
     sargv[k++] = a_store;
     sargv[k++] = "--db";
-    sargv[k++] = sdb;
+    sargv[k++] = c->pg ? (char *)ro->pg : sdb; /* --pg: a postgresql:// URI */
     sargv[k++] = "--size";
     sargv[k++] = a_size;
     sargv[k++] = "--count";

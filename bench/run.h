@@ -15,6 +15,7 @@ typedef struct bench_run_opts {
     int n_only;                       /* filters given */
     double scale;                     /* message count multiplier */
     int verbose;                      /* print every run */
+    const char *pg;                   /* --pg URI: add rows whose server store is there */
 } bench_run_opts;
 
 /* matrix.c: the name of a store in configuration names and peer options. */

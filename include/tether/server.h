@@ -83,7 +83,8 @@ typedef struct tether_server_callbacks {
 typedef struct tether_server_config {
     const char *listen_host;      /* address to bind ["127.0.0.1"] */
     uint16_t port;                /* TCP port [0: the OS picks; see tether_server_port()] */
-    const char *db_path;          /* SQLite file for sessions and outboxes [NULL: memory store] */
+    const char *db_path;          /* SQLite file for sessions and outboxes, or a postgresql://
+                                     (postgres://) URI for a PostgreSQL database [NULL: memory store] */
     tether_durability durability; /* [NORMAL] */
     uint32_t max_sessions;        /* sessions connected at once, at most 1000000 [10000] */
     uint32_t max_message_bytes;   /* largest message sent or accepted, bytes [1 MiB] */

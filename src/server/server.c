@@ -470,7 +470,16 @@ int tether_server_create(const tether_server_config *cfg, tether_server **out)
     }
     s->cfg.listen_host = s->host;
     s->cfg.db_path = s->db_path;
-    if (s->db_path) {
+    if (s->db_path && tether__store_pg_is_uri(s->db_path)) {
+        /* a PostgreSQL URI (docs/config.md); messages never show its password */
+        char err[512] = "";
+        rc = tether__store_pg_open(s->db_path, TETHER__ROLE_SERVER, s->cfg.durability, &inner, err,
+                                   sizeof err);
+        if (rc != TETHER_OK) {
+            tether__fail(rc, "cannot open the PostgreSQL store: %s", err); /* err names the server */
+            goto fail;
+        }
+    } else if (s->db_path) {
         char err[256] = "";
         rc = tether__store_sqlite_open(s->db_path, TETHER__ROLE_SERVER, s->cfg.durability,
                                        &inner, err, sizeof err);

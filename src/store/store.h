@@ -5,7 +5,8 @@
  * and leaves the store exactly as it was (one transaction per call).
  *
  * Stores are not thread-safe; the client and server serialise calls with their
- * own lock. Two implementations: store_sqlite.c (durable) and store_memory.c.
+ * own lock. Three implementations: store_sqlite.c (durable, one file),
+ * store_pg.c (durable, a PostgreSQL database) and store_memory.c.
  */
 #ifndef TETHER_STORE_H
 #define TETHER_STORE_H
@@ -155,6 +156,49 @@ int tether__store_sqlite_open_flags(const char *path, tether__store_role role,
  */
 int tether__store_sqlite_open_readonly(const char *path, tether__store **out, char *errbuf,
                                        size_t errlen);
+
+/*
+ * Opens a PostgreSQL store through libpq. conninfo is any libpq connection
+ * string: a URI (postgresql://user@host:port/db?sslmode=...) or keyword=value
+ * pairs; without a connect_timeout in it, connecting gives up after 10 s. The
+ * schema (tables tether_meta, tether_sessions, tether_outbox in the
+ * connection's search_path) is created at the first open. Sessions are kept
+ * per role, so a client's and a server's store may share one database.
+ * Durability OFF sets synchronous_commit = off on the connection; the others
+ * keep the server's setting. Returns:
+ *   TETHER_ECONFIG        conninfo is not a valid connection string;
+ *   TETHER_ESTORE         the server cannot be reached or refused the login
+ *                         (the message names host, port, database and user,
+ *                         never the password), or a query failed;
+ *   TETHER_ESTORE_SCHEMA  a newer or unknown schema version, or tables named
+ *                         like tether's without tether_meta;
+ *   TETHER_ESTORE_READONLY the server is a read-only standby;
+ *   TETHER_EINVAL, TETHER_ENOMEM.
+ * On error *out is NULL, nothing was created, and errbuf (may be NULL) gets
+ * the detail. After a lost connection the operation that met it fails with
+ * TETHER_ESTORE and the next one reconnects (docs/decisions.md).
+ */
+int tether__store_pg_open(const char *conninfo, tether__store_role role,
+                          tether_durability durability, tether__store **out, char *errbuf,
+                          size_t errlen);
+
+/*
+ * Opens the server sessions of a PostgreSQL store for reading only (`tether
+ * status`): it never creates the schema, and its connection runs every
+ * transaction read-only, so a write fails with TETHER_ESTORE_READONLY.
+ * TETHER_ENOTFOUND when the database holds no tether store (no tether
+ * tables); otherwise as tether__store_pg_open().
+ */
+int tether__store_pg_open_readonly(const char *conninfo, tether__store **out, char *errbuf,
+                                   size_t errlen);
+
+/* 1 when path is a PostgreSQL URI (postgresql:// or postgres://): the server
+ * opens such a db_path with tether__store_pg_open(). */
+int tether__store_pg_is_uri(const char *path);
+
+/* Where a connection string points, for messages: "host:port/db as user
+ * name", never the password. */
+void tether__store_pg_describe(const char *conninfo, char *buf, size_t len);
 
 /* A store in memory: everything is lost when it is closed. */
 int tether__store_memory_open(tether__store_role role, tether__store **out);

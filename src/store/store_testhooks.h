@@ -35,6 +35,16 @@ void tether__store_sqlite_set_checkpoint(tether__store *st, unsigned soft_pages,
 /* Checkpoints the background thread has completed so far. */
 unsigned long tether__store_sqlite_checkpoints(tether__store *st);
 
+/* PostgreSQL store (store_pg_open.c): the process id of the server backend
+ * serving the store's connection (for pg_terminate_backend() from a second
+ * connection); 0 if st is not a PostgreSQL store. */
+int tether__store_pg_backend_pid(tether__store *st);
+
+/* PostgreSQL store: the value of setting name on the store's connection
+ * (SHOW name) into buf. TETHER_OK, TETHER_EINVAL if st is not a PostgreSQL
+ * store, or the query's error. */
+int tether__store_pg_show(tether__store *st, const char *name, char *buf, size_t len);
+
 /* Memory store (store_memory.c): after allocs more allocations, every
  * allocation fails until this is called again; allocs < 0 removes the limit. */
 void tether__store_memory_fail_after(tether__store *st, long allocs);

@@ -2,10 +2,12 @@
 # Keeps the layers' dependencies where docs/decisions.md puts them:
 #   <msgpack.h>        only in the codec, src/engine/frame.c
 #   <sqlite3.h>        only in the SQLite store, src/store/store_sqlite*
+#   <libpq-fe.h>       only in the PostgreSQL store, src/store/store_pg*
 #   <libwebsockets.h>  only in src/transport/
 #   src/engine/        includes nothing from transport/, client/, server/, the
 #                      SQLite store or the stores' test hooks
 #   store_sqlite*.h    only in the SQLite store's own files
+#   store_pg*.h        only in the PostgreSQL store's own files
 #   store_testhooks.h  only in the stores themselves (and tests, outside src/)
 # Usage: layering_test.sh SOURCE_DIR. First checks that the checker finds
 # planted violations in a scratch tree, then checks SOURCE_DIR/src.
@@ -30,6 +32,11 @@ check() {
             store/store_sqlite*) ;;
             *) echo "$file includes <$inc>: only store/store_sqlite* may"; bad=1 ;;
             esac ;;
+        libpq-fe.h | libpq/* | postgresql/*)
+            case "$file" in
+            store/store_pg*) ;;
+            *) echo "$file includes <$inc>: only store/store_pg* may"; bad=1 ;;
+            esac ;;
         libwebsockets.h | libwebsockets/*)
             case "$file" in
             transport/*) ;;
@@ -42,6 +49,11 @@ check() {
             store/store_sqlite*) ;;
             *) echo "$file includes $inc: the SQLite store's headers are its own"; bad=1 ;;
             esac ;;
+        store_pg*.h | store/store_pg*.h)
+            case "$file" in
+            store/store_pg*) ;;
+            *) echo "$file includes $inc: the PostgreSQL store's headers are its own"; bad=1 ;;
+            esac ;;
         store_testhooks.h | store/store_testhooks.h)
             case "$file" in
             store/store_*) ;;
@@ -52,7 +64,7 @@ check() {
         engine/*)
             case "$inc" in
             transport/* | client/* | server/* | store/store_sqlite* | store/store_testhooks.h | \
-                store_sqlite* | tools/*)
+                store_sqlite* | store/store_pg* | store_pg* | tools/*)
                 echo "$file includes $inc: the engine depends on no I/O layer"; bad=1 ;;
             esac ;;
         esac
@@ -67,6 +79,7 @@ mkdir -p "$SCRATCH/src/engine" "$SCRATCH/src/client" "$SCRATCH/src/store"
 printf '#include <msgpack.h>\n' >"$SCRATCH/src/engine/frame.c"
 printf '#include "store/store.h"\n' >"$SCRATCH/src/engine/session.c"
 printf '#include <sqlite3.h>\n' >"$SCRATCH/src/store/store_sqlite.c"
+printf '#include <libpq-fe.h>\n' >"$SCRATCH/src/store/store_pg.c"
 if ! out=$(check "$SCRATCH/src"); then
     echo "self-test: a clean tree was reported:"
     echo "$out"
@@ -76,7 +89,9 @@ planted=0
 for v in 'engine/frame.h:#include <msgpack.h>' 'store/store_memory.c:#include <sqlite3.h>' \
     'client/client.c:#  include <libwebsockets.h>' 'engine/session.c:#include "transport/transport.h"' \
     'engine/session.c:#include "store/store_sqlite_int.h"' 'engine/session.c:#include "client/client_int.h"' \
-    'client/client.c:#include "store/store_testhooks.h"' 'store/store_memory.c:#include "store_sqlite_int.h"'; do
+    'client/client.c:#include "store/store_testhooks.h"' 'store/store_memory.c:#include "store_sqlite_int.h"' \
+    'client/client.c:#include <libpq-fe.h>' 'store/store_sqlite.c:#include <libpq-fe.h>' \
+    'store/store_memory.c:#include "store_pg_int.h"' 'engine/session.c:#include "store/store_pg_int.h"'; do
     f=$SCRATCH/src/${v%%:*}
     cp -p "$f" "$f.keep" 2>/dev/null || : >"$f.keep"
     printf '%s\n' "${v#*:}" >>"$f"
@@ -93,4 +108,4 @@ if ! check "$ROOT/src"; then
     echo "FAIL: dependencies leak across layers (see above)"
     exit 1
 fi
-echo "ok: msgpack.h, sqlite3.h and libwebsockets.h stay in their layers; the engine does no I/O"
+echo "ok: msgpack.h, sqlite3.h, libpq-fe.h and libwebsockets.h stay in their layers; the engine does no I/O"

@@ -1,11 +1,16 @@
 /*
- * The store contract (src/store/store.h), checked against both
- * implementations: every test here runs once on the memory store and once on
- * the SQLite store. Tests that only make sense for one of them are in
- * store_sqlite_test.c and store_memory_test.c.
+ * The store contract (src/store/store.h), checked against every
+ * implementation: run without arguments (ctest store_contract), every test
+ * here runs once on the memory store and once on the SQLite store; run as
+ * `store_contract_test pg` (ctest store_contract_pg), the same tests run on
+ * the PostgreSQL store against a private server the run starts itself
+ * (tests/support/pgtest.h), each store in a database of its own. Tests that
+ * only make sense for one of them are in store_sqlite_test.c,
+ * store_memory_test.c and store_pg_test.c.
  */
 #include "store_fixture.h"
 
+#include "pgtest.h"
 #include "store/store_testhooks.h"
 
 /* ---- the implementations under test ---- */
@@ -38,6 +43,22 @@ static int open_sqlite(tether__store_role role, tether__store **out)
     return rc;
 }
 
+static char pg_db[64]; /* the database of the PostgreSQL store opened last */
+
+static int open_pg(tether__store_role role, tether__store **out)
+{
+    char ci[256], err[512];
+    if (pgt_createdb("contract", pg_db, sizeof pg_db) != 0) {
+        return TETHER_ESTORE;
+    }
+    int rc = tether__store_pg_open(pgt_conninfo(pg_db, ci, sizeof ci), role,
+                                   TETHER_DURABILITY_NORMAL, out, err, sizeof err);
+    if (rc != TETHER_OK) {
+        fprintf(stderr, "open %s: %s\n", pg_db, err);
+    }
+    return rc;
+}
+
 static void fault_memory(tether__store *st)
 {
     tether__store_memory_fail_after(st, 5);
@@ -58,10 +79,43 @@ static void unfault_sqlite(tether__store *st)
     CHECK_OK(tether__store_sqlite_set_max_pages(st, 1073741823u));
 }
 
+/* A trigger in the store's database that fails the insert of every outbox
+ * row whose seq ends in 10 modulo 20 as a full disk would: a batch that
+ * spans one fails part-way, after earlier rows of it went in. */
+static void fault_pg(tether__store *st)
+{
+    (void)st;
+    CHECK_EQ_INT(pgt_exec(pg_db,
+                          "CREATE FUNCTION tether_test_full() RETURNS trigger LANGUAGE plpgsql AS "
+                          "$$BEGIN IF NEW.seq % 20 = 10 THEN RAISE EXCEPTION 'injected: disk full' "
+                          "USING ERRCODE = 'disk_full'; END IF; RETURN NEW; END$$;"
+                          "CREATE TRIGGER tether_test_full BEFORE INSERT ON tether_outbox "
+                          "FOR EACH ROW EXECUTE FUNCTION tether_test_full()",
+                          0),
+                 0);
+}
+
+static void unfault_pg(tether__store *st)
+{
+    (void)st;
+    CHECK_EQ_INT(pgt_exec(pg_db,
+                          "DROP TRIGGER tether_test_full ON tether_outbox;"
+                          "DROP FUNCTION tether_test_full()",
+                          0),
+                 0);
+}
+
 static const impl impls[] = {
     {"memory", open_memory, fault_memory, unfault_memory, TETHER_ENOMEM},
     {"sqlite", open_sqlite, fault_sqlite, unfault_sqlite, TETHER_ESTORE_FULL},
 };
+
+static const impl impls_pg[] = {
+    {"pg", open_pg, fault_pg, unfault_pg, TETHER_ESTORE_FULL},
+};
+
+static const impl *run_impls = impls;                          /* the set this run checks */
+static size_t run_n = sizeof impls / sizeof impls[0];          /* its size */
 
 static tether__store *open_store(tether__store_role role)
 {
@@ -636,18 +690,26 @@ static void run_both(const char *name, void (*fn)(void))
 {
     static char names[64][96];
     static int used;
-    for (size_t i = 0; i < sizeof impls / sizeof impls[0]; i++) {
+    for (size_t i = 0; i < run_n; i++) {
         char *full = names[used++ % 64];
-        snprintf(full, sizeof names[0], "%s/%s", impls[i].name, name);
-        cur = &impls[i];
+        snprintf(full, sizeof names[0], "%s/%s", run_impls[i].name, name);
+        cur = &run_impls[i];
         tt_run(full, fn);
     }
 }
 
 #define BOTH(name) run_both(#name, test_##name)
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "pg") == 0) {
+        pgt_start(); /* exits with a clear message when PostgreSQL is missing */
+        run_impls = impls_pg;
+        run_n = sizeof impls_pg / sizeof impls_pg[0];
+    } else if (argc > 1) {
+        fprintf(stderr, "usage: store_contract_test [pg]\n");
+        return 2;
+    }
     BOTH(session_crud);
     BOTH(put_validation);
     BOTH(append_seqs);

@@ -1,8 +1,8 @@
 /*
  * out_last and the pending totals stay exact although a SQLite append no
  * longer rewrites the session row (store_sqlite.c, "out_last"): what get,
- * list, pending and inspect report, and the next seq, against both stores;
- * then, for SQLite, a process that dies without closing (the rows above the
+ * list, pending and inspect report, and the next seq, against both stores
+ * (and, run as `store_outlast_test pg`, against PostgreSQL); then, for SQLite, a process that dies without closing (the rows above the
  * session row are the only record of the last seqs), a clean close (the rows
  * alone are the truth again), and the bound on how far a row lags.
  */
@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include "store_fixture.h"
+
+#include "pgtest.h"
 
 #define SAVE_EVERY 1024 /* store_sqlite_int.h: a row lags its outbox by fewer rows */
 
@@ -39,7 +41,24 @@ static int open_sqlite(tether__store_role role, tether__store **out)
     return rc;
 }
 
+static int open_pg(tether__store_role role, tether__store **out)
+{
+    char db[64], ci[256], err[512];
+    if (pgt_createdb("outlast", db, sizeof db) != 0) {
+        return TETHER_ESTORE;
+    }
+    int rc = tether__store_pg_open(pgt_conninfo(db, ci, sizeof ci), role, TETHER_DURABILITY_NORMAL,
+                                   out, err, sizeof err);
+    if (rc != TETHER_OK) {
+        fprintf(stderr, "open %s: %s\n", db, err);
+    }
+    return rc;
+}
+
 static const impl impls[] = {{"memory", open_memory}, {"sqlite", open_sqlite}};
+static const impl impls_pg[] = {{"pg", open_pg}};
+static const impl *run_impls = impls;                 /* the set this run checks */
+static size_t run_n = sizeof impls / sizeof impls[0]; /* its size */
 
 static tether__store *fresh(tether__session_rec *rec, uint8_t tag)
 {
@@ -374,24 +393,37 @@ static void run_both(const char *name, void (*fn)(void))
 {
     static char names[32][96];
     static int used;
-    for (size_t i = 0; i < sizeof impls / sizeof impls[0]; i++) {
+    for (size_t i = 0; i < run_n; i++) {
         char *full = names[used++ % 32];
-        snprintf(full, sizeof names[0], "%s/%s", impls[i].name, name);
-        cur = &impls[i];
+        snprintf(full, sizeof names[0], "%s/%s", run_impls[i].name, name);
+        cur = &run_impls[i];
         tt_run(full, fn);
     }
 }
 
 #define BOTH(name) run_both(#name, test_##name)
 
-int main(void)
+int main(int argc, char **argv)
 {
+    int pg = argc > 1 && strcmp(argv[1], "pg") == 0;
+    if (pg) {
+        /* the generic half on PostgreSQL (ctest store_outlast_pg) */
+        pgt_start();
+        run_impls = impls_pg;
+        run_n = 1;
+    } else if (argc > 1) {
+        fprintf(stderr, "usage: store_outlast_test [pg]\n");
+        return 2;
+    }
     BOTH(reads_see_every_append);
     BOTH(pruned_to_empty_never_reuses_a_seq);
     BOTH(partial_ack_and_stale_ack_keep_totals);
     BOTH(put_after_appends_keeps_totals);
     BOTH(rebase_after_appends);
     BOTH(two_sessions_interleaved);
+    if (pg) {
+        return tt_finish();
+    }
     RUN(sqlite_death_keeps_out_last);
     RUN(sqlite_close_settles_the_rows);
     RUN(sqlite_row_lags_by_less_than_save_every);

@@ -33,9 +33,12 @@ static const char status_help[] =
     "would start a new one in it.\n"
     "\n"
     "Options:\n"
-    "  --db PATH   the SQLite file written by 'tether send' or 'tether serve'\n"
+    "  --db PATH   the SQLite file written by 'tether send' or 'tether serve', or the\n"
+    "              postgresql:// URI given to 'tether serve --db' (its server\n"
+    "              sessions; the password is never printed)\n"
     "  --check     also verify every page of the file (SQLite's integrity check);\n"
-    "              reads the whole file, so it takes longer on a large store\n"
+    "              reads the whole file, so it takes longer on a large store; on\n"
+    "              PostgreSQL, that each session's totals match its outbox rows\n"
     "  --json      print one JSON object instead of text\n"
     "  --help      show this help\n"
     "\n"
@@ -44,7 +47,7 @@ static const char status_help[] =
     "\n"
     "Exit status: 0 the store was read (and --check found it intact), 1 another\n"
     "failure (I/O error, out of memory), 2 usage error, 3 no file at PATH\n"
-    "(TETHER_ENOTFOUND), 4 not a tether store, or a schema or role this version\n"
+    "(TETHER_ENOTFOUND; PostgreSQL: no tether tables), 4 not a tether store, or a schema or role this version\n"
     "cannot read (TETHER_ESTORE_SCHEMA), 5 corrupt: not a database, a page fails\n"
     "the check, or its -wal file was removed after a crash (TETHER_ESTORE_CORRUPT),\n"
     "6 read-only: the store cannot be read without writing, e.g. its WAL needs\n"
@@ -102,7 +105,9 @@ static int inspect_store(const char *path, int check, const char **role, cli_ses
 {
     tether__store *st = NULL;
     *count = 0;
-    int rc = tether__store_sqlite_open_readonly(path, &st, err, errlen);
+    int rc = tether__store_pg_is_uri(path)
+                 ? tether__store_pg_open_readonly(path, &st, err, errlen)
+                 : tether__store_sqlite_open_readonly(path, &st, err, errlen);
     if (rc != TETHER_OK) {
         return rc;
     }
@@ -159,10 +164,24 @@ static int exit_for(int rc)
     }
 }
 
+/* The store as printed: a PostgreSQL URI as host:port/db and user, without
+ * its password. */
+static const char *shown_path(const char *path)
+{
+    static char where[300];
+    if (!tether__store_pg_is_uri(path)) {
+        return path;
+    }
+    char d[256];
+    tether__store_pg_describe(path, d, sizeof d);
+    snprintf(where, sizeof where, "postgresql %s", d);
+    return where;
+}
+
 static void print_text(const char *path, const char *role, int check, const cli_session_info *s,
                        size_t n, size_t total, const totals *t)
 {
-    printf("store:    %s\n", path);
+    printf("store:    %s\n", shown_path(path));
     if (strcmp(role, "none") == 0) {
         printf("role:     none (empty: no side has initialised it yet)\n");
     } else {
@@ -197,7 +216,8 @@ static void print_json(const char *path, const char *role, int check, const cli_
 {
     cli_buf b = {0};
     cli_buf_add(&b, "{\"db\":", 6);
-    cli_buf_json_str(&b, path, strlen(path));
+    const char *where = shown_path(path);
+    cli_buf_json_str(&b, where, strlen(where));
     cli_buf_printf(&b,
                    ",\"role\":\"%s\",%s\"session_count\":%zu,\"established_count\":%llu,"
                    "\"pending_total\":%llu,\"pending_bytes_total\":%llu,\"sessions\":[",
