@@ -273,15 +273,6 @@ static int closed_once(void *arg)
     return srv_closes(arg) >= 1;
 }
 
-static int acked_3(void *arg)
-{
-    srv *v = arg;
-    pthread_mutex_lock(&v->rec.mu);
-    int ok = v->rec.acked_hi >= 3;
-    pthread_mutex_unlock(&v->rec.mu);
-    return ok;
-}
-
 /* ------------------------------------------------------------------------ */
 /* Tests                                                                      */
 /* ------------------------------------------------------------------------ */
@@ -352,9 +343,257 @@ TEST(a_retried_send_is_not_delivered_twice)
     srv_free(&v);
 }
 
+
+TEST(a_poll_is_held_then_answered_204_and_server_data_comes_by_poll)
+{
+    srv v;
+    hpeer p;
+    tether_session_id sid;
+    uint8_t pl[16];
+    car_srv_init(&v);
+    CHECK_OK(srv_start(&v));
+    hp_init(&p, v.port, 0x13);
+    memcpy(sid.bytes, p.sid, 16);
+    CHECK_EQ_INT(hp_open(&p, 0), 200);
+
+    /* nothing to send: held for the hold bound, then 204 (no frame, no number) */
+    uint64_t t0 = rawws_now_ms();
+    CHECK_EQ_INT(hp_poll(&p), 204);
+    uint64_t held = rawws_now_ms() - t0;
+    CHECK(held + 20 >= HOLD_MS);
+    CHECK(held < HOLD_MS + 2000);
+    CHECK_EQ_U64(p.received, 0);
+
+    /* server -> client DATA travels in a poll, numbered from 1 */
+    make_payload(pl, sizeof pl, 1);
+    uint64_t seq = 0;
+    CHECK_OK(tether_server_send(v.s, &sid, pl, sizeof pl, &seq));
+    CHECK_EQ_U64(seq, 1);
+    size_t at = 0;
+    CHECK(hp_poll_for(&p, TETHER__F_DATA, &at));
+    CHECK_EQ_U64(p.f[at].u.data.first_seq, 1);
+    uint64_t got = p.received;
+    CHECK(got >= 1);
+
+    /* the answer "was lost": a poll reporting the old count gets the same frames again */
+    CHECK_EQ_INT(hp_poll_as(&p, got - p.nf, NULL), 200);
+    CHECK_EQ_U64(p.received, got);
+    CHECK_EQ_INT(p.f[at].type, TETHER__F_DATA);
+
+    /* the client acknowledges seq 1 upstream: on_acked */
+    CHECK_EQ_INT(hp_send_ack(&p, 1), 204);
+    uint64_t until = rawws_now_ms() + WAIT_MS;
+    int acked = 0;
+    while (!acked && rawws_now_ms() < until) {
+        pthread_mutex_lock(&v.rec.mu);
+        acked = v.rec.acked_hi >= 1;
+        pthread_mutex_unlock(&v.rec.mu);
+        sleep_ms(5);
+    }
+    CHECK(acked);
+    /* a Tether-Hold shorter than the server's bound is honoured as a bound, not a wait */
+    CHECK_EQ_INT(hp_poll_as(&p, p.received, "Tether-Hold: 1\r\n"), 204);
+    hp_free(&p);
+    srv_free(&v);
+}
+
+TEST(a_newer_poll_replaces_a_held_one)
+{
+    srv v;
+    hpeer p;
+    tether_session_id sid;
+    uint8_t pl[16];
+    rawhttp_resp ra, rb;
+    char hdr[512];
+    memset(&ra, 0, sizeof ra);
+    memset(&rb, 0, sizeof rb);
+    srv_init(&v);
+    v.cfg.http_poll_hold_ms = 20000; /* held until something happens */
+    CHECK_OK(srv_start(&v));
+    hp_init(&p, v.port, 0x14);
+    memcpy(sid.bytes, p.sid, 16);
+    CHECK_EQ_INT(hp_open(&p, 0), 200);
+
+    int a = rawhttp_connect(v.port), b = rawhttp_connect(v.port);
+    CHECK(a >= 0 && b >= 0);
+    CHECK_OK(rawhttp_send(a, "GET", "/.tether/v1/poll",
+                          hp_headers(&p, hdr, sizeof hdr, "Tether-Received: 0\r\n"), NULL, 0));
+    CHECK(rawhttp_quiet(a, 100)); /* held */
+    CHECK_OK(rawhttp_send(b, "GET", "/.tether/v1/poll",
+                          hp_headers(&p, hdr, sizeof hdr, "Tether-Received: 0\r\n"), NULL, 0));
+    /* one of the two is answered 204 at once (the older); the other stays held */
+    struct pollfd fds[2] = {{a, POLLIN, 0}, {b, POLLIN, 0}};
+    CHECK_EQ_INT(poll(fds, 2, WAIT_MS), 1);
+    int first = (fds[0].revents & POLLIN) ? a : b, other = first == a ? b : a;
+    CHECK_OK(rawhttp_read(first, &ra, WAIT_MS));
+    CHECK_EQ_INT(ra.status, 204);
+    CHECK(rawhttp_quiet(other, 100));
+    /* the held one carries the next frame */
+    make_payload(pl, sizeof pl, 1);
+    CHECK_OK(tether_server_send(v.s, &sid, pl, sizeof pl, NULL));
+    CHECK_OK(rawhttp_read(other, &rb, WAIT_MS));
+    CHECK_EQ_INT(rb.status, 200);
+    char tf[16];
+    CHECK(rawhttp_header(&rb, "Tether-First", tf, sizeof tf) != NULL);
+    CHECK_EQ_STR(tf, "1");
+    close(a);
+    close(b);
+    rawhttp_free(&ra);
+    rawhttp_free(&rb);
+    hp_free(&p);
+    srv_free(&v);
+}
+
+static int online_is_zero(void *arg)
+{
+    srv *v = arg;
+    tether_server_statistics st;
+    return tether_server_stats(v->s, &st) == TETHER_OK && st.sessions_online == 0;
+}
+
+TEST(an_abandoned_connection_expires_and_the_session_resumes_over_http)
+{
+    srv v;
+    hpeer p;
+    tether_server_statistics st;
+    car_srv_init(&v);
+    CHECK_OK(srv_start(&v));
+    hp_init(&p, v.port, 0x15);
+    CHECK_EQ_INT(hp_open(&p, 0), 200);
+    CHECK_EQ_INT(hp_send_data(&p, 1, 3), 204);
+    CHECK(rec_wait_count(&v.rec, 3, WAIT_MS));
+    CHECK_OK(tether_server_stats(v.s, &st));
+    CHECK_EQ_U64(st.sessions_online, 1);
+
+    /* the client vanishes: after the idle bound the server ends the connection */
+    char old_id[64];
+    snprintf(old_id, sizeof old_id, "%s", p.id);
+    CHECK(wait_until(closed_once, &v, WAIT_MS));
+    CHECK(wait_until(online_is_zero, &v, WAIT_MS));
+    CHECK_EQ_INT(hp_poll(&p), 404); /* its id is forgotten */
+
+    /* a new HELLO resumes the session: the server committed 1..3 */
+    CHECK_EQ_INT(hp_open(&p, 1), 200);
+    CHECK(strcmp(p.id, old_id) != 0);
+    CHECK_EQ_INT(p.f[0].type, TETHER__F_WELCOME);
+    CHECK_EQ_INT(p.f[0].u.welcome.resumed, 1);
+    CHECK_EQ_U64(p.f[0].u.welcome.recv_cursor, 3);
+    CHECK_EQ_INT(hp_send_data(&p, 4, 1), 204);
+    CHECK(rec_wait_count(&v.rec, 4, WAIT_MS));
+    rec_check_exact(&v.rec, 4, "after expiry and resume");
+    hp_free(&p);
+    srv_free(&v);
+}
+
+/* A raw WebSocket HELLO for p's session; reads the WELCOME. 1 on success. */
+static int ws_hello(rawws_conn *c, hpeer *p)
+{
+    rawws_msg m;
+    tether__frame f;
+    memset(&m, 0, sizeof m);
+    if (rawws_open(c, p->port) != 0) {
+        return 0;
+    }
+    hp_hello(p, 1);
+    if (rawws_send(c, RAWWS_BINARY, tether__buf_frame(&p->fb), p->fb.len) != 0 ||
+        rawws_read_msg(c, &m, WAIT_MS) != 1) {
+        return 0;
+    }
+    int ok = tether__decode(&p->dec, m.data, m.len, &f) == TETHER_OK &&
+             f.type == TETHER__F_WELCOME && f.u.welcome.resumed == 1;
+    rawws_msg_free(&m);
+    return ok;
+}
+
+TEST(the_last_hello_owns_the_session_across_websocket_and_http)
+{
+    srv v;
+    hpeer p;
+    rawws_conn ws;
+    rawws_msg m;
+    tether__frame f;
+    memset(&m, 0, sizeof m);
+    car_srv_init(&v);
+    v.cfg.http_idle_ms = 20000;
+    CHECK_OK(srv_start(&v));
+    hp_init(&p, v.port, 0x16);
+    CHECK_EQ_INT(hp_open(&p, 0), 200);
+    CHECK_EQ_INT(hp_send_data(&p, 1, 1), 204);
+    CHECK(rec_wait_count(&v.rec, 1, WAIT_MS));
+
+    /* HTTP -> WebSocket: the HTTP connection gets BYE(9) downstream */
+    CHECK(ws_hello(&ws, &p));
+    size_t at = 0;
+    CHECK(hp_poll_for(&p, TETHER__F_BYE, &at));
+    CHECK_EQ_INT(p.f[at].u.close.code, TETHER_REJECT_DISPLACED);
+    CHECK_EQ_INT(hp_poll(&p), 204); /* confirms the BYE: that connection is over */
+    CHECK_EQ_INT(hp_poll(&p), 404);
+
+    /* DATA 2 over WebSocket */
+    tether__buf_reset(&p.body);
+    hp_add_data(&p, 2, 1);
+    CHECK_OK(rawws_send(&ws, RAWWS_BINARY, tether__buf_frame(&p.fb), p.fb.len));
+    CHECK(rec_wait_count(&v.rec, 2, WAIT_MS));
+
+    /* WebSocket -> HTTP: the WebSocket gets BYE(9) and closes */
+    CHECK_EQ_INT(hp_open(&p, 1), 200);
+    CHECK_EQ_INT(p.f[0].u.welcome.recv_cursor, 2);
+    int bye = 0;
+    while (!bye && rawws_read_msg(&ws, &m, WAIT_MS) == 1) {
+        if (m.opcode == RAWWS_BINARY && tether__decode(&p.dec, m.data, m.len, &f) == TETHER_OK &&
+            f.type == TETHER__F_BYE) {
+            bye = f.u.close.code == TETHER_REJECT_DISPLACED;
+        }
+        rawws_msg_free(&m);
+    }
+    CHECK(bye);
+    CHECK_EQ_INT(hp_send_data(&p, 3, 1), 204);
+    CHECK(rec_wait_count(&v.rec, 3, WAIT_MS));
+    rec_check_exact(&v.rec, 3, "across carriages");
+    rawws_conn_close(&ws);
+    hp_free(&p);
+    srv_free(&v);
+}
+
+TEST(a_client_bye_ends_the_connection_and_answers_the_held_poll)
+{
+    srv v;
+    hpeer p;
+    rawhttp_resp r;
+    char hdr[512];
+    memset(&r, 0, sizeof r);
+    srv_init(&v);
+    v.cfg.http_poll_hold_ms = 20000;
+    CHECK_OK(srv_start(&v));
+    hp_init(&p, v.port, 0x17);
+    CHECK_EQ_INT(hp_open(&p, 0), 200);
+    int a = rawhttp_connect(v.port);
+    CHECK(a >= 0);
+    CHECK_OK(rawhttp_send(a, "GET", "/.tether/v1/poll",
+                          hp_headers(&p, hdr, sizeof hdr, "Tether-Received: 0\r\n"), NULL, 0));
+    CHECK(rawhttp_quiet(a, 50));
+    tether__buf_reset(&p.body);
+    tether__encode_bye(&p.fb, 0, "");
+    tether__hc_append(&p.body, tether__buf_frame(&p.fb), p.fb.len);
+    CHECK_EQ_INT(hp_send_body(&p, 1, 1), 204);
+    CHECK_OK(rawhttp_read(a, &r, WAIT_MS));
+    CHECK_EQ_INT(r.status, 204);
+    CHECK(wait_until(closed_once, &v, WAIT_MS));
+    CHECK_EQ_INT(hp_poll(&p), 404);
+    close(a);
+    rawhttp_free(&r);
+    hp_free(&p);
+    srv_free(&v);
+}
+
 int main(void)
 {
     RUN(open_send_poll_delivers_once_in_order_and_acks_come_back);
     RUN(a_retried_send_is_not_delivered_twice);
+    RUN(a_poll_is_held_then_answered_204_and_server_data_comes_by_poll);
+    RUN(a_newer_poll_replaces_a_held_one);
+    RUN(an_abandoned_connection_expires_and_the_session_resumes_over_http);
+    RUN(the_last_hello_owns_the_session_across_websocket_and_http);
+    RUN(a_client_bye_ends_the_connection_and_answers_the_held_poll);
     return tt_finish();
 }
