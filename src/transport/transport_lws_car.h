@@ -97,6 +97,7 @@ struct tether__car {
     size_t nbuckets;          /* a power of two */
     size_t count;             /* connections in the table */
     hc_conn *all;             /* every record */
+    atomic_size_t live;       /* records in memory (read by tests from any thread) */
     hc_conn *kick_head;       /* records with deferred work */
     uv_timer_t kick;          /* runs the deferred work on the next loop turn */
     uv_timer_t tick;          /* drives the wheel while it holds deadlines */

@@ -171,6 +171,7 @@ hc_conn *tether__hc_new(tether__car *car)
     tether__buf_init(&hc->ans, 0);
     tether__hc_limits_for(&hc->down_lim, TETHER__HC_POLL, 1);
     tether__hc_limits_for(&hc->up_lim, TETHER__HC_SEND, 1);
+    atomic_fetch_add(&car->live, 1);
     hc->next_all = car->all;
     if (car->all) {
         car->all->prev_all = hc;
@@ -193,6 +194,7 @@ static void hc_free(hc_conn *hc)
     if (hc->next_all) {
         hc->next_all->prev_all = hc->prev_all;
     }
+    atomic_fetch_sub(&car->live, 1);
     tether__buf_free(&hc->ans);
     tether__free(hc->q);
     tether__free(hc->qoff);
@@ -466,6 +468,11 @@ static void kick_cb(uv_timer_t *t)
 }
 
 /* ---- the carriage of a transport ---- */
+
+size_t tether__tp_carriage_conns(tether__tp *tp)
+{
+    return tp && tp->car ? atomic_load(&tp->car->live) : 0;
+}
 
 int tether__car_create(tether__tp *tp)
 {

@@ -18,6 +18,7 @@
 #include "rawws.h"
 #include "engine/frame.h"
 #include "engine/httpcarry.h"
+#include "server/server_int.h"
 
 #define HOLD_MS 300u  /* the servers' poll hold here */
 #define IDLE_MS 400u  /* their idle bound */
@@ -444,6 +445,11 @@ TEST(a_newer_poll_replaces_a_held_one)
     srv_free(&v);
 }
 
+static int no_carriage_conn(void *arg)
+{
+    return tether__srv_debug_carriage(((srv *)arg)->s) == 0;
+}
+
 static int online_is_zero(void *arg)
 {
     srv *v = arg;
@@ -464,12 +470,14 @@ TEST(an_abandoned_connection_expires_and_the_session_resumes_over_http)
     CHECK(rec_wait_count(&v.rec, 3, WAIT_MS));
     CHECK_OK(tether_server_stats(v.s, &st));
     CHECK_EQ_U64(st.sessions_online, 1);
+    CHECK_EQ_INT(tether__srv_debug_carriage(v.s), 1);
 
     /* the client vanishes: after the idle bound the server ends the connection */
     char old_id[64];
     snprintf(old_id, sizeof old_id, "%s", p.id);
     CHECK(wait_until(closed_once, &v, WAIT_MS));
     CHECK(wait_until(online_is_zero, &v, WAIT_MS));
+    CHECK(wait_until(no_carriage_conn, &v, WAIT_MS)); /* its record is freed */
     CHECK_EQ_INT(hp_poll(&p), 404); /* its id is forgotten */
 
     /* a new HELLO resumes the session: the server committed 1..3 */
@@ -858,6 +866,29 @@ TEST(destroy_frees_open_connections_and_held_polls)
     srv_free(&v);
 }
 
+
+TEST(an_open_whose_body_does_not_come_within_the_hello_timeout_gets_408)
+{
+    srv v;
+    rawhttp_resp r;
+    memset(&r, 0, sizeof r);
+    car_srv_init(&v);
+    v.cfg.hello_timeout_ms = 300;
+    CHECK_OK(srv_start(&v));
+    int a = rawhttp_connect(v.port);
+    CHECK(a >= 0);
+    const uint8_t part[] = {0, 0, 0, 66, 0x99, 1};
+    CHECK_OK(rawhttp_send(a, "POST", "/.tether/v1/open", CT "Content-Length: 70\r\n", part,
+                          sizeof part));
+    CHECK_OK(rawhttp_read(a, &r, WAIT_MS));
+    CHECK_EQ_INT(r.status, 408);
+    CHECK(rawhttp_closed(a, WAIT_MS));
+    CHECK(wait_until(no_carriage_conn, &v, WAIT_MS));
+    close(a);
+    rawhttp_free(&r);
+    srv_free(&v);
+}
+
 int main(void)
 {
     RUN(open_send_poll_delivers_once_in_order_and_acks_come_back);
@@ -871,5 +902,6 @@ int main(void)
     RUN(origins_and_cors);
     RUN(the_admission_hook_sees_the_application_path_and_may_refuse);
     RUN(destroy_frees_open_connections_and_held_polls);
+    RUN(an_open_whose_body_does_not_come_within_the_hello_timeout_gets_408);
     return tt_finish();
 }
