@@ -325,14 +325,27 @@ TEST(a_retried_send_is_not_delivered_twice)
     hp_init(&p, v.port, 0x12);
     CHECK_EQ_INT(hp_open(&p, 0), 200);
 
+    /* bytes_in counts the frames handed to the server core, before the 204 */
+    tether_server_statistics st;
+    CHECK_OK(tether_server_stats(v.s, &st));
+    uint64_t in0 = st.bytes_in;
     tether__buf_reset(&p.body);
     hp_add_data(&p, 1, 1);
     hp_add_data(&p, 2, 1);
+    size_t two = p.body.len - 2 * TETHER__HC_PREFIX;
     CHECK_EQ_INT(hp_send_body(&p, 1, 2), 204);
+    CHECK_OK(tether_server_stats(v.s, &st));
+    CHECK_EQ_U64(st.bytes_in, in0 + two);
     CHECK_EQ_INT(hp_send_body(&p, 1, 2), 204); /* the same body again: its 204 was "lost" */
+    CHECK_OK(tether_server_stats(v.s, &st));
+    CHECK_EQ_U64(st.bytes_in, in0 + two); /* skipped whole */
     /* a retry that appends a new frame: only the new one is handled */
+    size_t before = p.body.len;
     hp_add_data(&p, 3, 1);
+    size_t third = p.body.len - before - TETHER__HC_PREFIX;
     CHECK_EQ_INT(hp_send_body(&p, 1, 3), 204);
+    CHECK_OK(tether_server_stats(v.s, &st));
+    CHECK_EQ_U64(st.bytes_in, in0 + two + third);
     CHECK_EQ_INT(hp_send_data(&p, 4, 1), 204);
     CHECK(rec_wait_count(&v.rec, 4, WAIT_MS));
     rec_check_exact(&v.rec, 4, "retried sends");
