@@ -40,9 +40,9 @@ static int add_lines(struct lws *wsi, const char *lines, unsigned char **p, unsi
     return 0;
 }
 
-/* Composes the whole answer into a buffer with LWS_PRE headroom; NULL when out of memory. */
-static uint8_t *compose(struct lws *wsi, int status, const char *cors, const char *extra,
-                        const uint8_t *body, size_t blen, const char *type, size_t *out_len)
+uint8_t *tether__car_compose(struct lws *wsi, int status, const char *cors, const char *extra,
+                             const uint8_t *body, size_t blen, const char *type, int chunked,
+                             size_t *out_len)
 {
     char text[96];
     if (!body && status >= 400) {
@@ -64,7 +64,7 @@ static uint8_t *compose(struct lws *wsi, int status, const char *cors, const cha
         (type && lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE,
                                               (const unsigned char *)type, (int)strlen(type), &p,
                                               end)) ||
-        (status != 204 &&
+        (status != 204 && !chunked &&
          lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH,
                                       (const unsigned char *)clen, (int)strlen(clen), &p, end)) ||
         lws_finalize_http_header(wsi, &p, end)) {
@@ -85,7 +85,8 @@ void tether__car_answer(hc_req *req, int status, const char *extra, const uint8_
     if (req->resp) {
         return; /* answered already */
     }
-    req->resp = compose(req->wsi, status, req->cors, extra, body, blen, type, &req->resp_len);
+    req->resp = tether__car_compose(req->wsi, status, req->cors, extra, body, blen, type, 0,
+                                    &req->resp_len);
     req->close_after = close_after || !req->resp;
     lws_callback_on_writable(req->wsi);
 }
@@ -94,7 +95,7 @@ void tether__car_answer(hc_req *req, int status, const char *extra, const uint8_
 static int refuse_now(hc_req *req, int status, const char *extra)
 {
     size_t n = 0;
-    uint8_t *buf = compose(req->wsi, status, req->cors, extra, NULL, 0, NULL, &n);
+    uint8_t *buf = tether__car_compose(req->wsi, status, req->cors, extra, NULL, 0, NULL, 0, &n);
     if (buf) {
         lws_write(req->wsi, buf + LWS_PRE, n, LWS_WRITE_HTTP_HEADERS);
         tether__free(buf);
@@ -315,6 +316,7 @@ static int send_start(tether__tp *tp, hc_req *req)
     return 0;
 }
 
+/* A poll or a stream (req->stream). */
 static int poll_start(tether__tp *tp, hc_req *req)
 {
     int st;
@@ -338,15 +340,19 @@ static int poll_start(tether__tp *tp, hc_req *req)
     if (hc->down) {
         /* the newer downstream request wins (HTTP.md section 7.4) */
         hc_req *old = hc->down;
-        hc->down = NULL;
-        old->hc = NULL;
-        tether__car_answer(old, 204, NULL, NULL, 0, NULL, 0);
+        if (old->stream) {
+            tether__car_stream_end(old);
+        } else {
+            hc->down = NULL;
+            old->hc = NULL;
+            tether__car_answer(old, 204, NULL, NULL, 0, NULL, 0);
+        }
     }
     req->hold_ms = tp->car->hold_ms;
     if (hold && hold * 1000 < req->hold_ms) {
         req->hold_ms = (uint32_t)hold * 1000;
     }
-    if (hc->core_done && hc->nq == 0) {
+    if (hc->core_done && hc->nq == 0 && !req->stream) {
         /* the server's BYE arrived: the connection is over */
         tether__car_answer(req, 204, NULL, NULL, 0, NULL, 0);
         tether__hc_end(hc, TETHER_EDROPPED, "closed by the server");
@@ -356,7 +362,9 @@ static int poll_start(tether__tp *tp, hc_req *req)
     req->hc = hc;
     hc->down = req;
     lws_set_timeout(req->wsi, NO_PENDING_TIMEOUT, 0);
-    if (hc->nq > 0) {
+    if (req->stream) {
+        tether__car_stream_start(hc, req);
+    } else if (hc->nq > 0) {
         tether__hc_serve_down(hc);
     } else {
         tether__hc_arm_hold(hc, req->hold_ms);
@@ -477,15 +485,16 @@ static int on_request(tether__tp *tp, struct lws *wsi, tp_pss *pss, const char *
                            "Access-Control-Max-Age: 600\r\n",
                            NULL, 0, NULL, 0);
         *ret = 0;
-    } else if (op < 0 || op == TETHER__HC_OP_STREAM) {
-        *ret = refuse_now(req, 404, NULL); /* streams are not served: polls carry everything */
+    } else if (op < 0) {
+        *ret = refuse_now(req, 404, NULL);
     } else if (op == TETHER__HC_OP_OPEN || op == TETHER__HC_OP_SEND ? !post : !get) {
-        *ret = refuse_now(req, 405, op == TETHER__HC_OP_POLL ? "Allow: GET\r\n" : "Allow: POST\r\n");
+        *ret = refuse_now(req, 405, op >= TETHER__HC_OP_POLL ? "Allow: GET\r\n" : "Allow: POST\r\n");
     } else if (op == TETHER__HC_OP_OPEN) {
         *ret = open_start(tp, req, app);
     } else if (op == TETHER__HC_OP_SEND) {
         *ret = send_start(tp, req);
     } else {
+        req->stream = op == TETHER__HC_OP_STREAM;
         *ret = poll_start(tp, req);
     }
     return 1;
@@ -525,6 +534,10 @@ int tether__car_http(tether__tp *tp, struct lws *wsi, int reason, tp_pss *pss, v
     case LWS_CALLBACK_HTTP_WRITEABLE: {
         if (!req) {
             return 0;
+        }
+        if (req->stream) {
+            *ret = tether__car_stream_writable(req);
+            return 1;
         }
         if (!req->resp) {
             *ret = req->close_after ? -1 : 0;

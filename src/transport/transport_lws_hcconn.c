@@ -125,7 +125,10 @@ static void fire(tether__tw_node *node, void *arg)
     hc_conn *hc = t->hc;
     (void)arg;
     if (t->hold) {
-        if (hc->down) {
+        if (hc->down && hc->down->stream) {
+            tether__car_stream_end(hc->down); /* the stream bound */
+            tether__hc_idle_update(hc);
+        } else if (hc->down) {
             hc_req *r = hc->down;
             hc->down = NULL;
             r->hc = NULL;
@@ -222,7 +225,9 @@ void tether__hc_end(hc_conn *hc, int error, const char *detail)
     hc->phase = HC_OVER;
     tether__tw_disarm(&hc->car->wheel, &hc->t_idle.node);
     tether__tw_disarm(&hc->car->wheel, &hc->t_hold.node);
-    if (hc->down) {
+    if (hc->down && hc->down->stream) {
+        tether__car_stream_end(hc->down);
+    } else if (hc->down) {
         hc_req *r = hc->down;
         hc->down = NULL;
         r->hc = NULL;
@@ -242,8 +247,7 @@ void tether__hc_release(hc_conn *hc)
 
 /* ---- the downstream queue ---- */
 
-/* 1 when one more frame of the largest size fits in the kept body (8.2). */
-static int room(const hc_conn *hc)
+int tether__hc_has_room(const hc_conn *hc)
 {
     const tether__hc_limits *l = &hc->down_lim;
     return hc->nq < l->max_frames && hc->qlen + TETHER__HC_PREFIX + l->record_max <= l->body_max;
@@ -309,6 +313,12 @@ int tether__hc_confirm(hc_conn *hc, uint64_t received)
 
 void tether__hc_serve_down(hc_conn *hc)
 {
+    if (hc->down && hc->down->stream) {
+        if (hc->down->s_next <= hc->confirmed + hc->nq || hc->core_done) {
+            lws_callback_on_writable(hc->down->wsi); /* new frames, or the end after BYE */
+        }
+        return;
+    }
     if (hc->down && hc->nq > 0) {
         hc_req *r = hc->down;
         hc->down = NULL;
@@ -419,7 +429,7 @@ static void drain(hc_conn *hc)
     tether__tp *tp = hc->car->tp;
     hc->draining = 1;
     for (unsigned guard = 0; hc->want && !hc->close_req && !hc->core_done &&
-                             (hc->phase == HC_OPENING || room(hc)) && guard < 8192;
+                             (hc->phase == HC_OPENING || tether__hc_has_room(hc)) && guard < 8192;
          guard++) {
         hc->want = 0;
         if (tp->cb.writable) {
