@@ -620,6 +620,90 @@ TEST(an_open_whose_body_does_not_come_within_the_hello_timeout_gets_408)
     srv_free(&v);
 }
 
+
+/* Opens a stream on a new connection reporting received; reads its head and
+ * the probe. The socket, or -1. */
+static int stream_open(hpeer *p, uint64_t received, rawhttp_resp *r)
+{
+    char hdr[512], extra[64];
+    uint8_t probe[8];
+    snprintf(extra, sizeof extra, "Tether-Received: %llu\r\n", (unsigned long long)received);
+    int fd = rawhttp_connect(p->port);
+    if (fd < 0 || rawhttp_send(fd, "GET", "/.tether/v1/stream",
+                               hp_headers(p, hdr, sizeof hdr, extra), NULL, 0) != 0 ||
+        rawhttp_read(fd, r, WAIT_MS) != 0 || r->status != 200 ||
+        rawhttp_read_chunk(fd, probe, sizeof probe, WAIT_MS) != 4 ||
+        memcmp(probe, "\0\0\0\0", 4) != 0) {
+        if (fd >= 0) {
+            close(fd);
+        }
+        return -1;
+    }
+    return fd;
+}
+
+TEST(a_stream_sends_the_probe_at_once_then_frames_as_they_come_and_ends_at_its_bound)
+{
+    srv v;
+    hpeer p;
+    tether_session_id sid;
+    uint8_t pl[16], buf[4096];
+    rawhttp_resp r;
+    char b[64];
+    memset(&r, 0, sizeof r);
+    car_srv_init(&v);
+    v.cfg.http_poll_hold_ms = 1500; /* the stream bound */
+    CHECK_OK(srv_start(&v));
+    hp_init(&p, v.port, 0x1e);
+    memcpy(sid.bytes, p.sid, 16);
+    CHECK_EQ_INT(hp_open(&p, 0), 200);
+
+    uint64_t t0 = rawws_now_ms();
+    int fd = stream_open(&p, 0, &r);
+    CHECK(fd >= 0);
+    CHECK_EQ_STR(rawhttp_header(&r, "Tether-First", b, sizeof b), "1");
+    CHECK_EQ_STR(rawhttp_header(&r, "Transfer-Encoding", b, sizeof b), "chunked");
+    CHECK_EQ_STR(rawhttp_header(&r, "X-Accel-Buffering", b, sizeof b), "no");
+    CHECK(rawhttp_header(&r, "Content-Length", b, sizeof b) == NULL);
+
+    /* a message the server sends arrives in the open answer, as one record */
+    make_payload(pl, sizeof pl, 1);
+    CHECK_OK(tether_server_send(v.s, &sid, pl, sizeof pl, NULL));
+    long n = rawhttp_read_chunk(fd, buf, sizeof buf, WAIT_MS);
+    CHECK(n > 4);
+    tether__frame f;
+    uint32_t rec = n > 4 ? (uint32_t)buf[0] << 24 | (uint32_t)buf[1] << 16 |
+                               (uint32_t)buf[2] << 8 | buf[3]
+                         : 0;
+    CHECK_EQ_U64(rec + 4, (uint64_t)n);
+    CHECK(n > 4 && tether__decode(&p.dec, buf + 4, rec, &f) == TETHER_OK &&
+          f.type == TETHER__F_DATA && f.u.data.first_seq == 1);
+    /* then the stream bound ends it */
+    CHECK_EQ_INT(rawhttp_read_chunk(fd, buf, sizeof buf, WAIT_MS), 0);
+    CHECK(rawws_now_ms() - t0 + 20 >= 1500);
+
+    /* the same TCP connection carries the next request; the frame was sent, so a poll
+     * that confirms it waits, and one that does not gets it again */
+    char hdr[512];
+    CHECK_OK(rawhttp_send(fd, "GET", "/.tether/v1/poll",
+                          hp_headers(&p, hdr, sizeof hdr, "Tether-Received: 0\r\n"), NULL, 0));
+    CHECK_OK(rawhttp_read(fd, &r, WAIT_MS));
+    CHECK_EQ_INT(r.status, 200);
+    CHECK_EQ_STR(rawhttp_header(&r, "Tether-First", b, sizeof b), "1");
+    close(fd);
+
+    /* a newer poll ends a stream */
+    fd = stream_open(&p, 1, &r);
+    CHECK(fd >= 0);
+    p.received = 1;
+    CHECK_EQ_INT(hp_poll_as(&p, 1, "Tether-Hold: 1\r\n"), 204);
+    CHECK_EQ_INT(rawhttp_read_chunk(fd, buf, sizeof buf, WAIT_MS), 0);
+    close(fd);
+    rawhttp_free(&r);
+    hp_free(&p);
+    srv_free(&v);
+}
+
 int main(void)
 {
     RUN(open_send_poll_delivers_once_in_order_and_acks_come_back);
@@ -634,5 +718,6 @@ int main(void)
     RUN(the_admission_hook_sees_the_application_path_and_may_refuse);
     RUN(destroy_frees_open_connections_and_held_polls);
     RUN(an_open_whose_body_does_not_come_within_the_hello_timeout_gets_408);
+    RUN(a_stream_sends_the_probe_at_once_then_frames_as_they_come_and_ends_at_its_bound);
     return tt_finish();
 }
