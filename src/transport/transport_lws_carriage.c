@@ -418,17 +418,20 @@ static void send_body(tether__tp *tp, hc_req *req)
     }
     hc->up = NULL;
     req->hc = NULL;
-    if (tether__hc_check(&hc->up_lim, req->body, req->body_len, &why, &k) != TETHER_OK) {
+    if (req->has_received && req->received > hc->sent) {
+        tether__hc_end(hc, TETHER_EMALFORMED, "a Tether-Received above the frames sent");
+        tether__car_answer(req, 400, NULL, NULL, 0, NULL, 1);
+    } else if (tether__hc_check(&hc->up_lim, req->body, req->body_len, &why, &k) != TETHER_OK) {
         tether__hc_end(hc, TETHER_EMALFORMED, "a malformed send body");
         tether__car_answer(req, tether__hc_why_status(why), NULL, NULL, 0, NULL, 1);
     } else if (req->first > hc->up_done + 1) {
         tether__hc_end(hc, TETHER_EMALFORMED, "a gap in the upstream frame numbers");
         tether__car_answer(req, 400, NULL, NULL, 0, NULL, 1);
-    } else if (req->has_received && tether__hc_confirm(hc, req->received) != TETHER_OK) {
-        tether__hc_end(hc, TETHER_EMALFORMED, "a Tether-Received above the frames sent");
-        tether__car_answer(req, 400, NULL, NULL, 0, NULL, 1);
     } else {
         uint64_t n = req->first;
+        if (req->has_received) {
+            tether__hc_confirm(hc, req->received); /* <= sent: checked above */
+        }
         while (tether__hc_next(req->body, req->body_len, &pos, &f)) {
             if (n > hc->up_done && !hc->core_done && !hc->close_req) {
                 hc->conn.last_rx_ms = tether__now_ms();

@@ -704,6 +704,24 @@ TEST(a_stream_sends_the_probe_at_once_then_frames_as_they_come_and_ends_at_its_b
     srv_free(&v);
 }
 
+
+TEST(a_held_poll_outlives_the_http_request_timeout)
+{
+    srv v;
+    hpeer p;
+    car_srv_init(&v);
+    v.cfg.handshake_timeout_ms = 1000; /* lws's own request timeout: 1 s */
+    v.cfg.http_poll_hold_ms = 2500;
+    CHECK_OK(srv_start(&v));
+    hp_init(&p, v.port, 0x1f);
+    CHECK_EQ_INT(hp_open(&p, 0), 200);
+    uint64_t t0 = rawws_now_ms();
+    CHECK_EQ_INT(hp_poll(&p), 204);
+    CHECK(rawws_now_ms() - t0 + 20 >= 2500);
+    hp_free(&p);
+    srv_free(&v);
+}
+
 int main(void)
 {
     RUN(open_send_poll_delivers_once_in_order_and_acks_come_back);
@@ -719,5 +737,6 @@ int main(void)
     RUN(destroy_frees_open_connections_and_held_polls);
     RUN(an_open_whose_body_does_not_come_within_the_hello_timeout_gets_408);
     RUN(a_stream_sends_the_probe_at_once_then_frames_as_they_come_and_ends_at_its_bound);
+    RUN(a_held_poll_outlives_the_http_request_timeout);
     return tt_finish();
 }
