@@ -429,7 +429,13 @@ TEST(malformed_and_oversized_bodies_wrong_methods_and_unknown_ids_get_their_stat
                      tether__buf_frame(&p.body), p.body.len, &r),
                  415);
     CHECK_EQ_INT(hp_poll(&p), 404);
-    /* Tether-Received above what was sent, a malformed Tether-Hold */
+    /* Tether-Received above what was sent (poll, then send), a malformed Tether-Hold */
+    CHECK_EQ_INT(hp_open(&p, 0), 200);
+    CHECK_EQ_INT(req(v.port, "POST", "/.tether/v1/send",
+                     hp_headers(&p, hdr, sizeof hdr, CT "Tether-First: 1\r\nTether-Received: 3\r\n"),
+                     tether__buf_frame(&p.body), p.body.len, &r),
+                 400);
+    CHECK_EQ_INT(hp_poll(&p), 404);
     CHECK_EQ_INT(hp_open(&p, 0), 200);
     CHECK_EQ_INT(hp_poll_as(&p, 7, NULL), 400);
     CHECK_EQ_INT(hp_poll(&p), 404);
@@ -722,6 +728,47 @@ TEST(a_held_poll_outlives_the_http_request_timeout)
     srv_free(&v);
 }
 
+
+TEST(refused_hellos_are_answered_200_without_an_id)
+{
+    srv v;
+    hpeer p, q;
+    char b[64];
+    car_srv_init(&v);
+    CHECK_OK(srv_start(&v));
+    hp_init(&p, v.port, 0x21);
+    CHECK_EQ_INT(hp_open(&p, 0), 200);
+    CHECK(p.id[0] != '\0');
+
+    /* the same session with another token: REJECT(2) */
+    hp_init(&q, v.port, 0x21);
+    memset(q.token, 0x77, sizeof q.token);
+    CHECK_EQ_INT(hp_open(&q, 1), 200);
+    CHECK(rawhttp_header(&q.r, "Tether-Connection", b, sizeof b) == NULL);
+    CHECK_EQ_INT(q.nf, 1);
+    CHECK_EQ_INT(q.f[0].type, TETHER__F_REJECT);
+    CHECK_EQ_INT(q.f[0].u.close.code, TETHER_REJECT_TOKEN);
+    hp_free(&q);
+
+    /* a session the server does not know, claiming history: WELCOME then BYE(6) */
+    hp_init(&q, v.port, 0x22);
+    q.cursor = 5;
+    CHECK_EQ_INT(hp_open(&q, 1), 200);
+    CHECK(rawhttp_header(&q.r, "Tether-Connection", b, sizeof b) == NULL);
+    CHECK_EQ_INT(q.nf, 2);
+    CHECK_EQ_INT(q.f[0].type, TETHER__F_WELCOME);
+    CHECK_EQ_INT(q.f[1].type, TETHER__F_BYE);
+    CHECK_EQ_INT(q.f[1].u.close.code, TETHER_REJECT_MISMATCH);
+    hp_free(&q);
+
+    /* the first connection was not disturbed, and no record is left of the refused ones */
+    CHECK_EQ_INT(hp_send_data(&p, 1, 1), 204);
+    CHECK(rec_wait_count(&v.rec, 1, WAIT_MS));
+    CHECK_EQ_INT(tether__srv_debug_carriage(v.s), 1);
+    hp_free(&p);
+    srv_free(&v);
+}
+
 int main(void)
 {
     RUN(open_send_poll_delivers_once_in_order_and_acks_come_back);
@@ -738,5 +785,6 @@ int main(void)
     RUN(an_open_whose_body_does_not_come_within_the_hello_timeout_gets_408);
     RUN(a_stream_sends_the_probe_at_once_then_frames_as_they_come_and_ends_at_its_bound);
     RUN(a_held_poll_outlives_the_http_request_timeout);
+    RUN(refused_hellos_are_answered_200_without_an_id);
     return tt_finish();
 }
