@@ -232,6 +232,19 @@ static hc_conn *named(tether__car *car, struct lws *wsi, int *status)
     return hc;
 }
 
+/* lws does not answer "Expect: 100-continue" itself, and a client (libcurl
+ * for bodies over 1 KiB) would wait a second before sending the body. */
+static void continue_if_expected(hc_req *req)
+{
+    char v[64];
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    if (header(req->wsi, "Expect", v, sizeof v) && strcasecmp(v, "100-continue") == 0) {
+        uint8_t buf[LWS_PRE + sizeof cont];
+        memcpy(buf + LWS_PRE, cont, sizeof cont - 1);
+        lws_write(req->wsi, buf + LWS_PRE, sizeof cont - 1, LWS_WRITE_HTTP_HEADERS);
+    }
+}
+
 /* An error that ends a connection (HTTP.md section 6.2): answered, then closed. */
 static int end_and_refuse(hc_req *req, hc_conn *hc, int status, const char *why)
 {
@@ -271,6 +284,7 @@ static int open_start(tether__tp *tp, hc_req *req, const char *app)
     if (tp->cb.open) {
         tp->cb.open(tp->owner, &hc->conn);
     }
+    continue_if_expected(req);
     return 0;
 }
 
@@ -313,6 +327,7 @@ static int send_start(tether__tp *tp, hc_req *req)
     req->hc = hc;
     hc->up = req;
     tether__hc_idle_update(hc);
+    continue_if_expected(req);
     return 0;
 }
 

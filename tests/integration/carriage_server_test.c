@@ -46,6 +46,16 @@ TEST(open_send_poll_delivers_once_in_order_and_acks_come_back)
         }
     }
     CHECK_EQ_U64(acked, 4);
+
+    /* a body of many frames, read by the server in several pieces */
+    tether__buf_reset(&p.body);
+    for (uint64_t seq = 5; seq <= 1004; seq++) {
+        hp_add_data(&p, seq, 1);
+    }
+    CHECK(p.body.len > 16384);
+    CHECK_EQ_INT(hp_send_body(&p, p.up_next, 1000), 204);
+    CHECK(rec_wait_count(&v.rec, 1004, WAIT_MS));
+    rec_check_exact(&v.rec, 1004, "a body of 1000 frames");
     hp_free(&p);
     srv_free(&v);
 }
@@ -769,6 +779,38 @@ TEST(refused_hellos_are_answered_200_without_an_id)
     srv_free(&v);
 }
 
+
+TEST(a_send_that_expects_100_continue_gets_it_before_its_body)
+{
+    srv v;
+    hpeer p;
+    rawhttp_resp r;
+    char hdr[512], ex[256];
+    memset(&r, 0, sizeof r);
+    car_srv_init(&v);
+    CHECK_OK(srv_start(&v));
+    hp_init(&p, v.port, 0x23);
+    CHECK_EQ_INT(hp_open(&p, 0), 200);
+    tether__buf_reset(&p.body);
+    hp_add_data(&p, 1, 1);
+    snprintf(ex, sizeof ex, CT "Tether-First: 1\r\nExpect: 100-continue\r\nContent-Length: %zu\r\n",
+             p.body.len);
+    int fd = rawhttp_connect(v.port);
+    CHECK(fd >= 0);
+    CHECK_OK(rawhttp_send(fd, "POST", "/.tether/v1/send", hp_headers(&p, hdr, sizeof hdr, ex),
+                          NULL, 0));
+    CHECK_OK(rawhttp_read(fd, &r, WAIT_MS));
+    CHECK_EQ_INT(r.status, 100);
+    CHECK_OK(rawhttp_send_raw(fd, tether__buf_frame(&p.body), p.body.len));
+    CHECK_OK(rawhttp_read(fd, &r, WAIT_MS));
+    CHECK_EQ_INT(r.status, 204);
+    CHECK(rec_wait_count(&v.rec, 1, WAIT_MS));
+    close(fd);
+    rawhttp_free(&r);
+    hp_free(&p);
+    srv_free(&v);
+}
+
 int main(void)
 {
     RUN(open_send_poll_delivers_once_in_order_and_acks_come_back);
@@ -786,5 +828,6 @@ int main(void)
     RUN(a_stream_sends_the_probe_at_once_then_frames_as_they_come_and_ends_at_its_bound);
     RUN(a_held_poll_outlives_the_http_request_timeout);
     RUN(refused_hellos_are_answered_200_without_an_id);
+    RUN(a_send_that_expects_100_continue_gets_it_before_its_body);
     return tt_finish();
 }

@@ -57,6 +57,11 @@ static int write_all(int fd, const void *p, size_t n)
     return 0;
 }
 
+int rawhttp_send_raw(int fd, const void *data, size_t len)
+{
+    return write_all(fd, data, len);
+}
+
 int rawhttp_send(int fd, const char *method, const char *path, const char *headers,
                  const void *body, size_t len)
 {

@@ -28,6 +28,8 @@ int rawhttp_connect(uint16_t port);
  * any POST) gets a Content-Length unless headers carry one. 0 or -1. */
 int rawhttp_send(int fd, const char *method, const char *path, const char *headers,
                  const void *body, size_t len);
+/* Writes bytes as they are (a body sent after a 100 Continue). 0 or -1. */
+int rawhttp_send_raw(int fd, const void *data, size_t len);
 /* Reads one answer within timeout_ms into r (freed first with rawhttp_free).
  * 0, or -1 on a timeout, EOF or a malformed answer (r->status may be set). */
 int rawhttp_read(int fd, rawhttp_resp *r, unsigned timeout_ms);
