@@ -13,6 +13,7 @@ void hp_init(hpeer *p, uint16_t port, uint8_t tag)
     memset(p->sid, tag, sizeof p->sid);
     memset(p->token, (uint8_t)(tag + 1), sizeof p->token);
     p->up_next = 1;
+    p->max_message = 1u << 20;
     tether__decoder_init(&p->dec, 1u << 20);
     tether__buf_init(&p->fb, 0);
     tether__buf_init(&p->body, 0);
@@ -56,21 +57,30 @@ int hp_frames(hpeer *p, int kind)
     size_t pos = 0;
     tether__slice s;
     hp_clear_frames(p);
-    tether__hc_limits_for(&lim, kind, 1u << 20);
+    tether__hc_limits_for(&lim, kind, p->max_message);
     if (tether__hc_check(&lim, p->r.body, p->r.len, NULL, NULL) != TETHER_OK) {
         return -1;
     }
-    while (p->nf < 8 && tether__hc_next(p->r.body, p->r.len, &pos, &s)) {
-        p->fmem[p->nf] = malloc(s.len);
-        memcpy(p->fmem[p->nf], s.data, s.len);
-        if (tether__decode(&p->dec, p->fmem[p->nf], s.len, &p->f[p->nf]) != TETHER_OK) {
+    while (tether__hc_next(p->r.body, p->r.len, &pos, &s)) {
+        tether__frame fr, *f = p->nf < 8 ? &p->f[p->nf] : &fr;
+        const uint8_t *data = s.data;
+        if (p->nf < 8) {
+            p->fmem[p->nf] = malloc(s.len);
+            memcpy(p->fmem[p->nf], s.data, s.len);
+            data = p->fmem[p->nf];
+        }
+        if (tether__decode(&p->dec, data, s.len, f) != TETHER_OK) {
             return -1;
         }
-        if (p->f[p->nf].type == TETHER__F_DATA) {
-            /* keep the payloads: the decoder reuses its slice array */
-            tether__data *d = &p->f[p->nf].u.data;
-            p->cursor = d->first_seq + d->count - 1;
-            d->payloads = NULL;
+        if (f->type == TETHER__F_DATA) {
+            tether__data *d = &f->u.data;
+            if (d->first_seq > p->cursor + 1) {
+                p->gaps++;
+            }
+            if (d->first_seq + d->count - 1 > p->cursor) {
+                p->cursor = d->first_seq + d->count - 1;
+            }
+            d->payloads = NULL; /* the decoder reuses its slice array */
         }
         p->nf++;
     }
@@ -87,7 +97,7 @@ void hp_hello(hpeer *p, int resume)
     h.resume = resume;
     h.recv_cursor = p->cursor;
     h.out_last = p->out_last;
-    h.max_message = 1u << 20;
+    h.max_message = p->max_message;
     h.window = 1024;
     tether__encode_hello(&p->fb, &h);
 }

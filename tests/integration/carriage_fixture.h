@@ -42,7 +42,9 @@ typedef struct hpeer {
     tether__buf body;        /* a body being built */
     tether__frame f[8];      /* frames of the last answer (first 8) */
     uint8_t *fmem[8];        /* copies the frames' slices point into */
-    size_t nf;               /* frames in the last answer */
+    size_t nf;               /* frames in the last answer (all, p->f holds the first 8) */
+    uint32_t max_message;    /* the HELLO's limit, and the answers' [1 MiB] */
+    unsigned gaps;           /* DATA frames that did not follow the cursor */
     rawhttp_resp r;          /* the last answer */
 } hpeer;
 

@@ -811,6 +811,44 @@ TEST(a_send_that_expects_100_continue_gets_it_before_its_body)
     srv_free(&v);
 }
 
+
+TEST(a_backlog_larger_than_one_body_arrives_whole_in_order_through_polls)
+{
+    srv v;
+    hpeer p;
+    tether_session_id sid;
+    uint8_t pl[200];
+    car_srv_init(&v);
+    CHECK_OK(srv_start(&v));
+    hp_init(&p, v.port, 0x24);
+    p.max_message = 1024; /* bodies to this client: at most 64 KiB */
+    memcpy(sid.bytes, p.sid, 16);
+    CHECK_EQ_INT(hp_open(&p, 0), 200);
+    for (uint64_t i = 1; i <= 2000; i++) {
+        make_payload(pl, sizeof pl, i);
+        CHECK_OK(tether_server_send(v.s, &sid, pl, sizeof pl, NULL));
+    }
+    /* 400 KiB: the server keeps at most one body of it for the connection */
+    uint64_t until = rawws_now_ms() + 4 * WAIT_MS;
+    size_t largest = 0;
+    while (p.cursor < 2000 && rawws_now_ms() < until) {
+        int st = hp_poll(&p);
+        CHECK(st == 200 || st == 204);
+        if (st != 200 && st != 204) {
+            break;
+        }
+        largest = p.r.len > largest ? p.r.len : largest;
+        if (st == 200 && p.cursor > 0) {
+            CHECK_EQ_INT(hp_send_ack(&p, p.cursor), 204); /* the window moves on */
+        }
+    }
+    CHECK_EQ_U64(p.cursor, 2000);
+    CHECK_EQ_INT(p.gaps, 0);
+    CHECK(largest <= 65536);
+    hp_free(&p);
+    srv_free(&v);
+}
+
 int main(void)
 {
     RUN(open_send_poll_delivers_once_in_order_and_acks_come_back);
@@ -829,5 +867,6 @@ int main(void)
     RUN(a_held_poll_outlives_the_http_request_timeout);
     RUN(refused_hellos_are_answered_200_without_an_id);
     RUN(a_send_that_expects_100_continue_gets_it_before_its_body);
+    RUN(a_backlog_larger_than_one_body_arrives_whole_in_order_through_polls);
     return tt_finish();
 }
