@@ -8,6 +8,14 @@
  */
 #include "carriage_fixture.h"
 
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
 TEST(malformed_and_oversized_bodies_wrong_methods_and_unknown_ids_get_their_statuses)
 {
     srv v;
@@ -335,6 +343,111 @@ TEST(a_send_that_expects_100_continue_gets_it_before_its_body)
 }
 
 
+
+/* A self-signed certificate for 127.0.0.1 and its key, as PEM files: 0 or -1. */
+static int make_cert(const char *cert_path, const char *key_path)
+{
+    EVP_PKEY *pk = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+    int rc = -1;
+    if (pk && x) {
+        X509_set_version(x, 2);
+        ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+        X509_gmtime_adj(X509_getm_notBefore(x), 0);
+        X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+        X509_set_pubkey(x, pk);
+        X509_NAME *n = X509_get_subject_name(x);
+        X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"127.0.0.1", -1,
+                                   -1, 0);
+        X509_set_issuer_name(x, n);
+        FILE *fc = fopen(cert_path, "w"), *fk = fopen(key_path, "w");
+        if (X509_sign(x, pk, EVP_sha256()) > 0 && fc && fk && PEM_write_X509(fc, x) &&
+            PEM_write_PrivateKey(fk, pk, NULL, NULL, 0, NULL, NULL)) {
+            rc = 0;
+        }
+        if (fc) {
+            fclose(fc);
+        }
+        if (fk) {
+            fclose(fk);
+        }
+    }
+    X509_free(x);
+    EVP_PKEY_free(pk);
+    return rc;
+}
+
+/* Reads an answer's head over TLS into buf: 0 or -1. */
+static int tls_read_head(SSL *ssl, char *buf, size_t cap)
+{
+    size_t have = 0;
+    while (have + 1 < cap) {
+        int n = SSL_read(ssl, buf + have, 1);
+        if (n <= 0) {
+            return -1;
+        }
+        have++;
+        buf[have] = '\0';
+        if (have >= 4 && memcmp(buf + have - 4, "\r\n\r\n", 4) == 0) {
+            return 0;
+        }
+    }
+    return -1;
+}
+
+TEST(over_tls_the_server_chooses_http_1_1_and_carries_the_carriage)
+{
+    srv v;
+    hpeer p;
+    char cert[512], key[512], head[4096], req_head[512];
+    CHECK_OK(make_cert(tt_path(cert, sizeof cert, "carriage_cert.pem"),
+                       tt_path(key, sizeof key, "carriage_key.pem")));
+    car_srv_init(&v);
+    v.cfg.tls_cert_file = cert;
+    v.cfg.tls_key_file = key;
+    CHECK_OK(srv_start(&v));
+    hp_init(&p, v.port, 0x25);
+    hp_hello(&p, 0);
+    tether__buf_reset(&p.body);
+    tether__hc_append(&p.body, tether__buf_frame(&p.fb), p.fb.len);
+
+    int fd = rawhttp_connect(v.port);
+    CHECK(fd >= 0);
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    SSL *ssl = ctx ? SSL_new(ctx) : NULL;
+    CHECK(ssl != NULL);
+    if (ssl && fd >= 0) {
+        /* offers h2 first, as libcurl does by default over https */
+        static const unsigned char alpn[] = "\x02h2\x08http/1.1";
+        SSL_set_alpn_protos(ssl, alpn, sizeof alpn - 1);
+        SSL_set_fd(ssl, fd);
+        CHECK_EQ_INT(SSL_connect(ssl), 1);
+        const unsigned char *sel = NULL;
+        unsigned sel_len = 0;
+        SSL_get0_alpn_selected(ssl, &sel, &sel_len);
+        CHECK(sel_len == 8 && memcmp(sel, "http/1.1", 8) == 0);
+        int n = snprintf(req_head, sizeof req_head,
+                         "POST /.tether/v1/open HTTP/1.1\r\nHost: 127.0.0.1\r\n" CT
+                         "Content-Length: %zu\r\n\r\n",
+                         p.body.len);
+        CHECK_EQ_INT(SSL_write(ssl, req_head, n), n);
+        CHECK_EQ_INT(SSL_write(ssl, tether__buf_frame(&p.body), (int)p.body.len),
+                     (int)p.body.len);
+        CHECK_OK(tls_read_head(ssl, head, sizeof head));
+        CHECK(strncmp(head, "HTTP/1.1 200", 12) == 0);
+        CHECK(strcasestr(head, "\r\nTether-Connection: ") != NULL);
+    }
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    if (fd >= 0) {
+        close(fd);
+    }
+    hp_free(&p);
+    srv_free(&v);
+}
+
 int main(void)
 {
     RUN(malformed_and_oversized_bodies_wrong_methods_and_unknown_ids_get_their_statuses);
@@ -343,5 +456,6 @@ int main(void)
     RUN(an_open_whose_body_does_not_come_within_the_hello_timeout_gets_408);
     RUN(refused_hellos_are_answered_200_without_an_id);
     RUN(a_send_that_expects_100_continue_gets_it_before_its_body);
+    RUN(over_tls_the_server_chooses_http_1_1_and_carries_the_carriage);
     return tt_finish();
 }
