@@ -399,7 +399,7 @@ TEST(over_tls_the_server_chooses_http_1_1_and_carries_the_carriage)
 {
     srv v;
     hpeer p;
-    char cert[512], key[512], head[4096], req_head[512];
+    char cert[512], key[512], head[4096] = "", req_head[512];
     CHECK_OK(make_cert(tt_path(cert, sizeof cert, "carriage_cert.pem"),
                        tt_path(key, sizeof key, "carriage_key.pem")));
     car_srv_init(&v);
