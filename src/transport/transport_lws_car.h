@@ -139,10 +139,14 @@ void tether__hc_arm_hold(hc_conn *hc, uint32_t ms);
 void tether__hc_kick(hc_conn *hc);
 
 /* transport_lws_carriage.c */
+/* How an answer's head is made (tether__car_compose's flags). */
+#define HC_CHUNKED 1 /* no Content-Length: a stream's head */
+#define HC_CLOSE 2   /* "Connection: close": the TCP connection closes after it */
+
 /* The whole answer (head, then body) after LWS_PRE bytes of headroom, or NULL
- * when out of memory; chunked: no Content-Length (a stream's head). */
+ * when out of memory. flags: HC_*. */
 uint8_t *tether__car_compose(struct lws *wsi, int status, const char *cors, const char *extra,
-                             const uint8_t *body, size_t blen, const char *type, int chunked,
+                             const uint8_t *body, size_t blen, const char *type, int flags,
                              size_t *out_len);
 /* Queues an answer on req (sent from its writable callback). extra: header
  * lines "Name: value\r\n" or NULL; body NULL for none; type: its Content-Type. */

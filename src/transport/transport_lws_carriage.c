@@ -41,7 +41,7 @@ static int add_lines(struct lws *wsi, const char *lines, unsigned char **p, unsi
 }
 
 uint8_t *tether__car_compose(struct lws *wsi, int status, const char *cors, const char *extra,
-                             const uint8_t *body, size_t blen, const char *type, int chunked,
+                             const uint8_t *body, size_t blen, const char *type, int flags,
                              size_t *out_len)
 {
     char text[96];
@@ -61,10 +61,11 @@ uint8_t *tether__car_compose(struct lws *wsi, int status, const char *cors, cons
     if (lws_add_http_header_status(wsi, (unsigned int)status, &p, end) ||
         add_lines(wsi, "Cache-Control: no-store, no-transform\r\nPragma: no-cache\r\n", &p, end) ||
         add_lines(wsi, cors, &p, end) || add_lines(wsi, extra, &p, end) ||
+        ((flags & HC_CLOSE) && add_lines(wsi, "Connection: close\r\n", &p, end)) ||
         (type && lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE,
                                               (const unsigned char *)type, (int)strlen(type), &p,
                                               end)) ||
-        (status != 204 && !chunked &&
+        (status != 204 && !(flags & HC_CHUNKED) &&
          lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH,
                                       (const unsigned char *)clen, (int)strlen(clen), &p, end)) ||
         lws_finalize_http_header(wsi, &p, end)) {
@@ -85,8 +86,8 @@ void tether__car_answer(hc_req *req, int status, const char *extra, const uint8_
     if (req->resp) {
         return; /* answered already */
     }
-    req->resp = tether__car_compose(req->wsi, status, req->cors, extra, body, blen, type, 0,
-                                    &req->resp_len);
+    req->resp = tether__car_compose(req->wsi, status, req->cors, extra, body, blen, type,
+                                    close_after ? HC_CLOSE : 0, &req->resp_len);
     req->close_after = close_after || !req->resp;
     lws_callback_on_writable(req->wsi);
 }
@@ -95,7 +96,8 @@ void tether__car_answer(hc_req *req, int status, const char *extra, const uint8_
 static int refuse_now(hc_req *req, int status, const char *extra)
 {
     size_t n = 0;
-    uint8_t *buf = tether__car_compose(req->wsi, status, req->cors, extra, NULL, 0, NULL, 0, &n);
+    uint8_t *buf =
+        tether__car_compose(req->wsi, status, req->cors, extra, NULL, 0, NULL, HC_CLOSE, &n);
     if (buf) {
         lws_write(req->wsi, buf + LWS_PRE, n, LWS_WRITE_HTTP_HEADERS);
         tether__free(buf);

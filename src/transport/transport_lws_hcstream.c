@@ -121,7 +121,7 @@ int tether__car_stream_writable(hc_req *req)
                  "Transfer-Encoding: chunked\r\nTether-First: %llu\r\nX-Accel-Buffering: no\r\n",
                  (unsigned long long)req->s_next);
         uint8_t *head = tether__car_compose(wsi, 200, req->cors, extra, NULL, 0,
-                                            TETHER__HC_CONTENT_TYPE, 1, &n);
+                                            TETHER__HC_CONTENT_TYPE, HC_CHUNKED, &n);
         if (!head || put(&b, head + LWS_PRE, n) != 0 || chunk(&b, probe, sizeof probe) != 0) {
             tether__free(head);
             tether__buf_free(&b);

@@ -448,6 +448,39 @@ TEST(over_tls_the_server_chooses_http_1_1_and_carries_the_carriage)
     srv_free(&v);
 }
 
+
+TEST(opens_beyond_the_pending_cap_get_503_with_retry_after)
+{
+    srv v;
+    hpeer p;
+    rawhttp_resp r;
+    char b[32];
+    memset(&r, 0, sizeof r);
+    car_srv_init(&v);
+    v.cfg.max_pending_handshakes = 1;
+    v.cfg.busy_retry_after_s = 3;
+    CHECK_OK(srv_start(&v));
+    hp_init(&p, v.port, 0x26);
+    /* an open whose body has not come yet holds the one pending place */
+    int a = rawhttp_connect(v.port);
+    CHECK(a >= 0);
+    const uint8_t part[] = {0, 0, 0, 66};
+    CHECK_OK(rawhttp_send(a, "POST", "/.tether/v1/open", CT "Content-Length: 70\r\n", part,
+                          sizeof part));
+    int st = 0;
+    for (int i = 0; i < 100 && st != 503; i++) { /* until the first open's head was read */
+        st = hp_open(&p, 0);
+        CHECK(st == 503 || st == 200);
+    }
+    CHECK_EQ_INT(st, 503);
+    CHECK_EQ_STR(rawhttp_header(&p.r, "Retry-After", b, sizeof b), "3");
+    CHECK_EQ_STR(rawhttp_header(&p.r, "Connection", b, sizeof b), "close");
+    close(a);
+    rawhttp_free(&r);
+    hp_free(&p);
+    srv_free(&v);
+}
+
 int main(void)
 {
     RUN(malformed_and_oversized_bodies_wrong_methods_and_unknown_ids_get_their_statuses);
@@ -457,5 +490,6 @@ int main(void)
     RUN(refused_hellos_are_answered_200_without_an_id);
     RUN(a_send_that_expects_100_continue_gets_it_before_its_body);
     RUN(over_tls_the_server_chooses_http_1_1_and_carries_the_carriage);
+    RUN(opens_beyond_the_pending_cap_get_503_with_retry_after);
     return tt_finish();
 }
