@@ -523,6 +523,50 @@ TEST(a_backlog_larger_than_one_body_arrives_whole_in_order_through_polls)
     srv_free(&v);
 }
 
+
+TEST(one_tcp_connection_carries_open_send_and_polls_in_turn)
+{
+    srv v;
+    hpeer p;
+    char hdr[512], extra[128];
+    car_srv_init(&v);
+    CHECK_OK(srv_start(&v));
+    hp_init(&p, v.port, 0x27);
+    int fd = rawhttp_connect(v.port);
+    CHECK(fd >= 0);
+    hp_hello(&p, 0);
+    tether__buf_reset(&p.body);
+    tether__hc_append(&p.body, tether__buf_frame(&p.fb), p.fb.len);
+    CHECK_OK(rawhttp_send(fd, "POST", "/.tether/v1/open", CT, tether__buf_frame(&p.body),
+                          p.body.len));
+    CHECK_OK(rawhttp_read(fd, &p.r, WAIT_MS));
+    CHECK_EQ_INT(p.r.status, 200);
+    CHECK(rawhttp_header(&p.r, "Tether-Connection", p.id, sizeof p.id) != NULL);
+    CHECK(rawhttp_header(&p.r, "Connection", extra, sizeof extra) == NULL ||
+          strcasecmp(extra, "close") != 0);
+    tether__buf_reset(&p.body);
+    hp_add_data(&p, 1, 1);
+    CHECK_OK(rawhttp_send(fd, "POST", "/.tether/v1/send",
+                          hp_headers(&p, hdr, sizeof hdr, CT "Tether-First: 1\r\n"),
+                          tether__buf_frame(&p.body), p.body.len));
+    CHECK_OK(rawhttp_read(fd, &p.r, WAIT_MS));
+    CHECK_EQ_INT(p.r.status, 204);
+    CHECK(rec_wait_count(&v.rec, 1, WAIT_MS));
+    /* the ACK (frame 1), then a held poll that ends 204, on the same connection */
+    uint64_t received = 0;
+    for (int i = 0; i < 2; i++) {
+        snprintf(extra, sizeof extra, "Tether-Received: %llu\r\n", (unsigned long long)received);
+        CHECK_OK(rawhttp_send(fd, "GET", "/.tether/v1/poll",
+                              hp_headers(&p, hdr, sizeof hdr, extra), NULL, 0));
+        CHECK_OK(rawhttp_read(fd, &p.r, WAIT_MS));
+        CHECK_EQ_INT(p.r.status, i == 0 ? 200 : 204);
+        received = 1;
+    }
+    close(fd);
+    hp_free(&p);
+    srv_free(&v);
+}
+
 int main(void)
 {
     RUN(open_send_poll_delivers_once_in_order_and_acks_come_back);
@@ -536,5 +580,6 @@ int main(void)
     RUN(a_stream_sends_the_probe_at_once_then_frames_as_they_come_and_ends_at_its_bound);
     RUN(a_held_poll_outlives_the_http_request_timeout);
     RUN(a_backlog_larger_than_one_body_arrives_whole_in_order_through_polls);
+    RUN(one_tcp_connection_carries_open_send_and_polls_in_turn);
     return tt_finish();
 }
