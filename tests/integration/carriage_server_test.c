@@ -462,6 +462,21 @@ TEST(a_stream_sends_the_probe_at_once_then_frames_as_they_come_and_ends_at_its_b
     CHECK_EQ_INT(hp_poll_as(&p, 1, "Tether-Hold: 1\r\n"), 204);
     CHECK_EQ_INT(rawhttp_read_chunk(fd, buf, sizeof buf, WAIT_MS), 0);
     close(fd);
+
+    /* a WebSocket HELLO displaces the connection: the stream carries BYE(9), then ends */
+    fd = stream_open(&p, 1, &r);
+    CHECK(fd >= 0);
+    rawws_conn ws;
+    CHECK(ws_hello(&ws, &p));
+    n = rawhttp_read_chunk(fd, buf, sizeof buf, WAIT_MS);
+    CHECK(n > 4);
+    rec = n > 4 ? (uint32_t)buf[0] << 24 | (uint32_t)buf[1] << 16 | (uint32_t)buf[2] << 8 | buf[3]
+                : 0;
+    CHECK(n > 4 && tether__decode(&p.dec, buf + 4, rec, &f) == TETHER_OK &&
+          f.type == TETHER__F_BYE && f.u.close.code == TETHER_REJECT_DISPLACED);
+    CHECK_EQ_INT(rawhttp_read_chunk(fd, buf, sizeof buf, WAIT_MS), 0);
+    close(fd);
+    rawws_conn_close(&ws);
     rawhttp_free(&r);
     hp_free(&p);
     srv_free(&v);
