@@ -382,6 +382,11 @@ static int poll_start(tether__tp *tp, hc_req *req)
     lws_set_timeout(req->wsi, NO_PENDING_TIMEOUT, 0);
     if (req->stream) {
         tether__car_stream_start(hc, req);
+        if (hc->core_done && hc->nq == 0) {
+            /* the server's BYE arrived: the probe, the end, and the connection is over */
+            tether__hc_end(hc, TETHER_EDROPPED, "closed by the server");
+            tether__hc_release(hc);
+        }
     } else if (hc->nq > 0) {
         tether__hc_serve_down(hc);
     } else {

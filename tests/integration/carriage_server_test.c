@@ -471,6 +471,13 @@ TEST(a_stream_sends_the_probe_at_once_then_frames_as_they_come_and_ends_at_its_b
           f.type == TETHER__F_BYE && f.u.close.code == TETHER_REJECT_DISPLACED);
     CHECK_EQ_INT(rawhttp_read_chunk(fd, buf, sizeof buf, WAIT_MS), 0);
     close(fd);
+    /* a stream that confirms that BYE gets the probe and the end at once; then 404 */
+    fd = stream_open(&p, 2, &r);
+    CHECK(fd >= 0);
+    CHECK_EQ_INT(rawhttp_read_chunk(fd, buf, sizeof buf, WAIT_MS), 0);
+    close(fd);
+    p.received = 2;
+    CHECK_EQ_INT(hp_poll(&p), 404);
     rawws_conn_close(&ws);
     rawhttp_free(&r);
     hp_free(&p);
