@@ -203,6 +203,9 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             }
             return 0;
         }
+        if (atomic_exchange(&tp->tick_due, 0) && tp->cb.timer) {
+            tp->cb.timer(tp->owner, NULL);
+        }
         if (tp->cb.wake) {
             tp->cb.wake(tp->owner);
         }
@@ -373,6 +376,14 @@ static void *service(void *arg)
 static void uv_tick_cb(uv_timer_t *t)
 {
     tether__tp *tp = t->data;
+    if (!tp->cfg.listen_host) {
+        /* client: run the timer inside lws's service (EVENT_WAIT_CANCELLED),
+         * where a connection attempt it starts gets its lws timers armed; lws
+         * on libuv does not notice timers scheduled from a foreign callback */
+        atomic_store(&tp->tick_due, 1);
+        lws_cancel_service(tp->ctx);
+        return;
+    }
     if (tp->cb.timer && !atomic_load(&tp->stop)) {
         tp->cb.timer(tp->owner, NULL);
     }
@@ -412,9 +423,10 @@ static int can_bind(const char *host, int port)
     return ok;
 }
 
-/* Server: lws on our own libuv loop (epoll; timers in a heap) instead of its
- * default poll() loop that walks every connection per wake-up. The loop is
- * "foreign" to lws, so lws installs no signal handlers and never runs it. */
+/* lws on our own libuv loop (epoll; timers in a heap) instead of its default
+ * poll() loop that walks every connection per wake-up (server), and so that
+ * the client's HTTP carriage shares the loop (client). The loop is "foreign"
+ * to lws, so lws installs no signal handlers and never runs it. */
 static int uv_setup(tether__tp *tp, struct lws_context_creation_info *info, void **loops)
 {
     if (uv_loop_init(&tp->loop) != 0) {
@@ -539,6 +551,12 @@ int tether__tp_create(const tether__tp_cfg *cfg, const tether__tp_cb *cb, void *
             }
         }
     } else {
+        /* the client runs on libuv too, so the HTTP carriage (transport_curl.c)
+         * drives libcurl's sockets and timers on the same loop and thread */
+        if (uv_setup(tp, &info, loops) != 0) {
+            tether__free(tp);
+            return tether__fail(TETHER_ESYS, "cannot create the event loop");
+        }
         info.port = CONTEXT_PORT_NO_LISTEN;
         info.options |= LWS_SERVER_OPTION_JUST_USE_RAW_ORIGIN; /* else lws adds "http://" */
         /* our own attempt timer (connect_timeout_ms) must fire before lws's */

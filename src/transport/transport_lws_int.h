@@ -105,8 +105,10 @@ struct tether__tp {
     atomic_int stop;              /* asks the service thread to finish */
     lws_sorted_usec_list_t sul;   /* transport-wide timer (default loop) */
     int uv;                       /* server: lws runs on our libuv loop below */
-    uv_loop_t loop;               /* server: the foreign libuv loop the service thread runs */
-    uv_timer_t tick;              /* server: the transport-wide timer on that loop */
+    uv_loop_t loop;               /* the foreign libuv loop the service thread runs */
+    uv_timer_t tick;              /* the transport-wide timer on that loop */
+    atomic_int tick_due;          /* client: the tick fired; run it from lws's service */
+    struct tether__curl *curl;    /* client: the HTTP carriage (transport_curl.c), or NULL */
     tether__conn *client;         /* the client's current attempt/connection, or NULL */
     char url[1024];               /* scratch copy for lws_parse_uri */
     char host_hdr[300];           /* Host header "host:port" */
