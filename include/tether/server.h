@@ -124,6 +124,11 @@ typedef struct tether_server_config {
                                      tether_server_stats() in Prometheus text format [0: off] */
     uint32_t delivery_threads;    /* threads that run the sessions' messages and callbacks,
                                      1 to 64 [4]; one session is on one thread at a time */
+
+    /* The HTTP carriage (proto/HTTP.md; docs/connectivity.md). */
+    uint32_t http_poll_hold_ms;   /* longest a poll is held before 204, ms, at most 25000 [25000] */
+    uint32_t http_idle_ms;        /* a carriage connection with no request in progress this long
+                                     ends, ms, at most 3600000 [40000] */
 } tether_server_config;
 
 /** Sets every field to zero (the defaults). */

@@ -389,6 +389,10 @@ static int check_config(tether_server_config *k)
                                             "least 1000 (the sweep runs at most once a second)");
     }
     k->metrics_http = k->metrics_http != 0;
+    if (k->http_poll_hold_ms > 25000 || k->http_idle_ms > 3600000) {
+        return tether__fail(TETHER_ECONFIG, "http_poll_hold_ms is above 25000 or http_idle_ms "
+                                            "above 3600000");
+    }
     if (k->max_pending_handshakes > TETHER__MAX_SESSIONS_LIMIT) {
         return tether__fail(TETHER_ECONFIG, "max_pending_handshakes %u is above %u",
                             k->max_pending_handshakes, TETHER__MAX_SESSIONS_LIMIT);
@@ -517,6 +521,9 @@ int tether_server_create(const tether_server_config *cfg, tether_server **out)
     tc.tls_client_ca = s->cfg.tls_client_ca_file;
     tc.stats = &s->admin.stats;
     tc.http_get = s->cfg.metrics_http ? tether__srv_metrics_http : NULL;
+    tc.allowed_origins = s->cfg.allowed_origins;
+    tc.carriage_hold_ms = s->cfg.http_poll_hold_ms;
+    tc.carriage_idle_ms = s->cfg.http_idle_ms;
     rc = tether__tp_create(&tc, &tether__server_tp_cb, s, &s->tp);
     if (rc == TETHER_OK && (rc = tether__srv_pool_start(s)) != TETHER_OK) {
         tether__tp_destroy(s->tp);

@@ -30,11 +30,14 @@ typedef struct tether__tp_close {
     uint32_t retry_after_ms; /* client: Retry-After of the refusal (server or proxy), ms, or 0 */
 } tether__tp_close;
 
-/* A server-side upgrade request being admitted (see tether__tp_cb.admit). */
+/* A server-side upgrade request, or a carriage open request, being admitted
+ * (see tether__tp_cb.admit). */
 typedef struct tether__tp_hs tether__tp_hs;
 
 typedef struct tether__tp_cb {
-    /* A WebSocket connection opened (client: upgrade accepted; server: a new peer). */
+    /* A connection opened (client: upgrade accepted; server: a new peer, over
+     * WebSocket or an HTTP carriage open request, which then brings its HELLO
+     * as the first message). */
     void (*open)(void *owner, tether__conn *c);
     /* One whole binary message; err != 0 instead when the peer sent something
      * unacceptable (TETHER_EFRAME_OVERSIZE, TETHER_EMALFORMED for text). */
@@ -79,6 +82,12 @@ typedef struct tether__tp_cfg {
      * with *body (malloc'd; the transport frees it), *len and *type (a static
      * Content-Type) filled, or 0 when path is not served (the request gets 400). */
     int (*http_get)(void *owner, const char *path, char **body, size_t *len, const char **type);
+    /* server: the HTTP carriage (proto/HTTP.md, transport_lws_carriage.c) */
+    const char *const *allowed_origins; /* Origin values allowed on carriage requests
+                                           (NULL-terminated), or NULL: any origin */
+    uint32_t carriage_hold_ms;   /* longest a poll is held before 204, ms (0: 25000) */
+    uint32_t carriage_idle_ms;   /* a carriage connection with no request this long ends,
+                                    ms (0: 40000) */
 } tether__tp_cfg;
 
 /* Creates the context (binding the port for a server). Returns TETHER_OK,

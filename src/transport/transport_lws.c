@@ -112,12 +112,17 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
                     size_t len)
 {
     tether__tp *tp = tp_of(wsi);
-    tether__conn **slot = user;
+    tp_pss *pss = user;
+    tether__conn **slot = pss ? &pss->c : NULL;
     tether__conn *c = NULL;
     tether__tp_close why;
+    int ret;
 
     if (!tp) {
         return 0;
+    }
+    if (tp->car && tether__car_http(tp, wsi, (int)reason, pss, in, len, &ret)) {
+        return ret; /* an HTTP carriage request (transport_lws_carriage.c) */
     }
     switch (reason) { /* user is our slot only for the connection's own reasons */
     case LWS_CALLBACK_OPENSSL_PERFORM_SERVER_CERT_VERIFICATION:
@@ -189,7 +194,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         }
         if (tp->cb.admit && in && strcasecmp(in, "websocket") == 0) {
             char extra[640] = "";
-            int st = tp->cb.admit(tp->owner, (tether__tp_hs *)wsi, extra, sizeof extra);
+            tether__tp_hs hs = {wsi, NULL};
+            int st = tp->cb.admit(tp->owner, &hs, extra, sizeof extra);
             if (st) {
                 return tether__tp_refuse_upgrade(wsi, st, NULL, extra);
             }
@@ -492,7 +498,7 @@ int tether__tp_create(const tether__tp_cfg *cfg, const tether__tp_cb *cb, void *
     tp->retry.secs_since_valid_hangup = secs_up(cfg->ping_interval_ms + cfg->pong_timeout_ms);
     tp->protocols[0].name = TETHER_SUBPROTOCOL;
     tp->protocols[0].callback = callback;
-    tp->protocols[0].per_session_data_size = sizeof(tether__conn *);
+    tp->protocols[0].per_session_data_size = sizeof(tp_pss);
     /* a server holds thousands of connections: a small per-connection receive
      * buffer (larger messages arrive in pieces and are assembled in rx_append) */
     tp->protocols[0].rx_buffer_size = cfg->listen_host ? 4096 : 65536;
@@ -597,6 +603,12 @@ int tether__tp_create(const tether__tp_cfg *cfg, const tether__tp_cb *cb, void *
         tether__tp_set_proxy(tp, cfg->proxy);
     }
     tp->cfg.proxy = NULL; /* tp->proxy holds it; the caller's copy may go away */
+    if (cfg->listen_host && tether__car_create(tp) != TETHER_OK) {
+        lws_context_destroy(tp->ctx);
+        uv_teardown(tp);
+        tether__free(tp);
+        return tether__fail(TETHER_ENOMEM, "out of memory");
+    }
     *out = tp;
     return TETHER_OK;
 }
@@ -643,6 +655,7 @@ void tether__tp_destroy(tether__tp *tp)
     }
     /* closed callbacks run from inside lws_context_destroy for open connections */
     lws_context_destroy(tp->ctx);
+    tether__car_destroy(tp); /* then for the carriage's connections */
     uv_teardown(tp);
     if (tp->client) {
         tether__tp_conn_free(tp->client);
@@ -671,6 +684,10 @@ void tether__tp_timer_cancel(tether__tp *tp)
 
 void tether__conn_want_write(tether__conn *c)
 {
+    if (c->hc) {
+        tether__car_want_write(c);
+        return;
+    }
     if (c->wsi && !c->ended) {
         lws_callback_on_writable(c->wsi);
     }
@@ -678,6 +695,9 @@ void tether__conn_want_write(tether__conn *c)
 
 int tether__conn_write(tether__conn *c, tether__buf *b)
 {
+    if (c->hc) {
+        return tether__car_write(c, b);
+    }
     if (!c->wsi || c->ended) {
         return TETHER_ECONNECT;
     }
@@ -696,6 +716,10 @@ int tether__conn_busy(tether__conn *c)
 
 void tether__conn_close(tether__conn *c)
 {
+    if (c->hc) {
+        tether__car_close(c);
+        return;
+    }
     if (c->probing && c->tp->probe && c->tp->probe->c == c) {
         tether__tp_probe_finish(c->tp, "abandoned: the client is closing");
         return;

@@ -53,7 +53,7 @@ int tether__tp_refuse_upgrade(struct lws *wsi, int status, const char *why, cons
 
 const char *tether__tp_hs_header(tether__tp_hs *hs, const char *name, char *buf, size_t len)
 {
-    struct lws *wsi = (struct lws *)hs;
+    struct lws *wsi = hs->wsi;
     size_t nlen = strlen(name);
     char lname[128];
 
@@ -84,7 +84,11 @@ const char *tether__tp_hs_header(tether__tp_hs *hs, const char *name, char *buf,
 
 const char *tether__tp_hs_path(tether__tp_hs *hs, char *buf, size_t len)
 {
-    struct lws *wsi = (struct lws *)hs;
+    struct lws *wsi = hs->wsi;
+    if (hs->app_path) {
+        snprintf(buf, len, "%s", hs->app_path);
+        return buf;
+    }
     if (lws_hdr_copy(wsi, buf, (int)len, WSI_TOKEN_GET_URI) <= 0) {
         snprintf(buf, len, "/");
     }
@@ -100,7 +104,7 @@ const char *tether__tp_hs_path(tether__tp_hs *hs, char *buf, size_t len)
 
 const char *tether__tp_hs_peer(tether__tp_hs *hs, char *buf, size_t len)
 {
-    if (!lws_get_peer_simple((struct lws *)hs, buf, len)) {
+    if (!lws_get_peer_simple(hs->wsi, buf, len)) {
         snprintf(buf, len, "?");
     }
     return buf;

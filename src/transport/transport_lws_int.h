@@ -36,8 +36,13 @@
 #include "common/util.h"
 #include "classify.h"
 
+typedef struct hc_conn hc_conn;     /* an HTTP carriage connection (transport_lws_carriage.c) */
+typedef struct hc_req hc_req;       /* one HTTP request of the carriage */
+typedef struct tether__car tether__car; /* the carriage's state in a server transport */
+
 struct tether__conn {
     struct lws *wsi;              /* the lws connection, NULL once closed */
+    hc_conn *hc;                  /* a carriage connection: its record (wsi stays NULL), else NULL */
     tether__tp *tp;               /* owner transport */
     void *user;                   /* client.c / server.c state for this connection */
     uint8_t *rx;                  /* message being assembled */
@@ -62,6 +67,19 @@ struct tether__conn {
     int probing;                  /* a proxy probe runs; closed() is reported when it ends */
     tether__facts facts;          /* what the failed attempt showed, kept for the probe */
     char lws_why[96];             /* lws's words for the failure (detail only) */
+};
+
+/* What lws keeps per connection for us (its per-session data). */
+typedef struct tp_pss {
+    tether__conn *c;              /* a WebSocket connection, or NULL */
+    hc_req *req;                  /* the carriage request being served on this HTTP connection */
+} tp_pss;
+
+/* A request being admitted: the wsi, and for a carriage open the application
+ * path (HTTP.md section 2.3) the hook sees instead of the request's. */
+struct tether__tp_hs {
+    struct lws *wsi;              /* the request */
+    const char *app_path;         /* carriage: path and query without the marker, else NULL */
 };
 
 /* How far a client attempt got (classify.h). */
@@ -112,6 +130,7 @@ struct tether__tp {
     tether__conn *client;         /* the client's current attempt/connection, or NULL */
     char url[1024];               /* scratch copy for lws_parse_uri */
     char host_hdr[300];           /* Host header "host:port" */
+    tether__car *car;             /* server: the HTTP carriage, or NULL */
 };
 
 /* transport_lws_admit.c: answers an upgrade request with status and returns -1
@@ -122,6 +141,22 @@ int tether__tp_refuse_upgrade(struct lws *wsi, int status, const char *why, cons
  * cfg.http_get; returns -1 (close) after answering, or 0 when http_get does
  * not serve path (nothing written). */
 int tether__tp_http_answer(tether__tp *tp, struct lws *wsi, const char *path);
+/* transport_lws_carriage.c / transport_lws_hcconn.c: the HTTP carriage of a
+ * server. create: after the context (needs tp->loop); destroy: after
+ * lws_context_destroy, before the loop is torn down (closed() runs for every
+ * connection the server core still holds). */
+int tether__car_create(tether__tp *tp);
+void tether__car_destroy(tether__tp *tp);
+/* The callback's HTTP reasons. Returns 1 when the carriage handled the reason
+ * (*ret is the callback's return value), 0 when the request is not the
+ * carriage's (HTTP: not a carriage path). */
+int tether__car_http(tether__tp *tp, struct lws *wsi, int reason, tp_pss *pss, void *in,
+                     size_t len, int *ret);
+/* tether__conn_* on a carriage connection. */
+void tether__car_want_write(tether__conn *c);
+int tether__car_write(tether__conn *c, tether__buf *b);
+void tether__car_close(tether__conn *c);
+
 /* transport_lws.c: reports the end of a connection or attempt (once). */
 void tether__tp_conn_end(tether__conn *c, tether__tp_close *why);
 /* transport_lws.c: frees a connection record. */
