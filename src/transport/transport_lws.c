@@ -603,6 +603,12 @@ int tether__tp_create(const tether__tp_cfg *cfg, const tether__tp_cb *cb, void *
         tether__tp_set_proxy(tp, cfg->proxy);
     }
     tp->cfg.proxy = NULL; /* tp->proxy holds it; the caller's copy may go away */
+    if (!cfg->listen_host && tether__curl_create(tp, &tp->loop, &tp->curl) != TETHER_OK) {
+        lws_context_destroy(tp->ctx);
+        uv_teardown(tp);
+        tether__free(tp);
+        return TETHER_ENOMEM; /* tether_errmsg() says why */
+    }
     if (cfg->listen_host && tether__car_create(tp) != TETHER_OK) {
         lws_context_destroy(tp->ctx);
         uv_teardown(tp);
@@ -656,6 +662,8 @@ void tether__tp_destroy(tether__tp *tp)
     /* closed callbacks run from inside lws_context_destroy for open connections */
     lws_context_destroy(tp->ctx);
     tether__car_destroy(tp); /* then for the carriage's connections */
+    tether__curl_destroy(tp->curl); /* the client's HTTP connection, if any */
+    tp->curl = NULL;
     uv_teardown(tp);
     if (tp->client) {
         tether__tp_conn_free(tp->client);
@@ -688,6 +696,10 @@ void tether__conn_want_write(tether__conn *c)
         tether__car_want_write(c);
         return;
     }
+    if (c->cc) {
+        tether__cc_want_write(c->cc);
+        return;
+    }
     if (c->wsi && !c->ended) {
         lws_callback_on_writable(c->wsi);
     }
@@ -697,6 +709,9 @@ int tether__conn_write(tether__conn *c, tether__buf *b)
 {
     if (c->hc) {
         return tether__car_write(c, b);
+    }
+    if (c->cc) {
+        return tether__cc_write(c->cc, b);
     }
     if (!c->wsi || c->ended) {
         return TETHER_ECONNECT;
@@ -711,6 +726,9 @@ int tether__conn_write(tether__conn *c, tether__buf *b)
 
 int tether__conn_busy(tether__conn *c)
 {
+    if (c->cc) {
+        return tether__cc_busy(c->cc);
+    }
     return c->wsi && lws_partial_buffered(c->wsi);
 }
 
@@ -718,6 +736,10 @@ void tether__conn_close(tether__conn *c)
 {
     if (c->hc) {
         tether__car_close(c);
+        return;
+    }
+    if (c->cc) {
+        tether__cc_close(c->cc);
         return;
     }
     if (c->probing && c->tp->probe && c->tp->probe->c == c) {
@@ -736,6 +758,10 @@ void tether__conn_close(tether__conn *c)
 
 void tether__conn_timer(tether__conn *c, uint64_t delay_ms)
 {
+    if (c->cc) {
+        tether__cc_timer(c->cc, delay_ms);
+        return;
+    }
     if (c->wsi && !c->ended) {
         lws_sul_schedule(lws_get_context(c->wsi), 0, &c->sul, conn_timer_cb,
                          (lws_usec_t)delay_ms * LWS_US_PER_MS);
@@ -744,6 +770,10 @@ void tether__conn_timer(tether__conn *c, uint64_t delay_ms)
 
 void tether__conn_timer_cancel(tether__conn *c)
 {
+    if (c->cc) {
+        tether__cc_timer_cancel(c->cc);
+        return;
+    }
     lws_sul_cancel(&c->sul);
 }
 
