@@ -477,6 +477,21 @@ static int curl_error(CURLcode rc, long proxy_status, int via_proxy)
     }
 }
 
+/* The text/plain body of a refusal, for the detail (humans only; never parsed). */
+static const char *hint(cc_req *r, char *buf, size_t len)
+{
+    size_t n = 0;
+    if (r->rx_len && strncasecmp(r->ctype, "text/plain", 10) == 0) {
+        buf[n++] = ':';
+        buf[n++] = ' ';
+        for (size_t i = 0; i < r->rx_len && n + 1 < len; i++) {
+            buf[n++] = r->rx[i] >= 32 && r->rx[i] < 127 ? (char)r->rx[i] : ' ';
+        }
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
 static uint32_t retry_delay(uint32_t fails, const char *retry_after)
 {
     uint32_t d = CC_RETRY_MIN_MS;
@@ -538,8 +553,10 @@ static void open_done(tether__cc *cc, cc_req *r, long status)
     cc->last_down_ms = tether__now_ms();
     if (status != 200) {
         uint32_t ra = r->retry_after[0] ? tether__retry_after_ms(r->retry_after, time(NULL)) : 0;
-        cc_end(cc, TETHER_EHTTP, (int)status, 0, ra, "the server answered the carriage's open with HTTP %ld",
-               status);
+        char hb[120];
+        cc_end(cc, TETHER_EHTTP, (int)status, 0, ra,
+               "the server answered the carriage's open with HTTP %ld%s", status,
+               hint(r, hb, sizeof hb));
         return;
     }
     if (!body_ok(cc, r, TETHER__HC_ANSWER, "open")) {
@@ -574,7 +591,9 @@ static void send_done(tether__cc *cc, cc_req *r, CURLcode rc, long status, long 
         return;
     }
     if (rc == CURLE_OK && status != 409 && status != 408 && status != 429 && status < 500) {
-        cc_end(cc, TETHER_EHTTP, (int)status, 0, 0, "the server answered a send with HTTP %ld", status);
+        char hb[120];
+        cc_end(cc, TETHER_EHTTP, (int)status, 0, 0, "the server answered a send with HTTP %ld%s",
+               status, hint(r, hb, sizeof hb));
         return;
     }
     if (!cc->send_failing_since) {
@@ -621,7 +640,9 @@ static void poll_done(tether__cc *cc, cc_req *r, CURLcode rc, long status)
     }
     if (rc == CURLE_OK && (status == 400 || status == 413 || status == 401 || status == 403 ||
                            status == 405)) {
-        cc_end(cc, TETHER_EHTTP, (int)status, 0, 0, "the server answered a poll with HTTP %ld", status);
+        char hb[120];
+        cc_end(cc, TETHER_EHTTP, (int)status, 0, 0, "the server answered a poll with HTTP %ld%s",
+               status, hint(r, hb, sizeof hb));
         return;
     }
     /* a proxy killed the held poll, or the network failed: poll again, at once first */
@@ -671,7 +692,13 @@ static void cc_done(tether__curl *cu)
         } else {
             poll_done(cc, r, rc, status);
         }
+        int op = r->op;
         req_free(cu, r);
+        if (op == TETHER__HC_OP_OPEN) {
+            tether__free(cc->fl); /* the open body: sends use fl from now on */
+            cc->fl = NULL;
+            cc->fl_len = 0;
+        }
         if (!cc->ended) {
             kick(cc, 0);
         }
@@ -876,11 +903,6 @@ int tether__cc_write(tether__cc *cc, tether__buf *b)
         cc->last_down_ms = now;
         tether__stat_add(cc->c->tp->cfg.stats, TETHER__ST_BYTES_OUT, b->len);
         return TETHER_OK;
-    }
-    if (cc->phase == CC_OPENING && cc->fl && !cc->open) {
-        tether__free(cc->fl); /* the open body is no longer needed */
-        cc->fl = NULL;
-        cc->fl_len = 0;
     }
     if (cc->q_len + 4 + b->len > cc->q_cap) {
         size_t cap = cc->q_cap ? cc->q_cap : 4096;
