@@ -386,8 +386,9 @@ static void on_timer(void *owner, tether__conn *conn)
         if (now >= c->welcome_deadline && !tether__engine_close_event(c->engine, NULL)) {
             char d[160];
             snprintf(d, sizeof d,
-                     "the upgrade succeeded but no WELCOME arrived within %u ms: frames are "
-                     "blocked on the path",
+                     c->fb.http ? "the HTTP carriage's open got no answer within %u ms"
+                                : "the upgrade succeeded but no WELCOME arrived within %u ms: "
+                                  "frames are blocked on the path",
                      c->cfg.welcome_timeout_ms);
             /* at once: a blocked path may never let queued frames drain */
             tether__engine_close(c->engine, TETHER_ESTALLED, TETHER__NO_BYE, d);
