@@ -117,6 +117,7 @@ usage_errors() {
         expect_rc 2 "$T" send ws://127.0.0.1:1/ --pattern seq --size 4 --count 1 &&
         expect_rc 2 "$T" send ws://127.0.0.1:1/ --count -3 &&
         expect_rc 2 "$T" send ws://127.0.0.1:1/ --durability maybe &&
+        expect_rc 2 "$T" send ws://127.0.0.1:1/ --transport pigeon &&
         expect_rc 2 "$T" serve --listen nope &&
         expect_rc 2 "$T" serve --listen 127.0.0.1:70000 &&
         expect_rc 2 "$T" serve --bogus &&
@@ -162,7 +163,7 @@ zero_byte() {
         grep -qF '"role":"none","check":"ok","session_count":0,' "$WORK/last.out" || return 1
     [ ! -s "$WORK/zero-c.db" ] || { echo "  status wrote to the empty file" >&2; return 1; }
     expect_rc 0 "$T" send "ws://127.0.0.1:$PORT/" --db "$WORK/zero-c.db" --count 3 --size 8 \
-        --timeout-ms 30000 --quiet || return 1
+        --timeout-ms 30000 --quiet --transport http || return 1
     expect_rc 0 "$T" status --db "$WORK/zero-c.db" &&
         grep -q '^role: *client$' "$WORK/last.out" && grep -q '^  peer_acked: *3$' "$WORK/last.out" &&
         [ "$(stat -c %a "$WORK/zero-c.db")" = 640 ]
