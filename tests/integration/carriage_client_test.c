@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chaos/chaos.h"
 #include "harness.h"
 #include "itest.h"
 
@@ -21,12 +22,13 @@ typedef struct tlog {
     int connected_ws;        /* ... with transport WEBSOCKET */
     int fell_back;           /* RECONNECTING reports whose detail says "falling back" */
     int fell_back_transport; /* the transport of the last such report */
+    int fell_back_error;     /* ... and its error */
     int stopped;             /* STOPPED reports */
     int http_attempts;       /* CONNECTING reports with transport HTTP */
     void (*next)(tether_client *, const tether_state_info *, void *); /* the recorder's */
 } tlog;
 
-static tlog TL = {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, 0, 0, 0, NULL};
+static tlog TL = {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, 0, 0, 0, 0, NULL};
 
 static void tl_state(tether_client *c, const tether_state_info *in, void *user)
 {
@@ -37,6 +39,7 @@ static void tl_state(tether_client *c, const tether_state_info *in, void *user)
     } else if (in->state == TETHER_STATE_RECONNECTING && strstr(in->detail, "falling back")) {
         TL.fell_back++;
         TL.fell_back_transport = in->transport;
+        TL.fell_back_error = in->error;
     } else if (in->state == TETHER_STATE_STOPPED) {
         TL.stopped++;
     } else if (in->state == TETHER_STATE_CONNECTING && in->transport == TETHER_TRANSPORT_HTTP) {
@@ -52,6 +55,7 @@ static void tl_reset(void)
 {
     pthread_mutex_lock(&TL.mu);
     TL.connected_http = TL.connected_ws = TL.fell_back = TL.fell_back_transport = 0;
+    TL.fell_back_error = 0;
     TL.stopped = TL.http_attempts = 0;
     pthread_mutex_unlock(&TL.mu);
 }
@@ -217,6 +221,53 @@ TEST(auto_falls_back_to_http_on_426)
     srv_free(&v);
 }
 
+static int fell_back(void *arg)
+{
+    (void)arg;
+    return tl_get(&TL.fell_back) > 0;
+}
+
+TEST(auto_falls_back_when_the_upgrade_stalls)
+{
+    /* a relay lets the 101 through, then forwards nothing: ESTALLED, then HTTP */
+    srv v;
+    cli k;
+    char err[200] = "", url[128];
+    srv_init(&v);
+    CHECK_OK(srv_start(&v));
+    tether__chaos_cfg rc;
+    memset(&rc, 0, sizeof rc);
+    rc.upstream_host = "127.0.0.1";
+    rc.upstream_port = v.port;
+    rc.seed = 5;
+    tether__chaos *relay = NULL;
+    CHECK_EQ_INT(tether__chaos_start(&rc, &relay, err, sizeof err), 0);
+    if (!relay) {
+        srv_free(&v);
+        return;
+    }
+    CHECK_EQ_INT(tether__chaos_command(relay, "stall-upgrade", err, sizeof err), 0);
+    client_setup(&k, &v, TETHER_TRANSPORT_AUTO, NULL);
+    snprintf(url, sizeof url, "ws://127.0.0.1:%u/", (unsigned)tether__chaos_port(relay));
+    k.cfg.url = url;
+    k.cfg.welcome_timeout_ms = 1000;
+    CHECK_OK(cli_start(&k));
+    CHECK(wait_until(fell_back, NULL, WAIT_MS));
+    CHECK_EQ_STR(tether_err_name(tl_get(&TL.fell_back_error)), "TETHER_ESTALLED");
+    CHECK_EQ_INT(tl_get(&TL.fell_back_transport), TETHER_TRANSPORT_HTTP);
+    /* new connections pass from now on (the relay's stall was a byte-level one
+     * that would hold HTTP bodies too): the carriage connects */
+    CHECK_EQ_INT(tether__chaos_command(relay, "stall-upgrade off", err, sizeof err), 0);
+    CHECK(wait_until(connected_http, NULL, WAIT_MS));
+    CHECK_EQ_INT(tl_get(&TL.connected_ws), 0);
+    CHECK_OK(send_tagged(k.c, 500, 64));
+    CHECK_OK(tether_client_wait_acked(k.c, WAIT_MS));
+    rec_check_exact(&v.rec, 500, "server after a stalled upgrade");
+    cli_free(&k);
+    tether__chaos_stop(relay);
+    srv_free(&v);
+}
+
 TEST(websocket_mode_never_falls_back)
 {
     srv v;
@@ -315,6 +366,7 @@ int main(void)
     RUN(http_large_messages);
     RUN(http_client_restart_resends_the_backlog_once);
     RUN(auto_falls_back_to_http_on_426);
+    RUN(auto_falls_back_when_the_upgrade_stalls);
     RUN(websocket_mode_never_falls_back);
     RUN(auto_tries_http_once_after_401_and_stays_when_it_passes);
     RUN(auto_403_on_both_carriages_is_permanent);
