@@ -6,7 +6,8 @@
 
 #include <tether/tether.h>
 
-#define FB_MEMORY_MAX_FACTOR 12u /* a failed probe doubles the wait up to this many times memory */
+#define FB_MEMORY_MAX_FACTOR 12u /* a failed probe doubles the wait up to this many times memory   \
+                                  */
 
 void tether__fb_init(tether__fb *f, int mode, uint32_t memory_ms)
 {
@@ -59,8 +60,7 @@ static const char *path_blocks_ws(const tether__fb_event *ev)
         return ev->http_status == 426 ? "the upgrade was answered 426 (a proxy strips Upgrade)"
                                       : NULL;
     case TETHER_EHANDSHAKE:
-        return ev->http_status == 101 ? "a 101 without a valid Upgrade (a proxy mangles it)"
-                                      : NULL;
+        return ev->http_status == 101 ? "a 101 without a valid Upgrade (a proxy mangles it)" : NULL;
     case TETHER_EPROXY:
         return ev->proxy_status == 403 && !ev->tls
                    ? "the proxy refuses CONNECT (403); the http:// carriage needs none"
