@@ -344,6 +344,11 @@ size_t tether__srv_debug_loaded(tether_server *s)
     return n;
 }
 
+size_t tether__srv_debug_carriage(tether_server *s)
+{
+    return tether__tp_carriage_conns(s->tp);
+}
+
 /* ---- public API ---- */
 
 void tether_server_config_init(tether_server_config *cfg)

@@ -200,5 +200,7 @@ extern const tether__tp_cb tether__server_tp_cb;
 
 /* Tests only: sessions whose engine is in memory now. */
 size_t tether__srv_debug_loaded(tether_server *s);
+/* Tests only: HTTP carriage connections the transport holds now. */
+size_t tether__srv_debug_carriage(tether_server *s);
 
 #endif

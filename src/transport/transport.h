@@ -104,6 +104,8 @@ int tether__tp_on_service_thread(const tether__tp *tp);
 /* Stops and joins the service thread (not from it), closes every connection
  * (closed callbacks run) and frees the context. NULL does nothing. */
 void tether__tp_destroy(tether__tp *tp);
+/* Server: HTTP carriage connections held in memory now (tests; any thread). */
+size_t tether__tp_carriage_conns(tether__tp *tp);
 /* Server: the bound port. */
 int tether__tp_port(tether__tp *tp);
 

@@ -549,6 +549,9 @@ int tether__tp_create(const tether__tp_cfg *cfg, const tether__tp_cb *cb, void *
         info.vhost_name = "tether";
         info.options |= LWS_SERVER_OPTION_DISABLE_IPV6 * (strchr(cfg->listen_host, ':') == NULL);
         if (cfg->tls_server_cert) {
+            /* HTTP/1.1 only: the carriage's answers and streams are written as
+             * HTTP/1.1 bytes (transport_lws_carriage.c), and WebSocket uses it anyway */
+            info.alpn = "http/1.1";
             info.ssl_cert_filepath = cfg->tls_server_cert;
             info.ssl_private_key_filepath = cfg->tls_server_key;
             if (cfg->tls_client_ca) {

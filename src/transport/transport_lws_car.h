@@ -89,6 +89,12 @@ struct hc_req {
     uint8_t *resp;            /* the answer (after LWS_PRE), waiting for a writable call */
     size_t resp_len;          /* bytes of it */
     int close_after;          /* close the TCP connection after the answer */
+    int stream;               /* a stream (HTTP.md 7.2): answered in chunks as frames come */
+    int s_started;            /* its head and probe are written */
+    int s_end;                /* end it at its next writable call */
+    uint64_t s_next;          /* number of the next frame it writes */
+    size_t s_bytes;           /* body bytes it wrote (records, the probe included) */
+    size_t s_frames;          /* frames it wrote */
 };
 
 struct tether__car {
@@ -97,6 +103,7 @@ struct tether__car {
     size_t nbuckets;          /* a power of two */
     size_t count;             /* connections in the table */
     hc_conn *all;             /* every record */
+    atomic_size_t live;       /* records in memory (read by tests from any thread) */
     hc_conn *kick_head;       /* records with deferred work */
     uv_timer_t kick;          /* runs the deferred work on the next loop turn */
     uv_timer_t tick;          /* drives the wheel while it holds deadlines */
@@ -119,6 +126,8 @@ void tether__hc_end(hc_conn *hc, int error, const char *detail);
 /* A request let go of hc (hc->open/up/down cleared by the caller): frees it
  * when nothing holds it, else re-arms the idle bound. */
 void tether__hc_release(hc_conn *hc);
+/* 1 when the downstream queue has room for one more frame of the largest size. */
+int tether__hc_has_room(const hc_conn *hc);
 /* Arms or disarms the idle bound after a request came or went. */
 void tether__hc_idle_update(hc_conn *hc);
 /* Confirms frames up to received: TETHER_OK, or TETHER_EINVAL when received > sent. */
@@ -130,6 +139,15 @@ void tether__hc_arm_hold(hc_conn *hc, uint32_t ms);
 void tether__hc_kick(hc_conn *hc);
 
 /* transport_lws_carriage.c */
+/* How an answer's head is made (tether__car_compose's flags). */
+#define HC_CHUNKED 1 /* no Content-Length: a stream's head */
+#define HC_CLOSE 2   /* "Connection: close": the TCP connection closes after it */
+
+/* The whole answer (head, then body) after LWS_PRE bytes of headroom, or NULL
+ * when out of memory. flags: HC_*. */
+uint8_t *tether__car_compose(struct lws *wsi, int status, const char *cors, const char *extra,
+                             const uint8_t *body, size_t blen, const char *type, int flags,
+                             size_t *out_len);
 /* Queues an answer on req (sent from its writable callback). extra: header
  * lines "Name: value\r\n" or NULL; body NULL for none; type: its Content-Type. */
 void tether__car_answer(hc_req *req, int status, const char *extra, const uint8_t *body,
@@ -140,5 +158,13 @@ void tether__car_answer_open(hc_conn *hc);
 void tether__car_answer_down(hc_conn *hc, hc_req *req);
 /* Detaches req from its connection (clearing open/up/down) and frees it. */
 void tether__car_req_free(hc_req *req);
+
+/* transport_lws_hcstream.c: streams. start: req is hc's new downstream
+ * request, head and probe go out at once. end: detaches a stream from its
+ * connection and ends it at its next writable call. writable: the callback's
+ * return value. */
+void tether__car_stream_start(hc_conn *hc, hc_req *req);
+void tether__car_stream_end(hc_req *req);
+int tether__car_stream_writable(hc_req *req);
 
 #endif

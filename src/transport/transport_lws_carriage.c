@@ -40,9 +40,9 @@ static int add_lines(struct lws *wsi, const char *lines, unsigned char **p, unsi
     return 0;
 }
 
-/* Composes the whole answer into a buffer with LWS_PRE headroom; NULL when out of memory. */
-static uint8_t *compose(struct lws *wsi, int status, const char *cors, const char *extra,
-                        const uint8_t *body, size_t blen, const char *type, size_t *out_len)
+uint8_t *tether__car_compose(struct lws *wsi, int status, const char *cors, const char *extra,
+                             const uint8_t *body, size_t blen, const char *type, int flags,
+                             size_t *out_len)
 {
     char text[96];
     if (!body && status >= 400) {
@@ -61,10 +61,11 @@ static uint8_t *compose(struct lws *wsi, int status, const char *cors, const cha
     if (lws_add_http_header_status(wsi, (unsigned int)status, &p, end) ||
         add_lines(wsi, "Cache-Control: no-store, no-transform\r\nPragma: no-cache\r\n", &p, end) ||
         add_lines(wsi, cors, &p, end) || add_lines(wsi, extra, &p, end) ||
+        ((flags & HC_CLOSE) && add_lines(wsi, "Connection: close\r\n", &p, end)) ||
         (type && lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE,
                                               (const unsigned char *)type, (int)strlen(type), &p,
                                               end)) ||
-        (status != 204 &&
+        (status != 204 && !(flags & HC_CHUNKED) &&
          lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH,
                                       (const unsigned char *)clen, (int)strlen(clen), &p, end)) ||
         lws_finalize_http_header(wsi, &p, end)) {
@@ -85,7 +86,8 @@ void tether__car_answer(hc_req *req, int status, const char *extra, const uint8_
     if (req->resp) {
         return; /* answered already */
     }
-    req->resp = compose(req->wsi, status, req->cors, extra, body, blen, type, &req->resp_len);
+    req->resp = tether__car_compose(req->wsi, status, req->cors, extra, body, blen, type,
+                                    close_after ? HC_CLOSE : 0, &req->resp_len);
     req->close_after = close_after || !req->resp;
     lws_callback_on_writable(req->wsi);
 }
@@ -94,7 +96,8 @@ void tether__car_answer(hc_req *req, int status, const char *extra, const uint8_
 static int refuse_now(hc_req *req, int status, const char *extra)
 {
     size_t n = 0;
-    uint8_t *buf = compose(req->wsi, status, req->cors, extra, NULL, 0, NULL, &n);
+    uint8_t *buf =
+        tether__car_compose(req->wsi, status, req->cors, extra, NULL, 0, NULL, HC_CLOSE, &n);
     if (buf) {
         lws_write(req->wsi, buf + LWS_PRE, n, LWS_WRITE_HTTP_HEADERS);
         tether__free(buf);
@@ -231,6 +234,19 @@ static hc_conn *named(tether__car *car, struct lws *wsi, int *status)
     return hc;
 }
 
+/* lws does not answer "Expect: 100-continue" itself, and a client (libcurl
+ * for bodies over 1 KiB) would wait a second before sending the body. */
+static void continue_if_expected(hc_req *req)
+{
+    char v[64];
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    if (header(req->wsi, "Expect", v, sizeof v) && strcasecmp(v, "100-continue") == 0) {
+        uint8_t buf[LWS_PRE + sizeof cont];
+        memcpy(buf + LWS_PRE, cont, sizeof cont - 1);
+        lws_write(req->wsi, buf + LWS_PRE, sizeof cont - 1, LWS_WRITE_HTTP_HEADERS);
+    }
+}
+
 /* An error that ends a connection (HTTP.md section 6.2): answered, then closed. */
 static int end_and_refuse(hc_req *req, hc_conn *hc, int status, const char *why)
 {
@@ -270,6 +286,7 @@ static int open_start(tether__tp *tp, hc_req *req, const char *app)
     if (tp->cb.open) {
         tp->cb.open(tp->owner, &hc->conn);
     }
+    continue_if_expected(req);
     return 0;
 }
 
@@ -312,9 +329,11 @@ static int send_start(tether__tp *tp, hc_req *req)
     req->hc = hc;
     hc->up = req;
     tether__hc_idle_update(hc);
+    continue_if_expected(req);
     return 0;
 }
 
+/* A poll or a stream (req->stream). */
 static int poll_start(tether__tp *tp, hc_req *req)
 {
     int st;
@@ -338,15 +357,19 @@ static int poll_start(tether__tp *tp, hc_req *req)
     if (hc->down) {
         /* the newer downstream request wins (HTTP.md section 7.4) */
         hc_req *old = hc->down;
-        hc->down = NULL;
-        old->hc = NULL;
-        tether__car_answer(old, 204, NULL, NULL, 0, NULL, 0);
+        if (old->stream) {
+            tether__car_stream_end(old);
+        } else {
+            hc->down = NULL;
+            old->hc = NULL;
+            tether__car_answer(old, 204, NULL, NULL, 0, NULL, 0);
+        }
     }
     req->hold_ms = tp->car->hold_ms;
     if (hold && hold * 1000 < req->hold_ms) {
         req->hold_ms = (uint32_t)hold * 1000;
     }
-    if (hc->core_done && hc->nq == 0) {
+    if (hc->core_done && hc->nq == 0 && !req->stream) {
         /* the server's BYE arrived: the connection is over */
         tether__car_answer(req, 204, NULL, NULL, 0, NULL, 0);
         tether__hc_end(hc, TETHER_EDROPPED, "closed by the server");
@@ -356,7 +379,9 @@ static int poll_start(tether__tp *tp, hc_req *req)
     req->hc = hc;
     hc->down = req;
     lws_set_timeout(req->wsi, NO_PENDING_TIMEOUT, 0);
-    if (hc->nq > 0) {
+    if (req->stream) {
+        tether__car_stream_start(hc, req);
+    } else if (hc->nq > 0) {
         tether__hc_serve_down(hc);
     } else {
         tether__hc_arm_hold(hc, req->hold_ms);
@@ -410,17 +435,20 @@ static void send_body(tether__tp *tp, hc_req *req)
     }
     hc->up = NULL;
     req->hc = NULL;
-    if (tether__hc_check(&hc->up_lim, req->body, req->body_len, &why, &k) != TETHER_OK) {
+    if (req->has_received && req->received > hc->sent) {
+        tether__hc_end(hc, TETHER_EMALFORMED, "a Tether-Received above the frames sent");
+        tether__car_answer(req, 400, NULL, NULL, 0, NULL, 1);
+    } else if (tether__hc_check(&hc->up_lim, req->body, req->body_len, &why, &k) != TETHER_OK) {
         tether__hc_end(hc, TETHER_EMALFORMED, "a malformed send body");
         tether__car_answer(req, tether__hc_why_status(why), NULL, NULL, 0, NULL, 1);
     } else if (req->first > hc->up_done + 1) {
         tether__hc_end(hc, TETHER_EMALFORMED, "a gap in the upstream frame numbers");
         tether__car_answer(req, 400, NULL, NULL, 0, NULL, 1);
-    } else if (req->has_received && tether__hc_confirm(hc, req->received) != TETHER_OK) {
-        tether__hc_end(hc, TETHER_EMALFORMED, "a Tether-Received above the frames sent");
-        tether__car_answer(req, 400, NULL, NULL, 0, NULL, 1);
     } else {
         uint64_t n = req->first;
+        if (req->has_received) {
+            tether__hc_confirm(hc, req->received); /* <= sent: checked above */
+        }
         while (tether__hc_next(req->body, req->body_len, &pos, &f)) {
             if (n > hc->up_done && !hc->core_done && !hc->close_req) {
                 hc->conn.last_rx_ms = tether__now_ms();
@@ -477,15 +505,16 @@ static int on_request(tether__tp *tp, struct lws *wsi, tp_pss *pss, const char *
                            "Access-Control-Max-Age: 600\r\n",
                            NULL, 0, NULL, 0);
         *ret = 0;
-    } else if (op < 0 || op == TETHER__HC_OP_STREAM) {
-        *ret = refuse_now(req, 404, NULL); /* streams are not served: polls carry everything */
+    } else if (op < 0) {
+        *ret = refuse_now(req, 404, NULL);
     } else if (op == TETHER__HC_OP_OPEN || op == TETHER__HC_OP_SEND ? !post : !get) {
-        *ret = refuse_now(req, 405, op == TETHER__HC_OP_POLL ? "Allow: GET\r\n" : "Allow: POST\r\n");
+        *ret = refuse_now(req, 405, op >= TETHER__HC_OP_POLL ? "Allow: GET\r\n" : "Allow: POST\r\n");
     } else if (op == TETHER__HC_OP_OPEN) {
         *ret = open_start(tp, req, app);
     } else if (op == TETHER__HC_OP_SEND) {
         *ret = send_start(tp, req);
     } else {
+        req->stream = op == TETHER__HC_OP_STREAM;
         *ret = poll_start(tp, req);
     }
     return 1;
@@ -525,6 +554,10 @@ int tether__car_http(tether__tp *tp, struct lws *wsi, int reason, tp_pss *pss, v
     case LWS_CALLBACK_HTTP_WRITEABLE: {
         if (!req) {
             return 0;
+        }
+        if (req->stream) {
+            *ret = tether__car_stream_writable(req);
+            return 1;
         }
         if (!req->resp) {
             *ret = req->close_after ? -1 : 0;

@@ -125,7 +125,10 @@ static void fire(tether__tw_node *node, void *arg)
     hc_conn *hc = t->hc;
     (void)arg;
     if (t->hold) {
-        if (hc->down) {
+        if (hc->down && hc->down->stream) {
+            tether__car_stream_end(hc->down); /* the stream bound */
+            tether__hc_idle_update(hc);
+        } else if (hc->down) {
             hc_req *r = hc->down;
             hc->down = NULL;
             r->hc = NULL;
@@ -171,6 +174,7 @@ hc_conn *tether__hc_new(tether__car *car)
     tether__buf_init(&hc->ans, 0);
     tether__hc_limits_for(&hc->down_lim, TETHER__HC_POLL, 1);
     tether__hc_limits_for(&hc->up_lim, TETHER__HC_SEND, 1);
+    atomic_fetch_add(&car->live, 1);
     hc->next_all = car->all;
     if (car->all) {
         car->all->prev_all = hc;
@@ -193,6 +197,7 @@ static void hc_free(hc_conn *hc)
     if (hc->next_all) {
         hc->next_all->prev_all = hc->prev_all;
     }
+    atomic_fetch_sub(&car->live, 1);
     tether__buf_free(&hc->ans);
     tether__free(hc->q);
     tether__free(hc->qoff);
@@ -220,7 +225,9 @@ void tether__hc_end(hc_conn *hc, int error, const char *detail)
     hc->phase = HC_OVER;
     tether__tw_disarm(&hc->car->wheel, &hc->t_idle.node);
     tether__tw_disarm(&hc->car->wheel, &hc->t_hold.node);
-    if (hc->down) {
+    if (hc->down && hc->down->stream) {
+        tether__car_stream_end(hc->down);
+    } else if (hc->down) {
         hc_req *r = hc->down;
         hc->down = NULL;
         r->hc = NULL;
@@ -240,8 +247,7 @@ void tether__hc_release(hc_conn *hc)
 
 /* ---- the downstream queue ---- */
 
-/* 1 when one more frame of the largest size fits in the kept body (8.2). */
-static int room(const hc_conn *hc)
+int tether__hc_has_room(const hc_conn *hc)
 {
     const tether__hc_limits *l = &hc->down_lim;
     return hc->nq < l->max_frames && hc->qlen + TETHER__HC_PREFIX + l->record_max <= l->body_max;
@@ -307,6 +313,12 @@ int tether__hc_confirm(hc_conn *hc, uint64_t received)
 
 void tether__hc_serve_down(hc_conn *hc)
 {
+    if (hc->down && hc->down->stream) {
+        if (hc->down->s_next <= hc->confirmed + hc->nq || hc->core_done) {
+            lws_callback_on_writable(hc->down->wsi); /* new frames, or the end after BYE */
+        }
+        return;
+    }
     if (hc->down && hc->nq > 0) {
         hc_req *r = hc->down;
         hc->down = NULL;
@@ -417,7 +429,7 @@ static void drain(hc_conn *hc)
     tether__tp *tp = hc->car->tp;
     hc->draining = 1;
     for (unsigned guard = 0; hc->want && !hc->close_req && !hc->core_done &&
-                             (hc->phase == HC_OPENING || room(hc)) && guard < 8192;
+                             (hc->phase == HC_OPENING || tether__hc_has_room(hc)) && guard < 8192;
          guard++) {
         hc->want = 0;
         if (tp->cb.writable) {
@@ -466,6 +478,11 @@ static void kick_cb(uv_timer_t *t)
 }
 
 /* ---- the carriage of a transport ---- */
+
+size_t tether__tp_carriage_conns(tether__tp *tp)
+{
+    return tp && tp->car ? atomic_load(&tp->car->live) : 0;
+}
 
 int tether__car_create(tether__tp *tp)
 {

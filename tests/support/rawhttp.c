@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,8 @@ int rawhttp_connect(uint16_t port)
     }
     struct timeval tv = {5, 0};
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    int one = 1; /* a head and a body in two writes must not wait for a delayed ACK */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     memset(&a, 0, sizeof a);
     a.sin_family = AF_INET;
     a.sin_port = htons(port);
@@ -55,6 +58,11 @@ static int write_all(int fd, const void *p, size_t n)
         n -= (size_t)w;
     }
     return 0;
+}
+
+int rawhttp_send_raw(int fd, const void *data, size_t len)
+{
+    return write_all(fd, data, len);
 }
 
 int rawhttp_send(int fd, const char *method, const char *path, const char *headers,
@@ -174,6 +182,46 @@ int rawhttp_read(int fd, rawhttp_resp *r, unsigned timeout_ms)
         r->body[r->len] = 0;
     }
     return 0;
+}
+
+/* Reads exactly n bytes before deadline: 0 or -1. */
+static int read_n(int fd, uint8_t *buf, size_t n, uint64_t deadline)
+{
+    size_t have = 0;
+    while (have < n) {
+        ssize_t r = read_some(fd, buf + have, n - have, deadline);
+        if (r <= 0) {
+            return -1;
+        }
+        have += (size_t)r;
+    }
+    return 0;
+}
+
+long rawhttp_read_chunk(int fd, uint8_t *buf, size_t cap, unsigned timeout_ms)
+{
+    uint64_t deadline = now_ms() + timeout_ms;
+    char line[32];
+    size_t n = 0;
+    uint8_t crlf[2];
+    /* the size line, byte by byte */
+    while (n < 2 || line[n - 2] != '\r' || line[n - 1] != '\n') {
+        if (n + 1 >= sizeof line || read_n(fd, (uint8_t *)line + n, 1, deadline) != 0) {
+            return -1;
+        }
+        n++;
+    }
+    line[n] = '\0';
+    char *end;
+    unsigned long len = strtoul(line, &end, 16);
+    if (end == line || len > cap) {
+        return -1;
+    }
+    if (read_n(fd, buf, len, deadline) != 0 || read_n(fd, crlf, 2, deadline) != 0 ||
+        crlf[0] != '\r' || crlf[1] != '\n') {
+        return -1;
+    }
+    return (long)len;
 }
 
 int rawhttp_quiet(int fd, unsigned wait_ms)

@@ -28,9 +28,15 @@ int rawhttp_connect(uint16_t port);
  * any POST) gets a Content-Length unless headers carry one. 0 or -1. */
 int rawhttp_send(int fd, const char *method, const char *path, const char *headers,
                  const void *body, size_t len);
+/* Writes bytes as they are (a body sent after a 100 Continue). 0 or -1. */
+int rawhttp_send_raw(int fd, const void *data, size_t len);
 /* Reads one answer within timeout_ms into r (freed first with rawhttp_free).
  * 0, or -1 on a timeout, EOF or a malformed answer (r->status may be set). */
 int rawhttp_read(int fd, rawhttp_resp *r, unsigned timeout_ms);
+/* After the head of a chunked answer: reads one chunk into buf[cap] within
+ * timeout_ms. Returns its length (0 for the last chunk), or -1 on a timeout,
+ * EOF, a malformed chunk or one longer than cap. */
+long rawhttp_read_chunk(int fd, uint8_t *buf, size_t cap, unsigned timeout_ms);
 /* 1 when nothing has arrived on fd within wait_ms (no answer, no EOF). */
 int rawhttp_quiet(int fd, unsigned wait_ms);
 /* 1 when the peer closed fd within wait_ms. */
