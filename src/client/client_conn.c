@@ -167,12 +167,13 @@ static void after_close(tether_client *c, int error, int http_status, int code,
     uint32_t retry_after = why ? why->retry_after_ms : 0;
     tether__fb_event fe = {error, http_status, proxy_status, c->live_since != 0, c->conn_acked,
                            strncmp(c->url, "wss:", 4) == 0};
-    int fb = c->stopping ? TETHER__FB_SAME : tether__fb_after_close(&c->fb, &fe, now);
 
     c->conn = NULL;
     tether__engine_disconnect(c->engine);
+    /* reported with the carriage that failed; the choice of the next one follows */
     report_ex(c, TETHER_STATE_DISCONNECTED, error, http_status, code, 0, 0, detail, proxy_status,
               retry_after);
+    int fb = c->stopping ? TETHER__FB_SAME : tether__fb_after_close(&c->fb, &fe, now);
     if (c->stopping) {
         c->phase = PH_STOPPED;
         pthread_cond_broadcast(&c->cond);

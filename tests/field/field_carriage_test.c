@@ -32,6 +32,7 @@ TEST(squid_403_to_connect_falls_back_to_http_through_the_proxy)
     snprintf(proxy, sizeof proxy, "http://127.0.0.1:%u", sq.port);
     field_cli_init(&k, "ws", "127.0.0.1", v.port);
     k.cfg.proxy = proxy;
+    k.cfg.transport = TETHER_TRANSPORT_AUTO;
     CHECK_OK(cli_start(&k));
     CHECK(wait_until(connected_http, &k, 30000));
     CHECK(rec_saw_state(&k.rec, TETHER_STATE_DISCONNECTED, &err, NULL, NULL) >= 1);

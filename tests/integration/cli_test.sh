@@ -163,7 +163,7 @@ zero_byte() {
         grep -qF '"role":"none","check":"ok","session_count":0,' "$WORK/last.out" || return 1
     [ ! -s "$WORK/zero-c.db" ] || { echo "  status wrote to the empty file" >&2; return 1; }
     expect_rc 0 "$T" send "ws://127.0.0.1:$PORT/" --db "$WORK/zero-c.db" --count 3 --size 8 \
-        --timeout-ms 30000 --quiet --transport http || return 1
+        --timeout-ms 30000 --quiet || return 1
     expect_rc 0 "$T" status --db "$WORK/zero-c.db" &&
         grep -q '^role: *client$' "$WORK/last.out" && grep -q '^  peer_acked: *3$' "$WORK/last.out" &&
         [ "$(stat -c %a "$WORK/zero-c.db")" = 640 ]
@@ -400,6 +400,19 @@ serve_limits() {
     done
 }
 check serve_limit_flags_are_range_checked serve_limits
+
+# ---------------------------------------------------------------- HTTP carriage
+# send --transport http: the messages go through the server's HTTP carriage.
+http_transport() {
+    start_server http-s --quiet || return 1
+    expect_rc 0 "$T" send "ws://127.0.0.1:$PORT/" --db "$WORK/http-c.db" --count 5 --size 8 \
+        --timeout-ms 30000 --quiet --transport http --verbose || return 1
+    grep -qF "HTTP carriage" "$WORK/last.err" ||
+        { echo "  no state line names the HTTP carriage" >&2; sed 's/^/  | /' "$WORK/last.err" >&2; return 1; }
+    expect_rc 0 "$T" status --db "$WORK/http-c.db" && grep -q '^  peer_acked: *5$' "$WORK/last.out" &&
+        stop_gracefully "$SPID"
+}
+check send_transport_http http_transport
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
