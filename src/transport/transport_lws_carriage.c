@@ -10,8 +10,8 @@
  * request's writable callback, except early refusals, which close the TCP
  * connection after answering.
  */
-#include "transport_lws_car.h"
 #include "common/alloc.h"
+#include "transport_lws_car.h"
 
 #define HEAD_ROOM 2048 /* status line and headers of an answer */
 #define ALLOW_HEADERS "Content-Type, Tether-Connection, Tether-First, Tether-Received, Tether-Hold"
@@ -62,9 +62,9 @@ uint8_t *tether__car_compose(struct lws *wsi, int status, const char *cors, cons
         add_lines(wsi, "Cache-Control: no-store, no-transform\r\nPragma: no-cache\r\n", &p, end) ||
         add_lines(wsi, cors, &p, end) || add_lines(wsi, extra, &p, end) ||
         ((flags & HC_CLOSE) && add_lines(wsi, "Connection: close\r\n", &p, end)) ||
-        (type && lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE,
-                                              (const unsigned char *)type, (int)strlen(type), &p,
-                                              end)) ||
+        (type &&
+         lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE, (const unsigned char *)type,
+                                      (int)strlen(type), &p, end)) ||
         (status != 204 && !(flags & HC_CHUNKED) &&
          lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH,
                                       (const unsigned char *)clen, (int)strlen(clen), &p, end)) ||
@@ -188,9 +188,10 @@ static int origin_check(tether__tp *tp, hc_req *req)
     }
     for (const char *const *o = tp->cfg.allowed_origins; n > 0 && *o; o++) {
         if (strcasecmp(*o, origin) == 0) {
-            snprintf(req->cors, sizeof req->cors,
-                     "Access-Control-Allow-Origin: %s\r\nAccess-Control-Allow-Credentials: true\r\n%s",
-                     origin, expose);
+            snprintf(
+                req->cors, sizeof req->cors,
+                "Access-Control-Allow-Origin: %s\r\nAccess-Control-Allow-Credentials: true\r\n%s",
+                origin, expose);
             return 0;
         }
     }
@@ -381,6 +382,11 @@ static int poll_start(tether__tp *tp, hc_req *req)
     lws_set_timeout(req->wsi, NO_PENDING_TIMEOUT, 0);
     if (req->stream) {
         tether__car_stream_start(hc, req);
+        if (hc->core_done && hc->nq == 0) {
+            /* the server's BYE arrived: the probe, the end, and the connection is over */
+            tether__hc_end(hc, TETHER_EDROPPED, "closed by the server");
+            tether__hc_release(hc);
+        }
     } else if (hc->nq > 0) {
         tether__hc_serve_down(hc);
     } else {
@@ -508,7 +514,8 @@ static int on_request(tether__tp *tp, struct lws *wsi, tp_pss *pss, const char *
     } else if (op < 0) {
         *ret = refuse_now(req, 404, NULL);
     } else if (op == TETHER__HC_OP_OPEN || op == TETHER__HC_OP_SEND ? !post : !get) {
-        *ret = refuse_now(req, 405, op >= TETHER__HC_OP_POLL ? "Allow: GET\r\n" : "Allow: POST\r\n");
+        *ret =
+            refuse_now(req, 405, op >= TETHER__HC_OP_POLL ? "Allow: GET\r\n" : "Allow: POST\r\n");
     } else if (op == TETHER__HC_OP_OPEN) {
         *ret = open_start(tp, req, app);
     } else if (op == TETHER__HC_OP_SEND) {
@@ -520,8 +527,8 @@ static int on_request(tether__tp *tp, struct lws *wsi, tp_pss *pss, const char *
     return 1;
 }
 
-int tether__car_http(tether__tp *tp, struct lws *wsi, int reason, tp_pss *pss, void *in,
-                     size_t len, int *ret)
+int tether__car_http(tether__tp *tp, struct lws *wsi, int reason, tp_pss *pss, void *in, size_t len,
+                     int *ret)
 {
     hc_req *req = pss ? pss->req : NULL;
     *ret = 0;

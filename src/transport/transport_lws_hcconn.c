@@ -9,8 +9,8 @@
  */
 #include <stddef.h>
 
-#include "transport_lws_car.h"
 #include "common/alloc.h"
+#include "transport_lws_car.h"
 
 /* ---- the id table ---- */
 
@@ -138,8 +138,9 @@ static void fire(tether__tw_node *node, void *arg)
         return;
     }
     /* idle for the whole bound: over, as a WebSocket whose TCP connection died */
-    tether__hc_end(hc, TETHER_EDROPPED, "the HTTP carriage connection had no request for the "
-                                        "idle bound: the server ended it");
+    tether__hc_end(hc, TETHER_EDROPPED,
+                   "the HTTP carriage connection had no request for the "
+                   "idle bound: the server ended it");
     tether__hc_release(hc);
 }
 
@@ -237,8 +238,7 @@ void tether__hc_end(hc_conn *hc, int error, const char *detail)
 
 void tether__hc_release(hc_conn *hc)
 {
-    if (hc->core_done && hc->phase == HC_OVER && !hc->open && !hc->up && !hc->down &&
-        !hc->kicked) {
+    if (hc->core_done && hc->phase == HC_OVER && !hc->open && !hc->up && !hc->down && !hc->kicked) {
         hc_free(hc);
         return;
     }
@@ -495,8 +495,8 @@ int tether__car_create(tether__tp *tp)
     car->idle_ms = tp->cfg.carriage_idle_ms ? tp->cfg.carriage_idle_ms : HC_IDLE_DEFAULT_MS;
     car->nbuckets = HC_BUCKETS_MIN;
     car->table = tether__calloc(car->nbuckets, sizeof *car->table);
-    if (!car->table || tether__tw_init(&car->wheel, HC_TICK_MS, HC_WHEEL_SLOTS,
-                                       tether__now_ms()) != 0) {
+    if (!car->table ||
+        tether__tw_init(&car->wheel, HC_TICK_MS, HC_WHEEL_SLOTS, tether__now_ms()) != 0) {
         tether__free(car->table);
         tether__free(car);
         return TETHER_ENOMEM;

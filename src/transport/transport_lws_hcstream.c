@@ -9,8 +9,8 @@
  * after the connection's last frame (its BYE). The chunks are framed here and
  * written raw, each from the request's writable callback.
  */
-#include "transport_lws_car.h"
 #include "common/alloc.h"
+#include "transport_lws_car.h"
 
 void tether__car_stream_start(hc_conn *hc, hc_req *req)
 {

@@ -175,8 +175,8 @@ int hp_poll_as(hpeer *p, uint64_t received, const char *extra_hdr)
     char hdr[512], extra[256];
     snprintf(extra, sizeof extra, "Tether-Received: %llu\r\n%s", (unsigned long long)received,
              extra_hdr ? extra_hdr : "");
-    if (rawhttp_do(p->port, "GET", "/.tether/v1/poll", hp_headers(p, hdr, sizeof hdr, extra),
-                   NULL, 0, &p->r, WAIT_MS) != 0) {
+    if (rawhttp_do(p->port, "GET", "/.tether/v1/poll", hp_headers(p, hdr, sizeof hdr, extra), NULL,
+                   0, &p->r, WAIT_MS) != 0) {
         return -1;
     }
     hp_clear_frames(p);
@@ -241,7 +241,6 @@ int closed_once(void *arg)
     return srv_closes(arg) >= 1;
 }
 
-
 int no_carriage_conn(void *arg)
 {
     return tether__srv_debug_carriage(((srv *)arg)->s) == 0;
@@ -255,8 +254,8 @@ int online_is_zero(void *arg)
 }
 
 /* A request on a fresh connection: its status (r filled). */
-int req(uint16_t port, const char *method, const char *path, const char *headers,
-               const void *body, size_t len, rawhttp_resp *r)
+int req(uint16_t port, const char *method, const char *path, const char *headers, const void *body,
+        size_t len, rawhttp_resp *r)
 {
     return rawhttp_do(port, method, path, headers, body, len, r, WAIT_MS) == 0 ? r->status : -1;
 }

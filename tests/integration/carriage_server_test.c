@@ -102,7 +102,6 @@ TEST(a_retried_send_is_not_delivered_twice)
     srv_free(&v);
 }
 
-
 TEST(a_poll_is_held_then_answered_204_and_server_data_comes_by_poll)
 {
     srv v;
@@ -203,8 +202,6 @@ TEST(a_newer_poll_replaces_a_held_one)
     srv_free(&v);
 }
 
-
-
 TEST(an_abandoned_connection_expires_and_the_session_resumes_over_http)
 {
     srv v;
@@ -226,7 +223,7 @@ TEST(an_abandoned_connection_expires_and_the_session_resumes_over_http)
     CHECK(wait_until(closed_once, &v, WAIT_MS));
     CHECK(wait_until(online_is_zero, &v, WAIT_MS));
     CHECK(wait_until(no_carriage_conn, &v, WAIT_MS)); /* its record is freed */
-    CHECK_EQ_INT(hp_poll(&p), 404); /* its id is forgotten */
+    CHECK_EQ_INT(hp_poll(&p), 404);                   /* its id is forgotten */
 
     /* a new HELLO resumes the session: the server committed 1..3 */
     CHECK_EQ_INT(hp_open(&p, 1), 200);
@@ -342,8 +339,6 @@ TEST(a_client_bye_ends_the_connection_and_answers_the_held_poll)
     srv_free(&v);
 }
 
-
-
 TEST(destroy_frees_open_connections_and_held_polls)
 {
     srv v;
@@ -383,7 +378,6 @@ TEST(destroy_frees_open_connections_and_held_polls)
     srv_free(&v);
 }
 
-
 /* Opens a stream on a new connection reporting received; reads its head and
  * the probe. The socket, or -1. */
 static int stream_open(hpeer *p, uint64_t received, rawhttp_resp *r)
@@ -392,8 +386,9 @@ static int stream_open(hpeer *p, uint64_t received, rawhttp_resp *r)
     uint8_t probe[8];
     snprintf(extra, sizeof extra, "Tether-Received: %llu\r\n", (unsigned long long)received);
     int fd = rawhttp_connect(p->port);
-    if (fd < 0 || rawhttp_send(fd, "GET", "/.tether/v1/stream",
-                               hp_headers(p, hdr, sizeof hdr, extra), NULL, 0) != 0 ||
+    if (fd < 0 ||
+        rawhttp_send(fd, "GET", "/.tether/v1/stream", hp_headers(p, hdr, sizeof hdr, extra), NULL,
+                     0) != 0 ||
         rawhttp_read(fd, r, WAIT_MS) != 0 || r->status != 200 ||
         rawhttp_read_chunk(fd, probe, sizeof probe, WAIT_MS) != 4 ||
         memcmp(probe, "\0\0\0\0", 4) != 0) {
@@ -435,9 +430,9 @@ TEST(a_stream_sends_the_probe_at_once_then_frames_as_they_come_and_ends_at_its_b
     long n = rawhttp_read_chunk(fd, buf, sizeof buf, WAIT_MS);
     CHECK(n > 4);
     tether__frame f;
-    uint32_t rec = n > 4 ? (uint32_t)buf[0] << 24 | (uint32_t)buf[1] << 16 |
-                               (uint32_t)buf[2] << 8 | buf[3]
-                         : 0;
+    uint32_t rec =
+        n > 4 ? (uint32_t)buf[0] << 24 | (uint32_t)buf[1] << 16 | (uint32_t)buf[2] << 8 | buf[3]
+              : 0;
     CHECK_EQ_U64(rec + 4, (uint64_t)n);
     CHECK(n > 4 && tether__decode(&p.dec, buf + 4, rec, &f) == TETHER_OK &&
           f.type == TETHER__F_DATA && f.u.data.first_seq == 1);
@@ -476,12 +471,18 @@ TEST(a_stream_sends_the_probe_at_once_then_frames_as_they_come_and_ends_at_its_b
           f.type == TETHER__F_BYE && f.u.close.code == TETHER_REJECT_DISPLACED);
     CHECK_EQ_INT(rawhttp_read_chunk(fd, buf, sizeof buf, WAIT_MS), 0);
     close(fd);
+    /* a stream that confirms that BYE gets the probe and the end at once; then 404 */
+    fd = stream_open(&p, 2, &r);
+    CHECK(fd >= 0);
+    CHECK_EQ_INT(rawhttp_read_chunk(fd, buf, sizeof buf, WAIT_MS), 0);
+    close(fd);
+    p.received = 2;
+    CHECK_EQ_INT(hp_poll(&p), 404);
     rawws_conn_close(&ws);
     rawhttp_free(&r);
     hp_free(&p);
     srv_free(&v);
 }
-
 
 TEST(a_held_poll_outlives_the_http_request_timeout)
 {
@@ -499,7 +500,6 @@ TEST(a_held_poll_outlives_the_http_request_timeout)
     hp_free(&p);
     srv_free(&v);
 }
-
 
 TEST(a_backlog_larger_than_one_body_arrives_whole_in_order_through_polls)
 {
@@ -538,7 +538,6 @@ TEST(a_backlog_larger_than_one_body_arrives_whole_in_order_through_polls)
     srv_free(&v);
 }
 
-
 TEST(one_tcp_connection_carries_open_send_and_polls_in_turn)
 {
     srv v;
@@ -552,8 +551,8 @@ TEST(one_tcp_connection_carries_open_send_and_polls_in_turn)
     hp_hello(&p, 0);
     tether__buf_reset(&p.body);
     tether__hc_append(&p.body, tether__buf_frame(&p.fb), p.fb.len);
-    CHECK_OK(rawhttp_send(fd, "POST", "/.tether/v1/open", CT, tether__buf_frame(&p.body),
-                          p.body.len));
+    CHECK_OK(
+        rawhttp_send(fd, "POST", "/.tether/v1/open", CT, tether__buf_frame(&p.body), p.body.len));
     CHECK_OK(rawhttp_read(fd, &p.r, WAIT_MS));
     CHECK_EQ_INT(p.r.status, 200);
     CHECK(rawhttp_header(&p.r, "Tether-Connection", p.id, sizeof p.id) != NULL);
@@ -571,8 +570,8 @@ TEST(one_tcp_connection_carries_open_send_and_polls_in_turn)
     uint64_t received = 0;
     for (int i = 0; i < 2; i++) {
         snprintf(extra, sizeof extra, "Tether-Received: %llu\r\n", (unsigned long long)received);
-        CHECK_OK(rawhttp_send(fd, "GET", "/.tether/v1/poll",
-                              hp_headers(&p, hdr, sizeof hdr, extra), NULL, 0));
+        CHECK_OK(rawhttp_send(fd, "GET", "/.tether/v1/poll", hp_headers(&p, hdr, sizeof hdr, extra),
+                              NULL, 0));
         CHECK_OK(rawhttp_read(fd, &p.r, WAIT_MS));
         CHECK_EQ_INT(p.r.status, i == 0 ? 200 : 204);
         received = 1;

@@ -34,9 +34,8 @@ TEST(malformed_and_oversized_bodies_wrong_methods_and_unknown_ids_get_their_stat
     const uint8_t big[] = {0, 0, 4, 1, 1, 2, 3, 4};
     CHECK_EQ_INT(req(v.port, "POST", "/.tether/v1/open", CT, big, sizeof big, &r), 413);
     /* a Content-Length over the open limit is refused before the body is read */
-    CHECK_EQ_INT(req(v.port, "POST", "/.tether/v1/open", CT "Content-Length: 2000\r\n", NULL, 0,
-                     &r),
-                 413);
+    CHECK_EQ_INT(
+        req(v.port, "POST", "/.tether/v1/open", CT "Content-Length: 2000\r\n", NULL, 0, &r), 413);
     CHECK_EQ_INT(req(v.port, "POST", "/.tether/v1/open", "Content-Type: text/plain\r\n", trunc,
                      sizeof trunc, &r),
                  415);
@@ -44,9 +43,9 @@ TEST(malformed_and_oversized_bodies_wrong_methods_and_unknown_ids_get_their_stat
     tether__buf_reset(&p.body);
     tether__encode_ack(&p.fb, 1);
     tether__hc_append(&p.body, tether__buf_frame(&p.fb), p.fb.len);
-    CHECK_EQ_INT(req(v.port, "POST", "/.tether/v1/open", CT, tether__buf_frame(&p.body),
-                     p.body.len, &r),
-                 200);
+    CHECK_EQ_INT(
+        req(v.port, "POST", "/.tether/v1/open", CT, tether__buf_frame(&p.body), p.body.len, &r),
+        200);
     CHECK(rawhttp_header(&r, "Tether-Connection", v8, sizeof v8) == NULL);
     rawhttp_free(&p.r);
     p.r = r;
@@ -71,25 +70,26 @@ TEST(malformed_and_oversized_bodies_wrong_methods_and_unknown_ids_get_their_stat
     CHECK_EQ_INT(req(v.port, "GET", "/.tether/v1/poll",
                      "Tether-Received: 0\r\nTether-Connection: short!\r\n", NULL, 0, &r),
                  400);
-    CHECK_EQ_INT(req(v.port, "GET", "/.tether/v1/poll",
-                     "Tether-Received: 0\r\nTether-Connection: AAECAwQFBgcICQoLDA0ODxAREhMUFRYX\r\n",
-                     NULL, 0, &r),
-                 404);
+    CHECK_EQ_INT(
+        req(v.port, "GET", "/.tether/v1/poll",
+            "Tether-Received: 0\r\nTether-Connection: AAECAwQFBgcICQoLDA0ODxAREhMUFRYX\r\n", NULL,
+            0, &r),
+        404);
 
     /* a send with an empty record: 400, and the connection is over */
     CHECK_EQ_INT(hp_open(&p, 0), 200);
     const uint8_t empty[] = {0, 0, 0, 0};
     CHECK_EQ_INT(req(v.port, "POST", "/.tether/v1/send",
-                     hp_headers(&p, hdr, sizeof hdr, CT "Tether-First: 1\r\n"), empty,
-                     sizeof empty, &r),
+                     hp_headers(&p, hdr, sizeof hdr, CT "Tether-First: 1\r\n"), empty, sizeof empty,
+                     &r),
                  400);
     CHECK_EQ_INT(hp_poll(&p), 404);
     /* a send record over the server's limit: 413 */
     CHECK_EQ_INT(hp_open(&p, 0), 200);
     const uint8_t huge[] = {0x7f, 0, 0, 0, 1, 2, 3, 4};
     CHECK_EQ_INT(req(v.port, "POST", "/.tether/v1/send",
-                     hp_headers(&p, hdr, sizeof hdr, CT "Tether-First: 1\r\n"), huge,
-                     sizeof huge, &r),
+                     hp_headers(&p, hdr, sizeof hdr, CT "Tether-First: 1\r\n"), huge, sizeof huge,
+                     &r),
                  413);
     CHECK_EQ_INT(hp_poll(&p), 404);
     /* a gap in Tether-First: 400 */
@@ -106,18 +106,19 @@ TEST(malformed_and_oversized_bodies_wrong_methods_and_unknown_ids_get_their_stat
     CHECK_EQ_INT(hp_open(&p, 0), 200);
     CHECK_EQ_INT(hp_send_body(&p, 0, 1), 400);
     CHECK_EQ_INT(hp_open(&p, 0), 200);
-    CHECK_EQ_INT(req(v.port, "POST", "/.tether/v1/send",
-                     hp_headers(&p, hdr, sizeof hdr,
-                                "Content-Type: text/plain\r\nTether-First: 1\r\n"),
-                     tether__buf_frame(&p.body), p.body.len, &r),
-                 415);
+    CHECK_EQ_INT(
+        req(v.port, "POST", "/.tether/v1/send",
+            hp_headers(&p, hdr, sizeof hdr, "Content-Type: text/plain\r\nTether-First: 1\r\n"),
+            tether__buf_frame(&p.body), p.body.len, &r),
+        415);
     CHECK_EQ_INT(hp_poll(&p), 404);
     /* Tether-Received above what was sent (poll, then send), a malformed Tether-Hold */
     CHECK_EQ_INT(hp_open(&p, 0), 200);
-    CHECK_EQ_INT(req(v.port, "POST", "/.tether/v1/send",
-                     hp_headers(&p, hdr, sizeof hdr, CT "Tether-First: 1\r\nTether-Received: 3\r\n"),
-                     tether__buf_frame(&p.body), p.body.len, &r),
-                 400);
+    CHECK_EQ_INT(
+        req(v.port, "POST", "/.tether/v1/send",
+            hp_headers(&p, hdr, sizeof hdr, CT "Tether-First: 1\r\nTether-Received: 3\r\n"),
+            tether__buf_frame(&p.body), p.body.len, &r),
+        400);
     CHECK_EQ_INT(hp_poll(&p), 404);
     CHECK_EQ_INT(hp_open(&p, 0), 200);
     CHECK_EQ_INT(hp_poll_as(&p, 7, NULL), 400);
@@ -129,10 +130,9 @@ TEST(malformed_and_oversized_bodies_wrong_methods_and_unknown_ids_get_their_stat
     CHECK_EQ_INT(hp_open(&p, 0), 200);
     int a = rawhttp_connect(v.port);
     CHECK(a >= 0);
-    CHECK_OK(rawhttp_send(a, "POST", "/.tether/v1/send",
-                          hp_headers(&p, hdr, sizeof hdr,
-                                     CT "Tether-First: 1\r\nContent-Length: 200\r\n"),
-                          NULL, 0));
+    CHECK_OK(rawhttp_send(
+        a, "POST", "/.tether/v1/send",
+        hp_headers(&p, hdr, sizeof hdr, CT "Tether-First: 1\r\nContent-Length: 200\r\n"), NULL, 0));
     CHECK(rawhttp_quiet(a, 50));
     int st = 0;
     for (int i = 0; i < 100 && st != 409; i++) { /* until the first send's head was read */
@@ -237,8 +237,8 @@ TEST(the_admission_hook_sees_the_application_path_and_may_refuse)
     hp_hello(&p, 0);
     tether__buf_reset(&p.body);
     tether__hc_append(&p.body, tether__buf_frame(&p.fb), p.fb.len);
-    CHECK_EQ_INT(req(v.port, "POST", "/chat/.tether/v1/open?room=7", CT,
-                     tether__buf_frame(&p.body), p.body.len, &p.r),
+    CHECK_EQ_INT(req(v.port, "POST", "/chat/.tether/v1/open?room=7", CT, tether__buf_frame(&p.body),
+                     p.body.len, &p.r),
                  401);
     CHECK_EQ_STR(rawhttp_header(&p.r, "WWW-Authenticate", b, sizeof b), "Bearer");
     CHECK_EQ_STR(path, "/chat?room=7");
@@ -268,7 +268,6 @@ TEST(an_open_whose_body_does_not_come_within_the_hello_timeout_gets_408)
     rawhttp_free(&r);
     srv_free(&v);
 }
-
 
 TEST(refused_hellos_are_answered_200_without_an_id)
 {
@@ -310,7 +309,6 @@ TEST(refused_hellos_are_answered_200_without_an_id)
     srv_free(&v);
 }
 
-
 TEST(a_send_that_expects_100_continue_gets_it_before_its_body)
 {
     srv v;
@@ -328,8 +326,8 @@ TEST(a_send_that_expects_100_continue_gets_it_before_its_body)
              p.body.len);
     int fd = rawhttp_connect(v.port);
     CHECK(fd >= 0);
-    CHECK_OK(rawhttp_send(fd, "POST", "/.tether/v1/send", hp_headers(&p, hdr, sizeof hdr, ex),
-                          NULL, 0));
+    CHECK_OK(
+        rawhttp_send(fd, "POST", "/.tether/v1/send", hp_headers(&p, hdr, sizeof hdr, ex), NULL, 0));
     CHECK_OK(rawhttp_read(fd, &r, WAIT_MS));
     CHECK_EQ_INT(r.status, 100);
     CHECK_OK(rawhttp_send_raw(fd, tether__buf_frame(&p.body), p.body.len));
@@ -341,8 +339,6 @@ TEST(a_send_that_expects_100_continue_gets_it_before_its_body)
     hp_free(&p);
     srv_free(&v);
 }
-
-
 
 /* A self-signed certificate for 127.0.0.1 and its key, as PEM files: 0 or -1. */
 static int make_cert(const char *cert_path, const char *key_path)
@@ -433,8 +429,7 @@ TEST(over_tls_the_server_chooses_http_1_1_and_carries_the_carriage)
                          "Content-Length: %zu\r\n\r\n",
                          p.body.len);
         CHECK_EQ_INT(SSL_write(ssl, req_head, n), n);
-        CHECK_EQ_INT(SSL_write(ssl, tether__buf_frame(&p.body), (int)p.body.len),
-                     (int)p.body.len);
+        CHECK_EQ_INT(SSL_write(ssl, tether__buf_frame(&p.body), (int)p.body.len), (int)p.body.len);
         CHECK_OK(tls_read_head(ssl, head, sizeof head));
         CHECK(strncmp(head, "HTTP/1.1 200", 12) == 0);
         CHECK(strcasestr(head, "\r\nTether-Connection: ") != NULL);
@@ -447,7 +442,6 @@ TEST(over_tls_the_server_chooses_http_1_1_and_carries_the_carriage)
     hp_free(&p);
     srv_free(&v);
 }
-
 
 TEST(opens_beyond_the_pending_cap_get_503_with_retry_after)
 {
