@@ -10,7 +10,7 @@ root=$(pwd)
 
 # squid, nginx-light and openssl: the field suites (tests/field/) run against the real things
 packages=(build-essential cmake pkg-config libwebsockets-dev libsqlite3-dev libmsgpack-dev libssl-dev
-          libuv1-dev libwebsockets-evlib-uv
+          libuv1-dev libwebsockets-evlib-uv libcurl4-openssl-dev
           libpq-dev postgresql  # the PostgreSQL store; its tests start a private postgres (tests/support/pgtest.c)
           openssl squid nginx-light
           gnuplot-nox  # gnuplot-nox: the plots of `tether bench` (skipped without it)

@@ -22,6 +22,14 @@ typedef enum tether_state {
     TETHER_STATE_STOPPED = 5,      /* no more attempts (gave up, permanent error, mismatch) */
 } tether_state;
 
+/** How the client carries its frames (docs/connectivity.md, "HTTP fallback"). */
+typedef enum tether_transport_mode {
+    TETHER_TRANSPORT_AUTO = 0,      /* WebSocket, falling back to the HTTP carriage when the path
+                                       blocks WebSocket, and probing WebSocket again later */
+    TETHER_TRANSPORT_WEBSOCKET = 1, /* WebSocket only */
+    TETHER_TRANSPORT_HTTP = 2,      /* the HTTP carriage only (proto/HTTP.md) */
+} tether_transport_mode;
+
 /** What on_state reports. Strings are borrowed for the duration of the callback. */
 typedef struct tether_state_info {
     tether_state state;
@@ -34,6 +42,10 @@ typedef struct tether_state_info {
     const char *detail;  /* human-readable detail from the lower layer; never NULL */
     int proxy_status;    /* HTTP status of the proxy's answer to CONNECT when it was not 200, else 0 */
     uint32_t retry_after_ms; /* Retry-After of the failed handshake (server or proxy), ms; 0: none */
+    tether_transport_mode transport; /* the carriage of this report's attempt or connection:
+                                        TETHER_TRANSPORT_WEBSOCKET or TETHER_TRANSPORT_HTTP
+                                        (never AUTO); a change of carriage is reported as
+                                        RECONNECTING whose detail says why */
 } tether_state_info;
 
 /** Back-pressure: what on_backpressure reports. */
@@ -137,6 +149,10 @@ typedef struct tether_client_config {
     const char *const *headers;   /* extra upgrade request headers, "Name: value" each, NULL-
                                      terminated (e.g. "Authorization: Bearer x") [NULL: none] */
     uint32_t retry_after_max_ms;  /* largest Retry-After honoured in the backoff, ms [600000] */
+    tether_transport_mode transport; /* WebSocket, the HTTP carriage, or both [AUTO] */
+    uint32_t fallback_memory_ms;  /* AUTO: after falling back, stay on HTTP this long before
+                                     probing WebSocket again (doubling after each failed probe, up
+                                     to 12 times this), ms; kept in memory only [300000] */
 
     /* Group commit (docs/config.md#group-commit). */
     uint32_t commit_delay_us;     /* asynchronous sends: a commit waits this long after the first
@@ -153,6 +169,11 @@ typedef struct tether_client_config {
                                      (tether status), at the cost of file locks per commit
                                      [0: the client locks the file for itself] */
 } tether_client_config;
+
+/** The carriage the client uses now (or will use for its next attempt):
+ *  TETHER_TRANSPORT_WEBSOCKET or TETHER_TRANSPORT_HTTP; TETHER_EINVAL (as a
+ *  negative value) for a NULL client. Any thread. */
+TETHER_API int tether_client_transport(tether_client *c);
 
 /** Sets every field to zero (the defaults). */
 TETHER_API void tether_client_config_init(tether_client_config *cfg);

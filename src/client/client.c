@@ -26,6 +26,14 @@ static int check_config(tether_client_config *k)
         return tether__fail(TETHER_ECONFIG, "durability %d is not one of the tether_durability values",
                             (int)k->durability);
     }
+    if (k->transport < TETHER_TRANSPORT_AUTO || k->transport > TETHER_TRANSPORT_HTTP) {
+        return tether__fail(TETHER_ECONFIG,
+                            "transport %d is not one of the tether_transport_mode values (AUTO 0, "
+                            "WEBSOCKET 1, HTTP 2)",
+                            (int)k->transport);
+    }
+    k->fallback_memory_ms =
+        k->fallback_memory_ms ? k->fallback_memory_ms : TETHER__DEFAULT_FALLBACK_MEMORY_MS;
     if (k->mismatch_policy != TETHER_MISMATCH_STOP && k->mismatch_policy != TETHER_MISMATCH_RESET) {
         return tether__fail(TETHER_ECONFIG, "mismatch_policy %d is unknown", (int)k->mismatch_policy);
     }
@@ -278,6 +286,9 @@ int tether_client_create(const tether_client_config *cfg, tether_client **out)
     pthread_condattr_destroy(&ca);
     c->phase = PH_IDLE;
     c->last.detail = c->last_detail;
+    tether__fb_init(&c->fb, c->cfg.transport, c->cfg.fallback_memory_ms);
+    atomic_store(&c->transport_now, c->fb.http ? TETHER_TRANSPORT_HTTP : TETHER_TRANSPORT_WEBSOCKET);
+    c->last.transport = atomic_load(&c->transport_now);
     if ((rc = tether__client_sendq_init(c)) != TETHER_OK) {
         tether__engine_destroy(c->engine);
         c->store->ops->close(c->store);
@@ -345,6 +356,14 @@ int tether_client_start(tether_client *c)
         tether__tp_wake(c->tp);
     }
     return rc;
+}
+
+int tether_client_transport(tether_client *c)
+{
+    if (!c) {
+        return tether__fail(TETHER_EINVAL, "client is NULL");
+    }
+    return atomic_load(&c->transport_now);
 }
 
 static void wake(tether_client *c)

@@ -24,6 +24,7 @@ static void report_ex(tether_client *c, tether_state state, int error, int http_
     in->resumed = resumed;
     in->proxy_status = proxy_status;
     in->retry_after_ms = retry_after_ms;
+    in->transport = c->fb.http ? TETHER_TRANSPORT_HTTP : TETHER_TRANSPORT_WEBSOCKET;
     snprintf(c->last_detail, sizeof c->last_detail, "%s", detail ? detail : "");
     in->detail = c->last_detail;
     pthread_cond_broadcast(&c->cond);
@@ -64,6 +65,7 @@ static void ev_acked(void *arg, uint64_t first, uint64_t last)
 {
     tether_client *c = arg;
     tether__stat_add(&c->stats, TETHER__ST_ACKED, last - first + 1);
+    c->conn_acked = 1;
     pthread_cond_broadcast(&c->cond);
     if (c->cfg.cb.on_acked) {
         tether__client_ev_acked_locked(c, first, last);
@@ -104,14 +106,23 @@ static void after_close(tether_client *c, int error, int http_status, int code,
 static void attempt(tether_client *c)
 {
     c->phase = PH_ATTEMPT;
+    c->conn_acked = 0;
     tether__stat_add(&c->stats, TETHER__ST_ATTEMPTS, 1);
-    report(c, TETHER_STATE_CONNECTING, TETHER_OK, 0, 0, 0, 0, c->url);
+    tether__fb_before_attempt(&c->fb, tether__now_ms());
+    atomic_store(&c->transport_now, c->fb.http ? TETHER_TRANSPORT_HTTP : TETHER_TRANSPORT_WEBSOCKET);
+    if (c->fb.http) {
+        char d[256];
+        snprintf(d, sizeof d, "%.200s (HTTP carriage)", c->url);
+        report(c, TETHER_STATE_CONNECTING, TETHER_OK, 0, 0, 0, 0, d);
+    } else {
+        report(c, TETHER_STATE_CONNECTING, TETHER_OK, 0, 0, 0, 0, c->url);
+    }
     if (c->proxy_dirty) {
         tether__tp_set_proxy(c->tp, &c->proxy);
         c->proxy_dirty = 0;
     }
     /* failures, even immediate ones, and lws's connect timeout arrive through on_closed */
-    int rc = tether__tp_connect(c->tp, c->url);
+    int rc = c->fb.http ? tether__tp_connect_http(c->tp, c->url) : tether__tp_connect(c->tp, c->url);
     if (rc != TETHER_OK) {
         /* except those before any attempt existed (out of memory): no on_closed
          * follows, so the attempt fails here, and is retried as usual */
@@ -154,14 +165,35 @@ static void after_close(tether_client *c, int error, int http_status, int code,
     uint32_t delay = 0;
     int proxy_status = why ? why->proxy_status : 0;
     uint32_t retry_after = why ? why->retry_after_ms : 0;
+    tether__fb_event fe = {error, http_status, proxy_status, c->live_since != 0, c->conn_acked,
+                           strncmp(c->url, "wss:", 4) == 0};
 
     c->conn = NULL;
     tether__engine_disconnect(c->engine);
+    /* reported with the carriage that failed; the choice of the next one follows */
     report_ex(c, TETHER_STATE_DISCONNECTED, error, http_status, code, 0, 0, detail, proxy_status,
               retry_after);
+    int fb = c->stopping ? TETHER__FB_SAME : tether__fb_after_close(&c->fb, &fe, now);
     if (c->stopping) {
         c->phase = PH_STOPPED;
         pthread_cond_broadcast(&c->cond);
+        return;
+    }
+    if (fb == TETHER__FB_SWITCHED) {
+        /* another carriage may pass where this one did not: try it at once */
+        c->live_since = 0;
+        c->phase = PH_WAITING;
+        atomic_store(&c->transport_now,
+                     c->fb.http ? TETHER_TRANSPORT_HTTP : TETHER_TRANSPORT_WEBSOCKET);
+        report_ex(c, TETHER_STATE_RECONNECTING, error, http_status, code, 0, 0, c->fb.why,
+                  proxy_status, retry_after);
+        tether__tp_timer(c->tp, 0);
+        return;
+    }
+    if (fb == TETHER__FB_PERMANENT && !c->cfg.retry_permanent) {
+        c->phase = PH_STOPPED;
+        report_ex(c, TETHER_STATE_STOPPED, error, http_status, code, 0, 0, detail, proxy_status,
+                  retry_after);
         return;
     }
     if (error == TETHER_EMISMATCH && c->cfg.mismatch_policy == TETHER_MISMATCH_RESET) {
@@ -262,8 +294,11 @@ static void on_message(void *owner, tether__conn *conn, const uint8_t *buf, size
         tether__stat_add(&c->stats, TETHER__ST_CONNECTS, 1);
         c->live_since = now;
         c->welcome_deadline = UINT64_MAX;
+        tether__fb_welcomed(&c->fb);
         report(c, TETHER_STATE_CONNECTED, TETHER_OK, 0, 0, 0, ev.resumed,
-               ev.resumed ? "session resumed" : "new session");
+               c->fb.http ? (ev.resumed ? "session resumed over the HTTP carriage"
+                                        : "new session over the HTTP carriage")
+                          : (ev.resumed ? "session resumed" : "new session"));
     }
     if (ev.close || tether__engine_want_write(c->engine, now)) {
         tether__conn_want_write(conn);
@@ -352,8 +387,9 @@ static void on_timer(void *owner, tether__conn *conn)
         if (now >= c->welcome_deadline && !tether__engine_close_event(c->engine, NULL)) {
             char d[160];
             snprintf(d, sizeof d,
-                     "the upgrade succeeded but no WELCOME arrived within %u ms: frames are "
-                     "blocked on the path",
+                     c->fb.http ? "the HTTP carriage's open got no answer within %u ms"
+                                : "the upgrade succeeded but no WELCOME arrived within %u ms: "
+                                  "frames are blocked on the path",
                      c->cfg.welcome_timeout_ms);
             /* at once: a blocked path may never let queued frames drain */
             tether__engine_close(c->engine, TETHER_ESTALLED, TETHER__NO_BYE, d);

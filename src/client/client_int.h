@@ -25,6 +25,7 @@
 #include <tether/tether.h>
 
 #include "engine/backoff.h"
+#include "engine/fallback.h"
 #include "common/backpressure.h"
 #include "common/close_code.h"
 #include "common/engine_cfg.h"
@@ -190,6 +191,9 @@ struct tether_client {
     tether__sendq sq;          /* the send path; its own lock (see above) */
     tether__stats stats;       /* client_stats.c: counters behind tether_client_stats() */
     tether__cevq evq;          /* application events waiting for the lock's release */
+    tether__fb fb;             /* which carriage next: WebSocket or HTTP (engine/fallback.h) */
+    int conn_acked;            /* an ACK of our DATA arrived on the current connection */
+    atomic_int transport_now;  /* tether_transport_mode in use, for tether_client_transport() */
 };
 
 static inline void lock(tether_client *c)

@@ -18,6 +18,7 @@
 #define TETHER__DEFAULT_MAX_SESSIONS 10000u
 #define TETHER__DEFAULT_HELLO_TIMEOUT_MS 10000u
 #define TETHER__DEFAULT_RETRY_AFTER_MAX_MS 600000u /* largest Retry-After honoured */
+#define TETHER__DEFAULT_FALLBACK_MEMORY_MS 300000u /* AUTO: stay on HTTP this long before probing WebSocket */
 #define TETHER__DEFAULT_MAX_PENDING_HANDSHAKES 256u /* upgraded, no HELLO yet */
 #define TETHER__DEFAULT_HANDSHAKE_TIMEOUT_MS 10000u /* HTTP upgrade request */
 #define TETHER__DEFAULT_BUSY_RETRY_AFTER_S 1u      /* Retry-After of a full server's 503 */

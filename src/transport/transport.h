@@ -113,6 +113,13 @@ int tether__tp_port(tether__tp *tp);
  * Failures are reported through closed(). Returns TETHER_OK, TETHER_ECONFIG
  * (bad url), TETHER_ECONNECT. */
 int tether__tp_connect(tether__tp *tp, const char *url);
+/* Client, service thread: starts a connection over the HTTP carriage
+ * (proto/HTTP.md) of url (ws:// or wss://, whose http:// or https:// urls are
+ * derived), with libcurl on the transport's loop. open() follows from the
+ * loop, then the first frame written is sent as the open request (the HELLO);
+ * everything else as for tether__tp_connect. Returns TETHER_OK, TETHER_ECONFIG
+ * (bad url), TETHER_ENOMEM. */
+int tether__tp_connect_http(tether__tp *tp, const char *url);
 /* Validates a url without connecting. TETHER_OK or TETHER_ECONFIG. */
 int tether__tp_check_url(const char *url);
 /* Splits a valid url: *tls 1 for wss, host without brackets into host[len]. */

@@ -209,6 +209,9 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             }
             return 0;
         }
+        if (atomic_exchange(&tp->tick_due, 0) && tp->cb.timer) {
+            tp->cb.timer(tp->owner, NULL);
+        }
         if (tp->cb.wake) {
             tp->cb.wake(tp->owner);
         }
@@ -379,6 +382,14 @@ static void *service(void *arg)
 static void uv_tick_cb(uv_timer_t *t)
 {
     tether__tp *tp = t->data;
+    if (!tp->cfg.listen_host) {
+        /* client: run the timer inside lws's service (EVENT_WAIT_CANCELLED),
+         * where a connection attempt it starts gets its lws timers armed; lws
+         * on libuv does not notice timers scheduled from a foreign callback */
+        atomic_store(&tp->tick_due, 1);
+        lws_cancel_service(tp->ctx);
+        return;
+    }
     if (tp->cb.timer && !atomic_load(&tp->stop)) {
         tp->cb.timer(tp->owner, NULL);
     }
@@ -418,9 +429,10 @@ static int can_bind(const char *host, int port)
     return ok;
 }
 
-/* Server: lws on our own libuv loop (epoll; timers in a heap) instead of its
- * default poll() loop that walks every connection per wake-up. The loop is
- * "foreign" to lws, so lws installs no signal handlers and never runs it. */
+/* lws on our own libuv loop (epoll; timers in a heap) instead of its default
+ * poll() loop that walks every connection per wake-up (server), and so that
+ * the client's HTTP carriage shares the loop (client). The loop is "foreign"
+ * to lws, so lws installs no signal handlers and never runs it. */
 static int uv_setup(tether__tp *tp, struct lws_context_creation_info *info, void **loops)
 {
     if (uv_loop_init(&tp->loop) != 0) {
@@ -548,6 +560,12 @@ int tether__tp_create(const tether__tp_cfg *cfg, const tether__tp_cb *cb, void *
             }
         }
     } else {
+        /* the client runs on libuv too, so the HTTP carriage (transport_curl.c)
+         * drives libcurl's sockets and timers on the same loop and thread */
+        if (uv_setup(tp, &info, loops) != 0) {
+            tether__free(tp);
+            return tether__fail(TETHER_ESYS, "cannot create the event loop");
+        }
         info.port = CONTEXT_PORT_NO_LISTEN;
         info.options |= LWS_SERVER_OPTION_JUST_USE_RAW_ORIGIN; /* else lws adds "http://" */
         /* our own attempt timer (connect_timeout_ms) must fire before lws's */
@@ -588,6 +606,12 @@ int tether__tp_create(const tether__tp_cfg *cfg, const tether__tp_cb *cb, void *
         tether__tp_set_proxy(tp, cfg->proxy);
     }
     tp->cfg.proxy = NULL; /* tp->proxy holds it; the caller's copy may go away */
+    if (!cfg->listen_host && tether__curl_create(tp, &tp->loop, &tp->curl) != TETHER_OK) {
+        lws_context_destroy(tp->ctx);
+        uv_teardown(tp);
+        tether__free(tp);
+        return TETHER_ENOMEM; /* tether_errmsg() says why */
+    }
     if (cfg->listen_host && tether__car_create(tp) != TETHER_OK) {
         lws_context_destroy(tp->ctx);
         uv_teardown(tp);
@@ -641,6 +665,8 @@ void tether__tp_destroy(tether__tp *tp)
     /* closed callbacks run from inside lws_context_destroy for open connections */
     lws_context_destroy(tp->ctx);
     tether__car_destroy(tp); /* then for the carriage's connections */
+    tether__curl_destroy(tp->curl); /* the client's HTTP connection, if any */
+    tp->curl = NULL;
     uv_teardown(tp);
     if (tp->client) {
         tether__tp_conn_free(tp->client);
@@ -673,6 +699,10 @@ void tether__conn_want_write(tether__conn *c)
         tether__car_want_write(c);
         return;
     }
+    if (c->cc) {
+        tether__cc_want_write(c->cc);
+        return;
+    }
     if (c->wsi && !c->ended) {
         lws_callback_on_writable(c->wsi);
     }
@@ -682,6 +712,9 @@ int tether__conn_write(tether__conn *c, tether__buf *b)
 {
     if (c->hc) {
         return tether__car_write(c, b);
+    }
+    if (c->cc) {
+        return tether__cc_write(c->cc, b);
     }
     if (!c->wsi || c->ended) {
         return TETHER_ECONNECT;
@@ -696,6 +729,9 @@ int tether__conn_write(tether__conn *c, tether__buf *b)
 
 int tether__conn_busy(tether__conn *c)
 {
+    if (c->cc) {
+        return tether__cc_busy(c->cc);
+    }
     return c->wsi && lws_partial_buffered(c->wsi);
 }
 
@@ -703,6 +739,10 @@ void tether__conn_close(tether__conn *c)
 {
     if (c->hc) {
         tether__car_close(c);
+        return;
+    }
+    if (c->cc) {
+        tether__cc_close(c->cc);
         return;
     }
     if (c->probing && c->tp->probe && c->tp->probe->c == c) {
@@ -721,6 +761,10 @@ void tether__conn_close(tether__conn *c)
 
 void tether__conn_timer(tether__conn *c, uint64_t delay_ms)
 {
+    if (c->cc) {
+        tether__cc_timer(c->cc, delay_ms);
+        return;
+    }
     if (c->wsi && !c->ended) {
         lws_sul_schedule(lws_get_context(c->wsi), 0, &c->sul, conn_timer_cb,
                          (lws_usec_t)delay_ms * LWS_US_PER_MS);
@@ -729,6 +773,10 @@ void tether__conn_timer(tether__conn *c, uint64_t delay_ms)
 
 void tether__conn_timer_cancel(tether__conn *c)
 {
+    if (c->cc) {
+        tether__cc_timer_cancel(c->cc);
+        return;
+    }
     lws_sul_cancel(&c->sul);
 }
 

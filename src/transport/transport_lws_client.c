@@ -174,3 +174,26 @@ int tether__tp_connect(tether__tp *tp, const char *url)
     }
     return TETHER_OK;
 }
+
+int tether__tp_connect_http(tether__tp *tp, const char *url)
+{
+    int rc = tether__tp_check_url(url);
+    if (rc != TETHER_OK) {
+        return rc;
+    }
+    if (!tp->curl) {
+        return tether__fail(TETHER_EINVAL, "this transport has no HTTP carriage");
+    }
+    tether__conn *c = tether__calloc(1, sizeof *c);
+    if (!c) {
+        return tether__fail(TETHER_ENOMEM, "out of memory");
+    }
+    c->tp = tp;
+    /* the client sets max_rx to its max_message + 1024 (client.c) */
+    uint32_t max_message = tp->cfg.max_rx > 1024 ? tp->cfg.max_rx - 1024 : tp->cfg.max_rx;
+    rc = tether__curl_connect(tp->curl, c, url, max_message);
+    if (rc != TETHER_OK) {
+        tether__free(c);
+    }
+    return rc;
+}

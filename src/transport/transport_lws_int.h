@@ -43,6 +43,7 @@ typedef struct tether__car tether__car; /* the carriage's state in a server tran
 struct tether__conn {
     struct lws *wsi;              /* the lws connection, NULL once closed */
     hc_conn *hc;                  /* a carriage connection: its record (wsi stays NULL), else NULL */
+    struct tether__cc *cc;        /* client: an HTTP carriage connection (transport_curl.c), else NULL */
     tether__tp *tp;               /* owner transport */
     void *user;                   /* client.c / server.c state for this connection */
     uint8_t *rx;                  /* message being assembled */
@@ -123,8 +124,10 @@ struct tether__tp {
     atomic_int stop;              /* asks the service thread to finish */
     lws_sorted_usec_list_t sul;   /* transport-wide timer (default loop) */
     int uv;                       /* server: lws runs on our libuv loop below */
-    uv_loop_t loop;               /* server: the foreign libuv loop the service thread runs */
-    uv_timer_t tick;              /* server: the transport-wide timer on that loop */
+    uv_loop_t loop;               /* the foreign libuv loop the service thread runs */
+    uv_timer_t tick;              /* the transport-wide timer on that loop */
+    atomic_int tick_due;          /* client: the tick fired; run it from lws's service */
+    struct tether__curl *curl;    /* client: the HTTP carriage (transport_curl.c), or NULL */
     tether__conn *client;         /* the client's current attempt/connection, or NULL */
     char url[1024];               /* scratch copy for lws_parse_uri */
     char host_hdr[300];           /* Host header "host:port" */
@@ -154,6 +157,24 @@ int tether__car_http(tether__tp *tp, struct lws *wsi, int reason, tp_pss *pss, v
 void tether__car_want_write(tether__conn *c);
 int tether__car_write(tether__conn *c, tether__buf *b);
 void tether__car_close(tether__conn *c);
+
+/* transport_curl.c: the client's HTTP carriage on tp->loop. create: after the
+ * loop; destroy: before the loop is torn down (closed() runs for a connection
+ * still open). connect: c (allocated by the caller, owned by the carriage from
+ * then on) becomes an HTTP connection to the carriage of ws_url; open() follows
+ * from the loop. max_rx: the client's max_message. */
+typedef struct tether__curl tether__curl;
+typedef struct tether__cc tether__cc;
+int tether__curl_create(tether__tp *tp, uv_loop_t *loop, tether__curl **out);
+void tether__curl_destroy(tether__curl *cu);
+int tether__curl_connect(tether__curl *cu, tether__conn *c, const char *ws_url, uint32_t max_rx);
+/* tether__conn_* on a carriage connection. */
+void tether__cc_want_write(tether__cc *cc);
+int tether__cc_write(tether__cc *cc, tether__buf *b);
+int tether__cc_busy(tether__cc *cc);
+void tether__cc_close(tether__cc *cc);
+void tether__cc_timer(tether__cc *cc, uint64_t delay_ms);
+void tether__cc_timer_cancel(tether__cc *cc);
 
 /* transport_lws.c: reports the end of a connection or attempt (once). */
 void tether__tp_conn_end(tether__conn *c, tether__tp_close *why);

@@ -117,6 +117,7 @@ usage_errors() {
         expect_rc 2 "$T" send ws://127.0.0.1:1/ --pattern seq --size 4 --count 1 &&
         expect_rc 2 "$T" send ws://127.0.0.1:1/ --count -3 &&
         expect_rc 2 "$T" send ws://127.0.0.1:1/ --durability maybe &&
+        expect_rc 2 "$T" send ws://127.0.0.1:1/ --transport pigeon &&
         expect_rc 2 "$T" serve --listen nope &&
         expect_rc 2 "$T" serve --listen 127.0.0.1:70000 &&
         expect_rc 2 "$T" serve --bogus &&
@@ -571,6 +572,19 @@ net_quiet() {
         grep -qF 'TETHER_ETIMEDOUT' "$WORK/last.err" || { sed 's/^/  | /' "$WORK/last.err" >&2; return 1; }
 }
 check quiet_send_prints_no_connection_problems net_quiet
+
+# ---------------------------------------------------------------- HTTP carriage
+# send --transport http: the messages go through the server's HTTP carriage.
+http_transport() {
+    start_server http-s --quiet || return 1
+    expect_rc 0 "$T" send "ws://127.0.0.1:$PORT/" --db "$WORK/http-c.db" --count 5 --size 8 \
+        --timeout-ms 30000 --quiet --transport http --verbose || return 1
+    grep -qF "HTTP carriage" "$WORK/last.err" ||
+        { echo "  no state line names the HTTP carriage" >&2; sed 's/^/  | /' "$WORK/last.err" >&2; return 1; }
+    expect_rc 0 "$T" status --db "$WORK/http-c.db" && grep -q '^  peer_acked: *5$' "$WORK/last.out" &&
+        stop_gracefully "$SPID"
+}
+check send_transport_http http_transport
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

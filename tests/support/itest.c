@@ -310,6 +310,11 @@ void cli_init(cli *k, const char *scheme, const char *host, unsigned port)
     tether_client_config_init(&k->cfg);
     snprintf(k->url, sizeof k->url, "%s://%s:%u/", scheme, host, port);
     k->cfg.url = k->url;
+    /* the suites built on this helper check the WebSocket path's failures one
+     * by one (426, 401/403, stalls, proxies); in AUTO some of them would now
+     * move to the HTTP carriage, which has its own suites (carriage_client,
+     * carriage_retry, field_carriage) */
+    k->cfg.transport = TETHER_TRANSPORT_WEBSOCKET;
     rec_client_callbacks(&k->cfg, &k->rec);
     slog_attach(&k->cfg);
 }

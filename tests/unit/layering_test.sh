@@ -4,6 +4,7 @@
 #   <sqlite3.h>        only in the SQLite store, src/store/store_sqlite*
 #   <libpq-fe.h>       only in the PostgreSQL store, src/store/store_pg*
 #   <libwebsockets.h>  only in src/transport/
+#   <curl/curl.h>      only in the client's HTTP carriage, src/transport/transport_curl*
 #   src/engine/        includes nothing from transport/, client/, server/, the
 #                      SQLite store or the stores' test hooks
 #   store_sqlite*.h    only in the SQLite store's own files
@@ -41,6 +42,11 @@ check() {
             case "$file" in
             transport/*) ;;
             *) echo "$file includes <$inc>: only transport/ may"; bad=1 ;;
+            esac ;;
+        curl/*)
+            case "$file" in
+            transport/transport_curl*) ;;
+            *) echo "$file includes <$inc>: only transport/transport_curl* may"; bad=1 ;;
             esac ;;
         esac
         case "$inc" in
@@ -87,7 +93,7 @@ if ! out=$(check "$SCRATCH/src"); then
 fi
 planted=0
 for v in 'engine/frame.h:#include <msgpack.h>' 'store/store_memory.c:#include <sqlite3.h>' \
-    'client/client.c:#  include <libwebsockets.h>' 'engine/session.c:#include "transport/transport.h"' \
+    'client/client.c:#  include <libwebsockets.h>' 'client/client.c:#include <curl/curl.h>' 'engine/session.c:#include "transport/transport.h"' \
     'engine/session.c:#include "store/store_sqlite_int.h"' 'engine/session.c:#include "client/client_int.h"' \
     'client/client.c:#include "store/store_testhooks.h"' 'store/store_memory.c:#include "store_sqlite_int.h"' \
     'client/client.c:#include <libpq-fe.h>' 'store/store_sqlite.c:#include <libpq-fe.h>' \
@@ -108,4 +114,4 @@ if ! check "$ROOT/src"; then
     echo "FAIL: dependencies leak across layers (see above)"
     exit 1
 fi
-echo "ok: msgpack.h, sqlite3.h, libpq-fe.h and libwebsockets.h stay in their layers; the engine does no I/O"
+echo "ok: msgpack.h, sqlite3.h, libpq-fe.h, libwebsockets.h and curl.h stay in their layers; the engine does no I/O"

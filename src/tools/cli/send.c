@@ -58,6 +58,8 @@ static const char send_help[] =
     "  --backoff-base-ms MS first reconnect delay bound [250]\n"
     "  --backoff-cap-ms MS  largest reconnect delay bound [30000]\n"
     "  --backoff-reset-ms MS  a connection up this long resets the backoff [10000]\n"
+    "  --transport MODE     auto (WebSocket, falling back to the HTTP carriage when the\n"
+    "                       path blocks it), websocket or http [auto]\n"
     "  --record FILE        append every event (this run's start with what --db held,\n"
     "                       each message received, each ack, connections, errors,\n"
     "                       mismatches) to FILE in the scenario record format that\n"
@@ -533,6 +535,7 @@ static int parse_opts(int argc, char **argv, send_opts *o, tether_client_config 
         {"backoff-cap-ms", required_argument, NULL, 'C'},
         {"backoff-reset-ms", required_argument, NULL, 'R'},
         CLI_CLIENT_NET_OPTIONS,
+        {"transport", required_argument, NULL, 'T'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -629,6 +632,17 @@ static int parse_opts(int argc, char **argv, send_opts *o, tether_client_config 
             }
             break;
         }
+        case 'T':
+            if (strcmp(optarg, "auto") == 0) {
+                cfg->transport = TETHER_TRANSPORT_AUTO;
+            } else if (strcmp(optarg, "websocket") == 0) {
+                cfg->transport = TETHER_TRANSPORT_WEBSOCKET;
+            } else if (strcmp(optarg, "http") == 0) {
+                cfg->transport = TETHER_TRANSPORT_HTTP;
+            } else {
+                return cli_usage_error("send", "--transport must be auto, websocket or http");
+            }
+            break;
         case 'h':
             fputs(send_help, stdout);
             return -1;

@@ -1,0 +1,156 @@
+/* Choosing the carriage (engine/fallback.h): every rule with made-up events
+ * and a made-up clock, so the documented behaviour (docs/connectivity.md,
+ * "HTTP fallback") and the code cannot drift. */
+#include <string.h>
+
+#include "harness.h"
+
+#include <tether/tether.h>
+
+#include "engine/fallback.h"
+
+#define MEM 1000u /* fallback_memory_ms in these tests */
+
+static tether__fb_event ev(int error, int http, int proxy, int welcomed, int acked)
+{
+    tether__fb_event e = {error, http, proxy, welcomed, acked, 0};
+    return e;
+}
+
+/* Feeds one failed WebSocket attempt to a fresh AUTO chooser; returns the action. */
+static int one(tether__fb *f, tether__fb_event e)
+{
+    tether__fb_init(f, TETHER_TRANSPORT_AUTO, MEM);
+    CHECK_EQ_INT(tether__fb_before_attempt(f, 0), 0);
+    CHECK_EQ_INT(f->http, 0);
+    return tether__fb_after_close(f, &e, 100);
+}
+
+TEST(path_failures_fall_back_at_once)
+{
+    tether__fb f;
+    CHECK_EQ_INT(one(&f, ev(TETHER_ESTALLED, 0, 0, 0, 0)), TETHER__FB_SWITCHED);
+    CHECK_EQ_INT(f.http, 1);
+    CHECK(strstr(f.why, "falling back") != NULL);
+    CHECK_EQ_U64(f.http_until, 100 + MEM);
+    CHECK_EQ_INT(one(&f, ev(TETHER_EHTTP, 426, 0, 0, 0)), TETHER__FB_SWITCHED);
+    CHECK_EQ_INT(one(&f, ev(TETHER_EHANDSHAKE, 101, 0, 0, 0)), TETHER__FB_SWITCHED);
+    CHECK_EQ_INT(one(&f, ev(TETHER_EPROXY, 0, 403, 0, 0)), TETHER__FB_SWITCHED);
+}
+
+TEST(failures_http_would_meet_too_do_not_fall_back)
+{
+    tether__fb f;
+    CHECK_EQ_INT(one(&f, ev(TETHER_EDNS, 0, 0, 0, 0)), TETHER__FB_SAME);
+    CHECK_EQ_INT(one(&f, ev(TETHER_ECONNREFUSED, 0, 0, 0, 0)), TETHER__FB_SAME);
+    CHECK_EQ_INT(one(&f, ev(TETHER_ETLS, 0, 0, 0, 0)), TETHER__FB_SAME);
+    CHECK_EQ_INT(one(&f, ev(TETHER_EHTTP, 503, 0, 0, 0)), TETHER__FB_SAME);
+    CHECK_EQ_INT(one(&f, ev(TETHER_EHANDSHAKE, 200, 0, 0, 0)), TETHER__FB_SAME);
+    CHECK_EQ_INT(one(&f, ev(TETHER_EPROXY_AUTH, 0, 407, 0, 0)), TETHER__FB_SAME);
+    CHECK_EQ_INT(one(&f, ev(TETHER_ETOKEN, 0, 0, 0, 0)), TETHER__FB_SAME);
+    CHECK_EQ_INT(f.http, 0);
+}
+
+TEST(proxy_403_falls_back_only_for_ws_urls)
+{
+    tether__fb f;
+    tether__fb_event e = ev(TETHER_EPROXY, 0, 403, 0, 0);
+    e.tls = 1; /* https:// needs CONNECT too */
+    CHECK_EQ_INT(one(&f, e), TETHER__FB_SAME);
+}
+
+TEST(stalled_after_welcome_twice_falls_back)
+{
+    tether__fb f;
+    tether__fb_event dead = ev(TETHER_EPING, 0, 0, 1, 0);
+    tether__fb_init(&f, TETHER_TRANSPORT_AUTO, MEM);
+    CHECK_EQ_INT(tether__fb_after_close(&f, &dead, 10), TETHER__FB_SAME);
+    CHECK_EQ_INT(tether__fb_after_close(&f, &dead, 20), TETHER__FB_SWITCHED);
+    CHECK_EQ_INT(f.http, 1);
+    /* an ACK round trip in between resets the count */
+    tether__fb_event healthy = ev(TETHER_EPING, 0, 0, 1, 1);
+    tether__fb_init(&f, TETHER_TRANSPORT_AUTO, MEM);
+    CHECK_EQ_INT(tether__fb_after_close(&f, &dead, 10), TETHER__FB_SAME);
+    CHECK_EQ_INT(tether__fb_after_close(&f, &healthy, 20), TETHER__FB_SAME);
+    CHECK_EQ_INT(tether__fb_after_close(&f, &dead, 30), TETHER__FB_SAME);
+    CHECK_EQ_INT(f.http, 0);
+}
+
+TEST(auth_refusal_tries_http_once)
+{
+    tether__fb f;
+    tether__fb_event refused = ev(TETHER_EHTTP, 401, 0, 0, 0);
+    CHECK_EQ_INT(one(&f, refused), TETHER__FB_SWITCHED);
+    CHECK_EQ_INT(f.auth_try, 1);
+    /* refused over HTTP too: permanent, back on WebSocket */
+    tether__fb_event refused_http = ev(TETHER_EHTTP, 403, 0, 0, 0);
+    CHECK_EQ_INT(tether__fb_after_close(&f, &refused_http, 200), TETHER__FB_PERMANENT);
+    CHECK_EQ_INT(f.http, 0);
+    /* welcomed over HTTP: it stays there, the verdict is remembered */
+    CHECK_EQ_INT(one(&f, ev(TETHER_EHTTP, 403, 0, 0, 0)), TETHER__FB_SWITCHED);
+    tether__fb_welcomed(&f);
+    CHECK_EQ_INT(f.auth_try, 0);
+    tether__fb_event lost = ev(TETHER_EPEER_CLOSED, 0, 0, 1, 1);
+    CHECK_EQ_INT(tether__fb_after_close(&f, &lost, 300), TETHER__FB_SAME);
+    CHECK_EQ_INT(f.http, 1);
+}
+
+TEST(verdict_expires_then_websocket_is_probed_and_wins_only_with_welcome)
+{
+    tether__fb f;
+    CHECK_EQ_INT(one(&f, ev(TETHER_ESTALLED, 0, 0, 0, 0)), TETHER__FB_SWITCHED);
+    /* before the verdict expires, attempts stay on HTTP */
+    CHECK_EQ_INT(tether__fb_before_attempt(&f, 100 + MEM - 1), 0);
+    CHECK_EQ_INT(f.http, 1);
+    /* then the next attempt probes WebSocket */
+    CHECK_EQ_INT(tether__fb_before_attempt(&f, 100 + MEM), 1);
+    CHECK_EQ_INT(f.http, 0);
+    CHECK(strstr(f.why, "probing WebSocket") != NULL);
+    /* the probe fails: HTTP again, for twice as long */
+    tether__fb_event failed = ev(TETHER_ECONNREFUSED, 0, 0, 0, 0);
+    uint64_t t = 100 + MEM;
+    CHECK_EQ_INT(tether__fb_after_close(&f, &failed, t), TETHER__FB_SWITCHED);
+    CHECK_EQ_INT(f.http, 1);
+    CHECK_EQ_U64(f.http_until, t + 2 * MEM);
+    /* each failed probe doubles, up to 12 times the memory */
+    for (int i = 0; i < 6; i++) {
+        CHECK_EQ_INT(tether__fb_before_attempt(&f, f.http_until), 1);
+        t = f.http_until;
+        CHECK_EQ_INT(tether__fb_after_close(&f, &failed, t), TETHER__FB_SWITCHED);
+    }
+    CHECK_EQ_U64(f.http_until, t + 12 * MEM);
+    /* a probe welcomed: WebSocket again, counts reset */
+    CHECK_EQ_INT(tether__fb_before_attempt(&f, f.http_until), 1);
+    tether__fb_welcomed(&f);
+    CHECK_EQ_INT(f.http, 0);
+    CHECK_EQ_INT(f.probing, 0);
+    CHECK_EQ_INT(f.probes_failed, 0);
+}
+
+TEST(fixed_modes_never_switch)
+{
+    tether__fb f;
+    tether__fb_event stalled = ev(TETHER_ESTALLED, 0, 0, 0, 0);
+    tether__fb_init(&f, TETHER_TRANSPORT_WEBSOCKET, MEM);
+    CHECK_EQ_INT(tether__fb_after_close(&f, &stalled, 1), TETHER__FB_SAME);
+    CHECK_EQ_INT(f.http, 0);
+    tether__fb_init(&f, TETHER_TRANSPORT_HTTP, MEM);
+    CHECK_EQ_INT(f.http, 1);
+    CHECK_EQ_INT(tether__fb_before_attempt(&f, UINT64_MAX), 0);
+    CHECK_EQ_INT(tether__fb_after_close(&f, &stalled, 1), TETHER__FB_SAME);
+    CHECK_EQ_INT(f.http, 1);
+    CHECK_EQ_STR(tether__fb_name(1), "http");
+    CHECK_EQ_STR(tether__fb_name(0), "websocket");
+}
+
+int main(void)
+{
+    RUN(path_failures_fall_back_at_once);
+    RUN(failures_http_would_meet_too_do_not_fall_back);
+    RUN(proxy_403_falls_back_only_for_ws_urls);
+    RUN(stalled_after_welcome_twice_falls_back);
+    RUN(auth_refusal_tries_http_once);
+    RUN(verdict_expires_then_websocket_is_probed_and_wins_only_with_welcome);
+    RUN(fixed_modes_never_switch);
+    return tt_finish();
+}
