@@ -10,6 +10,7 @@
  */
 #include "transport_lws_int.h"
 #include "common/alloc.h"
+#include "engine/httpcarry.h"
 
 static tether__tp *tp_of(struct lws *wsi)
 {
@@ -354,8 +355,12 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         if (tp->cfg.http_get && in && tether__tp_http_answer(tp, wsi, in) < 0) {
             return -1; /* answered (GET /metrics) */
         }
-        /* tether speaks WebSocket only */
-        lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST, "tether speaks WebSocket only");
+        /* neither an upgrade nor the carriage (HTTP.md section 2.3): 426, so a
+           client whose Upgrade a proxy stripped knows to fall back */
+        tether__tp_refuse_upgrade(wsi, 426,
+                                  "this endpoint speaks WebSocket (subprotocol tether.v1) and, "
+                                  "below " TETHER__HC_MARKER ", the HTTP carriage",
+                                  "Upgrade: websocket\r\n");
         return -1;
 
     default:

@@ -61,8 +61,9 @@ TEST(malformed_and_oversized_bodies_wrong_methods_and_unknown_ids_get_their_stat
     CHECK_EQ_STR(rawhttp_header(&r, "Allow", v8, sizeof v8), "POST");
     CHECK_EQ_INT(req(v.port, "POST", "/.tether/v1/poll", CT, trunc, sizeof trunc, &r), 405);
     CHECK_EQ_STR(rawhttp_header(&r, "Allow", v8, sizeof v8), "GET");
-    /* a path outside the carriage keeps the old answer */
-    CHECK_EQ_INT(req(v.port, "GET", "/elsewhere", NULL, NULL, 0, &r), 400);
+    /* a path outside the carriage, not an upgrade: 426 (HTTP.md section 2.3) */
+    CHECK_EQ_INT(req(v.port, "GET", "/elsewhere", NULL, NULL, 0, &r), 426);
+    CHECK_EQ_STR(rawhttp_header(&r, "Upgrade", v8, sizeof v8), "websocket");
 
     /* ids: missing or malformed -> 400, unknown -> 404 */
     CHECK_EQ_INT(req(v.port, "GET", "/.tether/v1/poll", "Tether-Received: 0\r\n", NULL, 0, &r),

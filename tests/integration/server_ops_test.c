@@ -677,9 +677,9 @@ TEST(metrics_page_shows_the_counters)
     }
     CHECK_EQ_INT(samples, 16);
 
-    /* other paths keep the 400 */
+    /* other paths keep the 426 (not an upgrade, not the carriage) */
     CHECK(http_get(v.port, "/other", page, sizeof page) > 0);
-    CHECK(strncmp(page, "HTTP/1.1 400", 12) == 0);
+    CHECK(strncmp(page, "HTTP/1.1 426", 12) == 0);
     cli_free(&k);
     srv_free(&v);
 
@@ -687,7 +687,7 @@ TEST(metrics_page_shows_the_counters)
     srv_init(&v);
     CHECK_OK(srv_start(&v));
     CHECK(http_get(v.port, "/metrics", page, sizeof page) > 0);
-    CHECK(strncmp(page, "HTTP/1.1 400", 12) == 0);
+    CHECK(strncmp(page, "HTTP/1.1 426", 12) == 0);
     srv_free(&v);
 }
 

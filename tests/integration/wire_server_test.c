@@ -5,6 +5,7 @@
  * limits, plain HTTP and graceful close. Shared helpers in wire_fixture.h.
  */
 #include "wire_fixture.h"
+#include "transport/proxy.h"
 
 #define HELLO_TIMEOUT_MS 300u
 
@@ -437,7 +438,7 @@ TEST(server_rejects_sessions_over_max_sessions)
     srv_free(&k);
 }
 
-TEST(server_answers_plain_http_with_400)
+TEST(server_answers_plain_http_with_426)
 {
     srv k;
     char resp[1024] = "";
@@ -447,19 +448,19 @@ TEST(server_answers_plain_http_with_400)
     snprintf(req, sizeof req, "GET / HTTP/1.1\r\nHost: 127.0.0.1:%u\r\nAccept: */*\r\n\r\n",
              (unsigned)k.port);
     int status = rawws_http(k.port, req, resp, sizeof resp, WAIT_MS);
-    CHECK_EQ_INT(status, 400);
-    if (status != 400) {
+    CHECK_EQ_INT(status, 426);
+    if (status != 426) {
         fprintf(stderr, "  answer: %s\n", resp);
     }
+    char up[64];
+    CHECK(tether__http_header(resp, strlen(resp), "Upgrade", up, sizeof up) == 1);
+    CHECK(strcmp(up, "websocket") == 0);
     srv_free(&k);
 }
 
 /*
- * KNOWN LIBRARY BUG, this test fails until it is fixed: src/server.c
- * on_message() records TETHER_OK for a BYE(0) (close_conn(sc, TETHER_OK)),
- * but on_closed() passes "sc->error ? sc->error : why->error" to detach(), so
- * the recorded 0 is taken for "no reason" and on_session_close gets
- * TETHER_EPEER_CLOSED. include/tether/server.h: TETHER_OK for a graceful close.
+ * A client's BYE(0) then a close is a graceful end: on_session_close gets
+ * TETHER_OK (include/tether/server.h), not TETHER_EPEER_CLOSED.
  */
 TEST(server_reports_graceful_close_as_ok)
 {
@@ -494,7 +495,7 @@ int main(void)
     RUN(server_reports_resume_of_unknown_session_as_mismatch);
     RUN(server_refuses_a_message_over_max_message_bytes);
     RUN(server_rejects_sessions_over_max_sessions);
-    RUN(server_answers_plain_http_with_400);
+    RUN(server_answers_plain_http_with_426);
     RUN(server_reports_graceful_close_as_ok);
     return tt_finish();
 }
