@@ -140,5 +140,8 @@ void tether__link_arm(tether__engine *e, tether__conn *c, uint64_t now_ms, uint6
         tether__conn_timer_cancel(c);
         return;
     }
-    tether__conn_timer(c, when > now_ms ? when - now_ms : 0);
+    /* never 0: a deadline already due (an ACK waiting for the writable
+       callback) re-armed at 0 from the timer callback would fire again at
+       once and keep the loop from ever polling the socket */
+    tether__conn_timer(c, when > now_ms ? when - now_ms : 1);
 }

@@ -559,7 +559,10 @@ net_lost() {
         grep -qE '; reconnecting$' "$WORK/lost.err" &&
         [ "$(count_lines "$WORK/lost.err" 'TETHER_ECONNREFUSED')" -eq 1 ] &&
         [ "$(count_lines "$WORK/lost.err" 'tether send: connected to')" -eq 1 ] &&
-        [ "$(wc -l <"$WORK/lost.err")" -eq 4 ] || # lost, refused, connected, the summary
+        [ "$(count_lines "$WORK/lost.err" '(HTTP status 503)')" -le 1 ] &&
+        # lost, refused, connected, the summary; and a 503 when an attempt
+        # reached the server while it was shutting down
+        [ "$(grep -vcF '(HTTP status 503)' "$WORK/lost.err")" -eq 4 ] ||
         { sed 's/^/  | /' "$WORK/lost.err" >&2; return 1; }
 }
 check connection_lost_then_refused_then_back_each_printed_once net_lost
