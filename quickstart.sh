@@ -57,7 +57,7 @@ test)
     (cd build && ctest --output-on-failure --timeout 600 "$@")
     echo "quickstart: the same suite under AddressSanitizer and UndefinedBehaviorSanitizer" >&2
     build build-asan -DTETHER_SANITIZE=ON -DTETHER_BENCH=OFF -DTETHER_EXAMPLES=OFF
-    (cd build-asan && ALLOC_FAIL_SPARSE=${ALLOC_FAIL_SPARSE:-5} ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$root/tests/support/lsan.supp UBSAN_OPTIONS=print_stacktrace=1 \
+    (cd build-asan && ALLOC_FAIL_SPARSE=${ALLOC_FAIL_SPARSE:-5} ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$root/tests/support/lsan.supp:print_suppressions=0 UBSAN_OPTIONS=print_stacktrace=1 \
         ctest --output-on-failure --timeout 900 "$@")
     echo "quickstart: static analysis (cppcheck)" >&2
     tests/static/run.sh build
