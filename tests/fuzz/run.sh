@@ -25,15 +25,19 @@ symbolizer=$(command -v llvm-symbolizer-14 || command -v llvm-symbolizer || true
 # target, max input length, dictionary
 targets=("frame 4096 frame.dict" "engine 8192 frame.dict" "proxy 2048 proxy.dict"
          "handshake 2048 handshake.dict" "httpcarry 16384 httpcarry.dict")
-failed=()
-for t in "${targets[@]}"; do
-    read -r name maxlen dict <<<"$t"
+# FUZZ_JOBS targets at a time (default: one per core, at most 2), each with
+# its full time: the run takes about secs * targets / jobs.
+jobs=${FUZZ_JOBS:-$(nproc)}
+[ "$jobs" -ge 1 ] 2>/dev/null || jobs=1
+[ "$jobs" -le 2 ] || jobs=2
+
+run_one() { # name maxlen dict: 0 when clean, 1 on a finding
+    local name=$1 maxlen=$2 dict=$3
     mkdir -p "$corpus/$name"
-    seeds=()
+    local seeds=()
     [ -d "$bin/seeds/$name" ] && seeds+=("$bin/seeds/$name")
     [ -d "$src/seeds/$name" ] && seeds+=("$src/seeds/$name")
-    log="$corpus/$name.log"
-    echo "fuzz: $name for ${secs}s" >&2
+    local log="$corpus/$name.log"
     if ASAN_OPTIONS=detect_leaks=1:abort_on_error=1${symbolizer:+:external_symbolizer_path=$symbolizer} \
        UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
        "$bin/${name}_fuzz" -max_total_time="$secs" -max_len="$maxlen" -dict="$src/$dict" \
@@ -41,11 +45,33 @@ for t in "${targets[@]}"; do
            "$corpus/$name" "${seeds[@]}" >"$log" 2>&1; then
         grep -E "^stat::(number_of_executed_units|average_exec_per_sec|new_units_added)" "$log" |
             sed "s/^/fuzz: $name /" >&2
-    else
-        echo "fuzz: $name FOUND A PROBLEM (input saved under $findings):" >&2
-        grep -v '^"' "$log" | grep -vi "uses:" | tail -60 >&2
-        failed+=("$name")
+        return 0
     fi
+    echo "fuzz: $name FOUND A PROBLEM (input saved under $findings):" >&2
+    grep -v '^"' "$log" | grep -vi "uses:" | tail -60 >&2
+    return 1
+}
+
+failed=()
+pids=()
+names=()
+collect() { # waits for the oldest running target
+    if ! wait "${pids[0]}"; then
+        failed+=("${names[0]}")
+    fi
+    pids=("${pids[@]:1}")
+    names=("${names[@]:1}")
+}
+for t in "${targets[@]}"; do
+    read -r name maxlen dict <<<"$t"
+    [ ${#pids[@]} -lt "$jobs" ] || collect
+    echo "fuzz: $name for ${secs}s" >&2
+    run_one "$name" "$maxlen" "$dict" &
+    pids+=($!)
+    names+=("$name")
+done
+while [ ${#pids[@]} -gt 0 ]; do
+    collect
 done
 if [ ${#failed[@]} -gt 0 ]; then
     echo "fuzz: findings in: ${failed[*]}" >&2
