@@ -320,13 +320,21 @@ static int evictable(tether_server *s, srv_session *ss)
 
 void tether__srv_unref(tether_server *s, srv_session *ss)
 {
-    if (atomic_fetch_sub(&ss->refs, 1) != 1) {
-        return;
+    /* Not the last reference: drop it without the table lock. */
+    int old = atomic_load(&ss->refs);
+    while (old > 1) {
+        if (atomic_compare_exchange_weak(&ss->refs, &old, old - 1)) {
+            return;
+        }
     }
+    /* Maybe the last: drop it under the table lock, where lookups take
+     * references, so no other thread can find the session between the drop
+     * and its removal, nor drop a reference it took meanwhile and free it
+     * first (two threads reaching zero both freed it before). */
     int evict = 0;
     pthread_mutex_lock(&s->tlock);
-    /* another thread may have found it in the table meanwhile */
-    if (atomic_load(&ss->refs) == 0 && (atomic_load(&ss->gone) || evictable(s, ss))) {
+    if (atomic_fetch_sub(&ss->refs, 1) == 1 &&
+        (atomic_load(&ss->gone) || evictable(s, ss))) {
         remove_locked(s, ss);
         evict = 1;
     }
