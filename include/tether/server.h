@@ -130,6 +130,12 @@ typedef struct tether_server_config {
     uint32_t http_poll_hold_ms;   /* longest a poll is held before 204, ms, at most 25000 [25000] */
     uint32_t http_idle_ms;        /* a carriage connection with no request in progress this long
                                      ends, ms, at most 3600000 [40000] */
+
+    /* Static files (docs/operations.md). */
+    const char *www_dir;          /* answer plain GET requests with the files below this
+                                     directory ("/" and "dir/" give index.html), so a page
+                                     and its script come from the server's own origin; it must
+                                     exist and be a directory [NULL: none, such GETs get 426] */
 } tether_server_config;
 
 /** Sets every field to zero (the defaults). */

@@ -485,6 +485,10 @@ int tether_server_create(const tether_server_config *cfg, tether_server **out)
         rc = tether__fail(TETHER_ENOMEM, "out of memory");
         goto fail;
     }
+    if (cfg->www_dir && (rc = tether__tp_www_resolve(cfg->www_dir, &s->www)) != TETHER_OK) {
+        goto fail;
+    }
+    s->cfg.www_dir = s->www;
     s->cfg.listen_host = s->host;
     s->cfg.db_path = s->db_path;
     if (s->db_path && tether__store_pg_is_uri(s->db_path)) {
@@ -546,6 +550,7 @@ int tether_server_create(const tether_server_config *cfg, tether_server **out)
     tc.allowed_origins = s->cfg.allowed_origins;
     tc.carriage_hold_ms = s->cfg.http_poll_hold_ms;
     tc.carriage_idle_ms = s->cfg.http_idle_ms;
+    tc.www_root = s->www;
     rc = tether__tp_create(&tc, &tether__server_tp_cb, s, &s->tp);
     if (rc == TETHER_OK && (rc = tether__srv_pool_start(s)) != TETHER_OK) {
         tether__tp_destroy(s->tp);
@@ -569,6 +574,7 @@ fail:
     tether__free(s->table);
     tether__tw_free(&s->wheel);
     tether__free(s->host);
+    tether__free(s->www);
     tether__free(s->db_path);
     tether__free(s->strs);
     tether__free(s->origins);
@@ -795,6 +801,7 @@ void tether_server_destroy(tether_server *s)
     pthread_mutex_destroy(&s->plock);
     pthread_cond_destroy(&s->pcond);
     tether__free(s->host);
+    tether__free(s->www);
     tether__free(s->db_path);
     tether__free(s->strs);
     tether__free(s->origins);

@@ -115,6 +115,7 @@ struct tether_server {
     tether_server_config cfg; /* copy of the configuration, defaults filled */
     char *host;               /* owned listen host */
     char *db_path;            /* owned db path or NULL */
+    char *www;                /* owned resolved www_dir or NULL */
     tether__store *store;     /* sessions and outboxes, behind one mutex (server_store.c) */
     tether__engine_cfg ecfg;  /* engine configuration shared by all sessions */
     tether__tp *tp;           /* transport */

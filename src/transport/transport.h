@@ -88,6 +88,8 @@ typedef struct tether__tp_cfg {
     uint32_t carriage_hold_ms;   /* longest a poll is held before 204, ms (0: 25000) */
     uint32_t carriage_idle_ms;   /* a carriage connection with no request this long ends,
                                     ms (0: 40000) */
+    const char *www_root;        /* server: plain GETs are answered with the files below this
+                                    resolved directory (transport_lws_www.c), or NULL */
 } tether__tp_cfg;
 
 /* Creates the context (binding the port for a server). Returns TETHER_OK,
@@ -106,6 +108,10 @@ int tether__tp_on_service_thread(const tether__tp *tp);
 void tether__tp_destroy(tether__tp *tp);
 /* Server: HTTP carriage connections held in memory now (tests; any thread). */
 size_t tether__tp_carriage_conns(tether__tp *tp);
+/* Server: resolves dir (config www_dir) into *out (malloc'd, the caller frees)
+ * after checking it is a readable directory. Returns TETHER_OK, TETHER_ECONFIG
+ * (with tether_errmsg()) or TETHER_ENOMEM. */
+int tether__tp_www_resolve(const char *dir, char **out);
 /* Server: the bound port. */
 int tether__tp_port(tether__tp *tp);
 

@@ -355,6 +355,12 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         if (tp->cfg.http_get && in && tether__tp_http_answer(tp, wsi, in) < 0) {
             return -1; /* answered (GET /metrics) */
         }
+        if (tp->cfg.www_root && in) {
+            int w = tether__tp_www_answer(tp, wsi, in);
+            if (w != 0) {
+                return w < 0 ? -1 : 0; /* a file (in progress), or a 404 */
+            }
+        }
         /* neither an upgrade nor the carriage (HTTP.md section 2.3): 426, so a
            client whose Upgrade a proxy stripped knows to fall back */
         tether__tp_refuse_upgrade(wsi, 426,
@@ -362,6 +368,10 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
                                   "below " TETHER__HC_MARKER ", the HTTP carriage",
                                   "Upgrade: websocket\r\n");
         return -1;
+
+    case LWS_CALLBACK_HTTP_FILE_COMPLETION:
+        /* a static file (transport_lws_www.c) is out: keep the connection for the next request */
+        return lws_http_transaction_completed(wsi) ? -1 : 0;
 
     default:
         return 0;

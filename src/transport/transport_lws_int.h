@@ -142,6 +142,11 @@ int tether__tp_refuse_upgrade(struct lws *wsi, int status, const char *why, cons
  * cfg.http_get; returns -1 (close) after answering, or 0 when http_get does
  * not serve path (nothing written). */
 int tether__tp_http_answer(tether__tp *tp, struct lws *wsi, const char *path);
+/* A plain request for a static file below cfg.www_root (transport_lws_www.c):
+ * 0 when it is not one (a WebSocket handshake whose Upgrade was lost, or not a
+ * GET): the caller answers 426; 1 when the file is being sent; -1 when the
+ * request was answered (404) or failed and the connection closes. */
+int tether__tp_www_answer(tether__tp *tp, struct lws *wsi, const char *path);
 /* transport_lws_carriage.c / transport_lws_hcconn.c: the HTTP carriage of a
  * server. create: after the context (needs tp->loop); destroy: after
  * lws_context_destroy, before the loop is torn down (closed() runs for every

@@ -347,7 +347,9 @@ ops_usage() {
     expect_rc 2 "$T" serve --session-expiry-ms 999 &&
         expect_rc 2 "$T" serve --session-expiry-ms 1x &&
         expect_rc 2 "$T" serve --max-sessions 0 &&
-        expect_rc 2 "$T" serve --max-sessions 1000001
+        expect_rc 2 "$T" serve --max-sessions 1000001 &&
+        expect_rc 1 "$T" serve --listen 127.0.0.1:0 --www "$WORK/no-such-dir" &&
+        grep -qF "www_dir $WORK/no-such-dir: No such file or directory" "$WORK/last.err"
 }
 check serve_operations_flags_are_checked ops_usage
 

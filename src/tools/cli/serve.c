@@ -41,6 +41,9 @@ static const char serve_help[] =
     "  --hello-timeout-ms MS\n"
     "                       a connection must send HELLO within this, 1 to 3600000 [10000]\n"
     "  --delivery-threads N threads that run the sessions' messages, 1 to 64 [4]\n"
+    "  --www DIR            answer plain GET requests on the same port with the files\n"
+    "                       below DIR (\"/\" gives DIR/index.html), e.g. a browser page\n"
+    "                       using the JavaScript client [none]\n"
     "  --help               show this help\n"
     "\n" CLI_SERVER_NET_HELP
     "\n"
@@ -125,6 +128,7 @@ int cli_serve(int argc, char **argv)
         {"max-pending-handshakes", required_argument, NULL, 'P'},
         {"hello-timeout-ms", required_argument, NULL, 'H'},
         {"delivery-threads", required_argument, NULL, 'T'},
+        {"www", required_argument, NULL, 'w'},
         CLI_SERVER_NET_OPTIONS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -161,6 +165,9 @@ int cli_serve(int argc, char **argv)
             break;
         case 'm':
             cfg.metrics_http = 1;
+            break;
+        case 'w':
+            cfg.www_dir = optarg;
             break;
         case 'x':
             if (cli_parse_u64(optarg, 1000, UINT64_C(1) << 53, &cfg.session_idle_expiry_ms) != 0) {
