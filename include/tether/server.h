@@ -130,6 +130,12 @@ typedef struct tether_server_config {
     uint32_t http_poll_hold_ms;   /* longest a poll is held before 204, ms, at most 25000 [25000] */
     uint32_t http_idle_ms;        /* a carriage connection with no request in progress this long
                                      ends, ms, at most 3600000 [40000] */
+    const char *const *http_cors_headers; /* request header names a cross-origin page may
+                                     send on carriage requests besides the carriage's own
+                                     (e.g. "Authorization", read by the handshake hook),
+                                     NULL-terminated, at most 16, each a header name of at
+                                     most 64 bytes; listed in the preflight's
+                                     Access-Control-Allow-Headers [NULL: none] */
 
     /* Static files (docs/operations.md). */
     const char *www_dir;          /* answer plain GET requests with the files below this

@@ -26,6 +26,10 @@
 /* Upper bounds of server limits (docs/config.md); larger values are refused. */
 #define TETHER__MAX_DELIVERY_THREADS 64u
 #define TETHER__MAX_SESSIONS_LIMIT 1000000u        /* max_sessions, max_pending_handshakes */
+#define TETHER__MAX_CORS_HEADERS 16u               /* http_cors_headers entries */
+/* the characters of an HTTP header name (RFC 9110 token) */
+#define TETHER__HEADER_NAME_CHARS                                                                  \
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+-.^_`|~"
 #define TETHER__MAX_HELLO_TIMEOUT_MS 3600000u      /* hello_timeout_ms: one hour */
 
 #define TETHER__DEFAULT_COMMIT_DELAY_US 200u           /* async group commit delay */

@@ -24,6 +24,9 @@
 
 #define TETHER__HC_CONTENT_TYPE "application/vnd.tether.v1+frames"
 #define TETHER__HC_MARKER "/.tether/v1/" /* path segments before the operation */
+/* the request headers a preflight allows (HTTP.md section 12), before the configured ones */
+#define TETHER__HC_CORS_HEADERS "Content-Type, Tether-Connection, Tether-First, Tether-Received, Tether-Hold"
+#define TETHER__HC_CORS_MAX 1536 /* the preflight's extra header lines, bytes: room for 16 names of 64 */
 #define TETHER__HC_ID_CHARS 32           /* characters of a connection id */
 #define TETHER__HC_ID_BYTES 24           /* random bytes behind one (192 bits) */
 #define TETHER__HC_MAX_FRAMES 4096u      /* most frames in a send, poll or stream body */

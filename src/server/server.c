@@ -8,6 +8,7 @@
 
 #include "server_int.h"
 #include "common/alloc.h"
+#include "engine/httpcarry.h"
 
 /* ---- engine events: a delivery thread, ss->mu held; dropped around the callback ---- */
 
@@ -426,10 +427,39 @@ static int check_config(tether_server_config *k)
         return tether__fail(TETHER_ECONFIG, "tls_cert_file and tls_key_file go together, and "
                                             "tls_client_ca_file needs them");
     }
+    size_t nh = 0;
+    for (const char *const *h = k->http_cors_headers; h && *h; h++, nh++) {
+        size_t len = strlen(*h);
+        if (nh == TETHER__MAX_CORS_HEADERS || len == 0 || len > 64 ||
+            strspn(*h, TETHER__HEADER_NAME_CHARS) != len) {
+            return tether__fail(TETHER_ECONFIG, "http_cors_headers: entry %zu is %s", nh + 1,
+                                nh == TETHER__MAX_CORS_HEADERS ? "one too many (at most 16)"
+                                                               : "not a header name of 1 to 64 "
+                                                                 "letters, digits or !#$%&'*+-.^_`|~");
+        }
+    }
     for (const char *const *o = k->allowed_origins; o && *o; o++) {
         if (!**o || strpbrk(*o, "\r\n")) {
             return tether__fail(TETHER_ECONFIG, "allowed_origins holds an empty or multi-line entry");
         }
+    }
+    return TETHER_OK;
+}
+
+/* Joins the configured CORS header names after the carriage's own. */
+static int cors_headers(tether_server *s, const char *const *names)
+{
+    size_t need = strlen(TETHER__HC_CORS_HEADERS) + 1;
+    for (const char *const *h = names; *h; h++) {
+        need += strlen(*h) + 2;
+    }
+    s->cors_headers = tether__malloc(need);
+    if (!s->cors_headers) {
+        return tether__fail(TETHER_ENOMEM, "out of memory");
+    }
+    strcpy(s->cors_headers, TETHER__HC_CORS_HEADERS);
+    for (const char *const *h = names; *h; h++) {
+        strcat(strcat(s->cors_headers, ", "), *h);
     }
     return TETHER_OK;
 }
@@ -488,6 +518,10 @@ int tether_server_create(const tether_server_config *cfg, tether_server **out)
     if (cfg->www_dir && (rc = tether__tp_www_resolve(cfg->www_dir, &s->www)) != TETHER_OK) {
         goto fail;
     }
+    if (cfg->http_cors_headers && (rc = cors_headers(s, cfg->http_cors_headers)) != TETHER_OK) {
+        goto fail;
+    }
+    s->cfg.http_cors_headers = NULL; /* the caller's array; s->cors_headers holds the names */
     s->cfg.www_dir = s->www;
     s->cfg.listen_host = s->host;
     s->cfg.db_path = s->db_path;
@@ -551,6 +585,7 @@ int tether_server_create(const tether_server_config *cfg, tether_server **out)
     tc.carriage_hold_ms = s->cfg.http_poll_hold_ms;
     tc.carriage_idle_ms = s->cfg.http_idle_ms;
     tc.www_root = s->www;
+    tc.cors_headers = s->cors_headers;
     rc = tether__tp_create(&tc, &tether__server_tp_cb, s, &s->tp);
     if (rc == TETHER_OK && (rc = tether__srv_pool_start(s)) != TETHER_OK) {
         tether__tp_destroy(s->tp);
@@ -575,6 +610,7 @@ fail:
     tether__tw_free(&s->wheel);
     tether__free(s->host);
     tether__free(s->www);
+    tether__free(s->cors_headers);
     tether__free(s->db_path);
     tether__free(s->strs);
     tether__free(s->origins);
@@ -802,6 +838,7 @@ void tether_server_destroy(tether_server *s)
     pthread_cond_destroy(&s->pcond);
     tether__free(s->host);
     tether__free(s->www);
+    tether__free(s->cors_headers);
     tether__free(s->db_path);
     tether__free(s->strs);
     tether__free(s->origins);

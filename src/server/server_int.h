@@ -116,6 +116,7 @@ struct tether_server {
     char *host;               /* owned listen host */
     char *db_path;            /* owned db path or NULL */
     char *www;                /* owned resolved www_dir or NULL */
+    char *cors_headers;       /* owned Access-Control-Allow-Headers value, or NULL */
     tether__store *store;     /* sessions and outboxes, behind one mutex (server_store.c) */
     tether__engine_cfg ecfg;  /* engine configuration shared by all sessions */
     tether__tp *tp;           /* transport */

@@ -88,6 +88,8 @@ typedef struct tether__tp_cfg {
     uint32_t carriage_hold_ms;   /* longest a poll is held before 204, ms (0: 25000) */
     uint32_t carriage_idle_ms;   /* a carriage connection with no request this long ends,
                                     ms (0: 40000) */
+    const char *cors_headers;    /* server: the preflight's Access-Control-Allow-Headers
+                                    value, or NULL: TETHER__HC_CORS_HEADERS */
     const char *www_root;        /* server: plain GETs are answered with the files below this
                                     resolved directory (transport_lws_www.c), or NULL */
 } tether__tp_cfg;

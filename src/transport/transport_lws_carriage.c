@@ -13,8 +13,7 @@
 #include "common/alloc.h"
 #include "transport_lws_car.h"
 
-#define HEAD_ROOM 2048 /* status line and headers of an answer */
-#define ALLOW_HEADERS "Content-Type, Tether-Connection, Tether-First, Tether-Received, Tether-Hold"
+#define HEAD_ROOM 3072 /* status line and headers of an answer (CORS lists included) */
 
 /* ---- answers ---- */
 
@@ -505,11 +504,13 @@ static int on_request(tether__tp *tp, struct lws *wsi, tp_pss *pss, const char *
     if (origin_check(tp, req)) {
         *ret = refuse_now(req, 403, NULL);
     } else if (options && header(wsi, "Access-Control-Request-Method", target, sizeof target)) {
-        tether__car_answer(req, 204,
-                           "Access-Control-Allow-Methods: GET, POST\r\n"
-                           "Access-Control-Allow-Headers: " ALLOW_HEADERS "\r\n"
-                           "Access-Control-Max-Age: 600\r\n",
-                           NULL, 0, NULL, 0);
+        char allow[TETHER__HC_CORS_MAX];
+        snprintf(allow, sizeof allow,
+                 "Access-Control-Allow-Methods: GET, POST\r\n"
+                 "Access-Control-Allow-Headers: %s\r\n"
+                 "Access-Control-Max-Age: 600\r\n",
+                 tp->cfg.cors_headers ? tp->cfg.cors_headers : TETHER__HC_CORS_HEADERS);
+        tether__car_answer(req, 204, allow, NULL, 0, NULL, 0);
         *ret = 0;
     } else if (op < 0) {
         *ret = refuse_now(req, 404, NULL);

@@ -217,6 +217,52 @@ TEST(origins_and_cors)
     srv_free(&v);
 }
 
+TEST(configured_cors_headers_join_the_preflight_and_bad_names_are_config_errors)
+{
+    srv v;
+    rawhttp_resp r;
+    char b[512];
+    memset(&r, 0, sizeof r);
+    static const char *const extra[] = {"Authorization", "X-Api-Key", NULL};
+    car_srv_init(&v);
+    v.cfg.http_cors_headers = extra;
+    CHECK_OK(srv_start(&v));
+    CHECK_EQ_INT(req(v.port, "OPTIONS", "/.tether/v1/open",
+                     "Origin: https://app.example\r\nAccess-Control-Request-Method: POST\r\n"
+                     "Access-Control-Request-Headers: authorization, content-type\r\n",
+                     NULL, 0, &r),
+                 204);
+    CHECK_EQ_STR(rawhttp_header(&r, "Access-Control-Allow-Headers", b, sizeof b),
+                 "Content-Type, Tether-Connection, Tether-First, Tether-Received, Tether-Hold, "
+                 "Authorization, X-Api-Key");
+    rawhttp_free(&r);
+    srv_free(&v);
+
+    /* names: empty, too long, not a token, one too many -> TETHER_ECONFIG, nothing started */
+    char longname[70];
+    memset(longname, 'a', 65);
+    longname[65] = '\0';
+    const char *many[18];
+    for (int i = 0; i < 17; i++) {
+        many[i] = "X-A";
+    }
+    many[17] = NULL;
+    const char *const bad1[] = {"", NULL}, *const bad2[] = {longname, NULL},
+                      *const bad3[] = {"X-A: 1", NULL}, *const bad4[] = {"X\r\nY", NULL};
+    const char *const *const bads[] = {bad1, bad2, bad3, bad4, many};
+    for (size_t i = 0; i < sizeof bads / sizeof bads[0]; i++) {
+        tether_server_config cfg;
+        tether_server *s = NULL;
+        tether_server_config_init(&cfg);
+        cfg.listen_host = "127.0.0.1";
+        cfg.http_cors_headers = bads[i];
+        CHECK_EQ_INT(tether_server_create(&cfg, &s), TETHER_ECONFIG);
+        CHECK(strstr(tether_errmsg(), "http_cors_headers: entry") != NULL);
+        CHECK(s == NULL);
+    }
+    CHECK(strstr(tether_errmsg(), "entry 17 is one too many") != NULL);
+}
+
 static int refuse_hook(tether_server *s, tether_handshake *hs, void *user)
 {
     (void)s;
@@ -480,6 +526,7 @@ int main(void)
 {
     RUN(malformed_and_oversized_bodies_wrong_methods_and_unknown_ids_get_their_statuses);
     RUN(origins_and_cors);
+    RUN(configured_cors_headers_join_the_preflight_and_bad_names_are_config_errors);
     RUN(the_admission_hook_sees_the_application_path_and_may_refuse);
     RUN(an_open_whose_body_does_not_come_within_the_hello_timeout_gets_408);
     RUN(refused_hellos_are_answered_200_without_an_id);

@@ -440,6 +440,9 @@ send ws://127.0.0.1:1/ --key k.pem|--cert and --key go together
 send ws://127.0.0.1:1/ --ca|requires an argument
 serve --tls-cert ''|--tls-cert wants a file name
 serve --tls-key ''|--tls-key wants a file name
+serve --cors-header 'X-A: 1'|--cors-header wants a header name
+serve --cors-header ''|--cors-header wants a header name
+serve $(for i in $(seq 17); do printf -- '--cors-header X-%d ' "$i"; done)|--cors-header given more than 16 times
 serve --client-ca ''|--client-ca wants a file name
 serve --tls-cert c.pem|--tls-cert and --tls-key go together
 serve --tls-key k.pem|--tls-cert and --tls-key go together

@@ -170,6 +170,24 @@ int cli_server_net_option(int opt, const char *arg, cli_server_net *net, tether_
         net->origins[net->norigins++] = arg;
         net->origins[net->norigins] = NULL;
         return 0;
+    case CLI_OPT_CORS_HEADER: {
+        static const char token[] =
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+-.^_`|~";
+        size_t len = strlen(arg);
+        if (len == 0 || len > 64 || strspn(arg, token) != len) {
+            return cli_usage_error("serve",
+                                   "--cors-header wants a header name such as Authorization "
+                                   "(1 to 64 letters, digits or !#$%%&'*+-.^_`|~), not '%s'",
+                                   shown(arg));
+        }
+        if (net->ncors == CLI_MAX_CORS_HEADERS) {
+            return cli_usage_error("serve", "--cors-header given more than %d times",
+                                   CLI_MAX_CORS_HEADERS);
+        }
+        net->cors[net->ncors++] = arg;
+        net->cors[net->ncors] = NULL;
+        return 0;
+    }
     default:
         return cli_usage_error("serve", "unknown connectivity option %d", opt);
     }
@@ -184,5 +202,6 @@ int cli_server_net_finish(cli_server_net *net, tether_server_config *cfg)
         return cli_usage_error("serve", "--client-ca needs --tls-cert and --tls-key");
     }
     cfg->allowed_origins = net->norigins ? net->origins : NULL;
+    cfg->http_cors_headers = net->ncors ? net->cors : NULL;
     return 0;
 }

@@ -16,6 +16,7 @@
 #define CLI_MAX_HEADERS 32        /* --header at most this many times */
 #define CLI_HEADER_MAX_BYTES 1024 /* one --header line at most (the library's limit) */
 #define CLI_MAX_ORIGINS 32        /* --allow-origin at most this many times */
+#define CLI_MAX_CORS_HEADERS 16   /* --cors-header at most this many times (the library's bound) */
 
 /* getopt values of the options, above every short option character. */
 enum {
@@ -31,6 +32,7 @@ enum {
     CLI_OPT_TLS_KEY,
     CLI_OPT_CLIENT_CA,
     CLI_OPT_ALLOW_ORIGIN,
+    CLI_OPT_CORS_HEADER,
 };
 
 /* Entries of send's struct option table. */
@@ -76,13 +78,15 @@ enum {
     {"tls-cert", required_argument, NULL, CLI_OPT_TLS_CERT},                                       \
         {"tls-key", required_argument, NULL, CLI_OPT_TLS_KEY},                                     \
         {"client-ca", required_argument, NULL, CLI_OPT_CLIENT_CA},                                 \
-        {"allow-origin", required_argument, NULL, CLI_OPT_ALLOW_ORIGIN}
+        {"allow-origin", required_argument, NULL, CLI_OPT_ALLOW_ORIGIN},                             \
+        {"cors-header", required_argument, NULL, CLI_OPT_CORS_HEADER}
 
 #define CLI_SERVER_NET_CASES                                                                       \
     case CLI_OPT_TLS_CERT:                                                                         \
     case CLI_OPT_TLS_KEY:                                                                          \
     case CLI_OPT_CLIENT_CA:                                                                        \
-    case CLI_OPT_ALLOW_ORIGIN
+    case CLI_OPT_ALLOW_ORIGIN:                                                                     \
+    case CLI_OPT_CORS_HEADER
 
 #define CLI_SERVER_NET_HELP                                                                        \
     "Connectivity (docs/connectivity.md):\n"                                                       \
@@ -92,7 +96,10 @@ enum {
     "                       CAs (needs --tls-cert)\n"                                               \
     "  --allow-origin ORIGIN  accept only upgrades whose Origin is one of these\n"               \
     "                       (exact, case-insensitive; others get 403); repeatable,\n"             \
-    "                       up to 32 [no Origin check]\n"
+    "                       up to 32 [no Origin check]\n"                                      \
+    "  --cors-header NAME   a request header (e.g. Authorization) a page on another\n"          \
+    "                       origin may send on HTTP carriage requests; repeatable,\n"           \
+    "                       up to 16 [the carriage's own only]\n"
 
 /* What send's options collect besides config fields. */
 typedef struct cli_client_net {
@@ -104,6 +111,8 @@ typedef struct cli_client_net {
 typedef struct cli_server_net {
     const char *origins[CLI_MAX_ORIGINS + 1]; /* --allow-origin values, NULL-terminated */
     size_t norigins;                          /* how many */
+    const char *cors[CLI_MAX_CORS_HEADERS + 1]; /* --cors-header names, NULL-terminated */
+    size_t ncors;                             /* how many */
 } cli_server_net;
 
 /* One option of send (opt from CLI_CLIENT_NET_CASES) into cfg or net.
