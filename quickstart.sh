@@ -54,11 +54,14 @@ demo)
 test)
     install_missing
     build build
-    (cd build && ctest --output-on-failure --timeout 600 "$@")
+    # two suites at a time (TETHER_TEST_JOBS): most of them wait on sockets and
+    # timers, and the longest start first (tests/CMakeLists.txt, COST)
+    jobs=${TETHER_TEST_JOBS:-2}
+    (cd build && ctest -j"$jobs" --output-on-failure --timeout 600 "$@")
     echo "quickstart: the same suite under AddressSanitizer and UndefinedBehaviorSanitizer" >&2
     build build-asan -DTETHER_SANITIZE=ON -DTETHER_BENCH=OFF -DTETHER_EXAMPLES=OFF
     (cd build-asan && ALLOC_FAIL_SPARSE=${ALLOC_FAIL_SPARSE:-5} ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$root/tests/support/lsan.supp:print_suppressions=0 UBSAN_OPTIONS=print_stacktrace=1 \
-        ctest --output-on-failure --timeout 900 "$@")
+        ctest -j"$jobs" --output-on-failure --timeout 900 "$@")
     echo "quickstart: static analysis (cppcheck)" >&2
     tests/static/run.sh build
     echo "quickstart: fuzz targets, ${TETHER_FUZZ_SECONDS:-45} s each" >&2

@@ -81,19 +81,19 @@ void tether__srv_unlock(tether_server *s, srv_session *ss)
 
 void tether__srv_wake(tether_server *s, srv_session *ss)
 {
-    int wake = 0;
     pthread_mutex_lock(&s->plock);
     if (!ss->dirty) {
         ss->dirty = 1;
         tether__srv_ref(ss); /* the wake list's */
         ss->next_dirty = s->dirty;
         s->dirty = ss;
-        wake = 1;
+        /* under plock: destroy() sets tp_gone under it before freeing the
+           transport, so a delivery thread never wakes a freed one */
+        if (!s->tp_gone) {
+            tether__tp_wake(s->tp);
+        }
     }
     pthread_mutex_unlock(&s->plock);
-    if (wake) {
-        tether__tp_wake(s->tp);
-    }
 }
 
 /* ---- the session table ---- */
@@ -809,6 +809,9 @@ void tether_server_destroy(tether_server *s)
     }
     /* joins the service thread; connections still open are closed from here
      * and their sessions' last work goes to the delivery threads */
+    pthread_mutex_lock(&s->plock);
+    s->tp_gone = 1; /* from here the delivery threads' last work wakes nothing */
+    pthread_mutex_unlock(&s->plock);
     tether__tp_destroy(s->tp);
     tether__srv_pool_stop(s); /* runs what is queued, then joins */
     /* sessions on the wake list were left by the service thread */

@@ -145,6 +145,7 @@ struct tether_server {
     atomic_uint pending;      /* upgraded connections that have not sent HELLO */
     atomic_uint del_gen;      /* sessions deleted so far (a load that raced one reads again) */
     atomic_int stopping;      /* destroy() in progress */
+    int tp_gone;              /* plock: the transport is being destroyed; no more wakes */
     char *strs;               /* owned copies of the TLS file names and allowed origins */
     const char **origins;     /* owned copy of cfg.allowed_origins (pointers into strs) */
     int started;              /* the service thread runs */

@@ -108,7 +108,7 @@ TEST(both_directions_exactly_once_in_order)
     CHECK(rec_wait_count(&p.crec, 3000, WAIT_MS));
     rec_check_exact(&p.crec, 3000, "client");
     uint64_t acked = 0, count = 1;
-    for (int i = 0; i < 400 && acked < 3000; i++) {
+    for (unsigned i = 0; i < WAIT_MS / 5 && acked < 3000; i++) {
         CHECK_OK(tether_server_acked(p.s, &id, &acked));
         sleep_ms(5);
     }
