@@ -1,1 +1,12 @@
-export * from './codec.js';
+export { TetherClient } from './client.js';
+export type { ClientState, StateEvent, MismatchEvent, BackpressureEvent, ClientEvents } from './client.js';
+export type { TetherClientOptions, Timers } from './options.js';
+export { DEFAULTS } from './options.js';
+export { TetherError } from './errors.js';
+export type { ErrorName } from './errors.js';
+export { MemoryStore } from './store.js';
+export type { TetherStore, SessionRecord, StoredMessage } from './store.js';
+export type { Transport, TransportEvents, TransportFactory, CloseInfo } from './transport.js';
+export { Backoff } from './backoff.js';
+export { decodeFrame, encodeFrame, FrameError } from './codec.js';
+export type { Frame } from './codec.js';
