@@ -1,3 +1,8 @@
+import { registerIndexedDbStore } from './client.js';
+import { IndexedDbStore } from './idbstore.js';
+
+registerIndexedDbStore((name) => new IndexedDbStore(name));
+
 export { TetherClient } from './client.js';
 export type { ClientState, StateEvent, MismatchEvent, BackpressureEvent, ClientEvents } from './client.js';
 export type { TetherClientOptions, Timers } from './options.js';
@@ -10,3 +15,5 @@ export type { Transport, TransportEvents, TransportFactory, CloseInfo } from './
 export { Backoff } from './backoff.js';
 export { decodeFrame, encodeFrame, FrameError } from './codec.js';
 export type { Frame } from './codec.js';
+export { IndexedDbStore } from './idbstore.js';
+export type { IndexedDbStoreOptions } from './idbstore.js';
