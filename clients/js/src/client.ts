@@ -464,7 +464,7 @@ export class TetherClient extends Emitter<ClientEvents> {
     const error = c ? c.error : info.error;
     const detail = c ? c.detail : info.detail;
     const code = c ? c.code : 0;
-    this.afterClose({ error, httpStatus: info.httpStatus, retryAfterMs: info.retryAfterMs, detail }, code, c?.stop ?? false);
+    this.afterClose({ error, httpStatus: info.httpStatus, retryAfterMs: info.retryAfterMs, statusHidden: !c && info.statusHidden, detail }, code, c?.stop ?? false);
   }
 
   private afterClose(info: CloseInfo, code = 0, stop = false): void {
@@ -480,7 +480,7 @@ export class TetherClient extends Emitter<ClientEvents> {
       this.stopWith(info.error, http, code, info.detail);
       return;
     }
-    const fb = this.fb.afterClose({ error: info.error, httpStatus: http, welcomed: wasWelcomed, acked: this.connAcked }, now);
+    const fb = this.fb.afterClose({ error: info.error, httpStatus: http, welcomed: wasWelcomed, acked: this.connAcked, statusHidden: info.statusHidden }, now);
     if (fb === FB_SWITCHED) {
       this.liveSince = 0;
       this.report('reconnecting', info.error, http, code, 0, this.fb.why);

@@ -15,6 +15,8 @@ export interface FallbackEvent {
   httpStatus: number;
   welcomed: boolean;
   acked: boolean;
+  /** The platform hid the cause (a browser WebSocket that did not open). */
+  statusHidden?: boolean;
 }
 
 export const FB_SAME = 0;
@@ -25,6 +27,7 @@ const MAX_FACTOR = 12;
 export class Fallback {
   http: boolean;
   authTry = false;
+  hiddenTry = false; /* this HTTP attempt asks the server what the browser's WebSocket could not tell */
   probing = false;
   earlyDeaths = 0;
   probesFailed = 0;
@@ -40,7 +43,7 @@ export class Fallback {
 
   /** Before an attempt: back to WebSocket for a probe when the HTTP verdict expired. */
   beforeAttempt(now: number): boolean {
-    if (this.mode !== 'auto' || !this.http || this.authTry || now < this.httpUntil) {
+    if (this.mode !== 'auto' || !this.http || this.authTry || this.hiddenTry || now < this.httpUntil) {
       return false;
     }
     this.http = false;
@@ -52,6 +55,7 @@ export class Fallback {
   welcomed(): void {
     if (this.http) {
       this.authTry = false;
+      this.hiddenTry = false;
     } else if (this.probing) {
       this.probing = false;
       this.probesFailed = 0;
@@ -87,6 +91,13 @@ export class Fallback {
       return FB_SAME;
     }
     if (this.http) {
+      if (this.hiddenTry && !ev.welcomed) {
+        /* the HTTP open did not pass either: its status says why (refused, not blocked) */
+        this.hiddenTry = false;
+        this.http = false;
+        this.why = `the WebSocket did not open and the HTTP open was answered ${ev.httpStatus || 'nothing'}: back to WebSocket`;
+        return (ev.httpStatus === 401 || ev.httpStatus === 403) ? FB_PERMANENT : FB_SAME;
+      }
       if (this.authTry && !ev.welcomed) {
         this.authTry = false;
         this.http = false;
@@ -106,6 +117,11 @@ export class Fallback {
       const failed = this.probesFailed;
       this.toHttp(now, factor, 'the WebSocket probe did not reach WELCOME');
       this.probesFailed = failed;
+      return FB_SWITCHED;
+    }
+    if (!ev.welcomed && ev.statusHidden && !this.probing) {
+      this.toHttp(now, 1, 'the browser hides why the WebSocket did not open: asking with the HTTP open');
+      this.hiddenTry = true;
       return FB_SWITCHED;
     }
     const why = this.pathBlocks(ev);

@@ -17,7 +17,7 @@ export interface TetherClientOptions {
   store?: 'memory' | 'indexeddb' | TetherStore;
   /** The store's name: one session per name (IndexedDB database "tether:<name>"). Default "default". */
   name?: string;
-  /** 'websocket' (the only carriage so far; 'auto' and 'http' are refused with TETHER_ECONFIG). */
+  /** 'auto' (WebSocket, the HTTP carriage when the path blocks it; default), 'websocket' or 'http'. */
   transport?: 'auto' | 'websocket' | 'http';
   /** Manual acknowledgement: messages are committed only when the application calls ack(seq). */
   manualAck?: boolean;
@@ -120,9 +120,9 @@ export function resolveOptions(o: TetherClientOptions): ResolvedOptions {
   if (!o || typeof o.url !== 'string' || !/^wss?:\/\/[^/]/i.test(o.url)) {
     throw new TetherError('TETHER_ECONFIG', `url ${String(o?.url)} is not a ws:// or wss:// URL`);
   }
-  const transport = o.transport ?? 'websocket';
-  if (transport !== 'websocket') {
-    throw new TetherError('TETHER_ECONFIG', `transport ${String(transport)}: this client speaks WebSocket only (the HTTP carriage is not implemented yet)`);
+  const transport = o.transport ?? 'auto';
+  if (!['auto', 'websocket', 'http'].includes(transport)) {
+    throw new TetherError('TETHER_ECONFIG', `transport ${String(transport)} is not auto, websocket or http`);
   }
   const name = o.name ?? 'default';
   if (typeof name !== 'string' || name.length === 0 || name.length > 200) {

@@ -8,6 +8,8 @@ export interface CloseInfo {
   httpStatus?: number;
   /** Retry-After of a refusal, in ms (0: none). */
   retryAfterMs?: number;
+  /** The platform hid why the attempt failed (a browser's WebSocket before it opened). */
+  statusHidden?: boolean;
   /** One line for humans. */
   detail: string;
 }

@@ -1,9 +1,10 @@
 /*
  * The default carriages: WebSocket through the `ws` package in Node (it shows
  * the HTTP status of a refused upgrade and can ping) or the platform's
- * WebSocket in browsers; the HTTP carriage is not part of this client yet.
+ * WebSocket in browsers; and the HTTP carriage (http.ts).
  */
 import type { ErrorName } from './errors.js';
+import { httpTransport } from './http.js';
 import type { ResolvedOptions } from './options.js';
 import { isNode } from './platform.js';
 import type { CloseInfo, Transport, TransportEvents, TransportFactory } from './transport.js';
@@ -20,7 +21,7 @@ export async function defaultTransportFactory(o: ResolvedOptions): Promise<Trans
   } else {
     ws = (_kind, url, ev) => browserWebSocket(url, ev);
   }
-  return ws;
+  return (kind, url, ev) => (kind === 'http' ? httpTransport(url, ev, o) : ws(kind, url, ev));
 }
 
 /** Calls ev.close once, whatever reports the end first. */
@@ -171,6 +172,7 @@ function browserWebSocket(url: string, ev: TransportEvents): Transport {
     finish(
       failure ?? {
         error: opened ? 'TETHER_EPEER_CLOSED' : 'TETHER_ECONNECT',
+        statusHidden: !opened,
         detail: opened ? `the connection closed (WebSocket close ${c.code})` : 'the WebSocket did not open (the browser hides why)',
       },
     );

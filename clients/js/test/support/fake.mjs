@@ -75,7 +75,7 @@ export class FakeNet {
 export function makeClient(extra = {}) {
   const timers = new FakeTimers();
   const net = new FakeNet();
-  const c = new TetherClient({ url: 'ws://test/', store: 'memory', timers, transportFactory: net.factory, random: () => 0.5, ...extra });
+  const c = new TetherClient({ url: 'ws://test/', store: 'memory', timers, transportFactory: net.factory, random: () => 0.5, transport: 'websocket', ...extra });
   const log = { state: [], message: [], acked: [], mismatch: [], backpressure: [], error: [] };
   for (const k of Object.keys(log)) {
     c.on(k, (...a) => log[k].push(a.length === 1 ? a[0] : a));
