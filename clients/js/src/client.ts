@@ -7,19 +7,8 @@
  * of the code.
  */
 import { Backoff } from './backoff.js';
-import {
-  decodeFrame,
-  encodeFrame,
-  FrameError,
-  type Frame,
-  type Welcome,
-  FRAME_ACK,
-  FRAME_BYE,
-  FRAME_DATA,
-  FRAME_REJECT,
-  FRAME_WELCOME,
-  MAX_RUN,
-} from './codec.js';
+import { decodeFrame, encodeFrame, FrameError, type Frame, type Welcome } from './codec.js';
+import { FRAME_ACK, FRAME_BYE, FRAME_DATA, FRAME_REJECT, FRAME_WELCOME, MAX_RUN } from './codec.js';
 import { Emitter } from './emitter.js';
 import { TetherError, type ErrorName } from './errors.js';
 import { Fallback, FB_PERMANENT, FB_SWITCHED } from './fallback.js';
@@ -27,67 +16,16 @@ import { realTimers, resolveOptions, type ResolvedOptions, type TetherClientOpti
 import { MemoryStore, type SessionRecord, type StoredMessage, type TetherStore } from './store.js';
 import type { CloseInfo, Transport, TransportFactory } from './transport.js';
 import { ensureCrypto, isNode, randomBytes } from './platform.js';
-
-export type ClientState = 'connecting' | 'connected' | 'disconnected' | 'reconnecting' | 'stopped' | 'closed';
-
-export interface StateEvent {
-  state: ClientState;
-  /** Why (TETHER_OK when nothing went wrong). */
-  error: ErrorName;
-  /** The HTTP status of a refused upgrade or HTTP open (0: none or not visible). */
-  httpStatus: number;
-  /** The REJECT or BYE code the server sent (0: none). */
-  code: number;
-  /** RECONNECTING: the next attempt comes in this many ms. */
-  retryInMs: number;
-  /** The carriage of this attempt or connection. */
-  transport: 'websocket' | 'http';
-  detail: string;
-}
-
-export interface MismatchEvent {
-  peerAcked: bigint;
-  outLast: bigint;
-  recvCursor: bigint;
-  peerRecvCursor: bigint;
-  peerOutLast: bigint;
-  /** Messages the server had acknowledged and lost. */
-  lostAcked: bigint;
-  /** Messages committed here that the server does not know it sent. */
-  unknownReceived: bigint;
-  detail: string;
-}
-
-export interface BackpressureEvent {
-  kind: 'window_full' | 'window_open' | 'outbox_full' | 'outbox_open';
-  pendingMessages: number;
-  pendingBytes: number;
-}
-
-export type ClientEvents = {
-  message: (seq: bigint, data: Uint8Array, redelivered: boolean) => void;
-  acked: (first: bigint, last: bigint) => void;
-  state: (ev: StateEvent) => void;
-  mismatch: (ev: MismatchEvent) => void;
-  backpressure: (ev: BackpressureEvent) => void;
-  error: (err: Error) => void;
-};
+import type { BackpressureEvent, ClientEvents, ClientState, MismatchEvent } from './events.js';
+import { errText, hex, makeIndexedDbStore, mismatchOf, permanent } from './util.js';
+export { registerIndexedDbStore } from './util.js';
+export type { BackpressureEvent, ClientEvents, ClientState, MismatchEvent, StateEvent } from './events.js';
 
 type Phase = 'idle' | 'connecting' | 'welcoming' | 'open' | 'waiting' | 'stopped' | 'closed';
 
 const PROTOCOL_VERSION = 1;
 const RUN_BYTES_MAX = 256 * 1024; /* a run's payload bytes, unless one message is larger */
 const enc = new TextEncoder();
-
-function permanent(e: ErrorName, http: number): boolean {
-  return (
-    e === 'TETHER_ETOKEN' ||
-    e === 'TETHER_EVERSION' ||
-    e === 'TETHER_ETOOBIG' ||
-    e === 'TETHER_EPROXY_AUTH' ||
-    (e === 'TETHER_EHTTP' && (http === 401 || http === 403))
-  );
-}
 
 export class TetherClient extends Emitter<ClientEvents> {
   readonly options: ResolvedOptions;
@@ -564,25 +502,7 @@ export class TetherClient extends Emitter<ClientEvents> {
     if (hex(w.sessionId) !== hex(r.id)) {
       return this.protocolError('a WELCOME for another session id');
     }
-    const m: MismatchEvent = {
-      peerAcked: r.peerAcked,
-      outLast: r.outLast,
-      recvCursor: r.recvCursor,
-      peerRecvCursor: w.recvCursor,
-      peerOutLast: w.outLast,
-      lostAcked: w.recvCursor < r.peerAcked ? r.peerAcked - w.recvCursor : 0n,
-      unknownReceived: w.outLast < r.recvCursor ? r.recvCursor - w.outLast : 0n,
-      detail: '',
-    };
-    if (w.recvCursor < r.peerAcked) {
-      m.detail = `the server lost ${m.lostAcked} acknowledged message(s)`;
-    } else if (w.recvCursor > r.outLast) {
-      m.detail = `the server claims ${w.recvCursor} message(s); we sent ${r.outLast}`;
-    } else if (w.outLast < r.recvCursor) {
-      m.detail = `we committed ${m.unknownReceived} message(s) the server does not know it sent`;
-    } else if (r.established && !w.resumed) {
-      m.detail = 'the server does not know this session';
-    }
+    const m = mismatchOf(r, w);
     if (m.detail) {
       this.clearTimer();
       this.emitSafe('mismatch', m);
@@ -868,26 +788,3 @@ export class TetherClient extends Emitter<ClientEvents> {
   }
 }
 
-/* Set by the IndexedDB module when it is loaded (the browser bundle); Node has none. */
-let idbFactory: ((name: string) => TetherStore) | null = null;
-export function registerIndexedDbStore(f: (name: string) => TetherStore): void {
-  idbFactory = f;
-}
-function makeIndexedDbStore(name: string): TetherStore {
-  if (!idbFactory || typeof indexedDB === 'undefined') {
-    throw new TetherError('TETHER_ECONFIG', "store 'indexeddb' needs a browser with IndexedDB");
-  }
-  return idbFactory(name);
-}
-
-function hex(b: Uint8Array): string {
-  let s = '';
-  for (const x of b) {
-    s += x.toString(16).padStart(2, '0');
-  }
-  return s;
-}
-
-function errText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}
