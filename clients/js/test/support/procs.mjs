@@ -130,3 +130,76 @@ export function checkServerReceived(msgs, n, payload) {
     throw new Error(`server: ${seen.size} distinct seqs, expected ${n}`);
   }
 }
+
+/** A free loopback port from the OS (bound, then released). */
+export async function freePort() {
+  const { createServer } = await import('node:net');
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.once('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const p = s.address().port;
+      s.close(() => res(p));
+    });
+  });
+}
+
+/**
+ * squid on a free loopback port with Debian 12's stock access rules (CONNECT only to 443,
+ * as tests/field/ext.c does), so ws:// through it is refused and plain HTTP passes.
+ */
+export async function startSquid(dir) {
+  const { writeFileSync, mkdirSync, chmodSync } = await import('node:fs');
+  const sd = join(dir, 'squid');
+  mkdirSync(sd, { recursive: true });
+  chmodSync(dir, 0o711);
+  chmodSync(sd, 0o777); /* squid drops root for the "proxy" user */
+  const port = await freePort();
+  const conf = join(sd, 'squid.conf');
+  writeFileSync(
+    conf,
+    [
+      'acl SSL_ports port 443',
+      'acl Safe_ports port 80',
+      'acl Safe_ports port 443',
+      'acl Safe_ports port 1025-65535',
+      'http_access deny !Safe_ports',
+      'http_access deny CONNECT !SSL_ports',
+      'http_access allow localhost',
+      'http_access deny all',
+      `http_port 127.0.0.1:${port}`,
+      `pid_filename ${sd}/squid.pid`,
+      `access_log stdio:${sd}/access.log`,
+      `cache_log ${sd}/cache.log`,
+      'cache_store_log none',
+      `coredump_dir ${sd}`,
+      'visible_hostname tether-test',
+      'dns_nameservers 127.0.0.1',
+      'shutdown_lifetime 0 seconds',
+      'netdb_filename none',
+      'logfile_rotate 0',
+      '',
+    ].join('\n'),
+  );
+  const child = spawn('/usr/sbin/squid', ['-N', '-f', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
+  collect(child);
+  const { connect } = await import('node:net');
+  for (let i = 0; i < 400; i++) {
+    const ok = await new Promise((r) => {
+      const c = connect(port, '127.0.0.1', () => {
+        c.destroy();
+        r(true);
+      });
+      c.on('error', () => r(false));
+    });
+    if (ok) {
+      return { port, pid: child.pid, stop: () => stop(child), log: () => readFileSync(join(sd, 'access.log'), 'utf8') };
+    }
+    if (child.exitCode !== null) {
+      break;
+    }
+    await sleep(50);
+  }
+  await stop(child);
+  throw new Error(`squid did not start on port ${port}`);
+}
