@@ -41,6 +41,7 @@ export class TetherClient extends Emitter<ClientEvents> {
   private outboxBytes = 0;
   private sendQueue: { data: Uint8Array; resolve: (s: bigint) => void; reject: (e: Error) => void }[] = [];
   private flushing = false;
+  private queuedBytes = 0; /* bytes in sendQueue */
 
   private phase: Phase = 'idle';
   private tp: Transport | null = null;
@@ -167,10 +168,9 @@ export class TetherClient extends Emitter<ClientEvents> {
       return Promise.reject(new TetherError('TETHER_ETOOBIG', `a message of ${data.length} bytes (at most ${lim})`));
     }
     const o = this.options;
-    const queuedBytes = this.sendQueue.reduce((n, q) => n + q.data.length, 0);
     if (
       (o.maxPendingMessages && this.outbox.length + this.sendQueue.length + 1 > o.maxPendingMessages) ||
-      (o.maxPendingBytes && this.outboxBytes + queuedBytes + data.length > o.maxPendingBytes)
+      (o.maxPendingBytes && this.outboxBytes + this.queuedBytes + data.length > o.maxPendingBytes)
     ) {
       if (!this.outboxFull) {
         this.outboxFull = true;
@@ -180,6 +180,7 @@ export class TetherClient extends Emitter<ClientEvents> {
     }
     return new Promise((resolve, reject) => {
       this.sendQueue.push({ data, resolve, reject });
+      this.queuedBytes += data.length;
       if (!this.flushing) {
         this.flushing = true;
         this.run(() => this.flushSends());
@@ -239,6 +240,7 @@ export class TetherClient extends Emitter<ClientEvents> {
       this.tp.close('TETHER_ECLOSED', 'closed by the application');
     }
     this.clearAckTimer();
+    this.queuedBytes = 0;
     for (const q of this.sendQueue.splice(0)) {
       q.reject(new TetherError('TETHER_ECLOSED', 'the client was closed'));
     }
@@ -294,6 +296,7 @@ export class TetherClient extends Emitter<ClientEvents> {
   private async flushSends(): Promise<void> {
     while (this.sendQueue.length > 0 && this.rec) {
       const batch = this.sendQueue.splice(0, 1024);
+      this.queuedBytes -= batch.reduce((n, q) => n + q.data.length, 0);
       const first = this.rec.outLast + 1n;
       const msgs = batch.map((q, i) => ({ seq: first + BigInt(i), data: q.data }));
       try {
@@ -685,7 +688,9 @@ export class TetherClient extends Emitter<ClientEvents> {
     }
     const r = this.rec;
     const limit = r.peerAcked + BigInt(this.options.window);
-    let i = this.outbox.findIndex((m) => m.seq > this.connSent);
+    /* the outbox holds consecutive seqs: the first one not sent yet is found by arithmetic */
+    let i = this.outbox.length === 0 || this.connSent < this.outbox[0].seq ? 0 : Number(this.connSent - this.outbox[0].seq) + 1;
+    i = i < this.outbox.length ? i : -1;
     while (i >= 0 && i < this.outbox.length && this.outbox[i].seq <= limit) {
       const start = this.outbox[i];
       if (start.data.length > this.peerMax) {
