@@ -17,7 +17,7 @@ import { MemoryStore, type SessionRecord, type StoredMessage, type TetherStore }
 import type { CloseInfo, Transport, TransportFactory } from './transport.js';
 import { ensureCrypto, isNode, randomBytes } from './platform.js';
 import type { BackpressureEvent, ClientEvents, ClientState, MismatchEvent } from './events.js';
-import { errText, hex, makeIndexedDbStore, mismatchOf, permanent } from './util.js';
+import { errText, hex, makeIndexedDbStore, mismatchOf, permanent, watchOnline } from './util.js';
 export { registerIndexedDbStore } from './util.js';
 export type { BackpressureEvent, ClientEvents, ClientState, MismatchEvent, StateEvent } from './events.js';
 
@@ -61,7 +61,7 @@ export class TetherClient extends Emitter<ClientEvents> {
   private delivered = 0n; /* highest seq delivered to the application */
   private lastAckSent = 0n;
   private waiters: { resolve: () => void; timer: unknown }[] = [];
-  private onlineHandler: (() => void) | null = null;
+  private unwatch: () => void = () => undefined; /* removes the online/offline listeners */
 
   constructor(opts: TetherClientOptions) {
     super();
@@ -228,7 +228,7 @@ export class TetherClient extends Emitter<ClientEvents> {
     }
     const wasOpen = this.phase === 'open';
     this.phase = 'closed';
-    this.unlistenOnline();
+    this.unwatch();
     this.clearTimer();
     await this.chain.catch(() => undefined);
     if (this.tp) {
@@ -769,27 +769,22 @@ export class TetherClient extends Emitter<ClientEvents> {
     }
   }
 
-  /* Browsers: back online while waiting → try at once. */
+  /* Browsers: offline ends the connection now; back online while waiting → try at once. */
   private listenOnline(): void {
-    const g = globalThis as unknown as { addEventListener?: (t: string, f: () => void) => void };
-    if (typeof g.addEventListener !== 'function' || typeof window === 'undefined') {
-      return;
-    }
-    this.onlineHandler = () => {
-      if (this.phase === 'waiting') {
-        this.backoff.reset();
-        this.attempt();
-      }
-    };
-    g.addEventListener('online', this.onlineHandler);
+    this.unwatch = watchOnline(
+      () => {
+        if (this.phase === 'waiting') {
+          this.backoff.reset();
+          this.attempt();
+        }
+      },
+      () => {
+        if (this.phase === 'connecting' || this.phase === 'welcoming' || this.phase === 'open') {
+          this.abort('TETHER_ECONNECT', 0, 'the browser went offline', false);
+        }
+      },
+    );
   }
 
-  private unlistenOnline(): void {
-    const g = globalThis as unknown as { removeEventListener?: (t: string, f: () => void) => void };
-    if (this.onlineHandler && typeof g.removeEventListener === 'function') {
-      g.removeEventListener('online', this.onlineHandler);
-    }
-    this.onlineHandler = null;
-  }
 }
 

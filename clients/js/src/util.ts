@@ -62,3 +62,18 @@ export function mismatchOf(r: SessionRecord, w: Welcome): MismatchEvent {
   }
   return m;
 }
+
+/** Browsers: calls online/offline on the window's events; returns what removes them (Node: nothing). */
+export function watchOnline(online: () => void, offline: () => void): () => void {
+  type Target = { addEventListener?: (t: string, f: () => void) => void; removeEventListener?: (t: string, f: () => void) => void };
+  const g = globalThis as unknown as Target;
+  if (typeof g.addEventListener !== 'function' || typeof window === 'undefined') {
+    return () => undefined;
+  }
+  g.addEventListener('online', online);
+  g.addEventListener('offline', offline);
+  return () => {
+    g.removeEventListener?.('online', online);
+    g.removeEventListener?.('offline', offline);
+  };
+}

@@ -284,3 +284,26 @@ test('options out of range are refused with TETHER_ECONFIG', async () => {
   assert.throws(() => new TetherClient({ url: 'ws://x/', store: 'indexeddb' }), /ECONFIG/);
   assert.throws(() => new TetherClient({ url: 'ws://x/', store: 'nope' }), /ECONFIG/);
 });
+
+test('browsers: offline ends the connection at once, online retries without waiting for the backoff', async () => {
+  const listeners = {};
+  globalThis.window = globalThis;
+  globalThis.addEventListener = (t, f) => (listeners[t] = f);
+  globalThis.removeEventListener = (t) => delete listeners[t];
+  try {
+    const { c, net, log } = await openClient({ backoffBaseMs: 60000 });
+    listeners.offline();
+    await settle();
+    assert.equal(log.state.find((s) => s.state === 'disconnected').error, 'TETHER_ECONNECT');
+    assert.equal(log.state.at(-1).state, 'reconnecting');
+    assert.equal(net.conns.length, 1);
+    listeners.online();
+    assert.equal(net.conns.length, 2, 'a new attempt at once');
+    await c.close();
+    assert.equal(listeners.online, undefined, 'close removes the listeners');
+  } finally {
+    delete globalThis.window;
+    delete globalThis.addEventListener;
+    delete globalThis.removeEventListener;
+  }
+});
