@@ -22,6 +22,22 @@ install_missing() {
     for p in "${packages[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
     done
+    apt_install "${missing[@]}"
+}
+
+# The JavaScript client's tests (clients/js) need node and npm, and chromium for the browser test.
+# Checked by command, not by package: node from another source (NodeSource) bundles its own npm,
+# and Debian's npm package would conflict with it.
+install_missing_js() {
+    local missing=()
+    command -v node >/dev/null || missing+=(nodejs)
+    command -v npm >/dev/null || missing+=(npm)
+    [ -x /usr/bin/chromium ] || missing+=(chromium)
+    apt_install "${missing[@]}"
+}
+
+apt_install() {
+    local missing=("$@")
     [ ${#missing[@]} -eq 0 ] && return 0
     echo "quickstart: installing ${missing[*]}" >&2
     local sudo=""
@@ -58,6 +74,10 @@ test)
     # timers, and the longest start first (tests/CMakeLists.txt, COST)
     jobs=${TETHER_TEST_JOBS:-2}
     (cd build && ctest -j"$jobs" --output-on-failure --timeout 600 "$@")
+    echo "quickstart: the JavaScript client (clients/js): npm ci, build, unit, integration and browser tests" >&2
+    install_missing_js
+    (cd clients/js && npm ci --no-audit --no-fund --loglevel=error && npm run build >/dev/null &&
+        TETHER_BIN=$root/build/tether CHROMIUM=/usr/bin/chromium npm run test:all)
     echo "quickstart: the same suite under AddressSanitizer and UndefinedBehaviorSanitizer" >&2
     build build-asan -DTETHER_SANITIZE=ON -DTETHER_BENCH=OFF -DTETHER_EXAMPLES=OFF
     (cd build-asan && ALLOC_FAIL_SPARSE=${ALLOC_FAIL_SPARSE:-5} ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$root/tests/support/lsan.supp:print_suppressions=0 UBSAN_OPTIONS=print_stacktrace=1 \

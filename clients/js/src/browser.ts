@@ -1,0 +1,2 @@
+/* The browser bundle's entry (the same API as the ES module). */
+export * from './index.js';
