@@ -22,4 +22,4 @@ createServer((req, res) => {
   } catch {
     res.writeHead(500).end('build the bundle first: cd clients/js && npm ci && npm run build\n');
   }
-}).listen(port, '127.0.0.1', () => console.log(`open http://127.0.0.1:${port}/ (with build/tether serve --echo running)`));
+}).listen(port, '127.0.0.1', () => console.log(`open http://127.0.0.1:${port}/?server=ws://127.0.0.1:9000/ (with build/tether serve --echo running)`));
