@@ -289,6 +289,41 @@ out:
     srv_free(&v);
 }
 
+TEST(nginx_hiding_upgrade_in_the_101_falls_back_and_delivers)
+{
+    /* a proxy that passes the 101 but drops its Upgrade header (a rewriting
+     * filter): EHANDSHAKE on a 101, then the carriage through the same proxy */
+    srv v;
+    nginx ng;
+    cli k;
+    memset(&ng, 0, sizeof ng);
+    ng.extra = "proxy_hide_header Upgrade;";
+    srv_init(&v);
+    CHECK_OK(srv_start(&v));
+    if (nginx_start(&ng, 0, v.port) != 0) {
+        tt_fail(__FILE__, __LINE__, "nginx did not start");
+        srv_free(&v);
+        return;
+    }
+    field_cli_init(&k, "ws", "127.0.0.1", ng.port);
+    k.cfg.transport = TETHER_TRANSPORT_AUTO;
+    CHECK_OK(cli_start(&k));
+    CHECK(wait_until(connected_http, &k, WAIT_MS));
+    int err = 0, http = 0;
+    CHECK(rec_saw_state(&k.rec, TETHER_STATE_DISCONNECTED, &err, &http, NULL) >= 1);
+    CHECK_EQ_STR(tether_err_name(err), "TETHER_EHANDSHAKE");
+    CHECK_EQ_INT(http, 101);
+    CHECK_OK(send_tagged(k.c, 1000, 64));
+    CHECK_OK(server_send_tagged(&v, k.c, 1, 1000));
+    CHECK_OK(tether_client_wait_acked(k.c, WAIT_MS));
+    CHECK(rec_wait_count(&k.rec, 1000, WAIT_MS));
+    rec_check_exact(&v.rec, 1000, "server behind nginx hiding Upgrade");
+    rec_check_exact(&k.rec, 1000, "client behind nginx hiding Upgrade");
+    cli_free(&k);
+    nginx_stop(&ng);
+    srv_free(&v);
+}
+
 /* ------------------------------------------------------------------------ */
 /* The chaos relay cutting every connection while polls are held             */
 /* ------------------------------------------------------------------------ */
@@ -386,6 +421,7 @@ int main(int argc, char **argv)
     RUN(squid_stripping_upgrade_426_falls_back_and_delivers);
     RUN(nginx_buffering_gzip_long_polls_both_directions_bounded_latency);
     RUN(nginx_read_timeout_kills_polls_nothing_lost);
+    RUN(nginx_hiding_upgrade_in_the_101_falls_back_and_delivers);
     RUN(relay_cuts_during_polls_nothing_lost);
     RUN(server_backlog_drained_through_polls);
     return tt_finish();
