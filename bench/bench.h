@@ -52,6 +52,7 @@ typedef struct bench_peer_opts {
     int async;           /* client: one tether_client_send_async() per message */
     int opaque;          /* server: payloads are not the bench layout (tether send's lines):
                             count them, check neither order nor latency */
+    int http;            /* client: the HTTP carriage instead of WebSocket (--http) */
 } bench_peer_opts;
 
 int bench_peer_tether(const bench_peer_opts *o);
@@ -133,6 +134,7 @@ typedef struct bench_cfg {
     int kind;             /* BK_PEERS, BK_SQLITE (one process, no network) or BK_CLI */
     int async;            /* one tether_client_send_async() per message */
     int pg;               /* 1: the server's store is the PostgreSQL database of --pg */
+    int http;             /* 1: the client uses the HTTP carriage (proto/HTTP.md) */
 
     /* results (full load) */
     int ok;               /* every repeat succeeded */

@@ -100,6 +100,7 @@ static int role_main(int argc, char **argv)
         {"max-pending", required_argument, NULL, 'm'},
         {"backlog", no_argument, NULL, 'B'},      {"timeout", required_argument, NULL, 't'},
         {"async", no_argument, NULL, 'A'},        {"opaque", no_argument, NULL, 'Q'},
+        {"http", no_argument, NULL, 'H'},
         {NULL, 0, NULL, 0},
     };
     bench_peer_opts o;
@@ -141,6 +142,9 @@ static int role_main(int argc, char **argv)
             break;
         case 'Q':
             o.opaque = 1;
+            break;
+        case 'H':
+            o.http = 1;
             break;
         default:
             if (c == '?' || num(optarg, 0, 1e12, &v) != 0) {

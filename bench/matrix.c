@@ -172,6 +172,19 @@ size_t bench_matrix(const bench_run_opts *ro, bench_cfg *out, size_t max)
         }
     }
 
+    /* the HTTP carriage (issue 10): SQLite NORMAL, the client on HTTP long polls
+     * and POSTs, beside normal/64 and normal/512 (WebSocket) and raw lws of the
+     * same run; quick runs are short so bench_quick's time barely moves */
+    static const uint64_t http_counts[] = {200000, 100000};
+    for (int s = 0; s < 2; s++) {
+        c = add(&m, "http", BS_NORMAL, sizes[s], ro->quick ? 20000 : http_counts[s],
+                ro->quick ? 4000 : 20000, "", "HTTP carriage");
+        if (c) {
+            snprintf(c->name, sizeof c->name, "http/%u", sizes[s]);
+            c->http = 1;
+        }
+    }
+
     /* --only keeps the matching configurations and the raw baselines of their sizes */
     size_t n = 0;
     for (size_t i = 0; i < m.n && n < max; i++) {

@@ -241,6 +241,9 @@ static int client_main(const bench_peer_opts *o)
     cfg.ack_delay_ms = o->ack_delay;
     cfg.max_message_bytes = o->size > (1u << 20) ? o->size : 0;
     cfg.backoff_base_ms = 50;
+    if (o->http) {
+        cfg.transport = TETHER_TRANSPORT_HTTP;
+    }
     cfg.cb.on_acked = c_on_acked;
     cfg.cb.on_state = c_on_state;
     cfg.user = &t;

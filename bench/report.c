@@ -187,6 +187,40 @@ size_t bench_targets(const bench_cfg *c, size_t n, bench_target *t, size_t max)
 
 /* ---- the terminal ---- */
 
+/* The HTTP carriage's rows as ratios against WebSocket (the normal/ row of
+ * the same size) and raw lws, all of this run. */
+static void report_http(FILE *out, const bench_cfg *c, size_t n)
+{
+    int head = 0;
+    for (size_t i = 0; i < n; i++) {
+        const bench_cfg *h = &c[i];
+        char name[32], raw[32];
+        if (!h->http || !h->ok) {
+            continue;
+        }
+        snprintf(name, sizeof name, "normal/%u", h->size);
+        snprintf(raw, sizeof raw, "raw/%u", h->size);
+        const bench_cfg *ws = find(c, n, name);
+        const bench_cfg *rw = find(c, n, raw);
+        if (!ws || !ws->ok) {
+            continue;
+        }
+        if (!head) {
+            fprintf(out, "\nHTTP carriage against WebSocket, same run, SQLite NORMAL "
+                         "(x = http / ws; CPU per message):\n"
+                         "%-6s %9s %9s %6s %6s | %8s %8s | %s\n",
+                    "size", "http/s", "ws/s", "x ws", "x raw", "x CPU cl", "x CPU sv",
+                    "fixed-rate send->ack p50 ms, http / ws");
+            head = 1;
+        }
+        fprintf(out, "%-6u %9.0f %9.0f %6.2f %6.2f | %8.2f %8.2f | %.2f / %.2f\n", h->size,
+                h->msgs_s, ws->msgs_s, ratio_of(h, ws), rw && rw->ok ? ratio_of(h, rw) : -1.0,
+                ws->cli_cpu_m > 0 ? h->cli_cpu_m / ws->cli_cpu_m : -1.0,
+                ws->srv_cpu_m > 0 ? h->srv_cpu_m / ws->srv_cpu_m : -1.0,
+                h->ack_rate.p50 / 1000.0, ws->ack_rate.p50 / 1000.0);
+    }
+}
+
 void report_table(FILE *out, const bench_machine *m, const bench_cfg *c, size_t n, int quick,
                   int repeats)
 {
@@ -277,6 +311,8 @@ void report_table(FILE *out, const bench_machine *m, const bench_cfg *c, size_t 
                 f(h, sizeof h, "%.2f", x->cli_cpu_m), f(i1, sizeof i1, "%.2f", x->srv_cpu_m),
                 x->ok ? "" : " (FAILED)");
     }
+
+    report_http(out, c, n);
 
     int bad = 0;
     for (size_t i = 0; i < n; i++) {

@@ -434,6 +434,9 @@ static int run_once(const bench_run_opts *ro, const bench_cfg *c, int rate_phase
     if (c->async) {
         cargv[k++] = "--async";
     }
+    if (c->http) {
+        cargv[k++] = "--http";
+    }
     cargv[k] = NULL;
     if (c->kind == BK_CLI) {
         return run_cli(ro, c, rep, &srv, url, cdb, sdb, count, timeout, r);

@@ -90,6 +90,16 @@ static void add_lws_text(const tether__facts *f, tether__tp_close *out)
 /* A 101 that is not a valid tether.v1 upgrade: which rule it broke. lws checks
  * in this order (Accept present, Upgrade, Connection, subprotocol, the Accept
  * hash, then our filter), and so does this. */
+/* 1 when a 101 lacks or has rewritten what only the path could take away:
+ * Sec-WebSocket-Accept, Upgrade, Connection, or an Accept that does not match. */
+static int mangled_101(const tether__facts *f)
+{
+    if (!f->hdr_accept || f->hdr_upgrade != TETHER__HDR_OK || f->hdr_connection != TETHER__HDR_OK) {
+        return 1;
+    }
+    return f->hdr_protocol != TETHER__HDR_OTHER && !f->hdr_extensions && !f->upgrade_checked;
+}
+
 static const char *bad_101_text(const tether__facts *f)
 {
     if (!f->hdr_accept) {
@@ -262,6 +272,11 @@ int tether__classify(const tether__facts *f, tether__tp_close *out)
     }
     if (f->http_status == 101) {
         out->error = TETHER_EHANDSHAKE;
+        /* a 101 mangled on the path (Accept, Upgrade or Connection missing or
+         * rewritten) keeps its status, which is what the fallback's rule looks
+         * for (engine/fallback.c); a far end choosing a wrong subprotocol or
+         * an extension is not the path, and HTTP would not help: 0 */
+        out->http_status = mangled_101(f) ? 101 : 0;
         snprintf(out->detail, sizeof out->detail, "%s", bad_101_text(f));
         add_lws_text(f, out);
         return 0;

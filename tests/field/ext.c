@@ -84,7 +84,8 @@ int certs_make(certs *c)
     snprintf(c->dir, sizeof c->dir, "%s/certs", tt_tmpdir());
     mkdir(c->dir, 0700);
     /* CAs: self-signed, marked as CAs */
-    static const char ca_ext[] = "basicConstraints=critical,CA:TRUE\nkeyUsage=keyCertSign,cRLSign\n";
+    static const char ca_ext[] =
+        "basicConstraints=critical,CA:TRUE\nkeyUsage=keyCertSign,cRLSign\n";
     static const char srv_ext[] =
         "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n";
     if (make_cert(c->dir, "ca", "tether test CA", NULL, "30", ca_ext) ||
@@ -99,8 +100,8 @@ int certs_make(certs *c)
                   "extendedKeyUsage=clientAuth\n")) {
         return -1;
     }
-#define P(field, name)                                                                        \
-    snprintf(c->field, sizeof c->field, "%s/%s.pem", c->dir, name);                           \
+#define P(field, name)                                                                             \
+    snprintf(c->field, sizeof c->field, "%s/%s.pem", c->dir, name);                                \
     snprintf(c->field##_key, sizeof c->field##_key, "%s/%s.key", c->dir, name)
     P(ca, "ca");
     P(other_ca, "otherca");
@@ -165,7 +166,19 @@ static void show_log(const char *path)
     }
 }
 
+static int squid_run(squid *s, const char *auth_user, const char *auth_pass, uint16_t upstream);
+
 int squid_start(squid *s, const char *auth_user, const char *auth_pass)
+{
+    return squid_run(s, auth_user, auth_pass, 0);
+}
+
+int squid_start_reverse(squid *s, uint16_t upstream)
+{
+    return squid_run(s, NULL, NULL, upstream);
+}
+
+static int squid_run(squid *s, const char *auth_user, const char *auth_pass, uint16_t upstream)
 {
     static int n;
     char conf[700], log[700], cmd[2000], clog[700];
@@ -183,7 +196,8 @@ int squid_start(squid *s, const char *auth_user, const char *auth_pass)
     mkdir(s->dir, 0777);
     chmod(s->dir, 0777);
     if (auth_user) {
-        snprintf(cmd, sizeof cmd, "printf '%%s:%%s\\n' '%s' \"$(openssl passwd -1 '%s')\" > '%s/passwd'"
+        snprintf(cmd, sizeof cmd,
+                 "printf '%%s:%%s\\n' '%s' \"$(openssl passwd -1 '%s')\" > '%s/passwd'"
                  " && chmod 644 '%s/passwd'",
                  auth_user, auth_pass, s->dir, s->dir);
         if (run(cmd)) {
@@ -199,27 +213,26 @@ int squid_start(squid *s, const char *auth_user, const char *auth_pass)
             return -1;
         }
         /* Debian 12's stock access rules, verbatim, then this test's own settings */
-        fprintf(f,
-                "acl localnet src 10.0.0.0/8\n"
-                "acl localnet src 172.16.0.0/12\n"
-                "acl localnet src 192.168.0.0/16\n"
-                "acl localnet src fc00::/7\n"
-                "acl localnet src fe80::/10\n"
-                "acl SSL_ports port 443\n"
-                "acl Safe_ports port 80\n"
-                "acl Safe_ports port 21\n"
-                "acl Safe_ports port 443\n"
-                "acl Safe_ports port 70\n"
-                "acl Safe_ports port 210\n"
-                "acl Safe_ports port 1025-65535\n"
-                "acl Safe_ports port 280\n"
-                "acl Safe_ports port 488\n"
-                "acl Safe_ports port 591\n"
-                "acl Safe_ports port 777\n"
-                "http_access deny !Safe_ports\n"
-                "http_access deny CONNECT !SSL_ports\n"
-                "http_access allow localhost manager\n"
-                "http_access deny manager\n");
+        fprintf(f, "acl localnet src 10.0.0.0/8\n"
+                   "acl localnet src 172.16.0.0/12\n"
+                   "acl localnet src 192.168.0.0/16\n"
+                   "acl localnet src fc00::/7\n"
+                   "acl localnet src fe80::/10\n"
+                   "acl SSL_ports port 443\n"
+                   "acl Safe_ports port 80\n"
+                   "acl Safe_ports port 21\n"
+                   "acl Safe_ports port 443\n"
+                   "acl Safe_ports port 70\n"
+                   "acl Safe_ports port 210\n"
+                   "acl Safe_ports port 1025-65535\n"
+                   "acl Safe_ports port 280\n"
+                   "acl Safe_ports port 488\n"
+                   "acl Safe_ports port 591\n"
+                   "acl Safe_ports port 777\n"
+                   "http_access deny !Safe_ports\n"
+                   "http_access deny CONNECT !SSL_ports\n"
+                   "http_access allow localhost manager\n"
+                   "http_access deny manager\n");
         if (auth_user) {
             fprintf(f,
                     "auth_param basic program /usr/lib/squid/basic_ncsa_auth %s/passwd\n"
@@ -229,10 +242,22 @@ int squid_start(squid *s, const char *auth_user, const char *auth_pass)
                     "http_access deny !authed\n",
                     s->dir);
         }
+        if (upstream) {
+            /* a reverse proxy: everything goes to the one origin server, never
+             * cached, and Upgrade is taken off every request it forwards */
+            fprintf(f,
+                    "http_port 127.0.0.1:%u accel defaultsite=127.0.0.1 no-vhost\n"
+                    "cache_peer 127.0.0.1 parent %u 0 no-query originserver name=origin\n"
+                    "cache_peer_access origin allow all\n"
+                    "cache deny all\n"
+                    "request_header_access Upgrade deny all\n",
+                    s->port, upstream);
+        } else {
+            fprintf(f, "http_port 127.0.0.1:%u\n", s->port);
+        }
         fprintf(f,
                 "http_access allow localhost\n"
                 "http_access deny all\n"
-                "http_port 127.0.0.1:%u\n"
                 "pid_filename %s/squid.pid\n"
                 "access_log stdio:%s/access.log\n"
                 "cache_log %s/cache.log\n"
@@ -243,7 +268,7 @@ int squid_start(squid *s, const char *auth_user, const char *auth_pass)
                 "shutdown_lifetime 0 seconds\n"
                 "netdb_filename none\n"
                 "logfile_rotate 0\n",
-                s->port, s->dir, s->dir, s->dir, s->dir);
+                s->dir, s->dir, s->dir, s->dir);
         fclose(f);
         char *argv[] = {"/usr/sbin/squid", "-N", "-f", conf, NULL};
         s->pid = spawn(argv, log);
@@ -328,12 +353,14 @@ int nginx_start(nginx *x, uint16_t port, uint16_t upstream)
                 "      proxy_http_version 1.1;\n"
                 "      proxy_set_header Upgrade $http_upgrade;\n"
                 "      proxy_set_header Connection $connection_upgrade;\n"
-                "      proxy_read_timeout 300s;\n"
+                "      proxy_read_timeout %us;\n"
                 "      proxy_send_timeout 300s;\n"
+                "      %s\n"
                 "    }\n"
                 "  }\n"
                 "}\n",
-                x->dir, x->dir, x->dir, x->dir, x->dir, x->dir, x->dir, x->dir, x->port, upstream);
+                x->dir, x->dir, x->dir, x->dir, x->dir, x->dir, x->dir, x->dir, x->port, upstream,
+                x->read_timeout_s ? x->read_timeout_s : 300u, x->extra ? x->extra : "");
         fclose(f);
         char prefix[600];
         snprintf(prefix, sizeof prefix, "%s/", x->dir);

@@ -40,6 +40,10 @@ typedef struct squid {
  * allow localhost). With auth_user set, every request also needs Basic
  * credentials auth_user:auth_pass. Returns 0 or -1 (message printed). */
 int squid_start(squid *s, const char *auth_user, const char *auth_pass);
+/* Starts squid as a reverse proxy (accel mode) in front of 127.0.0.1:upstream,
+ * configured to strip Upgrade from what it forwards: a WebSocket handshake
+ * reaches the server as a plain GET, plain requests pass. Returns 0 or -1. */
+int squid_start_reverse(squid *s, uint16_t upstream);
 /* Lines of squid's access log that contain needle. */
 int squid_log_count(squid *s, const char *needle);
 void squid_stop(squid *s);
@@ -49,6 +53,8 @@ typedef struct nginx {
     uint16_t port;
     uint16_t upstream;
     char dir[512];
+    unsigned read_timeout_s; /* proxy_read_timeout, seconds [0: 300] */
+    const char *extra;       /* more directives for the location, or NULL */
 } nginx;
 
 /* Starts nginx as a WebSocket reverse proxy from port (0: pick one) to

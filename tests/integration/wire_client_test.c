@@ -316,7 +316,7 @@ TEST(transient_http_statuses_are_retried)
 }
 
 /* A 101 that is not a valid tether.v1 upgrade: TETHER_EHANDSHAKE, retried. */
-static void check_bad_101(rawws_answer answer)
+static void check_bad_101(rawws_answer answer, int http)
 {
     cli k;
     script_ctx x;
@@ -333,7 +333,7 @@ static void check_bad_101(rawws_answer answer)
     int d = slog_find(TETHER_STATE_DISCONNECTED, ANY, 0);
     CHECK(d >= 0);
     CHECK_EQ_INT(slog_error(d), TETHER_EHANDSHAKE);
-    CHECK_EQ_INT(slog_http(d), 0);
+    CHECK_EQ_INT(slog_http(d), http); /* 101: mangled on the path (errors.md) */
     CHECK_EQ_INT(slog_next_state(d), TETHER_STATE_RECONNECTING);
     CHECK_EQ_INT(slog_count(TETHER_STATE_DISCONNECTED, TETHER_EHANDSHAKE), 2);
     CHECK_EQ_INT(rec_saw_state(&k.rec, TETHER_STATE_CONNECTED, NULL, NULL, NULL), 0);
@@ -346,7 +346,7 @@ static void check_bad_101(rawws_answer answer)
 
 TEST(wrong_accept_key_is_a_handshake_error)
 {
-    check_bad_101(RAWWS_BAD_ACCEPT);
+    check_bad_101(RAWWS_BAD_ACCEPT, 101);
 }
 
 /*
@@ -358,12 +358,12 @@ TEST(wrong_accept_key_is_a_handshake_error)
  */
 TEST(missing_subprotocol_is_a_handshake_error)
 {
-    check_bad_101(RAWWS_NO_PROTOCOL);
+    check_bad_101(RAWWS_NO_PROTOCOL, 0);
 }
 
 TEST(other_subprotocol_is_a_handshake_error)
 {
-    check_bad_101(RAWWS_OTHER_PROTOCOL);
+    check_bad_101(RAWWS_OTHER_PROTOCOL, 0);
 }
 
 TEST(silence_after_upgrade_is_reported_as_stalled)

@@ -219,37 +219,43 @@ TEST(bad_101_is_EHANDSHAKE_with_the_rule_broken)
     f.hdr_accept = 0;
     tether__classify(&f, &w);
     CHECK_EQ_INT(w.error, TETHER_EHANDSHAKE);
-    CHECK_EQ_INT(w.http_status, 0);
+    CHECK_EQ_INT(w.http_status, 101); /* mangled on the path: the fallback's rule */
     CHECK(has(&w, "no Sec-WebSocket-Accept"));
 
     f = good_101();
     f.hdr_upgrade = TETHER__HDR_ABSENT;
     tether__classify(&f, &w);
     CHECK(has(&w, "no Upgrade header"));
+    CHECK_EQ_INT(w.http_status, 101);
     f.hdr_upgrade = TETHER__HDR_OTHER;
     tether__classify(&f, &w);
     CHECK(has(&w, "other than websocket"));
+    CHECK_EQ_INT(w.http_status, 101);
 
     f = good_101();
     f.hdr_connection = TETHER__HDR_OTHER;
     tether__classify(&f, &w);
     CHECK(has(&w, "Connection header"));
+    CHECK_EQ_INT(w.http_status, 101);
 
     f = good_101();
     f.hdr_protocol = TETHER__HDR_OTHER;
     tether__classify(&f, &w);
     CHECK(has(&w, "subprotocol other than tether.v1"));
+    CHECK_EQ_INT(w.http_status, 0); /* the far end chose it: not the path */
 
     f = good_101();
     f.hdr_extensions = 1;
     tether__classify(&f, &w);
     CHECK(has(&w, "extension"));
+    CHECK_EQ_INT(w.http_status, 0);
 
     /* every header right, lws never asked our filter: the Accept hash */
     f = good_101();
     tether__classify(&f, &w);
     CHECK_EQ_INT(w.error, TETHER_EHANDSHAKE);
     CHECK(has(&w, "Sec-WebSocket-Accept does not match"));
+    CHECK_EQ_INT(w.http_status, 101);
 
     /* lws passed it, our filter refused it for want of a subprotocol */
     f = good_101();
@@ -257,6 +263,7 @@ TEST(bad_101_is_EHANDSHAKE_with_the_rule_broken)
     f.upgrade_checked = 1;
     tether__classify(&f, &w);
     CHECK(has(&w, "did not choose the tether.v1 subprotocol"));
+    CHECK_EQ_INT(w.http_status, 0);
 }
 
 TEST(proxy_refusals_ask_for_a_probe_then_are_EPROXY)

@@ -178,6 +178,7 @@ typedef struct scen {
     uint64_t rate;                         /* client messages per second (0: no limit) */
     uint64_t max_pending;                  /* client pause threshold (0: none) */
     uint64_t ping_ms, pong_ms, welcome_ms; /* liveness settings of both peers */
+    int http;                              /* the client uses the HTTP carriage only */
     uint64_t c_send, c_expect;             /* the client's targets for its next start */
     uint64_t s_pace, s_limit;              /* the server's pacing for its next start */
     scen_tail ct, st;                      /* progress from the records */

@@ -33,6 +33,37 @@ static int sc_cuts(scen *sc)
     return scen_finish(sc);
 }
 
+static int sc_http(scen *sc)
+{
+    /* the HTTP carriage only (proto/HTTP.md): immediate cuts (RST or FIN)
+     * while polls are held and sends are in flight, and each side SIGKILLed
+     * twice at random moments and restarted on its store */
+    if (start_all(sc, NULL, NULL) != 0) {
+        return -1;
+    }
+    scen_relay_cmd(sc, "random 150:500 cut plain");
+    for (int i = 0; i < 2 && !sc->client_done; i++) {
+        if (scen_pause(sc, (uint32_t)scen_rnd(sc, 300, 900)) != 0) {
+            return -1;
+        }
+        scen_client_kill(sc);
+        if (scen_pause(sc, (uint32_t)scen_rnd(sc, 0, 150)) != 0 ||
+            scen_client_start(sc, NULL) != 0 ||
+            scen_pause(sc, (uint32_t)scen_rnd(sc, 300, 900)) != 0) {
+            return -1;
+        }
+        scen_server_kill(sc);
+        if (scen_pause(sc, (uint32_t)scen_rnd(sc, 0, 150)) != 0 ||
+            scen_server_start(sc, NULL) != 0) {
+            return -1;
+        }
+    }
+    if (scen_wait_progress(sc, sc->n) != 0) {
+        return -1;
+    }
+    return scen_finish(sc);
+}
+
 static int sc_client_kill(scen *sc)
 {
     static const char *const points[] = {
@@ -456,6 +487,9 @@ const scen_def scen_defs[] = {
     {"cuts", sc_cuts,
      "random cuts every 100-400 ms (RST or FIN; at once, after N bytes or after N frames) "
      "during the whole stream"},
+    {"http", sc_http,
+     "the HTTP carriage only: immediate cuts every 150-500 ms during polls and sends, and "
+     "client and server each SIGKILLed twice at random moments and restarted on their stores"},
     {"client-kill", sc_client_kill,
      "client killed at kill points (before `established`, after the outbox commit, between "
      "ACK and prune, after the prune, between delivery and cursor commit, after the cursor "
@@ -518,6 +552,11 @@ void scen_scale(scen *sc)
         sc->n = soak ? 3000 : 1500;
         sc->m = soak ? 1500 : 800;
         sc->rate = 400;
+    }
+    if (strcmp(name, "http") == 0) {
+        sc->http = 1;
+        sc->n = soak ? 4000 : 1500;
+        sc->m = soak ? 2000 : 700;
     }
     if (strcmp(name, "offline-backlog") == 0) {
         sc->n = soak ? 20000 : 5000;

@@ -77,6 +77,7 @@ typedef struct peer_opts {
     uint64_t timeout_ms;          /* --timeout-ms: give up (client) */
     uint64_t seed;                /* --seed (client backoff jitter) */
     tether_durability durability; /* --durability */
+    tether_transport_mode transport; /* --transport auto|websocket|http (client) */
 } peer_opts;
 
 /* What the callbacks share with the main thread. */
@@ -211,6 +212,7 @@ static int run_client(const peer_opts *o)
     cfg.ping_interval_ms = (uint32_t)o->ping_ms;
     cfg.pong_timeout_ms = (uint32_t)o->pong_ms;
     cfg.random_seed = o->seed;
+    cfg.transport = o->transport;
     cfg.cb.on_message = c_message;
     cfg.cb.on_acked = c_acked;
     cfg.cb.on_state = c_state;
@@ -290,7 +292,7 @@ static int run_client(const peer_opts *o)
                 }
                 if (first != last + 1) {
                     scen_record("F numbered %llu, expected %llu", (unsigned long long)first,
-                        (unsigned long long)(last + 1));
+                                (unsigned long long)(last + 1));
                     status = CLI_FAIL;
                     break;
                 }
@@ -363,7 +365,7 @@ static void *generate(void *arg)
         int rc = tether_server_send_batch(g->srv, &id, msgs, (size_t)n, &first);
         if (rc != TETHER_OK || first != g->out_last + 1) {
             scen_record("F server send %s first %llu expected %llu", tether_err_name(rc),
-                (unsigned long long)first, (unsigned long long)(g->out_last + 1));
+                        (unsigned long long)first, (unsigned long long)(g->out_last + 1));
             g->failed = 1;
             break;
         }
@@ -429,15 +431,25 @@ static int run_server(const peer_opts *o)
 int scen_peer_main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"db", required_argument, NULL, 'd'},         {"record", required_argument, NULL, 'r'},
-        {"url", required_argument, NULL, 'u'},        {"port-file", required_argument, NULL, 'p'},
-        {"send", required_argument, NULL, 'n'},       {"expect", required_argument, NULL, 'e'},
-        {"pace", required_argument, NULL, 'P'},       {"limit", required_argument, NULL, 'L'},
-        {"rate", required_argument, NULL, 'R'},       {"max-pending", required_argument, NULL, 'm'},
-        {"size", required_argument, NULL, 's'},       {"ping-ms", required_argument, NULL, 'i'},
-        {"pong-ms", required_argument, NULL, 'o'},    {"welcome-ms", required_argument, NULL, 'w'},
-        {"timeout-ms", required_argument, NULL, 't'}, {"seed", required_argument, NULL, 'S'},
-        {"durability", required_argument, NULL, 'D'}, {NULL, 0, NULL, 0},
+        {"db", required_argument, NULL, 'd'},
+        {"record", required_argument, NULL, 'r'},
+        {"url", required_argument, NULL, 'u'},
+        {"port-file", required_argument, NULL, 'p'},
+        {"send", required_argument, NULL, 'n'},
+        {"expect", required_argument, NULL, 'e'},
+        {"pace", required_argument, NULL, 'P'},
+        {"limit", required_argument, NULL, 'L'},
+        {"rate", required_argument, NULL, 'R'},
+        {"max-pending", required_argument, NULL, 'm'},
+        {"size", required_argument, NULL, 's'},
+        {"ping-ms", required_argument, NULL, 'i'},
+        {"pong-ms", required_argument, NULL, 'o'},
+        {"welcome-ms", required_argument, NULL, 'w'},
+        {"timeout-ms", required_argument, NULL, 't'},
+        {"seed", required_argument, NULL, 'S'},
+        {"durability", required_argument, NULL, 'D'},
+        {"transport", required_argument, NULL, 'T'},
+        {NULL, 0, NULL, 0},
     };
     peer_opts o = {
         .size = 64, .ping_ms = 20000, .pong_ms = 10000, .welcome_ms = 10000, .timeout_ms = 120000};
@@ -467,6 +479,17 @@ int scen_peer_main(int argc, char **argv)
         case 'D':
             if (cli_parse_durability(optarg, &o.durability) != 0) {
                 return cli_usage_error("scenario", "--durability must be off, normal or full");
+            }
+            break;
+        case 'T':
+            if (strcmp(optarg, "auto") == 0) {
+                o.transport = TETHER_TRANSPORT_AUTO;
+            } else if (strcmp(optarg, "websocket") == 0) {
+                o.transport = TETHER_TRANSPORT_WEBSOCKET;
+            } else if (strcmp(optarg, "http") == 0) {
+                o.transport = TETHER_TRANSPORT_HTTP;
+            } else {
+                return cli_usage_error("scenario", "--transport must be auto, websocket or http");
             }
             break;
         case 'n':

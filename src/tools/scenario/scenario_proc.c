@@ -68,8 +68,10 @@ int scen_spawn(scen *sc, proc *p, char *const argv[], const char *kp, int in_fd,
 {
 #ifndef TETHER_KILLPOINTS
     if (kp) {
-        return scen_fail(sc, "kill point %s: this tether was built without kill points "
-                             "(TETHER_KILLPOINTS=OFF), which this scenario needs", kp);
+        return scen_fail(sc,
+                         "kill point %s: this tether was built without kill points "
+                         "(TETHER_KILLPOINTS=OFF), which this scenario needs",
+                         kp);
     }
 #endif
     pid_t parent = getpid();
@@ -405,11 +407,15 @@ int scen_client_start(scen *sc, const char *kp)
     scen_arg(&a, "%llu", (unsigned long long)sc->welcome_ms);
     scen_arg(&a, "--timeout-ms");
     scen_arg(&a, "%llu",
-        (unsigned long long)(sc->deadline > cli_now_ms() ? sc->deadline - cli_now_ms() : 1));
+             (unsigned long long)(sc->deadline > cli_now_ms() ? sc->deadline - cli_now_ms() : 1));
     scen_arg(&a, "--seed");
     scen_arg(&a, "%llu", (unsigned long long)(sc->seed + 7919u * (uint64_t)sc->client.starts));
     scen_arg(&a, "--durability");
     scen_arg(&a, "%s", scen_dur_name(sc->R->durability));
+    if (sc->http) {
+        scen_arg(&a, "--transport");
+        scen_arg(&a, "http");
+    }
     int rc = scen_spawn(sc, &sc->client, a.v, kp, -1, sc->clog, NULL);
     scen_args_free(&a);
     if (rc == 0) {
