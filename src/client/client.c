@@ -287,6 +287,7 @@ int tether_client_create(const tether_client_config *cfg, tether_client **out)
     c->phase = PH_IDLE;
     c->last.detail = c->last_detail;
     tether__fb_init(&c->fb, c->cfg.transport, c->cfg.fallback_memory_ms);
+    tether__client_verdict_load(c);
     atomic_store(&c->transport_now, c->fb.http ? TETHER_TRANSPORT_HTTP : TETHER_TRANSPORT_WEBSOCKET);
     c->last.transport = atomic_load(&c->transport_now);
     if ((rc = tether__client_sendq_init(c)) != TETHER_OK) {

@@ -25,7 +25,8 @@ static void report_ex(tether_client *c, tether_state state, int error, int http_
     in->proxy_status = proxy_status;
     in->retry_after_ms = retry_after_ms;
     in->transport = c->fb.http ? TETHER_TRANSPORT_HTTP : TETHER_TRANSPORT_WEBSOCKET;
-    snprintf(c->last_detail, sizeof c->last_detail, "%s", detail ? detail : "");
+    snprintf(c->last_detail, sizeof c->last_detail, "%.*s", (int)sizeof c->last_detail - 1,
+             detail ? detail : "");
     in->detail = c->last_detail;
     pthread_cond_broadcast(&c->cond);
     if (c->cfg.cb.on_state) {
@@ -110,12 +111,14 @@ static void attempt(tether_client *c)
     tether__stat_add(&c->stats, TETHER__ST_ATTEMPTS, 1);
     tether__fb_before_attempt(&c->fb, tether__now_ms());
     atomic_store(&c->transport_now, c->fb.http ? TETHER_TRANSPORT_HTTP : TETHER_TRANSPORT_WEBSOCKET);
-    if (c->fb.http) {
-        char d[256];
-        snprintf(d, sizeof d, "%.200s (HTTP carriage)", c->url);
+    {
+        char d[512];
+        snprintf(d, sizeof d, "%.120s%s%s%.110s%s%.110s", c->url, c->fb.http ? " (HTTP carriage)" : "",
+                 c->verdict_restored ? ": " : "", c->verdict_restored ? c->fb.why : "",
+                 c->verdict_err[0] ? "; " : "", c->verdict_err);
+        c->verdict_restored = 0;
+        c->verdict_err[0] = '\0';
         report(c, TETHER_STATE_CONNECTING, TETHER_OK, 0, 0, 0, 0, d);
-    } else {
-        report(c, TETHER_STATE_CONNECTING, TETHER_OK, 0, 0, 0, 0, c->url);
     }
     if (c->proxy_dirty) {
         tether__tp_set_proxy(c->tp, &c->proxy);
@@ -174,6 +177,7 @@ static void after_close(tether_client *c, int error, int http_status, int code,
     report_ex(c, TETHER_STATE_DISCONNECTED, error, http_status, code, 0, 0, detail, proxy_status,
               retry_after);
     int fb = c->stopping ? TETHER__FB_SAME : tether__fb_after_close(&c->fb, &fe, now);
+    tether__client_verdict_save_locked(c);
     if (c->stopping) {
         c->phase = PH_STOPPED;
         pthread_cond_broadcast(&c->cond);
@@ -295,6 +299,7 @@ static void on_message(void *owner, tether__conn *conn, const uint8_t *buf, size
         c->live_since = now;
         c->welcome_deadline = UINT64_MAX;
         tether__fb_welcomed(&c->fb);
+        tether__client_verdict_save_locked(c);
         report(c, TETHER_STATE_CONNECTED, TETHER_OK, 0, 0, 0, ev.resumed,
                c->fb.http ? (ev.resumed ? "session resumed over the HTTP carriage"
                                         : "new session over the HTTP carriage")

@@ -194,6 +194,9 @@ struct tether_client {
     tether__fb fb;             /* which carriage next: WebSocket or HTTP (engine/fallback.h) */
     int conn_acked;            /* an ACK of our DATA arrived on the current connection */
     atomic_int transport_now;  /* tether_transport_mode in use, for tether_client_transport() */
+    uint32_t verdict_seen;     /* fb.changes when the verdict was last loaded or stored */
+    char verdict_err[200];     /* the last failure to read or store the verdict, "" if none */
+    int verdict_restored;      /* the first attempt starts on HTTP by a remembered verdict */
 };
 
 static inline void lock(tether_client *c)
@@ -285,6 +288,16 @@ unsigned long tether__client_commits(tether_client *c);
 
 /* client_send.c: wakes the service thread unless a wake is already pending. */
 void tether__client_wake(tether_client *c);
+
+/* client_verdict.c: the store's key of the fallback verdict for url (the
+ * proxy in use is part of it). */
+void tether__client_verdict_key(const tether_client *c, const char *url, char *buf, size_t len);
+/* client_verdict.c, create: AUTO starts on HTTP when the store remembers a
+ * verdict for the url and proxy that has not expired. */
+void tether__client_verdict_load(tether_client *c);
+/* client_verdict.c, lock held: stores (or forgets) the verdict when the
+ * carriage choice changed it. */
+void tether__client_verdict_save_locked(tether_client *c);
 
 /* client_conn.c: the transport callbacks, run on the service thread. */
 extern const tether__tp_cb tether__client_tp_cb;

@@ -17,6 +17,30 @@ void tether__fb_init(tether__fb *f, int mode, uint32_t memory_ms)
     f->http = mode == TETHER_TRANSPORT_HTTP;
 }
 
+int tether__fb_restore(tether__fb *f, uint64_t now_ms, uint64_t remaining_ms,
+                       uint32_t probes_failed)
+{
+    if (f->mode != TETHER_TRANSPORT_AUTO || remaining_ms == 0) {
+        return 0;
+    }
+    uint64_t most = (uint64_t)f->memory_ms * FB_MEMORY_MAX_FACTOR;
+    f->http = 1;
+    f->probing = 0;
+    f->auth_try = 0;
+    f->probes_failed = probes_failed;
+    f->http_until = now_ms + (remaining_ms < most ? remaining_ms : most);
+    snprintf(f->why, sizeof f->why,
+             "starting on the HTTP carriage: an earlier run found WebSocket blocked on this path "
+             "(%u failed probe(s) since); WebSocket is probed again in %llu ms",
+             probes_failed, (unsigned long long)(f->http_until - now_ms));
+    return 1;
+}
+
+int tether__fb_keep(const tether__fb *f)
+{
+    return f->mode == TETHER_TRANSPORT_AUTO && f->http && !f->auth_try;
+}
+
 const char *tether__fb_name(int http)
 {
     return http ? "http" : "websocket";
@@ -44,6 +68,7 @@ void tether__fb_welcomed(tether__fb *f)
     if (f->probing) {
         f->probing = 0;
         f->probes_failed = 0;
+        f->changes++; /* WebSocket passes again: nothing to remember */
     }
 }
 
@@ -76,6 +101,7 @@ static void to_http(tether__fb *f, uint64_t now_ms, uint32_t factor, const char 
     f->probing = 0;
     f->early_deaths = 0;
     f->http_until = now_ms + (uint64_t)f->memory_ms * factor;
+    f->changes++;
     snprintf(f->why, sizeof f->why, "falling back to the HTTP carriage: %s", why);
 }
 

@@ -127,6 +127,56 @@ TEST(verdict_expires_then_websocket_is_probed_and_wins_only_with_welcome)
     CHECK_EQ_INT(f.probes_failed, 0);
 }
 
+/* A verdict from the store: AUTO starts on HTTP, capped at 12 times the
+ * memory; other modes ignore it; what to keep follows the changes. */
+TEST(restored_verdict_starts_on_http_until_it_expires)
+{
+    tether__fb f;
+    tether__fb_init(&f, TETHER_TRANSPORT_AUTO, MEM);
+    CHECK_EQ_INT(tether__fb_keep(&f), 0);
+    CHECK_EQ_INT(tether__fb_restore(&f, 5000, 0, 0), 0); /* nothing left */
+    CHECK_EQ_INT(f.http, 0);
+    CHECK_EQ_INT(tether__fb_restore(&f, 5000, 2500, 1), 1);
+    CHECK_EQ_INT(f.http, 1);
+    CHECK_EQ_U64(f.http_until, 7500);
+    CHECK_EQ_INT(f.probes_failed, 1);
+    CHECK(strstr(f.why, "earlier run") != NULL);
+    CHECK_EQ_INT(tether__fb_keep(&f), 1);
+    CHECK_EQ_INT(tether__fb_before_attempt(&f, 7499), 0);
+    uint32_t ch = f.changes;
+    CHECK_EQ_INT(tether__fb_before_attempt(&f, 7500), 1); /* the probe */
+    CHECK_EQ_INT(f.http, 0);
+    tether__fb_event fail = ev(TETHER_ESTALLED, 0, 0, 0, 0);
+    CHECK_EQ_INT(tether__fb_after_close(&f, &fail, 8000), TETHER__FB_SWITCHED);
+    CHECK(f.changes != ch); /* a failed probe extends the verdict: to be stored */
+    CHECK_EQ_INT(f.probes_failed, 2);
+    CHECK_EQ_U64(f.http_until, 8000 + 4 * MEM);
+    CHECK_EQ_INT(tether__fb_keep(&f), 1);
+    ch = f.changes;
+    CHECK_EQ_INT(tether__fb_before_attempt(&f, 8000 + 4 * MEM), 1);
+    tether__fb_welcomed(&f);
+    CHECK(f.changes != ch); /* WebSocket passes: nothing to keep */
+    CHECK_EQ_INT(tether__fb_keep(&f), 0);
+
+    /* capped at 12 times the memory */
+    tether__fb_init(&f, TETHER_TRANSPORT_AUTO, MEM);
+    CHECK_EQ_INT(tether__fb_restore(&f, 0, 1000000, 9), 1);
+    CHECK_EQ_U64(f.http_until, 12 * MEM);
+    /* fixed modes ignore it */
+    tether__fb_init(&f, TETHER_TRANSPORT_WEBSOCKET, MEM);
+    CHECK_EQ_INT(tether__fb_restore(&f, 0, 500, 0), 0);
+    CHECK_EQ_INT(f.http, 0);
+    CHECK_EQ_INT(tether__fb_keep(&f), 0);
+    tether__fb_init(&f, TETHER_TRANSPORT_HTTP, MEM);
+    CHECK_EQ_INT(tether__fb_restore(&f, 0, 500, 0), 0);
+    CHECK_EQ_INT(tether__fb_keep(&f), 0);
+    /* the one HTTP try after a 401 is not a verdict to keep */
+    tether__fb_init(&f, TETHER_TRANSPORT_AUTO, MEM);
+    tether__fb_event auth = ev(TETHER_EHTTP, 401, 0, 0, 0);
+    CHECK_EQ_INT(tether__fb_after_close(&f, &auth, 0), TETHER__FB_SWITCHED);
+    CHECK_EQ_INT(tether__fb_keep(&f), 0);
+}
+
 TEST(fixed_modes_never_switch)
 {
     tether__fb f;
@@ -152,5 +202,6 @@ int main(void)
     RUN(auth_refusal_tries_http_once);
     RUN(verdict_expires_then_websocket_is_probed_and_wins_only_with_welcome);
     RUN(fixed_modes_never_switch);
+    RUN(restored_verdict_starts_on_http_until_it_expires);
     return tt_finish();
 }
