@@ -276,6 +276,7 @@ int tether_client_create(const tether_client_config *cfg, tether_client **out)
     tether__backoff_init(&c->backoff, c->cfg.backoff_base_ms, c->cfg.backoff_cap_ms,
                          c->cfg.backoff_max_attempts, seed);
     tether__buf_init(&c->out, tether__tp_headroom());
+    tether__buf_init(&c->probe_out, tether__tp_headroom());
     pthread_mutexattr_init(&ma);
     pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
     pthread_mutex_init(&c->lock, &ma);
@@ -294,6 +295,8 @@ int tether_client_create(const tether_client_config *cfg, tether_client **out)
         tether__engine_destroy(c->engine);
         c->store->ops->close(c->store);
         tether__buf_free(&c->out);
+    tether__buf_free(&c->probe_out);
+        tether__buf_free(&c->probe_out);
         pthread_cond_destroy(&c->cond);
         pthread_mutex_destroy(&c->lock);
         tether__free(c->url);
@@ -567,6 +570,7 @@ void tether_client_destroy(tether_client *c)
     tether__engine_destroy(c->engine);
     c->store->ops->close(c->store);
     tether__buf_free(&c->out);
+    tether__buf_free(&c->probe_out);
     tether__client_sendq_free(c);
     tether__client_evq_free(c);
     pthread_cond_destroy(&c->cond);

@@ -197,6 +197,11 @@ struct tether_client {
     uint32_t verdict_seen;     /* fb.changes when the verdict was last loaded or stored */
     char verdict_err[200];     /* the last failure to read or store the verdict, "" if none */
     int verdict_restored;      /* the first attempt starts on HTTP by a remembered verdict */
+    int probe_state;           /* the background WebSocket probe (client_probe.c): PROBE_* */
+    tether__conn *probe;       /* its connection once upgraded, else NULL */
+    tether__conn *probe_closing; /* a probe connection we closed, until its closed() */
+    uint64_t probe_cursor;     /* the receive cursor its HELLO carried */
+    tether__buf probe_out;     /* its HELLO being written */
 };
 
 static inline void lock(tether_client *c)
@@ -298,6 +303,41 @@ void tether__client_verdict_load(tether_client *c);
 /* client_verdict.c, lock held: stores (or forgets) the verdict when the
  * carriage choice changed it. */
 void tether__client_verdict_save_locked(tether_client *c);
+
+/* The background probe's states (client_probe.c). */
+enum {
+    PROBE_NONE = 0,    /* no probe */
+    PROBE_ATTEMPT = 1, /* its WebSocket attempt is under way */
+    PROBE_OPEN = 2,    /* upgraded; its HELLO is due */
+    PROBE_HELLO = 3,   /* HELLO written; its WELCOME is awaited */
+    PROBE_ORPHAN = 4,  /* as PROBE_HELLO, and the HTTP connection it displaced is gone */
+    PROBE_DROPPED = 5, /* abandoned while its attempt was under way: closed when it opens */
+};
+
+/* client_probe.c, lock held, service thread. arm(): while connected over
+ * HTTP in AUTO, sets the transport timer for the next probe. start(): the
+ * transport timer fired: starts the probe when one is due. The others take
+ * a transport callback's event and return 1 when it was the probe's (then
+ * the caller does nothing else), 0 otherwise; message() returns 2 when the
+ * probe's WELCOME moved the session onto it: c->conn is the probe and the
+ * caller processes the WELCOME as for any connection. abandon(): the HTTP
+ * connection ended for a reason of its own, or the client stops; keep():
+ * the HTTP connection was displaced (EDISPLACED): 1 when a probe's HELLO did
+ * it, and the session waits for that probe instead of stopping. */
+void tether__client_probe_arm_locked(tether_client *c, uint64_t now);
+void tether__client_probe_start_locked(tether_client *c, uint64_t now);
+int tether__client_probe_open_locked(tether_client *c, tether__conn *conn);
+int tether__client_probe_writable_locked(tether_client *c, tether__conn *conn);
+int tether__client_probe_message_locked(tether_client *c, tether__conn *conn, const uint8_t *buf,
+                                        size_t len, int err, uint64_t now);
+int tether__client_probe_closed_locked(tether_client *c, tether__conn *conn,
+                                       const tether__tp_close *why);
+int tether__client_probe_timer_locked(tether_client *c, tether__conn *conn, uint64_t now);
+void tether__client_probe_abandon_locked(tether_client *c);
+int tether__client_probe_keep_locked(tether_client *c);
+/* client_conn.c: starts the next attempt now (the probe failed while the
+ * session waited for it). */
+void tether__client_attempt_locked(tether_client *c);
 
 /* client_conn.c: the transport callbacks, run on the service thread. */
 extern const tether__tp_cb tether__client_tp_cb;

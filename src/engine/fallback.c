@@ -105,6 +105,46 @@ static void to_http(tether__fb *f, uint64_t now_ms, uint32_t factor, const char 
     snprintf(f->why, sizeof f->why, "falling back to the HTTP carriage: %s", why);
 }
 
+/* A probe failed: HTTP again for memory_ms times 2^probes_failed, at most 12 times. */
+static void probe_failed(tether__fb *f, uint64_t now_ms, const char *why)
+{
+    uint32_t factor = 1;
+    f->probes_failed++;
+    for (uint32_t i = 0; i < f->probes_failed && factor < FB_MEMORY_MAX_FACTOR; i++) {
+        factor *= 2;
+    }
+    factor = factor > FB_MEMORY_MAX_FACTOR ? FB_MEMORY_MAX_FACTOR : factor;
+    uint32_t failed = f->probes_failed;
+    to_http(f, now_ms, factor, why);
+    f->probes_failed = failed;
+}
+
+int tether__fb_probe_due(const tether__fb *f, uint64_t now_ms)
+{
+    return f->mode == TETHER_TRANSPORT_AUTO && f->http && !f->auth_try && now_ms >= f->http_until;
+}
+
+void tether__fb_probe_won(tether__fb *f)
+{
+    f->http = 0;
+    f->probing = 0;
+    f->early_deaths = 0;
+    snprintf(f->why, sizeof f->why,
+             "back to WebSocket: a probe beside the HTTP carriage got its WELCOME after %u "
+             "failed probe(s)",
+             f->probes_failed);
+    f->probes_failed = 0;
+    f->changes++;
+}
+
+void tether__fb_probe_lost(tether__fb *f, uint64_t now_ms, const char *why)
+{
+    probe_failed(f, now_ms, "the background WebSocket probe failed");
+    snprintf(f->why, sizeof f->why,
+             "staying on the HTTP carriage: the WebSocket probe failed (%.70s); the next in %llu ms",
+             why ? why : "", (unsigned long long)(f->http_until - now_ms));
+}
+
 int tether__fb_after_close(tether__fb *f, const tether__fb_event *ev, uint64_t now_ms)
 {
     if (f->mode != TETHER_TRANSPORT_AUTO) {
@@ -129,15 +169,7 @@ int tether__fb_after_close(tether__fb *f, const tether__fb_event *ev, uint64_t n
         return TETHER__FB_SWITCHED;
     }
     if (f->probing && !ev->welcomed) {
-        uint32_t factor = 1;
-        f->probes_failed++;
-        for (uint32_t i = 0; i < f->probes_failed && factor < FB_MEMORY_MAX_FACTOR; i++) {
-            factor *= 2;
-        }
-        factor = factor > FB_MEMORY_MAX_FACTOR ? FB_MEMORY_MAX_FACTOR : factor;
-        uint32_t failed = f->probes_failed;
-        to_http(f, now_ms, factor, "the WebSocket probe did not reach WELCOME");
-        f->probes_failed = failed;
+        probe_failed(f, now_ms, "the WebSocket probe did not reach WELCOME");
         return TETHER__FB_SWITCHED;
     }
     const char *why = path_blocks_ws(ev);

@@ -72,6 +72,19 @@ int tether__fb_restore(tether__fb *f, uint64_t now_ms, uint64_t remaining_ms,
  * after a fallback, not the one HTTP try after a 401/403), 0 when there is
  * none to keep. */
 int tether__fb_keep(const tether__fb *f);
+/*
+ * The background probe (client_probe.c): while a connection over HTTP lives
+ * in AUTO, WebSocket is probed on a second connection once the verdict's time
+ * is up, and the session moves to it only after its WELCOME.
+ * probe_due(): 1 when a probe should start at now_ms. probe_won(): the
+ * session moved to WebSocket (why is set; the verdict is to be forgotten).
+ * probe_lost(): the probe failed (why names the reason); HTTP stays, the next
+ * probe waits memory_ms times 2^failures (at most 12 times), as a probe
+ * attempt that failed would.
+ */
+int tether__fb_probe_due(const tether__fb *f, uint64_t now_ms);
+void tether__fb_probe_won(tether__fb *f);
+void tether__fb_probe_lost(tether__fb *f, uint64_t now_ms, const char *why);
 /* "websocket" or "http". */
 const char *tether__fb_name(int http);
 
