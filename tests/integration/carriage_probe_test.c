@@ -4,13 +4,17 @@
  * a second connection while HTTP carries on; failed probes change nothing
  * (and back off), and once WebSocket passes the session moves to it after
  * the probe's WELCOME, with messages in flight both ways: every message
- * exactly once, in order, in both directions. Ports from the OS, memory
- * stores, bounded waits; about two seconds.
+ * exactly once, in order, in both directions; and the same through the
+ * chaos relay (`tether chaos`'s engine, in process) stalling every frame
+ * after the 101: ESTALLED, HTTP delivers, probes stall too, and once the
+ * stall is lifted the client returns to WebSocket. Ports from the OS, memory
+ * stores, bounded waits; a few seconds.
  */
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "chaos/chaos.h"
 #include "harness.h"
 #include "itest.h"
 
@@ -172,8 +176,98 @@ TEST(probe_fails_while_blocked_then_switches_back_exactly_once)
     srv_free(&v);
 }
 
+static int estalled_seen;
+
+static void stall_state(tether_client *c, const tether_state_info *in, void *user)
+{
+    if (in->state == TETHER_STATE_DISCONNECTED && in->error == TETHER_ESTALLED) {
+        pthread_mutex_lock(&PL.mu);
+        estalled_seen++;
+        pthread_mutex_unlock(&PL.mu);
+    }
+    pl_state(c, in, user);
+}
+
+TEST(stalled_after_101_falls_back_then_returns_when_the_stall_lifts)
+{
+    srv v;
+    cli k;
+    char err[200] = "", url[128];
+    srv_init(&v);
+    v.cfg.cb.on_handshake = hook;
+    atomic_store(&g_refuse, 0);
+    atomic_store(&g_upgrades, 0);
+    CHECK_OK(srv_start(&v));
+    tether__chaos_cfg rc;
+    memset(&rc, 0, sizeof rc);
+    rc.upstream_host = "127.0.0.1";
+    rc.upstream_port = v.port;
+    rc.seed = 11;
+    tether__chaos *relay = NULL;
+    CHECK_EQ_INT(tether__chaos_start(&rc, &relay, err, sizeof err), 0);
+    if (!relay) {
+        srv_free(&v);
+        return;
+    }
+    /* every upgrade passes, then no frame in either direction; plain HTTP passes */
+    CHECK_EQ_INT(tether__chaos_command(relay, "stall-upgrade", err, sizeof err), 0);
+    cli_init(&k, "ws", "127.0.0.1", v.port);
+    snprintf(url, sizeof url, "ws://127.0.0.1:%u/", (unsigned)tether__chaos_port(relay));
+    k.cfg.url = url;
+    k.cfg.transport = TETHER_TRANSPORT_AUTO;
+    k.cfg.fallback_memory_ms = MEMORY_MS;
+    k.cfg.welcome_timeout_ms = 300;
+    k.cfg.backoff_base_ms = 20;
+    k.cfg.backoff_cap_ms = 200;
+    pthread_mutex_lock(&PL.mu);
+    PL.connected_http = PL.connected_ws = PL.back_to_ws = PL.disconnected = PL.stopped = 0;
+    estalled_seen = 0;
+    pthread_mutex_unlock(&PL.mu);
+    PL.next = k.cfg.cb.on_state;
+    k.cfg.cb.on_state = stall_state;
+    CHECK_OK(cli_start(&k));
+    CHECK(wait_until(connected_http, NULL, WAIT_MS));
+    CHECK_EQ_INT(pl_get(&estalled_seen), 1);
+
+    CHECK_OK(send_tagged(k.c, 300, 64));
+    server_send_tagged(&v, k.c, 1, 300);
+    int three = 3; /* the first upgrade and two stalled probes */
+    CHECK(wait_until(upgrades_at_least, &three, WAIT_MS));
+    CHECK_OK(tether_client_wait_acked(k.c, WAIT_MS));
+    want w = {&k.rec, 300};
+    CHECK(wait_until(delivered, &w, WAIT_MS));
+    CHECK_EQ_INT(pl_get(&PL.connected_ws), 0);
+    CHECK_EQ_INT(tether_client_transport(k.c), TETHER_TRANSPORT_HTTP);
+
+    /* the stall is lifted: the next probe passes and the session returns */
+    CHECK_EQ_INT(tether__chaos_command(relay, "stall-upgrade off", err, sizeof err), 0);
+    uint64_t down = 300;
+    for (int round = 0; round < 60 && !switched(NULL); round++) {
+        CHECK_OK(send_tagged(k.c, 25, 64));
+        server_send_tagged(&v, k.c, down + 1, 25);
+        down += 25;
+        sleep_ms(50);
+    }
+    CHECK(wait_until(switched, NULL, WAIT_MS));
+    CHECK_EQ_INT(tether_client_transport(k.c), TETHER_TRANSPORT_WEBSOCKET);
+    uint64_t last = 0;
+    CHECK_OK(tether_client_last_seq(k.c, &last));
+    CHECK_OK(send_tagged(k.c, 200, 64));
+    server_send_tagged(&v, k.c, down + 1, 200);
+    CHECK_OK(tether_client_wait_acked(k.c, WAIT_MS));
+    w.n = down + 200;
+    CHECK(wait_until(delivered, &w, WAIT_MS));
+    rec_check_exact(&v.rec, last + 200, "server through the relay");
+    rec_check_exact(&k.rec, down + 200, "client through the relay");
+    CHECK_EQ_INT(pl_get(&PL.stopped), 0);
+    cli_free(&k);
+    tether__chaos_stop(relay);
+    srv_free(&v);
+}
+
 int main(void)
 {
     RUN(probe_fails_while_blocked_then_switches_back_exactly_once);
+    RUN(stalled_after_101_falls_back_then_returns_when_the_stall_lifts);
     return tt_finish();
 }

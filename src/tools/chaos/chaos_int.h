@@ -48,6 +48,8 @@ typedef struct wsp {
     size_t hneed;    /* header size once known (0: not yet) */
     uint64_t left;   /* payload bytes left in the current frame */
     int data;        /* the current frame is a data frame (opcode 0, 1 or 2) */
+    uint8_t um;      /* characters of "\nupgrade:" matched in the HTTP header so far */
+    int upgrade;     /* the HTTP header holds an Upgrade header (a WebSocket upgrade) */
 } wsp;
 
 /* Bytes up to stream offset `end` may leave at `at` (ms). */
