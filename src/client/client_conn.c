@@ -253,6 +253,12 @@ static void after_close(tether_client *c, int error, int http_status, int code,
     if (c->live_since && now - c->live_since >= c->cfg.backoff_reset_ms) {
         tether__backoff_reset(&c->backoff);
     }
+    if (!c->live_since) {
+        /* several urls: an attempt that failed moves on to the next; a
+         * connection that was welcomed retries its own url first (a dead
+         * server then fails that attempt, and the next url follows) */
+        tether__client_next_url_locked(c);
+    }
     c->live_since = 0;
     if (tether__backoff_next(&c->backoff, &delay) != TETHER_OK) {
         c->phase = PH_STOPPED;

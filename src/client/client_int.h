@@ -39,6 +39,7 @@
 #include "common/stats.h"
 
 #define CLIENT_QUEUE_BYTES (16u << 20)
+#define TETHER__MAX_URLS 16 /* urls of one client at most (tether_client_config.urls) */
 #define DESTROY_FLUSH_MS 1000u
 
 /*
@@ -162,7 +163,12 @@ enum phase {
 
 struct tether_client {
     tether_client_config cfg;  /* copy of the configuration, defaults filled */
-    char *url;                 /* owned copy of cfg.url */
+    char *url;                 /* the url in use: one of url_list */
+    char **url_list;           /* owned copies of cfg.urls (or of cfg.url alone) */
+    size_t nurls;              /* urls in url_list */
+    size_t url_idx;            /* index of url in url_list */
+    tether__fb fb_other[TETHER__MAX_URLS]; /* each url's carriage choice while another is used */
+    uint8_t fb_seen[TETHER__MAX_URLS];     /* 1 once a url's choice was set up */
     char *db_path;             /* owned copy of cfg.db_path, or NULL */
     atomic_int svc_waiting;    /* the service thread waits for lock: senders let it go first */
     pthread_mutex_t lock;      /* recursive; guards everything below */
@@ -338,6 +344,10 @@ int tether__client_probe_keep_locked(tether_client *c);
 /* client_conn.c: starts the next attempt now (the probe failed while the
  * session waited for it). */
 void tether__client_attempt_locked(tether_client *c);
+
+/* client_verdict.c, lock held: moves to the next url of the list (its own
+ * carriage choice and remembered verdict). */
+void tether__client_next_url_locked(tether_client *c);
 
 /* client_conn.c: the transport callbacks, run on the service thread. */
 extern const tether__tp_cb tether__client_tp_cb;

@@ -3,7 +3,8 @@
  * verdict_put): a client that fell back to the HTTP carriage remembers it per
  * server url and proxy, so that a restart behind the same proxy starts on
  * HTTP at once instead of failing WebSocket first, until the memory expires
- * (docs/decisions.md, "The remembered fallback verdict"). The store keeps the
+ * (docs/decisions.md, "The remembered fallback verdict"). With several urls
+ * each has its own verdict and carriage choice. The store keeps the
  * wall clock (a restart loses the monotonic one); the carriage choice
  * (engine/fallback.c) keeps the monotonic clock.
  *
@@ -78,4 +79,23 @@ void tether__client_verdict_save_locked(tether_client *c)
         snprintf(c->verdict_err, sizeof c->verdict_err, "cannot store the fallback verdict: %s",
                  c->store->ops->errmsg(c->store));
     }
+}
+
+void tether__client_next_url_locked(tether_client *c)
+{
+    if (c->nurls < 2) {
+        return;
+    }
+    c->fb_other[c->url_idx] = c->fb;
+    c->fb_seen[c->url_idx] = 1;
+    c->url_idx = (c->url_idx + 1) % c->nurls;
+    c->url = c->url_list[c->url_idx];
+    if (c->fb_seen[c->url_idx]) {
+        c->fb = c->fb_other[c->url_idx];
+        c->verdict_seen = c->fb.changes;
+        return;
+    }
+    /* first visit: WebSocket or what the store remembers for this url */
+    tether__fb_init(&c->fb, c->cfg.transport, c->cfg.fallback_memory_ms);
+    tether__client_verdict_load(c);
 }
