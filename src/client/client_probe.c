@@ -33,8 +33,8 @@
 
 void tether__client_probe_arm_locked(tether_client *c, uint64_t now)
 {
-    if (c->probe_state != PROBE_NONE || c->cfg.transport != TETHER_TRANSPORT_AUTO ||
-        !c->fb.http || c->fb.auth_try || !c->conn || c->stopping) {
+    if (c->probe_state != PROBE_NONE || c->cfg.transport != TETHER_TRANSPORT_AUTO || !c->fb.http ||
+        c->fb.auth_try || !c->conn || c->stopping) {
         return;
     }
     uint64_t at = c->fb.http_until;

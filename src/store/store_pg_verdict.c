@@ -101,8 +101,7 @@ int tether__pg_verdict_put(tether__store *st, const char *key, const tether__ver
                 "VALUES ($1, $2, $3, $4) ON CONFLICT (role, key) DO UPDATE SET "
                 "until_ms = excluded.until_ms, probes_failed = excluded.probes_failed",
                 key, v, op, &rc)
-          : run(s, "DELETE FROM tether_verdicts WHERE role = $1 AND key = $2", key, NULL, op,
-                &rc);
+          : run(s, "DELETE FROM tether_verdicts WHERE role = $1 AND key = $2", key, NULL, op, &rc);
     PQclear(r);
     return rc;
 }

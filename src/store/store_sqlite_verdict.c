@@ -30,8 +30,8 @@ static int run(sqstore *s, const char *sql, const char *key, const tether__verdi
         sqlite3_int64 until = sqlite3_column_int64(q, 0), failed = sqlite3_column_int64(q, 1);
         if (until <= 0 || failed < 0 || failed > (sqlite3_int64)UINT32_MAX) {
             ret = tether__sq_fail(s, TETHER_ESTORE_CORRUPT,
-                                  "%s: the verdict row holds values out of range (%lld, %lld)",
-                                  op, (long long)until, (long long)failed);
+                                  "%s: the verdict row holds values out of range (%lld, %lld)", op,
+                                  (long long)until, (long long)failed);
         } else {
             out->until_ms = (uint64_t)until;
             out->probes_failed = (uint32_t)failed;
@@ -63,7 +63,8 @@ int tether__sq_verdict_put(tether__store *st, const char *key, const tether__ver
         return tether__sq_fail(s, TETHER_EINVAL, "verdict_put: %s", tether_errmsg());
     }
     if (s->readonly) {
-        return tether__sq_fail(s, TETHER_ESTORE_READONLY, "verdict_put: the store is open read-only");
+        return tether__sq_fail(s, TETHER_ESTORE_READONLY,
+                               "verdict_put: the store is open read-only");
     }
     if (!v) {
         return run(s, "DELETE FROM verdicts WHERE key = ?1", key, NULL, NULL, "verdict_put");

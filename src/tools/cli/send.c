@@ -159,6 +159,15 @@ static void report_problem(send_ctx *ctx, const tether_state_info *si)
         ctx->was_connected = 1;
         return;
     }
+    if (si->state == TETHER_STATE_RECONNECTING && si->error == TETHER_OK &&
+        strncmp(si->detail, "back to WebSocket", 17) == 0) {
+        fprintf(stderr, "tether send: %s\n", si->detail); /* the carriage changed */
+        return;
+    }
+    if (si->state == TETHER_STATE_CONNECTING && strstr(si->detail, ": starting on the HTTP")) {
+        fprintf(stderr, "tether send: %s\n", strstr(si->detail, ": starting on the HTTP") + 2);
+        return;
+    }
     if (si->state != TETHER_STATE_RECONNECTING || si->error == TETHER_OK) {
         return;
     }
