@@ -206,6 +206,7 @@ struct tether_client {
     int probe_state;           /* the background WebSocket probe (client_probe.c): PROBE_* */
     tether__conn *probe;       /* its connection once upgraded, else NULL */
     tether__conn *probe_closing; /* a probe connection we closed, until its closed() */
+    tether__conn *old_closing; /* the HTTP connection a won probe replaced, until its closed() */
     uint64_t probe_cursor;     /* the receive cursor its HELLO carried */
     tether__buf probe_out;     /* its HELLO being written */
 };

@@ -155,6 +155,7 @@ int tether__client_probe_message_locked(tether_client *c, tether__conn *conn, co
     c->conn = conn; /* first: the old connection's closed() is then ignored */
     probe_reset(c);
     if (old) {
+        c->old_closing = old; /* its closed() is ignored even once c->conn is gone */
         tether__conn_close(old);
     }
     c->phase = PH_ATTEMPT;
@@ -172,6 +173,10 @@ int tether__client_probe_closed_locked(tether_client *c, tether__conn *conn,
 {
     if (conn && conn == c->probe_closing) {
         c->probe_closing = NULL;
+        return 1;
+    }
+    if (conn && conn == c->old_closing) {
+        c->old_closing = NULL;
         return 1;
     }
     if (c->probe_state == PROBE_NONE) {
