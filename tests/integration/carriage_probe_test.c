@@ -265,9 +265,99 @@ TEST(stalled_after_101_falls_back_then_returns_when_the_stall_lifts)
     srv_free(&v);
 }
 
+static int displaced_seen;
+
+static void down_state(tether_client *c, const tether_state_info *in, void *user)
+{
+    if (in->state == TETHER_STATE_DISCONNECTED && in->error == TETHER_EDISPLACED &&
+        strstr(in->detail, "probe's answer is awaited")) {
+        pthread_mutex_lock(&PL.mu);
+        displaced_seen++;
+        pthread_mutex_unlock(&PL.mu);
+    }
+    pl_state(c, in, user);
+}
+
+static int displaced(void *arg)
+{
+    return pl_get(&displaced_seen) >= *(int *)arg;
+}
+
+/* The probe's HELLO reaches the server, its WELCOME never comes back: the
+ * server displaced the HTTP connection; the client waits for the probe,
+ * then opens HTTP again, and nothing is lost or doubled. */
+TEST(a_probe_whose_welcome_is_lost_leaves_http_displaced_and_the_client_carries_on)
+{
+    srv v;
+    cli k;
+    char err[200] = "", url[128];
+    srv_init(&v);
+    v.cfg.cb.on_handshake = hook;
+    atomic_store(&g_refuse, 1); /* the first upgrade is refused: HTTP from then on */
+    atomic_store(&g_upgrades, 0);
+    CHECK_OK(srv_start(&v));
+    tether__chaos_cfg rc;
+    memset(&rc, 0, sizeof rc);
+    rc.upstream_host = "127.0.0.1";
+    rc.upstream_port = v.port;
+    rc.seed = 12;
+    tether__chaos *relay = NULL;
+    CHECK_EQ_INT(tether__chaos_start(&rc, &relay, err, sizeof err), 0);
+    if (!relay) {
+        srv_free(&v);
+        return;
+    }
+    cli_init(&k, "ws", "127.0.0.1", v.port);
+    snprintf(url, sizeof url, "ws://127.0.0.1:%u/", (unsigned)tether__chaos_port(relay));
+    k.cfg.url = url;
+    k.cfg.transport = TETHER_TRANSPORT_AUTO;
+    k.cfg.fallback_memory_ms = MEMORY_MS;
+    k.cfg.welcome_timeout_ms = 300;
+    k.cfg.backoff_base_ms = 20;
+    k.cfg.backoff_cap_ms = 200;
+    pthread_mutex_lock(&PL.mu);
+    PL.connected_http = PL.connected_ws = PL.back_to_ws = PL.disconnected = PL.stopped = 0;
+    displaced_seen = 0;
+    pthread_mutex_unlock(&PL.mu);
+    PL.next = k.cfg.cb.on_state;
+    k.cfg.cb.on_state = down_state;
+    CHECK_OK(cli_start(&k));
+    CHECK(wait_until(connected_http, NULL, WAIT_MS));
+    /* probes now pass the upgrade and their HELLO, but nothing comes back */
+    CHECK_EQ_INT(tether__chaos_command(relay, "stall-upgrade down", err, sizeof err), 0);
+    atomic_store(&g_refuse, 0);
+    uint64_t down = 0, up = 0;
+    int two = 2;
+    for (int round = 0; round < 80 && !displaced(&two); round++) {
+        CHECK_OK(send_tagged(k.c, 20, 64));
+        up += 20;
+        server_send_tagged(&v, k.c, down + 1, 20);
+        down += 20;
+        sleep_ms(50);
+    }
+    CHECK(wait_until(displaced, &two, WAIT_MS));
+    CHECK_EQ_INT(pl_get(&PL.stopped), 0);
+    CHECK_EQ_INT(pl_get(&PL.connected_ws), 0);
+    CHECK(pl_get(&PL.connected_http) >= 2); /* HTTP again after each lost probe */
+    CHECK_OK(send_tagged(k.c, 100, 64));
+    up += 100;
+    server_send_tagged(&v, k.c, down + 1, 100);
+    down += 100;
+    CHECK_OK(tether_client_wait_acked(k.c, WAIT_MS));
+    want w = {&k.rec, down};
+    CHECK(wait_until(delivered, &w, WAIT_MS));
+    rec_check_exact(&v.rec, up, "server across lost probes");
+    rec_check_exact(&k.rec, down, "client across lost probes");
+    CHECK_EQ_INT(tether_client_transport(k.c), TETHER_TRANSPORT_HTTP);
+    cli_free(&k);
+    tether__chaos_stop(relay);
+    srv_free(&v);
+}
+
 int main(void)
 {
     RUN(probe_fails_while_blocked_then_switches_back_exactly_once);
     RUN(stalled_after_101_falls_back_then_returns_when_the_stall_lifts);
+    RUN(a_probe_whose_welcome_is_lost_leaves_http_displaced_and_the_client_carries_on);
     return tt_finish();
 }

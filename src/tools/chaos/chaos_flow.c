@@ -117,7 +117,8 @@ static int blocked(const tether__chaos *c, const conn *k, int i)
     /* stall-upgrade holds WebSocket upgrades only: the HTTP carriage's plain
      * requests pass, as through a filtering proxy (the request's header tells) */
     return k->poisoned || k->connecting || c->sh[i].stalled ||
-           (k->ustall && k->h[i].ws.phase != 0 && k->h[0].ws.phase != 0 && k->h[0].ws.upgrade);
+           ((k->ustall & (1 << i)) && k->h[i].ws.phase != 0 && k->h[0].ws.phase != 0 &&
+            k->h[0].ws.upgrade);
 }
 
 /*

@@ -84,7 +84,8 @@ typedef struct conn {
     int fd[2];      /* fd[0] accepted from the client, fd[1] to the upstream */
     int connecting; /* the upstream connect is in progress */
     int poisoned;   /* blackholed: swallows everything for the rest of its life */
-    int ustall;     /* stall-upgrade: the HTTP upgrade passes, then nothing */
+    int ustall;     /* stall-upgrade: the HTTP upgrade passes, then nothing in the directions
+                       of this mask (TETHER__CHAOS_UP/DOWN/BOTH); 0: none */
     half h[2];      /* h[0]: up (client -> upstream), h[1]: down */
 } conn;
 
@@ -148,7 +149,7 @@ struct tether__chaos {
     shape sh[2];                /* shaping up [0] and down [1] */
     int refusing;               /* reset new connections */
     uint64_t refuse_gen;
-    int ustall_mode; /* new connections get stall-upgrade */
+    int ustall_mode; /* new connections get stall-upgrade in these directions (0: none) */
     uint64_t ustall_gen;
     int blackhole_mode; /* new connections are poisoned */
     uint64_t blackhole_gen;
