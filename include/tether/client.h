@@ -103,7 +103,7 @@ typedef struct tether_client_callbacks {
  * Zero means "the default", given in brackets; docs/config.md lists them all.
  */
 typedef struct tether_client_config {
-    const char *url;              /* ws://host:port/path (required) */
+    const char *url;              /* ws://host:port/path (required, unless urls is set) */
     const char *db_path;          /* SQLite file for the outbox and session [NULL: memory store] */
     tether_durability durability; /* [NORMAL] */
     uint32_t max_message_bytes;   /* largest message sent or accepted, bytes [1 MiB] */
@@ -168,6 +168,9 @@ typedef struct tether_client_config {
     int store_shared;             /* 1: other processes may read db_path while the client runs
                                      (tether status), at the cost of file locks per commit
                                      [0: the client locks the file for itself] */
+    const char *const *urls;      /* several servers of one service, tried in turn (docs/config.md
+                                     "Several server URLs"): a NULL-terminated list of 1 to 16
+                                     ws:// or wss:// urls, set instead of url [NULL: url alone] */
 } tether_client_config;
 
 /** The carriage the client uses now (or will use for its next attempt):

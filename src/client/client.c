@@ -18,6 +18,26 @@ static int check_connectivity(tether_client_config *k);
 
 static int check_config(tether_client_config *k)
 {
+    if (k->urls) {
+        size_t n = 0;
+        if (k->url) {
+            return tether__fail(TETHER_ECONFIG, "set url or urls, not both");
+        }
+        for (; k->urls[n]; n++) {
+            if (n == TETHER__MAX_URLS) {
+                return tether__fail(TETHER_ECONFIG, "urls holds more than %d urls",
+                                    TETHER__MAX_URLS);
+            }
+            int rc = tether__tp_check_url(k->urls[n]);
+            if (rc != TETHER_OK) {
+                return rc;
+            }
+        }
+        if (n == 0) {
+            return tether__fail(TETHER_ECONFIG, "urls is empty");
+        }
+        k->url = k->urls[0]; /* the first url decides the proxy from the environment */
+    }
     int rc = tether__tp_check_url(k->url);
     if (rc != TETHER_OK) {
         return rc;
@@ -143,6 +163,39 @@ static int choose_proxy(tether_client *c)
     return rc;
 }
 
+/* Owned copies of the url list (or of url alone) into c->url_list; the first, or NULL. */
+static char *copy_urls(tether_client *c)
+{
+    const char *one[2] = {c->cfg.url, NULL};
+    const char *const *v = c->cfg.urls ? c->cfg.urls : one;
+    size_t n = 0;
+    while (v[n]) {
+        n++;
+    }
+    c->url_list = tether__calloc(n, sizeof *c->url_list);
+    if (!c->url_list) {
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!(c->url_list[i] = tether__strdup(v[i]))) {
+            return NULL;
+        }
+        c->nurls = i + 1;
+    }
+    return c->url_list[0];
+}
+
+static void free_urls(tether_client *c)
+{
+    for (size_t i = 0; i < c->nurls; i++) {
+        tether__free(c->url_list[i]);
+    }
+    tether__free(c->url_list);
+    c->url_list = NULL;
+    c->nurls = 0;
+    c->url = NULL;
+}
+
 static int first_session(void *arg, const tether__session_rec *rec)
 {
     *(tether__session_rec *)arg = *rec;
@@ -220,10 +273,10 @@ int tether_client_create(const tether_client_config *cfg, tether_client **out)
         tether__free(c);
         return rc;
     }
-    c->url = tether__strdup(cfg->url);
+    c->url = copy_urls(c);
     c->db_path = cfg->db_path ? tether__strdup(cfg->db_path) : NULL;
     if (!c->url || (cfg->db_path && !c->db_path)) {
-        tether__free(c->url);
+        free_urls(c);
         tether__free(c->db_path);
         tether__free(c->strs);
         tether__free(c->headers);
@@ -231,6 +284,7 @@ int tether_client_create(const tether_client_config *cfg, tether_client **out)
         return tether__fail(TETHER_ENOMEM, "out of memory");
     }
     c->cfg.url = c->url;
+    c->cfg.urls = NULL; /* the list is c->url_list */
     c->cfg.db_path = c->db_path;
 
     if (c->db_path) {
@@ -261,7 +315,7 @@ int tether_client_create(const tether_client_config *cfg, tether_client **out)
         if (c->store) {
             c->store->ops->close(c->store);
         }
-        tether__free(c->url);
+        free_urls(c);
         tether__free(c->db_path);
         tether__free(c->strs);
         tether__free(c->headers);
@@ -276,6 +330,7 @@ int tether_client_create(const tether_client_config *cfg, tether_client **out)
     tether__backoff_init(&c->backoff, c->cfg.backoff_base_ms, c->cfg.backoff_cap_ms,
                          c->cfg.backoff_max_attempts, seed);
     tether__buf_init(&c->out, tether__tp_headroom());
+    tether__buf_init(&c->probe_out, tether__tp_headroom());
     pthread_mutexattr_init(&ma);
     pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
     pthread_mutex_init(&c->lock, &ma);
@@ -287,15 +342,18 @@ int tether_client_create(const tether_client_config *cfg, tether_client **out)
     c->phase = PH_IDLE;
     c->last.detail = c->last_detail;
     tether__fb_init(&c->fb, c->cfg.transport, c->cfg.fallback_memory_ms);
+    tether__client_verdict_load(c);
     atomic_store(&c->transport_now, c->fb.http ? TETHER_TRANSPORT_HTTP : TETHER_TRANSPORT_WEBSOCKET);
     c->last.transport = atomic_load(&c->transport_now);
     if ((rc = tether__client_sendq_init(c)) != TETHER_OK) {
         tether__engine_destroy(c->engine);
         c->store->ops->close(c->store);
         tether__buf_free(&c->out);
+    tether__buf_free(&c->probe_out);
+        tether__buf_free(&c->probe_out);
         pthread_cond_destroy(&c->cond);
         pthread_mutex_destroy(&c->lock);
-        tether__free(c->url);
+        free_urls(c);
         tether__free(c->db_path);
         tether__free(c->strs);
         tether__free(c->headers);
@@ -566,11 +624,12 @@ void tether_client_destroy(tether_client *c)
     tether__engine_destroy(c->engine);
     c->store->ops->close(c->store);
     tether__buf_free(&c->out);
+    tether__buf_free(&c->probe_out);
     tether__client_sendq_free(c);
     tether__client_evq_free(c);
     pthread_cond_destroy(&c->cond);
     pthread_mutex_destroy(&c->lock);
-    tether__free(c->url);
+    free_urls(c);
     tether__free(c->db_path);
     tether__free(c->strs);
     tether__free(c->headers);

@@ -25,7 +25,8 @@ static void report_ex(tether_client *c, tether_state state, int error, int http_
     in->proxy_status = proxy_status;
     in->retry_after_ms = retry_after_ms;
     in->transport = c->fb.http ? TETHER_TRANSPORT_HTTP : TETHER_TRANSPORT_WEBSOCKET;
-    snprintf(c->last_detail, sizeof c->last_detail, "%s", detail ? detail : "");
+    snprintf(c->last_detail, sizeof c->last_detail, "%.*s", (int)sizeof c->last_detail - 1,
+             detail ? detail : "");
     in->detail = c->last_detail;
     pthread_cond_broadcast(&c->cond);
     if (c->cfg.cb.on_state) {
@@ -105,17 +106,26 @@ static void after_close(tether_client *c, int error, int http_status, int code,
 
 static void attempt(tether_client *c)
 {
+    if (c->probe_state == PROBE_ATTEMPT || c->probe_state == PROBE_DROPPED) {
+        /* the abandoned probe's WebSocket attempt still holds the transport's
+         * attempt: the next attempt follows once it ended */
+        c->phase = PH_WAITING;
+        tether__tp_timer(c->tp, 20);
+        return;
+    }
     c->phase = PH_ATTEMPT;
     c->conn_acked = 0;
     tether__stat_add(&c->stats, TETHER__ST_ATTEMPTS, 1);
     tether__fb_before_attempt(&c->fb, tether__now_ms());
     atomic_store(&c->transport_now, c->fb.http ? TETHER_TRANSPORT_HTTP : TETHER_TRANSPORT_WEBSOCKET);
-    if (c->fb.http) {
-        char d[256];
-        snprintf(d, sizeof d, "%.200s (HTTP carriage)", c->url);
+    {
+        char d[512];
+        snprintf(d, sizeof d, "%.120s%s%s%.110s%s%.110s", c->url, c->fb.http ? " (HTTP carriage)" : "",
+                 c->verdict_restored ? ": " : "", c->verdict_restored ? c->fb.why : "",
+                 c->verdict_err[0] ? "; " : "", c->verdict_err);
+        c->verdict_restored = 0;
+        c->verdict_err[0] = '\0';
         report(c, TETHER_STATE_CONNECTING, TETHER_OK, 0, 0, 0, 0, d);
-    } else {
-        report(c, TETHER_STATE_CONNECTING, TETHER_OK, 0, 0, 0, 0, c->url);
     }
     if (c->proxy_dirty) {
         tether__tp_set_proxy(c->tp, &c->proxy);
@@ -130,6 +140,11 @@ static void attempt(tether_client *c)
         snprintf(detail, sizeof detail, "%s", tether_errmsg());
         after_close(c, rc, 0, 0, detail, tether__now_ms(), NULL);
     }
+}
+
+void tether__client_attempt_locked(tether_client *c)
+{
+    attempt(c);
 }
 
 int tether__client_reset_session_locked(tether_client *c)
@@ -170,10 +185,23 @@ static void after_close(tether_client *c, int error, int http_status, int code,
 
     c->conn = NULL;
     tether__engine_disconnect(c->engine);
+    if (!c->stopping && tether__client_probe_keep_locked(c)) {
+        /* a probe's HELLO is out: it displaced this connection on the server
+         * (or this one failed meanwhile); the session waits for its outcome */
+        char d[320];
+        snprintf(d, sizeof d, "%.200s; the WebSocket probe's answer is awaited", detail);
+        report_ex(c, TETHER_STATE_DISCONNECTED, error, http_status, code, 0, 0, d, proxy_status,
+                  retry_after);
+        c->live_since = 0;
+        c->phase = PH_ATTEMPT;
+        return;
+    }
+    tether__client_probe_abandon_locked(c);
     /* reported with the carriage that failed; the choice of the next one follows */
     report_ex(c, TETHER_STATE_DISCONNECTED, error, http_status, code, 0, 0, detail, proxy_status,
               retry_after);
     int fb = c->stopping ? TETHER__FB_SAME : tether__fb_after_close(&c->fb, &fe, now);
+    tether__client_verdict_save_locked(c);
     if (c->stopping) {
         c->phase = PH_STOPPED;
         pthread_cond_broadcast(&c->cond);
@@ -225,6 +253,12 @@ static void after_close(tether_client *c, int error, int http_status, int code,
     if (c->live_since && now - c->live_since >= c->cfg.backoff_reset_ms) {
         tether__backoff_reset(&c->backoff);
     }
+    if (!c->live_since) {
+        /* several urls: an attempt that failed moves on to the next; a
+         * connection that was welcomed retries its own url first (a dead
+         * server then fails that attempt, and the next url follows) */
+        tether__client_next_url_locked(c);
+    }
     c->live_since = 0;
     if (tether__backoff_next(&c->backoff, &delay) != TETHER_OK) {
         c->phase = PH_STOPPED;
@@ -259,6 +293,10 @@ static void on_open(void *owner, tether__conn *conn)
     tether_client *c = owner;
     uint64_t now = tether__now_ms();
     lock_svc(c);
+    if (tether__client_probe_open_locked(c, conn)) {
+        tether__client_leave(c);
+        return;
+    }
     tether__tp_timer_cancel(c->tp);
     c->conn = conn;
     c->welcome_deadline = now + c->cfg.welcome_timeout_ms;
@@ -277,6 +315,15 @@ static void on_message(void *owner, tether__conn *conn, const uint8_t *buf, size
     tether__engine_event ev;
 
     lock_svc(c);
+    int pr = tether__client_probe_message_locked(c, conn, buf, len, err, now);
+    if (pr == 1) {
+        tether__client_leave(c);
+        return;
+    }
+    if (pr == 2) {
+        /* the carriage changed under a live session: said as RECONNECTING */
+        report(c, TETHER_STATE_RECONNECTING, TETHER_OK, 0, 0, 0, 0, c->fb.why);
+    }
     if (conn != c->conn || tether__engine_close_event(c->engine, NULL)) {
         tether__client_leave(c);
         return;
@@ -295,10 +342,12 @@ static void on_message(void *owner, tether__conn *conn, const uint8_t *buf, size
         c->live_since = now;
         c->welcome_deadline = UINT64_MAX;
         tether__fb_welcomed(&c->fb);
+        tether__client_verdict_save_locked(c);
         report(c, TETHER_STATE_CONNECTED, TETHER_OK, 0, 0, 0, ev.resumed,
                c->fb.http ? (ev.resumed ? "session resumed over the HTTP carriage"
                                         : "new session over the HTTP carriage")
                           : (ev.resumed ? "session resumed" : "new session"));
+        tether__client_probe_arm_locked(c, now);
     }
     if (ev.close || tether__engine_want_write(c->engine, now)) {
         tether__conn_want_write(conn);
@@ -313,6 +362,10 @@ static void on_writable(void *owner, tether__conn *conn)
 {
     tether_client *c = owner;
     lock_svc(c);
+    if (tether__client_probe_writable_locked(c, conn)) {
+        tether__client_leave(c);
+        return;
+    }
     if (conn == c->conn) {
         tether__link_pump_engine(c->engine, conn, &c->out, tether__now_ms());
     }
@@ -325,7 +378,8 @@ static void on_closed(void *owner, tether__conn *conn, const tether__tp_close *w
     uint64_t now = tether__now_ms();
     tether__engine_event ev;
     lock_svc(c);
-    if (conn != c->conn && c->conn != NULL) {
+    if (tether__client_probe_closed_locked(c, conn, why) ||
+        (conn != c->conn && c->conn != NULL)) {
         tether__client_leave(c);
         return;
     }
@@ -351,6 +405,7 @@ static void on_wake(void *owner)
     uint64_t now = tether__now_ms();
     lock_svc(c);
     if (c->stopping) {
+        tether__client_probe_abandon_locked(c);
         if (c->conn && !tether__engine_close_event(c->engine, NULL)) {
             /* a live session says goodbye; an unwelcomed connection just closes */
             close_soon(c, TETHER_ECLOSED,
@@ -382,7 +437,11 @@ static void on_timer(void *owner, tether__conn *conn)
         /* the transport-wide timer: the backoff delay is over */
         if (c->phase == PH_WAITING && !c->stopping) {
             attempt(c);
+        } else if (c->phase == PH_ATTEMPT && !c->stopping) {
+            tether__client_probe_start_locked(c, now); /* the verdict's time is up */
         }
+    } else if (tether__client_probe_timer_locked(c, conn, now)) {
+        /* the probe's WELCOME did not come in time */
     } else if (conn == c->conn) {
         if (now >= c->welcome_deadline && !tether__engine_close_event(c->engine, NULL)) {
             char d[160];

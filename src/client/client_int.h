@@ -39,6 +39,7 @@
 #include "common/stats.h"
 
 #define CLIENT_QUEUE_BYTES (16u << 20)
+#define TETHER__MAX_URLS 16 /* urls of one client at most (tether_client_config.urls) */
 #define DESTROY_FLUSH_MS 1000u
 
 /*
@@ -162,7 +163,12 @@ enum phase {
 
 struct tether_client {
     tether_client_config cfg;  /* copy of the configuration, defaults filled */
-    char *url;                 /* owned copy of cfg.url */
+    char *url;                 /* the url in use: one of url_list */
+    char **url_list;           /* owned copies of cfg.urls (or of cfg.url alone) */
+    size_t nurls;              /* urls in url_list */
+    size_t url_idx;            /* index of url in url_list */
+    tether__fb fb_other[TETHER__MAX_URLS]; /* each url's carriage choice while another is used */
+    uint8_t fb_seen[TETHER__MAX_URLS];     /* 1 once a url's choice was set up */
     char *db_path;             /* owned copy of cfg.db_path, or NULL */
     atomic_int svc_waiting;    /* the service thread waits for lock: senders let it go first */
     pthread_mutex_t lock;      /* recursive; guards everything below */
@@ -194,6 +200,15 @@ struct tether_client {
     tether__fb fb;             /* which carriage next: WebSocket or HTTP (engine/fallback.h) */
     int conn_acked;            /* an ACK of our DATA arrived on the current connection */
     atomic_int transport_now;  /* tether_transport_mode in use, for tether_client_transport() */
+    uint32_t verdict_seen;     /* fb.changes when the verdict was last loaded or stored */
+    char verdict_err[200];     /* the last failure to read or store the verdict, "" if none */
+    int verdict_restored;      /* the first attempt starts on HTTP by a remembered verdict */
+    int probe_state;           /* the background WebSocket probe (client_probe.c): PROBE_* */
+    tether__conn *probe;       /* its connection once upgraded, else NULL */
+    tether__conn *probe_closing; /* a probe connection we closed, until its closed() */
+    tether__conn *old_closing; /* the HTTP connection a won probe replaced, until its closed() */
+    uint64_t probe_cursor;     /* the receive cursor its HELLO carried */
+    tether__buf probe_out;     /* its HELLO being written */
 };
 
 static inline void lock(tether_client *c)
@@ -285,6 +300,55 @@ unsigned long tether__client_commits(tether_client *c);
 
 /* client_send.c: wakes the service thread unless a wake is already pending. */
 void tether__client_wake(tether_client *c);
+
+/* client_verdict.c: the store's key of the fallback verdict for url (the
+ * proxy in use is part of it). */
+void tether__client_verdict_key(const tether_client *c, const char *url, char *buf, size_t len);
+/* client_verdict.c, create: AUTO starts on HTTP when the store remembers a
+ * verdict for the url and proxy that has not expired. */
+void tether__client_verdict_load(tether_client *c);
+/* client_verdict.c, lock held: stores (or forgets) the verdict when the
+ * carriage choice changed it. */
+void tether__client_verdict_save_locked(tether_client *c);
+
+/* The background probe's states (client_probe.c). */
+enum {
+    PROBE_NONE = 0,    /* no probe */
+    PROBE_ATTEMPT = 1, /* its WebSocket attempt is under way */
+    PROBE_OPEN = 2,    /* upgraded; its HELLO is due */
+    PROBE_HELLO = 3,   /* HELLO written; its WELCOME is awaited */
+    PROBE_ORPHAN = 4,  /* as PROBE_HELLO, and the HTTP connection it displaced is gone */
+    PROBE_DROPPED = 5, /* abandoned while its attempt was under way: closed when it opens */
+};
+
+/* client_probe.c, lock held, service thread. arm(): while connected over
+ * HTTP in AUTO, sets the transport timer for the next probe. start(): the
+ * transport timer fired: starts the probe when one is due. The others take
+ * a transport callback's event and return 1 when it was the probe's (then
+ * the caller does nothing else), 0 otherwise; message() returns 2 when the
+ * probe's WELCOME moved the session onto it: c->conn is the probe and the
+ * caller processes the WELCOME as for any connection. abandon(): the HTTP
+ * connection ended for a reason of its own, or the client stops; keep():
+ * the HTTP connection was displaced (EDISPLACED): 1 when a probe's HELLO did
+ * it, and the session waits for that probe instead of stopping. */
+void tether__client_probe_arm_locked(tether_client *c, uint64_t now);
+void tether__client_probe_start_locked(tether_client *c, uint64_t now);
+int tether__client_probe_open_locked(tether_client *c, tether__conn *conn);
+int tether__client_probe_writable_locked(tether_client *c, tether__conn *conn);
+int tether__client_probe_message_locked(tether_client *c, tether__conn *conn, const uint8_t *buf,
+                                        size_t len, int err, uint64_t now);
+int tether__client_probe_closed_locked(tether_client *c, tether__conn *conn,
+                                       const tether__tp_close *why);
+int tether__client_probe_timer_locked(tether_client *c, tether__conn *conn, uint64_t now);
+void tether__client_probe_abandon_locked(tether_client *c);
+int tether__client_probe_keep_locked(tether_client *c);
+/* client_conn.c: starts the next attempt now (the probe failed while the
+ * session waited for it). */
+void tether__client_attempt_locked(tether_client *c);
+
+/* client_verdict.c, lock held: moves to the next url of the list (its own
+ * carriage choice and remembered verdict). */
+void tether__client_next_url_locked(tether_client *c);
 
 /* client_conn.c: the transport callbacks, run on the service thread. */
 extern const tether__tp_cb tether__client_tp_cb;

@@ -17,6 +17,30 @@ void tether__fb_init(tether__fb *f, int mode, uint32_t memory_ms)
     f->http = mode == TETHER_TRANSPORT_HTTP;
 }
 
+int tether__fb_restore(tether__fb *f, uint64_t now_ms, uint64_t remaining_ms,
+                       uint32_t probes_failed)
+{
+    if (f->mode != TETHER_TRANSPORT_AUTO || remaining_ms == 0) {
+        return 0;
+    }
+    uint64_t most = (uint64_t)f->memory_ms * FB_MEMORY_MAX_FACTOR;
+    f->http = 1;
+    f->probing = 0;
+    f->auth_try = 0;
+    f->probes_failed = probes_failed;
+    f->http_until = now_ms + (remaining_ms < most ? remaining_ms : most);
+    snprintf(f->why, sizeof f->why,
+             "starting on the HTTP carriage: an earlier run found WebSocket blocked on this path "
+             "(%u failed probe(s) since); WebSocket is probed again in %llu ms",
+             probes_failed, (unsigned long long)(f->http_until - now_ms));
+    return 1;
+}
+
+int tether__fb_keep(const tether__fb *f)
+{
+    return f->mode == TETHER_TRANSPORT_AUTO && f->http && !f->auth_try;
+}
+
 const char *tether__fb_name(int http)
 {
     return http ? "http" : "websocket";
@@ -44,6 +68,7 @@ void tether__fb_welcomed(tether__fb *f)
     if (f->probing) {
         f->probing = 0;
         f->probes_failed = 0;
+        f->changes++; /* WebSocket passes again: nothing to remember */
     }
 }
 
@@ -76,7 +101,48 @@ static void to_http(tether__fb *f, uint64_t now_ms, uint32_t factor, const char 
     f->probing = 0;
     f->early_deaths = 0;
     f->http_until = now_ms + (uint64_t)f->memory_ms * factor;
+    f->changes++;
     snprintf(f->why, sizeof f->why, "falling back to the HTTP carriage: %s", why);
+}
+
+/* A probe failed: HTTP again for memory_ms times 2^probes_failed, at most 12 times. */
+static void probe_failed(tether__fb *f, uint64_t now_ms, const char *why)
+{
+    uint32_t factor = 1;
+    f->probes_failed++;
+    for (uint32_t i = 0; i < f->probes_failed && factor < FB_MEMORY_MAX_FACTOR; i++) {
+        factor *= 2;
+    }
+    factor = factor > FB_MEMORY_MAX_FACTOR ? FB_MEMORY_MAX_FACTOR : factor;
+    uint32_t failed = f->probes_failed;
+    to_http(f, now_ms, factor, why);
+    f->probes_failed = failed;
+}
+
+int tether__fb_probe_due(const tether__fb *f, uint64_t now_ms)
+{
+    return f->mode == TETHER_TRANSPORT_AUTO && f->http && !f->auth_try && now_ms >= f->http_until;
+}
+
+void tether__fb_probe_won(tether__fb *f)
+{
+    f->http = 0;
+    f->probing = 0;
+    f->early_deaths = 0;
+    snprintf(f->why, sizeof f->why,
+             "back to WebSocket: a probe beside the HTTP carriage got its WELCOME after %u "
+             "failed probe(s)",
+             f->probes_failed);
+    f->probes_failed = 0;
+    f->changes++;
+}
+
+void tether__fb_probe_lost(tether__fb *f, uint64_t now_ms, const char *why)
+{
+    probe_failed(f, now_ms, "the background WebSocket probe failed");
+    snprintf(f->why, sizeof f->why,
+             "staying on the HTTP carriage: the WebSocket probe failed (%.70s); the next in %llu ms",
+             why ? why : "", (unsigned long long)(f->http_until - now_ms));
 }
 
 int tether__fb_after_close(tether__fb *f, const tether__fb_event *ev, uint64_t now_ms)
@@ -103,15 +169,7 @@ int tether__fb_after_close(tether__fb *f, const tether__fb_event *ev, uint64_t n
         return TETHER__FB_SWITCHED;
     }
     if (f->probing && !ev->welcomed) {
-        uint32_t factor = 1;
-        f->probes_failed++;
-        for (uint32_t i = 0; i < f->probes_failed && factor < FB_MEMORY_MAX_FACTOR; i++) {
-            factor *= 2;
-        }
-        factor = factor > FB_MEMORY_MAX_FACTOR ? FB_MEMORY_MAX_FACTOR : factor;
-        uint32_t failed = f->probes_failed;
-        to_http(f, now_ms, factor, "the WebSocket probe did not reach WELCOME");
-        f->probes_failed = failed;
+        probe_failed(f, now_ms, "the WebSocket probe did not reach WELCOME");
         return TETHER__FB_SWITCHED;
     }
     const char *why = path_blocks_ws(ev);

@@ -42,6 +42,8 @@ typedef struct tether__fb {
     uint32_t memory_ms;     /* how long a verdict is kept at first, ms */
     uint64_t http_until;    /* AUTO on HTTP: probe WebSocket from this time on, ms */
     char why[160];          /* why the carriage last changed ("" before any change) */
+    uint32_t changes;       /* counts changes of the verdict to remember (a fallback, a failed
+                               or successful probe): the client stores it when this moves */
 } tether__fb;
 
 /* Actions of tether__fb_after_close. */
@@ -60,6 +62,29 @@ int tether__fb_before_attempt(tether__fb *f, uint64_t now_ms);
 void tether__fb_welcomed(tether__fb *f);
 /* An attempt or connection ended: what next (TETHER__FB_*). */
 int tether__fb_after_close(tether__fb *f, const tether__fb_event *ev, uint64_t now_ms);
+/* A verdict remembered from an earlier run (the store): AUTO starts on HTTP
+ * and probes WebSocket remaining_ms after now_ms (at most 12 times memory_ms),
+ * with probes_failed probes already failed. Other modes ignore it. Returns 1
+ * when the client now starts on HTTP (why is set). */
+int tether__fb_restore(tether__fb *f, uint64_t now_ms, uint64_t remaining_ms,
+                       uint32_t probes_failed);
+/* 1 when the verdict to remember is "HTTP until http_until" (AUTO, on HTTP
+ * after a fallback, not the one HTTP try after a 401/403), 0 when there is
+ * none to keep. */
+int tether__fb_keep(const tether__fb *f);
+/*
+ * The background probe (client_probe.c): while a connection over HTTP lives
+ * in AUTO, WebSocket is probed on a second connection once the verdict's time
+ * is up, and the session moves to it only after its WELCOME.
+ * probe_due(): 1 when a probe should start at now_ms. probe_won(): the
+ * session moved to WebSocket (why is set; the verdict is to be forgotten).
+ * probe_lost(): the probe failed (why names the reason); HTTP stays, the next
+ * probe waits memory_ms times 2^failures (at most 12 times), as a probe
+ * attempt that failed would.
+ */
+int tether__fb_probe_due(const tether__fb *f, uint64_t now_ms);
+void tether__fb_probe_won(tether__fb *f);
+void tether__fb_probe_lost(tether__fb *f, uint64_t now_ms, const char *why);
 /* "websocket" or "http". */
 const char *tether__fb_name(int http);
 

@@ -334,6 +334,52 @@ int tether__engine_connect(tether__engine *e, uint64_t now_ms)
     return TETHER_OK;
 }
 
+int tether__engine_hello_frame(tether__engine *e, tether__buf *out, uint64_t *cursor)
+{
+    if (!e || !out || e->cfg.role != TETHER__ROLE_CLIENT) {
+        return TETHER_EINVAL;
+    }
+    tether__hello h;
+    memset(&h, 0, sizeof h);
+    h.version = TETHER__PROTO_VERSION;
+    memcpy(h.session_id, e->rec.id, TETHER__ID_LEN);
+    memcpy(h.token, e->rec.token, TETHER__TOKEN_LEN);
+    h.resume = e->rec.established ? 1 : 0;
+    h.recv_cursor = e->rec.recv_cursor;
+    h.out_last = e->rec.out_last;
+    h.max_message = e->cfg.max_message;
+    h.window = e->cfg.window;
+    tether__buf_reset(out);
+    int r = tether__encode_hello(out, &h);
+    if (r == TETHER_OK && cursor) {
+        *cursor = h.recv_cursor;
+    }
+    return r;
+}
+
+int tether__engine_is_welcome(tether__engine *e, const uint8_t *buf, size_t len)
+{
+    tether__frame f;
+    if (!e || tether__decode(&e->dec, buf, len, &f) != TETHER_OK) {
+        return 0;
+    }
+    return f.type == TETHER__F_WELCOME &&
+           memcmp(f.u.welcome.session_id, e->rec.id, TETHER__ID_LEN) == 0;
+}
+
+int tether__engine_adopt(tether__engine *e, uint64_t hello_cursor)
+{
+    if (!e || e->cfg.role != TETHER__ROLE_CLIENT || hello_cursor > e->rec.recv_cursor) {
+        return TETHER_EINVAL;
+    }
+    tether__engine_disconnect(e);
+    e->hello_out = 1;
+    /* the peer was told hello_cursor: what arrived since on the old connection
+     * is acknowledged again on this one (its resends are duplicates) */
+    e->last_ack = hello_cursor;
+    return TETHER_OK;
+}
+
 static void queue_welcome(tether__engine *e, int resumed)
 {
     tether__ctl *c = ctl_push(e, TETHER__F_WELCOME);

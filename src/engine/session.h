@@ -97,6 +97,20 @@ int tether__engine_live(const tether__engine *e);
 /* Client: a transport connection is open; queues HELLO. */
 int tether__engine_connect(tether__engine *e, uint64_t now_ms);
 
+/*
+ * Client, a second connection probing another carriage while this one lives
+ * (client_probe.c): hello_frame() encodes the HELLO the session would send
+ * now into out (reset first), without changing anything, and gives its
+ * receive cursor; is_welcome() is 1 when buf is a WELCOME for this session;
+ * adopt() moves the session onto the probe: it ends the current connection as
+ * disconnect() does and waits for the WELCOME that answers that HELLO (fed
+ * through on_frame()), with hello_cursor as what the peer was last told.
+ * TETHER_EINVAL for a server engine or a cursor beyond the committed one.
+ */
+int tether__engine_hello_frame(tether__engine *e, tether__buf *out, uint64_t *cursor);
+int tether__engine_is_welcome(tether__engine *e, const uint8_t *buf, size_t len);
+int tether__engine_adopt(tether__engine *e, uint64_t hello_cursor);
+
 /* Server: a HELLO for this engine's session arrived (token already checked by
  * the caller). Queues WELCOME and goes live, or on a mismatch reports it
  * through on_mismatch, queues WELCOME then BYE(MISMATCH) and sets ev->close.

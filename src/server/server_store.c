@@ -111,9 +111,22 @@ static int l_inspect(tether__store *st, unsigned flags, tether__store_info *out)
     return done(st, INNER(st)->ops->inspect(INNER(st), flags, out));
 }
 
+static int l_verdict_get(tether__store *st, const char *key, tether__verdict *out)
+{
+    pthread_mutex_lock(MU(st));
+    return done(st, INNER(st)->ops->verdict_get(INNER(st), key, out));
+}
+
+static int l_verdict_put(tether__store *st, const char *key, const tether__verdict *v)
+{
+    pthread_mutex_lock(MU(st));
+    return done(st, INNER(st)->ops->verdict_put(INNER(st), key, v));
+}
+
 static const tether__store_ops locked_ops = {l_get,    l_put,     l_delete,  l_list,  l_append,
                                              l_load,   l_ack,     l_cursor,  l_pending, l_rebase,
-                                             l_errmsg, l_close,   l_inspect};
+                                             l_errmsg, l_close,   l_inspect, l_verdict_get,
+                                             l_verdict_put};
 
 int tether__srv_store_wrap(tether__store *inner, tether__store **out)
 {

@@ -16,7 +16,20 @@
 
 #include <tether/tether.h>
 
-#define TETHER__STORE_SCHEMA_VERSION 1
+#define TETHER__STORE_SCHEMA_VERSION 1 /* PostgreSQL's schema (store_pg_open.c) */
+/* SQLite's schema: 2 added the table of fallback verdicts (store_sqlite_verdict.c);
+ * a schema-1 file is brought to 2 at its first read-write open. */
+#define TETHER__STORE_SQLITE_SCHEMA_VERSION 2
+
+/* Longest key of a fallback verdict, bytes (the client's server url and proxy). */
+#define TETHER__VERDICT_KEY_MAX 1024
+
+/* A remembered fallback verdict (client): for one server url + proxy, the HTTP
+ * carriage is used instead of WebSocket until until_ms. */
+typedef struct tether__verdict {
+    uint64_t until_ms;      /* wall-clock ms since the Unix epoch; 1..INT64_MAX */
+    uint32_t probes_failed; /* WebSocket probes failed since the fallback */
+} tether__verdict;
 
 typedef enum tether__store_role {
     TETHER__ROLE_NONE = 0,   /* inspect() only: an empty store no side has initialised */
@@ -100,6 +113,19 @@ typedef struct tether__store_ops {
      * fails; the memory store has no file and nothing to verify. Changes nothing.
      */
     int (*inspect)(tether__store *st, unsigned flags, tether__store_info *out);
+    /*
+     * The fallback verdict kept for key (a non-empty string of at most
+     * TETHER__VERDICT_KEY_MAX bytes): TETHER_OK with *out filled,
+     * TETHER_ENOTFOUND when none is kept, TETHER_EINVAL for a bad key, or an
+     * error. Expired verdicts are returned as they are: the caller compares.
+     */
+    int (*verdict_get)(tether__store *st, const char *key, tether__verdict *out);
+    /*
+     * Records v as key's verdict, replacing any (v NULL: forgets key's verdict;
+     * none kept is not an error). TETHER_EINVAL for a bad key or until_ms
+     * outside 1..INT64_MAX.
+     */
+    int (*verdict_put)(tether__store *st, const char *key, const tether__verdict *v);
 } tether__store_ops;
 
 struct tether__store {
@@ -199,6 +225,10 @@ int tether__store_pg_is_uri(const char *path);
 /* Where a connection string points, for messages: "host:port/db as user
  * name", never the password. */
 void tether__store_pg_describe(const char *conninfo, char *buf, size_t len);
+
+/* Checks a verdict key and value (v may be NULL) for verdict_put/get:
+ * TETHER_OK or TETHER_EINVAL with the reason (store_memory.c). */
+int tether__verdict_check(const char *key, const tether__verdict *v);
 
 /* A store in memory: everything is lost when it is closed. */
 int tether__store_memory_open(tether__store_role role, tether__store **out);

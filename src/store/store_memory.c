@@ -56,7 +56,15 @@ typedef struct mstore {
     size_t capsess;          /* slots in sess */
     long budget;             /* test hook: allocations left before they fail, -1 = no limit */
     char msg[256];           /* the last failure's message */
+    struct mverdict *verdicts; /* fallback verdicts kept, a list in no order */
 } mstore;
+
+/* One fallback verdict (verdict_put). */
+typedef struct mverdict {
+    struct mverdict *next; /* the next verdict of the list */
+    tether__verdict v;     /* the verdict */
+    char key[];            /* its key, NUL-terminated */
+} mverdict;
 
 static const tether__store_ops memory_ops;
 
@@ -523,6 +531,76 @@ static int m_inspect(tether__store *st, unsigned flags, tether__store_info *out)
     return TETHER_OK;
 }
 
+/* ---- fallback verdicts ---- */
+
+int tether__verdict_check(const char *key, const tether__verdict *v)
+{
+    if (!key || !key[0] || strlen(key) > TETHER__VERDICT_KEY_MAX) {
+        return tether__fail(TETHER_EINVAL, "verdict: the key must be 1 to %d bytes",
+                            TETHER__VERDICT_KEY_MAX);
+    }
+    if (v && (v->until_ms == 0 || v->until_ms > (uint64_t)INT64_MAX)) {
+        return tether__fail(TETHER_EINVAL, "verdict: until_ms %llu is out of range",
+                            (unsigned long long)v->until_ms);
+    }
+    return TETHER_OK;
+}
+
+static mverdict **m_vfind(mstore *m, const char *key)
+{
+    mverdict **p = &m->verdicts;
+    while (*p && strcmp((*p)->key, key) != 0) {
+        p = &(*p)->next;
+    }
+    return p;
+}
+
+static int m_verdict_get(tether__store *st, const char *key, tether__verdict *out)
+{
+    mstore *m = (mstore *)st;
+    int rc = tether__verdict_check(key, NULL);
+    if (rc != TETHER_OK || !out) {
+        return fail(m, TETHER_EINVAL, "verdict_get: invalid argument");
+    }
+    mverdict *v = *m_vfind(m, key);
+    if (!v) {
+        return fail(m, TETHER_ENOTFOUND, "verdict_get: no verdict kept for this key");
+    }
+    *out = v->v;
+    return TETHER_OK;
+}
+
+static int m_verdict_put(tether__store *st, const char *key, const tether__verdict *v)
+{
+    mstore *m = (mstore *)st;
+    if (tether__verdict_check(key, v) != TETHER_OK) {
+        return fail(m, TETHER_EINVAL, "verdict_put: %s", tether_errmsg());
+    }
+    mverdict **p = m_vfind(m, key);
+    if (!v) {
+        if (*p) {
+            mverdict *gone = *p;
+            *p = gone->next;
+            tether__free(gone);
+        }
+        return TETHER_OK;
+    }
+    if (*p) {
+        (*p)->v = *v;
+        return TETHER_OK;
+    }
+    size_t len = strlen(key);
+    mverdict *n = xmalloc(m, sizeof *n + len + 1);
+    if (!n) {
+        return fail(m, TETHER_ENOMEM, "verdict_put: out of memory");
+    }
+    n->next = NULL;
+    n->v = *v;
+    memcpy(n->key, key, len + 1);
+    *p = n;
+    return TETHER_OK;
+}
+
 static const char *m_errmsg(tether__store *st)
 {
     mstore *m = (mstore *)st;
@@ -539,6 +617,11 @@ static void m_close(tether__store *st)
         free_session(m->sess[i]);
     }
     tether__free(m->sess);
+    while (m->verdicts) {
+        mverdict *next = m->verdicts->next;
+        tether__free(m->verdicts);
+        m->verdicts = next;
+    }
     tether__free(m);
 }
 
@@ -556,6 +639,8 @@ static const tether__store_ops memory_ops = {
     .errmsg = m_errmsg,
     .close = m_close,
     .inspect = m_inspect,
+    .verdict_get = m_verdict_get,
+    .verdict_put = m_verdict_put,
 };
 
 int tether__store_memory_open(tether__store_role role, tether__store **out)

@@ -607,4 +607,6 @@ const tether__store_ops tether__pg_ops = {
     .errmsg = g_errmsg,
     .close = tether__pg_close,
     .inspect = g_inspect,
+    .verdict_get = tether__pg_verdict_get,
+    .verdict_put = tether__pg_verdict_put,
 };

@@ -140,6 +140,10 @@ int tether__pg_read_sess(pgstore *s, int stmt, const uint8_t id[16], tether__ses
 int tether__pg_append(tether__store *st, const uint8_t id[16], const tether_msg *msgs, size_t n,
                       uint64_t max_count, uint64_t max_bytes, uint64_t *first_seq);
 
+/* store_pg_verdict.c: the verdict_get() and verdict_put() operations. */
+int tether__pg_verdict_get(tether__store *st, const char *key, tether__verdict *out);
+int tether__pg_verdict_put(tether__store *st, const char *key, const tether__verdict *v);
+
 /* store_pg.c: the tether code for a SQLSTATE (NULL: the connection failed). */
 int tether__pg_map_state(const char *sqlstate);
 

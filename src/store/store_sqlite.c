@@ -1,12 +1,15 @@
 /*
  * The SQLite store: sessions and their outboxes in one SQLite file, WAL mode.
  *
- * Schema 1 (PRAGMA user_version holds the number):
+ * Schema 2 (PRAGMA user_version holds the number):
  *   meta(key, value)        'role' -> 'client' or 'server'; 'unsaved' -> 1 while
  *                           session rows may lag their outbox (see "out_last")
  *   sessions(id PRIMARY KEY, token, out_last, peer_acked, recv_cursor, established,
  *            pending_count, pending_bytes)                       WITHOUT ROWID
  *   outbox(session, seq, payload, PRIMARY KEY(session, seq))      WITHOUT ROWID
+ *   verdicts(key PRIMARY KEY, until_ms, probes_failed)           WITHOUT ROWID
+ *                           (schema 2; a schema-1 file gets it at its first
+ *                           read-write open; store_sqlite_verdict.c)
  * pending_count/pending_bytes mirror what a session's outbox rows hold, so the
  * cap check of append is a row read instead of a COUNT(*) over the outbox.
  *
@@ -759,4 +762,6 @@ const tether__store_ops tether__sqlite_ops = {
     .errmsg = tether__sq_errmsg,
     .close = tether__sq_close,
     .inspect = tether__sq_inspect,
+    .verdict_get = tether__sq_verdict_get,
+    .verdict_put = tether__sq_verdict_put,
 };

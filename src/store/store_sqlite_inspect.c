@@ -238,6 +238,23 @@ static int e_rebase(tether__store *st, const uint8_t old_id[16], const tether__s
     return e_readonly(st, "rebase");
 }
 
+static int e_verdict_get(tether__store *st, const char *key, tether__verdict *out)
+{
+    (void)out;
+    if (tether__verdict_check(key, NULL) != TETHER_OK) {
+        return tether__sq_fail((sqstore *)st, TETHER_EINVAL, "verdict_get: %s", tether_errmsg());
+    }
+    return tether__sq_fail((sqstore *)st, TETHER_ENOTFOUND,
+                           "verdict_get: the store is empty (no verdict kept)");
+}
+
+static int e_verdict_put(tether__store *st, const char *key, const tether__verdict *v)
+{
+    (void)key;
+    (void)v;
+    return e_readonly(st, "verdict_put");
+}
+
 static const tether__store_ops empty_ops = {
     .session_get = e_get,
     .session_put = e_put,
@@ -252,6 +269,8 @@ static const tether__store_ops empty_ops = {
     .errmsg = tether__sq_errmsg,
     .close = tether__sq_close,
     .inspect = tether__sq_inspect,
+    .verdict_get = e_verdict_get,
+    .verdict_put = e_verdict_put,
 };
 
 /* ---- the read-only open ---- */
@@ -380,10 +399,10 @@ static int ro_open(sqstore *s)
         s->base.ops = &empty_ops;
         return TETHER_OK;
     }
-    if (version > TETHER__STORE_SCHEMA_VERSION) {
+    if (version > TETHER__STORE_SQLITE_SCHEMA_VERSION) {
         return tether__sq_fail(s, TETHER_ESTORE_SCHEMA,
                                "%s: database schema %lld is newer than this tether (%d)", op,
-                               (long long)version, TETHER__STORE_SCHEMA_VERSION);
+                               (long long)version, TETHER__STORE_SQLITE_SCHEMA_VERSION);
     }
     if (version < 0) {
         return tether__sq_fail(s, TETHER_ESTORE_SCHEMA, "%s: unknown database schema %lld", op,

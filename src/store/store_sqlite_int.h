@@ -103,6 +103,15 @@ typedef struct sqstore {
 extern const char *const tether__sq_stmt_sql[N_STMT];
 extern const char tether__sq_schema_sql[];
 
+/* The table of fallback verdicts (schema 2; store_sqlite_verdict.c). */
+#define TETHER__SQ_VERDICTS_SQL                                                                    \
+    "CREATE TABLE IF NOT EXISTS verdicts(key TEXT PRIMARY KEY NOT NULL, until_ms INTEGER NOT NULL,"              \
+    " probes_failed INTEGER NOT NULL) WITHOUT ROWID;"
+
+/* store_sqlite_verdict.c: the verdict_get() and verdict_put() operations. */
+int tether__sq_verdict_get(tether__store *st, const char *key, tether__verdict *out);
+int tether__sq_verdict_put(tether__store *st, const char *key, const tether__verdict *v);
+
 /* store_sqlite.c: the operations table. */
 extern const tether__store_ops tether__sqlite_ops;
 

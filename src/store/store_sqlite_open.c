@@ -75,7 +75,8 @@ const char tether__sq_schema_sql[] =
     " established INTEGER NOT NULL, pending_count INTEGER NOT NULL,"
     " pending_bytes INTEGER NOT NULL) WITHOUT ROWID;"
     "CREATE TABLE outbox(session BLOB NOT NULL, seq INTEGER NOT NULL, payload BLOB NOT NULL,"
-    " PRIMARY KEY(session, seq)) WITHOUT ROWID;";
+    " PRIMARY KEY(session, seq)) WITHOUT ROWID;"
+    TETHER__SQ_VERDICTS_SQL;
 
 /* ---- the checkpointer ---- */
 
@@ -323,10 +324,10 @@ static int schema(sqstore *s, const char *op)
     }
     sqlite3_int64 version = 0, objects = 0;
     rc = query_int(s, "PRAGMA user_version", &version, op);
-    if (rc == TETHER_OK && version > TETHER__STORE_SCHEMA_VERSION) {
+    if (rc == TETHER_OK && version > TETHER__STORE_SQLITE_SCHEMA_VERSION) {
         rc =
             tether__sq_fail(s, TETHER_ESTORE_SCHEMA, "%s: database schema %lld is newer than this tether (%d)",
-                 op, (long long)version, TETHER__STORE_SCHEMA_VERSION);
+                 op, (long long)version, TETHER__STORE_SQLITE_SCHEMA_VERSION);
     } else if (rc == TETHER_OK && version < 0) {
         rc = tether__sq_fail(s, TETHER_ESTORE_SCHEMA, "%s: unknown database schema %lld", op,
                   (long long)version);
@@ -341,7 +342,7 @@ static int schema(sqstore *s, const char *op)
             char sql[160];
             snprintf(sql, sizeof sql,
                      "INSERT INTO meta(key, value) VALUES ('role', '%s'); PRAGMA user_version = %d",
-                     role_name(s->role), TETHER__STORE_SCHEMA_VERSION);
+                     role_name(s->role), TETHER__STORE_SQLITE_SCHEMA_VERSION);
             rc = exec(s, s->db, tether__sq_schema_sql, op);
             if (rc == TETHER_OK) {
                 rc = exec(s, s->db, sql, op);
@@ -349,6 +350,35 @@ static int schema(sqstore *s, const char *op)
         }
     } else if (rc == TETHER_OK) {
         rc = check_role(s, op);
+        if (rc == TETHER_OK && version == 1) {
+            /* schema 1 -> 2: the table of fallback verdicts, in the same
+             * transaction, once the schema-1 tables are seen to be whole (a
+             * file that is not one is refused unchanged) */
+            sqlite3_stmt *q = NULL;
+            int prc = sqlite3_prepare_v2(
+                s->db,
+                "SELECT s.id, s.token, s.out_last, s.peer_acked, s.recv_cursor, s.established, "
+                "s.pending_count, s.pending_bytes, o.session, o.seq, o.payload "
+                "FROM sessions s, outbox o LIMIT 0",
+                -1, &q, NULL);
+            sqlite3_finalize(q);
+            if (prc != SQLITE_OK) {
+                rc = (prc & 0xff) == SQLITE_ERROR
+                         ? tether__sq_fail(s, TETHER_ESTORE_SCHEMA,
+                                           "%s: unknown database schema (%s)", op,
+                                           sqlite3_errmsg(s->db))
+                         : tether__sq_sqfail(s, s->db, prc, op);
+            }
+        }
+        if (rc == TETHER_OK && version == 1) {
+            char sql[64];
+            snprintf(sql, sizeof sql, "PRAGMA user_version = %d",
+                     TETHER__STORE_SQLITE_SCHEMA_VERSION);
+            rc = exec(s, s->db, TETHER__SQ_VERDICTS_SQL, op);
+            if (rc == TETHER_OK) {
+                rc = exec(s, s->db, sql, op);
+            }
+        }
     }
     if (rc == TETHER_OK) {
         return exec(s, s->db, "COMMIT", op);

@@ -157,6 +157,9 @@ int tether__conn_busy(tether__conn *c);
 void tether__conn_close(tether__conn *c);
 void tether__conn_timer(tether__conn *c, uint64_t delay_ms);
 void tether__conn_timer_cancel(tether__conn *c);
+/* 1 when c is a client's HTTP carriage connection (tether__tp_connect_http),
+ * 0 for a WebSocket one. */
+int tether__conn_is_http(const tether__conn *c);
 void tether__conn_set_user(tether__conn *c, void *user);
 void *tether__conn_user(tether__conn *c);
 

@@ -175,6 +175,11 @@ int tether__tp_connect(tether__tp *tp, const char *url)
     return TETHER_OK;
 }
 
+int tether__conn_is_http(const tether__conn *c)
+{
+    return c && c->cc != NULL;
+}
+
 int tether__tp_connect_http(tether__tp *tp, const char *url)
 {
     int rc = tether__tp_check_url(url);

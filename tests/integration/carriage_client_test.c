@@ -5,12 +5,14 @@
  * upgrade is refused with 426, the 401/403 rule, and the transport reported
  * in the state callback. Ports from the OS, temporary stores, bounded waits.
  */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "chaos/chaos.h"
 #include "harness.h"
 #include "itest.h"
+#include "store/store.h"
 
 #define WAIT_MS 30000
 #define N_EACH 2000
@@ -361,6 +363,106 @@ TEST(http_open_refused_connection_is_reported)
     cli_free(&k);
 }
 
+/* The verdict is remembered in the store per url and proxy: a restarted
+ * client starts on HTTP at once (no WebSocket failure first); an expired
+ * verdict starts on WebSocket again, and WebSocket passing forgets it. */
+static atomic_int g_refuse_ws; /* refuse_upgrades_if: 1 refuses upgrades with 426 */
+
+static int refuse_upgrades_if(tether_server *s, tether_handshake *hs, void *user)
+{
+    (void)s;
+    (void)user;
+    return atomic_load(&g_refuse_ws) && tether_handshake_header(hs, "Upgrade") ? 426 : 0;
+}
+
+static int connected_any(void *arg)
+{
+    (void)arg;
+    return tl_get(&TL.connected_http) + tl_get(&TL.connected_ws) > 0;
+}
+
+/* The verdict kept in the client store at db for url: 1 with *v filled, 0 when none. */
+static int stored_verdict(const char *db, const char *url, tether__verdict *v)
+{
+    char key[600], err[200];
+    tether__store *st = NULL;
+    CHECK_OK(tether__store_sqlite_open_readonly(db, &st, err, sizeof err));
+    if (!st) {
+        return -1;
+    }
+    snprintf(key, sizeof key, "%s|proxy=", url);
+    int rc = st->ops->verdict_get(st, key, v);
+    st->ops->close(st);
+    return rc == TETHER_OK;
+}
+
+TEST(auto_remembers_the_verdict_across_a_restart)
+{
+    srv v;
+    cli k;
+    char db[512];
+    tether__verdict vd;
+    tt_path(db, sizeof db, "verdict-client.db");
+    srv_init(&v);
+    v.cfg.cb.on_handshake = refuse_upgrades_if;
+    atomic_store(&g_refuse_ws, 1);
+    CHECK_OK(srv_start(&v));
+    client_setup(&k, &v, TETHER_TRANSPORT_AUTO, db);
+    k.cfg.fallback_memory_ms = 600000;
+    CHECK_OK(cli_start(&k));
+    CHECK(wait_until(connected_http, NULL, WAIT_MS));
+    CHECK_EQ_INT(tl_get(&TL.fell_back), 1);
+    CHECK_OK(send_tagged(k.c, 100, 64));
+    CHECK_OK(tether_client_wait_acked(k.c, WAIT_MS));
+    char url[128];
+    snprintf(url, sizeof url, "%s", k.cfg.url);
+    cli_free(&k);
+    CHECK_EQ_INT(stored_verdict(db, url, &vd), 1);
+    CHECK_EQ_U64(vd.probes_failed, 0);
+
+    /* restarted: HTTP from the first attempt, no WebSocket failure */
+    client_setup(&k, &v, TETHER_TRANSPORT_AUTO, db);
+    k.cfg.fallback_memory_ms = 600000;
+    CHECK_OK(cli_start(&k));
+    CHECK(wait_until(connected_http, NULL, WAIT_MS));
+    CHECK_EQ_INT(tl_get(&TL.fell_back), 0);
+    CHECK_EQ_INT(tl_get(&TL.disc_ws_426), 0);
+    CHECK_OK(send_tagged(k.c, 100, 64));
+    CHECK_OK(tether_client_wait_acked(k.c, WAIT_MS));
+    rec_check_exact(&v.rec, 200, "server across a restart on the remembered verdict");
+    cli_free(&k);
+
+    /* WebSocket only: the verdict is not used (nor touched) */
+    client_setup(&k, &v, TETHER_TRANSPORT_WEBSOCKET, db);
+    k.cfg.backoff_max_attempts = 1;
+    CHECK_OK(cli_start(&k));
+    CHECK(wait_until(stopped, NULL, WAIT_MS));
+    CHECK_EQ_INT(tl_get(&TL.http_attempts), 0);
+    cli_free(&k);
+    CHECK_EQ_INT(stored_verdict(db, url, &vd), 1);
+
+    /* an expired verdict: WebSocket first, and it passes: the verdict is forgotten */
+    {
+        char key[600], err[200];
+        tether__store *st = NULL;
+        CHECK_OK(tether__store_sqlite_open(db, TETHER__ROLE_CLIENT, TETHER_DURABILITY_NORMAL, &st,
+                                           err, sizeof err));
+        snprintf(key, sizeof key, "%s|proxy=", url);
+        tether__verdict old = {1000, 4};
+        CHECK_OK(st->ops->verdict_put(st, key, &old));
+        st->ops->close(st);
+    }
+    atomic_store(&g_refuse_ws, 0);
+    client_setup(&k, &v, TETHER_TRANSPORT_AUTO, db);
+    CHECK_OK(cli_start(&k));
+    CHECK(wait_until(connected_any, NULL, WAIT_MS));
+    CHECK_EQ_INT(tl_get(&TL.connected_ws), 1);
+    CHECK_EQ_INT(tl_get(&TL.http_attempts), 0);
+    cli_free(&k);
+    CHECK_EQ_INT(stored_verdict(db, url, &vd), 0);
+    srv_free(&v);
+}
+
 int main(void)
 {
     RUN(transport_out_of_range_is_ECONFIG);
@@ -373,5 +475,6 @@ int main(void)
     RUN(auto_tries_http_once_after_401_and_stays_when_it_passes);
     RUN(auto_403_on_both_carriages_is_permanent);
     RUN(http_open_refused_connection_is_reported);
+    RUN(auto_remembers_the_verdict_across_a_restart);
     return tt_finish();
 }

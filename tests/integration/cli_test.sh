@@ -594,5 +594,20 @@ http_transport() {
 }
 check send_transport_http http_transport
 
+# send URL URL: the first is refused, the second delivers; more than 16 is a usage error.
+several_urls() {
+    start_server urls-s --quiet || return 1
+    expect_rc 0 "$T" send "ws://127.0.0.1:1/" "ws://127.0.0.1:$PORT/" --db "$WORK/urls-c.db" \
+        --count 5 --size 8 --timeout-ms 30000 --quiet || return 1
+    expect_rc 0 "$T" status --db "$WORK/urls-c.db" && grep -q '^  peer_acked: *5$' "$WORK/last.out" ||
+        return 1
+    local many=() i
+    for i in $(seq 17); do many+=("ws://127.0.0.1:$PORT/"); done
+    expect_rc 2 "$T" send "${many[@]}" --count 1 && grep -q 'at most 16 URLs' "$WORK/last.err" &&
+        expect_rc 2 "$T" send "ws://127.0.0.1:$PORT/" "http://x/" --count 1 &&
+        stop_gracefully "$SPID"
+}
+check send_several_urls several_urls
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

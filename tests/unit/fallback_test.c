@@ -127,6 +127,97 @@ TEST(verdict_expires_then_websocket_is_probed_and_wins_only_with_welcome)
     CHECK_EQ_INT(f.probes_failed, 0);
 }
 
+/* A verdict from the store: AUTO starts on HTTP, capped at 12 times the
+ * memory; other modes ignore it; what to keep follows the changes. */
+TEST(restored_verdict_starts_on_http_until_it_expires)
+{
+    tether__fb f;
+    tether__fb_init(&f, TETHER_TRANSPORT_AUTO, MEM);
+    CHECK_EQ_INT(tether__fb_keep(&f), 0);
+    CHECK_EQ_INT(tether__fb_restore(&f, 5000, 0, 0), 0); /* nothing left */
+    CHECK_EQ_INT(f.http, 0);
+    CHECK_EQ_INT(tether__fb_restore(&f, 5000, 2500, 1), 1);
+    CHECK_EQ_INT(f.http, 1);
+    CHECK_EQ_U64(f.http_until, 7500);
+    CHECK_EQ_INT(f.probes_failed, 1);
+    CHECK(strstr(f.why, "earlier run") != NULL);
+    CHECK_EQ_INT(tether__fb_keep(&f), 1);
+    CHECK_EQ_INT(tether__fb_before_attempt(&f, 7499), 0);
+    uint32_t ch = f.changes;
+    CHECK_EQ_INT(tether__fb_before_attempt(&f, 7500), 1); /* the probe */
+    CHECK_EQ_INT(f.http, 0);
+    tether__fb_event fail = ev(TETHER_ESTALLED, 0, 0, 0, 0);
+    CHECK_EQ_INT(tether__fb_after_close(&f, &fail, 8000), TETHER__FB_SWITCHED);
+    CHECK(f.changes != ch); /* a failed probe extends the verdict: to be stored */
+    CHECK_EQ_INT(f.probes_failed, 2);
+    CHECK_EQ_U64(f.http_until, 8000 + 4 * MEM);
+    CHECK_EQ_INT(tether__fb_keep(&f), 1);
+    ch = f.changes;
+    CHECK_EQ_INT(tether__fb_before_attempt(&f, 8000 + 4 * MEM), 1);
+    tether__fb_welcomed(&f);
+    CHECK(f.changes != ch); /* WebSocket passes: nothing to keep */
+    CHECK_EQ_INT(tether__fb_keep(&f), 0);
+
+    /* capped at 12 times the memory */
+    tether__fb_init(&f, TETHER_TRANSPORT_AUTO, MEM);
+    CHECK_EQ_INT(tether__fb_restore(&f, 0, 1000000, 9), 1);
+    CHECK_EQ_U64(f.http_until, 12 * MEM);
+    /* fixed modes ignore it */
+    tether__fb_init(&f, TETHER_TRANSPORT_WEBSOCKET, MEM);
+    CHECK_EQ_INT(tether__fb_restore(&f, 0, 500, 0), 0);
+    CHECK_EQ_INT(f.http, 0);
+    CHECK_EQ_INT(tether__fb_keep(&f), 0);
+    tether__fb_init(&f, TETHER_TRANSPORT_HTTP, MEM);
+    CHECK_EQ_INT(tether__fb_restore(&f, 0, 500, 0), 0);
+    CHECK_EQ_INT(tether__fb_keep(&f), 0);
+    /* the one HTTP try after a 401 is not a verdict to keep */
+    tether__fb_init(&f, TETHER_TRANSPORT_AUTO, MEM);
+    tether__fb_event auth = ev(TETHER_EHTTP, 401, 0, 0, 0);
+    CHECK_EQ_INT(tether__fb_after_close(&f, &auth, 0), TETHER__FB_SWITCHED);
+    CHECK_EQ_INT(tether__fb_keep(&f), 0);
+}
+
+/* The background probe's schedule (fake clock): due when the verdict's time
+ * is up; a failed one waits 2, 4, 8, then 12 times the memory; a won one
+ * returns to WebSocket and leaves nothing to keep. */
+TEST(background_probe_schedule_backs_off_and_wins)
+{
+    tether__fb f;
+    tether__fb_init(&f, TETHER_TRANSPORT_AUTO, MEM);
+    CHECK_EQ_INT(tether__fb_probe_due(&f, 1000000), 0); /* on WebSocket: nothing to probe */
+    tether__fb_event stall = ev(TETHER_ESTALLED, 0, 0, 0, 0);
+    CHECK_EQ_INT(tether__fb_after_close(&f, &stall, 0), TETHER__FB_SWITCHED);
+    CHECK_EQ_INT(tether__fb_probe_due(&f, MEM - 1), 0);
+    CHECK_EQ_INT(tether__fb_probe_due(&f, MEM), 1);
+    static const uint32_t factor[] = {2, 4, 8, 12, 12};
+    uint64_t now = MEM;
+    for (size_t i = 0; i < sizeof factor / sizeof factor[0]; i++) {
+        uint32_t ch = f.changes;
+        tether__fb_probe_lost(&f, now, "no WELCOME");
+        CHECK(f.changes != ch);
+        CHECK_EQ_INT(f.http, 1);
+        CHECK_EQ_INT(f.probes_failed, (int)i + 1);
+        CHECK_EQ_U64(f.http_until, now + (uint64_t)factor[i] * MEM);
+        CHECK(strstr(f.why, "staying on the HTTP carriage") != NULL);
+        CHECK(strstr(f.why, "no WELCOME") != NULL);
+        CHECK_EQ_INT(tether__fb_keep(&f), 1);
+        CHECK_EQ_INT(tether__fb_probe_due(&f, f.http_until - 1), 0);
+        now = f.http_until;
+        CHECK_EQ_INT(tether__fb_probe_due(&f, now), 1);
+    }
+    uint32_t ch = f.changes;
+    tether__fb_probe_won(&f);
+    CHECK(f.changes != ch);
+    CHECK_EQ_INT(f.http, 0);
+    CHECK_EQ_INT(f.probes_failed, 0);
+    CHECK(strncmp(f.why, "back to WebSocket", 17) == 0);
+    CHECK_EQ_INT(tether__fb_keep(&f), 0);
+    CHECK_EQ_INT(tether__fb_probe_due(&f, now + 100000), 0);
+    /* fixed modes never probe */
+    tether__fb_init(&f, TETHER_TRANSPORT_HTTP, MEM);
+    CHECK_EQ_INT(tether__fb_probe_due(&f, 1000000), 0);
+}
+
 TEST(fixed_modes_never_switch)
 {
     tether__fb f;
@@ -152,5 +243,7 @@ int main(void)
     RUN(auth_refusal_tries_http_once);
     RUN(verdict_expires_then_websocket_is_probed_and_wins_only_with_welcome);
     RUN(fixed_modes_never_switch);
+    RUN(restored_verdict_starts_on_http_until_it_expires);
+    RUN(background_probe_schedule_backs_off_and_wins);
     return tt_finish();
 }

@@ -698,6 +698,63 @@ static void run_both(const char *name, void (*fn)(void))
     }
 }
 
+/* Fallback verdicts: kept per key, replaced, forgotten, checked; a refused
+ * put leaves what was kept. */
+TEST(verdicts)
+{
+    tether__store *st = open_store(TETHER__ROLE_CLIENT);
+    tether__verdict v = {1700000000000ull, 2}, r = {0, 0};
+    const char *k1 = "ws://a.example:80/x|proxy=", *k2 = "ws://a.example:80/x|proxy=p:3128";
+
+    CHECK_ERR(st->ops->verdict_get(st, k1, &r), TETHER_ENOTFOUND);
+    CHECK(strstr(st->ops->errmsg(st), "verdict_get") != NULL);
+    CHECK_OK(st->ops->verdict_put(st, k1, NULL)); /* forgetting nothing is fine */
+    CHECK_OK(st->ops->verdict_put(st, k1, &v));
+    CHECK_ERR(st->ops->verdict_get(st, k2, &r), TETHER_ENOTFOUND); /* the proxy is in the key */
+    CHECK_OK(st->ops->verdict_get(st, k1, &r));
+    CHECK_EQ_U64(r.until_ms, v.until_ms);
+    CHECK_EQ_U64(r.probes_failed, 2);
+    tether__verdict w = {(uint64_t)INT64_MAX, UINT32_MAX};
+    CHECK_OK(st->ops->verdict_put(st, k2, &w));
+    v.until_ms += 5;
+    v.probes_failed = 0;
+    CHECK_OK(st->ops->verdict_put(st, k1, &v));
+    CHECK_OK(st->ops->verdict_get(st, k1, &r));
+    CHECK_EQ_U64(r.until_ms, 1700000000005ull);
+    CHECK_EQ_U64(r.probes_failed, 0);
+    CHECK_OK(st->ops->verdict_get(st, k2, &r));
+    CHECK_EQ_U64(r.until_ms, (uint64_t)INT64_MAX);
+    CHECK_EQ_U64(r.probes_failed, UINT32_MAX);
+
+    /* out of range: refused, nothing changed */
+    tether__verdict bad = {0, 1};
+    CHECK_ERR(st->ops->verdict_put(st, k1, &bad), TETHER_EINVAL);
+    bad.until_ms = (uint64_t)INT64_MAX + 1;
+    CHECK_ERR(st->ops->verdict_put(st, k1, &bad), TETHER_EINVAL);
+    CHECK(strstr(st->ops->errmsg(st), "until_ms") != NULL);
+    CHECK_ERR(st->ops->verdict_put(st, "", &v), TETHER_EINVAL);
+    CHECK_ERR(st->ops->verdict_get(st, NULL, &r), TETHER_EINVAL);
+    CHECK_ERR(st->ops->verdict_get(st, k1, NULL), TETHER_EINVAL);
+    char longkey[TETHER__VERDICT_KEY_MAX + 2];
+    memset(longkey, 'k', sizeof longkey - 1);
+    longkey[sizeof longkey - 1] = '\0';
+    CHECK_ERR(st->ops->verdict_put(st, longkey, &v), TETHER_EINVAL);
+    longkey[TETHER__VERDICT_KEY_MAX] = '\0'; /* exactly the maximum passes */
+    CHECK_OK(st->ops->verdict_put(st, longkey, &v));
+    CHECK_OK(st->ops->verdict_get(st, longkey, &r));
+    CHECK_OK(st->ops->verdict_get(st, k1, &r));
+    CHECK_EQ_U64(r.until_ms, 1700000000005ull);
+
+    /* forgetting one leaves the other; sessions are untouched by verdicts */
+    CHECK_OK(st->ops->verdict_put(st, k1, NULL));
+    CHECK_ERR(st->ops->verdict_get(st, k1, &r), TETHER_ENOTFOUND);
+    CHECK_OK(st->ops->verdict_get(st, k2, &r));
+    tether__store_info info;
+    CHECK_OK(st->ops->inspect(st, 0, &info));
+    CHECK_EQ_U64(info.sessions, 0);
+    st->ops->close(st);
+}
+
 #define BOTH(name) run_both(#name, test_##name)
 
 int main(int argc, char **argv)
@@ -723,5 +780,6 @@ int main(int argc, char **argv)
     BOTH(zero_length_payloads);
     BOTH(backlog_streamed);
     BOTH(many_sessions);
+    BOTH(verdicts);
     return tt_finish();
 }

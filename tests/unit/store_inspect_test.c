@@ -194,7 +194,7 @@ TEST(readonly_open_names_each_failure)
     CHECK_ERR(open_ro(path, &st, err, sizeof err), TETHER_ESTORE_SCHEMA);
     CHECK(strstr(err, "not a tether store") != NULL);
 
-    make_sqlite_db(tt_path(path, sizeof path, "newer.db"), "PRAGMA user_version = 2");
+    make_sqlite_db(tt_path(path, sizeof path, "newer.db"), "PRAGMA user_version = 3");
     CHECK_ERR(open_ro(path, &st, err, sizeof err), TETHER_ESTORE_SCHEMA);
     CHECK(strstr(err, "newer") != NULL);
 

@@ -51,6 +51,39 @@ static void raw_sql(const char *path, const char *sql)
     sqlite3_close(db);
 }
 
+/* PRAGMA user_version of a database file, read with no store open. */
+static long long file_version(const char *path)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *q = NULL;
+    long long v = -1;
+    CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
+    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &q, NULL) == SQLITE_OK &&
+        sqlite3_step(q) == SQLITE_ROW) {
+        v = sqlite3_column_int64(q, 0);
+    }
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    return v;
+}
+
+/* Rows of table in a database file, or -1 when there is no such table. */
+static int sqlite_count(const char *path, const char *table)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *q = NULL;
+    char sql[128];
+    int v = -1;
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM %s", table);
+    CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
+    if (sqlite3_prepare_v2(db, sql, -1, &q, NULL) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW) {
+        v = sqlite3_column_int(q, 0);
+    }
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    return v;
+}
+
 static void fill(tether__store *st, const uint8_t id[16])
 {
     app(st, id, "first");
@@ -79,7 +112,7 @@ TEST(sqlite_reopen)
         tether__store *st = sq_open(path, TETHER__ROLE_CLIENT, cases[i].dur);
         CHECK_EQ_INT(pragma(st, "PRAGMA synchronous"), cases[i].sync);
         CHECK_EQ_INT(pragma(st, "PRAGMA wal_autocheckpoint"), 0);
-        CHECK_EQ_INT(pragma(st, "PRAGMA user_version"), TETHER__STORE_SCHEMA_VERSION);
+        CHECK_EQ_INT(pragma(st, "PRAGMA user_version"), TETHER__STORE_SQLITE_SCHEMA_VERSION);
         tether__session_rec a = mkrec(13);
         a.established = 1;
         CHECK_OK(st->ops->session_put(st, &a));
@@ -137,11 +170,63 @@ TEST(sqlite_schema_newer)
                                         err, sizeof err),
               TETHER_ESTORE_SCHEMA);
     CHECK(st == NULL);
-    CHECK(strstr(err, "database schema 7 is newer than this tether (1)") != NULL);
+    CHECK(strstr(err, "database schema 7 is newer than this tether (2)") != NULL);
     /* it was not touched */
-    raw_sql(path, "PRAGMA user_version = 1");
+    raw_sql(path, "PRAGMA user_version = 2");
     st = sq_open(path, TETHER__ROLE_CLIENT, TETHER_DURABILITY_NORMAL);
     st->ops->close(st);
+}
+
+/* A schema-1 file (before the verdicts table) is brought to schema 2 at its
+ * first read-write open, its sessions kept; a read-only open before that
+ * finds no verdict; a file claiming schema 1 with other tables is refused
+ * and left as it was. */
+TEST(sqlite_schema_migrate)
+{
+    char path[512], err[256];
+    tt_path(path, sizeof path, "v1.db");
+    tether__store *st = sq_open(path, TETHER__ROLE_CLIENT, TETHER_DURABILITY_NORMAL);
+    tether__session_rec a = mkrec(21);
+    CHECK_OK(st->ops->session_put(st, &a));
+    app(st, a.id, "kept");
+    st->ops->close(st);
+    raw_sql(path, "DROP TABLE verdicts; PRAGMA user_version = 1");
+
+    tether__verdict v = {1800000000000ull, 3}, r;
+    CHECK_OK(tether__store_sqlite_open_readonly(path, &st, err, sizeof err));
+    CHECK_ERR(st->ops->verdict_get(st, "ws://h:1/", &r), TETHER_ENOTFOUND);
+    CHECK_ERR(st->ops->verdict_put(st, "ws://h:1/", &v), TETHER_ESTORE_READONLY);
+    st->ops->close(st);
+
+    st = sq_open(path, TETHER__ROLE_CLIENT, TETHER_DURABILITY_NORMAL);
+    CHECK_EQ_INT(pragma(st, "PRAGMA user_version"), 2);
+    CHECK_EQ_U64(get(st, a.id).out_last, 1);
+    CHECK_ERR(st->ops->verdict_get(st, "ws://h:1/", &r), TETHER_ENOTFOUND);
+    CHECK_OK(st->ops->verdict_put(st, "ws://h:1/", &v));
+    st->ops->close(st);
+
+    st = sq_open(path, TETHER__ROLE_CLIENT, TETHER_DURABILITY_NORMAL);
+    CHECK_OK(st->ops->verdict_get(st, "ws://h:1/", &r));
+    CHECK_EQ_U64(r.until_ms, 1800000000000ull);
+    CHECK_EQ_U64(r.probes_failed, 3);
+    st->ops->close(st);
+    CHECK_OK(tether__store_sqlite_open_readonly(path, &st, err, sizeof err));
+    CHECK_OK(st->ops->verdict_get(st, "ws://h:1/", &r));
+    CHECK_EQ_U64(r.probes_failed, 3);
+    st->ops->close(st);
+
+    /* schema 1 with a sessions table of something else: refused, untouched */
+    tt_path(path, sizeof path, "v1-partial.db");
+    raw_sql(path, "CREATE TABLE meta(key, value); INSERT INTO meta VALUES ('role', 'client');"
+                  "CREATE TABLE sessions(id); CREATE TABLE outbox(x); PRAGMA user_version = 1");
+    st = NULL;
+    CHECK_ERR(tether__store_sqlite_open(path, TETHER__ROLE_CLIENT, TETHER_DURABILITY_NORMAL, &st,
+                                        err, sizeof err),
+              TETHER_ESTORE_SCHEMA);
+    CHECK(strstr(err, "unknown database schema") != NULL);
+    CHECK(st == NULL);
+    CHECK_EQ_INT(file_version(path), 1); /* left as it was */
+    CHECK_ERR(sqlite_count(path, "verdicts"), -1);
 }
 
 TEST(sqlite_schema_unknown)
@@ -410,6 +495,7 @@ int main(void)
     RUN(sqlite_reopen);
     RUN(sqlite_file_mode);
     RUN(sqlite_schema_newer);
+    RUN(sqlite_schema_migrate);
     RUN(sqlite_schema_unknown);
     RUN(sqlite_wrong_role);
     RUN(sqlite_garbage_file);

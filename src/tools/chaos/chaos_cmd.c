@@ -290,8 +290,8 @@ static int parse_fault(toks *k, int kind, tether__chaos_fault *f, char *err, siz
     case TETHER__CHAOS_CUT:
         return parse_cut(k, f, err, errlen);
     case TETHER__CHAOS_STALL:
+    case TETHER__CHAOS_STALL_UPGRADE: /* a direction: which stops after the upgrade */
         return tail_opts(k, f, 1, err, errlen);
-    case TETHER__CHAOS_STALL_UPGRADE:
     case TETHER__CHAOS_BLACKHOLE:
     case TETHER__CHAOS_REFUSE:
         return tail_opts(k, f, 0, err, errlen);
@@ -614,6 +614,9 @@ void tether__chaos_format(const tether__chaos_fault *f, char *out, size_t len)
             add(out, len, " %s", dir_name(f->dir));
         }
         return;
+    }
+    if (f->kind == TETHER__CHAOS_STALL_UPGRADE && f->dir && f->dir != TETHER__CHAOS_BOTH) {
+        add(out, len, " %s", dir_name(f->dir));
     }
     switch (f->kind) {
     case TETHER__CHAOS_DELAY:

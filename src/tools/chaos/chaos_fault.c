@@ -171,7 +171,7 @@ static void apply_fault(tether__chaos *c, const tether__chaos_fault *f, const ch
     uint64_t poisoned = 0;
     switch (f->kind) {
     case TETHER__CHAOS_STALL_UPGRADE:
-        c->ustall_mode = 1;
+        c->ustall_mode = f->dir ? f->dir : TETHER__CHAOS_BOTH; /* the directions it stops */
         c->ustall_gen = gen;
         break;
     case TETHER__CHAOS_BLACKHOLE:

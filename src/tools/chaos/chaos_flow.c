@@ -28,6 +28,13 @@ static size_t ws_scan(wsp *p, const uint8_t *b, size_t n, int stop_http, uint64_
     size_t i = 0;
     while (i < n) {
         if (p->phase == 0) {
+            static const char up[] = "\nupgrade:";
+            char ch = (char)(b[i] >= 'A' && b[i] <= 'Z' ? b[i] + 32 : b[i]);
+            p->um = ch == up[p->um] ? (uint8_t)(p->um + 1) : (uint8_t)(ch == '\n');
+            if (p->um == sizeof up - 1) {
+                p->upgrade = 1;
+                p->um = 0;
+            }
             p->tail = p->tail << 8 | b[i++];
             if (p->tail == 0x0d0a0d0au) {
                 p->phase = 1;
@@ -107,7 +114,11 @@ int tether__chaos_can_read(const tether__chaos *c, const conn *k, int i)
 /* A direction blocked for good or until a command: nothing moves, not even FIN. */
 static int blocked(const tether__chaos *c, const conn *k, int i)
 {
-    return k->poisoned || k->connecting || c->sh[i].stalled || (k->ustall && k->h[i].ws.phase != 0);
+    /* stall-upgrade holds WebSocket upgrades only: the HTTP carriage's plain
+     * requests pass, as through a filtering proxy (the request's header tells) */
+    return k->poisoned || k->connecting || c->sh[i].stalled ||
+           ((k->ustall & (1 << i)) && k->h[i].ws.phase != 0 && k->h[0].ws.phase != 0 &&
+            k->h[0].ws.upgrade);
 }
 
 /*
@@ -139,7 +150,7 @@ size_t tether__chaos_allowance(tether__chaos *c, conn *k, int i, uint64_t now, u
     if (n == 0) {
         return 0;
     }
-    if (k->ustall) {
+    if (k->ustall && (h->ws.phase == 0 || k->h[0].ws.upgrade)) {
         wsp copy = h->ws;
         n = ws_scan(&copy, h->buf + h->off, (size_t)n, 1, NULL, NULL);
     }

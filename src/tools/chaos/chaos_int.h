@@ -48,6 +48,8 @@ typedef struct wsp {
     size_t hneed;    /* header size once known (0: not yet) */
     uint64_t left;   /* payload bytes left in the current frame */
     int data;        /* the current frame is a data frame (opcode 0, 1 or 2) */
+    uint8_t um;      /* characters of "\nupgrade:" matched in the HTTP header so far */
+    int upgrade;     /* the HTTP header holds an Upgrade header (a WebSocket upgrade) */
 } wsp;
 
 /* Bytes up to stream offset `end` may leave at `at` (ms). */
@@ -82,7 +84,8 @@ typedef struct conn {
     int fd[2];      /* fd[0] accepted from the client, fd[1] to the upstream */
     int connecting; /* the upstream connect is in progress */
     int poisoned;   /* blackholed: swallows everything for the rest of its life */
-    int ustall;     /* stall-upgrade: the HTTP upgrade passes, then nothing */
+    int ustall;     /* stall-upgrade: the HTTP upgrade passes, then nothing in the directions
+                       of this mask (TETHER__CHAOS_UP/DOWN/BOTH); 0: none */
     half h[2];      /* h[0]: up (client -> upstream), h[1]: down */
 } conn;
 
@@ -146,7 +149,7 @@ struct tether__chaos {
     shape sh[2];                /* shaping up [0] and down [1] */
     int refusing;               /* reset new connections */
     uint64_t refuse_gen;
-    int ustall_mode; /* new connections get stall-upgrade */
+    int ustall_mode; /* new connections get stall-upgrade in these directions (0: none) */
     uint64_t ustall_gen;
     int blackhole_mode; /* new connections are poisoned */
     uint64_t blackhole_gen;

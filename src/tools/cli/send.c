@@ -15,7 +15,11 @@
 #include "scenario/record.h"
 
 static const char send_help[] =
-    "Usage: tether send URL [--db PATH] [options]\n"
+    "Usage: tether send URL [URL...] [--db PATH] [options]\n"
+    "\n"
+    "Several URLs (up to 16) are servers of one service sharing their sessions\n"
+    "(a PostgreSQL store): tried in turn with the backoff when one cannot be\n"
+    "reached, each with its own HTTP fallback verdict.\n"
     "\n"
     "Sends each line of stdin (without its newline) as one message, or generated\n"
     "messages with --count or --until-seq, and exits 0 once the server has\n"
@@ -77,7 +81,9 @@ static const char send_help[] =
 enum pattern { PATTERN_TEXT, PATTERN_SEQ };
 
 typedef struct send_opts {
-    const char *url;      /* positional URL */
+    const char *url;      /* positional URL (the first) */
+    const char *urls[17]; /* every positional URL, NULL-terminated */
+    char label[600];      /* the URLs for messages: "URL" or "URL or URL ..." */
     int have_count;       /* --count given */
     uint64_t count;       /* --count */
     uint64_t until_seq;   /* --until-seq (0: not given) */
@@ -151,6 +157,15 @@ static void report_problem(send_ctx *ctx, const tether_state_info *si)
         ctx->failures = 0;
         ctx->nseen = 0;
         ctx->was_connected = 1;
+        return;
+    }
+    if (si->state == TETHER_STATE_RECONNECTING && si->error == TETHER_OK &&
+        strncmp(si->detail, "back to WebSocket", 17) == 0) {
+        fprintf(stderr, "tether send: %s\n", si->detail); /* the carriage changed */
+        return;
+    }
+    if (si->state == TETHER_STATE_CONNECTING && strstr(si->detail, ": starting on the HTTP")) {
+        fprintf(stderr, "tether send: %s\n", strstr(si->detail, ": starting on the HTTP") + 2);
         return;
     }
     if (si->state != TETHER_STATE_RECONNECTING || si->error == TETHER_OK) {
@@ -654,12 +669,19 @@ static int parse_opts(int argc, char **argv, send_opts *o, tether_client_config 
     if (optind >= argc) {
         return cli_usage_error("send", "missing the server URL (ws://HOST:PORT/)");
     }
-    if (optind + 1 < argc) {
-        return cli_usage_error("send", "unexpected argument '%s'", argv[optind + 1]);
+    if (argc - optind > 16) {
+        return cli_usage_error("send", "at most 16 URLs, not %d", argc - optind);
     }
     o->url = argv[optind];
-    if (strncmp(o->url, "ws://", 5) != 0 && strncmp(o->url, "wss://", 6) != 0) {
-        return cli_usage_error("send", "the URL must start with ws:// or wss://, not '%s'", o->url);
+    size_t ll = 0;
+    for (int i = optind; i < argc; i++) {
+        const char *u = argv[i];
+        if (strncmp(u, "ws://", 5) != 0 && strncmp(u, "wss://", 6) != 0) {
+            return cli_usage_error("send", "the URL must start with ws:// or wss://, not '%s'", u);
+        }
+        o->urls[i - optind] = u;
+        int w = snprintf(o->label + ll, sizeof o->label - ll, "%s%s", i > optind ? " or " : "", u);
+        ll = w < 0 || (size_t)w >= sizeof o->label - ll ? sizeof o->label - 1 : ll + (size_t)w;
     }
     if (o->have_count && o->until_seq) {
         return cli_usage_error("send", "--count and --until-seq exclude each other");
@@ -667,7 +689,11 @@ static int parse_opts(int argc, char **argv, send_opts *o, tether_client_config 
     if (o->pattern == PATTERN_SEQ && o->size < 8) {
         return cli_usage_error("send", "--pattern seq needs --size of at least 8");
     }
-    cfg->url = o->url;
+    if (o->urls[1]) {
+        cfg->urls = o->urls;
+    } else {
+        cfg->url = o->url;
+    }
     return cli_client_net_finish(&o->net, cfg);
 }
 
@@ -681,7 +707,7 @@ int cli_send(int argc, char **argv)
         return rc < 0 ? CLI_OK : rc;
     }
 
-    send_ctx ctx = {.quiet = o.quiet, .verbose = o.verbose, .url = o.url};
+    send_ctx ctx = {.quiet = o.quiet, .verbose = o.verbose, .url = o.label};
     cfg.cb.on_message = on_message;
     cfg.cb.on_state = on_state;
     cfg.cb.on_mismatch = on_mismatch;
