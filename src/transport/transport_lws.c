@@ -465,6 +465,14 @@ static int uv_setup(tether__tp *tp, struct lws_context_creation_info *info, void
     return 0;
 }
 
+static void close_left(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h)) {
+        uv_close(h, NULL);
+    }
+}
+
 /* Closes our timer handle and the loop once lws has let go of it. */
 static void uv_teardown(tether__tp *tp)
 {
@@ -485,7 +493,15 @@ static void uv_teardown(tether__tp *tp)
     uv_close((uv_handle_t *)&tp->tick, NULL);
     while (uv_run(&tp->loop, UV_RUN_NOWAIT)) {
     }
-    uv_loop_close(&tp->loop);
+    if (uv_loop_close(&tp->loop) == UV_EBUSY) {
+        /* a stopped watcher nobody closed (seen rarely after a client whose
+           every connection was reset; lws or libcurl's socket left behind):
+           close what is left so the loop's own memory is freed, not leaked */
+        uv_walk(&tp->loop, close_left, NULL);
+        while (uv_run(&tp->loop, UV_RUN_NOWAIT)) {
+        }
+        uv_loop_close(&tp->loop);
+    }
     tp->uv = 0;
 }
 
