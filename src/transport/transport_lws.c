@@ -12,6 +12,10 @@
 #include "common/alloc.h"
 #include "engine/httpcarry.h"
 
+/* The server's per-connection receive buffer, bytes (lws allocates it for
+ * every WebSocket and reads at most this much per wake-up). */
+#define SERVER_RX_BUFFER 1024
+
 static tether__tp *tp_of(struct lws *wsi)
 {
     return lws_context_user(lws_get_context(wsi));
@@ -62,8 +66,14 @@ static void tp_timer_cb(lws_sorted_usec_list_t *sul)
     }
 }
 
+/* Assembles a message that arrives in pieces (more than lws's receive buffer
+ * at a time, or sent in several WebSocket frames); more: the bytes lws says
+ * are left of the current WebSocket frame. The assembly buffer is allocated
+ * for the message (its size known from the frame header when the message is
+ * one frame) and, on a server, freed once the message is handed over, so a
+ * connection holds none between messages. */
 static void rx_append(tether__conn *c, const uint8_t *in, size_t len, int first, int final,
-                      int binary)
+                      int binary, size_t more)
 {
     tether__tp *tp = c->tp;
     if (first) {
@@ -89,6 +99,9 @@ static void rx_append(tether__conn *c, const uint8_t *in, size_t len, int first,
     }
     if (c->rx_len + len > c->rx_cap) {
         size_t cap = c->rx_cap ? c->rx_cap : 4096;
+        if (!c->rx_cap && more <= tp->cfg.max_rx - c->rx_len - len && len + more > cap) {
+            cap = len + more; /* the whole of this frame at once */
+        }
         while (cap < c->rx_len + len) {
             cap *= 2;
         }
@@ -106,6 +119,13 @@ static void rx_append(tether__conn *c, const uint8_t *in, size_t len, int first,
     if (final) {
         tp->cb.message(tp->owner, c, c->rx, c->rx_len, 0);
         c->rx_len = 0;
+        if (tp->cfg.listen_host) {
+            /* a server's connections keep no assembly memory between messages
+             * (a client has one connection and keeps it for the next) */
+            tether__free(c->rx);
+            c->rx = NULL;
+            c->rx_cap = 0;
+        }
     }
 }
 
@@ -271,7 +291,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         c->last_rx_ms = tether__now_ms();
         tether__stat_add(tp->cfg.stats, TETHER__ST_BYTES_IN, len);
         rx_append(c, in, len, lws_is_first_fragment(wsi), lws_is_final_fragment(wsi),
-                  lws_frame_is_binary(wsi));
+                  lws_frame_is_binary(wsi), lws_remaining_packet_payload(wsi));
         return 0;
 
     case LWS_CALLBACK_RECEIVE_PONG:
@@ -505,8 +525,10 @@ int tether__tp_create(const tether__tp_cfg *cfg, const tether__tp_cb *cb, void *
     tp->protocols[0].callback = callback;
     tp->protocols[0].per_session_data_size = sizeof(tp_pss);
     /* a server holds thousands of connections: a small per-connection receive
-     * buffer (larger messages arrive in pieces and are assembled in rx_append) */
-    tp->protocols[0].rx_buffer_size = cfg->listen_host ? 4096 : 65536;
+     * buffer, which lws allocates for every WebSocket (larger messages arrive
+     * in pieces and are assembled in rx_append, in memory held only while a
+     * message is being assembled); docs/decisions.md, "Idle memory" */
+    tp->protocols[0].rx_buffer_size = cfg->listen_host ? SERVER_RX_BUFFER : 65536;
 
     {
         const char *lv = getenv("TETHER_LWS_LOG");
