@@ -12,8 +12,9 @@
 #include "common/alloc.h"
 #include "engine/httpcarry.h"
 
-/* The server's per-connection receive buffer, bytes (lws allocates it for
- * every WebSocket and reads at most this much per wake-up). */
+/* The server's per-connection receive buffer when its configuration names
+ * none, bytes (lws allocates it for every WebSocket and reads at most this
+ * much per wake-up); tether_server_config.rx_buffer_bytes. */
 #define SERVER_RX_BUFFER 1024
 
 static tether__tp *tp_of(struct lws *wsi)
@@ -528,7 +529,8 @@ int tether__tp_create(const tether__tp_cfg *cfg, const tether__tp_cb *cb, void *
      * buffer, which lws allocates for every WebSocket (larger messages arrive
      * in pieces and are assembled in rx_append, in memory held only while a
      * message is being assembled); docs/decisions.md, "Idle memory" */
-    tp->protocols[0].rx_buffer_size = cfg->listen_host ? SERVER_RX_BUFFER : 65536;
+    tp->protocols[0].rx_buffer_size =
+        cfg->listen_host ? (cfg->rx_buffer ? cfg->rx_buffer : SERVER_RX_BUFFER) : 65536;
 
     {
         const char *lv = getenv("TETHER_LWS_LOG");

@@ -41,6 +41,8 @@ static const char serve_help[] =
     "  --hello-timeout-ms MS\n"
     "                       a connection must send HELLO within this, 1 to 3600000 [10000]\n"
     "  --delivery-threads N threads that run the sessions' messages, 1 to 64 [4]\n"
+    "  --rx-buffer BYTES    receive buffer of each connection, 128 to 65536 [1024]:\n"
+    "                       memory per connection vs reads per large message\n"
     "  --help               show this help\n"
     "\n" CLI_SERVER_NET_HELP
     "\n"
@@ -125,6 +127,7 @@ int cli_serve(int argc, char **argv)
         {"max-pending-handshakes", required_argument, NULL, 'P'},
         {"hello-timeout-ms", required_argument, NULL, 'H'},
         {"delivery-threads", required_argument, NULL, 'T'},
+        {"rx-buffer", required_argument, NULL, 'B'},
         CLI_SERVER_NET_OPTIONS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -171,7 +174,8 @@ int cli_serve(int argc, char **argv)
         case 'S':
         case 'P':
         case 'H':
-        case 'T': {
+        case 'T':
+        case 'B': {
             /* the library's own bounds (docs/config.md), checked here with the flag's name */
             static const struct {
                 int opt;
@@ -180,18 +184,22 @@ int cli_serve(int argc, char **argv)
             } lim[] = {{'S', "--max-sessions", 1000000},
                        {'P', "--max-pending-handshakes", 1000000},
                        {'H', "--hello-timeout-ms", 3600000},
-                       {'T', "--delivery-threads", 64}};
+                       {'T', "--delivery-threads", 64},
+                       {'B', "--rx-buffer", 65536}};
             uint64_t v = 0;
             size_t i = 0;
             while (lim[i].opt != c) {
                 i++;
             }
-            if (cli_parse_u64(optarg, 1, lim[i].max, &v) != 0) {
-                return cli_usage_error("serve", "%s must be 1 to %llu, not '%s'", lim[i].name,
-                                       (unsigned long long)lim[i].max, optarg);
+            uint64_t min = c == 'B' ? 128 : 1;
+            if (cli_parse_u64(optarg, min, lim[i].max, &v) != 0) {
+                return cli_usage_error("serve", "%s must be %llu to %llu, not '%s'", lim[i].name,
+                                       (unsigned long long)min, (unsigned long long)lim[i].max,
+                                       optarg);
             }
             uint32_t *field[] = {&cfg.max_sessions, &cfg.max_pending_handshakes,
-                                 &cfg.hello_timeout_ms, &cfg.delivery_threads};
+                                 &cfg.hello_timeout_ms, &cfg.delivery_threads,
+                                 &cfg.rx_buffer_bytes};
             *field[i] = (uint32_t)v;
             break;
         }
