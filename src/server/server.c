@@ -344,19 +344,6 @@ void tether__srv_unref(tether_server *s, srv_session *ss)
     }
 }
 
-size_t tether__srv_debug_loaded(tether_server *s)
-{
-    pthread_mutex_lock(&s->tlock);
-    size_t n = s->nsessions;
-    pthread_mutex_unlock(&s->tlock);
-    return n;
-}
-
-size_t tether__srv_debug_carriage(tether_server *s)
-{
-    return tether__tp_carriage_conns(s->tp);
-}
-
 /* ---- public API ---- */
 
 void tether_server_config_init(tether_server_config *cfg)

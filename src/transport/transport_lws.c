@@ -67,69 +67,6 @@ static void tp_timer_cb(lws_sorted_usec_list_t *sul)
     }
 }
 
-/* Assembles a message that arrives in pieces (more than lws's receive buffer
- * at a time, or sent in several WebSocket frames); more: the bytes lws says
- * are left of the current WebSocket frame. The assembly buffer is allocated
- * for the message (its size known from the frame header when the message is
- * one frame) and, on a server, freed once the message is handed over, so a
- * connection holds none between messages. */
-static void rx_append(tether__conn *c, const uint8_t *in, size_t len, int first, int final,
-                      int binary, size_t more)
-{
-    tether__tp *tp = c->tp;
-    if (first) {
-        c->rx_len = 0;
-        c->rx_bad = 0;
-        if (!binary) {
-            c->rx_bad = 1;
-            tp->cb.message(tp->owner, c, NULL, 0, TETHER_EMALFORMED);
-        }
-    }
-    if (c->rx_bad) {
-        return;
-    }
-    if (len > tp->cfg.max_rx - c->rx_len) {
-        c->rx_bad = 1;
-        tp->cb.message(tp->owner, c, NULL, 0, TETHER_EFRAME_OVERSIZE);
-        return;
-    }
-    if (first && final) {
-        /* the common case: the whole message in one piece, no copy */
-        tp->cb.message(tp->owner, c, in, len, 0);
-        return;
-    }
-    if (c->rx_len + len > c->rx_cap) {
-        size_t cap = c->rx_cap ? c->rx_cap : 4096;
-        if (!c->rx_cap && more <= tp->cfg.max_rx - c->rx_len - len && len + more > cap) {
-            cap = len + more; /* the whole of this frame at once */
-        }
-        while (cap < c->rx_len + len) {
-            cap *= 2;
-        }
-        uint8_t *p = tether__realloc(c->rx, cap);
-        if (!p) {
-            c->rx_bad = 1;
-            tp->cb.message(tp->owner, c, NULL, 0, TETHER_ENOMEM);
-            return;
-        }
-        c->rx = p;
-        c->rx_cap = cap;
-    }
-    memcpy(c->rx + c->rx_len, in, len);
-    c->rx_len += len;
-    if (final) {
-        tp->cb.message(tp->owner, c, c->rx, c->rx_len, 0);
-        c->rx_len = 0;
-        if (tp->cfg.listen_host) {
-            /* a server's connections keep no assembly memory between messages
-             * (a client has one connection and keeps it for the next) */
-            tether__free(c->rx);
-            c->rx = NULL;
-            c->rx_cap = 0;
-        }
-    }
-}
-
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                     size_t len)
 {
@@ -291,7 +228,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         }
         c->last_rx_ms = tether__now_ms();
         tether__stat_add(tp->cfg.stats, TETHER__ST_BYTES_IN, len);
-        rx_append(c, in, len, lws_is_first_fragment(wsi), lws_is_final_fragment(wsi),
+        tether__tp_rx_append(c, in, len, lws_is_first_fragment(wsi), lws_is_final_fragment(wsi),
                   lws_frame_is_binary(wsi), lws_remaining_packet_payload(wsi));
         return 0;
 
@@ -527,7 +464,7 @@ int tether__tp_create(const tether__tp_cfg *cfg, const tether__tp_cb *cb, void *
     tp->protocols[0].per_session_data_size = sizeof(tp_pss);
     /* a server holds thousands of connections: a small per-connection receive
      * buffer, which lws allocates for every WebSocket (larger messages arrive
-     * in pieces and are assembled in rx_append, in memory held only while a
+     * in pieces and are assembled in transport_lws_rx.c, in memory held only while a
      * message is being assembled); docs/decisions.md, "Idle memory" */
     tp->protocols[0].rx_buffer_size =
         cfg->listen_host ? (cfg->rx_buffer ? cfg->rx_buffer : SERVER_RX_BUFFER) : 65536;

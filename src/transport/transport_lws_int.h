@@ -177,6 +177,14 @@ void tether__cc_close(tether__cc *cc);
 void tether__cc_timer(tether__cc *cc, uint64_t delay_ms);
 void tether__cc_timer_cancel(tether__cc *cc);
 
+/* transport_lws_rx.c: one piece of an incoming message (first/final: lws's
+ * fragment flags; binary: its opcode; more: bytes left of the current
+ * WebSocket frame); hands the message to the owner's message callback when
+ * it is whole, or the error once (TETHER_EMALFORMED for text,
+ * TETHER_EFRAME_OVERSIZE past cfg.max_rx, TETHER_ENOMEM). */
+void tether__tp_rx_append(tether__conn *c, const uint8_t *in, size_t len, int first, int final,
+                          int binary, size_t more);
+
 /* transport_lws.c: reports the end of a connection or attempt (once). */
 void tether__tp_conn_end(tether__conn *c, tether__tp_close *why);
 /* transport_lws.c: frees a connection record. */
