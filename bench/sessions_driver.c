@@ -11,6 +11,14 @@
  *
  * Messages are due at a steady total rate (sessions x rate), spread evenly
  * over the sessions in turn, and timed from when they were due.
+ *
+ * The driver runs lws on its own libuv loop (epoll), as `tether serve` does:
+ * on lws's default poll() loop every wake-up walked all of its connections,
+ * and at 5,000 sessions that took most of the driver's CPU, so the measuring
+ * client, not the server, set the send-to-ack tail. Its tick is a libuv timer
+ * that wakes lws (lws_cancel_service), and the work runs from lws's
+ * EVENT_WAIT_CANCELLED callback, inside lws, where the connections it starts
+ * get their lws timers.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +28,7 @@
 #include <unistd.h>
 
 #include <libwebsockets.h>
+#include <uv.h>
 
 #include "bench.h"
 #include "common/engine_cfg.h"
@@ -53,7 +62,9 @@ typedef struct drv {
     const bench_driver_opts *o;    /* options */
     struct lws_context *ctx;       /* the context */
     struct lws_protocols proto[2]; /* tether.v1 and the end */
-    lws_sorted_usec_list_t sul;    /* the tick */
+    uv_loop_t loop;                /* the libuv loop lws runs on */
+    uv_timer_t timer;              /* wakes lws every TICK_US for the tick */
+    int tick_due;                  /* the timer fired: run the tick from lws's callback */
     tether__engine_cfg ecfg;       /* engine configuration */
     sconn *s;                      /* the sessions */
     uint32_t n;                    /* sessions */
@@ -176,9 +187,19 @@ static void conn_gone(drv *d, sconn *k)
     }
 }
 
+static void tick(drv *d);
+
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                     size_t len)
 {
+    if (reason == LWS_CALLBACK_EVENT_WAIT_CANCELLED) {
+        drv *dd = lws_context_user(lws_get_context(wsi));
+        if (dd && dd->tick_due) {
+            dd->tick_due = 0;
+            tick(dd);
+        }
+        return 0;
+    }
     sconn *k = lws_get_opaque_user_data(wsi);
     (void)user;
     if (!k) {
@@ -355,9 +376,15 @@ static int read_cmd(drv *d, char *word, size_t len)
     return 1;
 }
 
-static void tick(lws_sorted_usec_list_t *sul)
+static void timer_cb(uv_timer_t *t)
 {
-    drv *d = lws_container_of(sul, drv, sul);
+    drv *d = t->data;
+    d->tick_due = 1;
+    lws_cancel_service(d->ctx);
+}
+
+static void tick(drv *d)
+{
     uint64_t now = bench_now_ns();
     char word[32];
 
@@ -410,10 +437,9 @@ static void tick(lws_sorted_usec_list_t *sul)
     }
     if ((got && strcmp(word, "end") == 0) || d->stdin_eof) {
         d->quit = 1;
-        lws_cancel_service(d->ctx);
-        return;
+        uv_timer_stop(&d->timer);
+        uv_stop(&d->loop);
     }
-    lws_sul_schedule(d->ctx, 0, &d->sul, tick, TICK_US);
 }
 
 int bench_sessions_driver(const bench_driver_opts *o)
@@ -445,6 +471,12 @@ int bench_sessions_driver(const bench_driver_opts *o)
     tether__buf_init(&d.out, LWS_PRE);
 
     struct lws_context_creation_info info;
+    void *loops[1] = {&d.loop};
+    if (uv_loop_init(&d.loop) != 0 || uv_timer_init(&d.loop, &d.timer) != 0) {
+        fprintf(stderr, "tether bench: driver: cannot make the libuv loop\n");
+        return 1;
+    }
+    d.timer.data = &d;
     memset(&info, 0, sizeof info);
     d.proto[0].name = TETHER_SUBPROTOCOL;
     d.proto[0].callback = callback;
@@ -457,20 +489,24 @@ int bench_sessions_driver(const bench_driver_opts *o)
     info.pt_serv_buf_size = 65536;
     info.timeout_secs = 30;
     info.connect_timeout_secs = 30;
+    info.options = LWS_SERVER_OPTION_LIBUV;
+    info.foreign_loops = loops;
+    info.user = &d;
     d.ctx = lws_create_context(&info);
     if (!d.ctx) {
         fprintf(stderr, "tether bench: driver: cannot create the libwebsockets context\n");
         return 1;
     }
     d.t0 = bench_now_ns();
-    lws_sul_schedule(d.ctx, 0, &d.sul, tick, 1);
+    uv_timer_start(&d.timer, timer_cb, 1, TICK_US / 1000);
     while (!d.quit) {
-        if (lws_service(d.ctx, 0) < 0) {
-            break;
-        }
+        uv_run(&d.loop, UV_RUN_DEFAULT); /* returns at uv_stop() from the tick */
     }
-    lws_sul_cancel(&d.sul);
     lws_context_destroy(d.ctx);
+    uv_close((uv_handle_t *)&d.timer, NULL);
+    while (uv_run(&d.loop, UV_RUN_NOWAIT)) {
+    }
+    uv_loop_close(&d.loop);
     for (uint32_t i = 0; i < d.n; i++) {
         tether__engine_destroy(d.s[i].e);
         if (d.s[i].st) {

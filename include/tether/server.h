@@ -125,6 +125,10 @@ typedef struct tether_server_config {
                                      tether_server_stats() in Prometheus text format [0: off] */
     uint32_t delivery_threads;    /* threads that run the sessions' messages and callbacks,
                                      1 to 64 [4]; one session is on one thread at a time */
+    uint32_t rx_buffer_bytes;     /* receive buffer of each WebSocket connection, bytes, 128
+                                     to 65536 [1024]: memory every connection holds, and the
+                                     most read from one connection per wake-up (a larger
+                                     message arrives in pieces and is assembled) */
 
     /* The HTTP carriage (proto/HTTP.md; docs/connectivity.md). */
     uint32_t http_poll_hold_ms;   /* longest a poll is held before 204, ms, at most 25000 [25000] */

@@ -23,6 +23,9 @@
 #define TETHER__DEFAULT_HANDSHAKE_TIMEOUT_MS 10000u /* HTTP upgrade request */
 #define TETHER__DEFAULT_BUSY_RETRY_AFTER_S 1u      /* Retry-After of a full server's 503 */
 #define TETHER__DEFAULT_DELIVERY_THREADS 4u        /* server threads running sessions' input */
+#define TETHER__DEFAULT_RX_BUFFER_BYTES 1024u      /* server: lws receive buffer per connection */
+#define TETHER__MIN_RX_BUFFER_BYTES 128u
+#define TETHER__MAX_RX_BUFFER_BYTES 65536u
 /* Upper bounds of server limits (docs/config.md); larger values are refused. */
 #define TETHER__MAX_DELIVERY_THREADS 64u
 #define TETHER__MAX_SESSIONS_LIMIT 1000000u        /* max_sessions, max_pending_handshakes */

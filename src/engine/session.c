@@ -27,7 +27,8 @@ static tether__ctl *ctl_push(tether__engine *e, int type)
     return c;
 }
 
-/* Copies reason into a BYE, cut at a character boundary to fit the limit. */
+/* Copies reason into a BYE, cut at a character boundary to fit the limit.
+ * Out of memory, the BYE goes without its reason (its code still says why). */
 static void set_reason(tether__ctl *c, const char *reason)
 {
     size_t n = reason ? strlen(reason) : 0;
@@ -37,10 +38,30 @@ static void set_reason(tether__ctl *c, const char *reason)
             n--;
         }
     }
-    if (n > 0) {
+    c->u.bye.reason = n > 0 ? tether__malloc(n + 1) : NULL;
+    if (c->u.bye.reason) {
         memcpy(c->u.bye.reason, reason, n);
+        c->u.bye.reason[n] = '\0';
     }
-    c->u.bye.reason[n] = '\0';
+}
+
+/* Frees what a waiting control frame holds. */
+static void ctl_release(tether__ctl *c)
+{
+    if (c->type == TETHER__F_BYE) {
+        tether__free(c->u.bye.reason);
+        c->u.bye.reason = NULL;
+    }
+}
+
+/* Drops every waiting control frame. */
+static void ctl_clear(tether__engine *e)
+{
+    for (size_t i = 0; i < e->ctl_n; i++) {
+        ctl_release(&e->ctl[(e->ctl_head + i) % TETHER__CTL_MAX]);
+    }
+    e->ctl_head = 0;
+    e->ctl_n = 0;
 }
 
 static int push_bye(tether__engine *e, uint32_t code, const char *reason)
@@ -69,12 +90,13 @@ static int write_ctl(tether__engine *e, tether__buf *out)
         r = tether__encode_ack(out, c->u.ack);
         break;
     case TETHER__F_BYE:
-        r = tether__encode_bye(out, c->u.bye.code, c->u.bye.reason);
+        r = tether__encode_bye(out, c->u.bye.code, c->u.bye.reason ? c->u.bye.reason : "");
         break;
     }
     if (r != TETHER_OK) {
         return r;
     }
+    ctl_release(c);
     e->ctl_head = (e->ctl_head + 1) % TETHER__CTL_MAX;
     e->ctl_n--;
     return 1;
@@ -105,8 +127,7 @@ void tether__engine_shut(tether__engine *e, tether__engine_event *ev, int err, u
 /* Drops everything that belongs to one transport connection. */
 static void conn_reset(tether__engine *e)
 {
-    e->ctl_head = 0;
-    e->ctl_n = 0;
+    ctl_clear(e);
     e->hello_out = 0;
     e->live = 0;
     e->closing = 0;
@@ -114,6 +135,21 @@ static void conn_reset(tether__engine *e)
     e->after_welcome = 0;
     memset(&e->close_ev, 0, sizeof e->close_ev);
     tether__engine_ack_sent(e);
+}
+
+/* The decoder for the next frame: the one lent, else the engine's own, whose
+ * working memory is allocated on first use (an engine that never receives a
+ * frame, or whose frames are decoded by a lent one, never holds any). NULL
+ * when that allocation fails. */
+static tether__decoder *decoder(tether__engine *e)
+{
+    if (e->lent) {
+        return e->lent;
+    }
+    if (e->dec.max_payload == 0 && tether__decoder_init(&e->dec, e->cfg.max_message) != TETHER_OK) {
+        return NULL;
+    }
+    return &e->dec;
 }
 
 /* ---- lifecycle ---- */
@@ -146,15 +182,10 @@ int tether__engine_create(const tether__engine_cfg *cfg, tether__store *st,
     if (cb) {
         e->cb = *cb;
     }
-    int r = tether__decoder_init(&e->dec, cfg->max_message);
-    if (r != TETHER_OK) {
-        tether__free(e);
-        return r;
-    }
+    /* the decoder's working memory waits for the first frame (decoder()) */
     uint64_t count = 0;
-    r = st->ops->pending(st, rec->id, &count, &e->pend_bytes);
+    int r = st->ops->pending(st, rec->id, &count, &e->pend_bytes);
     if (r != TETHER_OK) {
-        tether__decoder_free(&e->dec);
         tether__free(e);
         return r;
     }
@@ -172,9 +203,17 @@ void tether__engine_destroy(tether__engine *e)
     if (!e) {
         return;
     }
+    ctl_clear(e);
     tether__engine_send_free(e);
     tether__decoder_free(&e->dec);
     tether__free(e);
+}
+
+void tether__engine_lend_decoder(tether__engine *e, tether__decoder *d)
+{
+    if (e) {
+        e->lent = d;
+    }
 }
 
 const tether__session_rec *tether__engine_rec(const tether__engine *e)
@@ -552,7 +591,8 @@ int tether__engine_on_frame(tether__engine *e, const uint8_t *buf, size_t len, u
     int after_welcome = e->after_welcome;
     e->after_welcome = 0;
     tether__frame f;
-    int r = tether__decode(&e->dec, buf, len, &f);
+    tether__decoder *d = decoder(e);
+    int r = d ? tether__decode(d, buf, len, &f) : TETHER_ENOMEM;
     if (r != TETHER_OK) {
         uint32_t code = TETHER_REJECT_PROTOCOL;
         if (r == TETHER_EFRAME_OVERSIZE) {

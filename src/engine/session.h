@@ -126,6 +126,14 @@ int tether__engine_accept(tether__engine *e, const tether__hello *h, uint64_t no
 int tether__engine_on_frame(tether__engine *e, const uint8_t *buf, size_t len, uint64_t now_ms,
                             tether__engine_event *ev);
 
+/* Lends the engine a decoder for the frames given to on_frame() until it is
+ * lent another or NULL (then the engine's own decoder serves again). Lets a
+ * server decode every session's frames with one decoder per delivery thread,
+ * so that an engine holds no decoding memory of its own. d must have been
+ * initialised with a max_payload of at least the engine's max_message and
+ * outlive the loan. */
+void tether__engine_lend_decoder(tether__engine *e, tether__decoder *d);
+
 /* Time has passed (for the delayed ACK). */
 void tether__engine_tick(tether__engine *e, uint64_t now_ms);
 

@@ -18,9 +18,10 @@ typedef struct tether__ctl {
         tether__welcome welcome; /* WELCOME to write */
         uint64_t ack;            /* ACK to write (flushed before a graceful BYE) */
         struct {
-            uint32_t code;                       /* tether_reject_code */
-            char reason[TETHER__REASON_MAX + 1]; /* NUL-terminated UTF-8 */
-        } bye;                                   /* BYE to write */
+            uint32_t code; /* tether_reject_code */
+            char *reason;  /* NUL-terminated UTF-8, allocated (an engine holds no room
+                              for a reason while no BYE waits), or NULL for "" */
+        } bye;             /* BYE to write */
     } u;
 } tether__ctl;
 
@@ -35,7 +36,10 @@ struct tether__engine {
     tether__store *st;       /* the store, borrowed */
     tether__session_rec rec; /* the session record, kept equal to the stored one */
     tether__engine_cb cb;    /* application callbacks (fields may be NULL) */
-    tether__decoder dec;     /* frame decoder, max payload cfg.max_message */
+    tether__decoder dec;     /* own frame decoder, max payload cfg.max_message; its working
+                                memory is allocated at the first frame decoded with it */
+    tether__decoder *lent;   /* a decoder lent by the caller (the server's delivery
+                                thread), used instead of dec while set, or NULL */
 
     tether__ctl ctl[TETHER__CTL_MAX]; /* control frames waiting, a ring */
     size_t ctl_head;                  /* slot of the oldest waiting control frame */

@@ -345,19 +345,6 @@ void tether__srv_unref(tether_server *s, srv_session *ss)
     }
 }
 
-size_t tether__srv_debug_loaded(tether_server *s)
-{
-    pthread_mutex_lock(&s->tlock);
-    size_t n = s->nsessions;
-    pthread_mutex_unlock(&s->tlock);
-    return n;
-}
-
-size_t tether__srv_debug_carriage(tether_server *s)
-{
-    return tether__tp_carriage_conns(s->tp);
-}
-
 /* ---- public API ---- */
 
 void tether_server_config_init(tether_server_config *cfg)
@@ -385,6 +372,13 @@ static int check_config(tether_server_config *k)
     if (k->hello_timeout_ms > TETHER__MAX_HELLO_TIMEOUT_MS) {
         return tether__fail(TETHER_ECONFIG, "hello_timeout_ms %u is above %u", k->hello_timeout_ms,
                             TETHER__MAX_HELLO_TIMEOUT_MS);
+    }
+    k->rx_buffer_bytes = k->rx_buffer_bytes ? k->rx_buffer_bytes : TETHER__DEFAULT_RX_BUFFER_BYTES;
+    if (k->rx_buffer_bytes < TETHER__MIN_RX_BUFFER_BYTES ||
+        k->rx_buffer_bytes > TETHER__MAX_RX_BUFFER_BYTES) {
+        return tether__fail(TETHER_ECONFIG, "rx_buffer_bytes %u is not within %u to %u",
+                            k->rx_buffer_bytes, TETHER__MIN_RX_BUFFER_BYTES,
+                            TETHER__MAX_RX_BUFFER_BYTES);
     }
     if (k->delivery_threads > TETHER__MAX_DELIVERY_THREADS) {
         return tether__fail(TETHER_ECONFIG, "delivery_threads %u is above %u", k->delivery_threads,
@@ -573,6 +567,7 @@ int tether_server_create(const tether_server_config *cfg, tether_server **out)
     tc.listen_host = s->host;
     tc.listen_port = s->cfg.port;
     tc.max_rx = s->ecfg.max_message + 1024;
+    tc.rx_buffer = s->cfg.rx_buffer_bytes;
     tc.ping_interval_ms = s->cfg.ping_interval_ms;
     tc.pong_timeout_ms = s->cfg.pong_timeout_ms;
     tc.connect_timeout_ms = s->cfg.handshake_timeout_ms;

@@ -75,7 +75,7 @@ static void fire(tether__tw_node *node, void *arg)
     srv_conn *sc = CONN_OF(node);
     uint64_t now = tether__now_ms();
     if (!sc->sess) {
-        if (now >= sc->hello_deadline && sc->hs.nframes == 0) {
+        if (now >= sc->hello_deadline && !sc->hs) {
             /* no HELLO in time: close at once, without a frame (PROTOCOL.md section 10) */
             tether__conn_close(sc->conn);
         }
@@ -127,6 +127,21 @@ static void hs_mismatch(void *arg, const tether_mismatch_info *info)
     }
 }
 
+/* Keeps a refusal for the connection to write, then close (link.h); when it
+ * cannot be kept (out of memory), the connection closes at once without it. */
+static void keep_refusal(srv_conn *sc, const tether__hs_out *out)
+{
+    if (!sc->hs) {
+        sc->hs = tether__malloc(sizeof *sc->hs);
+    }
+    if (!sc->hs) {
+        tether__conn_close(sc->conn);
+        return;
+    }
+    *sc->hs = *out;
+    tether__conn_want_write(sc->conn);
+}
+
 /* A newer connection of the session takes over: the older one is told so
  * with BYE(DISPLACED), written from its own handshake answer, and closes;
  * its session hears of it through its delivery thread. */
@@ -142,9 +157,11 @@ static void displace(tether_server *s, srv_session *ss)
         w->err = TETHER_EDISPLACED;
         tether__srv_post(s, ss, w);
     }
-    tether__hs_refuse(&old->hs, 1, TETHER_REJECT_DISPLACED, TETHER_EDISPLACED,
+    tether__hs_out out;
+    memset(&out, 0, sizeof out);
+    tether__hs_refuse(&out, 1, TETHER_REJECT_DISPLACED, TETHER_EDISPLACED,
                       "a newer connection of this session took over");
-    tether__conn_want_write(old->conn);
+    keep_refusal(old, &out);
     tether__srv_unref(s, ss); /* the old connection's reference */
 }
 
@@ -157,6 +174,7 @@ static int handle_hello(tether_server *s, srv_conn *sc, const tether__hello *h, 
 {
     uint8_t hash[32];
     tether__hs_server env;
+    tether__hs_out out; /* the decision; kept in sc->hs only when it is a refusal */
     hs_ctx x = {s, NULL};
     srv_session *ss = NULL;
     int rc;
@@ -175,18 +193,19 @@ static int handle_hello(tether_server *s, srv_conn *sc, const tether__hello *h, 
     env.lookup = hs_lookup;
     env.on_mismatch = hs_mismatch;
     env.arg = &x;
-    tether__hs_decide(h, &env, &sc->hs);
+    memset(&out, 0, sizeof out);
+    tether__hs_decide(h, &env, &out);
     (void)now;
-    if (sc->hs.verdict == TETHER__HS_CREATE) {
-        rc = s->store->ops->session_put(s->store, &sc->hs.rec);
+    if (out.verdict == TETHER__HS_CREATE) {
+        rc = s->store->ops->session_put(s->store, &out.rec);
         TETHER__KILLPOINT("server.after_session_create");
         if (rc == TETHER_OK) {
-            rc = tether__srv_add(s, &sc->hs.rec, &ss);
+            rc = tether__srv_add(s, &out.rec, &ss);
         }
         if (rc != TETHER_OK) {
-            tether__hs_refuse(&sc->hs, 0, TETHER_REJECT_STORE, rc, "the server's store failed");
+            tether__hs_refuse(&out, 0, TETHER_REJECT_STORE, rc, "the server's store failed");
         }
-    } else if (sc->hs.verdict == TETHER__HS_ACCEPT) {
+    } else if (out.verdict == TETHER__HS_ACCEPT) {
         ss = x.ss;
         x.ss = NULL; /* its reference becomes the connection's */
     }
@@ -195,18 +214,18 @@ static int handle_hello(tether_server *s, srv_conn *sc, const tether__hello *h, 
     }
     if (!ss) {
         tether__srv_stat(s, TETHER__ST_REFUSED, 1);
-        tether__conn_want_write(sc->conn); /* the refusal, then close */
+        keep_refusal(sc, &out); /* the refusal, then close */
         return 0;
     }
-    if (sc->hs.displace && ss->conn) {
+    if (out.displace && ss->conn) {
         displace(s, ss);
     }
     srv_work *w = tether__srv_work_new(W_ACCEPT, sc, NULL, 0);
     if (!w) {
         tether__srv_unref(s, ss);
-        tether__hs_refuse(&sc->hs, 0, TETHER_REJECT_STORE, TETHER_ENOMEM, "out of memory");
+        tether__hs_refuse(&out, 0, TETHER_REJECT_STORE, TETHER_ENOMEM, "out of memory");
         tether__srv_stat(s, TETHER__ST_REFUSED, 1);
-        tether__conn_want_write(sc->conn);
+        keep_refusal(sc, &out);
         return 0;
     }
     w->hello = *h;
@@ -266,19 +285,21 @@ static void on_message(void *owner, tether__conn *conn, const uint8_t *buf, size
         }
         w->err = err;
         tether__srv_post(s, sc->sess, w);
-    } else if (sc->hs.nframes == 0) {
+    } else if (!sc->hs) {
         /* no session yet: the first frame must be HELLO */
         if (sc->pending) {
             sc->pending = 0;
             atomic_fetch_sub(&s->pending, 1);
         }
-        if (tether__hs_first(&s->dec, buf, len, err, &h, &sc->hs)) {
+        tether__hs_out out;
+        memset(&out, 0, sizeof out);
+        if (tether__hs_first(&s->dec, buf, len, err, &h, &out)) {
             if (handle_hello(s, sc, &h, tether__now_ms())) {
                 handle_hello(s, sc, &h, tether__now_ms()); /* it expired: unknown now */
             }
         } else {
             tether__srv_stat(s, TETHER__ST_REFUSED, 1);
-            tether__conn_want_write(conn);
+            keep_refusal(sc, &out);
         }
     }
 }
@@ -292,8 +313,8 @@ static void on_writable(void *owner, tether__conn *conn)
     }
     if (sc->sess) {
         touch(s, sc->sess, 1, tether__now_ms());
-    } else if (sc->hs.nframes > 0) {
-        tether__link_pump_hs(&sc->hs, conn, &s->out);
+    } else if (sc->hs) {
+        tether__link_pump_hs(sc->hs, conn, &s->out);
     }
 }
 
@@ -333,6 +354,7 @@ static void on_closed(void *owner, tether__conn *conn, const tether__tp_close *w
         tether__srv_unref(s, ss); /* the connection's reference */
     }
     tether__conn_set_user(conn, NULL);
+    tether__free(sc->hs);
     tether__free(sc);
 }
 

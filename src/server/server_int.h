@@ -93,7 +93,8 @@ struct srv_conn {
     tether__tw_node tw;       /* its deadline on the wheel: HELLO, or the engine's next tick */
     uint64_t hello_deadline;  /* HELLO must arrive by then */
     int pending;              /* counted in tether_server.pending (upgraded, no HELLO yet) */
-    tether__hs_out hs;        /* no session: the refusal being written (nframes 0: none) */
+    tether__hs_out *hs;       /* no session: the refusal being written, or NULL (allocated
+                                 only for a refusal, so a live connection does not carry it) */
 };
 
 /* Kinds of work for a session's delivery thread. */

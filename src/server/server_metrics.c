@@ -88,3 +88,18 @@ int tether__srv_metrics_http(void *owner, const char *path, char **body, size_t 
     *type = "text/plain; version=0.0.4; charset=utf-8";
     return 200;
 }
+
+/* ---- counts for tests (server_int.h) ---- */
+
+size_t tether__srv_debug_loaded(tether_server *s)
+{
+    pthread_mutex_lock(&s->tlock);
+    size_t n = s->nsessions;
+    pthread_mutex_unlock(&s->tlock);
+    return n;
+}
+
+size_t tether__srv_debug_carriage(tether_server *s)
+{
+    return tether__tp_carriage_conns(s->tp);
+}

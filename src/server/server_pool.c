@@ -146,6 +146,11 @@ static void *worker(void *arg)
 {
     tether_server *s = arg;
     pool_of = s;
+    /* one decoder per delivery thread, lent to each session it runs, so that
+     * a session holds no decoding memory (8 KiB and more) between frames;
+     * without it (out of memory) the engines fall back to their own */
+    tether__decoder dec;
+    int have_dec = tether__decoder_init(&dec, s->ecfg.max_message) == TETHER_OK;
     pthread_mutex_lock(&s->plock);
     for (;;) {
         while (!s->run_head && !s->pool_stop) {
@@ -164,6 +169,7 @@ static void *worker(void *arg)
         pthread_mutex_unlock(&s->plock);
 
         tether__srv_lock(ss);
+        tether__engine_lend_decoder(ss->engine, have_dec ? &dec : NULL);
         while (batch) {
             srv_work *next = batch->next;
             run_locked(s, ss, batch);
@@ -172,6 +178,7 @@ static void *worker(void *arg)
         }
         /* recv_group (FULL): one cursor commit for the frames of this batch, here */
         tether__engine_recv_commit(ss->engine, tether__now_ms());
+        tether__engine_lend_decoder(ss->engine, NULL);
         int connected = ss->wconn != NULL;
         tether__srv_unlock(s, ss);
         if (connected) {
@@ -196,6 +203,9 @@ static void *worker(void *arg)
         pthread_mutex_lock(&s->plock);
     }
     pthread_mutex_unlock(&s->plock);
+    if (have_dec) {
+        tether__decoder_free(&dec);
+    }
     return NULL;
 }
 

@@ -60,6 +60,7 @@ typedef struct tether__tp_cfg {
     const char *listen_host;     /* server: address to bind; NULL for a client */
     int listen_port;             /* server: port (0: any) */
     uint32_t max_rx;             /* largest incoming WebSocket message, bytes */
+    uint32_t rx_buffer;          /* server: lws's receive buffer per connection, bytes (0: 1024) */
     uint32_t ping_interval_ms;   /* idle time before a ping */
     uint32_t pong_timeout_ms;    /* further idle time before the link counts as dead */
     uint32_t connect_timeout_ms; /* client: connection attempt bound; server: the HTTP upgrade

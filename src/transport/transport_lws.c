@@ -12,6 +12,11 @@
 #include "common/alloc.h"
 #include "engine/httpcarry.h"
 
+/* The server's per-connection receive buffer when its configuration names
+ * none, bytes (lws allocates it for every WebSocket and reads at most this
+ * much per wake-up); tether_server_config.rx_buffer_bytes. */
+#define SERVER_RX_BUFFER 1024
+
 static tether__tp *tp_of(struct lws *wsi)
 {
     return lws_context_user(lws_get_context(wsi));
@@ -59,53 +64,6 @@ static void tp_timer_cb(lws_sorted_usec_list_t *sul)
     tether__tp *tp = lws_container_of(sul, tether__tp, sul);
     if (tp->cb.timer) {
         tp->cb.timer(tp->owner, NULL);
-    }
-}
-
-static void rx_append(tether__conn *c, const uint8_t *in, size_t len, int first, int final,
-                      int binary)
-{
-    tether__tp *tp = c->tp;
-    if (first) {
-        c->rx_len = 0;
-        c->rx_bad = 0;
-        if (!binary) {
-            c->rx_bad = 1;
-            tp->cb.message(tp->owner, c, NULL, 0, TETHER_EMALFORMED);
-        }
-    }
-    if (c->rx_bad) {
-        return;
-    }
-    if (len > tp->cfg.max_rx - c->rx_len) {
-        c->rx_bad = 1;
-        tp->cb.message(tp->owner, c, NULL, 0, TETHER_EFRAME_OVERSIZE);
-        return;
-    }
-    if (first && final) {
-        /* the common case: the whole message in one piece, no copy */
-        tp->cb.message(tp->owner, c, in, len, 0);
-        return;
-    }
-    if (c->rx_len + len > c->rx_cap) {
-        size_t cap = c->rx_cap ? c->rx_cap : 4096;
-        while (cap < c->rx_len + len) {
-            cap *= 2;
-        }
-        uint8_t *p = tether__realloc(c->rx, cap);
-        if (!p) {
-            c->rx_bad = 1;
-            tp->cb.message(tp->owner, c, NULL, 0, TETHER_ENOMEM);
-            return;
-        }
-        c->rx = p;
-        c->rx_cap = cap;
-    }
-    memcpy(c->rx + c->rx_len, in, len);
-    c->rx_len += len;
-    if (final) {
-        tp->cb.message(tp->owner, c, c->rx, c->rx_len, 0);
-        c->rx_len = 0;
     }
 }
 
@@ -270,8 +228,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         }
         c->last_rx_ms = tether__now_ms();
         tether__stat_add(tp->cfg.stats, TETHER__ST_BYTES_IN, len);
-        rx_append(c, in, len, lws_is_first_fragment(wsi), lws_is_final_fragment(wsi),
-                  lws_frame_is_binary(wsi));
+        tether__tp_rx_append(c, in, len, lws_is_first_fragment(wsi), lws_is_final_fragment(wsi),
+                  lws_frame_is_binary(wsi), lws_remaining_packet_payload(wsi));
         return 0;
 
     case LWS_CALLBACK_RECEIVE_PONG:
@@ -531,8 +489,11 @@ int tether__tp_create(const tether__tp_cfg *cfg, const tether__tp_cb *cb, void *
     tp->protocols[0].callback = callback;
     tp->protocols[0].per_session_data_size = sizeof(tp_pss);
     /* a server holds thousands of connections: a small per-connection receive
-     * buffer (larger messages arrive in pieces and are assembled in rx_append) */
-    tp->protocols[0].rx_buffer_size = cfg->listen_host ? 4096 : 65536;
+     * buffer, which lws allocates for every WebSocket (larger messages arrive
+     * in pieces and are assembled in transport_lws_rx.c, in memory held only while a
+     * message is being assembled); docs/decisions.md, "Idle memory" */
+    tp->protocols[0].rx_buffer_size =
+        cfg->listen_host ? (cfg->rx_buffer ? cfg->rx_buffer : SERVER_RX_BUFFER) : 65536;
 
     {
         const char *lv = getenv("TETHER_LWS_LOG");

@@ -98,24 +98,26 @@ void tether__tp_facts_base(tether__tp *tp, tether__conn *c, tether__facts *f)
     f->server_port = tp->target_port;
     f->proxy_host = tp->proxy.host;
     f->proxy_port = tp->proxy.port;
-    f->lws_text = c->lws_why;
 }
 
-static void probe_start(tether__tp *tp, tether__conn *c);
+static void probe_start(tether__tp *tp, tether__conn *c, const tether__facts *f,
+                        const char *lws_why);
 
 /* A client attempt failed: gather the facts, classify, report (or probe the proxy first). */
 void tether__tp_client_failed(tether__tp *tp, tether__conn *c, struct lws *wsi, const char *in,
                               size_t len)
 {
     int sys_err = errno; /* set by a synchronous connect() that failed; stale otherwise */
-    tether__facts *f = &c->facts;
+    tether__facts facts, *f = &facts;
+    char lws_why[96];
     tether__tp_close why;
 
     memset(&why, 0, sizeof why);
     lws_sul_cancel(&c->sul_attempt);
-    snprintf(c->lws_why, sizeof c->lws_why, "%.*s", in ? (int)len : 0, in ? in : "");
-    c->lws_why[strcspn(c->lws_why, "\r\n")] = '\0';
+    snprintf(lws_why, sizeof lws_why, "%.*s", in ? (int)len : 0, in ? in : "");
+    lws_why[strcspn(lws_why, "\r\n")] = '\0';
     tether__tp_facts_base(tp, c, f);
+    f->lws_text = lws_why;
     if (wsi && !c->timed_out) {
         f->http_status = response_status(wsi);
         if (f->http_status == 101) {
@@ -136,7 +138,7 @@ void tether__tp_client_failed(tether__tp *tp, tether__conn *c, struct lws *wsi, 
     if (tether__classify(f, &why)) {
         /* lws reads only "HTTP/1.x 200" from the proxy and drops any other answer:
          * ask the proxy again ourselves to learn its status */
-        probe_start(tp, c);
+        probe_start(tp, c, f, lws_why);
         return;
     }
     tether__tp_conn_end(c, &why);
@@ -177,12 +179,12 @@ void tether__tp_probe_finish(tether__tp *tp, const char *failure)
 {
     probe *p = tp->probe;
     tether__conn *c = p->c;
-    tether__facts *f = &c->facts;
+    tether__facts *f = &p->facts;
     tether__tp_close why;
     char ra[80], pa[120];
 
     memset(&why, 0, sizeof why);
-    f->lws_text = c->lws_why;
+    f->lws_text = p->lws_why;
     f->proxy_probed = 1;
     f->proxy_status = tether__http_status(p->resp, p->resp_len);
     if (tether__http_header(p->resp, p->resp_len, "Retry-After", ra, sizeof ra)) {
@@ -249,7 +251,8 @@ static void probe_step(lws_sorted_usec_list_t *sul)
 }
 
 /* Opens our own connection to the proxy and sends the same CONNECT lws sent. */
-static void probe_start(tether__tp *tp, tether__conn *c)
+static void probe_start(tether__tp *tp, tether__conn *c, const tether__facts *f,
+                        const char *lws_why)
 {
     struct addrinfo hints, *ai = NULL;
     char port[16], auth[200], b64[300];
@@ -261,14 +264,17 @@ static void probe_start(tether__tp *tp, tether__conn *c)
     if (!p) {
         tether__tp_close why;
         memset(&why, 0, sizeof why);
-        c->facts.proxy_probed = 1;
-        c->facts.probe_failure = "out of memory";
-        tether__classify(&c->facts, &why);
+        tether__facts oom = *f;
+        oom.proxy_probed = 1;
+        oom.probe_failure = "out of memory";
+        tether__classify(&oom, &why);
         tether__tp_conn_end(c, &why);
         tether__tp_conn_free(c);
         return;
     }
     p->c = c;
+    p->facts = *f;
+    snprintf(p->lws_why, sizeof p->lws_why, "%s", lws_why);
     p->fd = -1;
     p->ctx = tp->ctx;
     tp->probe = p;

@@ -66,8 +66,6 @@ struct tether__conn {
     int cert_requested;           /* the server asked for a client certificate */
     int upgrade_checked;          /* lws passed the 101 to our filter (CLIENT_FILTER_PRE_ESTABLISH) */
     int probing;                  /* a proxy probe runs; closed() is reported when it ends */
-    tether__facts facts;          /* what the failed attempt showed, kept for the probe */
-    char lws_why[96];             /* lws's words for the failure (detail only) */
 };
 
 /* What lws keeps per connection for us (its per-session data). */
@@ -100,6 +98,9 @@ typedef struct probe {
     char req[1024];               /* the CONNECT request */
     size_t req_len, req_off;      /* its length, bytes written */
     char resp[4096];              /* the response head */
+    tether__facts facts;          /* what the failed attempt showed (kept here, not in every
+                                     connection record: a server holds thousands) */
+    char lws_why[96];             /* lws's words for the failure (detail only) */
     size_t resp_len;              /* bytes in resp */
     lws_sorted_usec_list_t sul;   /* polls the socket */
     struct lws_context *ctx;      /* the transport's context */
@@ -181,6 +182,14 @@ void tether__cc_close(tether__cc *cc);
 void tether__cc_timer(tether__cc *cc, uint64_t delay_ms);
 void tether__cc_timer_cancel(tether__cc *cc);
 
+/* transport_lws_rx.c: one piece of an incoming message (first/final: lws's
+ * fragment flags; binary: its opcode; more: bytes left of the current
+ * WebSocket frame); hands the message to the owner's message callback when
+ * it is whole, or the error once (TETHER_EMALFORMED for text,
+ * TETHER_EFRAME_OVERSIZE past cfg.max_rx, TETHER_ENOMEM). */
+void tether__tp_rx_append(tether__conn *c, const uint8_t *in, size_t len, int first, int final,
+                          int binary, size_t more);
+
 /* transport_lws.c: reports the end of a connection or attempt (once). */
 void tether__tp_conn_end(tether__conn *c, tether__tp_close *why);
 /* transport_lws.c: frees a connection record. */
@@ -191,7 +200,8 @@ void tether__tp_conn_free(tether__conn *c);
  * (kept for the detail, never used to decide the error). */
 void tether__tp_client_failed(tether__tp *tp, tether__conn *c, struct lws *wsi, const char *in,
                               size_t len);
-/* transport_lws_diag.c: the facts every failed attempt has (stage, TLS, proxy, names). */
+/* transport_lws_diag.c: the facts every failed attempt has (stage, TLS, proxy, names);
+ * lws_text is left NULL. */
 void tether__tp_facts_base(tether__tp *tp, tether__conn *c, tether__facts *f);
 /* transport_lws_diag.c: OpenSSL verification callback for client attempts. */
 int tether__tp_verify_cert(tether__tp *tp, X509_STORE_CTX *x, int preverify_ok);

@@ -396,8 +396,15 @@ serve_limits() {
         grep -qF -- "${bad%% *} must be 1 to" "$WORK/last.err" ||
             { echo "  '$bad': no clear error" >&2; sed 's/^/  | /' "$WORK/last.err" >&2; return 1; }
     done
+    for bad in "--rx-buffer 127" "--rx-buffer 65537" "--rx-buffer x"; do
+        # shellcheck disable=SC2086
+        expect_rc 2 "$T" serve $bad || return 1
+        grep -qF -- "--rx-buffer must be 128 to 65536" "$WORK/last.err" ||
+            { echo "  '$bad': no clear error" >&2; sed 's/^/  | /' "$WORK/last.err" >&2; return 1; }
+    done
     expect_rc 0 "$T" serve --help || return 1
-    for flag in --max-sessions --max-pending-handshakes --hello-timeout-ms --delivery-threads; do
+    for flag in --max-sessions --max-pending-handshakes --hello-timeout-ms --delivery-threads \
+        --rx-buffer; do
         grep -qF -- "$flag" "$WORK/last.out" || { echo "  serve --help lacks $flag" >&2; return 1; }
     done
 }

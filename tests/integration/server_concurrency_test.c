@@ -297,6 +297,8 @@ TEST(server_limits_are_range_checked)
         {&cfg.max_sessions, 1000001, "max_sessions"},
         {&cfg.max_pending_handshakes, 1000001, "max_pending_handshakes"},
         {&cfg.hello_timeout_ms, 3600001, "hello_timeout_ms"},
+        {&cfg.rx_buffer_bytes, 127, "rx_buffer_bytes"},
+        {&cfg.rx_buffer_bytes, 65537, "rx_buffer_bytes"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         tether_server_config_init(&cfg);
@@ -308,6 +310,7 @@ TEST(server_limits_are_range_checked)
     tether_server_config_init(&cfg);
     cfg.delivery_threads = 64;
     cfg.max_sessions = 1000000;
+    cfg.rx_buffer_bytes = 128;
     CHECK_OK(tether_server_create(&cfg, &s));
     tether_server_destroy(s);
 }

@@ -5,6 +5,9 @@
  */
 #include "session_fixture.h"
 
+#include "common/alloc.h"
+#include "engine/session_int.h"
+
 TEST(outbox_caps)
 {
     world w;
@@ -360,6 +363,77 @@ TEST(create_arguments)
     fs->base.ops->close(&fs->base);
 }
 
+/* A server lends its engines one decoder per delivery thread: an engine
+ * decoding with a lent decoder allocates none of its own, and its own is
+ * allocated only at its first frame (out of memory there closes the
+ * connection with TETHER_ENOMEM). */
+TEST(decoder_lent_and_allocated_at_first_frame)
+{
+    world w;
+    tether__engine_cfg cc = base_cfg(TETHER__ROLE_CLIENT);
+    tether__engine_cfg sc = base_cfg(TETHER__ROLE_SERVER);
+    tether__decoder lent;
+    CHECK_OK(tether__decoder_init(&lent, sc.max_message));
+    world_init(&w, &cc, &sc);
+    CHECK_EQ_U64(w.c.e->dec.max_payload, 0); /* nothing decoded yet */
+    tether__engine_lend_decoder(w.s.e, &lent);
+    conn(&w);
+    send_n(&w.c, 5);
+    send_n(&w.s, 3);
+    settle(&w);
+    CHECK_EQ_U64(w.s.got, 5);
+    CHECK_EQ_U64(w.c.got, 3);
+    CHECK_EQ_U64(w.c.acked, 5);
+    CHECK_EQ_U64(w.s.e->dec.max_payload, 0); /* the server engine used the loan only */
+    CHECK(tether__decoder_chunk(&lent) > 0);
+    CHECK(w.c.e->dec.max_payload > 0); /* the client's own, made at its first frame */
+    tether__engine_lend_decoder(w.s.e, NULL); /* the loan ends: its own serves again */
+    send_n(&w.c, 2);
+    settle(&w);
+    CHECK_EQ_U64(w.s.got, 7);
+    CHECK(w.s.e->dec.max_payload > 0);
+    world_free(&w);
+    tether__decoder_free(&lent);
+
+    /* out of memory for the engine's own decoder at its first frame */
+    world_init(&w, &cc, &sc);
+    conn(&w);
+    write_some(&w, &w.c, &w.s, SIZE_MAX); /* HELLO */
+    deliver_some(&w, &w.s, SIZE_MAX);
+    write_some(&w, &w.s, &w.c, SIZE_MAX); /* WELCOME */
+    CHECK_EQ_U64(w.c.e->dec.max_payload, 0);
+    tether__alloc_fail_at(1);
+    deliver_some(&w, &w.c, 1); /* the client's first frame */
+    CHECK_EQ_U64(tether__alloc_failures(), 1);
+    tether__alloc_fail_at(0);
+    CHECK_EQ_INT(w.c.closes, 1);
+    CHECK_EQ_INT(w.c.ev.error, TETHER_ENOMEM);
+    CHECK(!tether__engine_live(w.c.e));
+    world_free(&w);
+}
+
+/* A BYE's reason is allocated while the BYE waits; without memory for it the
+ * BYE still goes, with its code and no reason. */
+TEST(bye_reason_out_of_memory)
+{
+    for (int fail = 0; fail < 2; fail++) {
+        world w;
+        live_default(&w);
+        send_n(&w.s, 1);
+        pump(&w);
+        tether__alloc_fail_at(fail);
+        CHECK_OK(tether__engine_bye(w.s.e, TETHER_REJECT_SHUTDOWN, "bye now"));
+        CHECK_EQ_U64(tether__alloc_failures(), (uint64_t)fail);
+        tether__alloc_fail_at(0);
+        pump(&w);
+        CHECK_EQ_INT(w.s.last_bye_out, TETHER_REJECT_SHUTDOWN);
+        CHECK_EQ_INT(w.c.closes, 1);
+        CHECK_EQ_INT(w.c.ev.peer_code, TETHER_REJECT_SHUTDOWN);
+        CHECK_EQ_INT(strstr(w.c.ev.detail, "bye now") != NULL, !fail);
+        world_free(&w);
+    }
+}
+
 int main(void)
 {
     RUN(outbox_caps);
@@ -372,5 +446,7 @@ int main(void)
     RUN(store_failure_on_ack);
     RUN(store_failure_recording_the_session_at_accept);
     RUN(create_arguments);
+    RUN(decoder_lent_and_allocated_at_first_frame);
+    RUN(bye_reason_out_of_memory);
     return tt_finish();
 }

@@ -44,6 +44,8 @@ static const char serve_help[] =
     "  --www DIR            answer plain GET requests on the same port with the files\n"
     "                       below DIR (\"/\" gives DIR/index.html), e.g. a browser page\n"
     "                       using the JavaScript client [none]\n"
+    "  --rx-buffer BYTES    receive buffer of each connection, 128 to 65536 [1024]:\n"
+    "                       memory per connection vs reads per large message\n"
     "  --help               show this help\n"
     "\n" CLI_SERVER_NET_HELP
     "\n"
@@ -129,6 +131,7 @@ int cli_serve(int argc, char **argv)
         {"hello-timeout-ms", required_argument, NULL, 'H'},
         {"delivery-threads", required_argument, NULL, 'T'},
         {"www", required_argument, NULL, 'w'},
+        {"rx-buffer", required_argument, NULL, 'B'},
         CLI_SERVER_NET_OPTIONS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -178,7 +181,8 @@ int cli_serve(int argc, char **argv)
         case 'S':
         case 'P':
         case 'H':
-        case 'T': {
+        case 'T':
+        case 'B': {
             /* the library's own bounds (docs/config.md), checked here with the flag's name */
             static const struct {
                 int opt;
@@ -187,18 +191,22 @@ int cli_serve(int argc, char **argv)
             } lim[] = {{'S', "--max-sessions", 1000000},
                        {'P', "--max-pending-handshakes", 1000000},
                        {'H', "--hello-timeout-ms", 3600000},
-                       {'T', "--delivery-threads", 64}};
+                       {'T', "--delivery-threads", 64},
+                       {'B', "--rx-buffer", 65536}};
             uint64_t v = 0;
             size_t i = 0;
             while (lim[i].opt != c) {
                 i++;
             }
-            if (cli_parse_u64(optarg, 1, lim[i].max, &v) != 0) {
-                return cli_usage_error("serve", "%s must be 1 to %llu, not '%s'", lim[i].name,
-                                       (unsigned long long)lim[i].max, optarg);
+            uint64_t min = c == 'B' ? 128 : 1;
+            if (cli_parse_u64(optarg, min, lim[i].max, &v) != 0) {
+                return cli_usage_error("serve", "%s must be %llu to %llu, not '%s'", lim[i].name,
+                                       (unsigned long long)min, (unsigned long long)lim[i].max,
+                                       optarg);
             }
             uint32_t *field[] = {&cfg.max_sessions, &cfg.max_pending_handshakes,
-                                 &cfg.hello_timeout_ms, &cfg.delivery_threads};
+                                 &cfg.hello_timeout_ms, &cfg.delivery_threads,
+                                 &cfg.rx_buffer_bytes};
             *field[i] = (uint32_t)v;
             break;
         }
