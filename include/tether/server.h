@@ -130,6 +130,14 @@ typedef struct tether_server_config {
     uint32_t http_poll_hold_ms;   /* longest a poll is held before 204, ms, at most 25000 [25000] */
     uint32_t http_idle_ms;        /* a carriage connection with no request in progress this long
                                      ends, ms, at most 3600000 [40000] */
+
+    /* A fleet of servers on one PostgreSQL database (docs/scaling.md). */
+    uint32_t lease_ms;            /* PostgreSQL store: a session's lease (its ownership by this
+                                     instance) lasts this long unless renewed, which happens
+                                     every lease_ms/3 while connected; another instance takes the
+                                     session over after it lapses, or at once when this
+                                     instance's database connection is gone; 1000 to 600000
+                                     [10000] */
 } tether_server_config;
 
 /** Sets every field to zero (the defaults). */

@@ -542,6 +542,33 @@ static void m_close(tether__store *st)
     tether__free(m);
 }
 
+/* ---- leases: one instance uses this store, so it always owns every session ---- */
+
+int tether__lease_single_take(tether__store *st, const uint8_t id[16], uint32_t ttl_ms, int *stale)
+{
+    (void)st;
+    if (!id || ttl_ms == 0 || ttl_ms > INT32_MAX || !stale) {
+        return TETHER_EINVAL;
+    }
+    *stale = 0;
+    return TETHER_OK;
+}
+
+int tether__lease_single_release(tether__store *st, const uint8_t id[16])
+{
+    (void)st;
+    return id ? TETHER_OK : TETHER_EINVAL;
+}
+
+int tether__lease_single_renew(tether__store *st, uint32_t ttl_ms,
+                               void (*lost)(void *arg, const uint8_t id[16]), void *arg)
+{
+    (void)st;
+    (void)lost;
+    (void)arg;
+    return ttl_ms == 0 || ttl_ms > INT32_MAX ? TETHER_EINVAL : TETHER_OK;
+}
+
 static const tether__store_ops memory_ops = {
     .session_get = m_get,
     .session_put = m_put,
@@ -556,6 +583,9 @@ static const tether__store_ops memory_ops = {
     .errmsg = m_errmsg,
     .close = m_close,
     .inspect = m_inspect,
+    .lease_take = tether__lease_single_take,
+    .lease_release = tether__lease_single_release,
+    .lease_renew = tether__lease_single_renew,
 };
 
 int tether__store_memory_open(tether__store_role role, tether__store **out)

@@ -759,4 +759,7 @@ const tether__store_ops tether__sqlite_ops = {
     .errmsg = tether__sq_errmsg,
     .close = tether__sq_close,
     .inspect = tether__sq_inspect,
+    .lease_take = tether__lease_single_take,
+    .lease_release = tether__lease_single_release,
+    .lease_renew = tether__lease_single_renew,
 };

@@ -252,6 +252,9 @@ static const tether__store_ops empty_ops = {
     .errmsg = tether__sq_errmsg,
     .close = tether__sq_close,
     .inspect = tether__sq_inspect,
+    .lease_take = tether__lease_single_take,
+    .lease_release = tether__lease_single_release,
+    .lease_renew = tether__lease_single_renew,
 };
 
 /* ---- the read-only open ---- */

@@ -98,6 +98,9 @@ static const tether__store_ops fstore_ops = {
     f_get,     f_put,        f_delete,  f_list,   f_append, f_load,
     f_ack,     f_set_cursor, f_pending, f_rebase, f_errmsg, f_close,
     NULL, /* inspect: the engine never calls it */
+    NULL, /* lease_take: nor the leases (the server's store does) */
+    NULL, /* lease_release */
+    NULL, /* lease_renew */
 };
 
 fstore *fstore_open(tether__store_role role)
