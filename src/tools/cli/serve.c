@@ -41,6 +41,8 @@ static const char serve_help[] =
     "  --hello-timeout-ms MS\n"
     "                       a connection must send HELLO within this, 1 to 3600000 [10000]\n"
     "  --delivery-threads N threads that run the sessions' messages, 1 to 64 [4]\n"
+    "  --lease-ms MS        PostgreSQL: a session's lease when this instance is silent, ms,\n"
+    "                       1000 to 600000 [10000] (docs/scaling.md)\n"
     "  --help               show this help\n"
     "\n" CLI_SERVER_NET_HELP
     "\n"
@@ -125,6 +127,7 @@ int cli_serve(int argc, char **argv)
         {"max-pending-handshakes", required_argument, NULL, 'P'},
         {"hello-timeout-ms", required_argument, NULL, 'H'},
         {"delivery-threads", required_argument, NULL, 'T'},
+        {"lease-ms", required_argument, NULL, 'L'},
         CLI_SERVER_NET_OPTIONS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -168,6 +171,15 @@ int cli_serve(int argc, char **argv)
                                        optarg);
             }
             break;
+        case 'L': {
+            uint64_t v = 0;
+            if (cli_parse_u64(optarg, 1000, 600000, &v) != 0) {
+                return cli_usage_error("serve", "--lease-ms must be 1000 to 600000, not '%s'",
+                                       optarg);
+            }
+            cfg.lease_ms = (uint32_t)v;
+            break;
+        }
         case 'S':
         case 'P':
         case 'H':
