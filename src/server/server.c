@@ -658,6 +658,9 @@ int tether_server_send_batch(tether_server *s, const tether_session_id *id,
     }
     if (live) {
         tether__srv_wake(s, ss);
+    } else if (rc == TETHER_OK) {
+        /* another instance may serve it: a wake-up (PostgreSQL; a hint only) */
+        (void)s->store->ops->wake(s->store, id->bytes);
     }
     tether__srv_unref(s, ss);
     return rc;

@@ -97,7 +97,7 @@ struct srv_conn {
 };
 
 /* Kinds of work for a session's delivery thread. */
-enum { W_FRAME, W_ACCEPT, W_DETACH, W_BP };
+enum { W_FRAME, W_ACCEPT, W_DETACH, W_BP, W_GREW };
 
 /* One item of a session's inbox. */
 struct srv_work {
@@ -202,6 +202,9 @@ void tether__srv_lease_release_locked(tether_server *s, srv_session *ss);
 /* Starts / stops the renewal thread (PostgreSQL stores only; stop is a
  * no-op when it does not run). */
 int tether__srv_lease_start(tether_server *s);
+/* ss->mu held (W_GREW on the delivery thread): another instance appended to
+ * the session's outbox, up to out_last (0: read it from the store). */
+void tether__srv_outbox_grew_locked(tether_server *s, srv_session *ss, uint64_t out_last);
 void tether__srv_lease_stop(tether_server *s);
 
 /* server_pool.c: the delivery threads. */

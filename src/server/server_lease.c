@@ -11,6 +11,13 @@
  * out_last) is used. The last connection's end releases the lease, so the
  * client's next connection may land on any instance at once.
  *
+ * Wake-ups: an instance that appended to the outbox of a session it does
+ * not serve tells the others (store wake(); PostgreSQL NOTIFY); the thread
+ * below waits for them between renewals and has the session's delivery
+ * thread raise its engine's out_last, so the new messages stream at once.
+ * Each renewal also reports every held session's out_last: a wake-up lost
+ * is made up for within lease_ms/3.
+ *
  * A thread renews every lease this instance holds each lease_ms/3. A lease
  * another instance took meanwhile (this one was paused or cut off from the
  * database for longer than lease_ms) is lost: its session's connection is
@@ -46,76 +53,128 @@ void tether__srv_lease_release_locked(tether_server *s, srv_session *ss)
     (void)s->store->ops->lease_release(s->store, ss->id.bytes);
 }
 
-/* Ids of the leases one renewal found lost. */
-typedef struct lostlist {
-    uint8_t (*id)[16]; /* the ids */
-    size_t n, cap;     /* used, allocated */
-} lostlist;
+/* Sessions one renewal or wait reported (lost, or with their out_last). */
+typedef struct idlist {
+    uint8_t (*id)[16];  /* the ids */
+    uint64_t *out_last; /* with kept(): their out_last; 0: read the store */
+    size_t n, cap;      /* used, allocated */
+} idlist;
 
-/* Called under the store's lock: only collects. */
-static void on_lost(void *arg, const uint8_t id[16])
+/* Called under the store's lock (renew) or on this thread (wait): only collects. */
+static void add(idlist *l, const uint8_t id[16], uint64_t out_last)
 {
-    lostlist *l = arg;
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 16;
         void *m = tether__realloc(l->id, cap * sizeof *l->id);
         if (!m) {
-            return; /* this one's writes are still fenced; its connection closes at the next */
+            return; /* a lost one's writes stay fenced; a grown one is seen at the next check */
         }
         l->id = m;
+        m = tether__realloc(l->out_last, cap * sizeof *l->out_last);
+        if (!m) {
+            return;
+        }
+        l->out_last = m;
         l->cap = cap;
     }
-    memcpy(l->id[l->n++], id, 16);
+    memcpy(l->id[l->n], id, 16);
+    l->out_last[l->n++] = out_last;
 }
 
-/* Closes the connection of a session whose lease another instance took. */
-static void drop(tether_server *s, const uint8_t id[16])
+static void on_lost(void *arg, const uint8_t id[16])
+{
+    add(&((idlist *)arg)[0], id, 0);
+}
+
+static void on_kept(void *arg, const uint8_t id[16], uint64_t out_last)
+{
+    add(&((idlist *)arg)[1], id, out_last);
+}
+
+static void on_wake(void *arg, const uint8_t id[16])
+{
+    add(&((idlist *)arg)[1], id, 0);
+}
+
+/* Posts work to a session in memory with a connection; nothing otherwise
+ * (an offline session reads the store when it resumes). */
+static void post(tether_server *s, const uint8_t id[16], int kind, int err, uint64_t out_last)
 {
     srv_session *ss = tether__srv_find_ref(s, id);
     if (!ss) {
         return;
     }
     srv_conn *c = atomic_load(&ss->conn);
-    srv_work *w = c ? tether__srv_work_new(W_FRAME, c, NULL, 0) : NULL;
+    srv_work *w = c ? tether__srv_work_new(kind, c, &out_last, sizeof out_last) : NULL;
     if (w) {
-        /* the delivery thread closes it with BYE(STORE) as for a refused write */
-        w->err = TETHER_EFENCED;
+        w->err = err;
         tether__srv_post(s, ss, w);
     }
     tether__srv_unref(s, ss);
 }
 
+void tether__srv_outbox_grew_locked(tether_server *s, srv_session *ss, uint64_t out_last)
+{
+    if (!ss->wconn || tether__engine_close_event(ss->engine, NULL)) {
+        return;
+    }
+    if (out_last == 0) {
+        tether__session_rec rec;
+        if (s->store->ops->session_get(s->store, ss->id.bytes, &rec) != TETHER_OK) {
+            return; /* the next renewal looks again */
+        }
+        out_last = rec.out_last;
+    }
+    if (tether__engine_outbox_grew(ss->engine, out_last)) {
+        tether__srv_wake(s, ss); /* the service thread writes them */
+    }
+}
+
+/* Handles what one renewal or wait collected, and empties the lists. */
+static void handle(tether_server *s, idlist l[2])
+{
+    for (size_t i = 0; i < l[0].n; i++) {
+        /* lost: the delivery thread closes it with BYE(STORE), as for a refused write */
+        post(s, l[0].id[i], W_FRAME, TETHER_EFENCED, 0);
+    }
+    for (size_t i = 0; i < l[1].n; i++) {
+        post(s, l[1].id[i], W_GREW, 0, l[1].out_last[i]);
+    }
+    l[0].n = l[1].n = 0;
+}
+
+#define WAKE_WAIT_MS 100u /* longest wait for wake-ups before the stop flag is looked at */
+
 static void *renewer(void *arg)
 {
     tether_server *s = arg;
     uint32_t period = s->cfg.lease_ms / 3;
+    idlist l[2];
+    memset(l, 0, sizeof l);
+    uint64_t next = tether__now_ms() + period;
     pthread_mutex_lock(&s->lmu);
     while (!s->lstop) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += (time_t)(period / 1000);
-        ts.tv_nsec += (long)(period % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        while (!s->lstop && pthread_cond_timedwait(&s->lcond, &s->lmu, &ts) == 0) {
-        }
-        if (s->lstop) {
-            break;
-        }
         pthread_mutex_unlock(&s->lmu);
-        lostlist l = {NULL, 0, 0};
-        /* a failure (the database away): the next period tries again; the
-         * writes stay fenced meanwhile */
-        (void)s->store->ops->lease_renew(s->store, s->cfg.lease_ms, on_lost, &l);
-        for (size_t i = 0; i < l.n; i++) {
-            drop(s, l.id[i]);
+        uint64_t now = tether__now_ms();
+        if (now >= next) {
+            /* a failure (the database away): the next period tries again;
+             * the writes stay fenced meanwhile */
+            (void)s->store->ops->lease_renew(s->store, s->cfg.lease_ms, on_lost, on_kept, l);
+            next = now + period;
+        } else {
+            uint64_t left = next - now;
+            (void)s->store->ops->wait_wakes(s->store,
+                                            left < WAKE_WAIT_MS ? (uint32_t)left : WAKE_WAIT_MS,
+                                            on_wake, l);
         }
-        tether__free(l.id);
+        handle(s, l);
         pthread_mutex_lock(&s->lmu);
     }
     pthread_mutex_unlock(&s->lmu);
+    for (int i = 0; i < 2; i++) {
+        tether__free(l[i].id);
+        tether__free(l[i].out_last);
+    }
     return NULL;
 }
 

@@ -146,6 +146,12 @@ static void run_locked(tether_server *s, srv_session *ss, srv_work *w)
     case W_DETACH:
         detach_locked(s, ss, w);
         break;
+    case W_GREW: {
+        uint64_t out_last = 0;
+        memcpy(&out_last, w->data, sizeof out_last);
+        tether__srv_outbox_grew_locked(s, ss, out_last);
+        break;
+    }
     default: /* W_BP: the report below */
         break;
     }

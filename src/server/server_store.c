@@ -131,13 +131,34 @@ static int l_lease_release(tether__store *st, const uint8_t id[16])
 }
 
 static int l_lease_renew(tether__store *st, uint32_t ttl_ms,
-                         void (*lost)(void *arg, const uint8_t id[16]), void *arg)
+                         void (*lost)(void *arg, const uint8_t id[16]),
+                         void (*kept)(void *arg, const uint8_t id[16], uint64_t out_last),
+                         void *arg)
 {
     if (!INNER(st)->ops->lease_renew) {
-        return tether__lease_single_renew(st, ttl_ms, lost, arg);
+        return tether__lease_single_renew(st, ttl_ms, lost, kept, arg);
     }
     pthread_mutex_lock(MU(st));
-    return done(st, INNER(st)->ops->lease_renew(INNER(st), ttl_ms, lost, arg));
+    return done(st, INNER(st)->ops->lease_renew(INNER(st), ttl_ms, lost, kept, arg));
+}
+
+static int l_wake(tether__store *st, const uint8_t id[16])
+{
+    if (!INNER(st)->ops->wake) {
+        return tether__wake_single(st, id);
+    }
+    pthread_mutex_lock(MU(st));
+    return done(st, INNER(st)->ops->wake(INNER(st), id));
+}
+
+/* Not under the lock: it waits on a connection of its own, for a long time. */
+static int l_wait_wakes(tether__store *st, uint32_t timeout_ms,
+                        void (*cb)(void *arg, const uint8_t id[16]), void *arg)
+{
+    if (!INNER(st)->ops->wait_wakes) {
+        return tether__wait_wakes_single(st, timeout_ms, cb, arg);
+    }
+    return INNER(st)->ops->wait_wakes(INNER(st), timeout_ms, cb, arg);
 }
 
 static const tether__store_ops locked_ops = {
@@ -157,6 +178,8 @@ static const tether__store_ops locked_ops = {
     .lease_take = l_lease_take,
     .lease_release = l_lease_release,
     .lease_renew = l_lease_renew,
+    .wake = l_wake,
+    .wait_wakes = l_wait_wakes,
 };
 
 int tether__srv_store_wrap(tether__store *inner, tether__store **out)

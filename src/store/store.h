@@ -122,16 +122,34 @@ typedef struct tether__store_ops {
     int (*lease_release)(tether__store *st, const uint8_t id[16]);
     /* Renews every lease this store holds for ttl_ms and calls lost() for
      * each one another instance took meanwhile (or that lapsed and was
-     * taken); lost may be NULL. */
+     * taken), kept() with the out_last of each one it still holds (the
+     * periodic check behind wake-ups); either may be NULL. Both run under
+     * the store's lock: they must not call the store. */
     int (*lease_renew)(tether__store *st, uint32_t ttl_ms,
-                       void (*lost)(void *arg, const uint8_t id[16]), void *arg);
+                       void (*lost)(void *arg, const uint8_t id[16]),
+                       void (*kept)(void *arg, const uint8_t id[16], uint64_t out_last),
+                       void *arg);
+    /* Tells whichever instance serves the session that its outbox grew (a
+     * wake-up only: the rows are the truth). Single-instance stores: nothing. */
+    int (*wake)(tether__store *st, const uint8_t id[16]);
+    /* Waits up to timeout_ms for wake-ups and calls cb for each session
+     * named. Runs on a connection of its own, so it is the one operation
+     * that may run while another thread uses the store, and only one thread
+     * may call it. Single-instance stores: returns at once. */
+    int (*wait_wakes)(tether__store *st, uint32_t timeout_ms,
+                      void (*cb)(void *arg, const uint8_t id[16]), void *arg);
 } tether__store_ops;
 
 /* The leases of a single-instance store (SQLite, memory): granted, never stale. */
 int tether__lease_single_take(tether__store *st, const uint8_t id[16], uint32_t ttl_ms, int *stale);
 int tether__lease_single_release(tether__store *st, const uint8_t id[16]);
 int tether__lease_single_renew(tether__store *st, uint32_t ttl_ms,
-                               void (*lost)(void *arg, const uint8_t id[16]), void *arg);
+                               void (*lost)(void *arg, const uint8_t id[16]),
+                               void (*kept)(void *arg, const uint8_t id[16], uint64_t out_last),
+                               void *arg);
+int tether__wake_single(tether__store *st, const uint8_t id[16]);
+int tether__wait_wakes_single(tether__store *st, uint32_t timeout_ms,
+                              void (*cb)(void *arg, const uint8_t id[16]), void *arg);
 
 struct tether__store {
     const tether__store_ops *ops; /* the implementation */

@@ -626,4 +626,6 @@ const tether__store_ops tether__pg_ops = {
     .lease_take = tether__pg_lease_take,
     .lease_release = tether__pg_lease_release,
     .lease_renew = tether__pg_lease_renew,
+    .wake = tether__pg_wake,
+    .wait_wakes = tether__pg_wait_wakes,
 };

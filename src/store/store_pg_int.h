@@ -77,6 +77,8 @@ typedef struct pgstore {
     pg_lease **leases;       /* the leases taken, by session id (nleases_b chains) */
     size_t nleases_b;        /* buckets of leases (a power of two, or 0) */
     size_t nleases;          /* leases recorded */
+    char *conninfo;          /* server: the connection string, for lconn */
+    PGconn *lconn;           /* server: the LISTEN connection of wait_wakes (its caller's only) */
     char where[256];         /* "host:port/dbname as user", for messages; never the password */
     char msg[512];           /* the last failure's message */
 } pgstore;
@@ -188,7 +190,13 @@ int tether__pg_lease_setup(pgstore *s, const char *op);
 int tether__pg_lease_take(tether__store *st, const uint8_t id[16], uint32_t ttl_ms, int *stale);
 int tether__pg_lease_release(tether__store *st, const uint8_t id[16]);
 int tether__pg_lease_renew(tether__store *st, uint32_t ttl_ms,
-                           void (*lost)(void *arg, const uint8_t id[16]), void *arg);
+                           void (*lost)(void *arg, const uint8_t id[16]),
+                           void (*kept)(void *arg, const uint8_t id[16], uint64_t out_last),
+                           void *arg);
+/* store_pg_wake.c: wake-ups of the instance serving a session. */
+int tether__pg_wake(tether__store *st, const uint8_t id[16]);
+int tether__pg_wait_wakes(tether__store *st, uint32_t timeout_ms,
+                          void (*cb)(void *arg, const uint8_t id[16]), void *arg);
 /* store_pg_lease.c: frees the lease records. */
 void tether__pg_lease_free(pgstore *s);
 

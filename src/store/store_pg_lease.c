@@ -246,7 +246,9 @@ int tether__pg_lease_release(tether__store *st, const uint8_t id[16])
 }
 
 int tether__pg_lease_renew(tether__store *st, uint32_t ttl_ms,
-                           void (*lost)(void *arg, const uint8_t id[16]), void *arg)
+                           void (*lost)(void *arg, const uint8_t id[16]),
+                           void (*kept)(void *arg, const uint8_t id[16], uint64_t out_last),
+                           void *arg)
 {
     static const char op[] = "lease_renew";
     pgstore *s = (pgstore *)st;
@@ -282,6 +284,9 @@ int tether__pg_lease_renew(tether__store *st, uint32_t ttl_ms,
         pg_lease *l = find(s, (const uint8_t *)PQgetvalue(r, i, 0));
         if (l && l->held == 2 && l->epoch == col_u64(r, i, 1)) {
             l->held = 1;
+            if (kept) {
+                kept(arg, l->id, col_u64(r, i, 2));
+            }
         }
     }
     PQclear(r);

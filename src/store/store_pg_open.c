@@ -128,7 +128,7 @@ const char *const tether__pg_stmt_sql[N_PSTMT] = {
     /* $2 owner, $3 ttl ms: every lease of the owner not released */
     [P_LEASE_RENEW] = "UPDATE tether_sessions SET lease_until = clock_timestamp() + $3::bigint * "
                       "interval '1 millisecond' WHERE role = $1::smallint AND lease_owner = "
-                      "$2::bigint AND lease_until IS NOT NULL RETURNING id, lease_epoch",
+                      "$2::bigint AND lease_until IS NOT NULL RETURNING id, lease_epoch, out_last",
     [P_LEASE_EPOCH] = "SELECT lease_epoch FROM tether_sessions WHERE role = $1::smallint "
                       "AND id = $2::bytea",
 };
@@ -378,6 +378,8 @@ void tether__pg_close(tether__store *st)
         return;
     }
     PQfinish(s->conn);
+    PQfinish(s->lconn);
+    tether__free(s->conninfo);
     tether__pg_lease_free(s);
     tether__free(s);
 }
@@ -453,6 +455,16 @@ static int open_store(const char *conninfo, tether__store_role role, tether_dura
     s->owner = ((s->next_op * 0x9E3779B97F4A7C15ull) >> 2) | 1u;
     tether__store_pg_describe(conninfo, s->where, sizeof s->where);
     int rc = open_all(s, conninfo, "open");
+    if (rc == TETHER_OK && role == TETHER__ROLE_SERVER && !readonly) {
+        /* kept for the wake-ups' own connection (store_pg_lease.c) */
+        size_t n = strlen(conninfo) + 1;
+        s->conninfo = tether__malloc(n);
+        if (!s->conninfo) {
+            rc = tether__pg_fail(s, TETHER_ENOMEM, "open: out of memory");
+        } else {
+            memcpy(s->conninfo, conninfo, n);
+        }
+    }
     if (rc != TETHER_OK) {
         if (errbuf && errlen) {
             snprintf(errbuf, errlen, "%s", s->msg);

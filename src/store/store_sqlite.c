@@ -762,4 +762,6 @@ const tether__store_ops tether__sqlite_ops = {
     .lease_take = tether__lease_single_take,
     .lease_release = tether__lease_single_release,
     .lease_renew = tether__lease_single_renew,
+    .wake = tether__wake_single,
+    .wait_wakes = tether__wait_wakes_single,
 };

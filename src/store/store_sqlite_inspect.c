@@ -255,6 +255,8 @@ static const tether__store_ops empty_ops = {
     .lease_take = tether__lease_single_take,
     .lease_release = tether__lease_single_release,
     .lease_renew = tether__lease_single_renew,
+    .wake = tether__wake_single,
+    .wait_wakes = tether__wait_wakes_single,
 };
 
 /* ---- the read-only open ---- */

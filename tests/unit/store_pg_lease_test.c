@@ -178,7 +178,7 @@ TEST(silent_owner_is_fenced_after_its_lease_lapses)
     for (int i = 0; i < 5; i++) {
         sleep_ms(120);
         nlost = 0;
-        CHECK_OK(a->ops->lease_renew(a, 400, on_lost, NULL));
+        CHECK_OK(a->ops->lease_renew(a, 400, on_lost, NULL, NULL));
         CHECK_EQ_INT(nlost, 0);
         CHECK_ERR(b->ops->lease_take(b, rec.id, 400, &stale), TETHER_EFENCED);
     }
@@ -192,7 +192,7 @@ TEST(silent_owner_is_fenced_after_its_lease_lapses)
     CHECK_ERR(a->ops->set_cursor(a, rec.id, 8), TETHER_EFENCED);
     CHECK_ERR(a->ops->ack(a, rec.id, 0), TETHER_EFENCED);
     nlost = 0;
-    CHECK_OK(a->ops->lease_renew(a, 400, on_lost, NULL));
+    CHECK_OK(a->ops->lease_renew(a, 400, on_lost, NULL, NULL));
     CHECK_EQ_INT(nlost, 1);
     CHECK(memcmp(lost_id, rec.id, 16) == 0);
     CHECK_OK(a->ops->set_cursor(a, keep.id, 1));
@@ -260,7 +260,7 @@ TEST(single_instance_stores_always_grant)
         CHECK_EQ_INT(stale, 0);
         CHECK_OK(st->ops->lease_take(st, rec.id, 1000, &stale));
         CHECK_OK(st->ops->set_cursor(st, rec.id, 1));
-        CHECK_OK(st->ops->lease_renew(st, 1000, on_lost, NULL));
+        CHECK_OK(st->ops->lease_renew(st, 1000, on_lost, NULL, NULL));
         CHECK_OK(st->ops->lease_release(st, rec.id));
         CHECK_ERR(st->ops->lease_take(st, rec.id, 0, &stale), TETHER_EINVAL);
         st->ops->close(st);
