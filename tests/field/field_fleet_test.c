@@ -8,6 +8,8 @@
  * every message is acknowledged; in the other direction every client
  * receives the server's messages exactly once and in order (seqs 1..n, no
  * gap, no repeat), and every one of its own messages came back as an echo.
+ * Then PostgreSQL itself is restarted mid-stream under two instances: the
+ * clients see their sessions close, reconnect, and nothing is lost.
  */
 #include "field_env.h"
 #include "pgtest.h"
@@ -79,6 +81,80 @@ static int check_client(recorder *r, uint64_t want, uint64_t *dups)
     free(seen);
     pthread_mutex_unlock(&r->mu);
     return ok;
+}
+
+/* PostgreSQL itself restarted mid-stream under two instances: every
+ * instance's operations meet the lost connection, the sessions close, the
+ * clients reconnect through nginx; once the database is back every message
+ * is acknowledged and the echoes arrive exactly once in order. */
+TEST(postgresql_restart_under_the_fleet_loses_nothing)
+{
+    const char *tether = getenv("TETHER_CLI");
+    CHECK(tether != NULL);
+    if (!tether) {
+        return;
+    }
+    char db[64], uri[256];
+    CHECK(pgt_createdb("fieldr", db, sizeof db) == 0);
+    pgt_uri(db, uri, sizeof uri);
+    pid_t pid[2];
+    uint16_t port[2];
+    for (int i = 0; i < 2; i++) {
+        char pf[512], o[512], name[32];
+        snprintf(name, sizeof name, "restart%d.port", i);
+        tt_path(pf, sizeof pf, name);
+        snprintf(name, sizeof name, "restart%d.out", i);
+        tt_path(o, sizeof o, name);
+        char *argv[] = {(char *)tether, "serve", "--listen", "127.0.0.1:0", "--db", uri,
+                        "--echo", "--port-file", pf, NULL};
+        pid[i] = spawn_out(argv, o);
+        int p = 0;
+        for (int w = 0; w < 1000 && !(p = file_port(pf)); w++) {
+            sleep_ms(10);
+        }
+        CHECK(p > 0);
+        port[i] = (uint16_t)p;
+    }
+    nginx ng;
+    memset(&ng, 0, sizeof ng);
+    CHECK(nginx_start_many(&ng, 0, port, 2) == 0);
+    cli k[2];
+    for (int c = 0; c < 2; c++) {
+        char cdb[512], name[32];
+        snprintf(name, sizeof name, "restart-c%d.db", c);
+        field_cli_init(&k[c], "ws", "127.0.0.1", ng.port);
+        k[c].cfg.db_path = tt_path(cdb, sizeof cdb, name);
+        k[c].cfg.random_seed = 21 + (uint64_t)c;
+        CHECK_OK(cli_start(&k[c]));
+        CHECK_OK(send_tagged(k[c].c, PER_PHASE, 64));
+    }
+    CHECK(rec_wait_count(&k[0].rec, 10, WAIT_MS));
+    pgt_stop();
+    for (int c = 0; c < 2; c++) {
+        CHECK_OK(send_tagged(k[c].c, PER_PHASE, 64)); /* into the clients' outboxes */
+    }
+    sleep_ms(300);
+    CHECK(pgt_restart() == 0);
+    uint64_t dups = 0;
+    for (int c = 0; c < 2; c++) {
+        CHECK_OK(tether_client_wait_acked(k[c].c, WAIT_MS));
+        CHECK(rec_wait_count(&k[c].rec, 2 * PER_PHASE, WAIT_MS));
+    }
+    sleep_ms(200);
+    for (int c = 0; c < 2; c++) {
+        CHECK(check_client(&k[c].rec, 2 * PER_PHASE, &dups));
+        /* the clients saw the sessions close and reconnected */
+        CHECK(rec_saw_state(&k[c].rec, TETHER_STATE_RECONNECTING, NULL, NULL, NULL) >= 1);
+    }
+    printf("  PostgreSQL restarted under 2 instances: %llu echoes repeated\n",
+           (unsigned long long)dups);
+    for (int c = 0; c < 2; c++) {
+        cli_free(&k[c]);
+    }
+    nginx_stop(&ng);
+    for (int i = 0; i < 2; i++) {
+        stop_pid(pid[i], 5000);
+    }
 }
 
 TEST(three_instances_behind_nginx_one_killed_mid_stream)
@@ -162,5 +238,6 @@ int main(void)
 {
     pgt_start(); /* exits with a clear message when PostgreSQL is missing */
     RUN(three_instances_behind_nginx_one_killed_mid_stream);
+    RUN(postgresql_restart_under_the_fleet_loses_nothing);
     return tt_finish();
 }
