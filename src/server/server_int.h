@@ -149,8 +149,7 @@ struct tether_server {
     srv_admin admin;          /* server_admin.c: expiry, counters, offline times */
     /* server_lease.c: the renewal of the sessions' leases (PostgreSQL store) */
     pthread_mutex_t lmu;      /* guards lstop */
-    pthread_cond_t lcond;     /* the renewal thread is to stop */
-    int lstop;                /* ... */
+    int lstop;                /* the renewal thread is to stop */
     int lthread_on;           /* the renewal thread runs */
     pthread_t lthread;        /* the renewal thread */
 };

@@ -28,8 +28,8 @@
  * SQLite and memory stores serve one instance: their leases are always
  * granted, and no renewal thread runs.
  */
-#include "server_int.h"
 #include "common/alloc.h"
+#include "server_int.h"
 
 int tether__srv_lease_take_locked(tether_server *s, srv_session *ss)
 {
@@ -40,8 +40,9 @@ int tether__srv_lease_take_locked(tether_server *s, srv_session *ss)
                             s->store->ops->errmsg(s->store));
     }
     if (stale && (rc = tether__srv_reload_locked(s, ss)) != TETHER_OK) {
-        return tether__fail(rc, "cannot read the session again after another instance served "
-                                "it: %s",
+        return tether__fail(rc,
+                            "cannot read the session again after another instance served "
+                            "it: %s",
                             s->store->ops->errmsg(s->store));
     }
     return TETHER_OK;
@@ -163,9 +164,8 @@ static void *renewer(void *arg)
             next = now + period;
         } else {
             uint64_t left = next - now;
-            (void)s->store->ops->wait_wakes(s->store,
-                                            left < WAKE_WAIT_MS ? (uint32_t)left : WAKE_WAIT_MS,
-                                            on_wake, l);
+            (void)s->store->ops->wait_wakes(
+                s->store, left < WAKE_WAIT_MS ? (uint32_t)left : WAKE_WAIT_MS, on_wake, l);
         }
         handle(s, l);
         pthread_mutex_lock(&s->lmu);
@@ -183,15 +183,9 @@ int tether__srv_lease_start(tether_server *s)
     if (!tether__store_pg_is_uri(s->db_path) || s->lthread_on) {
         return TETHER_OK;
     }
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&s->lcond, &ca);
-    pthread_condattr_destroy(&ca);
     pthread_mutex_init(&s->lmu, NULL);
     s->lstop = 0;
     if (pthread_create(&s->lthread, NULL, renewer, s) != 0) {
-        pthread_cond_destroy(&s->lcond);
         pthread_mutex_destroy(&s->lmu);
         return tether__fail(TETHER_ESYS, "cannot start the lease renewal thread");
     }
@@ -205,11 +199,9 @@ void tether__srv_lease_stop(tether_server *s)
         return;
     }
     pthread_mutex_lock(&s->lmu);
-    s->lstop = 1;
-    pthread_cond_signal(&s->lcond);
+    s->lstop = 1; /* seen within WAKE_WAIT_MS, or after a renewal under way */
     pthread_mutex_unlock(&s->lmu);
     pthread_join(s->lthread, NULL);
-    pthread_cond_destroy(&s->lcond);
     pthread_mutex_destroy(&s->lmu);
     s->lthread_on = 0;
 }

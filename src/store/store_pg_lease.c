@@ -25,10 +25,10 @@
 #include "store_pg_int.h"
 
 struct pg_lease {
-    uint8_t id[16];  /* the session */
-    uint64_t epoch;  /* the epoch of this store's last take */
-    int held;        /* 1 while not released (renewed, and reported when lost) */
-    pg_lease *next;  /* hash chain */
+    uint8_t id[16]; /* the session */
+    uint64_t epoch; /* the epoch of this store's last take */
+    int held;       /* 1 while not released (renewed, and reported when lost) */
+    pg_lease *next; /* hash chain */
 };
 
 static size_t bucket(const pgstore *s, const uint8_t id[16])
@@ -152,8 +152,8 @@ static int why_not(pgstore *s, const uint8_t id[16], const char *op)
         rc = tether__pg_fail(s, TETHER_ENOTFOUND, "%s: no such session", op);
     } else {
         rc = tether__pg_fail(s, TETHER_EFENCED,
-                             "%s: another live instance holds the session's lease (epoch %llu)",
-                             op, (unsigned long long)col_u64(r, 0, 0));
+                             "%s: another live instance holds the session's lease (epoch %llu)", op,
+                             (unsigned long long)col_u64(r, 0, 0));
     }
     PQclear(r);
     return rc;

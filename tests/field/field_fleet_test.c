@@ -105,8 +105,8 @@ TEST(postgresql_restart_under_the_fleet_loses_nothing)
         tt_path(pf, sizeof pf, name);
         snprintf(name, sizeof name, "restart%d.out", i);
         tt_path(o, sizeof o, name);
-        char *argv[] = {(char *)tether, "serve", "--listen", "127.0.0.1:0", "--db", uri,
-                        "--echo", "--port-file", pf, NULL};
+        char *argv[] = {(char *)tether, "serve",       "--listen", "127.0.0.1:0", "--db", uri,
+                        "--echo",       "--port-file", pf,         NULL};
         pid[i] = spawn_out(argv, o);
         int p = 0;
         for (int w = 0; w < 1000 && !(p = file_port(pf)); w++) {
@@ -176,8 +176,8 @@ TEST(three_instances_behind_nginx_one_killed_mid_stream)
         tt_path(pf, sizeof pf, name);
         snprintf(name, sizeof name, "fleet%d.out", i);
         tt_path(out[i], sizeof out[i], name);
-        char *argv[] = {(char *)tether, "serve", "--listen", "127.0.0.1:0", "--db", uri,
-                        "--echo", "--port-file", pf, NULL};
+        char *argv[] = {(char *)tether, "serve",       "--listen", "127.0.0.1:0", "--db", uri,
+                        "--echo",       "--port-file", pf,         NULL};
         pid[i] = spawn_out(argv, out[i]);
         int p = 0;
         for (int t = 0; t < 1000 && !(p = file_port(pf)); t++) {

@@ -11,8 +11,8 @@
  * once (NOTIFY wakes the owner), with its latency printed.
  */
 #include <signal.h>
-#include <time.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -43,8 +43,7 @@ static void check_range(recorder *r, uint64_t first, uint64_t last, const char *
     pthread_mutex_unlock(&r->mu);
 }
 
-static void server_sends(tether_server *s, const tether_session_id *id, uint64_t from,
-                         uint64_t to)
+static void server_sends(tether_server *s, const tether_session_id *id, uint64_t from, uint64_t to)
 {
     uint8_t buf[64];
     for (uint64_t i = from; i <= to; i++) {
@@ -269,8 +268,8 @@ TEST(paused_instance_is_fenced_after_the_session_moved)
     tt_path(cdb, sizeof cdb, "fence-c.db");
     tt_path(pfile, sizeof pfile, "fence.port");
     tt_path(out, sizeof out, "fence.out");
-    char *argv[] = {(char *)tether, "serve", "--listen", "127.0.0.1:0", "--db", uri,
-                    "--lease-ms", "1000", "--port-file", pfile, NULL};
+    char *argv[] = {(char *)tether, "serve", "--listen",    "127.0.0.1:0", "--db", uri,
+                    "--lease-ms",   "1000",  "--port-file", pfile,         NULL};
     pid_t pa = spawn(argv, out);
     int port = 0;
     for (int i = 0; i < 500 && !(port = file_port(pfile)); i++) {
