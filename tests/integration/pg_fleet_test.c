@@ -161,8 +161,14 @@ TEST(send_from_another_instance_reaches_an_attached_session)
         CHECK(rec_wait_count(&k.rec, i, 5000));
         lat[i - 1] = now_ms() - t0;
     }
-    check_range(&k.rec, 1, N, "client, sent by the instance it is not attached to");
     CHECK_EQ_INT(b.rec.opens, 0); /* it never moved */
+    /* b cannot delete a session a serves: the store refuses it, nothing changes */
+    uint64_t dropped = 99;
+    CHECK_ERR(tether_server_session_delete(b.s, &id, &dropped), TETHER_EFENCED);
+    CHECK_EQ_U64(dropped, 0);
+    server_sends(b.s, &id, N + 1, N + 1);
+    CHECK(rec_wait_count(&k.rec, N + 1, 5000));
+    check_range(&k.rec, 1, N + 1, "client, sent by the instance it is not attached to");
     qsort(lat, N, sizeof lat[0], cmp_u64);
     double load[3] = {0, 0, 0};
     FILE *f = fopen("/proc/loadavg", "r");
