@@ -146,6 +146,14 @@ typedef struct tether_server_config {
                                      directory ("/" and "dir/" give index.html), so a page
                                      and its script come from the server's own origin; it must
                                      exist and be a directory [NULL: none, such GETs get 426] */
+
+    /* A fleet of servers on one PostgreSQL database (docs/scaling.md). */
+    uint32_t lease_ms;            /* PostgreSQL store: a session's lease (its ownership by this
+                                     instance) lasts this long unless renewed, which happens
+                                     every lease_ms/3 while connected; another instance takes the
+                                     session over after it lapses, or at once when this
+                                     instance's database connection is gone; 1000 to 600000
+                                     [10000] */
 } tether_server_config;
 
 /** Sets every field to zero (the defaults). */
@@ -163,7 +171,9 @@ TETHER_API uint16_t tether_server_port(tether_server *s);
 TETHER_API int tether_server_start(tether_server *s);
 
 /** Commits a message to a session's outbox; it is delivered now or when the
- *  client resumes. Returns TETHER_OK, TETHER_EINVAL, TETHER_ENOTFOUND (session
+ *  client resumes. With a PostgreSQL store shared by several instances, any
+ *  instance may send to any session: when another instance serves it, that
+ *  one is woken and streams it (docs/scaling.md). Returns TETHER_OK, TETHER_EINVAL, TETHER_ENOTFOUND (session
  *  never seen), TETHER_ETOOBIG, TETHER_EOUTBOX_FULL, TETHER_ECLOSED,
  *  TETHER_ENOMEM, a store error; on error nothing is stored. */
 TETHER_API int tether_server_send(tether_server *s, const tether_session_id *id, const void *data,

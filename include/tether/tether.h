@@ -101,10 +101,12 @@ typedef enum tether_err {
     TETHER_EONLINE = -46,        /* the session is connected, so it cannot be deleted now */
     TETHER_EDROPPED = -47,       /* server: the server itself closed the connection (the client
                                     answered no ping in time, or the server closed it) */
+    TETHER_EFENCED = -48,        /* server, PostgreSQL store: another instance holds the
+                                    session's lease; this instance may not write for it */
 } tether_err;
 
 /** The lowest error code; every code from TETHER_ERR_LAST to -1 has a name. */
-#define TETHER_ERR_LAST TETHER_EDROPPED
+#define TETHER_ERR_LAST TETHER_EFENCED
 
 /** A one-sentence description of an error code. Never NULL. */
 TETHER_API const char *tether_strerror(int code);

@@ -13,6 +13,7 @@ uint32_t tether__close_code(int err)
     case TETHER_ESTORE_FULL:
     case TETHER_ESTORE_CORRUPT:
     case TETHER_ESTORE_READONLY:
+    case TETHER_EFENCED:
         return TETHER_REJECT_STORE;
     default:
         return TETHER_REJECT_PROTOCOL;

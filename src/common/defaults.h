@@ -22,6 +22,7 @@
 #define TETHER__DEFAULT_MAX_PENDING_HANDSHAKES 256u /* upgraded, no HELLO yet */
 #define TETHER__DEFAULT_HANDSHAKE_TIMEOUT_MS 10000u /* HTTP upgrade request */
 #define TETHER__DEFAULT_BUSY_RETRY_AFTER_S 1u      /* Retry-After of a full server's 503 */
+#define TETHER__DEFAULT_LEASE_MS 10000u           /* a session's lease without renewal (PostgreSQL) */
 #define TETHER__DEFAULT_DELIVERY_THREADS 4u        /* server threads running sessions' input */
 #define TETHER__DEFAULT_RX_BUFFER_BYTES 1024u      /* server: lws receive buffer per connection */
 #define TETHER__MIN_RX_BUFFER_BYTES 128u

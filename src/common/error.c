@@ -56,6 +56,7 @@ static const struct {
     {TETHER_EDISPLACED, "TETHER_EDISPLACED", "A newer connection of the same session replaced this one."},
     {TETHER_EONLINE, "TETHER_EONLINE", "The session is connected, so it cannot be deleted now."},
     {TETHER_EDROPPED, "TETHER_EDROPPED", "The server closed the connection itself (no pong in time, or its own close)."},
+    {TETHER_EFENCED, "TETHER_EFENCED", "Another server instance holds the session's lease; this one may not write for it."},
 };
 
 static int find(int code)

@@ -79,6 +79,12 @@ void tether__engine_destroy(tether__engine *e);
  * a store error; on error nothing is stored or queued. */
 int tether__engine_send(tether__engine *e, const tether_msg *msgs, size_t n, uint64_t *first_seq);
 
+/* Another writer (a server instance that does not serve the session) added
+ * to the outbox up to out_last: the engine sends those messages too, read
+ * back from the store when due. Returns 1 when out_last grew, 0 when it was
+ * not above ours. */
+int tether__engine_outbox_grew(tether__engine *e, uint64_t out_last);
+
 /* Manual-ack mode: commits the receive cursor up to seq (<= highest delivered)
  * and schedules an ACK. TETHER_EINVAL if not manual or seq beyond delivered. */
 int tether__engine_ack(tether__engine *e, uint64_t seq, uint64_t now_ms);

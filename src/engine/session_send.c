@@ -142,6 +142,20 @@ int tether__engine_send(tether__engine *e, const tether_msg *msgs, size_t n, uin
     return TETHER_OK;
 }
 
+int tether__engine_outbox_grew(tether__engine *e, uint64_t out_last)
+{
+    if (!e || out_last <= e->rec.out_last) {
+        return 0;
+    }
+    /* the queue keeps what it holds (a prefix); the rest is read back when due */
+    e->rec.out_last = out_last;
+    uint64_t count = 0, bytes = 0;
+    if (e->st->ops->pending(e->st, e->rec.id, &count, &bytes) == TETHER_OK) {
+        e->pend_bytes = bytes;
+    }
+    return 1;
+}
+
 int tether__engine_peer_acked(tether__engine *e, uint64_t n, tether__engine_event *ev)
 {
     uint64_t first = e->rec.peer_acked + 1;

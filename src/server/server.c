@@ -293,6 +293,25 @@ int tether__srv_get_live(tether_server *s, const uint8_t id[16], srv_session **o
     return TETHER_OK;
 }
 
+int tether__srv_reload_locked(tether_server *s, srv_session *ss)
+{
+    tether__session_rec rec;
+    int rc = s->store->ops->session_get(s->store, ss->id.bytes, &rec);
+    if (rc != TETHER_OK) {
+        return rc;
+    }
+    tether__engine *e = NULL;
+    tether__engine_cb cb = {ev_message, ev_acked, ev_mismatch, ss};
+    rc = tether__engine_create(&s->ecfg, s->store, &rec, &cb, &e);
+    if (rc != TETHER_OK) {
+        return rc;
+    }
+    tether__engine_destroy(ss->engine);
+    ss->engine = e;
+    ss->delivered = rec.recv_cursor;
+    return TETHER_OK;
+}
+
 void tether__srv_forget(tether_server *s, srv_session *ss)
 {
     pthread_mutex_lock(&s->tlock);
@@ -397,6 +416,11 @@ static int check_config(tether_server_config *k)
                                             "least 1000 (the sweep runs at most once a second)");
     }
     k->metrics_http = k->metrics_http != 0;
+    k->lease_ms = k->lease_ms ? k->lease_ms : TETHER__DEFAULT_LEASE_MS;
+    if (k->lease_ms < 1000 || k->lease_ms > 600000) {
+        return tether__fail(TETHER_ECONFIG, "lease_ms %u is not within 1000 to 600000",
+                            k->lease_ms);
+    }
     if (k->http_poll_hold_ms > 25000 || k->http_idle_ms > 3600000) {
         return tether__fail(TETHER_ECONFIG, "http_poll_hold_ms is above 25000 or http_idle_ms "
                                             "above 3600000");
@@ -632,6 +656,9 @@ int tether_server_start(tether_server *s)
         s->started = 1;
         rc = tether__srv_admin_start(s); /* the expiry sweep's thread */
     }
+    if (rc == TETHER_OK) {
+        rc = tether__srv_lease_start(s); /* PostgreSQL: the leases' renewal */
+    }
     return rc;
 }
 
@@ -668,6 +695,9 @@ int tether_server_send_batch(tether_server *s, const tether_session_id *id,
     }
     if (live) {
         tether__srv_wake(s, ss);
+    } else if (rc == TETHER_OK) {
+        /* another instance may serve it: a wake-up (PostgreSQL; a hint only) */
+        (void)s->store->ops->wake(s->store, id->bytes);
     }
     tether__srv_unref(s, ss);
     return rc;
@@ -795,6 +825,7 @@ void tether_server_destroy(tether_server *s)
     }
     atomic_store(&s->stopping, 1);
     tether__srv_admin_stop(s); /* no expiry from here on */
+    tether__srv_lease_stop(s);
     if (s->started && say_bye(s) > 0) {
         /* let the BYEs go out: bounded, the clients will resume anyway */
         for (int i = 0; i < SHUTDOWN_WAIT_MS / 5 && atomic_load(&s->connected) > 0; i++) {

@@ -98,7 +98,7 @@ struct srv_conn {
 };
 
 /* Kinds of work for a session's delivery thread. */
-enum { W_FRAME, W_ACCEPT, W_DETACH, W_BP };
+enum { W_FRAME, W_ACCEPT, W_DETACH, W_BP, W_GREW };
 
 /* One item of a session's inbox. */
 struct srv_work {
@@ -151,6 +151,11 @@ struct tether_server {
     const char **origins;     /* owned copy of cfg.allowed_origins (pointers into strs) */
     int started;              /* the service thread runs */
     srv_admin admin;          /* server_admin.c: expiry, counters, offline times */
+    /* server_lease.c: the renewal of the sessions' leases (PostgreSQL store) */
+    pthread_mutex_t lmu;      /* guards lstop */
+    int lstop;                /* the renewal thread is to stop */
+    int lthread_on;           /* the renewal thread runs */
+    pthread_t lthread;        /* the renewal thread */
 };
 
 /* server.c: the session table and references. */
@@ -163,6 +168,10 @@ int tether__srv_get(tether_server *s, const uint8_t id[16], srv_session **out);
 int tether__srv_get_live(tether_server *s, const uint8_t id[16], srv_session **out);
 /* The session if it is in memory (never loads it), with a reference; else NULL. */
 srv_session *tether__srv_find_ref(tether_server *s, const uint8_t id[16]);
+/* ss->mu held: replaces the session's engine by one made from the store's
+ * record (after another instance served the session). TETHER_OK or the
+ * store's or engine's error, the old engine kept. */
+int tether__srv_reload_locked(tether_server *s, srv_session *ss);
 /* No lock held; ss->gone set: takes the session out of the table, so that the
  * next lookup reads the store (where it is gone too). */
 void tether__srv_forget(tether_server *s, srv_session *ss);
@@ -184,6 +193,22 @@ void tether__srv_bp_report_locked(tether_server *s, srv_session *ss);
 /* server_store.c: wraps a store so that threads may share it (each operation
  * under one mutex). Takes ownership of inner. TETHER_OK or TETHER_ENOMEM. */
 int tether__srv_store_wrap(tether__store *inner, tether__store **out);
+
+/* server_lease.c: session ownership among instances sharing a PostgreSQL
+ * store (docs/guarantees.md). ss->mu held: takes the session's lease for its
+ * new connection; TETHER_OK, or the error after which the connection closes
+ * (TETHER_EFENCED: a live instance serves it). Reloads the engine when
+ * another instance may have changed the session. */
+int tether__srv_lease_take_locked(tether_server *s, srv_session *ss);
+/* ss->mu held: the session's last connection ended: gives its lease up. */
+void tether__srv_lease_release_locked(tether_server *s, srv_session *ss);
+/* Starts / stops the renewal thread (PostgreSQL stores only; stop is a
+ * no-op when it does not run). */
+int tether__srv_lease_start(tether_server *s);
+/* ss->mu held (W_GREW on the delivery thread): another instance appended to
+ * the session's outbox, up to out_last (0: read it from the store). */
+void tether__srv_outbox_grew_locked(tether_server *s, srv_session *ss, uint64_t out_last);
+void tether__srv_lease_stop(tether_server *s);
 
 /* server_pool.c: the delivery threads. */
 int tether__srv_pool_start(tether_server *s);

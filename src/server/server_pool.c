@@ -74,6 +74,7 @@ static void detach_locked(tether_server *s, srv_session *ss, const srv_work *w)
     ss->wconn = NULL;
     if (!ss->conn) {
         tether__srv_admin_offline(s, ss); /* no newer connection: its idle time starts */
+        tether__srv_lease_release_locked(s, ss); /* another instance may take it at once */
     }
     int opened = ss->opened;
     ss->opened = 0;
@@ -95,8 +96,17 @@ static void accept_locked(tether_server *s, srv_session *ss, const srv_work *w)
         /* not reached: a displaced connection's W_DETACH comes first */
         tether__engine_disconnect(ss->engine);
     }
+    /* the lease first: a session another live instance serves is refused */
+    int rc = tether__srv_lease_take_locked(s, ss);
+    if (rc != TETHER_OK) {
+        ss->wconn = w->conn;
+        ss->opened = 0;
+        tether__srv_stat(s, TETHER__ST_REFUSED, 1);
+        tether__engine_close(ss->engine, rc, tether__close_code(rc), tether_errmsg());
+        return;
+    }
     int resumed = tether__engine_rec(ss->engine)->established;
-    int rc = tether__engine_accept(ss->engine, &w->hello, w->at, &ev);
+    rc = tether__engine_accept(ss->engine, &w->hello, w->at, &ev);
     ss->wconn = w->conn;
     ss->opened = 0;
     if (rc != TETHER_OK) {
@@ -136,6 +146,12 @@ static void run_locked(tether_server *s, srv_session *ss, srv_work *w)
     case W_DETACH:
         detach_locked(s, ss, w);
         break;
+    case W_GREW: {
+        uint64_t out_last = 0;
+        memcpy(&out_last, w->data, sizeof out_last);
+        tether__srv_outbox_grew_locked(s, ss, out_last);
+        break;
+    }
     default: /* W_BP: the report below */
         break;
     }

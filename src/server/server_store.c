@@ -123,10 +123,78 @@ static int l_verdict_put(tether__store *st, const char *key, const tether__verdi
     return done(st, INNER(st)->ops->verdict_put(INNER(st), key, v));
 }
 
-static const tether__store_ops locked_ops = {l_get,    l_put,     l_delete,  l_list,  l_append,
-                                             l_load,   l_ack,     l_cursor,  l_pending, l_rebase,
-                                             l_errmsg, l_close,   l_inspect, l_verdict_get,
-                                             l_verdict_put};
+/* Leases: an inner store without them (a test's) serves one instance. */
+static int l_lease_take(tether__store *st, const uint8_t id[16], uint32_t ttl_ms, int *stale)
+{
+    if (!INNER(st)->ops->lease_take) {
+        return tether__lease_single_take(st, id, ttl_ms, stale);
+    }
+    pthread_mutex_lock(MU(st));
+    return done(st, INNER(st)->ops->lease_take(INNER(st), id, ttl_ms, stale));
+}
+
+static int l_lease_release(tether__store *st, const uint8_t id[16])
+{
+    if (!INNER(st)->ops->lease_release) {
+        return tether__lease_single_release(st, id);
+    }
+    pthread_mutex_lock(MU(st));
+    return done(st, INNER(st)->ops->lease_release(INNER(st), id));
+}
+
+static int l_lease_renew(tether__store *st, uint32_t ttl_ms,
+                         void (*lost)(void *arg, const uint8_t id[16]),
+                         void (*kept)(void *arg, const uint8_t id[16], uint64_t out_last),
+                         void *arg)
+{
+    if (!INNER(st)->ops->lease_renew) {
+        return tether__lease_single_renew(st, ttl_ms, lost, kept, arg);
+    }
+    pthread_mutex_lock(MU(st));
+    return done(st, INNER(st)->ops->lease_renew(INNER(st), ttl_ms, lost, kept, arg));
+}
+
+static int l_wake(tether__store *st, const uint8_t id[16])
+{
+    if (!INNER(st)->ops->wake) {
+        return tether__wake_single(st, id);
+    }
+    pthread_mutex_lock(MU(st));
+    return done(st, INNER(st)->ops->wake(INNER(st), id));
+}
+
+/* Not under the lock: it waits on a connection of its own, for a long time. */
+static int l_wait_wakes(tether__store *st, uint32_t timeout_ms,
+                        void (*cb)(void *arg, const uint8_t id[16]), void *arg)
+{
+    if (!INNER(st)->ops->wait_wakes) {
+        return tether__wait_wakes_single(st, timeout_ms, cb, arg);
+    }
+    return INNER(st)->ops->wait_wakes(INNER(st), timeout_ms, cb, arg);
+}
+
+static const tether__store_ops locked_ops = {
+    .session_get = l_get,
+    .session_put = l_put,
+    .session_delete = l_delete,
+    .session_list = l_list,
+    .append = l_append,
+    .load = l_load,
+    .ack = l_ack,
+    .set_cursor = l_cursor,
+    .pending = l_pending,
+    .rebase = l_rebase,
+    .errmsg = l_errmsg,
+    .close = l_close,
+    .inspect = l_inspect,
+    .lease_take = l_lease_take,
+    .lease_release = l_lease_release,
+    .lease_renew = l_lease_renew,
+    .wake = l_wake,
+    .wait_wakes = l_wait_wakes,
+    .verdict_get = l_verdict_get,
+    .verdict_put = l_verdict_put,
+};
 
 int tether__srv_store_wrap(tether__store *inner, tether__store **out)
 {

@@ -126,7 +126,56 @@ typedef struct tether__store_ops {
      * outside 1..INT64_MAX.
      */
     int (*verdict_put)(tether__store *st, const char *key, const tether__verdict *v);
+
+    /* ---- session ownership (leases; docs/guarantees.md, "A fleet of servers") ----
+     * A store shared by several server instances (PostgreSQL) lets one of them
+     * own a session at a time. lease_take() gives this store's connection the
+     * session's lease with a new epoch; from then on every write of this store
+     * for the session (put, ack, set_cursor, delete) checks, in its own
+     * statement, that the epoch is still the session's, and is refused with
+     * TETHER_EFENCED, changing nothing, once another instance took it. append
+     * is not fenced: any instance may add to any session's outbox (the seqs
+     * are assigned by the database). SQLite and memory stores serve one
+     * instance: their leases are always granted and never lost. */
+    /* Takes the session's lease for ttl_ms (1..INT32_MAX). TETHER_OK with
+     * *stale 1 when another instance may have changed the session since this
+     * store last held it (the caller reads the record again), 0 when not;
+     * TETHER_EFENCED when a live instance holds it; TETHER_ENOTFOUND. */
+    int (*lease_take)(tether__store *st, const uint8_t id[16], uint32_t ttl_ms, int *stale);
+    /* Gives the lease up (the client left): another instance may take the
+     * session at once. Later writes of this store still pass until another
+     * instance takes it. TETHER_OK also when it was lost already. */
+    int (*lease_release)(tether__store *st, const uint8_t id[16]);
+    /* Renews every lease this store holds for ttl_ms and calls lost() for
+     * each one another instance took meanwhile (or that lapsed and was
+     * taken), kept() with the out_last of each one it still holds (the
+     * periodic check behind wake-ups); either may be NULL. Both run under
+     * the store's lock: they must not call the store. */
+    int (*lease_renew)(tether__store *st, uint32_t ttl_ms,
+                       void (*lost)(void *arg, const uint8_t id[16]),
+                       void (*kept)(void *arg, const uint8_t id[16], uint64_t out_last),
+                       void *arg);
+    /* Tells whichever instance serves the session that its outbox grew (a
+     * wake-up only: the rows are the truth). Single-instance stores: nothing. */
+    int (*wake)(tether__store *st, const uint8_t id[16]);
+    /* Waits up to timeout_ms for wake-ups and calls cb for each session
+     * named. Runs on a connection of its own, so it is the one operation
+     * that may run while another thread uses the store, and only one thread
+     * may call it. Single-instance stores: returns at once. */
+    int (*wait_wakes)(tether__store *st, uint32_t timeout_ms,
+                      void (*cb)(void *arg, const uint8_t id[16]), void *arg);
 } tether__store_ops;
+
+/* The leases of a single-instance store (SQLite, memory): granted, never stale. */
+int tether__lease_single_take(tether__store *st, const uint8_t id[16], uint32_t ttl_ms, int *stale);
+int tether__lease_single_release(tether__store *st, const uint8_t id[16]);
+int tether__lease_single_renew(tether__store *st, uint32_t ttl_ms,
+                               void (*lost)(void *arg, const uint8_t id[16]),
+                               void (*kept)(void *arg, const uint8_t id[16], uint64_t out_last),
+                               void *arg);
+int tether__wake_single(tether__store *st, const uint8_t id[16]);
+int tether__wait_wakes_single(tether__store *st, uint32_t timeout_ms,
+                              void (*cb)(void *arg, const uint8_t id[16]), void *arg);
 
 struct tether__store {
     const tether__store_ops *ops; /* the implementation */

@@ -625,6 +625,52 @@ static void m_close(tether__store *st)
     tether__free(m);
 }
 
+/* ---- leases: one instance uses this store, so it always owns every session ---- */
+
+int tether__lease_single_take(tether__store *st, const uint8_t id[16], uint32_t ttl_ms, int *stale)
+{
+    (void)st;
+    if (!id || ttl_ms == 0 || ttl_ms > INT32_MAX || !stale) {
+        return TETHER_EINVAL;
+    }
+    *stale = 0;
+    return TETHER_OK;
+}
+
+int tether__lease_single_release(tether__store *st, const uint8_t id[16])
+{
+    (void)st;
+    return id ? TETHER_OK : TETHER_EINVAL;
+}
+
+int tether__lease_single_renew(tether__store *st, uint32_t ttl_ms,
+                               void (*lost)(void *arg, const uint8_t id[16]),
+                               void (*kept)(void *arg, const uint8_t id[16], uint64_t out_last),
+                               void *arg)
+{
+    (void)st;
+    (void)lost;
+    (void)kept;
+    (void)arg;
+    return ttl_ms == 0 || ttl_ms > INT32_MAX ? TETHER_EINVAL : TETHER_OK;
+}
+
+int tether__wake_single(tether__store *st, const uint8_t id[16])
+{
+    (void)st;
+    return id ? TETHER_OK : TETHER_EINVAL;
+}
+
+int tether__wait_wakes_single(tether__store *st, uint32_t timeout_ms,
+                              void (*cb)(void *arg, const uint8_t id[16]), void *arg)
+{
+    (void)st;
+    (void)timeout_ms;
+    (void)cb;
+    (void)arg;
+    return TETHER_OK;
+}
+
 static const tether__store_ops memory_ops = {
     .session_get = m_get,
     .session_put = m_put,
@@ -641,6 +687,11 @@ static const tether__store_ops memory_ops = {
     .inspect = m_inspect,
     .verdict_get = m_verdict_get,
     .verdict_put = m_verdict_put,
+    .lease_take = tether__lease_single_take,
+    .lease_release = tether__lease_single_release,
+    .lease_renew = tether__lease_single_renew,
+    .wake = tether__wake_single,
+    .wait_wakes = tether__wait_wakes_single,
 };
 
 int tether__store_memory_open(tether__store_role role, tether__store **out)

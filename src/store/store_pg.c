@@ -231,6 +231,7 @@ static int g_put(tether__store *st, const tether__session_rec *rec)
     params p;
     p_key(&p, s, rec->id);
     p_rec(&p, rec);
+    p_epoch(&p, s, rec->id);
     PGresult *r = tether__pg_exec(s, P_PUT, &p, op, &rc);
     if (!r) {
         return rc;
@@ -247,7 +248,12 @@ static int g_put(tether__store *st, const tether__session_rec *rec)
         return rc;
     }
     uint64_t last = PQntuples(r) ? col_u64(r, 0, 0) : 0;
+    int exists = PQntuples(r) && !PQgetisnull(r, 0, 1);
+    uint64_t theirs = exists ? col_u64(r, 0, 1) : 0, ours = tether__pg_lease_epoch(s, rec->id);
     PQclear(r);
+    if (exists && theirs != ours) {
+        return tether__pg_fenced(s, op, ours, theirs);
+    }
     return tether__pg_fail(s, TETHER_EINVAL,
                            "%s: out_last %llu is below the outbox's last seq %llu", op,
                            (unsigned long long)rec->out_last, (unsigned long long)last);
@@ -266,11 +272,15 @@ static int g_delete(tether__store *st, const uint8_t id[16])
     }
     params p;
     p_key(&p, s, id);
+    p_epoch(&p, s, id);
     PGresult *r = tether__pg_exec(s, P_DELETE, &p, op, &rc);
     if (!r) {
         return rc;
     }
-    if (col_u64(r, 0, 0) == 0) {
+    if (col_u64(r, 0, 0) == 0 && col_u64(r, 0, 1) != 0) {
+        rc = tether__pg_fail(s, TETHER_EFENCED,
+                             "%s: another live instance holds the session's lease", op);
+    } else if (col_u64(r, 0, 0) == 0) {
         rc = tether__pg_fail(s, TETHER_ENOTFOUND, "%s: no such session", op);
     }
     PQclear(r);
@@ -424,12 +434,15 @@ static int g_ack(tether__store *st, const uint8_t id[16], uint64_t seq)
     params p;
     p_key(&p, s, id);
     p_i64(&p, seq);
+    p_epoch(&p, s, id);
     PGresult *r = tether__pg_exec(s, P_ACK, &p, op, &rc);
     if (!r) {
         return rc;
     }
     if (PQntuples(r) == 0) {
         rc = tether__pg_fail(s, TETHER_ENOTFOUND, "%s: no such session", op);
+    } else if (col_u64(r, 0, 1) != tether__pg_lease_epoch(s, id)) {
+        rc = tether__pg_fenced(s, op, tether__pg_lease_epoch(s, id), col_u64(r, 0, 1));
     } else if (col_u64(r, 0, 0) < seq) {
         rc = tether__pg_fail(s, TETHER_EINVAL, "%s: seq %llu was never sent (out_last %llu)", op,
                              (unsigned long long)seq, (unsigned long long)col_u64(r, 0, 0));
@@ -452,12 +465,15 @@ static int g_set_cursor(tether__store *st, const uint8_t id[16], uint64_t cursor
     params p;
     p_key(&p, s, id);
     p_i64(&p, cursor);
+    p_epoch(&p, s, id);
     PGresult *r = tether__pg_exec(s, P_CURSOR, &p, op, &rc);
     if (!r) {
         return rc;
     }
-    if (strcmp(PQcmdTuples(r), "0") == 0) {
+    if (PQntuples(r) == 0) {
         rc = tether__pg_fail(s, TETHER_ENOTFOUND, "%s: no such session", op);
+    } else if (col_u64(r, 0, 0) != tether__pg_lease_epoch(s, id)) {
+        rc = tether__pg_fenced(s, op, tether__pg_lease_epoch(s, id), col_u64(r, 0, 0));
     }
     PQclear(r);
     return rc;
@@ -609,4 +625,9 @@ const tether__store_ops tether__pg_ops = {
     .inspect = g_inspect,
     .verdict_get = tether__pg_verdict_get,
     .verdict_put = tether__pg_verdict_put,
+    .lease_take = tether__pg_lease_take,
+    .lease_release = tether__pg_lease_release,
+    .lease_renew = tether__pg_lease_renew,
+    .wake = tether__pg_wake,
+    .wait_wakes = tether__pg_wait_wakes,
 };

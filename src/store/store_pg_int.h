@@ -25,6 +25,20 @@
 #define PG_FENCE_MS 5000                 /* longest wait for a lost connection's backend to end */
 #define PG_CONNECT_TIMEOUT "10"          /* seconds, unless the connection string says otherwise */
 #define PG_LOCK_TIMEOUT "5s"             /* longest wait for a row lock another connection holds */
+#define PG_SCHEMA_VERSION 2              /* the schema this store writes; 1 is upgraded at open */
+
+/* An instance's lease on a session's row is free for another to take when it
+ * was released, lapsed, or its owner's connection is gone: each server
+ * store's connection holds the session-level advisory lock lease_owner for
+ * its whole life (store_pg_lease.c), which PostgreSQL drops with the
+ * connection. t is the tether_sessions alias. */
+#define PG_LEASE_FREE(t)                                                                          \
+    "(" t ".lease_owner IS NULL OR " t ".lease_until IS NULL OR " t                                \
+    ".lease_until < clock_timestamp() OR NOT EXISTS (SELECT 1 FROM pg_locks l WHERE "              \
+    "l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 AND l.classid = ((" t                \
+    ".lease_owner >> 32) & 4294967295)::oid AND l.objid = (" t ".lease_owner & 4294967295)::oid))"
+
+typedef struct pg_lease pg_lease; /* store_pg_lease.c: one session's lease as this store holds it */
 
 /* The prepared statements, by name "tether_<index>". */
 enum {
@@ -44,6 +58,10 @@ enum {
     P_TOTALS,
     P_CHECK,
     P_LAST_OP,
+    P_LEASE_TAKE,    /* store_pg_lease.c */
+    P_LEASE_RELEASE, /* store_pg_lease.c */
+    P_LEASE_RENEW,   /* store_pg_lease.c */
+    P_LEASE_EPOCH,   /* store_pg_lease.c */
     N_PSTMT
 };
 
@@ -55,6 +73,12 @@ typedef struct pgstore {
     int readonly;            /* tether__store_pg_open_readonly(): a read-only connection */
     uint64_t next_op;        /* the next append's id (random start), written as last_op */
     int pid;                 /* the server backend of the current connection */
+    uint64_t owner;          /* server: this instance's lease owner id, its advisory lock key */
+    pg_lease **leases;       /* the leases taken, by session id (nleases_b chains) */
+    size_t nleases_b;        /* buckets of leases (a power of two, or 0) */
+    size_t nleases;          /* leases recorded */
+    char *conninfo;          /* server: the connection string, for lconn */
+    PGconn *lconn;           /* server: the LISTEN connection of wait_wakes (its caller's only) */
     char where[256];         /* "host:port/dbname as user", for messages; never the password */
     char msg[512];           /* the last failure's message */
 } pgstore;
@@ -151,6 +175,35 @@ int tether__pg_map_state(const char *sqlstate);
  * it was lost, reconnects once (bounded by the connect timeout) and prepares
  * the statements again. TETHER_OK or TETHER_ESTORE naming the server. */
 int tether__pg_ready(pgstore *s, const char *op);
+/* store_pg_lease.c: the epoch this store's writes for a session carry: its
+ * lease's, or 0 when it never took one (a session never leased has 0). */
+uint64_t tether__pg_lease_epoch(const pgstore *s, const uint8_t id[16]);
+/* store_pg_lease.c: the $n parameter of a fenced write: that epoch. */
+static inline void p_epoch(params *p, const pgstore *s, const uint8_t id[16])
+{
+    p_i64(p, tether__pg_lease_epoch(s, id));
+}
+/* store_pg_lease.c: the message and code of a write refused by the fence. */
+int tether__pg_fenced(pgstore *s, const char *op, uint64_t ours, uint64_t theirs);
+/* store_pg_lease.c: the schema upgrade from version `from` to PG_SCHEMA_VERSION,
+ * inside the open's transaction. */
+int tether__pg_migrate(pgstore *s, long long from, const char *op);
+/* store_pg_lease.c: takes the connection's owner lock (setup of a server store). */
+int tether__pg_lease_setup(pgstore *s, const char *op);
+/* store_pg_lease.c: the lease operations of store.h. */
+int tether__pg_lease_take(tether__store *st, const uint8_t id[16], uint32_t ttl_ms, int *stale);
+int tether__pg_lease_release(tether__store *st, const uint8_t id[16]);
+int tether__pg_lease_renew(tether__store *st, uint32_t ttl_ms,
+                           void (*lost)(void *arg, const uint8_t id[16]),
+                           void (*kept)(void *arg, const uint8_t id[16], uint64_t out_last),
+                           void *arg);
+/* store_pg_wake.c: wake-ups of the instance serving a session. */
+int tether__pg_wake(tether__store *st, const uint8_t id[16]);
+int tether__pg_wait_wakes(tether__store *st, uint32_t timeout_ms,
+                          void (*cb)(void *arg, const uint8_t id[16]), void *arg);
+/* store_pg_lease.c: frees the lease records. */
+void tether__pg_lease_free(pgstore *s);
+
 /* store_pg_open.c: closes the store. */
 void tether__pg_close(tether__store *st);
 

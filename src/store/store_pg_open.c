@@ -30,13 +30,18 @@ const char *const tether__pg_stmt_sql[N_PSTMT] = {
         "WHERE role = $1::smallint AND session = $2::bytea), 0) "
         "ON CONFLICT (role, id) DO UPDATE SET token = excluded.token, "
         "out_last = excluded.out_last, peer_acked = excluded.peer_acked, "
-        "recv_cursor = excluded.recv_cursor, established = excluded.established RETURNING 1",
-    [P_LAST_SEQ] = "SELECT coalesce(max(seq), 0) FROM tether_outbox WHERE role = $1::smallint "
-                   "AND session = $2::bytea",
+        "recv_cursor = excluded.recv_cursor, established = excluded.established "
+        "WHERE s.lease_epoch = $8::bigint RETURNING 1",
+    [P_LAST_SEQ] = "SELECT coalesce(max(seq), 0), (SELECT lease_epoch FROM tether_sessions "
+                   "WHERE role = $1::smallint AND id = $2::bytea) FROM tether_outbox "
+                   "WHERE role = $1::smallint AND session = $2::bytea",
+    /* a session another live instance holds stays: deleted 0, found 1 */
     [P_DELETE] =
-        "WITH d AS (DELETE FROM tether_sessions WHERE role = $1::smallint AND id = $2::bytea "
-        "RETURNING 1), o AS (DELETE FROM tether_outbox WHERE role = $1::smallint "
-        "AND session = $2::bytea) SELECT count(*) FROM d",
+        "WITH d AS (DELETE FROM tether_sessions s WHERE role = $1::smallint AND id = $2::bytea "
+        "AND (s.lease_epoch = $3::bigint OR " PG_LEASE_FREE("s") ") RETURNING 1), "
+        "o AS (DELETE FROM tether_outbox WHERE role = $1::smallint "
+        "AND session = $2::bytea AND EXISTS (SELECT 1 FROM d)) SELECT (SELECT count(*) FROM d), "
+        "(SELECT count(*) FROM tether_sessions WHERE role = $1::smallint AND id = $2::bytea)",
     [P_LIST] =
         "SELECT id, token, out_last, peer_acked, recv_cursor, established FROM tether_sessions "
         "WHERE role = $1::smallint AND id > $2::bytea ORDER BY id LIMIT $3::bigint",
@@ -62,18 +67,25 @@ const char *const tether__pg_stmt_sql[N_PSTMT] = {
                "AND seq >= $3::bigint ORDER BY seq LIMIT $4::bigint) o ON true "
                "WHERE s.role = $1::smallint AND s.id = $2::bytea ORDER BY o.seq",
     /* nothing changes when $3 is beyond out_last; the caller reads out_last back */
-    [P_ACK] = "WITH s AS (SELECT out_last FROM tether_sessions WHERE role = $1::smallint "
-              "AND id = $2::bytea), "
+    /* the row is locked first, so the fence ($4, the lease epoch) holds for both writes */
+    [P_ACK] = "WITH s AS (SELECT out_last, lease_epoch FROM tether_sessions "
+              "WHERE role = $1::smallint AND id = $2::bytea FOR UPDATE), "
               "d AS (DELETE FROM tether_outbox WHERE role = $1::smallint AND session = $2::bytea "
               "AND seq <= $3::bigint AND $3::bigint <= (SELECT out_last FROM s) "
+              "AND (SELECT lease_epoch FROM s) = $4::bigint "
               "RETURNING length(payload) AS len), "
               "u AS (UPDATE tether_sessions SET peer_acked = greatest(peer_acked, $3::bigint), "
               "pending_count = pending_count - (SELECT count(*) FROM d), "
               "pending_bytes = pending_bytes - (SELECT coalesce(sum(len), 0) FROM d) "
-              "WHERE role = $1::smallint AND id = $2::bytea AND $3::bigint <= out_last) "
-              "SELECT out_last FROM s",
-    [P_CURSOR] = "UPDATE tether_sessions SET recv_cursor = greatest(recv_cursor, $3::bigint) "
-                 "WHERE role = $1::smallint AND id = $2::bytea",
+              "WHERE role = $1::smallint AND id = $2::bytea AND $3::bigint <= out_last "
+              "AND lease_epoch = $4::bigint) "
+              "SELECT out_last, lease_epoch FROM s",
+    /* no row: no session; the epoch back: fenced unless it is $4 */
+    [P_CURSOR] = "WITH s AS (SELECT lease_epoch FROM tether_sessions WHERE role = $1::smallint "
+                 "AND id = $2::bytea FOR UPDATE), "
+                 "u AS (UPDATE tether_sessions SET recv_cursor = greatest(recv_cursor, $3::bigint) "
+                 "WHERE role = $1::smallint AND id = $2::bytea AND lease_epoch = $4::bigint) "
+                 "SELECT lease_epoch FROM s",
     [P_INSERT_SESS] = "INSERT INTO tether_sessions(role, id, token, out_last, peer_acked, "
                       "recv_cursor, established, pending_count, pending_bytes) VALUES "
                       "($1::smallint, $2::bytea, $3::bytea, $4::bigint, $5::bigint, $6::bigint, "
@@ -104,6 +116,21 @@ const char *const tether__pg_stmt_sql[N_PSTMT] = {
                 "AND (s.pending_count <> t.c OR s.pending_bytes <> t.b OR s.out_last < t.m)), "
                 "(SELECT count(*) FROM tether_outbox o WHERE o.role = $1::smallint AND NOT EXISTS "
                 "(SELECT 1 FROM tether_sessions s WHERE s.role = o.role AND s.id = o.session))",
+    /* $3 ttl ms, $4 owner: a new epoch when the lease is ours or free; no row: held elsewhere */
+    [P_LEASE_TAKE] = "UPDATE tether_sessions s SET lease_epoch = s.lease_epoch + 1, "
+                     "lease_owner = $4::bigint, "
+                     "lease_until = clock_timestamp() + $3::bigint * interval '1 millisecond' "
+                     "WHERE s.role = $1::smallint AND s.id = $2::bytea AND (s.lease_owner = "
+                     "$4::bigint OR " PG_LEASE_FREE("s") ") RETURNING s.lease_epoch",
+    [P_LEASE_RELEASE] = "UPDATE tether_sessions SET lease_until = NULL WHERE role = $1::smallint "
+                        "AND id = $2::bytea AND lease_epoch = $3::bigint AND lease_owner = "
+                        "$4::bigint",
+    /* $2 owner, $3 ttl ms: every lease of the owner not released */
+    [P_LEASE_RENEW] = "UPDATE tether_sessions SET lease_until = clock_timestamp() + $3::bigint * "
+                      "interval '1 millisecond' WHERE role = $1::smallint AND lease_owner = "
+                      "$2::bigint AND lease_until IS NOT NULL RETURNING id, lease_epoch, out_last",
+    [P_LEASE_EPOCH] = "SELECT lease_epoch FROM tether_sessions WHERE role = $1::smallint "
+                      "AND id = $2::bytea",
 };
 
 static const char schema_sql[] =
@@ -183,7 +210,8 @@ static int run(pgstore *s, const char *sql, const char *op)
 }
 
 /* Checks the version recorded in tether_meta and that the other tables exist. */
-static int check_version(pgstore *s, int have_sessions, int have_outbox, const char *op)
+static int check_version(pgstore *s, int have_sessions, int have_outbox, const char *op,
+                         long long *found)
 {
     int rc;
     PGresult *r = query(s, "SELECT value FROM tether_meta WHERE key = 'schema_version'", op, &rc);
@@ -201,18 +229,25 @@ static int check_version(pgstore *s, int have_sessions, int have_outbox, const c
         if (!*v || *end) {
             rc = tether__pg_fail(s, TETHER_ESTORE_SCHEMA,
                                  "%s: unknown database schema '%.40s' at %s", op, v, s->where);
-        } else if (version > TETHER__STORE_SCHEMA_VERSION) {
+        } else if (version > PG_SCHEMA_VERSION) {
             rc = tether__pg_fail(s, TETHER_ESTORE_SCHEMA,
                                  "%s: the database schema at %s is version %lld, newer than this "
                                  "tether's (%d): use a tether that knows it",
-                                 op, s->where, version, TETHER__STORE_SCHEMA_VERSION);
-        } else if (version != TETHER__STORE_SCHEMA_VERSION) {
+                                 op, s->where, version, PG_SCHEMA_VERSION);
+        } else if (version < 1) {
             rc = tether__pg_fail(s, TETHER_ESTORE_SCHEMA, "%s: unknown database schema %lld at %s",
                                  op, version, s->where);
         } else if (!have_sessions || !have_outbox) {
-            rc = tether__pg_fail(s, TETHER_ESTORE_SCHEMA, "%s: schema 1 at %s lacks the table %s",
-                                 op, s->where, have_sessions ? "tether_outbox" : "tether_sessions");
+            rc = tether__pg_fail(s, TETHER_ESTORE_SCHEMA, "%s: schema %lld at %s lacks the table %s",
+                                 op, version, s->where,
+                                 have_sessions ? "tether_outbox" : "tether_sessions");
+        } else if (version < PG_SCHEMA_VERSION && s->readonly) {
+            rc = tether__pg_fail(s, TETHER_ESTORE_SCHEMA,
+                                 "%s: the database schema at %s is version %lld: a tether serve of "
+                                 "this version upgrades it to %d at its start",
+                                 op, s->where, version, PG_SCHEMA_VERSION);
         }
+        *found = version;
     }
     PQclear(r);
     return rc;
@@ -238,8 +273,12 @@ static int schema(pgstore *s, const char *op)
         int meta = PQgetvalue(r, 0, 0)[0] == 't', sess = PQgetvalue(r, 0, 1)[0] == 't',
             outbox = PQgetvalue(r, 0, 2)[0] == 't';
         PQclear(r);
+        long long version = 0;
         if (meta) {
-            rc = check_version(s, sess, outbox, op);
+            rc = check_version(s, sess, outbox, op, &version);
+            if (rc == TETHER_OK && version < PG_SCHEMA_VERSION) {
+                rc = tether__pg_migrate(s, version, op);
+            }
         } else if (sess || outbox) {
             rc = tether__pg_fail(s, TETHER_ESTORE_SCHEMA,
                                  "%s: %s has tables named like tether's but no tether_meta: not a "
@@ -250,13 +289,14 @@ static int schema(pgstore *s, const char *op)
                                  "%s: %s holds no tether store (tether serve creates one)", op,
                                  s->where);
         } else {
-            char ins[128];
-            snprintf(ins, sizeof ins,
-                     "INSERT INTO tether_meta(key, value) VALUES ('schema_version', '%d')",
-                     TETHER__STORE_SCHEMA_VERSION);
+            /* schema 1, then each upgrade step, as for a store made by an older tether */
             rc = run(s, schema_sql, op);
             if (rc == TETHER_OK) {
-                rc = run(s, ins, op);
+                rc = run(s, "INSERT INTO tether_meta(key, value) VALUES ('schema_version', '1')",
+                         op);
+            }
+            if (rc == TETHER_OK) {
+                rc = tether__pg_migrate(s, 1, op);
             }
         }
     }
@@ -283,6 +323,9 @@ static int setup(pgstore *s, const char *op)
         rc = run(s, "SET synchronous_commit = off", op);
     }
     s->pid = PQbackendPID(s->conn);
+    if (rc == TETHER_OK && !s->readonly && s->role == TETHER__ROLE_SERVER) {
+        rc = tether__pg_lease_setup(s, op);
+    }
     for (int i = 0; i < N_PSTMT && rc == TETHER_OK; i++) {
         char name[16];
         snprintf(name, sizeof name, "tether_%d", i);
@@ -335,6 +378,9 @@ void tether__pg_close(tether__store *st)
         return;
     }
     PQfinish(s->conn);
+    PQfinish(s->lconn);
+    tether__free(s->conninfo);
+    tether__pg_lease_free(s);
     tether__free(s);
 }
 
@@ -405,8 +451,20 @@ static int open_store(const char *conninfo, tether__store_role role, tether_dura
     if (tether__random(&s->next_op, sizeof s->next_op) != TETHER_OK) {
         s->next_op = (uint64_t)time(NULL) << 20 ^ (uint64_t)getpid();
     }
+    /* the owner id is an advisory lock key (bigint): positive, never 0 */
+    s->owner = ((s->next_op * 0x9E3779B97F4A7C15ull) >> 2) | 1u;
     tether__store_pg_describe(conninfo, s->where, sizeof s->where);
     int rc = open_all(s, conninfo, "open");
+    if (rc == TETHER_OK && role == TETHER__ROLE_SERVER && !readonly) {
+        /* kept for the wake-ups' own connection (store_pg_lease.c) */
+        size_t n = strlen(conninfo) + 1;
+        s->conninfo = tether__malloc(n);
+        if (!s->conninfo) {
+            rc = tether__pg_fail(s, TETHER_ENOMEM, "open: out of memory");
+        } else {
+            memcpy(s->conninfo, conninfo, n);
+        }
+    }
     if (rc != TETHER_OK) {
         if (errbuf && errlen) {
             snprintf(errbuf, errlen, "%s", s->msg);

@@ -764,4 +764,9 @@ const tether__store_ops tether__sqlite_ops = {
     .inspect = tether__sq_inspect,
     .verdict_get = tether__sq_verdict_get,
     .verdict_put = tether__sq_verdict_put,
+    .lease_take = tether__lease_single_take,
+    .lease_release = tether__lease_single_release,
+    .lease_renew = tether__lease_single_renew,
+    .wake = tether__wake_single,
+    .wait_wakes = tether__wait_wakes_single,
 };

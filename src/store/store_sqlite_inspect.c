@@ -271,6 +271,11 @@ static const tether__store_ops empty_ops = {
     .inspect = tether__sq_inspect,
     .verdict_get = e_verdict_get,
     .verdict_put = e_verdict_put,
+    .lease_take = tether__lease_single_take,
+    .lease_release = tether__lease_single_release,
+    .lease_renew = tether__lease_single_renew,
+    .wake = tether__wake_single,
+    .wait_wakes = tether__wait_wakes_single,
 };
 
 /* ---- the read-only open ---- */

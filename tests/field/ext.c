@@ -311,8 +311,14 @@ void squid_stop(squid *s)
 
 int nginx_start(nginx *x, uint16_t port, uint16_t upstream)
 {
+    return nginx_start_many(x, port, &upstream, 1);
+}
+
+int nginx_start_many(nginx *x, uint16_t port, const uint16_t *upstreams, size_t count)
+{
     static int n;
     char conf[700], log[700];
+    uint16_t upstream = upstreams[0];
     if (!have_program("/usr/sbin/nginx")) {
         fprintf(stderr, "field: nginx is not installed (quickstart.sh installs it): "
                         "apt-get install nginx-light\n");
@@ -346,10 +352,17 @@ int nginx_start(nginx *x, uint16_t port, uint16_t upstream)
                 "  uwsgi_temp_path %s/uwsgi;\n"
                 "  scgi_temp_path %s/scgi;\n"
                 "  map $http_upgrade $connection_upgrade { default upgrade; '' close; }\n"
+                "  upstream tether_up {\n",
+                x->dir, x->dir, x->dir, x->dir, x->dir, x->dir, x->dir, x->dir);
+        for (size_t i = 0; i < count; i++) {
+            fprintf(f, "    server 127.0.0.1:%u;\n", upstreams[i]);
+        }
+        fprintf(f,
+                "  }\n"
                 "  server {\n"
                 "    listen 127.0.0.1:%u;\n"
                 "    location / {\n"
-                "      proxy_pass http://127.0.0.1:%u;\n"
+                "      proxy_pass http://tether_up;\n"
                 "      proxy_http_version 1.1;\n"
                 "      proxy_set_header Upgrade $http_upgrade;\n"
                 "      proxy_set_header Connection $connection_upgrade;\n"
@@ -359,8 +372,7 @@ int nginx_start(nginx *x, uint16_t port, uint16_t upstream)
                 "    }\n"
                 "  }\n"
                 "}\n",
-                x->dir, x->dir, x->dir, x->dir, x->dir, x->dir, x->dir, x->dir, x->port, upstream,
-                x->read_timeout_s ? x->read_timeout_s : 300u, x->extra ? x->extra : "");
+                x->port, x->read_timeout_s ? x->read_timeout_s : 300u, x->extra ? x->extra : "");
         fclose(f);
         char prefix[600];
         snprintf(prefix, sizeof prefix, "%s/", x->dir);

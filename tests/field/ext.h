@@ -60,6 +60,8 @@ typedef struct nginx {
 /* Starts nginx as a WebSocket reverse proxy from port (0: pick one) to
  * 127.0.0.1:upstream. Returns 0 or -1 (message printed). */
 int nginx_start(nginx *n, uint16_t port, uint16_t upstream);
+/* The same in front of n upstreams, round robin, no stickiness. */
+int nginx_start_many(nginx *n, uint16_t port, const uint16_t *upstreams, size_t count);
 void nginx_stop(nginx *n);
 
 /* Stops a child: SIGTERM, then SIGKILL after wait_ms. Returns its status. */

@@ -390,10 +390,10 @@ serve_limits() {
     local bad
     for bad in "--max-sessions 0" "--max-sessions 1000001" "--max-pending-handshakes 2000000" \
         "--hello-timeout-ms 3600001" "--hello-timeout-ms -5" "--delivery-threads 65" \
-        "--delivery-threads x"; do
+        "--delivery-threads x" "--lease-ms 999" "--lease-ms 600001"; do
         # shellcheck disable=SC2086
         expect_rc 2 "$T" serve $bad || return 1
-        grep -qF -- "${bad%% *} must be 1 to" "$WORK/last.err" ||
+        grep -qF -- "${bad%% *} must be 1" "$WORK/last.err" ||
             { echo "  '$bad': no clear error" >&2; sed 's/^/  | /' "$WORK/last.err" >&2; return 1; }
     done
     for bad in "--rx-buffer 127" "--rx-buffer 65537" "--rx-buffer x"; do
@@ -404,7 +404,7 @@ serve_limits() {
     done
     expect_rc 0 "$T" serve --help || return 1
     for flag in --max-sessions --max-pending-handshakes --hello-timeout-ms --delivery-threads \
-        --rx-buffer; do
+        --rx-buffer --lease-ms; do
         grep -qF -- "$flag" "$WORK/last.out" || { echo "  serve --help lacks $flag" >&2; return 1; }
     done
 }

@@ -100,6 +100,11 @@ static const tether__store_ops fstore_ops = {
     NULL, /* inspect: the engine never calls it */
     NULL, /* verdict_get: nor the verdicts */
     NULL, /* verdict_put */
+    NULL, /* lease_take: nor the leases (the server's store does) */
+    NULL, /* lease_release */
+    NULL, /* lease_renew */
+    NULL, /* wake */
+    NULL, /* wait_wakes */
 };
 
 fstore *fstore_open(tether__store_role role)

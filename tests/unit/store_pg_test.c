@@ -139,14 +139,14 @@ TEST(schema_from_the_future_is_refused)
     CHECK_EQ_U64(list(st)->n, 1);
     st->ops->close(st);
 
-    CHECK_EQ_INT(pgt_exec(db, "UPDATE tether_meta SET value = '2' WHERE key = 'schema_version'", 0),
+    CHECK_EQ_INT(pgt_exec(db, "UPDATE tether_meta SET value = '3' WHERE key = 'schema_version'", 0),
                  0);
     st = (tether__store *)&st;
     CHECK_ERR(tether__store_pg_open(pgt_conninfo(db, ci, sizeof ci), TETHER__ROLE_SERVER,
                                     TETHER_DURABILITY_NORMAL, &st, err, sizeof err),
               TETHER_ESTORE_SCHEMA);
     CHECK(st == NULL);
-    CHECK(strstr(err, "version 2, newer than this tether's (1)") != NULL);
+    CHECK(strstr(err, "version 3, newer than this tether's (2)") != NULL);
 
     CHECK_EQ_INT(
         pgt_exec(db, "UPDATE tether_meta SET value = 'one' WHERE key = 'schema_version'", 0), 0);
@@ -588,7 +588,7 @@ TEST(server_opens_a_postgresql_db_path)
     CHECK_EQ_INT(
         pgt_query_int(db, "SELECT value::int FROM tether_meta WHERE key = 'schema_version'", &v),
         0);
-    CHECK_EQ_INT(v, 1);
+    CHECK_EQ_INT(v, 2);
     /* an unreachable one: the error names it without the password */
     char bad[256];
     snprintf(bad, sizeof bad, "postgresql://tt:pa55word@127.0.0.1:%d/x", dead_port());

@@ -46,6 +46,8 @@ static const char serve_help[] =
     "                       using the JavaScript client [none]\n"
     "  --rx-buffer BYTES    receive buffer of each connection, 128 to 65536 [1024]:\n"
     "                       memory per connection vs reads per large message\n"
+    "  --lease-ms MS        PostgreSQL: a session's lease when this instance is silent, ms,\n"
+    "                       1000 to 600000 [10000] (docs/scaling.md)\n"
     "  --help               show this help\n"
     "\n" CLI_SERVER_NET_HELP
     "\n"
@@ -132,6 +134,7 @@ int cli_serve(int argc, char **argv)
         {"delivery-threads", required_argument, NULL, 'T'},
         {"www", required_argument, NULL, 'w'},
         {"rx-buffer", required_argument, NULL, 'B'},
+        {"lease-ms", required_argument, NULL, 'L'},
         CLI_SERVER_NET_OPTIONS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -178,6 +181,15 @@ int cli_serve(int argc, char **argv)
                                        optarg);
             }
             break;
+        case 'L': {
+            uint64_t v = 0;
+            if (cli_parse_u64(optarg, 1000, 600000, &v) != 0) {
+                return cli_usage_error("serve", "--lease-ms must be 1000 to 600000, not '%s'",
+                                       optarg);
+            }
+            cfg.lease_ms = (uint32_t)v;
+            break;
+        }
         case 'S':
         case 'P':
         case 'H':
