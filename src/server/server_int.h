@@ -187,6 +187,12 @@ void tether__srv_lock(srv_session *ss);
 void tether__srv_unlock(tether_server *s, srv_session *ss);
 /* Puts a session on the wake list (any thread) and wakes the service thread. */
 void tether__srv_wake(tether_server *s, srv_session *ss);
+/* server_config.c: the configuration's checks (tether_errmsg() says what is
+ * wrong; TETHER_ECONFIG), the Access-Control-Allow-Headers value joined into
+ * s->cors_headers, and the copies of the TLS file names and Origin list. */
+int tether__srv_check_config(tether_server_config *k);
+int tether__srv_cors_headers(tether_server *s, const char *const *names);
+int tether__srv_copy_strings(tether_server *s);
 /* Lock held: reports back-pressure changes, dropping the lock around the callbacks. */
 void tether__srv_bp_report_locked(tether_server *s, srv_session *ss);
 
