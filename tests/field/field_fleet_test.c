@@ -13,51 +13,11 @@
  */
 #include "field_env.h"
 #include "pgtest.h"
+#include "procs.h"
 
 #define INSTANCES 3
 #define CLIENTS 4
 #define PER_PHASE 60 /* messages per client before and after the kill */
-
-static pid_t spawn_out(char *const argv[], const char *out)
-{
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid == 0) {
-        FILE *f = freopen(out, "w", stdout);
-        (void)f;
-        dup2(1, 2);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-static int file_port(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    int port = 0;
-    if (f) {
-        if (fscanf(f, "%d", &port) != 1) {
-            port = 0;
-        }
-        fclose(f);
-    }
-    return port;
-}
-
-static int count_in(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "r");
-    char line[1024];
-    int n = 0;
-    while (f && fgets(line, sizeof line, f)) {
-        n += strstr(line, text) != NULL;
-    }
-    if (f) {
-        fclose(f);
-    }
-    return n;
-}
 
 /* The client's deliveries: seqs exactly 1..n in order; every tag 1..want
  * among them (an echo of a message an instance delivered twice, when it was
@@ -107,9 +67,9 @@ TEST(postgresql_restart_under_the_fleet_loses_nothing)
         tt_path(o, sizeof o, name);
         char *argv[] = {(char *)tether, "serve",       "--listen", "127.0.0.1:0", "--db", uri,
                         "--echo",       "--port-file", pf,         NULL};
-        pid[i] = spawn_out(argv, o);
+        pid[i] = procs_spawn(argv, o);
         int p = 0;
-        for (int w = 0; w < 1000 && !(p = file_port(pf)); w++) {
+        for (int w = 0; w < 1000 && !(p = procs_file_port(pf)); w++) {
             sleep_ms(10);
         }
         CHECK(p > 0);
@@ -178,9 +138,9 @@ TEST(three_instances_behind_nginx_one_killed_mid_stream)
         tt_path(out[i], sizeof out[i], name);
         char *argv[] = {(char *)tether, "serve",       "--listen", "127.0.0.1:0", "--db", uri,
                         "--echo",       "--port-file", pf,         NULL};
-        pid[i] = spawn_out(argv, out[i]);
+        pid[i] = procs_spawn(argv, out[i]);
         int p = 0;
-        for (int t = 0; t < 1000 && !(p = file_port(pf)); t++) {
+        for (int t = 0; t < 1000 && !(p = procs_file_port(pf)); t++) {
             sleep_ms(10);
         }
         CHECK(p > 0);
@@ -202,7 +162,7 @@ TEST(three_instances_behind_nginx_one_killed_mid_stream)
     }
     /* mid-stream: some acknowledged, the rest in flight */
     CHECK(rec_wait_count(&k[0].rec, 10, WAIT_MS));
-    int served = count_in(out[0], "opened");
+    int served = procs_count_lines(out[0], "opened");
     CHECK(served >= 1); /* round robin gave instance 0 a client */
     CHECK(kill(pid[0], SIGKILL) == 0);
     waitpid(pid[0], NULL, 0);
@@ -220,7 +180,7 @@ TEST(three_instances_behind_nginx_one_killed_mid_stream)
         CHECK(check_client(&k[c].rec, 2 * PER_PHASE, &dups));
     }
     /* the killed instance's sessions moved to the others, at once */
-    int resumed = count_in(out[1], "resumed") + count_in(out[2], "resumed");
+    int resumed = procs_count_lines(out[1], "resumed") + procs_count_lines(out[2], "resumed");
     CHECK(resumed >= served);
     printf("  %d sessions moved off the killed instance; %llu echoes repeated (messages the "
            "killed instance delivered but had not committed)\n",

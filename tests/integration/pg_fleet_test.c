@@ -18,6 +18,7 @@
 #include "harness.h"
 #include "itest.h"
 #include "pgtest.h"
+#include "procs.h"
 
 #define WAIT_MS 20000
 
@@ -220,47 +221,6 @@ TEST(missed_wakeup_is_covered_by_the_periodic_check)
     srv_free(&a);
 }
 
-static pid_t spawn(char *const argv[], const char *out)
-{
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid == 0) {
-        FILE *f = freopen(out, "w", stdout);
-        (void)f;
-        dup2(1, 2);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-static int file_port(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    int port = 0;
-    if (f) {
-        if (fscanf(f, "%d", &port) != 1) {
-            port = 0;
-        }
-        fclose(f);
-    }
-    return port;
-}
-
-static int file_has(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "r");
-    char line[512];
-    int found = 0;
-    while (f && !found && fgets(line, sizeof line, f)) {
-        found = strstr(line, text) != NULL;
-    }
-    if (f) {
-        fclose(f);
-    }
-    return found;
-}
-
 TEST(paused_instance_is_fenced_after_the_session_moved)
 {
     const char *tether = getenv("TETHER_CLI");
@@ -276,9 +236,9 @@ TEST(paused_instance_is_fenced_after_the_session_moved)
     tt_path(out, sizeof out, "fence.out");
     char *argv[] = {(char *)tether, "serve", "--listen",    "127.0.0.1:0", "--db", uri,
                     "--lease-ms",   "1000",  "--port-file", pfile,         NULL};
-    pid_t pa = spawn(argv, out);
+    pid_t pa = procs_spawn(argv, out);
     int port = 0;
-    for (int i = 0; i < 500 && !(port = file_port(pfile)); i++) {
+    for (int i = 0; i < 500 && !(port = procs_file_port(pfile)); i++) {
         sleep_ms(10);
     }
     CHECK(port > 0);
@@ -318,7 +278,7 @@ TEST(paused_instance_is_fenced_after_the_session_moved)
     CHECK(kill(pa, SIGCONT) == 0);
     int fenced = 0;
     for (int i = 0; i < 500 && !fenced; i++) {
-        fenced = file_has(out, "closed (TETHER_EFENCED)");
+        fenced = (procs_count_lines(out, "closed (TETHER_EFENCED)") > 0);
         sleep_ms(10);
     }
     CHECK(fenced);

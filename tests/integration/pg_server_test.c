@@ -14,6 +14,7 @@
 #include "harness.h"
 #include "itest.h"
 #include "pgtest.h"
+#include "procs.h"
 
 #define WAIT_MS 30000
 
@@ -187,49 +188,6 @@ TEST(postgresql_restart_mid_stream_loses_nothing)
     pair_free(&p);
 }
 
-/* Runs argv (the CLI) with stdout and stderr to out; its pid. */
-static pid_t spawn(char *const argv[], const char *out)
-{
-    fflush(NULL); /* or the child would write our buffered output again */
-    pid_t pid = fork();
-    if (pid == 0) {
-        FILE *f = freopen(out, "w", stdout);
-        (void)f;
-        dup2(1, 2);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-/* Waits at most ms for pid; its exit status, or -1 (then it is killed). */
-static int reap(pid_t pid, unsigned ms)
-{
-    int status;
-    for (unsigned t = 0; t < ms; t += 20) {
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        }
-        sleep_ms(20);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    return -1;
-}
-
-static int file_port(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    int port = 0;
-    if (f) {
-        if (fscanf(f, "%d", &port) != 1) {
-            port = 0;
-        }
-        fclose(f);
-    }
-    return port;
-}
-
 TEST(cli_serve_and_status_take_a_postgresql_uri)
 {
     const char *cli = getenv("TETHER_CLI");
@@ -243,21 +201,21 @@ TEST(cli_serve_and_status_take_a_postgresql_uri)
     tt_path(pf, sizeof pf, "serve.port");
     char *sargv[] = {(char *)cli, "serve",       "--listen", "127.0.0.1:0", "--db",
                      uri,         "--port-file", pf,         "--quiet",     NULL};
-    pid_t serve = spawn(sargv, tt_path(sout, sizeof sout, "serve.out"));
+    pid_t serve = procs_spawn(sargv, tt_path(sout, sizeof sout, "serve.out"));
     int port = 0;
     for (int t = 0; t < 1000 && !port; t++) {
         sleep_ms(20);
-        port = file_port(pf);
+        port = procs_file_port(pf);
     }
     CHECK(port > 0);
     char url[64];
     url_for(url, sizeof url, (unsigned)port);
     tt_path(cdb, sizeof cdb, "send.db");
     char *cargv[] = {(char *)cli, "send", url, "--db", cdb, "--count", "200", "--size", "64", NULL};
-    pid_t send = spawn(cargv, tt_path(cout, sizeof cout, "send.out"));
-    CHECK_EQ_INT(reap(send, WAIT_MS), 0);
+    pid_t send = procs_spawn(cargv, tt_path(cout, sizeof cout, "send.out"));
+    CHECK_EQ_INT(procs_reap(send, WAIT_MS), 0);
     kill(serve, SIGTERM);
-    CHECK_EQ_INT(reap(serve, WAIT_MS), 0);
+    CHECK_EQ_INT(procs_reap(serve, WAIT_MS), 0);
     /* what the server took in is in the database: one session, all acked */
     long long sessions = -1, cursor = -1;
     CHECK_EQ_INT(
@@ -271,7 +229,7 @@ TEST(cli_serve_and_status_take_a_postgresql_uri)
     snprintf(secret, sizeof secret, "postgresql://postgres:not-shown-pw@127.0.0.1:%d/%s",
              pgt_port(), db);
     char *targv[] = {(char *)cli, "status", "--db", secret, "--check", NULL};
-    CHECK_EQ_INT(reap(spawn(targv, tt_path(stout, sizeof stout, "status.out")), WAIT_MS), 0);
+    CHECK_EQ_INT(procs_reap(procs_spawn(targv, tt_path(stout, sizeof stout, "status.out")), WAIT_MS), 0);
     FILE *f = fopen(stout, "r");
     size_t n = f ? fread(text, 1, sizeof text - 1, f) : 0;
     text[n] = '\0';
@@ -293,7 +251,7 @@ TEST(cli_serve_and_status_take_a_postgresql_uri)
     CHECK_EQ_INT(pgt_createdb("empty", empty, sizeof empty), 0);
     pgt_uri(empty, euri, sizeof euri);
     char *eargv[] = {(char *)cli, "status", "--db", euri, NULL};
-    CHECK_EQ_INT(reap(spawn(eargv, tt_path(stout, sizeof stout, "status2.out")), WAIT_MS), 3);
+    CHECK_EQ_INT(procs_reap(procs_spawn(eargv, tt_path(stout, sizeof stout, "status2.out")), WAIT_MS), 3);
     long long tables = -1;
     CHECK_EQ_INT(pgt_query_int(empty,
                                "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'tether%'",
