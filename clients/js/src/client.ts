@@ -6,81 +6,50 @@
  * promise chain, one step at a time, so the order of the protocol is the order
  * of the code.
  */
-import { Backoff } from './backoff.js';
-import { decodeFrame, encodeFrame, FrameError, type Frame, type Welcome } from './codec.js';
+import { ClientBase, type Phase } from './clientbase.js';
+import { decodeFrame, FrameError, type Frame, type Welcome } from './codec.js';
 import { FRAME_ACK, FRAME_BYE, FRAME_DATA, FRAME_REJECT, FRAME_WELCOME, MAX_RUN } from './codec.js';
-import { Emitter } from './emitter.js';
 import { TetherError, type ErrorName } from './errors.js';
-import { Fallback, FB_PERMANENT, FB_SWITCHED } from './fallback.js';
-import { realTimers, resolveOptions, type ResolvedOptions, type TetherClientOptions, type Timers } from './options.js';
-import { MemoryStore, type SessionRecord, type StoredMessage, type TetherStore } from './store.js';
-import type { CloseInfo, Transport, TransportFactory } from './transport.js';
-import { ensureCrypto, isNode, randomBytes } from './platform.js';
-import type { BackpressureEvent, ClientEvents, ClientState, MismatchEvent } from './events.js';
-import { errText, hex, makeIndexedDbStore, mismatchOf, permanent, watchOnline } from './util.js';
+import { FB_PERMANENT, FB_SWITCHED } from './fallback.js';
+import type { TetherClientOptions } from './options.js';
+import type { SessionRecord } from './store.js';
+import type { CloseInfo, Transport, TransportEvents, TransportFactory } from './transport.js';
+import { Probe } from './probe.js';
+import { VerdictMemory, verdictKey } from './verdict.js';
+import { ensureCrypto, randomBytes } from './platform.js';
+import { errText, hex, mismatchOf, permanent, watchOnline } from './util.js';
 export { registerIndexedDbStore } from './util.js';
 export type { BackpressureEvent, ClientEvents, ClientState, MismatchEvent, StateEvent } from './events.js';
-
-type Phase = 'idle' | 'connecting' | 'welcoming' | 'open' | 'waiting' | 'stopped' | 'closed';
 
 const PROTOCOL_VERSION = 1;
 const RUN_BYTES_MAX = 256 * 1024; /* a run's payload bytes, unless one message is larger */
 const enc = new TextEncoder();
 
-export class TetherClient extends Emitter<ClientEvents> {
-  readonly options: ResolvedOptions;
-  private readonly store: TetherStore;
-  private readonly timers: Timers;
-  private readonly backoff: Backoff;
-  private readonly fb: Fallback;
-  private factory: TransportFactory | null;
-  private chain: Promise<void> = Promise.resolve();
-
-  private rec: SessionRecord | null = null;
-  private outbox: StoredMessage[] = [];
-  private outboxBytes = 0;
-  private sendQueue: { data: Uint8Array; resolve: (s: bigint) => void; reject: (e: Error) => void }[] = [];
-  private flushing = false;
-  private queuedBytes = 0; /* bytes in sendQueue */
-
-  private phase: Phase = 'idle';
-  private tp: Transport | null = null;
-  private closing: { error: ErrorName; code: number; detail: string; stop: boolean } | null = null;
-  private timer: unknown = null; /* connect/welcome timeout or backoff delay */
-  private ackTimer: unknown = null;
-  private liveSince = 0;
-  private connAcked = false;
-  private welcomed = false;
-
-  private everSent = 0n; /* highest seq possibly transmitted, on any connection or process */
-  private connSent = 0n; /* highest seq transmitted (or known received) on this connection */
-  private peerMax = 0;
-  private peerWindow = 1;
-  private windowFull = false;
-  private outboxFull = false;
-  private delivered = 0n; /* highest seq delivered to the application */
-  private lastAckSent = 0n;
-  private waiters: { resolve: () => void; timer: unknown }[] = [];
-  private unwatch: () => void = () => undefined; /* removes the online/offline listeners */
+export class TetherClient extends ClientBase {
+  private readonly probe: Probe;
+  private readonly verdict: VerdictMemory;
 
   constructor(opts: TetherClientOptions) {
-    super();
-    this.options = resolveOptions(opts);
-    this.timers = opts.timers ?? realTimers;
+    super(opts);
     const o = this.options;
-    this.backoff = new Backoff(o.backoffBaseMs, o.backoffCapMs, o.backoffMaxAttempts, opts.random ?? Math.random);
-    this.fb = new Fallback(o.transport, o.fallbackMemoryMs);
-    this.factory = opts.transportFactory ?? null;
-    const s = opts.store ?? (typeof indexedDB !== 'undefined' && !isNode() ? 'indexeddb' : 'memory');
-    if (s === 'memory') {
-      this.store = new MemoryStore();
-    } else if (s === 'indexeddb') {
-      this.store = makeIndexedDbStore(o.name);
-    } else if (s && typeof s === 'object' && typeof s.load === 'function') {
-      this.store = s;
-    } else {
-      throw new TetherError('TETHER_ECONFIG', `store ${String(s)} is not 'memory', 'indexeddb' or a TetherStore`);
-    }
+    this.verdict = new VerdictMemory(this.store, this.fb, verdictKey(o.url));
+    this.probe = new Probe({
+      fb: this.fb,
+      timers: this.timers,
+      connectTimeoutMs: o.connectTimeoutMs,
+      welcomeTimeoutMs: o.welcomeTimeoutMs,
+      maxMessage: o.maxMessage,
+      live: () => this.phase === 'open' && !this.closing && this.fb.http,
+      hello: () => ({ frame: this.helloFrame(), cursor: (this.rec as SessionRecord).recvCursor, sessionId: (this.rec as SessionRecord).id }),
+      connect: (ev) => {
+        let tp: Transport | null = null;
+        const session = this.eventsFor(() => tp);
+        tp = (this.factory as TransportFactory)('websocket', o.url, ev);
+        return { tp, session };
+      },
+      adopt: (tp, w, cursor) => this.adoptProbe(tp, w, cursor),
+      failed: (why, orphan) => this.probeFailed(why, orphan),
+    });
   }
 
   /* ---- public API ---- */
@@ -119,6 +88,7 @@ export class TetherClient extends Emitter<ClientEvents> {
     this.outboxBytes = this.outbox.reduce((n, m) => n + m.data.length, 0);
     this.everSent = this.rec.outLast; /* a restart cannot rule out that any of them went out */
     this.delivered = this.rec.recvCursor;
+    await this.verdict.load(this.timers.now());
     this.listenOnline();
     this.attempt();
   }
@@ -230,6 +200,7 @@ export class TetherClient extends Emitter<ClientEvents> {
     this.phase = 'closed';
     this.unwatch();
     this.clearTimer();
+    this.probe.stop();
     await this.chain.catch(() => undefined);
     if (this.tp) {
       if (wasOpen) {
@@ -284,14 +255,6 @@ export class TetherClient extends Emitter<ClientEvents> {
 
   /* ---- the chain ---- */
 
-  private run<T>(op: () => Promise<T>): Promise<T> {
-    const p = this.chain.then(op);
-    this.chain = p.then(
-      () => undefined,
-      () => undefined,
-    );
-    return p;
-  }
 
   private async flushSends(): Promise<void> {
     while (this.sendQueue.length > 0 && this.rec) {
@@ -330,21 +293,10 @@ export class TetherClient extends Emitter<ClientEvents> {
     this.closing = null;
     this.fb.beforeAttempt(this.timers.now());
     const kind = this.fb.http ? 'http' : 'websocket';
-    this.report('connecting', 'TETHER_OK', 0, 0, 0, kind === 'http' ? `${this.options.url} (HTTP carriage)` : this.options.url);
-    let tp: Transport;
-    const ev = {
-      open: () => this.tp === tp && this.onOpen(),
-      frame: (b: Uint8Array | null) => {
-        if (this.tp === tp) {
-          this.run(() => (b ? this.onFrame(b) : Promise.resolve(this.protocolError('a text message'))));
-        }
-      },
-      close: (info: CloseInfo) => {
-        if (this.tp === tp) {
-          this.run(async () => this.onClosed(info));
-        }
-      },
-    };
+    const detail = kind === 'http' ? `${this.options.url} (HTTP carriage)` : this.options.url;
+    this.report('connecting', 'TETHER_OK', 0, 0, 0, detail + this.verdict.take());
+    let tp: Transport | null = null;
+    const ev = this.eventsFor(() => tp);
     this.timer = this.timers.setTimeout(() => {
       this.abort('TETHER_ECONNECT_TIMEOUT', 0, `no connection within ${this.options.connectTimeoutMs} ms`, false);
     }, this.options.connectTimeoutMs);
@@ -358,14 +310,31 @@ export class TetherClient extends Emitter<ClientEvents> {
     }
   }
 
-  private onOpen(): void {
-    if (this.phase !== 'connecting' || !this.rec) {
-      return;
-    }
-    this.clearTimer();
-    this.phase = 'welcoming';
-    const r = this.rec;
-    this.write({
+  /**
+   * The handlers of one carriage: its events count only while it is the session's (this.tp),
+   * checked again when the chain runs them, so nothing an old carriage queued before the
+   * session moved onto a probe acts on the new one.
+   */
+  private eventsFor(get: () => Transport | null): TransportEvents {
+    const mine = () => get() !== null && this.tp === get();
+    return {
+      open: () => mine() && this.onOpen(),
+      frame: (b: Uint8Array | null) => {
+        if (mine()) {
+          this.run(async () => mine() && (b ? this.onFrame(b) : this.protocolError('a text message')));
+        }
+      },
+      close: (info: CloseInfo) => {
+        if (mine()) {
+          this.run(async () => mine() && this.onClosed(info));
+        }
+      },
+    };
+  }
+
+  private helloFrame(): Frame {
+    const r = this.rec as SessionRecord;
+    return {
       type: 1,
       version: PROTOCOL_VERSION,
       sessionId: r.id,
@@ -375,7 +344,16 @@ export class TetherClient extends Emitter<ClientEvents> {
       outLast: r.outLast,
       maxMessage: this.options.maxMessage,
       window: this.options.window,
-    });
+    };
+  }
+
+  private onOpen(): void {
+    if (this.phase !== 'connecting' || !this.rec) {
+      return;
+    }
+    this.clearTimer();
+    this.phase = 'welcoming';
+    this.write(this.helloFrame());
     this.timer = this.timers.setTimeout(() => {
       this.abort('TETHER_ESTALLED', 0, `upgraded, but no WELCOME within ${this.options.welcomeTimeoutMs} ms: frames are blocked`, false);
     }, this.options.welcomeTimeoutMs);
@@ -405,6 +383,16 @@ export class TetherClient extends Emitter<ClientEvents> {
     const error = c ? c.error : info.error;
     const detail = c ? c.detail : info.detail;
     const code = c ? c.code : 0;
+    if (this.probe.helloSent) {
+      /* the probe's HELLO displaced this connection (or it ended meanwhile): the probe decides */
+      this.phase = 'waiting';
+      this.connSent = 0n;
+      this.delivered = this.rec ? this.rec.recvCursor : 0n;
+      this.probe.orphaned();
+      this.report('disconnected', error, info.httpStatus ?? 0, code, 0, `${detail}; waiting for the WebSocket probe`, 'http');
+      return;
+    }
+    this.probe.stop();
     this.afterClose({ error, httpStatus: info.httpStatus, retryAfterMs: info.retryAfterMs, statusHidden: !c && info.statusHidden, detail }, code, c?.stop ?? false);
   }
 
@@ -422,6 +410,7 @@ export class TetherClient extends Emitter<ClientEvents> {
       return;
     }
     const fb = this.fb.afterClose({ error: info.error, httpStatus: http, welcomed: wasWelcomed, acked: this.connAcked, statusHidden: info.statusHidden }, now);
+    this.run(() => this.verdict.save());
     if (fb === FB_SWITCHED) {
       this.liveSince = 0;
       this.report('reconnecting', info.error, http, code, 0, this.fb.why);
@@ -519,6 +508,7 @@ export class TetherClient extends Emitter<ClientEvents> {
     this.phase = 'open';
     this.welcomed = true;
     this.fb.welcomed();
+    await this.verdict.save();
     this.liveSince = this.timers.now();
     this.peerMax = w.maxMessage;
     this.peerWindow = w.window;
@@ -537,6 +527,51 @@ export class TetherClient extends Emitter<ClientEvents> {
       await this.onAck(w.recvCursor);
     }
     this.pump();
+    this.probe.arm();
+  }
+
+  /* ---- the background probe (probe.ts) ---- */
+
+  /** The probe got this session's WELCOME: the HTTP connection is dropped, the session moves onto it. */
+  private adoptProbe(tp: Transport, w: Welcome, cursor: bigint): void {
+    const old = this.tp;
+    this.clearTimer();
+    this.clearAckTimer();
+    this.tp = tp; /* first: whatever the old carriage still delivers is ignored */
+    this.closing = null;
+    this.phase = 'welcoming';
+    this.welcomed = false;
+    this.connAcked = false;
+    this.connSent = 0n;
+    this.liveSince = 0;
+    old?.close('TETHER_ECLOSED', 'the session moved onto the WebSocket probe');
+    this.fb.probeWon();
+    this.report('reconnecting', 'TETHER_OK', 0, 0, 0, this.fb.why, 'websocket');
+    this.run(async () => {
+      if (this.tp !== tp) {
+        return;
+      }
+      this.delivered = this.rec ? this.rec.recvCursor : 0n;
+      await this.onWelcome(w);
+      if (this.phase === 'open' && this.tp === tp) {
+        this.lastAckSent = cursor; /* what was committed after the probe's HELLO is acknowledged here */
+        this.sendAckNow();
+      }
+    });
+  }
+
+  private probeFailed(why: string, orphan: boolean): void {
+    this.fb.probeLost(this.timers.now(), why);
+    this.run(() => this.verdict.save());
+    if (this.phase === 'closed') {
+      return;
+    }
+    if (orphan && this.phase === 'waiting') {
+      this.report('reconnecting', 'TETHER_OK', 0, 0, 0, `${this.fb.why}; opening the HTTP carriage again`, 'http');
+      this.attempt();
+    } else {
+      this.probe.arm();
+    }
   }
 
   private onReject(code: number, reason: string): void {
@@ -724,48 +759,6 @@ export class TetherClient extends Emitter<ClientEvents> {
     if (full !== this.windowFull) {
       this.windowFull = full;
       this.emitBp(full ? 'window_full' : 'window_open');
-    }
-  }
-
-  private write(f: Frame): void {
-    if (this.tp) {
-      this.tp.send(encodeFrame(f));
-    }
-  }
-
-  /* ---- helpers ---- */
-
-  private allAcked(): boolean {
-    return this.sendQueue.length === 0 && (!this.rec || this.rec.peerAcked === this.rec.outLast);
-  }
-
-  private report(state: ClientState, error: ErrorName, http: number, code: number, retryInMs: number, detail: string, kind?: 'websocket' | 'http'): void {
-    this.emitSafe('state', {
-      state,
-      error,
-      httpStatus: http,
-      code,
-      retryInMs,
-      transport: kind ?? (this.fb.http ? 'http' : 'websocket'),
-      detail,
-    });
-  }
-
-  private emitBp(kind: BackpressureEvent['kind']): void {
-    this.emitSafe('backpressure', { kind, pendingMessages: this.outbox.length, pendingBytes: this.outboxBytes });
-  }
-
-  private clearTimer(): void {
-    if (this.timer !== null) {
-      this.timers.clearTimeout(this.timer);
-      this.timer = null;
-    }
-  }
-
-  private clearAckTimer(): void {
-    if (this.ackTimer !== null) {
-      this.timers.clearTimeout(this.ackTimer);
-      this.ackTimer = null;
     }
   }
 

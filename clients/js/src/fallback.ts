@@ -6,7 +6,10 @@
  * connections in a row welcomed then silent before any ACK). A 401/403 to the
  * upgrade tries the HTTP open once. The verdict is kept memoryMs, then
  * WebSocket is probed; a failed probe returns to HTTP for twice as long (at
- * most 12 times memoryMs). Pure: the caller gives the time.
+ * most 12 times memoryMs). While a session lives on HTTP, the client probes
+ * WebSocket in the background on that schedule (probeDue, probeWon, probeLost;
+ * src/probe.ts), and it stores the verdict (keep, restore) so that a restart
+ * starts on HTTP at once. Pure: the caller gives the time.
  */
 import type { ErrorName } from './errors.js';
 
@@ -33,6 +36,8 @@ export class Fallback {
   probesFailed = 0;
   httpUntil = 0;
   why = '';
+  /** Bumped whenever the verdict worth remembering changes (the client then stores it). */
+  changes = 0;
 
   constructor(
     readonly mode: 'auto' | 'websocket' | 'http',
@@ -59,7 +64,61 @@ export class Fallback {
     } else if (this.probing) {
       this.probing = false;
       this.probesFailed = 0;
+      this.changes++; /* WebSocket passes again: nothing to remember */
     }
+  }
+
+  /**
+   * A verdict an earlier run stored: HTTP for the remaining time (at most 12 times memoryMs,
+   * so a wall clock that jumped cannot pin the client to HTTP). False when it does not apply.
+   */
+  restore(now: number, remainingMs: number, probesFailed: number): boolean {
+    if (this.mode !== 'auto' || !(remainingMs > 0)) {
+      return false;
+    }
+    this.http = true;
+    this.probing = false;
+    this.authTry = false;
+    this.hiddenTry = false;
+    this.probesFailed = Number.isInteger(probesFailed) && probesFailed >= 0 ? probesFailed : 0;
+    this.httpUntil = now + Math.min(remainingMs, this.memoryMs * MAX_FACTOR);
+    this.why =
+      `starting on the HTTP carriage: an earlier run found WebSocket blocked on this path ` +
+      `(${this.probesFailed} failed probe(s) since); WebSocket is probed again in ${this.httpUntil - now} ms`;
+    return true;
+  }
+
+  /** The verdict is worth storing: AUTO on HTTP because WebSocket is blocked (not the one 401/403 or hidden-cause try). */
+  keep(): boolean {
+    return this.mode === 'auto' && this.http && !this.authTry && !this.hiddenTry;
+  }
+
+  /** A background probe of WebSocket is due (on HTTP in AUTO, the verdict's time is up). */
+  probeDue(now: number): boolean {
+    return this.keep() && now >= this.httpUntil;
+  }
+
+  /** The background probe got this session's WELCOME: WebSocket carries the session again. */
+  probeWon(): void {
+    this.why = `back to WebSocket: a probe beside the HTTP carriage got its WELCOME after ${this.probesFailed} failed probe(s)`;
+    this.http = false;
+    this.probing = false;
+    this.earlyDeaths = 0;
+    this.probesFailed = 0;
+    this.changes++;
+  }
+
+  /** The background probe failed: HTTP stays, the next probe waits twice as long (at most 12 times). */
+  probeLost(now: number, why: string): void {
+    this.lost(now, `the WebSocket probe failed (${why})`);
+  }
+
+  private lost(now: number, why: string): void {
+    this.probesFailed++;
+    const factor = Math.min(MAX_FACTOR, 2 ** Math.min(this.probesFailed, 4));
+    const failed = this.probesFailed;
+    this.toHttp(now, factor, why);
+    this.probesFailed = failed;
   }
 
   private toHttp(now: number, factor: number, why: string) {
@@ -67,6 +126,7 @@ export class Fallback {
     this.probing = false;
     this.earlyDeaths = 0;
     this.httpUntil = now + this.memoryMs * factor;
+    this.changes++;
     this.why = `falling back to the HTTP carriage: ${why}`;
   }
 
@@ -112,11 +172,7 @@ export class Fallback {
       return FB_SWITCHED;
     }
     if (this.probing && !ev.welcomed) {
-      this.probesFailed++;
-      const factor = Math.min(MAX_FACTOR, 2 ** Math.min(this.probesFailed, 4));
-      const failed = this.probesFailed;
-      this.toHttp(now, factor, 'the WebSocket probe did not reach WELCOME');
-      this.probesFailed = failed;
+      this.lost(now, 'the WebSocket probe did not reach WELCOME');
       return FB_SWITCHED;
     }
     if (!ev.welcomed && ev.statusHidden && !this.probing) {

@@ -9,11 +9,13 @@
  * ('contended' event). Plain IndexedDB, no wrapper library.
  */
 import { TetherError } from './errors.js';
-import type { SessionRecord, StoredMessage, TetherStore } from './store.js';
+import type { SessionRecord, StoredMessage, StoredVerdict, TetherStore } from './store.js';
 
-const DB_VERSION = 1;
+/* version 2 added VERDICT; a version-1 database gets it in its upgrade, its data untouched */
+const DB_VERSION = 2;
 const SESSION = 'session';
 const OUTBOX = 'outbox';
+const VERDICT = 'verdict';
 
 /* seqs as keys: 20-digit decimal strings sort like the numbers and keep all 64 bits */
 const key = (seq: bigint) => seq.toString().padStart(20, '0');
@@ -107,8 +109,12 @@ export class IndexedDbStore implements TetherStore {
       this.db = await new Promise<IDBDatabase>((resolve, reject) => {
         const r = indexedDB.open(`tether:${this.name}`, DB_VERSION);
         r.onupgradeneeded = () => {
-          r.result.createObjectStore(SESSION);
-          r.result.createObjectStore(OUTBOX);
+          const have = r.result.objectStoreNames;
+          for (const name of [SESSION, OUTBOX, VERDICT]) {
+            if (!have.contains(name)) {
+              r.result.createObjectStore(name);
+            }
+          }
         };
         r.onsuccess = () => resolve(r.result);
         r.onerror = () => reject(r.error);
@@ -201,6 +207,25 @@ export class IndexedDbStore implements TetherStore {
 
   async established(): Promise<void> {
     await this.update([SESSION], { ...this.need(), established: true });
+  }
+
+  async verdictGet(key: string): Promise<StoredVerdict | null> {
+    if (!this.db) {
+      throw new Error('the store is not open');
+    }
+    const v = (await req(this.db.transaction([VERDICT], 'readonly').objectStore(VERDICT).get(key))) as StoredVerdict | undefined;
+    return v && typeof v.untilMs === 'number' && typeof v.probesFailed === 'number' ? { untilMs: v.untilMs, probesFailed: v.probesFailed } : null;
+  }
+
+  async verdictPut(key: string, verdict: StoredVerdict | null): Promise<void> {
+    await this.write([VERDICT], (tx) => {
+      const o = tx.objectStore(VERDICT);
+      if (verdict) {
+        o.put({ untilMs: verdict.untilMs, probesFailed: verdict.probesFailed }, key);
+      } else {
+        o.delete(key);
+      }
+    });
   }
 
   async close(): Promise<void> {

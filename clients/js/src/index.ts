@@ -10,7 +10,7 @@ export { DEFAULTS } from './options.js';
 export { TetherError } from './errors.js';
 export type { ErrorName } from './errors.js';
 export { MemoryStore } from './store.js';
-export type { TetherStore, SessionRecord, StoredMessage } from './store.js';
+export type { TetherStore, SessionRecord, StoredMessage, StoredVerdict } from './store.js';
 export type { Transport, TransportEvents, TransportFactory, CloseInfo } from './transport.js';
 export { Backoff } from './backoff.js';
 export { decodeFrame, encodeFrame, FrameError } from './codec.js';

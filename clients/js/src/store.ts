@@ -28,6 +28,13 @@ export interface StoredMessage {
   data: Uint8Array;
 }
 
+/** The fallback verdict remembered per server url: HTTP until untilMs (ms since the epoch). */
+export interface StoredVerdict {
+  untilMs: number;
+  /** WebSocket probes that failed since the fallback (the next probe's wait doubles with each). */
+  probesFailed: number;
+}
+
 export interface TetherStore {
   /** Loads the session and its unacknowledged messages in seq order, or null when there is none. */
   load(): Promise<{ session: SessionRecord; outbox: StoredMessage[] } | null>;
@@ -43,12 +50,20 @@ export interface TetherStore {
   established(): Promise<void>;
   /** Releases what the store holds (locks, handles). */
   close(): Promise<void>;
+  /**
+   * Optional: the fallback verdict stored under key (the url and proxy), or null. A store
+   * without verdictGet/verdictPut works; the client then forgets the verdict when it stops.
+   */
+  verdictGet?(key: string): Promise<StoredVerdict | null>;
+  /** Optional: stores the verdict under key, or removes it (null). */
+  verdictPut?(key: string, verdict: StoredVerdict | null): Promise<void>;
 }
 
 /** A store in memory: what a Node process uses by default; nothing survives the process. */
 export class MemoryStore implements TetherStore {
   private session: SessionRecord | null = null;
   private outbox: StoredMessage[] = [];
+  private verdicts = new Map<string, StoredVerdict>();
 
   async load() {
     if (!this.session) {
@@ -98,6 +113,19 @@ export class MemoryStore implements TetherStore {
   }
 
   async close() {}
+
+  async verdictGet(key: string) {
+    const v = this.verdicts.get(key);
+    return v ? { ...v } : null;
+  }
+
+  async verdictPut(key: string, verdict: StoredVerdict | null) {
+    if (verdict) {
+      this.verdicts.set(key, { untilMs: verdict.untilMs, probesFailed: verdict.probesFailed });
+    } else {
+      this.verdicts.delete(key);
+    }
+  }
 
   private need(): SessionRecord {
     if (!this.session) {
