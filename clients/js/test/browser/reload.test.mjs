@@ -4,31 +4,12 @@
 // tab on the same session is refused (Web Locks).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:http';
-import { readFileSync, existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { existsSync } from 'node:fs';
 import { chromium } from 'playwright-core';
 import { startServe, startChaos, tempDir, until, checkServerReceived } from '../support/procs.mjs';
+import { pageServer } from './pages.mjs';
 
-const here = dirname(fileURLToPath(import.meta.url));
 const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
-
-function pageServer() {
-  const files = {
-    '/page.html': [join(here, 'page.html'), 'text/html'],
-    '/tether.min.js': [join(here, '..', '..', 'dist', 'tether.min.js'), 'text/javascript'],
-  };
-  const srv = createServer((req, res) => {
-    const f = files[new URL(req.url, 'http://x').pathname];
-    if (!f) {
-      res.writeHead(404).end();
-      return;
-    }
-    res.writeHead(200, { 'content-type': f[1], 'cache-control': 'no-store' }).end(readFileSync(f[0]));
-  });
-  return new Promise((resolve) => srv.listen(0, '127.0.0.1', () => resolve({ port: srv.address().port, close: () => srv.close() })));
-}
 
 test('reload mid-stream through chaos cuts: the outbox finishes from IndexedDB, exactly once', { timeout: 60000, skip: !existsSync(chromiumPath) && `no ${chromiumPath}` }, async () => {
   const dir = tempDir();
