@@ -383,7 +383,7 @@ export class TetherClient extends ClientBase {
     const error = c ? c.error : info.error;
     const detail = c ? c.detail : info.detail;
     const code = c ? c.code : 0;
-    if (this.probe.helloSent) {
+    if (this.probe.helloSent && (!c?.stop || error === 'TETHER_EDISPLACED')) {
       /* the probe's HELLO displaced this connection (or it ended meanwhile): the probe decides */
       this.phase = 'waiting';
       this.connSent = 0n;

@@ -70,3 +70,31 @@ test('two WebSocket connections in a row silent before any ACK fall back', () =>
   assert.equal(f.afterClose(ev('TETHER_EPING', { welcomed: true }), 0), FB_SAME);
   assert.equal(f.afterClose(ev('TETHER_EPING', { welcomed: true }), 0), FB_SWITCHED);
 });
+
+test('a stored verdict restores HTTP for its remaining time, at most 12x memoryMs; probes win and lose', () => {
+  const f = new Fallback('auto', 1000);
+  assert.equal(f.restore(100, 0, 0), false, 'nothing left');
+  assert.equal(f.http, false);
+  assert.equal(f.restore(100, 50000, 2), true);
+  assert.equal(f.http, true);
+  assert.equal(f.httpUntil, 100 + 12000, 'capped at 12x');
+  assert.equal(f.probesFailed, 2);
+  assert.equal(f.keep(), true);
+  assert.equal(f.probeDue(12099), false);
+  assert.equal(f.probeDue(12100), true);
+  const before = f.changes;
+  f.probeLost(12100, 'no WELCOME');
+  assert.equal(f.probesFailed, 3);
+  assert.equal(f.httpUntil, 12100 + 8000);
+  assert.ok(f.changes > before);
+  f.probeWon();
+  assert.equal(f.http, false);
+  assert.equal(f.probesFailed, 0);
+  assert.equal(f.keep(), false);
+  assert.match(f.why, /back to WebSocket/);
+  assert.equal(new Fallback('websocket', 1000).restore(0, 500, 0), false, 'only auto restores');
+  const auth = new Fallback('auto', 1000);
+  auth.afterClose(ev('TETHER_EHTTP', { httpStatus: 401 }), 0);
+  assert.equal(auth.keep(), false, 'the one HTTP try after 401/403 is not a verdict');
+  assert.equal(auth.probeDue(5000), false);
+});

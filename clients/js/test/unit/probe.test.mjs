@@ -216,3 +216,21 @@ test('a store whose verdict calls fail never stops the client; the next connecti
   assert.match(log.state[0].detail, /cannot read the fallback verdict: disk gone/);
   await c.close();
 });
+
+test('a mismatch on the HTTP connection while the probe is out stops the client and closes the probe', async () => {
+  const { c, net, timers, log } = await onHttp();
+  const http = net.last;
+  timers.advance(1000);
+  await settle();
+  const probe = net.last;
+  probe.open();
+  http.push({ type: 6, code: 6, reason: 'session state lost' });
+  await settle();
+  assert.equal(c.state, 'stopped');
+  assert.equal(log.state.at(-1).error, 'TETHER_EMISMATCH');
+  assert.ok(probe.closed, 'the probe is closed');
+  timers.advance(60000);
+  await settle();
+  assert.equal(net.conns.length, 3, 'nothing reconnects');
+  await c.close();
+});
