@@ -253,8 +253,7 @@ export class TetherClient extends ClientBase {
     this.attempt();
   }
 
-  /* ---- the chain ---- */
-
+  /* ---- sends, on the chain (clientbase.ts: run) ---- */
 
   private async flushSends(): Promise<void> {
     while (this.sendQueue.length > 0 && this.rec) {
@@ -766,7 +765,7 @@ export class TetherClient extends ClientBase {
   private listenOnline(): void {
     this.unwatch = watchOnline(
       () => {
-        if (this.phase === 'waiting') {
+        if (this.phase === 'waiting' && !this.probe.helloSent) {
           this.backoff.reset();
           this.attempt();
         }
