@@ -59,6 +59,9 @@ export class Fallback {
 
   welcomed(): void {
     if (this.http) {
+      if (this.hiddenTry) {
+        this.changes++; /* the HTTP open passed where the WebSocket could not: a verdict to store */
+      }
       this.authTry = false;
       this.hiddenTry = false;
     } else if (this.probing) {

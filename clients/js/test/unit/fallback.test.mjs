@@ -54,8 +54,12 @@ test('401/403 to the upgrade tries HTTP once: welcomed there it stays, refused t
 test('a browser WebSocket that did not open: the HTTP open asks; its status decides', () => {
   const blocked = new Fallback('auto', 1000);
   assert.equal(blocked.afterClose(ev('TETHER_ECONNECT', { statusHidden: true }), 0), FB_SWITCHED);
+  assert.equal(blocked.keep(), false, 'not a verdict before the HTTP open passed');
+  const changes = blocked.changes;
   blocked.welcomed(); /* HTTP passes: WebSocket was blocked on the path */
   assert.equal(blocked.http, true);
+  assert.equal(blocked.keep(), true);
+  assert.ok(blocked.changes > changes, 'now stored');
   const refused = new Fallback('auto', 1000);
   refused.afterClose(ev('TETHER_ECONNECT', { statusHidden: true }), 0);
   assert.equal(refused.afterClose(ev('TETHER_EHTTP', { httpStatus: 401 }), 0), FB_PERMANENT);
