@@ -234,3 +234,26 @@ test('a mismatch on the HTTP connection while the probe is out stops the client 
   assert.equal(net.conns.length, 3, 'nothing reconnects');
   await c.close();
 });
+
+test('BYE DISPLACED on HTTP before the probe\'s WELCOME: the WELCOME then moves the session, nothing stops', async () => {
+  const { c, net, timers, log } = await onHttp();
+  await c.send('a');
+  await settle();
+  const http = net.last;
+  timers.advance(1000);
+  await settle();
+  const probe = net.last;
+  probe.open();
+  const hello = probe.frames()[0];
+  http.push({ type: 6, code: 9, reason: 'displaced' });
+  await settle();
+  assert.equal(c.state, 'waiting');
+  probe.push(welcome(hello, { resumed: true, recvCursor: 0n, outLast: 0n }));
+  await settle();
+  assert.equal(c.state, 'open');
+  assert.equal(log.state.at(-1).transport, 'websocket');
+  assert.ok(!log.state.some((s) => s.state === 'stopped'));
+  assert.deepEqual(dataOf(probe).map((f) => [f.firstSeq, f.flags]), [[1n, 1]], 'a goes again, flagged');
+  assert.equal(net.conns.length, 3);
+  await c.close();
+});
