@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { chromium } from 'playwright-core';
-import { startServe, startChaos, tempDir, until, checkServerReceived } from '../support/procs.mjs';
+import { startServe, startChaos, tempDir, until, checkServerReceived, serverLines } from '../support/procs.mjs';
 import { pageServer } from './pages.mjs';
 
 const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
@@ -56,7 +56,7 @@ test('reload mid-stream through chaos cuts: the outbox finishes from IndexedDB, 
       other = await second.evaluate(() => window.tetherTest);
     } while (!other.error && Date.now() < end3);
     assert.match(other.error ?? '', /TETHER_ELOCKED/);
-    const msgs = srv.messages().filter((m) => m.session === before.sessionId);
+    const msgs = await serverLines(() => srv.messages().filter((m) => m.session === before.sessionId), N);
     checkServerReceived(msgs, N, (i) => `m-${i}`);
     assert.equal(srv.messages().length - msgs.length, 0, 'no other session reached the server');
   } finally {

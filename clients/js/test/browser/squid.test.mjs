@@ -9,7 +9,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
-import { startServe, startSquid, tempDir, checkServerReceived } from '../support/procs.mjs';
+import { startServe, startSquid, tempDir, checkServerReceived, serverLines } from '../support/procs.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
@@ -50,7 +50,7 @@ test('through squid with WebSocket blocked: the page falls back to HTTP and deli
     assert.ok(s.states.some((x) => x.startsWith('connected http')), s.states.join('; '));
     assert.match(squid.log(), /CONNECT 127\.0\.0\.1:\d+/, 'the WebSocket went to squid as CONNECT');
     assert.match(squid.log(), /\.tether\/v1\/open/, 'the carriage went through squid');
-    checkServerReceived(srv.messages().filter((m) => m.session === s.sessionId), N, (i) => `m-${i}`);
+    checkServerReceived(await serverLines(() => srv.messages().filter((m) => m.session === s.sessionId), N), N, (i) => `m-${i}`);
   } finally {
     await browser.close();
     web.close();

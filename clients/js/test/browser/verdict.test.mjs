@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { chromium } from 'playwright-core';
-import { startServe, startChaos, tempDir, checkServerReceived } from '../support/procs.mjs';
+import { startServe, startChaos, tempDir, checkServerReceived, serverLines } from '../support/procs.mjs';
 import { pageServer } from './pages.mjs';
 
 const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
@@ -41,7 +41,7 @@ test('a reload after the fallback starts on HTTP at once, from the verdict in In
     assert.equal(again.startedAt, 20);
     assert.match(again.states[0], /^connecting http .*earlier run found WebSocket blocked/, again.states.join('\n'));
     assert.ok(!again.states.some((s) => / websocket /.test(s)), `no WebSocket attempt: ${again.states.join('\n')}`);
-    checkServerReceived(srv.messages(), 40, (i) => `m-${i}`);
+    checkServerReceived(await serverLines(() => srv.messages(), 40), 40, (i) => `m-${i}`);
   } finally {
     await browser.close();
     web.close();

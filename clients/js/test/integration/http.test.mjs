@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { TetherClient } from '../../dist/esm/index.js';
-import { startServe, startChaos, tempDir, until, checkServerReceived } from '../support/procs.mjs';
+import { startServe, startChaos, tempDir, until, checkServerReceived, serverLines } from '../support/procs.mjs';
 
 const payload = (seq) => `h-${seq}`;
 
@@ -39,7 +39,7 @@ test('HTTP carriage: 3,000 messages each way exactly once, through cuts', { time
     await until(() => r.next > BigInt(N), 20000, 'the echoes');
     assert.deepEqual(r.errors, []);
     assert.ok(states.filter((s) => s.state === 'connected').every((s) => s.transport === 'http'));
-    checkServerReceived(srv.messages(), N, payload);
+    checkServerReceived(await serverLines(() => srv.messages(), N), N, payload);
   } finally {
     await c.close();
     await relay.stop();
@@ -69,7 +69,7 @@ test('auto: an upgrade that passes and then stalls falls back to HTTP, which is 
     assert.ok(states.some((s) => s.state === 'reconnecting' && /falling back to the HTTP carriage/.test(s.detail)));
     const conns = states.filter((s) => s.state === 'connected');
     assert.ok(conns.length >= 1 && conns.every((s) => s.transport === 'http'), 'the verdict is kept (fallbackMemoryMs)');
-    checkServerReceived(srv.messages(), 100, payload);
+    checkServerReceived(await serverLines(() => srv.messages(), 100), 100, payload);
   } finally {
     await c.close();
     await relay.stop();

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { MemoryStore, TetherClient } from '../../dist/esm/index.js';
-import { startServe, startChaos, tempDir, until, checkServerReceived } from '../support/procs.mjs';
+import { startServe, startChaos, tempDir, until, checkServerReceived, serverLines } from '../support/procs.mjs';
 
 const payload = (seq) => `p-${seq}`;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -67,7 +67,7 @@ test('auto: blocked WebSocket -> HTTP, a failed probe, the block lifted -> back 
     assert.equal(last.transport, 'websocket', say());
     assert.equal(c.state, 'open');
     assert.deepEqual(puts, [0, 1, null], `${say()}\nstored at the fallback, extended by the failed probe, removed by the won one`);
-    checkServerReceived(srv.messages(), N, payload);
+    checkServerReceived(await serverLines(() => srv.messages(), N), N, payload);
   } finally {
     quit = true;
     await sender.catch(() => undefined);

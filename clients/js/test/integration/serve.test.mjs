@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { TetherClient, MemoryStore } from '../../dist/esm/index.js';
-import { startServe, startChaos, tempDir, until, checkServerReceived } from '../support/procs.mjs';
+import { startServe, startChaos, tempDir, until, checkServerReceived, serverLines } from '../support/procs.mjs';
 
 const payload = (seq) => `m-${seq}`;
 
@@ -39,7 +39,7 @@ test('10,000 messages each way, exactly once and in order', { timeout: 30000 }, 
     await until(() => r.next > BigInt(N), 20000, 'the echoes');
     assert.deepEqual(r.errors, []);
     await until(() => srv.messages().length >= N, 5000, 'the server output');
-    checkServerReceived(srv.messages(), N, payload);
+    checkServerReceived(await serverLines(() => srv.messages(), N), N, payload);
   } finally {
     await c.close();
     await srv.stop();
@@ -68,7 +68,7 @@ test('cuts through tether chaos: both directions exactly once', { timeout: 30000
     await until(() => r.next > BigInt(N), 20000, 'the echoes');
     assert.deepEqual(r.errors, []);
     assert.ok(reconnects >= 3, `only ${reconnects} connections: the relay did not cut`);
-    checkServerReceived(srv.messages(), N, payload);
+    checkServerReceived(await serverLines(() => srv.messages(), N), N, payload);
   } finally {
     await c.close();
     await relay.stop();
@@ -100,7 +100,7 @@ test('server restart on its SQLite store: the client resumes and nothing is lost
     await c.waitAcked(20000);
     await until(() => r.next > BigInt(N), 20000, 'the echoes');
     assert.deepEqual(r.errors, []);
-    checkServerReceived(before.concat(srv.messages()), N, payload);
+    checkServerReceived(await serverLines(() => before.concat(srv.messages()), N), N, payload);
   } finally {
     await c.close();
     await srv.stop();

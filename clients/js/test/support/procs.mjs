@@ -106,6 +106,19 @@ export async function until(pred, ms, what) {
   }
 }
 
+/**
+ * The serve lines get() returns once they name n distinct seqs (or after ms):
+ * the server prints a line before it acknowledges or echoes the message, but
+ * its stdout pipe may reach this process after the client's socket does.
+ */
+export async function serverLines(get, n, ms = 5000) {
+  const end = Date.now() + ms;
+  while (new Set(get().map((m) => m.seq)).size < n && Date.now() < end) {
+    await sleep(10);
+  }
+  return get();
+}
+
 /** Checks that one session's serve lines hold seqs 1..n exactly once (repeats only flagged redelivered). */
 export function checkServerReceived(msgs, n, payload) {
   const seen = new Map();
