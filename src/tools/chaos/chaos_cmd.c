@@ -274,6 +274,47 @@ static int parse_cut(toks *k, tether__chaos_fault *f, char *err, size_t errlen)
     return 0;
 }
 
+/* stall-upgrade [up|down|both] [after N bytes] [for TIME] */
+static int parse_ustall(toks *k, tether__chaos_fault *f, char *err, size_t errlen)
+{
+    while (peek(k)) {
+        int d = parse_dir(peek(k));
+        if (d) {
+            f->dir = d;
+            k->i++;
+        } else if (is(k, "after")) {
+            uint64_t n;
+            k->i++;
+            if (!peek(k) || parse_size(peek(k), &n) != 0 || n == 0 || n > (64u << 20)) {
+                return fail(err, errlen,
+                            "stall-upgrade: 'after' wants 1 to 64m bytes, e.g. 'after 200 bytes'");
+            }
+            k->i++;
+            if (!is(k, "bytes") && !is(k, "byte")) {
+                return fail(err, errlen, "stall-upgrade: 'after %llu' wants 'bytes'",
+                            (unsigned long long)n);
+            }
+            f->after_bytes = n;
+            k->i++;
+        } else if (is(k, "for")) {
+            uint64_t ms;
+            k->i++;
+            if (!peek(k) || parse_time(peek(k), &ms) != 0 || ms > UINT32_MAX) {
+                return fail(err, errlen, "'for' wants a time such as 500ms or 2s");
+            }
+            f->for_ms = (uint32_t)ms;
+            k->i++;
+        } else {
+            return fail(err, errlen, "unexpected '%s'", peek(k));
+        }
+    }
+    if (f->after_bytes && f->dir != TETHER__CHAOS_BOTH) {
+        return fail(err, errlen,
+                    "stall-upgrade after N bytes stops both directions: no 'up' or 'down' with it");
+    }
+    return 0;
+}
+
 static int parse_fault(toks *k, int kind, tether__chaos_fault *f, char *err, size_t errlen)
 {
     memset(f, 0, sizeof *f);
@@ -290,8 +331,9 @@ static int parse_fault(toks *k, int kind, tether__chaos_fault *f, char *err, siz
     case TETHER__CHAOS_CUT:
         return parse_cut(k, f, err, errlen);
     case TETHER__CHAOS_STALL:
-    case TETHER__CHAOS_STALL_UPGRADE: /* a direction: which stops after the upgrade */
         return tail_opts(k, f, 1, err, errlen);
+    case TETHER__CHAOS_STALL_UPGRADE: /* a direction: which stops after the upgrade */
+        return parse_ustall(k, f, err, errlen);
     case TETHER__CHAOS_BLACKHOLE:
     case TETHER__CHAOS_REFUSE:
         return tail_opts(k, f, 0, err, errlen);
@@ -617,6 +659,9 @@ void tether__chaos_format(const tether__chaos_fault *f, char *out, size_t len)
     }
     if (f->kind == TETHER__CHAOS_STALL_UPGRADE && f->dir && f->dir != TETHER__CHAOS_BOTH) {
         add(out, len, " %s", dir_name(f->dir));
+    }
+    if (f->kind == TETHER__CHAOS_STALL_UPGRADE && f->after_bytes) {
+        add(out, len, " after %llu bytes", (unsigned long long)f->after_bytes);
     }
     switch (f->kind) {
     case TETHER__CHAOS_DELAY:
