@@ -242,7 +242,7 @@ cc_req *tether__cc_req_start(tether__cc *cc, int op, const uint8_t *body, size_t
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
                      (long)(cfg->connect_timeout_ms ? cfg->connect_timeout_ms : 10000));
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS,
-                     (long)(op == TETHER__HC_OP_POLL ? CC_POLL_TIMEOUT_MS : CC_SEND_TIMEOUT_MS));
+                     (long)(op == TETHER__HC_OP_POLL ? cc_dead_ms(cfg) : CC_SEND_TIMEOUT_MS));
     /* the client chose the proxy (configured, or from the environment with
      * no_proxy applied): never let curl read the environment again */
     if (px && px->host[0]) {
@@ -293,6 +293,8 @@ cc_req *tether__cc_req_start(tether__cc *cc, int op, const uint8_t *body, size_t
     }
     if (op == TETHER__HC_OP_POLL) {
         ADD("Cache-Control: no-store");
+        snprintf(h, sizeof h, "Tether-Hold: %u", (unsigned)cc_hold_s(cfg));
+        ADD(h);
         curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
     } else {
         ADD("Content-Type: " TETHER__HC_CONTENT_TYPE);
