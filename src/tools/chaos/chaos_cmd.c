@@ -212,12 +212,27 @@ static int is(const toks *k, const char *w)
 }
 
 /* Options shared by the timed kinds: a direction and "for TIME", any order. */
-static int tail_opts(toks *k, tether__chaos_fault *f, int allow_dir, char *err, size_t errlen)
+/* [up|down|both] (allow & 1), [after N bytes] (allow & 2, stall-upgrade), [for TIME] */
+static int tail_opts(toks *k, tether__chaos_fault *f, int allow, char *err, size_t errlen)
 {
     while (peek(k)) {
         int d = parse_dir(peek(k));
-        if (d && allow_dir) {
+        uint64_t n;
+        if (d && (allow & 1)) {
             f->dir = d;
+            k->i++;
+        } else if ((allow & 2) && is(k, "after")) {
+            k->i++;
+            if (!peek(k) || parse_size(peek(k), &n) != 0 || n == 0 || n > (64u << 20)) {
+                return fail(err, errlen,
+                            "stall-upgrade: 'after' wants 1 to 64m bytes, e.g. 'after 200 bytes'");
+            }
+            k->i++;
+            if (!is(k, "bytes") && !is(k, "byte")) {
+                return fail(err, errlen, "stall-upgrade: 'after %llu' wants 'bytes'",
+                            (unsigned long long)n);
+            }
+            f->after_bytes = n;
             k->i++;
         } else if (is(k, "for")) {
             uint64_t ms;
@@ -277,36 +292,8 @@ static int parse_cut(toks *k, tether__chaos_fault *f, char *err, size_t errlen)
 /* stall-upgrade [up|down|both] [after N bytes] [for TIME] */
 static int parse_ustall(toks *k, tether__chaos_fault *f, char *err, size_t errlen)
 {
-    while (peek(k)) {
-        int d = parse_dir(peek(k));
-        if (d) {
-            f->dir = d;
-            k->i++;
-        } else if (is(k, "after")) {
-            uint64_t n;
-            k->i++;
-            if (!peek(k) || parse_size(peek(k), &n) != 0 || n == 0 || n > (64u << 20)) {
-                return fail(err, errlen,
-                            "stall-upgrade: 'after' wants 1 to 64m bytes, e.g. 'after 200 bytes'");
-            }
-            k->i++;
-            if (!is(k, "bytes") && !is(k, "byte")) {
-                return fail(err, errlen, "stall-upgrade: 'after %llu' wants 'bytes'",
-                            (unsigned long long)n);
-            }
-            f->after_bytes = n;
-            k->i++;
-        } else if (is(k, "for")) {
-            uint64_t ms;
-            k->i++;
-            if (!peek(k) || parse_time(peek(k), &ms) != 0 || ms > UINT32_MAX) {
-                return fail(err, errlen, "'for' wants a time such as 500ms or 2s");
-            }
-            f->for_ms = (uint32_t)ms;
-            k->i++;
-        } else {
-            return fail(err, errlen, "unexpected '%s'", peek(k));
-        }
+    if (tail_opts(k, f, 3, err, errlen) != 0) {
+        return -1;
     }
     if (f->after_bytes && f->dir != TETHER__CHAOS_BOTH) {
         return fail(err, errlen,
