@@ -39,6 +39,12 @@ void tether__cc_end(tether__cc *cc, int error, int http_status, int proxy_status
     if (cc->cu->cur == cc) {
         cc->cu->cur = NULL;
     }
+    if (error == TETHER_EPING || error == TETHER_ESTALLED) {
+        /* the path went dead: the idle pooled connections are dead too, and
+         * the next open reusing one would wait for its own timeout; dropped
+         * when that open starts (never from inside curl's callbacks) */
+        cc->cu->drop_pool = 1;
+    }
     memset(&why, 0, sizeof why);
     why.error = error;
     why.http_status = http_status;

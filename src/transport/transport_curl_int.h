@@ -54,12 +54,16 @@ struct tether__curl {
     CURLM *multi;     /* every request of every carriage connection */
     uv_timer_t timer; /* curl's timeout */
     tether__cc *cur;  /* the connection, or NULL */
+    size_t reqs;      /* requests in the multi handle */
+    int drop_pool;    /* the last connection died with the path: the next open starts
+                         on an empty pool (tether__curl_drop_pool) */
 };
 
 /* One HTTP request. */
 struct cc_req {
     tether__cc *cc;            /* its connection */
     CURL *easy;                /* the curl handle */
+    int added;                 /* easy is in the multi handle */
     int op;                    /* TETHER__HC_OP_* */
     struct curl_slist *hdrs;   /* request headers */
     uint8_t *rx;               /* answer body */
@@ -111,6 +115,8 @@ enum { CC_NEW, CC_OPENING, CC_OPEN, CC_OVER };
 cc_req *tether__cc_req_start(tether__cc *cc, int op, const uint8_t *body, size_t len,
                              uint64_t first);
 void tether__cc_req_free(tether__curl *cu, cc_req *r);
+/* Closes every pooled connection (a new, empty multi handle); no request may be in it. */
+void tether__curl_drop_pool(tether__curl *cu);
 /* transport_curl_conn.c: handles the requests curl finished. */
 void tether__cc_done(tether__curl *cu);
 /* transport_curl_conn.c: ends a connection with this reason (once). */

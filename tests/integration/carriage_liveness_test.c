@@ -10,8 +10,8 @@
  * - a dead NAT entry while the HTTP carriage polls (`blackhole`): the client's
  *   polls ask for a hold of ping_interval (1 s) and the connection counts as
  *   dead after hold + pong_timeout (2 s) without an answer, so it notices
- *   within that bound, reconnects once the path is back, and delivers exactly
- *   once.
+ *   within that bound, reconnects at once on a fresh TCP connection (curl's
+ *   pooled ones died with the path), and delivers exactly once.
  *
  * Ports from the OS, memory stores, bounded waits; about 10 s in all.
  */
@@ -268,7 +268,8 @@ TEST(blackholed_during_polls_is_noticed_within_the_bound_and_delivers_exactly_on
      * before the client can have noticed (at least 1 s after the last answer) */
     relay_cmd(relay, "blackhole for 800ms");
     sleep_ms(100);
-    CHECK_OK(send_tagged(k.c, 50, 64));
+    /* the server's messages wait; the client sends nothing, so the TCP connection
+     * its last send used stays idle in curl's pool, swallowed too */
     server_send_tagged(&v, k.c, 101, 50);
     const int *w_ping[2] = {&LL.eping, &one};
     CHECK(wait_until(at_least, w_ping, WAIT_MS));
@@ -277,20 +278,24 @@ TEST(blackholed_during_polls_is_noticed_within_the_bound_and_delivers_exactly_on
     int names_bound = strstr(LL.detail, "no downstream answer for 2000 ms") != NULL;
     pthread_mutex_unlock(&LL.mu);
     /* the bound is 1 s hold + 1 s pong_timeout from the last answer, before t0 */
-    CHECK(took <= 2600);
+    CHECK(took <= 3000);
     CHECK(names_bound);
     fprintf(stderr, "blackhole noticed after %llu ms\n", (unsigned long long)took);
     CHECK(rec_count(&k.rec) == 100); /* nothing passed the blackhole */
 
-    /* the path is back: a new connection resumes both streams */
+    /* the path is back: a new connection resumes both streams at once (its open
+     * must not reuse the dead pooled connection and wait welcome_timeout_ms) */
     const int *w_again[2] = {&LL.connected_http, &two};
     CHECK(wait_until(at_least, w_again, WAIT_MS));
+    uint64_t back = mono_ms() - t0 - took;
+    CHECK(back <= 1500);
+    fprintf(stderr, "connected again %llu ms after the EPING\n", (unsigned long long)back);
     CHECK_OK(send_tagged(k.c, 50, 64));
     server_send_tagged(&v, k.c, 151, 50);
     CHECK_OK(tether_client_wait_acked(k.c, WAIT_MS));
     w.n = 200;
     CHECK(wait_until(delivered, &w, WAIT_MS));
-    rec_check_exact(&v.rec, 200, "server across the blackhole");
+    rec_check_exact(&v.rec, 150, "server across the blackhole");
     rec_check_exact(&k.rec, 200, "client across the blackhole");
     CHECK_EQ_INT(ll_get(&LL.connected_ws), 0);
     CHECK_EQ_INT(ll_get(&LL.stopped), 0);
