@@ -103,6 +103,14 @@ static void global_init(void)
     global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
+static void multi_setup(tether__curl *cu)
+{
+    curl_multi_setopt(cu->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+    curl_multi_setopt(cu->multi, CURLMOPT_SOCKETDATA, cu);
+    curl_multi_setopt(cu->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+    curl_multi_setopt(cu->multi, CURLMOPT_TIMERDATA, cu);
+}
+
 int tether__curl_create(tether__tp *tp, uv_loop_t *loop, tether__curl **out)
 {
     *out = NULL;
@@ -126,12 +134,21 @@ int tether__curl_create(tether__tp *tp, uv_loop_t *loop, tether__curl **out)
         return tether__fail(TETHER_ENOMEM, "cannot create the HTTP carriage");
     }
     cu->timer.data = cu;
-    curl_multi_setopt(cu->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
-    curl_multi_setopt(cu->multi, CURLMOPT_SOCKETDATA, cu);
-    curl_multi_setopt(cu->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
-    curl_multi_setopt(cu->multi, CURLMOPT_TIMERDATA, cu);
+    multi_setup(cu);
     *out = cu;
     return TETHER_OK;
+}
+
+void tether__curl_drop_pool(tether__curl *cu)
+{
+    CURLM *m = curl_multi_init();
+    if (!m) {
+        return; /* keep the old pool: a dead connection in it costs one more timeout */
+    }
+    curl_multi_cleanup(cu->multi); /* closes every pooled connection (socket_cb) */
+    uv_timer_stop(&cu->timer);
+    cu->multi = m;
+    multi_setup(cu);
 }
 
 /* ---- requests ---- */
@@ -142,7 +159,10 @@ void tether__cc_req_free(tether__curl *cu, cc_req *r)
         return;
     }
     if (r->easy) {
-        curl_multi_remove_handle(cu->multi, r->easy);
+        if (r->added) {
+            curl_multi_remove_handle(cu->multi, r->easy);
+            cu->reqs--;
+        }
         curl_easy_cleanup(r->easy);
     }
     curl_slist_free_all(r->hdrs);
@@ -217,6 +237,10 @@ cc_req *tether__cc_req_start(tether__cc *cc, int op, const uint8_t *body, size_t
     tether__tp *tp = cc->c->tp;
     const tether__tp_cfg *cfg = &tp->cfg;
     const tether__proxy *px = &tp->proxy;
+    if (op == TETHER__HC_OP_OPEN && cc->cu->drop_pool && cc->cu->reqs == 0) {
+        cc->cu->drop_pool = 0; /* the open is the connection's first request: none in the pool */
+        tether__curl_drop_pool(cc->cu);
+    }
     cc_req *r = tether__calloc(1, sizeof *r);
     char h[1200];
     if (!r || !(r->easy = curl_easy_init())) {
@@ -242,7 +266,7 @@ cc_req *tether__cc_req_start(tether__cc *cc, int op, const uint8_t *body, size_t
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
                      (long)(cfg->connect_timeout_ms ? cfg->connect_timeout_ms : 10000));
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS,
-                     (long)(op == TETHER__HC_OP_POLL ? CC_POLL_TIMEOUT_MS : CC_SEND_TIMEOUT_MS));
+                     (long)(op == TETHER__HC_OP_POLL ? cc_dead_ms(cfg) : CC_SEND_TIMEOUT_MS));
     /* the client chose the proxy (configured, or from the environment with
      * no_proxy applied): never let curl read the environment again */
     if (px && px->host[0]) {
@@ -293,6 +317,8 @@ cc_req *tether__cc_req_start(tether__cc *cc, int op, const uint8_t *body, size_t
     }
     if (op == TETHER__HC_OP_POLL) {
         ADD("Cache-Control: no-store");
+        snprintf(h, sizeof h, "Tether-Hold: %u", (unsigned)cc_hold_s(cfg));
+        ADD(h);
         curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
     } else {
         ADD("Content-Type: " TETHER__HC_CONTENT_TYPE);
@@ -310,6 +336,8 @@ cc_req *tether__cc_req_start(tether__cc *cc, int op, const uint8_t *body, size_t
     if (curl_multi_add_handle(cc->cu->multi, e) != CURLM_OK) {
         goto fail;
     }
+    r->added = 1;
+    cc->cu->reqs++;
     return r;
 fail:
     curl_slist_free_all(l);

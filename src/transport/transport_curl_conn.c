@@ -39,6 +39,12 @@ void tether__cc_end(tether__cc *cc, int error, int http_status, int proxy_status
     if (cc->cu->cur == cc) {
         cc->cu->cur = NULL;
     }
+    if (error == TETHER_EPING || error == TETHER_ESTALLED) {
+        /* the path went dead: the idle pooled connections are dead too, and
+         * the next open reusing one would wait for its own timeout; dropped
+         * when that open starts (never from inside curl's callbacks) */
+        cc->cu->drop_pool = 1;
+    }
     memset(&why, 0, sizeof why);
     why.error = error;
     why.http_status = http_status;
@@ -370,6 +376,7 @@ static void cc_run(tether__cc *cc)
     const tether__tp_cb *cb = &tp->cb;
     void *owner = tp->owner;
     uint64_t now = tether__now_ms();
+    uint32_t dead_ms = cc_dead_ms(&tp->cfg);
 
     if (!cc->opened_cb) {
         cc->opened_cb = 1;
@@ -393,10 +400,11 @@ static void cc_run(tether__cc *cc)
             tether__cc_end(cc, TETHER_EPEER_CLOSED, 0, 0, 0, "closed by us");
             return;
         }
-    } else if (cc->phase == CC_OPEN && now - cc->last_down_ms >= CC_POLL_TIMEOUT_MS) {
+    } else if (cc->phase == CC_OPEN && now - cc->last_down_ms >= dead_ms) {
         tether__cc_end(cc, TETHER_EPING, 0, 0, 0,
-                       "no downstream answer for %u ms: the HTTP connection is dead",
-                       CC_POLL_TIMEOUT_MS);
+                       "no downstream answer for %u ms (poll hold %u s + pong_timeout): the "
+                       "HTTP connection is dead",
+                       dead_ms, cc_hold_s(&cc->c->tp->cfg));
         return;
     }
     pump_send(cc, now);
@@ -407,7 +415,7 @@ static void cc_run(tether__cc *cc)
         }
     }
     /* wake again for the earliest retry or deadline */
-    uint64_t next = cc->phase == CC_OPEN ? cc->last_down_ms + CC_POLL_TIMEOUT_MS : UINT64_MAX;
+    uint64_t next = cc->phase == CC_OPEN ? cc->last_down_ms + dead_ms : UINT64_MAX;
     if (cc->closing) {
         next = cc->close_by;
     }

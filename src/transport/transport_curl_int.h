@@ -13,15 +13,37 @@
 #include <curl/curl.h>
 
 #include "common/alloc.h"
+#include "common/defaults.h"
 #include "engine/httpcarry.h"
 
-#define CC_POLL_TIMEOUT_MS 35000u /* poll hold (25 s) + 10 s: the dead-connection bound */
+#define CC_HOLD_MAX_S 25u         /* the longest hold a poll may ask for (HTTP.md section 13) */
 #define CC_SEND_TIMEOUT_MS 15000u /* a send not answered within this is sent again */
 #define CC_SEND_GIVEUP_MS 40000u  /* the server's idle bound: a send failing this long ends it */
 #define CC_CLOSE_FLUSH_MS 3000u   /* closing: longest wait for the last frames (BYE) to go */
 #define CC_RETRY_MIN_MS 100u      /* first retry delay of a failed send or poll */
 #define CC_RETRY_MAX_MS 4000u     /* longest retry delay */
 #define CC_QUEUE_MAX (4u << 20)   /* busy() above this many queued bytes */
+
+/*
+ * The carriage's liveness follows the client's (docs/decisions.md): each poll
+ * asks the server to hold it at most ping_interval (whole seconds, 1..25 s,
+ * the Tether-Hold header), and the connection is dead (TETHER_EPING) when no
+ * downstream answer came for that hold + pong_timeout: 20 + 10 = 30 s with
+ * the defaults, 1 + 1 = 2 s with the smallest settings.
+ */
+static inline uint32_t cc_hold_s(const tether__tp_cfg *cfg)
+{
+    uint32_t ping = cfg->ping_interval_ms ? cfg->ping_interval_ms : TETHER__DEFAULT_PING_INTERVAL_MS;
+    uint32_t s = ping / 1000u;
+    return s < 1u ? 1u : s > CC_HOLD_MAX_S ? CC_HOLD_MAX_S : s;
+}
+
+/* No downstream answer for this long: the connection is dead, ms. */
+static inline uint32_t cc_dead_ms(const tether__tp_cfg *cfg)
+{
+    uint32_t pong = cfg->pong_timeout_ms ? cfg->pong_timeout_ms : TETHER__DEFAULT_PONG_TIMEOUT_MS;
+    return cc_hold_s(cfg) * 1000u + pong;
+}
 
 typedef struct cc_req cc_req;
 
@@ -32,12 +54,16 @@ struct tether__curl {
     CURLM *multi;     /* every request of every carriage connection */
     uv_timer_t timer; /* curl's timeout */
     tether__cc *cur;  /* the connection, or NULL */
+    size_t reqs;      /* requests in the multi handle */
+    int drop_pool;    /* the last connection died with the path: the next open starts
+                         on an empty pool (tether__curl_drop_pool) */
 };
 
 /* One HTTP request. */
 struct cc_req {
     tether__cc *cc;            /* its connection */
     CURL *easy;                /* the curl handle */
+    int added;                 /* easy is in the multi handle */
     int op;                    /* TETHER__HC_OP_* */
     struct curl_slist *hdrs;   /* request headers */
     uint8_t *rx;               /* answer body */
@@ -89,6 +115,8 @@ enum { CC_NEW, CC_OPENING, CC_OPEN, CC_OVER };
 cc_req *tether__cc_req_start(tether__cc *cc, int op, const uint8_t *body, size_t len,
                              uint64_t first);
 void tether__cc_req_free(tether__curl *cu, cc_req *r);
+/* Closes every pooled connection (a new, empty multi handle); no request may be in it. */
+void tether__curl_drop_pool(tether__curl *cu);
 /* transport_curl_conn.c: handles the requests curl finished. */
 void tether__cc_done(tether__curl *cu);
 /* transport_curl_conn.c: ends a connection with this reason (once). */

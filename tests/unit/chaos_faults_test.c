@@ -193,6 +193,45 @@ TEST(stall_upgrade_passes_the_http_header_only)
     peer_stop(&p);
 }
 
+TEST(stall_upgrade_after_bytes_lets_a_welcome_down_then_nothing_either_way)
+{
+    peer p;
+    peer_start(&p, 1);
+    tether__chaos *c = relay_to(p.port, 16, NULL);
+    uint8_t msg[512], in[512], more[100];
+    size_t hl = strlen(http_get), len = hl;
+    int end;
+    memcpy(msg, http_get, hl);
+    len += ws_frame(msg + len, 2, 20); /* 22 bytes: the client's "HELLO" */
+    memset(more, 0x82, sizeof more);
+    cmd(c, "stall-upgrade after 10 bytes");
+    int fd = dial(tether__chaos_port(c));
+    CHECK_EQ_INT(send(fd, msg, len, 0), (int)len);
+    /* upstream flows until the welcome's bytes went down: the header and the frame */
+    CHECK_EQ_U64(peer_wait(&p, 0, len, 2000), len);
+    /* the echoed header (the "101") and 10 bytes of the echoed frame, nothing more */
+    CHECK_EQ_U64(recv_all(fd, in, sizeof in, 300, &end), hl + 10);
+    CHECK_EQ_INT(end, 0);
+    CHECK_MEM(in, msg, hl + 10);
+    /* from then on nothing goes up either, and the connection stays open */
+    CHECK_EQ_INT(send(fd, more, sizeof more, 0), (int)sizeof more);
+    sleep_ms(200);
+    CHECK_EQ_U64(peer_get(&p, 0).len, len);
+    CHECK_EQ_U64(recv_all(fd, in, sizeof in, 100, &end), 0);
+    CHECK_EQ_INT(end, 0);
+    /* turned off: new connections pass in full, the stalled one stays stalled */
+    cmd(c, "stall-upgrade off");
+    int fd2 = dial(tether__chaos_port(c));
+    CHECK_EQ_INT(send(fd2, msg, len, 0), (int)len);
+    CHECK_EQ_U64(recv_all(fd2, in, len, 2000, &end), len);
+    CHECK_MEM(in, msg, len);
+    CHECK_EQ_U64(recv_all(fd, in, sizeof in, 100, &end), 0);
+    close(fd);
+    close(fd2);
+    tether__chaos_stop(c);
+    peer_stop(&p);
+}
+
 TEST(blackhole_swallows_and_never_closes)
 {
     peer p;
@@ -476,6 +515,7 @@ int main(void)
     RUN(cut_after_exactly_n_websocket_frames);
     RUN(stall_one_direction_then_resume);
     RUN(stall_upgrade_passes_the_http_header_only);
+    RUN(stall_upgrade_after_bytes_lets_a_welcome_down_then_nothing_either_way);
     RUN(blackhole_swallows_and_never_closes);
     RUN(delay_holds_bytes_for_the_delay);
     RUN(rate_limits_bandwidth);

@@ -19,6 +19,8 @@ TEST(parse_and_format_round_trip)
         "stall both",
         "stall off down",
         "stall-upgrade for 2000ms",
+        "stall-upgrade after 200 bytes",
+        "stall-upgrade after 512 bytes for 1500ms",
         "blackhole",
         "blackhole off",
         "delay 50ms jitter 20ms both for 1000ms",
@@ -92,6 +94,10 @@ TEST(parse_units_prefixes_and_errors)
         "clear now",
         "buffer cap 10",
         "stall for ever",
+        "stall-upgrade after 0 bytes",
+        "stall-upgrade after 10 frames",
+        "stall-upgrade after 100m bytes",
+        "stall-upgrade after 200 bytes down",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err[0] = '\0';

@@ -241,6 +241,7 @@ static void accept_all(tether__chaos *c)
         k->connecting = 1;
         k->poisoned = c->blackhole_mode;
         k->ustall = c->ustall_mode;
+        k->ustall_after = c->ustall_after;
         set_nodelay(cfd);
         c->conns[slot] = k;
         c->st.open++;

@@ -55,7 +55,8 @@ typedef struct tether__chaos_fault {
     int dir;               /* TETHER__CHAOS_UP/DOWN/BOTH [BOTH]; for a cut trigger, what counts */
     int off;               /* 1: turn this kind off (stall: resume; refuse: accept; ...) */
     int rst;               /* cut: 1 RST, 0 FIN */
-    uint64_t after_bytes;  /* cut: once this many more bytes were forwarded in dir [0: now] */
+    uint64_t after_bytes;  /* cut: once this many more bytes were forwarded in dir [0: now];
+                              stall-upgrade: bytes let down after the 101 [0: none] */
     uint64_t after_frames; /* cut: once this many more WebSocket data frames were forwarded */
     uint32_t for_ms;       /* timed kinds: how long, then off by itself [0: until changed] */
     uint32_t delay_ms;     /* delay: fixed part, ms */
@@ -111,7 +112,8 @@ typedef struct tether__chaos_cmd {
  *   [at TIME | in TIME] COMMAND        TIME: 250ms, 1.5s, or plain ms
  *   cut [rst|fin] [after N bytes|after N frames] [up|down|both]
  *   stall [up|down|both] [for TIME]        resume [up|down|both]
- *   stall-upgrade [for TIME]               stall-upgrade off
+ *   stall-upgrade [up|down|both] [after N bytes] [for TIME]    stall-upgrade off
+ *       (after N bytes: the 101 and N more bytes down pass, then nothing either way)
  *   blackhole [for TIME]                   blackhole off
  *   delay MS [jitter MS] [up|down|both] [for TIME]       delay off
  *   rate BYTES/s [up|down|both] [for TIME]               rate off

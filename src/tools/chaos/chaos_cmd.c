@@ -212,12 +212,27 @@ static int is(const toks *k, const char *w)
 }
 
 /* Options shared by the timed kinds: a direction and "for TIME", any order. */
-static int tail_opts(toks *k, tether__chaos_fault *f, int allow_dir, char *err, size_t errlen)
+/* [up|down|both] (allow & 1), [after N bytes] (allow & 2, stall-upgrade), [for TIME] */
+static int tail_opts(toks *k, tether__chaos_fault *f, int allow, char *err, size_t errlen)
 {
     while (peek(k)) {
         int d = parse_dir(peek(k));
-        if (d && allow_dir) {
+        uint64_t n;
+        if (d && (allow & 1)) {
             f->dir = d;
+            k->i++;
+        } else if ((allow & 2) && is(k, "after")) {
+            k->i++;
+            if (!peek(k) || parse_size(peek(k), &n) != 0 || n == 0 || n > (64u << 20)) {
+                return fail(err, errlen,
+                            "stall-upgrade: 'after' wants 1 to 64m bytes, e.g. 'after 200 bytes'");
+            }
+            k->i++;
+            if (!is(k, "bytes") && !is(k, "byte")) {
+                return fail(err, errlen, "stall-upgrade: 'after %llu' wants 'bytes'",
+                            (unsigned long long)n);
+            }
+            f->after_bytes = n;
             k->i++;
         } else if (is(k, "for")) {
             uint64_t ms;
@@ -274,6 +289,19 @@ static int parse_cut(toks *k, tether__chaos_fault *f, char *err, size_t errlen)
     return 0;
 }
 
+/* stall-upgrade [up|down|both] [after N bytes] [for TIME] */
+static int parse_ustall(toks *k, tether__chaos_fault *f, char *err, size_t errlen)
+{
+    if (tail_opts(k, f, 3, err, errlen) != 0) {
+        return -1;
+    }
+    if (f->after_bytes && f->dir != TETHER__CHAOS_BOTH) {
+        return fail(err, errlen,
+                    "stall-upgrade after N bytes stops both directions: no 'up' or 'down' with it");
+    }
+    return 0;
+}
+
 static int parse_fault(toks *k, int kind, tether__chaos_fault *f, char *err, size_t errlen)
 {
     memset(f, 0, sizeof *f);
@@ -290,8 +318,9 @@ static int parse_fault(toks *k, int kind, tether__chaos_fault *f, char *err, siz
     case TETHER__CHAOS_CUT:
         return parse_cut(k, f, err, errlen);
     case TETHER__CHAOS_STALL:
-    case TETHER__CHAOS_STALL_UPGRADE: /* a direction: which stops after the upgrade */
         return tail_opts(k, f, 1, err, errlen);
+    case TETHER__CHAOS_STALL_UPGRADE: /* a direction: which stops after the upgrade */
+        return parse_ustall(k, f, err, errlen);
     case TETHER__CHAOS_BLACKHOLE:
     case TETHER__CHAOS_REFUSE:
         return tail_opts(k, f, 0, err, errlen);
@@ -617,6 +646,9 @@ void tether__chaos_format(const tether__chaos_fault *f, char *out, size_t len)
     }
     if (f->kind == TETHER__CHAOS_STALL_UPGRADE && f->dir && f->dir != TETHER__CHAOS_BOTH) {
         add(out, len, " %s", dir_name(f->dir));
+    }
+    if (f->kind == TETHER__CHAOS_STALL_UPGRADE && f->after_bytes) {
+        add(out, len, " after %llu bytes", (unsigned long long)f->after_bytes);
     }
     switch (f->kind) {
     case TETHER__CHAOS_DELAY:

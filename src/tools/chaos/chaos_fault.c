@@ -77,6 +77,7 @@ static int turn_off(tether__chaos *c, int kind, int dirs, uint64_t gen)
     case TETHER__CHAOS_STALL_UPGRADE:
         if (c->ustall_mode && (!gen || c->ustall_gen == gen)) {
             c->ustall_mode = 0;
+            c->ustall_after = 0;
             did = 1;
         }
         break;
@@ -172,6 +173,7 @@ static void apply_fault(tether__chaos *c, const tether__chaos_fault *f, const ch
     switch (f->kind) {
     case TETHER__CHAOS_STALL_UPGRADE:
         c->ustall_mode = f->dir ? f->dir : TETHER__CHAOS_BOTH; /* the directions it stops */
+        c->ustall_after = f->after_bytes; /* 0: nothing passes after the 101 */
         c->ustall_gen = gen;
         break;
     case TETHER__CHAOS_BLACKHOLE:

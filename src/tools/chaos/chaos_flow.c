@@ -36,6 +36,7 @@ static size_t ws_scan(wsp *p, const uint8_t *b, size_t n, int stop_http, uint64_
                 p->um = 0;
             }
             p->tail = p->tail << 8 | b[i++];
+            p->hdr_bytes++;
             if (p->tail == 0x0d0a0d0au) {
                 p->phase = 1;
                 p->hlen = p->hneed = 0;
@@ -116,9 +117,17 @@ static int blocked(const tether__chaos *c, const conn *k, int i)
 {
     /* stall-upgrade holds WebSocket upgrades only: the HTTP carriage's plain
      * requests pass, as through a filtering proxy (the request's header tells) */
-    return k->poisoned || k->connecting || c->sh[i].stalled ||
-           ((k->ustall & (1 << i)) && k->h[i].ws.phase != 0 && k->h[0].ws.phase != 0 &&
-            k->h[0].ws.upgrade);
+    if (k->poisoned || k->connecting || c->sh[i].stalled) {
+        return 1;
+    }
+    if (!k->ustall || k->h[0].ws.phase == 0 || !k->h[0].ws.upgrade) {
+        return 0;
+    }
+    if (k->ustall_after) { /* both ways, once the 101 and ustall_after more bytes went down */
+        const half *d = &k->h[1];
+        return d->ws.phase != 0 && d->wr - d->ws.hdr_bytes >= k->ustall_after;
+    }
+    return (k->ustall & (1 << i)) && k->h[i].ws.phase != 0;
 }
 
 /*
@@ -152,7 +161,16 @@ size_t tether__chaos_allowance(tether__chaos *c, conn *k, int i, uint64_t now, u
     }
     if (k->ustall && (h->ws.phase == 0 || k->h[0].ws.upgrade)) {
         wsp copy = h->ws;
-        n = ws_scan(&copy, h->buf + h->off, (size_t)n, 1, NULL, NULL);
+        size_t hdr = ws_scan(&copy, h->buf + h->off, (size_t)n, 1, NULL, NULL);
+        if (k->ustall_after && i == 1 && k->h[0].ws.upgrade && copy.phase != 0) {
+            /* the rest of the 101 (if any), then up to ustall_after bytes after it */
+            uint64_t head = h->ws.phase == 0 ? hdr : 0;
+            uint64_t done = h->ws.phase == 0 ? 0 : h->wr - h->ws.hdr_bytes;
+            uint64_t room = k->ustall_after > done ? k->ustall_after - done : 0;
+            n = head + room < n ? head + room : n;
+        } else if (!k->ustall_after || h->ws.phase == 0) {
+            n = hdr;
+        }
     }
     if (now < h->not_before) {
         if (h->not_before < *wake) {

@@ -50,6 +50,7 @@ typedef struct wsp {
     int data;        /* the current frame is a data frame (opcode 0, 1 or 2) */
     uint8_t um;      /* characters of "\nupgrade:" matched in the HTTP header so far */
     int upgrade;     /* the HTTP header holds an Upgrade header (a WebSocket upgrade) */
+    uint64_t hdr_bytes; /* bytes of the HTTP header (its length once phase left 0) */
 } wsp;
 
 /* Bytes up to stream offset `end` may leave at `at` (ms). */
@@ -86,6 +87,8 @@ typedef struct conn {
     int poisoned;   /* blackholed: swallows everything for the rest of its life */
     int ustall;     /* stall-upgrade: the HTTP upgrade passes, then nothing in the directions
                        of this mask (TETHER__CHAOS_UP/DOWN/BOTH); 0: none */
+    uint64_t ustall_after; /* with ustall: the upgrade and this many more bytes downstream
+                              pass (a WELCOME), then nothing either way; 0: stop at once */
     half h[2];      /* h[0]: up (client -> upstream), h[1]: down */
 } conn;
 
@@ -150,6 +153,7 @@ struct tether__chaos {
     int refusing;               /* reset new connections */
     uint64_t refuse_gen;
     int ustall_mode; /* new connections get stall-upgrade in these directions (0: none) */
+    uint64_t ustall_after; /* ... letting this many bytes down after the 101 first (0: none) */
     uint64_t ustall_gen;
     int blackhole_mode; /* new connections are poisoned */
     uint64_t blackhole_gen;
