@@ -22,27 +22,6 @@ static int connected_http(void *arg)
            in.state == TETHER_STATE_CONNECTED && in.transport == TETHER_TRANSPORT_HTTP;
 }
 
-/* Sends count messages from the server to the client's session, tagged with
- * their seq (the session's first server message is seq 1). */
-static int server_send_tagged(srv *v, tether_client *c, uint64_t from, uint64_t count)
-{
-    tether_session_id id;
-    uint8_t buf[64];
-    if (tether_client_session(c, &id) != TETHER_OK) {
-        return -1;
-    }
-    for (uint64_t i = from; i < from + count; i++) {
-        uint64_t seq = 0;
-        make_payload(buf, sizeof buf, i);
-        if (tether_server_send(v->s, &id, buf, sizeof buf, &seq) != TETHER_OK || seq != i) {
-            fprintf(stderr, "  server send %llu gave seq %llu\n", (unsigned long long)i,
-                    (unsigned long long)seq);
-            return -1;
-        }
-    }
-    return 0;
-}
-
 /* ------------------------------------------------------------------------ */
 /* squid, stock rules: CONNECT refused, the carriage forwarded               */
 /* ------------------------------------------------------------------------ */
@@ -157,7 +136,7 @@ TEST(squid_stripping_upgrade_426_falls_back_and_delivers)
     CHECK_EQ_STR(tether_err_name(err), "TETHER_EHTTP");
     CHECK_EQ_INT(http, 426);
     CHECK_OK(send_tagged(k.c, 1000, 64));
-    CHECK_OK(server_send_tagged(&v, k.c, 1, 1000));
+    CHECK_OK(srv_send_tagged(v.s, k.c, 1, 1000));
     CHECK_OK(tether_client_wait_acked(k.c, WAIT_MS));
     CHECK(rec_wait_count(&k.rec, 1000, WAIT_MS));
     rec_check_exact(&v.rec, 1000, "server behind squid stripping Upgrade");
@@ -232,7 +211,7 @@ TEST(nginx_buffering_gzip_long_polls_both_directions_bounded_latency)
         /* down: one message, until the client has it (a poll was held for it) */
         sleep_ms(20);
         t0 = now_ms();
-        CHECK_OK(server_send_tagged(&v, k.c, i, 1));
+        CHECK_OK(srv_send_tagged(v.s, k.c, i, 1));
         CHECK(rec_wait_count(&k.rec, i, WAIT_MS));
         uint64_t down = now_ms() - t0;
         worst_up = up > worst_up ? up : worst_up;
@@ -244,7 +223,7 @@ TEST(nginx_buffering_gzip_long_polls_both_directions_bounded_latency)
     CHECK(worst_down < LAT_BOUND_MS);
     /* then a bulk both ways */
     CHECK_OK(send_tagged(k.c, 2000, 64));
-    CHECK_OK(server_send_tagged(&v, k.c, LAT_ROUNDS + 1, 2000));
+    CHECK_OK(srv_send_tagged(v.s, k.c, LAT_ROUNDS + 1, 2000));
     CHECK_OK(tether_client_wait_acked(k.c, WAIT_MS));
     CHECK(rec_wait_count(&k.rec, LAT_ROUNDS + 2000, WAIT_MS));
     rec_check_exact(&v.rec, LAT_ROUNDS + 2000, "server behind a buffering nginx");
@@ -272,7 +251,7 @@ TEST(nginx_read_timeout_kills_polls_nothing_lost)
     uint64_t sent = 0;
     for (size_t i = 0; i < sizeof pause_ms / sizeof pause_ms[0]; i++) {
         CHECK_OK(send_tagged(k.c, 100, 64));
-        CHECK_OK(server_send_tagged(&v, k.c, sent + 1, 100));
+        CHECK_OK(srv_send_tagged(v.s, k.c, sent + 1, 100));
         sent += 100;
         sleep_ms(pause_ms[i]);
     }
@@ -315,7 +294,7 @@ TEST(nginx_hiding_upgrade_in_the_101_falls_back_and_delivers)
     CHECK_EQ_STR(tether_err_name(err), "TETHER_EHANDSHAKE");
     CHECK_EQ_INT(http, 101);
     CHECK_OK(send_tagged(k.c, 1000, 64));
-    CHECK_OK(server_send_tagged(&v, k.c, 1, 1000));
+    CHECK_OK(srv_send_tagged(v.s, k.c, 1, 1000));
     CHECK_OK(tether_client_wait_acked(k.c, WAIT_MS));
     CHECK(rec_wait_count(&k.rec, 1000, WAIT_MS));
     rec_check_exact(&v.rec, 1000, "server behind nginx hiding Upgrade");
@@ -358,7 +337,7 @@ TEST(relay_cuts_during_polls_nothing_lost)
     uint64_t sent = 0;
     for (int round = 0; round < 15; round++) {
         CHECK_OK(send_tagged(k.c, 200, 64));
-        CHECK_OK(server_send_tagged(&v, k.c, sent + 1, 200));
+        CHECK_OK(srv_send_tagged(v.s, k.c, sent + 1, 200));
         sent += 200;
         sleep_ms(60 + (unsigned)(round % 4) * 40);
         CHECK_EQ_INT(tether__chaos_command(relay, cuts[round % 5], err, sizeof err), 0);
@@ -397,7 +376,7 @@ TEST(server_backlog_drained_through_polls)
     k.c = NULL;
     tether_client *probe = NULL;
     CHECK_OK(tether_client_create(&k.cfg, &probe)); /* not started: only reads the store */
-    CHECK_OK(server_send_tagged(&v, probe, 1, BACKLOG));
+    CHECK_OK(srv_send_tagged(v.s, probe, 1, BACKLOG));
     tether_client_destroy(probe);
     CHECK_EQ_U64(rec_count(&k.rec), 0);
     /* back over HTTP: the backlog (about 80 bodies' worth of 64 KiB) comes through polls */

@@ -121,23 +121,6 @@ static void client_setup(cli *k, srv *v, int transport, const char *db)
     tl_reset();
 }
 
-/* Sends count messages from the server to the client's session, tagged with their seq. */
-static void server_send_tagged(srv *v, tether_client *c, uint64_t count)
-{
-    tether_session_id id;
-    uint8_t buf[64];
-    CHECK_OK(tether_client_session(c, &id));
-    for (uint64_t i = 1; i <= count; i++) {
-        uint64_t seq = 0;
-        make_payload(buf, sizeof buf, i);
-        CHECK_OK(tether_server_send(v->s, &id, buf, sizeof buf, &seq));
-        if (seq != i) {
-            CHECK_EQ_U64(seq, i);
-            return;
-        }
-    }
-}
-
 TEST(http_both_directions_exactly_once_in_order)
 {
     srv v;
@@ -149,7 +132,7 @@ TEST(http_both_directions_exactly_once_in_order)
     CHECK(wait_until(connected_http, NULL, WAIT_MS));
     CHECK_EQ_INT(tether_client_transport(k.c), TETHER_TRANSPORT_HTTP);
     CHECK_OK(send_tagged(k.c, N_EACH, 64));
-    server_send_tagged(&v, k.c, N_EACH);
+    CHECK_OK(srv_send_tagged(v.s, k.c, 1, N_EACH));
     CHECK_OK(tether_client_wait_acked(k.c, WAIT_MS));
     CHECK(rec_wait_count(&v.rec, N_EACH, WAIT_MS));
     CHECK(rec_wait_count(&k.rec, N_EACH, WAIT_MS));

@@ -115,34 +115,6 @@ static int at_least(void *arg)
     return ll_get(w[0]) >= *w[1];
 }
 
-typedef struct want {
-    recorder *r; /* whose deliveries */
-    uint64_t n;  /* how many */
-} want;
-
-static int delivered(void *arg)
-{
-    want *w = arg;
-    return rec_count(w->r) >= w->n;
-}
-
-/* The server sends count messages to the client's session, tagged with seqs from first. */
-static void server_send_tagged(srv *v, tether_client *c, uint64_t first, uint64_t count)
-{
-    tether_session_id id;
-    uint8_t buf[64];
-    CHECK_OK(tether_client_session(c, &id));
-    for (uint64_t i = first; i < first + count; i++) {
-        uint64_t seq = 0;
-        make_payload(buf, sizeof buf, i);
-        CHECK_OK(tether_server_send(v->s, &id, buf, sizeof buf, &seq));
-        if (seq != i) {
-            CHECK_EQ_U64(seq, i);
-            return;
-        }
-    }
-}
-
 static tether__chaos *relay_for(uint16_t port, uint64_t seed)
 {
     char err[200] = "";
@@ -214,12 +186,11 @@ TEST(stalled_after_welcome_twice_falls_back_to_http_and_delivers_exactly_once)
     const int *w_ping[2] = {&LL.eping, &two};
     CHECK(at_least(w_ping));
 
-    server_send_tagged(&v, k.c, 1, 200);
+    CHECK_OK(srv_send_tagged(v.s, k.c, 1, 200));
     CHECK_OK(send_tagged(k.c, 150, 64));
-    server_send_tagged(&v, k.c, 201, 100);
+    CHECK_OK(srv_send_tagged(v.s, k.c, 201, 100));
     CHECK_OK(tether_client_wait_acked(k.c, WAIT_MS));
-    want w = {&k.rec, 300};
-    CHECK(wait_until(delivered, &w, WAIT_MS));
+    CHECK(rec_wait_count(&k.rec, 300, WAIT_MS));
     rec_check_exact(&v.rec, 250, "server after the fallback");
     rec_check_exact(&k.rec, 300, "client after the fallback");
     CHECK_EQ_INT(ll_get(&LL.connected_ws), 2);
@@ -250,10 +221,9 @@ TEST(blackholed_during_polls_is_noticed_within_the_bound_and_delivers_exactly_on
     const int *w_http[2] = {&LL.connected_http, &one};
     CHECK(wait_until(at_least, w_http, WAIT_MS));
     CHECK_OK(send_tagged(k.c, 100, 64));
-    server_send_tagged(&v, k.c, 1, 100);
+    CHECK_OK(srv_send_tagged(v.s, k.c, 1, 100));
     CHECK_OK(tether_client_wait_acked(k.c, WAIT_MS));
-    want w = {&k.rec, 100};
-    CHECK(wait_until(delivered, &w, WAIT_MS));
+    CHECK(rec_wait_count(&k.rec, 100, WAIT_MS));
 
     /* idle for longer than the bound: the polls are held 1 s (Tether-Hold), not
      * the server's 25 s, so answers keep the connection alive */
@@ -270,7 +240,7 @@ TEST(blackholed_during_polls_is_noticed_within_the_bound_and_delivers_exactly_on
     sleep_ms(100);
     /* the server's messages wait; the client sends nothing, so the TCP connection
      * its last send used stays idle in curl's pool, swallowed too */
-    server_send_tagged(&v, k.c, 101, 50);
+    CHECK_OK(srv_send_tagged(v.s, k.c, 101, 50));
     /* still blackholed, and before the client can have given up (at least 1 s
      * after t0, the last answer being at most a 1 s hold before it) */
     sleep_ms(400);
@@ -295,10 +265,9 @@ TEST(blackholed_during_polls_is_noticed_within_the_bound_and_delivers_exactly_on
     CHECK(back <= 1500);
     fprintf(stderr, "connected again %llu ms after the EPING\n", (unsigned long long)back);
     CHECK_OK(send_tagged(k.c, 50, 64));
-    server_send_tagged(&v, k.c, 151, 50);
+    CHECK_OK(srv_send_tagged(v.s, k.c, 151, 50));
     CHECK_OK(tether_client_wait_acked(k.c, WAIT_MS));
-    w.n = 200;
-    CHECK(wait_until(delivered, &w, WAIT_MS));
+    CHECK(rec_wait_count(&k.rec, 200, WAIT_MS));
     rec_check_exact(&v.rec, 150, "server across the blackhole");
     rec_check_exact(&k.rec, 200, "client across the blackhole");
     CHECK_EQ_INT(ll_get(&LL.connected_ws), 0);

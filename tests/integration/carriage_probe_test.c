@@ -90,34 +90,6 @@ static int switched(void *arg)
     return pl_get(&PL.connected_ws) > 0 && pl_get(&PL.back_to_ws) > 0;
 }
 
-typedef struct want {
-    recorder *r; /* whose deliveries */
-    uint64_t n;  /* how many */
-} want;
-
-static int delivered(void *arg)
-{
-    want *w = arg;
-    return rec_count(w->r) >= w->n;
-}
-
-/* The server sends count messages to the client's session, tagged with seqs from first. */
-static void server_send_tagged(srv *v, tether_client *c, uint64_t first, uint64_t count)
-{
-    tether_session_id id;
-    uint8_t buf[64];
-    CHECK_OK(tether_client_session(c, &id));
-    for (uint64_t i = first; i < first + count; i++) {
-        uint64_t seq = 0;
-        make_payload(buf, sizeof buf, i);
-        CHECK_OK(tether_server_send(v->s, &id, buf, sizeof buf, &seq));
-        if (seq != i) {
-            CHECK_EQ_U64(seq, i);
-            return;
-        }
-    }
-}
-
 TEST(probe_fails_while_blocked_then_switches_back_exactly_once)
 {
     srv v;
@@ -139,12 +111,11 @@ TEST(probe_fails_while_blocked_then_switches_back_exactly_once)
 
     /* on HTTP: traffic both ways while probes are refused */
     CHECK_OK(send_tagged(k.c, 300, 64));
-    server_send_tagged(&v, k.c, 1, 300);
+    CHECK_OK(srv_send_tagged(v.s, k.c, 1, 300));
     int three = 3; /* the first upgrade, then two probes */
     CHECK(wait_until(upgrades_at_least, &three, WAIT_MS));
     CHECK_OK(tether_client_wait_acked(k.c, WAIT_MS));
-    want w = {&k.rec, 300};
-    CHECK(wait_until(delivered, &w, WAIT_MS));
+    CHECK(rec_wait_count(&k.rec, 300, WAIT_MS));
     CHECK_EQ_INT(pl_get(&PL.connected_ws), 0);
     CHECK_EQ_INT(pl_get(&PL.disconnected), 1); /* the first 426 only: probes do not disturb */
     CHECK_EQ_INT(tether_client_transport(k.c), TETHER_TRANSPORT_HTTP);
@@ -154,7 +125,7 @@ TEST(probe_fails_while_blocked_then_switches_back_exactly_once)
     uint64_t down = 300; /* server messages sent so far */
     for (int round = 0; round < 40 && !switched(NULL); round++) {
         CHECK_OK(send_tagged(k.c, 25, 64));
-        server_send_tagged(&v, k.c, down + 1, 25);
+        CHECK_OK(srv_send_tagged(v.s, k.c, down + 1, 25));
         down += 25;
         sleep_ms(50);
     }
@@ -163,10 +134,9 @@ TEST(probe_fails_while_blocked_then_switches_back_exactly_once)
     uint64_t last = 0;
     CHECK_OK(tether_client_last_seq(k.c, &last));
     CHECK_OK(send_tagged(k.c, 200, 64));
-    server_send_tagged(&v, k.c, down + 1, 200);
+    CHECK_OK(srv_send_tagged(v.s, k.c, down + 1, 200));
     CHECK_OK(tether_client_wait_acked(k.c, WAIT_MS));
-    w.n = down + 200;
-    CHECK(wait_until(delivered, &w, WAIT_MS));
+    CHECK(rec_wait_count(&k.rec, down + 200, WAIT_MS));
     rec_check_exact(&v.rec, last + 200, "server across the switch back");
     rec_check_exact(&k.rec, down + 200, "client across the switch back");
     CHECK_EQ_INT(pl_get(&PL.stopped), 0);
@@ -230,12 +200,11 @@ TEST(stalled_after_101_falls_back_then_returns_when_the_stall_lifts)
     CHECK_EQ_INT(pl_get(&estalled_seen), 1);
 
     CHECK_OK(send_tagged(k.c, 300, 64));
-    server_send_tagged(&v, k.c, 1, 300);
+    CHECK_OK(srv_send_tagged(v.s, k.c, 1, 300));
     int three = 3; /* the first upgrade and two stalled probes */
     CHECK(wait_until(upgrades_at_least, &three, WAIT_MS));
     CHECK_OK(tether_client_wait_acked(k.c, WAIT_MS));
-    want w = {&k.rec, 300};
-    CHECK(wait_until(delivered, &w, WAIT_MS));
+    CHECK(rec_wait_count(&k.rec, 300, WAIT_MS));
     CHECK_EQ_INT(pl_get(&PL.connected_ws), 0);
     CHECK_EQ_INT(tether_client_transport(k.c), TETHER_TRANSPORT_HTTP);
 
@@ -244,7 +213,7 @@ TEST(stalled_after_101_falls_back_then_returns_when_the_stall_lifts)
     uint64_t down = 300;
     for (int round = 0; round < 60 && !switched(NULL); round++) {
         CHECK_OK(send_tagged(k.c, 25, 64));
-        server_send_tagged(&v, k.c, down + 1, 25);
+        CHECK_OK(srv_send_tagged(v.s, k.c, down + 1, 25));
         down += 25;
         sleep_ms(50);
     }
@@ -253,10 +222,9 @@ TEST(stalled_after_101_falls_back_then_returns_when_the_stall_lifts)
     uint64_t last = 0;
     CHECK_OK(tether_client_last_seq(k.c, &last));
     CHECK_OK(send_tagged(k.c, 200, 64));
-    server_send_tagged(&v, k.c, down + 1, 200);
+    CHECK_OK(srv_send_tagged(v.s, k.c, down + 1, 200));
     CHECK_OK(tether_client_wait_acked(k.c, WAIT_MS));
-    w.n = down + 200;
-    CHECK(wait_until(delivered, &w, WAIT_MS));
+    CHECK(rec_wait_count(&k.rec, down + 200, WAIT_MS));
     rec_check_exact(&v.rec, last + 200, "server through the relay");
     rec_check_exact(&k.rec, down + 200, "client through the relay");
     CHECK_EQ_INT(pl_get(&PL.stopped), 0);
@@ -331,7 +299,7 @@ TEST(a_probe_whose_welcome_is_lost_leaves_http_displaced_and_the_client_carries_
     for (int round = 0; round < 80 && !displaced(&two); round++) {
         CHECK_OK(send_tagged(k.c, 20, 64));
         up += 20;
-        server_send_tagged(&v, k.c, down + 1, 20);
+        CHECK_OK(srv_send_tagged(v.s, k.c, down + 1, 20));
         down += 20;
         sleep_ms(50);
     }
@@ -341,11 +309,10 @@ TEST(a_probe_whose_welcome_is_lost_leaves_http_displaced_and_the_client_carries_
     CHECK(pl_get(&PL.connected_http) >= 2); /* HTTP again after each lost probe */
     CHECK_OK(send_tagged(k.c, 100, 64));
     up += 100;
-    server_send_tagged(&v, k.c, down + 1, 100);
+    CHECK_OK(srv_send_tagged(v.s, k.c, down + 1, 100));
     down += 100;
     CHECK_OK(tether_client_wait_acked(k.c, WAIT_MS));
-    want w = {&k.rec, down};
-    CHECK(wait_until(delivered, &w, WAIT_MS));
+    CHECK(rec_wait_count(&k.rec, down, WAIT_MS));
     rec_check_exact(&v.rec, up, "server across lost probes");
     rec_check_exact(&k.rec, down, "client across lost probes");
     CHECK_EQ_INT(tether_client_transport(k.c), TETHER_TRANSPORT_HTTP);

@@ -100,4 +100,9 @@ const char *url_for(char *buf, size_t len, unsigned port);
 /* Sends count messages tagged with their seq (from the client's last seq + 1). */
 int send_tagged(tether_client *c, uint64_t count, size_t size);
 
+/* The server sends count 64-byte messages to c's session, tagged with the
+ * seqs they must get, first .. first+count-1: TETHER_OK, the send's error, or
+ * TETHER_EINVAL (the test fails, saying which) when a seq is not the tag. */
+int srv_send_tagged(tether_server *s, tether_client *c, uint64_t first, uint64_t count);
+
 #endif
