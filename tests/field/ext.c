@@ -13,6 +13,7 @@
 
 #include "fake.h"
 #include "harness.h"
+#include "procs.h"
 
 static void msleep(unsigned ms)
 {
@@ -287,18 +288,9 @@ static int squid_run(squid *s, const char *auth_user, const char *auth_pass, uin
 
 int squid_log_count(squid *s, const char *needle)
 {
-    char path[700], line[2048];
-    int n = 0;
+    char path[700];
     snprintf(path, sizeof path, "%s/access.log", s->dir);
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        return 0;
-    }
-    while (fgets(line, sizeof line, f)) {
-        n += strstr(line, needle) != NULL;
-    }
-    fclose(f);
-    return n;
+    return procs_count_lines(path, needle);
 }
 
 void squid_stop(squid *s)

@@ -10,6 +10,7 @@
  */
 #include "chaos/chaos.h"
 #include "field_env.h"
+#include "procs.h"
 
 #define TOTAL 10000
 
@@ -173,18 +174,9 @@ static int behind_nginx(srv *v, nginx *ng, cli *k, unsigned read_timeout_s, cons
 
 static int nginx_log_count(nginx *ng, const char *needle)
 {
-    char path[700], line[2048];
-    int n = 0;
+    char path[700];
     snprintf(path, sizeof path, "%s/access.log", ng->dir);
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        return 0;
-    }
-    while (fgets(line, sizeof line, f)) {
-        n += strstr(line, needle) != NULL;
-    }
-    fclose(f);
-    return n;
+    return procs_count_lines(path, needle);
 }
 
 #define LAT_ROUNDS 20

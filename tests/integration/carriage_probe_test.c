@@ -90,6 +90,33 @@ static int switched(void *arg)
     return pl_get(&PL.connected_ws) > 0 && pl_get(&PL.back_to_ws) > 0;
 }
 
+/* The first 300 server messages are out; both sides send 25 at a time while a
+ * probe may win (at most rounds times), then 200 more over WebSocket: every
+ * message exactly once in order on both sides, what naming the check. */
+static void switch_back_with_traffic(srv *v, cli *k, int rounds, const char *what)
+{
+    char sw[96], cw[96];
+    uint64_t down = 300; /* server messages sent so far */
+    for (int round = 0; round < rounds && !switched(NULL); round++) {
+        CHECK_OK(send_tagged(k->c, 25, 64));
+        CHECK_OK(srv_send_tagged(v->s, k->c, down + 1, 25));
+        down += 25;
+        sleep_ms(50);
+    }
+    CHECK(wait_until(switched, NULL, WAIT_MS));
+    CHECK_EQ_INT(tether_client_transport(k->c), TETHER_TRANSPORT_WEBSOCKET);
+    uint64_t last = 0;
+    CHECK_OK(tether_client_last_seq(k->c, &last));
+    CHECK_OK(send_tagged(k->c, 200, 64));
+    CHECK_OK(srv_send_tagged(v->s, k->c, down + 1, 200));
+    CHECK_OK(tether_client_wait_acked(k->c, WAIT_MS));
+    CHECK(rec_wait_count(&k->rec, down + 200, WAIT_MS));
+    snprintf(sw, sizeof sw, "server %s", what);
+    snprintf(cw, sizeof cw, "client %s", what);
+    rec_check_exact(&v->rec, last + 200, sw);
+    rec_check_exact(&k->rec, down + 200, cw);
+}
+
 TEST(probe_fails_while_blocked_then_switches_back_exactly_once)
 {
     srv v;
@@ -122,23 +149,7 @@ TEST(probe_fails_while_blocked_then_switches_back_exactly_once)
 
     /* WebSocket passes again: the next probe wins, with messages in flight */
     atomic_store(&g_refuse, 0);
-    uint64_t down = 300; /* server messages sent so far */
-    for (int round = 0; round < 40 && !switched(NULL); round++) {
-        CHECK_OK(send_tagged(k.c, 25, 64));
-        CHECK_OK(srv_send_tagged(v.s, k.c, down + 1, 25));
-        down += 25;
-        sleep_ms(50);
-    }
-    CHECK(wait_until(switched, NULL, WAIT_MS));
-    CHECK_EQ_INT(tether_client_transport(k.c), TETHER_TRANSPORT_WEBSOCKET);
-    uint64_t last = 0;
-    CHECK_OK(tether_client_last_seq(k.c, &last));
-    CHECK_OK(send_tagged(k.c, 200, 64));
-    CHECK_OK(srv_send_tagged(v.s, k.c, down + 1, 200));
-    CHECK_OK(tether_client_wait_acked(k.c, WAIT_MS));
-    CHECK(rec_wait_count(&k.rec, down + 200, WAIT_MS));
-    rec_check_exact(&v.rec, last + 200, "server across the switch back");
-    rec_check_exact(&k.rec, down + 200, "client across the switch back");
+    switch_back_with_traffic(&v, &k, 40, "across the switch back");
     CHECK_EQ_INT(pl_get(&PL.stopped), 0);
     CHECK_EQ_INT(pl_get(&PL.connected_http), 1);
     CHECK_EQ_INT(v.rec.opens >= 1, 1);
@@ -210,23 +221,7 @@ TEST(stalled_after_101_falls_back_then_returns_when_the_stall_lifts)
 
     /* the stall is lifted: the next probe passes and the session returns */
     CHECK_EQ_INT(tether__chaos_command(relay, "stall-upgrade off", err, sizeof err), 0);
-    uint64_t down = 300;
-    for (int round = 0; round < 60 && !switched(NULL); round++) {
-        CHECK_OK(send_tagged(k.c, 25, 64));
-        CHECK_OK(srv_send_tagged(v.s, k.c, down + 1, 25));
-        down += 25;
-        sleep_ms(50);
-    }
-    CHECK(wait_until(switched, NULL, WAIT_MS));
-    CHECK_EQ_INT(tether_client_transport(k.c), TETHER_TRANSPORT_WEBSOCKET);
-    uint64_t last = 0;
-    CHECK_OK(tether_client_last_seq(k.c, &last));
-    CHECK_OK(send_tagged(k.c, 200, 64));
-    CHECK_OK(srv_send_tagged(v.s, k.c, down + 1, 200));
-    CHECK_OK(tether_client_wait_acked(k.c, WAIT_MS));
-    CHECK(rec_wait_count(&k.rec, down + 200, WAIT_MS));
-    rec_check_exact(&v.rec, last + 200, "server through the relay");
-    rec_check_exact(&k.rec, down + 200, "client through the relay");
+    switch_back_with_traffic(&v, &k, 60, "through the relay");
     CHECK_EQ_INT(pl_get(&PL.stopped), 0);
     cli_free(&k);
     tether__chaos_stop(relay);

@@ -55,7 +55,7 @@ int procs_file_port(const char *path)
 int procs_count_lines(const char *path, const char *text)
 {
     FILE *f = fopen(path, "r");
-    char line[1024];
+    char line[2048];
     int n = 0;
     while (f && fgets(line, sizeof line, f)) {
         n += strstr(line, text) != NULL;
