@@ -53,7 +53,13 @@ typedef struct bench_peer_opts {
     int opaque;          /* server: payloads are not the bench layout (tether send's lines):
                             count them, check neither order nor latency */
     int http;            /* client: the HTTP carriage instead of WebSocket (--http) */
+    int wait_go;         /* client: once live, print {"role":"live"} and wait for a byte on
+                            stdin before sending (--wait-go: the fleet rows start together) */
+    uint32_t sessions;   /* server: sessions (connections) it serves, 1 to BENCH_SESSIONS_MAX;
+                            `count` is their sum, and the order is checked per session */
 } bench_peer_opts;
+
+#define BENCH_SESSIONS_MAX 64 /* sessions of one fleet row at most (--fleet-sessions) */
 
 int bench_peer_tether(const bench_peer_opts *o);
 int bench_peer_raw(const bench_peer_opts *o);
@@ -135,6 +141,8 @@ typedef struct bench_cfg {
     int async;            /* one tether_client_send_async() per message */
     int pg;               /* 1: the server's store is the PostgreSQL database of --pg */
     int http;             /* 1: the client uses the HTTP carriage (proto/HTTP.md) */
+    uint32_t sessions;    /* fleet rows: client processes, one session each (0: the usual one) */
+    uint32_t instances;   /* fleet rows: server processes the sessions are spread over (0: one) */
 
     /* results (full load) */
     int ok;               /* every repeat succeeded */
@@ -153,6 +161,12 @@ typedef struct bench_cfg {
     lat4 ack_rate, dlv_rate;
     /* backlog only */
     double fill_s;        /* seconds to queue the backlog */
+    /* PostgreSQL rows (-1: not measured) */
+    double wal_b;         /* WAL bytes per message (pg_current_wal_lsn before and after) */
+    double pg_cpu_m;      /* the database's processes' CPU s per million messages (local only) */
+    /* fleet rows (-1: no such row in this run) */
+    double x_sqlite;      /* msgs_s / the SQLite NORMAL row with the same size and sessions */
+    double x_one;         /* msgs_s / the one-instance PostgreSQL row with the same sessions */
 } bench_cfg;
 
 typedef struct bench_machine {

@@ -47,7 +47,12 @@ static const char help[] =
     "  --verbose        print each run as it finishes\n"
     "  --pg URI         also run pg/64 and pg/512: the server's store in the\n"
     "                   PostgreSQL database at URI (postgresql://...), the client's\n"
-    "                   SQLite NORMAL; compare with normal/64 and normal/512\n"
+    "                   SQLite NORMAL; compare with normal/64 and normal/512; and\n"
+    "                   the fleet rows: sessions spread over three server instances\n"
+    "                   on that database, against one instance, one SQLite server\n"
+    "                   and raw lws with as many sessions (pg/64/s3/i3 ...)\n"
+    "  --fleet-sessions N  sessions (client processes) of the fleet rows, a\n"
+    "                   multiple of 3 from 3 to 63 [3]; with --pg\n"
     "  --help           show this help\n"
     "\n"
     "Many sessions (instead of the matrix; bench/README.md):\n"
@@ -100,7 +105,8 @@ static int role_main(int argc, char **argv)
         {"max-pending", required_argument, NULL, 'm'},
         {"backlog", no_argument, NULL, 'B'},      {"timeout", required_argument, NULL, 't'},
         {"async", no_argument, NULL, 'A'},        {"opaque", no_argument, NULL, 'Q'},
-        {"http", no_argument, NULL, 'H'},
+        {"http", no_argument, NULL, 'H'},         {"sessions", required_argument, NULL, 'S'},
+        {"wait-go", no_argument, NULL, 'W'},
         {NULL, 0, NULL, 0},
     };
     bench_peer_opts o;
@@ -146,6 +152,9 @@ static int role_main(int argc, char **argv)
         case 'H':
             o.http = 1;
             break;
+        case 'W':
+            o.wait_go = 1;
+            break;
         default:
             if (c == '?' || num(optarg, 0, 1e12, &v) != 0) {
                 bad = 1;
@@ -178,6 +187,10 @@ static int role_main(int argc, char **argv)
                 break;
             case 't':
                 o.timeout_s = (uint32_t)v;
+                break;
+            case 'S':
+                bad = v < 1 || v > BENCH_SESSIONS_MAX;
+                o.sessions = (uint32_t)v;
                 break;
             }
         }
@@ -289,6 +302,7 @@ int tether_bench_main(int argc, char **argv)
         {"scale", required_argument, NULL, 's'}, {"no-plots", no_argument, NULL, 'P'},
         {"verbose", no_argument, NULL, 'v'},     {"help", no_argument, NULL, 'h'},
         {"pg", required_argument, NULL, 'G'},
+        {"fleet-sessions", required_argument, NULL, 'F'},
         /* the many-session mode, sessions.c */
         {"sessions", required_argument, NULL, 'N'}, {"rate", required_argument, NULL, 'R'},
         {"drivers", required_argument, NULL, 'K'},  {"duration", required_argument, NULL, 'T'},
@@ -343,6 +357,15 @@ int tether_bench_main(int argc, char **argv)
             }
             ro.pg = optarg;
             break;
+        case 'F':
+            if (num(optarg, 3, 63, &v) != 0 || (int)v != v || (int)v % 3 != 0) {
+                fprintf(stderr, "tether bench: --fleet-sessions wants a multiple of 3 from 3 to 63 "
+                                "(every one of the three instances serves as many)\nTry 'tether "
+                                "bench --help'.\n");
+                return 2;
+            }
+            ro.fleet_sessions = (uint32_t)v;
+            break;
         case 'N':
         case 'R':
         case 'K':
@@ -379,6 +402,12 @@ int tether_bench_main(int argc, char **argv)
         }
         return bench_sessions_run(&so);
     }
+    if (ro.fleet_sessions && !ro.pg) {
+        fprintf(stderr, "tether bench: --fleet-sessions goes with --pg URI\nTry 'tether bench "
+                        "--help'.\n");
+        return 2;
+    }
+    ro.fleet_sessions = ro.fleet_sessions ? ro.fleet_sessions : 3;
     if (!ro.repeat) {
         ro.repeat = ro.quick ? 1 : 3;
     }

@@ -82,6 +82,67 @@ static void add_issue9(mctx *m, uint64_t floor_count, uint64_t async_count)
     }
 }
 
+/* The fleet rows (--pg): ro->fleet_sessions sessions, each its own client
+ * process, against raw lws, one SQLite NORMAL server, one PostgreSQL
+ * instance, and three instances on the one database (fleet.c). */
+static void add_fleet(mctx *m, const bench_run_opts *ro)
+{
+    static const uint32_t sizes[] = {64, 512};
+    static const uint64_t counts[] = {600000, 300000}; /* full; quick: a quarter */
+    uint32_t ns = ro->fleet_sessions;
+    for (int s = 0; s < 2; s++) {
+        static const struct {
+            bench_store st;
+            int pg;
+            uint32_t instances;
+            const char *label;
+        } rows[] = {
+            {BS_RAW, 0, 1, "raw lws, one server"},
+            {BS_NORMAL, 0, 1, "one server, SQLite NORMAL"},
+            {BS_NORMAL, 1, 1, "one instance, PostgreSQL"},
+            {BS_NORMAL, 1, 3, "three instances, one PostgreSQL"},
+        };
+        for (int k = 0; k < 4; k++) {
+            char suf[24];
+            snprintf(suf, sizeof suf, "s%u", ns);
+            uint64_t count = ro->quick ? counts[s] / 4 : counts[s];
+            bench_cfg *c = add(m, "fleet", rows[k].st, sizes[s], count, 0, suf, rows[k].label);
+            if (!c) {
+                return;
+            }
+            c->count = c->count / ns * ns; /* the same number per session */
+            c->count = c->count ? c->count : ns;
+            c->sessions = ns;
+            c->instances = rows[k].instances;
+            c->pg = rows[k].pg;
+            if (c->pg) {
+                snprintf(c->name, sizeof c->name, "pg/%u/s%u%s", sizes[s], ns,
+                         rows[k].instances > 1 ? "/i3" : "");
+            }
+        }
+    }
+}
+
+/* 1 when b is a baseline that x is compared with (report.c): raw lws with
+ * the same size and sessions; for a PostgreSQL row, the SQLite NORMAL row
+ * with the same size and sessions, and for three instances the one. */
+static int baseline_of(const bench_cfg *b, const bench_cfg *x)
+{
+    if (b->size != x->size || b->sessions != x->sessions || b == x) {
+        return 0;
+    }
+    if (b->store == BS_RAW) {
+        return x->store != BS_RAW;
+    }
+    if (!x->pg) {
+        return 0;
+    }
+    if (!b->pg && b->store == BS_NORMAL) {
+        return strcmp(b->group, "store") == 0 || strcmp(b->group, "fleet") == 0;
+    }
+    return b->pg && b->instances <= 1 && x->instances > 1;
+}
+
 static int selected(const bench_run_opts *ro, const bench_cfg *c)
 {
     if (ro->n_only == 0) {
@@ -172,6 +233,10 @@ size_t bench_matrix(const bench_run_opts *ro, bench_cfg *out, size_t max)
         }
     }
 
+    if (ro->pg) {
+        add_fleet(&m, ro);
+    }
+
     /* the HTTP carriage (issue 10): SQLite NORMAL, the client on HTTP long polls
      * and POSTs, beside normal/64 and normal/512 (WebSocket) and raw lws of the
      * same run; quick runs are short so bench_quick's time barely moves */
@@ -185,16 +250,13 @@ size_t bench_matrix(const bench_run_opts *ro, bench_cfg *out, size_t max)
         }
     }
 
-    /* --only keeps the matching configurations and the raw baselines of their sizes */
+    /* --only keeps the matching configurations and their baselines (raw lws of
+     * their sizes; for PostgreSQL rows the SQLite row and the one instance) */
     size_t n = 0;
     for (size_t i = 0; i < m.n && n < max; i++) {
         int keep = selected(ro, &all[i]);
-        if (!keep && all[i].store == BS_RAW) {
-            for (size_t k = 0; k < m.n; k++) {
-                if (all[k].store != BS_RAW && all[k].size == all[i].size && selected(ro, &all[k])) {
-                    keep = 1;
-                }
-            }
+        for (size_t k = 0; !keep && k < m.n; k++) {
+            keep = selected(ro, &all[k]) && baseline_of(&all[i], &all[k]);
         }
         if (keep) {
             out[n++] = all[i];

@@ -40,15 +40,20 @@ typedef struct raw {
     uint64_t tcp_tx0, tcp_rx0, tcp_tx1, tcp_rx1;
 
     /* server */
-    uint64_t got;             /* messages received */
-    uint64_t next_index;      /* expected index of the next one */
+    uint64_t got;             /* messages received, all connections */
     uint64_t order_err;       /* out of order (never expected) */
-    uint8_t head[16];         /* the first bytes of the message being received */
-    size_t head_len;          /* bytes in head */
-    int done_sent;            /* the "all received" byte was written */
+    uint32_t conns, closed;   /* connections established, and closed */
     uint64_t t_open, t_first, t_last;
     bench_hist lat;           /* send-to-deliver, ns */
 } raw;
+
+/* The server's state per connection (lws per-session data). */
+typedef struct raw_conn {
+    uint64_t next_index; /* expected index of the next message */
+    uint8_t head[16];    /* the first bytes of the message being received */
+    size_t head_len;     /* bytes in head */
+    int done_sent;       /* the "all received" byte was written */
+} raw_conn;
 
 static raw *raw_of(struct lws *wsi)
 {
@@ -141,24 +146,28 @@ static int client_cb(raw *r, struct lws *wsi, enum lws_callback_reasons reason, 
 
 /* ---- server ---- */
 
-static int server_cb(raw *r, struct lws *wsi, enum lws_callback_reasons reason, void *in,
-                     size_t len)
+/* The server: any number of connections (o->sessions, the fleet rows);
+ * once it has o->count messages in all it sends each one byte. */
+static int server_cb(raw *r, struct lws *wsi, enum lws_callback_reasons reason, raw_conn *pc,
+                     void *in, size_t len)
 {
     switch (reason) {
     case LWS_CALLBACK_ESTABLISHED:
-        r->wsi = wsi;
-        r->t_open = bench_now_ns();
-        bench_rusage(&r->cpu0, NULL);
+        memset(pc, 0, sizeof *pc);
+        if (r->conns++ == 0) {
+            r->t_open = bench_now_ns();
+            bench_rusage(&r->cpu0, NULL);
+        }
         return 0;
     case LWS_CALLBACK_RECEIVE: {
         if (lws_is_first_fragment(wsi)) {
-            r->head_len = 0;
+            pc->head_len = 0;
         }
-        if (r->head_len < sizeof r->head) {
-            size_t k = sizeof r->head - r->head_len;
+        if (pc->head_len < sizeof pc->head) {
+            size_t k = sizeof pc->head - pc->head_len;
             k = k < len ? k : len;
-            memcpy(r->head + r->head_len, in, k);
-            r->head_len += k;
+            memcpy(pc->head + pc->head_len, in, k);
+            pc->head_len += k;
         }
         if (!lws_is_final_fragment(wsi)) {
             return 0;
@@ -167,34 +176,39 @@ static int server_cb(raw *r, struct lws *wsi, enum lws_callback_reasons reason, 
         if (r->got == 0) {
             r->t_first = now;
         }
-        if (r->head_len == sizeof r->head) {
-            uint64_t ts = bench_get64(r->head);
+        if (pc->head_len == sizeof pc->head) {
+            uint64_t ts = bench_get64(pc->head);
             hist_add(&r->lat, now > ts ? now - ts : 0);
-            uint64_t idx = bench_get64(r->head + 8);
-            if (idx != r->next_index) {
+            uint64_t idx = bench_get64(pc->head + 8);
+            if (idx != pc->next_index) {
                 r->order_err++;
             }
-            r->next_index = idx + 1;
+            pc->next_index = idx + 1;
         }
         r->got++;
         if (r->got == r->o->count) {
             r->t_last = now;
             bench_rusage(&r->cpu1, NULL);
             r->ok = 1;
-            lws_callback_on_writable(wsi);
+            lws_callback_on_writable_all_protocol(r->ctx, lws_get_protocol(wsi));
         }
         return 0;
     }
     case LWS_CALLBACK_SERVER_WRITEABLE:
-        if (r->ok && !r->done_sent) {
+        if (r->ok && !pc->done_sent) {
             uint8_t b[LWS_PRE + 1];
             b[LWS_PRE] = 'D';
-            r->done_sent = 1;
+            pc->done_sent = 1;
             lws_write(wsi, b + LWS_PRE, 1, LWS_WRITE_BINARY);
         }
         return 0;
     case LWS_CALLBACK_CLOSED:
-        r->finished = 1;
+        /* done when every expected connection has come and gone, or one
+         * closed before the run completed */
+        r->closed++;
+        if (!r->ok || r->closed >= (r->o->sessions ? r->o->sessions : 1)) {
+            r->finished = 1;
+        }
         return 0;
     default:
         return 0;
@@ -208,7 +222,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     if (!r) {
         return 0;
     }
-    return r->o->server ? server_cb(r, wsi, reason, in, len) : client_cb(r, wsi, reason, in, len);
+    return r->o->server ? server_cb(r, wsi, reason, user, in, len)
+                        : client_cb(r, wsi, reason, in, len);
 }
 
 int bench_peer_raw(const bench_peer_opts *o)
@@ -224,6 +239,7 @@ int bench_peer_raw(const bench_peer_opts *o)
     protocols[0].name = RAW_PROTOCOL;
     protocols[0].callback = callback;
     protocols[0].rx_buffer_size = BUF_SIZE;
+    protocols[0].per_session_data_size = sizeof(raw_conn);
 
     lws_set_log_level(0, NULL);
     struct lws_context_creation_info info;

@@ -308,6 +308,18 @@ static int client_main(const bench_peer_opts *o)
         if (t.failed) {
             ok = 0;
         }
+        if (ok && o->wait_go) {
+            /* a fleet run: say the session is live, start when every client is */
+            bench_json live;
+            bj_begin(&live);
+            bj_str(&live, "role", "live");
+            bj_emit(&live);
+            char go;
+            if (read(0, &go, 1) != 1) {
+                snprintf(why, sizeof why, "client: no start signal on stdin");
+                ok = 0;
+            }
+        }
         t.record = 1;
         t.record_upto = o->count;
         double period = o->rate > 0 ? 1e9 / o->rate : 0;
@@ -451,15 +463,45 @@ typedef struct tsrv {
     double cpu0, cpu1;    /* CPU at session open and at the last delivery */
     int done;             /* got == want */
     bench_hist lat;       /* send-to-deliver, ns */
+    int multi;            /* several sessions: deliveries may run on several threads at once,
+                             so on_message takes mu, and the order is checked per session */
+    uint32_t nslot;       /* sessions seen (multi) */
+    struct {
+        tether_session_id id; /* the session */
+        uint64_t next_index;  /* index expected in its next payload */
+    } slot[BENCH_SESSIONS_MAX];
 } tsrv;
+
+/* The expected next index of session id (multi); NULL when more sessions
+ * came than the run has (counted as an order error). */
+static uint64_t *next_of(tsrv *t, const tether_session_id *id)
+{
+    for (uint32_t i = 0; i < t->nslot; i++) {
+        if (memcmp(t->slot[i].id.bytes, id->bytes, sizeof id->bytes) == 0) {
+            return &t->slot[i].next_index;
+        }
+    }
+    if (t->nslot == BENCH_SESSIONS_MAX) {
+        return NULL;
+    }
+    t->slot[t->nslot].id = *id;
+    t->slot[t->nslot].next_index = 0;
+    return &t->slot[t->nslot++].next_index;
+}
 
 static void s_on_open(tether_server *s, const tether_session_id *id, int resumed, void *user)
 {
     tsrv *t = user;
+    if (t->multi) {
+        pthread_mutex_lock(&t->mu);
+    }
     if (!t->opened) {
         t->opened = 1;
         t->t_open = bench_now_ns();
         bench_rusage(&t->cpu0, NULL);
+    }
+    if (t->multi) {
+        pthread_mutex_unlock(&t->mu);
     }
 }
 
@@ -468,6 +510,9 @@ static void s_on_message(tether_server *s, const tether_session_id *id, uint64_t
 {
     tsrv *t = user;
     uint64_t now = bench_now_ns();
+    if (t->multi) {
+        pthread_mutex_lock(&t->mu);
+    }
     if (t->got == 0) {
         t->t_first = now;
     }
@@ -478,19 +523,29 @@ static void s_on_message(tether_server *s, const tether_session_id *id, uint64_t
             uint64_t ts = bench_get64(p);
             hist_add(&t->lat, now > ts ? now - ts : 0);
         }
-        if (idx != t->next_index) {
+        uint64_t *next = t->multi ? next_of(t, id) : &t->next_index;
+        if (!next || idx != *next) {
             t->order_err++;
         }
-        t->next_index = idx + 1;
+        if (next) {
+            *next = idx + 1;
+        }
     }
     t->redelivered += redelivered ? 1 : 0;
     t->got++;
     if (t->got == t->want) { /* later ones are the client's padding */
         t->t_last = now;
         bench_rusage(&t->cpu1, NULL);
-        pthread_mutex_lock(&t->mu);
+        if (!t->multi) {
+            pthread_mutex_lock(&t->mu);
+        }
         t->done = 1;
         pthread_cond_broadcast(&t->cv);
+        if (!t->multi) {
+            pthread_mutex_unlock(&t->mu);
+        }
+    }
+    if (t->multi) {
         pthread_mutex_unlock(&t->mu);
     }
 }
@@ -504,6 +559,7 @@ static int server_main(const bench_peer_opts *o)
     t.want = o->count;
     t.record = !o->backlog;
     t.opaque = o->opaque;
+    t.multi = o->sessions > 1;
 
     tether_server_config cfg;
     tether_server_config_init(&cfg);

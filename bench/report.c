@@ -221,6 +221,41 @@ static void report_http(FILE *out, const bench_cfg *c, size_t n)
     }
 }
 
+/* The PostgreSQL rows as ratios, all of this run: against raw lws and the
+ * SQLite server with the same sessions, three instances against one; the
+ * database's WAL and CPU per message. */
+static void report_pg(FILE *out, const bench_cfg *c, size_t n)
+{
+    int head = 0;
+    char a[16], b[16], d[16], e[16], g[16], h[16], i1[16], j1[16], k1[16], l1[16];
+    for (size_t i = 0; i < n; i++) {
+        const bench_cfg *x = &c[i];
+        if (!x->pg && !(x->sessions > 1)) {
+            continue;
+        }
+        if (!head) {
+            fprintf(out, "\nPostgreSQL store and several sessions, same run. x raw / x SQLite: msg/s\n"
+                         "over raw lws / the SQLite NORMAL server with as many sessions and the same\n"
+                         "size; x 1 inst: three instances over one. CPU s per million messages (pg:\n"
+                         "the database's processes, when it runs on this machine); ack p50: mean of\n"
+                         "the sessions', p99: the largest; WAL: bytes per message.\n"
+                         "%-16s %4s %4s %9s %6s %8s %8s | %7s %7s %7s | %7s %7s | %6s\n",
+                    "config", "sess", "inst", "msg/s", "x raw", "x SQLite", "x 1 inst", "CPU cli",
+                    "CPU srv", "CPU pg", "ack p50", "p99 ms", "WAL B");
+            head = 1;
+        }
+        char name[64];
+        snprintf(name, sizeof name, "%s%s", x->name, x->ok ? "" : " !");
+        fprintf(out, "%-16s %4u %4u %9s %6s %8s %8s | %7s %7s %7s | %7s %7s | %6s\n", name,
+                x->sessions ? x->sessions : 1, x->instances ? x->instances : 1,
+                f(a, sizeof a, "%.0f", x->msgs_s), f(b, sizeof b, "%.2f", x->ratio),
+                f(d, sizeof d, "%.2f", x->x_sqlite), f(e, sizeof e, "%.2f", x->x_one),
+                f(g, sizeof g, "%.2f", x->cli_cpu_m), f(h, sizeof h, "%.2f", x->srv_cpu_m),
+                f(i1, sizeof i1, "%.2f", x->pg_cpu_m), ms(j1, sizeof j1, x->ack_full.p50),
+                ms(k1, sizeof k1, x->ack_full.p99), f(l1, sizeof l1, "%.1f", x->wal_b));
+    }
+}
+
 void report_table(FILE *out, const bench_machine *m, const bench_cfg *c, size_t n, int quick,
                   int repeats)
 {
@@ -313,6 +348,7 @@ void report_table(FILE *out, const bench_machine *m, const bench_cfg *c, size_t 
     }
 
     report_http(out, c, n);
+    report_pg(out, c, n);
 
     int bad = 0;
     for (size_t i = 0; i < n; i++) {
@@ -415,7 +451,8 @@ int report_files(const char *dir, const bench_machine *m, const bench_cfg *c, si
                 "full_deliver_p999_us,full_deliver_max_us,rate_offered,rate_count,rate_achieved,"
                 "rate_ack_p50_us,rate_ack_p99_us,rate_ack_p999_us,rate_ack_max_us,"
                 "rate_deliver_p50_us,rate_deliver_p99_us,rate_deliver_p999_us,"
-                "rate_deliver_max_us,rate_wire_ack_b_per_msg,backlog_fill_s,error\n");
+                "rate_deliver_max_us,rate_wire_ack_b_per_msg,backlog_fill_s,sessions,instances,"
+                "ratio_to_sqlite,ratio_to_one_instance,pg_wal_b_per_msg,pg_cpu_s_per_M,error\n");
     for (size_t i = 0; i < n; i++) {
         const bench_cfg *x = &c[i];
         fprintf(fp, "%s,%s,\"%s\",%s,%u,%llu,%u,%u,%u,%u,%d,%d,%d", x->name, x->group, x->label,
@@ -430,7 +467,9 @@ int report_files(const char *dir, const bench_machine *m, const bench_cfg *c, si
                       x->rate_count ? (double)x->rate_count : -1, x->rate_got, x->ack_rate.p50,
                       x->ack_rate.p99, x->ack_rate.p999, x->ack_rate.max, x->dlv_rate.p50,
                       x->dlv_rate.p99, x->dlv_rate.p999, x->dlv_rate.max, x->rate_wire_ack,
-                      x->backlog ? x->fill_s : -1};
+                      x->backlog ? x->fill_s : -1, x->sessions ? x->sessions : 1,
+                      x->instances ? x->instances : 1, x->x_sqlite, x->x_one, x->wal_b,
+                      x->pg_cpu_m};
         for (size_t k = 0; k < sizeof v / sizeof v[0]; k++) {
             csv_num(fp, v[k]);
         }
@@ -502,6 +541,12 @@ int report_files(const char *dir, const bench_machine *m, const bench_cfg *c, si
         json_lat(fp, "rate_send_to_deliver_us", &x->dlv_rate);
         json_num(fp, "rate_wire_ack_b_per_msg", x->rate_wire_ack, 1);
         json_num(fp, "backlog_fill_s", x->backlog ? x->fill_s : -1, 1);
+        fprintf(fp, "\"sessions\":%u,\"instances\":%u,", x->sessions ? x->sessions : 1,
+                x->instances ? x->instances : 1);
+        json_num(fp, "ratio_to_sqlite", x->x_sqlite, 1);
+        json_num(fp, "ratio_to_one_instance", x->x_one, 1);
+        json_num(fp, "pg_wal_b_per_msg", x->wal_b, 1);
+        json_num(fp, "pg_cpu_s_per_M", x->pg_cpu_m, 1);
         json_str(fp, "error", x->error, 0);
         fprintf(fp, "}%s\n", i + 1 < n ? "," : "");
     }

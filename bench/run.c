@@ -19,234 +19,22 @@
 
 #define REPEAT_MAX 16 /* runs per configuration at most */
 
-/* ---- child processes ---- */
-
-typedef struct child {
-    pid_t pid;      /* the process, 0 when none */
-    int rd;         /* its stdout */
-    int wr;         /* its stdin */
-    char buf[16384]; /* bytes read, not yet consumed as lines */
-    size_t len;     /* bytes in buf */
-} child;
-
-/* Starts this binary with argv; its stdin is a pipe (ch->wr), or in_fd when >= 0. */
-static int spawn_in(child *ch, char *const argv[], int in_fd)
-{
-    static char exe[PATH_MAX];
-    if (!exe[0]) {
-        ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
-        if (k <= 0) {
-            return -1;
-        }
-        exe[k] = '\0';
-    }
-    int out[2], in[2];
-    if (pipe2(out, O_CLOEXEC) != 0) {
-        return -1;
-    }
-    if (pipe2(in, O_CLOEXEC) != 0) {
-        close(out[0]);
-        close(out[1]);
-        return -1;
-    }
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid < 0) {
-        close(out[0]);
-        close(out[1]);
-        close(in[0]);
-        close(in[1]);
-        return -1;
-    }
-    if (pid == 0) {
-        dup2(in_fd >= 0 ? in_fd : in[0], 0);
-        dup2(out[1], 1);
-        execv(exe, argv);
-        _exit(127);
-    }
-    close(out[1]);
-    close(in[0]);
-    memset(ch, 0, sizeof *ch);
-    ch->pid = pid;
-    ch->rd = out[0];
-    ch->wr = in[1];
-    return 0;
-}
-
-static int spawn(child *ch, char *const argv[])
-{
-    return spawn_in(ch, argv, -1);
-}
-
-/* Waits up to wait_ms for the child to exit (killing it after that); its
- * exit status, or -1 when it was killed. */
-static int child_exit(child *ch, int wait_ms)
-{
-    uint64_t until = bench_now_ns() + (uint64_t)wait_ms * 1000000u;
-    int st = 0, rc = -1;
-    for (;;) {
-        pid_t w = waitpid(ch->pid, &st, WNOHANG);
-        if (w == ch->pid) {
-            rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-            break;
-        }
-        if (bench_now_ns() > until) {
-            kill(ch->pid, SIGKILL);
-            waitpid(ch->pid, &st, 0);
-            break;
-        }
-        struct timespec ts = {0, 2000000};
-        nanosleep(&ts, NULL);
-    }
-    close(ch->wr);
-    close(ch->rd);
-    ch->pid = 0;
-    return rc;
-}
-
-/* Reads one line (without its newline) within timeout_ms. 0, or -1 on EOF/timeout. */
-static int child_line(child *ch, char *line, size_t len, int timeout_ms)
-{
-    uint64_t until = bench_now_ns() + (uint64_t)timeout_ms * 1000000u;
-    for (;;) {
-        char *nl = memchr(ch->buf, '\n', ch->len);
-        if (nl) {
-            size_t k = (size_t)(nl - ch->buf);
-            snprintf(line, len, "%.*s", (int)k, ch->buf);
-            memmove(ch->buf, nl + 1, ch->len - k - 1);
-            ch->len -= k + 1;
-            return 0;
-        }
-        uint64_t now = bench_now_ns();
-        if (now >= until || ch->len == sizeof ch->buf) {
-            return -1;
-        }
-        struct pollfd p = {.fd = ch->rd, .events = POLLIN};
-        int r = poll(&p, 1, (int)((until - now) / 1000000u) + 1);
-        if (r < 0 && errno == EINTR) {
-            continue;
-        }
-        if (r <= 0) {
-            return -1;
-        }
-        ssize_t k = read(ch->rd, ch->buf + ch->len, sizeof ch->buf - ch->len);
-        if (k <= 0) {
-            return -1;
-        }
-        ch->len += (size_t)k;
-    }
-}
-
-/* Closes its stdin (the server's cue to exit), then reaps it, killing it after wait_ms. */
-static void child_end(child *ch, int wait_ms)
-{
-    if (!ch->pid) {
-        return;
-    }
-    close(ch->wr);
-    uint64_t until = bench_now_ns() + (uint64_t)wait_ms * 1000000u;
-    int st;
-    while (waitpid(ch->pid, &st, WNOHANG) == 0) {
-        if (bench_now_ns() > until) {
-            kill(ch->pid, SIGKILL);
-            waitpid(ch->pid, &st, 0);
-            break;
-        }
-        struct timespec ts = {0, 5000000};
-        nanosleep(&ts, NULL);
-    }
-    close(ch->rd);
-    ch->pid = 0;
-}
-
-/* ---- one run ---- */
-
-typedef struct run_res {
-    int ok;
-    char error[200];
-    double msgs_s, cli_cpu_m, srv_cpu_m, cli_rss_mb, srv_rss_mb, wire_data, wire_ack, acks_per_msg;
-    lat4 ack, dlv;
-    double fill_s;
-} run_res;
-
-static void lat_of(const char *line, const char *prefix, lat4 *l)
-{
-    char k[32];
-    snprintf(k, sizeof k, "%s_p50", prefix);
-    l->p50 = bj_get(line, k, -1);
-    snprintf(k, sizeof k, "%s_p99", prefix);
-    l->p99 = bj_get(line, k, -1);
-    snprintf(k, sizeof k, "%s_p999", prefix);
-    l->p999 = bj_get(line, k, -1);
-    snprintf(k, sizeof k, "%s_max", prefix);
-    l->max = bj_get(line, k, -1);
-    snprintf(k, sizeof k, "%s_n", prefix);
-    if (bj_get(line, k, 0) <= 0) {
-        l->p50 = l->p99 = l->p999 = l->max = -1; /* not measured */
-    }
-}
-
-static void rm_db(const char *path)
-{
-    char p[PATH_MAX + 64];
-    unlink(path);
-    snprintf(p, sizeof p, "%s-wal", path);
-    unlink(p);
-    snprintf(p, sizeof p, "%s-shm", path);
-    unlink(p);
-}
-
-/* The "some avg10" figure of /proc/pressure/<what>, or -1. */
-static double psi10(const char *what)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/pressure/%s", what);
-    FILE *f = fopen(path, "r");
-    double v = -1;
-    if (f) {
-        if (fgets(line, sizeof line, f) && strncmp(line, "some", 4) == 0 && strstr(line, "avg10=")) {
-            v = strtod(strstr(line, "avg10=") + 6, NULL);
-        }
-        fclose(f);
-    }
-    return v;
-}
-
-static void log_line(const bench_run_opts *ro, const bench_cfg *c, int rate_phase, int rep,
-                     const char *line)
-{
-    char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s/runs.jsonl", ro->out);
-    FILE *f = fopen(path, "a");
-    double load[3] = {0, 0, 0};
-    getloadavg(load, 3);
-    if (f) {
-        fprintf(f,
-                "{\"config\":\"%s\",\"phase\":\"%s\",\"rep\":%d,\"load1\":%.2f,"
-                "\"psi_cpu10\":%.2f,\"psi_io10\":%.2f,\"peer\":%s}\n",
-                c->name, rate_phase ? "rate" : "full", rep, load[0], psi10("cpu"), psi10("io"),
-                line[0] == '{' ? line : "null");
-        fclose(f);
-    }
-}
-
 /* The bare SQLite floor: one process, no network. */
 static int run_sqlite(const bench_run_opts *ro, const bench_cfg *c, int rep, const char *db,
                       char *a_size, char *a_count, run_res *r)
 {
     char *argv[] = {"tether", "bench", "--role", "sqlite", "--db", (char *)db, "--size", a_size,
                     "--count", a_count, NULL};
-    child ch;
+    bench_child ch;
     char line[4096] = "";
-    if (spawn(&ch, argv) != 0) {
+    if (bench_spawn(&ch, argv) != 0) {
         snprintf(r->error, sizeof r->error, "cannot start the sqlite process");
         return -1;
     }
-    int got = child_line(&ch, line, sizeof line, 120000) == 0;
-    child_end(&ch, 10000);
-    log_line(ro, c, 0, rep, got ? line : "null");
-    rm_db(db);
+    int got = bench_child_line(&ch, line, sizeof line, 120000) == 0;
+    bench_child_end(&ch, 10000);
+    bench_log_line(ro, c, 0, rep, got ? line : "null");
+    bench_rm_db(db);
     if (!got || bj_get(line, "ok", 0) != 1) {
         char why[200] = "";
         bj_get_str(line, "error", why, sizeof why);
@@ -265,9 +53,9 @@ static int run_sqlite(const bench_run_opts *ro, const bench_cfg *c, int rep, con
 
 /* `tether send URL --db DB --quiet` fed count lines of c->size bytes on stdin,
  * against the server peer srv (started with --opaque). Throughput: from the
- * spawn to the server's last delivery, so it includes the CLI's start and
+ * bench_spawn to the server's last delivery, so it includes the CLI's start and
  * connect (a few ms). */
-static int run_cli(const bench_run_opts *ro, const bench_cfg *c, int rep, child *srv,
+static int run_cli(const bench_run_opts *ro, const bench_cfg *c, int rep, bench_child *srv,
                    const char *url, const char *cdb, const char *sdb, uint64_t count,
                    unsigned timeout, run_res *r)
 {
@@ -290,22 +78,22 @@ static int run_cli(const bench_run_opts *ro, const bench_cfg *c, int rep, child 
     int fd = ok ? open(input, O_RDONLY | O_CLOEXEC) : -1;
     if (fd < 0) {
         snprintf(r->error, sizeof r->error, "cannot write the input of tether send");
-        child_end(srv, 2000);
+        bench_child_end(srv, 2000);
         unlink(input);
         return -1;
     }
     char *argv[] = {"tether", "send", (char *)url, "--db", (char *)cdb, "--quiet", NULL};
-    child cli;
+    bench_child cli;
     uint64_t t_start = bench_now_ns();
-    int sp = spawn_in(&cli, argv, fd);
+    int sp = bench_spawn_in(&cli, argv, fd);
     close(fd);
-    int st = sp == 0 ? child_exit(&cli, (int)(timeout + 20) * 1000) : -1;
-    int got_s = child_line(srv, sline, sizeof sline, st == 0 ? 15000 : 1000) == 0;
-    child_end(srv, 10000);
-    log_line(ro, c, 0, rep, got_s ? sline : "null");
+    int st = sp == 0 ? bench_child_exit(&cli, (int)(timeout + 20) * 1000) : -1;
+    int got_s = bench_child_line(srv, sline, sizeof sline, st == 0 ? 15000 : 1000) == 0;
+    bench_child_end(srv, 10000);
+    bench_log_line(ro, c, 0, rep, got_s ? sline : "null");
     unlink(input);
-    rm_db(sdb);
-    rm_db(cdb);
+    bench_rm_db(sdb);
+    bench_rm_db(cdb);
     if (st != 0 || !got_s || bj_get(sline, "ok", 0) != 1) {
         snprintf(r->error, sizeof r->error, "%s",
                  sp != 0 ? "cannot start tether send"
@@ -328,14 +116,18 @@ static int run_cli(const bench_run_opts *ro, const bench_cfg *c, int rep, child 
 static int run_once(const bench_run_opts *ro, const bench_cfg *c, int rate_phase, int rep,
                     run_res *r)
 {
+    if (c->sessions > 1) {
+        return bench_run_fleet(ro, c, rep, r);
+    }
     memset(r, 0, sizeof *r);
+    r->wal_b = r->pg_cpu_m = -1;
     char dir[PATH_MAX], sdb[PATH_MAX + 16], cdb[PATH_MAX + 16];
     snprintf(dir, sizeof dir, "%s/scratch", ro->out);
     mkdir(dir, 0755);
     snprintf(sdb, sizeof sdb, "%s/server.db", dir);
     snprintf(cdb, sizeof cdb, "%s/client.db", dir);
-    rm_db(sdb);
-    rm_db(cdb);
+    bench_rm_db(sdb);
+    bench_rm_db(cdb);
 
     uint64_t count = rate_phase ? c->rate_count : c->count;
     unsigned timeout = ro->quick ? 60 : 240;
@@ -384,18 +176,18 @@ static int run_once(const bench_run_opts *ro, const bench_cfg *c, int rate_phase
     }
     sargv[k] = NULL;
 
-    child srv, cli;
+    bench_child srv, cli;
     memset(&cli, 0, sizeof cli);
     char sline[4096] = "", cline[4096] = "", ready[512] = "";
-    if (spawn(&srv, sargv) != 0) {
+    if (bench_spawn(&srv, sargv) != 0) {
         snprintf(r->error, sizeof r->error, "cannot start the server process");
         return -1;
     }
-    if (child_line(&srv, ready, sizeof ready, 10000) != 0 || bj_get(ready, "port", 0) <= 0) {
+    if (bench_child_line(&srv, ready, sizeof ready, 10000) != 0 || bj_get(ready, "port", 0) <= 0) {
         char why[200] = "";
         bj_get_str(ready, "error", why, sizeof why);
         snprintf(r->error, sizeof r->error, "server did not start%s%s", why[0] ? ": " : "", why);
-        child_end(&srv, 2000);
+        bench_child_end(&srv, 2000);
         return -1;
     }
     snprintf(url, sizeof url, "ws://127.0.0.1:%d/", (int)bj_get(ready, "port", 0));
@@ -441,19 +233,31 @@ static int run_once(const bench_run_opts *ro, const bench_cfg *c, int rate_phase
     if (c->kind == BK_CLI) {
         return run_cli(ro, c, rep, &srv, url, cdb, sdb, count, timeout, r);
     }
-    if (spawn(&cli, cargv) != 0) {
+    bench_pg_mark m0, m1;
+    char pgwhy[256] = "";
+    m0.ok = m1.ok = 0;
+    if (c->pg) {
+        bench_pg_mark_take(ro->pg, &m0, pgwhy, sizeof pgwhy);
+    }
+    if (bench_spawn(&cli, cargv) != 0) {
         snprintf(r->error, sizeof r->error, "cannot start the client process");
-        child_end(&srv, 2000);
+        bench_child_end(&srv, 2000);
         return -1;
     }
-    int got_c = child_line(&cli, cline, sizeof cline, (int)(timeout + 20) * 1000) == 0;
-    int got_s = child_line(&srv, sline, sizeof sline, got_c ? 15000 : 1000) == 0;
-    child_end(&srv, 10000);
-    child_end(&cli, 10000);
-    log_line(ro, c, rate_phase, rep, got_c ? cline : "null");
-    log_line(ro, c, rate_phase, rep, got_s ? sline : "null");
-    rm_db(sdb);
-    rm_db(cdb);
+    int got_c = bench_child_line(&cli, cline, sizeof cline, (int)(timeout + 20) * 1000) == 0;
+    int got_s = bench_child_line(&srv, sline, sizeof sline, got_c ? 15000 : 1000) == 0;
+    if (c->pg && got_s) {
+        bench_pg_mark_take(ro->pg, &m1, pgwhy, sizeof pgwhy);
+        if (!m0.ok || !m1.ok) {
+            fprintf(stderr, "  %s: no WAL or CPU figures from the database: %s\n", c->name, pgwhy);
+        }
+    }
+    bench_child_end(&srv, 10000);
+    bench_child_end(&cli, 10000);
+    bench_log_line(ro, c, rate_phase, rep, got_c ? cline : "null");
+    bench_log_line(ro, c, rate_phase, rep, got_s ? sline : "null");
+    bench_rm_db(sdb);
+    bench_rm_db(cdb);
 
     if (!got_c || !got_s || bj_get(cline, "ok", 0) != 1 || bj_get(sline, "ok", 0) != 1) {
         char why[200] = "";
@@ -484,8 +288,11 @@ static int run_once(const bench_run_opts *ro, const bench_cfg *c, int rate_phase
     r->wire_ack = bj_get(cline, "tcp_rx", 0) / n;
     r->acks_per_msg = bj_get(cline, "acks", 0) / n;
     r->fill_s = bj_get(cline, "fill_s", 0);
-    lat_of(cline, "ack", &r->ack);
-    lat_of(sline, "dlv", &r->dlv);
+    if (c->pg) {
+        bench_pg_mark_diff(&m0, &m1, count, r);
+    }
+    bench_lat_of(cline, "ack", &r->ack);
+    bench_lat_of(sline, "dlv", &r->dlv);
     r->ok = 1;
     return 0;
 }
@@ -537,6 +344,8 @@ static run_res median_of(run_res *rs, int n)
     MED(dlv.p999);
     MED(dlv.max);
     MED(fill_s);
+    MED(wal_b);
+    MED(pg_cpu_m);
     out.ok = n > 0;
     return out;
 }
@@ -628,6 +437,8 @@ int bench_run_all(const bench_run_opts *ro, bench_cfg *cfgs, size_t n)
         c->ack_full = m.ack;
         c->dlv_full = m.dlv;
         c->fill_s = m.fill_s;
+        c->wal_b = nf ? m.wal_b : -1;
+        c->pg_cpu_m = nf ? m.pg_cpu_m : -1;
         if (c->rate_count) {
             run_res q = median_of(rate, nr);
             c->rate_got = nr ? q.msgs_s : -1;
@@ -645,13 +456,27 @@ int bench_run_all(const bench_run_opts *ro, bench_cfg *cfgs, size_t n)
     if (!ro->verbose && tty) {
         fprintf(stderr, "%70s\r", "");
     }
-    /* ratios to the raw baseline of the same size, measured in this run */
+    /* ratios to the raw baseline of the same size and the same number of
+     * sessions, measured in this run; the fleet rows also to the SQLite row
+     * with as many sessions, and three instances to one */
     for (size_t i = 0; i < n; i++) {
-        cfgs[i].ratio = -1;
+        bench_cfg *x = &cfgs[i];
+        x->ratio = x->x_sqlite = x->x_one = -1;
         for (size_t k = 0; k < n; k++) {
-            if (cfgs[k].store == BS_RAW && cfgs[k].size == cfgs[i].size && cfgs[k].msgs_s > 0 &&
-                cfgs[i].msgs_s > 0 && cfgs[i].kind != BK_SQLITE) {
-                cfgs[i].ratio = cfgs[i].msgs_s / cfgs[k].msgs_s;
+            const bench_cfg *y = &cfgs[k];
+            if (y->size != x->size || y->sessions != x->sessions || y->msgs_s <= 0 ||
+                x->msgs_s <= 0 || x->kind == BK_SQLITE) {
+                continue;
+            }
+            if (y->store == BS_RAW) {
+                x->ratio = x->msgs_s / y->msgs_s;
+            }
+            if (x->pg && !y->pg && y->store == BS_NORMAL &&
+                (strcmp(y->group, "store") == 0 || strcmp(y->group, "fleet") == 0)) {
+                x->x_sqlite = x->msgs_s / y->msgs_s;
+            }
+            if (x->sessions > 1 && x->pg && x->instances > 1 && y->pg && y->instances <= 1) {
+                x->x_one = x->msgs_s / y->msgs_s;
             }
         }
     }

@@ -275,6 +275,24 @@ int tether__store_pg_is_uri(const char *path);
  * name", never the password. */
 void tether__store_pg_describe(const char *conninfo, char *buf, size_t len);
 
+/* What tether__store_pg_probe() found. */
+#define TETHER__PG_PROBE_PIDS 256
+typedef struct tether__pg_probe {
+    uint64_t wal_lsn;                 /* pg_current_wal_lsn() in bytes from 0/0 */
+    int local;                        /* 1: the server is on this machine (Unix socket or
+                                         loopback), so pids are this machine's processes */
+    int npids;                        /* entries in pids */
+    int pids[TETHER__PG_PROBE_PIDS];  /* its processes (pg_stat_activity: backends and
+                                         background workers), without the probe's own */
+} tether__pg_probe;
+
+/* For measurements (`tether bench`): connects to conninfo, reads the WAL
+ * position and, when the server runs on this machine, its process ids, and
+ * disconnects. TETHER_OK, TETHER_EINVAL, or TETHER_ESTORE with PostgreSQL's
+ * message in errbuf (a failed connection, a standby: no WAL position). */
+int tether__store_pg_probe(const char *conninfo, tether__pg_probe *out, char *errbuf,
+                           size_t errlen);
+
 /* Checks a verdict key and value (v may be NULL) for verdict_put/get:
  * TETHER_OK or TETHER_EINVAL with the reason (store_memory.c). */
 int tether__verdict_check(const char *key, const tether__verdict *v);
