@@ -16,6 +16,7 @@
 #include <sqlite3.h>
 
 #include "bench.h"
+#include "pgserver/pgserver.h"
 #include "sessions.h"
 #include "run.h"
 
@@ -45,8 +46,10 @@ static const char help[] =
     "  --scale F        multiply every message count by F (0.01 to 10) [1]\n"
     "  --no-plots       do not run gnuplot\n"
     "  --verbose        print each run as it finishes\n"
-    "  --pg URI         also run pg/64 and pg/512: the server's store in the\n"
-    "                   PostgreSQL database at URI (postgresql://...), the client's\n"
+    "  --pg URI|auto    also run pg/64 and pg/512: the server's store in the\n"
+    "                   PostgreSQL database at URI (postgresql://...; auto: a private\n"
+    "                   server this run starts in /tmp with Debian's postgresql\n"
+    "                   package, fsync on, and removes at the end), the client's\n"
     "                   SQLite NORMAL; compare with normal/64 and normal/512; and\n"
     "                   the fleet rows: sessions spread over three server instances\n"
     "                   on that database, against one instance, one SQLite server\n"
@@ -270,6 +273,25 @@ static void machine(bench_machine *m, int argc, char **argv)
     m->psi_io_start = bench_psi("io");
 }
 
+static int bench_matrix_run(const bench_run_opts *ro_in, int argc, char **argv, int plots);
+
+/* The last lines of a log on stderr (why a private PostgreSQL did not start). */
+static void show_tail(const char *path)
+{
+    FILE *f = path[0] ? fopen(path, "r") : NULL;
+    if (!f) {
+        return;
+    }
+    char buf[2048];
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, size > (long)sizeof buf - 1 ? size - (long)sizeof buf + 1 : 0, SEEK_SET);
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    fprintf(stderr, "--- the end of %s ---\n%s---\n", path, buf);
+}
+
 static int mkdirs(const char *dir)
 {
     char tmp[PATH_MAX];
@@ -350,9 +372,11 @@ int tether_bench_main(int argc, char **argv)
             ro.verbose = 1;
             break;
         case 'G':
-            if (strncmp(optarg, "postgresql://", 13) != 0 && strncmp(optarg, "postgres://", 11) != 0) {
-                fprintf(stderr, "tether bench: --pg wants a postgresql:// URI\nTry 'tether bench "
-                                "--help'.\n");
+            if (strncmp(optarg, "postgresql://", 13) != 0 && strncmp(optarg, "postgres://", 11) != 0 &&
+                strcmp(optarg, "auto") != 0) {
+                fprintf(stderr, "tether bench: --pg wants a postgresql:// URI or auto, not '%s'\n"
+                                "Try 'tether bench --help'.\n",
+                        optarg);
                 return 2;
             }
             ro.pg = optarg;
@@ -416,6 +440,29 @@ int tether_bench_main(int argc, char **argv)
         return 1;
     }
 
+    static tether_pgs pgs; /* --pg auto: the private server */
+    static char pg_uri[128];
+    if (ro.pg && strcmp(ro.pg, "auto") == 0) {
+        char err[600];
+        if (tether_pgs_start(&pgs, 1, err, sizeof err) != 0) {
+            fprintf(stderr, "tether bench: --pg auto: %s\n", err);
+            show_tail(pgs.why_log);
+            tether_pgs_remove(&pgs);
+            return 1;
+        }
+        ro.pg = tether_pgs_uri(&pgs, "postgres", pg_uri, sizeof pg_uri);
+        fprintf(stderr, "tether bench: --pg auto: PostgreSQL (%s) in %s, fsync on, at %s\n",
+                pgs.bindir, pgs.dir, ro.pg);
+    }
+    int rc = bench_matrix_run(&ro, argc, argv, plots);
+    tether_pgs_remove(&pgs);
+    return rc;
+}
+
+/* Runs the matrix and writes the report; the exit status. */
+static int bench_matrix_run(const bench_run_opts *ro_in, int argc, char **argv, int plots)
+{
+    bench_run_opts ro = *ro_in;
     bench_machine m;
     machine(&m, argc, argv);
     static bench_cfg cfgs[BENCH_CFG_MAX];

@@ -1,0 +1,62 @@
+/*
+ * A private PostgreSQL server in a temporary directory, for the tests of the
+ * PostgreSQL store (tests/support/pgtest.c) and for `tether bench --pg auto`.
+ *
+ * tether_pgs_start() runs Debian's initdb in a fresh directory under /tmp and
+ * starts `postgres` on a loopback port the system picked, as the user
+ * postgres when the caller is root (PostgreSQL refuses to run as root), and
+ * waits (bounded) until the server says it is ready. The server gets SIGQUIT
+ * from the kernel if the process that started it dies (parent death signal),
+ * so it never outlives its user; tether_pgs_stop() stops it by its PID, and
+ * tether_pgs_remove() deletes the directory.
+ *
+ * The binaries are looked for in $TETHER_PG_BINDIR, then
+ * /usr/lib/postgresql/15/bin (Debian's postgresql-15), then the highest
+ * version under /usr/lib/postgresql. No libpq here: readiness is read from
+ * the server's postmaster.pid.
+ */
+#ifndef TETHER_TOOLS_PGSERVER_H
+#define TETHER_TOOLS_PGSERVER_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+typedef struct tether_pgs {
+    char bindir[512]; /* where initdb and postgres are */
+    char dir[256];    /* the temporary directory (socket directory too) */
+    char data[300];   /* the data directory, dir/data */
+    char log[300];    /* the server's log, dir/server.log */
+    uid_t uid;        /* the user that runs the server (the caller's unless root) */
+    gid_t gid;        /* its group */
+    int drop;         /* 1: the children switch to uid/gid (the caller is root) */
+    pid_t pid;        /* the postmaster, 0 when stopped */
+    int port;         /* its loopback TCP port */
+    int made;         /* 1: dir exists (tether_pgs_remove deletes it) */
+    int fsync;        /* 1: fsync and full_page_writes on (a measurement's setting) */
+    char why_log[300]; /* after a failure: the log that explains it (initdb's or the
+                          server's), "" when none */
+} tether_pgs;
+
+/* Fills s for a server with fsync on (fsync = 1) or off (tests: it only
+ * costs durability across a crash of the machine), then starts it. 0, or -1
+ * with the reason in err; after a failure nothing runs, s->why_log names the
+ * log that explains it, and the directory stays until tether_pgs_remove(). A
+ * missing binary says "PostgreSQL binaries (initdb, postgres) not found in
+ * DIR: ...". */
+int tether_pgs_start(tether_pgs *s, int fsync, char *err, size_t errlen);
+
+/* Starts the stopped server again on the same directory and port. 0 or -1
+ * with the reason in err (the server's log is in s->log). */
+int tether_pgs_restart(tether_pgs *s, char *err, size_t errlen);
+
+/* Stops the server by its PID (fast shutdown, SIGKILL after 20 s) and waits
+ * for it. Does nothing when it does not run. The directory stays. */
+void tether_pgs_stop(tether_pgs *s);
+
+/* Stops the server and deletes its directory. */
+void tether_pgs_remove(tether_pgs *s);
+
+/* A postgresql:// URI of database db as the user postgres on the server. */
+const char *tether_pgs_uri(const tether_pgs *s, const char *db, char *buf, size_t len);
+
+#endif
