@@ -3,10 +3,10 @@
  */
 #include "pgserver.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <glob.h>
 #include <grp.h>
 #include <netinet/in.h>
 #include <pwd.h>
@@ -107,20 +107,23 @@ static void find_bindir(char *out, size_t len)
     if (access(probe, X_OK) == 0) {
         return;
     }
-    DIR *d = opendir("/usr/lib/postgresql");
+    glob_t g;
     long best = -1;
-    for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
+    if (glob("/usr/lib/postgresql/*/bin/postgres", 0, NULL, &g) != 0) {
+        return;
+    }
+    for (size_t i = 0; i < g.gl_pathc; i++) {
+        const char *ver = g.gl_pathv[i] + strlen("/usr/lib/postgresql/");
         char *end = NULL;
-        long v = strtol(e->d_name, &end, 10);
-        snprintf(probe, sizeof probe, "/usr/lib/postgresql/%s/bin/postgres", e->d_name);
-        if (end != e->d_name && *end == '\0' && v > best && access(probe, X_OK) == 0) {
+        long v = strtol(ver, &end, 10);
+        if (end != ver && strncmp(end, "/bin/postgres", 14) == 0 && v > best &&
+            access(g.gl_pathv[i], X_OK) == 0) {
             best = v;
-            snprintf(out, len, "/usr/lib/postgresql/%s/bin", e->d_name);
+            snprintf(out, len, "%.*s", (int)(strlen(g.gl_pathv[i]) - strlen("/postgres")),
+                     g.gl_pathv[i]);
         }
     }
-    if (d) {
-        closedir(d);
-    }
+    globfree(&g);
 }
 
 /* 1 when the data directory's postmaster.pid is our server's (its first
@@ -237,8 +240,9 @@ int tether_pgs_start(tether_pgs *s, int fsync, char *err, size_t errlen)
     s->uid = geteuid();
     s->gid = getegid();
     if (s->uid == 0) {
-        struct passwd *pw = getpwnam("postgres");
-        if (!pw) {
+        struct passwd pwbuf, *pw = NULL;
+        char buf[4096];
+        if (getpwnam_r("postgres", &pwbuf, buf, sizeof buf, &pw) != 0 || !pw) {
             snprintf(err, errlen, "running as root, and there is no user postgres to run "
                                   "PostgreSQL as");
             return -1;
