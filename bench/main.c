@@ -18,6 +18,7 @@
 #include "bench.h"
 #include "pgserver/pgserver.h"
 #include "sessions.h"
+#include "store/store.h"
 #include "run.h"
 
 static const char help[] =
@@ -266,7 +267,14 @@ static void machine(bench_machine *m, int argc, char **argv)
     size_t o = 0;
     o += (size_t)snprintf(m->cmdline, sizeof m->cmdline, "tether bench");
     for (int i = 1; i < argc && o < sizeof m->cmdline; i++) {
-        o += (size_t)snprintf(m->cmdline + o, sizeof m->cmdline - o, " %s", argv[i]);
+        const char *a = argv[i];
+        char where[160];
+        if (i > 1 && strcmp(argv[i - 1], "--pg") == 0 && strcmp(a, "auto") != 0) {
+            /* the results are shared: never a password, only where the database is */
+            tether__store_pg_describe(a, where, sizeof where);
+            a = where;
+        }
+        o += (size_t)snprintf(m->cmdline + o, sizeof m->cmdline - o, " %s", a);
     }
     loadavg(m->load_start);
     m->psi_cpu_start = bench_psi("cpu");
@@ -442,7 +450,16 @@ int tether_bench_main(int argc, char **argv)
 
     static tether_pgs pgs; /* --pg auto: the private server */
     static char pg_uri[128];
-    if (ro.pg && strcmp(ro.pg, "auto") == 0) {
+    int want_pg = 0; /* a selected configuration uses the database */
+    static bench_cfg probe[BENCH_CFG_MAX];
+    size_t np = ro.pg ? bench_matrix(&ro, probe, BENCH_CFG_MAX) : 0;
+    for (size_t i = 0; i < np; i++) {
+        want_pg |= probe[i].pg;
+    }
+    if (ro.pg && !want_pg) {
+        fprintf(stderr, "tether bench: --pg: no PostgreSQL row is selected (see --only)\n");
+    }
+    if (ro.pg && want_pg && strcmp(ro.pg, "auto") == 0) {
         char err[600];
         if (tether_pgs_start(&pgs, 1, err, sizeof err) != 0) {
             fprintf(stderr, "tether bench: --pg auto: %s\n", err);

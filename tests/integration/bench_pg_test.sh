@@ -43,6 +43,17 @@ TETHER_PG_BINDIR=/nonexistent/pg/bin refused 1 \
     "--pg auto: PostgreSQL binaries (initdb, postgres) not found in /nonexistent/pg/bin" \
     --pg auto --quick --only s3
 
+# a database that does not answer: the PostgreSQL rows fail with libpq's
+# reason, the run exits 1, and the password is in no result file
+"$BIN" bench --quick --only pg/64/s3/i3 --scale 0.01 --no-plots --out "$D/down" \
+    --pg "postgresql://u:hunter2@127.0.0.1:1/x" >"$D/down.txt" 2>&1
+rc=$?
+[ "$rc" -eq 1 ] || fail "an unreachable database: exit $rc, wanted 1"
+grep -q '^  pg/64/s3/i3: 0 of the runs succeeded: server did not start: .*cannot connect to PostgreSQL at 127.0.0.1:1/x as user u' \
+    "$D/down.txt" || fail "an unreachable database: no reason given: $(cat "$D/down.txt")"
+grep -q '^raw/64/s3,fleet,.*,1,1,' "$D/down/results.csv" || fail "the raw row did not run beside it"
+grep -rq hunter2 "$D/down" && fail "the password is in the result files"
+
 # the rows themselves, tiny: 3 sessions, about 3,000 / 1,500 messages per row
 t0=$(date +%s)
 "$BIN" bench --quick --only /s3 --pg auto --scale 0.02 --no-plots --out "$D/run" >"$D/out.txt" 2>&1
