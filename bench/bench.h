@@ -11,8 +11,10 @@
  * client/server peers), peer_raw.c (the raw libwebsockets baseline peers),
  * peer_sqlite.c (the bare SQLite floor), probe.c (latency histograms, CPU,
  * RSS, TCP byte counters, JSON lines), matrix.c (the configuration matrix),
- * run.c (the child processes and medians), report.c (table, CSV, JSON,
- * gnuplot).
+ * run.c (one run of a configuration, medians, ratios), child.c (the child
+ * processes), fleet.c (several sessions over several server processes, and
+ * the database's WAL and CPU for the --pg rows), report.c (table, CSV,
+ * JSON, gnuplot).
  */
 #ifndef TETHER_BENCH_H
 #define TETHER_BENCH_H
