@@ -616,5 +616,57 @@ several_urls() {
 }
 check send_several_urls several_urls
 
+# ------------------------------------------------- what a new user runs into
+# Values the library would refuse later, or take for something else, are usage
+# errors that say what is wanted (and never echo a PostgreSQL URI's password).
+user_mistakes() {
+    expect_rc 2 "$T" serve --listen localhost:0 && grep -q 'numeric IPv4 or IPv6' "$WORK/last.err" &&
+        expect_rc 2 "$T" serve --db "" && grep -q -- '--db wants' "$WORK/last.err" &&
+        expect_rc 2 "$T" send ws://127.0.0.1:1/ --db "" --count 1 &&
+        expect_rc 2 "$T" send ws://127.0.0.1:1/ --db postgresql://u:s3cret@h/d --count 1 &&
+        grep -q 'SQLite file' "$WORK/last.err" && ! grep -q s3cret "$WORK/last.err" &&
+        expect_rc 2 "$T" send ws://127.0.0.1:1/ --size 1048577 --count 1 &&
+        grep -q 'max_message_bytes' "$WORK/last.err" &&
+        expect_rc 2 "$T" send ws://127.0.0.1:1/ --backoff-cap-ms 100 --count 1 &&
+        grep -q '250, the default' "$WORK/last.err" &&
+        expect_rc 1 "$T" serve --listen 127.0.0.1:0 --port-file "$WORK/no/such/dir/p" &&
+        grep -q 'No such file or directory' "$WORK/last.err"
+}
+check user_mistakes_are_usage_errors user_mistakes
+
+# A store that reaches the file size limit (ulimit -f) is a store error the
+# command reports, not a kill by SIGXFSZ (exit 153).
+file_size_limit() {
+    (ulimit -f 64 && expect_rc 1 "$T" send ws://127.0.0.1:1/ --db "$WORK/fsz.db" --count 2000 \
+        --size 200 --timeout-ms 1000) && grep -q 'TETHER_ESTORE' "$WORK/last.err"
+}
+check file_size_limit_is_a_store_error file_size_limit
+
+# --max-pending P: never more than P unacknowledged, even with a larger --batch
+# (nobody answers on port 1, so the count stays where sending paused).
+max_pending_bound() {
+    expect_rc 1 "$T" send ws://127.0.0.1:1/ --db "$WORK/mp1.db" --count 5000 --max-pending 300 \
+        --timeout-ms 300 --quiet &&
+        "$T" status --db "$WORK/mp1.db" --json | grep -qF '"pending":300,' || return 1
+    seq 1000 >"$WORK/mp.in"
+    timeout 30 "$T" send ws://127.0.0.1:1/ --db "$WORK/mp2.db" --max-pending 300 --timeout-ms 300 \
+        --quiet <"$WORK/mp.in" >/dev/null 2>&1
+    "$T" status --db "$WORK/mp2.db" --json | grep -qF '"pending":300,'
+}
+check max_pending_is_a_bound max_pending_bound
+
+# A mismatch (the server lost its memory store) tells a command-line user what
+# to do, not only which library call would continue.
+mismatch_hint() {
+    start_server mm1 --quiet || return 1
+    expect_rc 0 "$T" send "ws://127.0.0.1:$PORT/" --db "$WORK/mm-c.db" --count 2 --quiet &&
+        stop_gracefully "$SPID" || return 1
+    start_server mm2 --quiet || return 1
+    expect_rc 1 "$T" send "ws://127.0.0.1:$PORT/" --db "$WORK/mm-c.db" --count 1 \
+        --timeout-ms 10000 && grep -q 'give another --db file' "$WORK/last.err" &&
+        stop_gracefully "$SPID"
+}
+check mismatch_says_what_to_do mismatch_hint
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

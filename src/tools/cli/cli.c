@@ -168,6 +168,9 @@ void cli_signals_install(void)
     sigaction(SIGTERM, &sa, NULL);
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
+    /* A store that reaches the file size limit (ulimit -f) is a store error the
+     * command reports (write() fails with EFBIG), not a silent kill. */
+    sigaction(SIGXFSZ, &sa, NULL);
 }
 
 int cli_stop_requested(void)
@@ -424,9 +427,13 @@ int cli_write_port_file(const char *path, uint16_t port)
         ok = (fclose(f) == 0) && ok;
         rc = ok && rename(tmp, path) == 0 ? 0 : -1;
         if (rc != 0) {
+            int e = errno;
             unlink(tmp);
+            errno = e;
         }
     }
+    int e = errno; /* the caller names the reason */
     free(tmp);
+    errno = e;
     return rc;
 }

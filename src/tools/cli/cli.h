@@ -87,7 +87,7 @@ void cli_put_be64(uint8_t *p, uint64_t v);
 uint64_t cli_get_be64(const uint8_t *p);
 
 /* Writes "<port>\n" to path through a temporary file and a rename, so a
- * reader never sees a half-written file. 0 or -1. */
+ * reader never sees a half-written file. 0, or -1 with errno set. */
 int cli_write_port_file(const char *path, uint16_t port);
 
 /* Name of a client state ("CONNECTED"). */

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/defaults.h" /* TETHER__DEFAULT_MAX_MESSAGE: the largest message */
 #include "netopts.h"
 #include "scenario/record.h"
 
@@ -38,15 +39,15 @@ static const char send_help[] =
     "  --until-seq N        send generated messages until the session's last sequence\n"
     "                       number reaches N; a run restarted on the same --db goes on\n"
     "                       exactly where the previous one stopped\n"
-    "  --size B             bytes per generated message [64]\n"
+    "  --size B             bytes per generated message, 0 to 1048576 [64]\n"
     "  --pattern P          generated payloads: 'text' = \"msg <seq> \" padded with 'x'\n"
     "                       (printable); 'seq' = the message's own sequence number as\n"
     "                       8 bytes big-endian, then padding (needs --size >= 8) [text]\n"
     "  --batch K            at most K messages per store transaction: every line\n"
     "                       that is ready on stdin, or every generated message, goes\n"
     "                       out in one transaction up to this cap (1 to 65536) [4096]\n"
-    "  --max-pending P      pause generating while P messages are unacknowledged\n"
-    "                       [0: no limit]\n"
+    "  --max-pending P      at most P messages unacknowledged: a transaction takes\n"
+    "                       only what fits, and sending pauses while P are [0: no limit]\n"
     "  --timeout-ms T       fail if the messages are not all acknowledged T ms after\n"
     "                       the input ended (also: no ack progress for T ms while\n"
     "                       paused by --max-pending) [30000]\n"
@@ -250,6 +251,8 @@ static void on_mismatch(tether_client *c, const tether_mismatch_info *mi, void *
             (unsigned long long)mi->local_out_last, (unsigned long long)mi->local_peer_acked,
             (unsigned long long)mi->local_recv_cursor, (unsigned long long)mi->peer_out_last,
             (unsigned long long)mi->peer_recv_cursor, (unsigned long long)mi->lost_acked);
+    fprintf(stderr, "tether send: this session cannot go on; to start a new one, give another "
+                    "--db file (this one keeps its unacknowledged messages for 'tether status')\n");
 }
 
 /* Fills one generated payload for sequence number seq. */
@@ -295,9 +298,11 @@ static int fail_rc(tether_client *c, const char *what, int rc)
 }
 
 /* Waits while --max-pending messages are unacked; fails after timeout_ms without
- * any ack progress. Returns 0, or an exit status. */
-static int throttle(tether_client *c, const send_opts *o)
+ * any ack progress. Returns 0 with *room the number of messages that may be
+ * added now (at least 1; UINT64_MAX without a limit), or an exit status. */
+static int throttle(tether_client *c, const send_opts *o, uint64_t *room)
 {
+    *room = UINT64_MAX;
     if (o->max_pending == 0) {
         return 0;
     }
@@ -309,6 +314,7 @@ static int throttle(tether_client *c, const send_opts *o)
             return fail_rc(c, "cannot read the pending count", rc);
         }
         if (pending < o->max_pending) {
+            *room = o->max_pending - pending;
             return 0;
         }
         if (pending < last_pending) {
@@ -366,9 +372,11 @@ static int send_generated(tether_client *c, const send_opts *o)
                               cli_stop_signal());
             break;
         }
-        if ((status = throttle(c, o)) != 0) {
+        uint64_t room = 0;
+        if ((status = throttle(c, o, &room)) != 0) {
             break;
         }
+        want = want < room ? want : room;
         size_t n = (size_t)(want < batch ? want : batch);
         for (size_t i = 0; i < n; i++) {
             fill(buf + i * o->size, (size_t)o->size, o->pattern, last + 1 + i);
@@ -406,7 +414,16 @@ static int send_lines(tether_client *c, const send_opts *o, char *buf, size_t *l
     size_t start = 0;
     for (;;) {
         size_t n = 0, at = start;
-        while (n < o->batch) {
+        if (!memchr(buf + start, '\n', *len - start)) {
+            break; /* no complete line yet */
+        }
+        uint64_t room = 0;
+        int status = throttle(c, o, &room);
+        if (status != 0) {
+            return status;
+        }
+        size_t limit = room < o->batch ? (size_t)room : (size_t)o->batch;
+        while (n < limit) {
             char *nl = memchr(buf + at, '\n', *len - at);
             if (!nl) {
                 break;
@@ -415,13 +432,6 @@ static int send_lines(tether_client *c, const send_opts *o, char *buf, size_t *l
             msgs[n].len = (size_t)(nl - (buf + at));
             n++;
             at = (size_t)(nl - buf) + 1;
-        }
-        if (n == 0) {
-            break;
-        }
-        int status = throttle(c, o);
-        if (status != 0) {
-            return status;
         }
         int rc = n == 1 ? tether_client_send(c, msgs[0].data, msgs[0].len, NULL)
                         : tether_client_send_batch(c, msgs, n, NULL);
@@ -559,6 +569,14 @@ static int parse_opts(int argc, char **argv, send_opts *o, tether_client_config 
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 'd':
+            if (optarg[0] == '\0') {
+                return cli_usage_error("send", "--db wants a file name, not ''");
+            }
+            if (strncmp(optarg, "postgresql://", 13) == 0 || strncmp(optarg, "postgres://", 11) == 0) {
+                /* not echoed: the URI may hold a password */
+                return cli_usage_error("send", "--db wants a SQLite file: the PostgreSQL store "
+                                               "holds a server's sessions (tether serve --db)");
+            }
             cfg->db_path = optarg;
             break;
         case 'D':
@@ -578,9 +596,11 @@ static int parse_opts(int argc, char **argv, send_opts *o, tether_client_config 
             }
             break;
         case 's':
-            if (cli_parse_u64(optarg, 0, 64u << 20, &o->size) != 0) {
-                return cli_usage_error("send", "--size wants 0 to 67108864 bytes, not '%s'",
-                                       optarg);
+            if (cli_parse_u64(optarg, 0, TETHER__DEFAULT_MAX_MESSAGE, &o->size) != 0) {
+                return cli_usage_error("send",
+                                       "--size wants 0 to %u bytes (the largest message, "
+                                       "max_message_bytes), not '%s'",
+                                       (unsigned)TETHER__DEFAULT_MAX_MESSAGE, optarg);
             }
             break;
         case 'P':
@@ -688,6 +708,14 @@ static int parse_opts(int argc, char **argv, send_opts *o, tether_client_config 
     }
     if (o->pattern == PATTERN_SEQ && o->size < 8) {
         return cli_usage_error("send", "--pattern seq needs --size of at least 8");
+    }
+    uint32_t base = cfg->backoff_base_ms ? cfg->backoff_base_ms : TETHER__DEFAULT_BACKOFF_BASE_MS;
+    uint32_t cap = cfg->backoff_cap_ms ? cfg->backoff_cap_ms : TETHER__DEFAULT_BACKOFF_CAP_MS;
+    if (base > cap) {
+        return cli_usage_error("send",
+                               "--backoff-cap-ms (%u) must be at least --backoff-base-ms (%u%s)",
+                               (unsigned)cap, (unsigned)base,
+                               cfg->backoff_base_ms ? "" : ", the default");
     }
     if (o->urls[1]) {
         cfg->urls = o->urls;

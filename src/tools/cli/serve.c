@@ -7,13 +7,15 @@
 
 #include "chaos/chaos.h" /* tether__chaos_parse_hostport */
 
+#include <arpa/inet.h>
+#include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 static const char serve_help[] =
-    "Usage: tether serve [--listen HOST:PORT] [--db PATH] [options]\n"
+    "Usage: tether serve [--listen ADDR:PORT] [--db PATH] [options]\n"
     "\n"
     "Runs a tether server until SIGINT or SIGTERM, then shuts down cleanly.\n"
     "Every message received is printed on stdout as one JSON line, flushed at once:\n"
@@ -21,8 +23,10 @@ static const char serve_help[] =
     "with \"base64\":\"...\" in place of \"text\" when the payload is not valid UTF-8.\n"
     "\n"
     "Options:\n"
-    "  --listen HOST:PORT   address to listen on [127.0.0.1:9000]; port 0 lets the\n"
-    "                       system pick one (see --port-file)\n"
+    "  --listen ADDR:PORT   numeric IPv4 or IPv6 address to listen on (0.0.0.0 or [::]\n"
+    "                       for all; a host name, even localhost, is refused)\n"
+    "                       [127.0.0.1:9000]; port 0 lets the system pick one (see\n"
+    "                       --port-file)\n"
     "  --db PATH            SQLite store for sessions and outboxes [none: memory,\n"
     "                       so sessions are forgotten when the server stops]; a\n"
     "                       postgresql:// or postgres:// URI (any libpq connection\n"
@@ -153,6 +157,10 @@ int cli_serve(int argc, char **argv)
             listen = optarg;
             break;
         case 'd':
+            if (optarg[0] == '\0') {
+                return cli_usage_error("serve", "--db wants a file name or a postgresql:// URI, "
+                                                "not ''");
+            }
             cfg.db_path = optarg;
             break;
         case 'D':
@@ -244,8 +252,17 @@ int cli_serve(int argc, char **argv)
         return CLI_USAGE;
     }
     char host[256];
+    unsigned char addr[16];
     if (tether__chaos_parse_hostport(listen, host, sizeof host, &cfg.port) != 0) {
-        return cli_usage_error("serve", "--listen wants HOST:PORT, not '%s'", listen);
+        return cli_usage_error("serve", "--listen wants ADDR:PORT, not '%s'", listen);
+    }
+    if (inet_pton(AF_INET, host, addr) != 1 && inet_pton(AF_INET6, host, addr) != 1) {
+        /* the library would refuse it too (docs/config.md, listen_host), as a system error */
+        return cli_usage_error("serve",
+                               "--listen wants a numeric IPv4 or IPv6 address (such as "
+                               "127.0.0.1, 0.0.0.0 or [::1]) and a port, not '%s': host names "
+                               "are not resolved",
+                               listen);
     }
     cfg.listen_host = host;
     cfg.cb.on_session_open = on_open;
@@ -270,8 +287,9 @@ int cli_serve(int argc, char **argv)
     /* Written once the server runs, so whoever reads it can connect at once. */
     uint16_t port = tether_server_port(srv);
     if (port_file != NULL && cli_write_port_file(port_file, port) != 0) {
+        int e = errno;
         tether_server_destroy(srv);
-        return cli_fail("serve", "cannot write the port to %s", port_file);
+        return cli_fail("serve", "cannot write the port to %s: %s", port_file, strerror(e));
     }
     if (!ctx.quiet) {
         fprintf(stderr, "tether serve: listening on %s:%u%s%s\n", host, (unsigned)port,
