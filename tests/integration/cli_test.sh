@@ -627,6 +627,8 @@ user_mistakes() {
         grep -q 'SQLite file' "$WORK/last.err" && ! grep -q s3cret "$WORK/last.err" &&
         expect_rc 2 "$T" send ws://127.0.0.1:1/ --size 1048577 --count 1 &&
         grep -q 'max_message_bytes' "$WORK/last.err" &&
+        expect_rc 2 "$T" send ws://127.0.0.1:1/ --until-seq 9223372036854775808 &&
+        expect_rc 2 "$T" send ws://127.0.0.1:1/ --count 9223372036854775808 &&
         expect_rc 2 "$T" send ws://127.0.0.1:1/ --backoff-cap-ms 100 --count 1 &&
         grep -q '250, the default' "$WORK/last.err" &&
         expect_rc 1 "$T" serve --listen 127.0.0.1:0 --port-file "$WORK/no/such/dir/p" &&

@@ -585,14 +585,15 @@ static int parse_opts(int argc, char **argv, send_opts *o, tether_client_config 
             }
             break;
         case 'n':
-            if (cli_parse_u64(optarg, 0, UINT64_MAX, &o->count) != 0) {
-                return cli_usage_error("send", "--count wants a number, not '%s'", optarg);
+            if (cli_parse_u64(optarg, 0, INT64_MAX, &o->count) != 0) {
+                /* a session's seqs end at 2^63 - 1 (docs/config.md) */
+                return cli_usage_error("send", "--count wants 0 to 2^63 - 1, not '%s'", optarg);
             }
             o->have_count = 1;
             break;
         case 'u':
-            if (cli_parse_u64(optarg, 1, UINT64_MAX, &o->until_seq) != 0) {
-                return cli_usage_error("send", "--until-seq wants a number >= 1, not '%s'", optarg);
+            if (cli_parse_u64(optarg, 1, INT64_MAX, &o->until_seq) != 0) {
+                return cli_usage_error("send", "--until-seq wants 1 to 2^63 - 1, not '%s'", optarg);
             }
             break;
         case 's':
