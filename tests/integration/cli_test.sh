@@ -636,6 +636,22 @@ user_mistakes() {
 }
 check user_mistakes_are_usage_errors user_mistakes
 
+# An IPv6 listen address is printed as --listen takes it: [::1]:PORT.
+v6_line() {
+    start_server v6 --listen "[::1]:0" || return 1
+    grep -q "listening on \[::1\]:$PORT " "$WORK/v6.err" && stop_gracefully "$SPID"
+}
+"$T" serve --listen "[::1]:0" --port-file "$WORK/v6probe.port" >/dev/null 2>&1 </dev/null &
+v6pid=$!
+PIDS+=("$v6pid")
+if wait_for 5 test -s "$WORK/v6probe.port"; then
+    stop_pid "$v6pid"
+    check serve_prints_an_ipv6_address_in_brackets v6_line
+else
+    stop_pid "$v6pid"
+    echo "SKIP serve_prints_an_ipv6_address_in_brackets (no IPv6 loopback here)"
+fi
+
 # A store that reaches the file size limit (ulimit -f) is a store error the
 # command reports, not a kill by SIGXFSZ (exit 153).
 file_size_limit() {

@@ -292,7 +292,9 @@ int cli_serve(int argc, char **argv)
         return cli_fail("serve", "cannot write the port to %s: %s", port_file, strerror(e));
     }
     if (!ctx.quiet) {
-        fprintf(stderr, "tether serve: listening on %s:%u%s%s\n", host, (unsigned)port,
+        int v6 = strchr(host, ':') != NULL; /* [::1]:9000, as --listen takes it */
+        fprintf(stderr, "tether serve: listening on %s%s%s:%u%s%s\n", v6 ? "[" : "", host,
+                v6 ? "]" : "", (unsigned)port,
                 cfg.tls_cert_file ? " (wss://)" : "", cfg.db_path ? "" : " (memory store)");
     }
     while (!cli_stop_requested()) {
