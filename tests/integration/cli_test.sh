@@ -652,6 +652,26 @@ else
     echo "SKIP serve_prints_an_ipv6_address_in_brackets (no IPv6 loopback here)"
 fi
 
+# One SQLite store, one process: a second serve or send on the same file stops
+# at once (two servers on one file numbered their messages to a client twice).
+one_process_per_store() {
+    start_server lock-s --db "$WORK/lock-s.db" --quiet || return 1
+    local first=$SPID port=$PORT
+    expect_rc 1 "$T" serve --listen 127.0.0.1:0 --db "$WORK/lock-s.db" &&
+        grep -q 'in use by another tether process' "$WORK/last.err" || return 1
+    "$T" send "ws://127.0.0.1:$port/" --db "$WORK/lock-c.db" --count 0 --linger --quiet \
+        >/dev/null 2>&1 </dev/null &
+    local cpid=$!
+    PIDS+=("$cpid")
+    wait_for 20 test -s "$WORK/lock-c.db" || return 1
+    expect_rc 1 "$T" send "ws://127.0.0.1:$port/" --db "$WORK/lock-c.db" --count 1 &&
+        grep -q 'in use by another tether process' "$WORK/last.err" &&
+        expect_rc 0 "$T" status --db "$WORK/lock-c.db" || return 1 # reading is still fine
+    stop_gracefully "$cpid" && stop_gracefully "$first" || return 1
+    expect_rc 0 "$T" send "ws://127.0.0.1:1/" --db "$WORK/lock-c.db" --count 0 --timeout-ms 1000
+}
+check one_process_per_sqlite_store one_process_per_store
+
 # A store that reaches the file size limit (ulimit -f) is a store error the
 # command reports, not a kill by SIGXFSZ (exit 153).
 file_size_limit() {

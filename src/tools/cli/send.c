@@ -32,8 +32,9 @@ static const char send_help[] =
     "  URL                  ws://HOST:PORT/PATH of a tether server\n"
     "\n"
     "Options:\n"
-    "  --db PATH            SQLite store for the session and the outbox [none: memory,\n"
-    "                       so nothing survives this process]\n"
+    "  --db PATH            SQLite store for the session and the outbox, used by one\n"
+    "                       process at a time [none: memory, so nothing survives\n"
+    "                       this process]\n"
     "  --durability MODE    off, normal or full [normal]\n"
     "  --count N            send N generated messages instead of reading stdin\n"
     "  --until-seq N        send generated messages until the session's last sequence\n"
@@ -745,6 +746,9 @@ int cli_send(int argc, char **argv)
     cfg.store_shared = 1; /* `tether status` may look at --db meanwhile */
 
     cli_signals_install();
+    if ((rc = cli_lock_store("send", cfg.db_path)) != 0) {
+        return rc;
+    }
     if (o.record) {
         cli_session_info si;
         if (scen_record_open(o.record) != 0) {

@@ -27,8 +27,9 @@ static const char serve_help[] =
     "                       for all; a host name, even localhost, is refused)\n"
     "                       [127.0.0.1:9000]; port 0 lets the system pick one (see\n"
     "                       --port-file)\n"
-    "  --db PATH            SQLite store for sessions and outboxes [none: memory,\n"
-    "                       so sessions are forgotten when the server stops]; a\n"
+    "  --db PATH            SQLite store for sessions and outboxes, used by one\n"
+    "                       process at a time [none: memory, so sessions are\n"
+    "                       forgotten when the server stops]; a\n"
     "                       postgresql:// or postgres:// URI (any libpq connection\n"
     "                       URI) keeps them in that PostgreSQL database instead\n"
     "  --durability MODE    off, normal or full [normal]\n"
@@ -274,7 +275,11 @@ int cli_serve(int argc, char **argv)
 
     cli_signals_install();
     tether_server *srv = NULL;
-    int rc = tether_server_create(&cfg, &srv);
+    int rc = cli_lock_store("serve", cfg.db_path);
+    if (rc != 0) {
+        return rc;
+    }
+    rc = tether_server_create(&cfg, &srv);
     if (rc != TETHER_OK) {
         return cli_fail("serve", "cannot start on %s: %s: %s", listen, tether_err_name(rc),
                         tether_errmsg());
