@@ -672,6 +672,22 @@ one_process_per_store() {
 }
 check one_process_per_sqlite_store one_process_per_store
 
+# A stdin line above the largest message is named by its number; the lines
+# before it are sent. A long line without a newline is refused before it is read
+# to its end.
+long_line() {
+    { printf 'first\nsecond\n'; head -c 1100000 /dev/zero | tr '\0' z; printf '\nafter\n'; } \
+        >"$WORK/long.in"
+    timeout 30 "$T" send ws://127.0.0.1:1/ --db "$WORK/long.db" --timeout-ms 300 \
+        <"$WORK/long.in" >/dev/null 2>"$WORK/last.err"
+    [ $? -eq 1 ] && grep -q 'line 3 is 1100000 bytes' "$WORK/last.err" &&
+        "$T" status --db "$WORK/long.db" --json | grep -qF '"out_last":2,' || return 1
+    head -c 3000000 /dev/zero | timeout 30 "$T" send ws://127.0.0.1:1/ --timeout-ms 300 \
+        >/dev/null 2>"$WORK/last.err"
+    [ $? -eq 1 ] && grep -q 'line 1 is at least' "$WORK/last.err"
+}
+check send_names_a_line_above_the_largest_message long_line
+
 # A store that reaches the file size limit (ulimit -f) is a store error the
 # command reports, not a kill by SIGXFSZ (exit 153).
 file_size_limit() {

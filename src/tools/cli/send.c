@@ -406,11 +406,21 @@ static int send_generated(tether_client *c, const send_opts *o)
     return status;
 }
 
+/* A stdin line above the largest message: fails, naming it (1-based). */
+static int line_too_long(uint64_t lineno, size_t len, int partial)
+{
+    return cli_fail("send",
+                    "line %llu is %s%zu bytes, above the largest message (max_message_bytes, "
+                    "%u); nothing from it on was sent",
+                    (unsigned long long)lineno, partial ? "at least " : "", len,
+                    (unsigned)TETHER__DEFAULT_MAX_MESSAGE);
+}
+
 /* Sends the complete lines in buf[0, *len) in batches of at most o->batch, one
- * transaction each; moves a trailing partial line to the front. Returns 0 or an
- * exit status. */
+ * transaction each; moves a trailing partial line to the front. *lineno counts
+ * the lines sent. Returns 0 or an exit status. */
 static int send_lines(tether_client *c, const send_opts *o, char *buf, size_t *len,
-                      tether_msg *msgs)
+                      tether_msg *msgs, uint64_t *lineno)
 {
     size_t start = 0;
     for (;;) {
@@ -429,8 +439,15 @@ static int send_lines(tether_client *c, const send_opts *o, char *buf, size_t *l
             if (!nl) {
                 break;
             }
+            size_t ll = (size_t)(nl - (buf + at));
+            if (ll > TETHER__DEFAULT_MAX_MESSAGE) {
+                if (n == 0) {
+                    return line_too_long(*lineno + 1, ll, 0);
+                }
+                break; /* the lines before it go first */
+            }
             msgs[n].data = buf + at;
-            msgs[n].len = (size_t)(nl - (buf + at));
+            msgs[n].len = ll;
             n++;
             at = (size_t)(nl - buf) + 1;
         }
@@ -439,6 +456,7 @@ static int send_lines(tether_client *c, const send_opts *o, char *buf, size_t *l
         if (rc != TETHER_OK) {
             return fail_rc(c, "send failed", rc);
         }
+        *lineno += n;
         start = at;
     }
     memmove(buf, buf + start, *len - start);
@@ -451,6 +469,7 @@ static int send_lines(tether_client *c, const send_opts *o, char *buf, size_t *l
 static int send_stdin(tether_client *c, const send_opts *o)
 {
     size_t cap = 1u << 16, len = 0;
+    uint64_t lineno = 0;
     char *buf = malloc(cap);
     tether_msg *msgs = malloc(o->batch * sizeof *msgs);
     int status = 0, eof = 0;
@@ -489,7 +508,11 @@ static int send_stdin(tether_client *c, const send_opts *o)
                               cli_stop_signal());
         }
         if (status == 0) {
-            status = send_lines(c, o, buf, &len, msgs);
+            status = send_lines(c, o, buf, &len, msgs, &lineno);
+        }
+        if (status == 0 && len > TETHER__DEFAULT_MAX_MESSAGE) {
+            /* no newline yet and already too long: no need to read the rest */
+            status = line_too_long(lineno + 1, len, 1);
         }
     }
     free(buf);
