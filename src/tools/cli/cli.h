@@ -92,6 +92,9 @@ uint64_t cli_get_be64(const uint8_t *p);
  * exit status after printing why. */
 int cli_lock_store(const char *cmd, const char *path);
 
+/* tether send --help (send_help.c). */
+extern const char cli_send_help[];
+
 /* Writes "<port>\n" to path through a temporary file and a rename, so a
  * reader never sees a half-written file. 0, or -1 with errno set. */
 int cli_write_port_file(const char *path, uint16_t port);

@@ -15,71 +15,6 @@
 #include "netopts.h"
 #include "scenario/record.h"
 
-static const char send_help[] =
-    "Usage: tether send URL [URL...] [--db PATH] [options]\n"
-    "\n"
-    "Several URLs (up to 16) are servers of one service sharing their sessions\n"
-    "(a PostgreSQL store): tried in turn with the backoff when one cannot be\n"
-    "reached, each with its own HTTP fallback verdict.\n"
-    "\n"
-    "Sends each line of stdin (without its newline) as one message, or generated\n"
-    "messages with --count or --until-seq, and exits 0 once the server has\n"
-    "acknowledged every message, including any backlog an earlier run on the same\n"
-    "--db left unacknowledged: that backlog is resent first, on connect. With no new\n"
-    "input (--count 0, or empty stdin) it only finishes the backlog.\n"
-    "Messages from the server are printed on stdout as JSON lines, like 'tether serve'.\n"
-    "\n"
-    "  URL                  ws://HOST:PORT/PATH of a tether server\n"
-    "\n"
-    "Options:\n"
-    "  --db PATH            SQLite store for the session and the outbox, used by one\n"
-    "                       process at a time [none: memory, so nothing survives\n"
-    "                       this process]\n"
-    "  --durability MODE    off, normal or full [normal]\n"
-    "  --count N            send N generated messages instead of reading stdin\n"
-    "  --until-seq N        send generated messages until the session's last sequence\n"
-    "                       number reaches N; a run restarted on the same --db goes on\n"
-    "                       exactly where the previous one stopped\n"
-    "  --size B             bytes per generated message, 0 to 1048576 [64]\n"
-    "  --pattern P          generated payloads: 'text' = \"msg <seq> \" padded with 'x'\n"
-    "                       (printable); 'seq' = the message's own sequence number as\n"
-    "                       8 bytes big-endian, then padding (needs --size >= 8) [text]\n"
-    "  --batch K            at most K messages per store transaction: every line\n"
-    "                       that is ready on stdin, or every generated message, goes\n"
-    "                       out in one transaction up to this cap (1 to 65536) [4096]\n"
-    "  --max-pending P      at most P messages unacknowledged: a transaction takes\n"
-    "                       only what fits, and sending pauses while P are [0: no limit]\n"
-    "  --timeout-ms T       fail if the messages are not all acknowledged T ms after\n"
-    "                       the input ended (also: no ack progress for T ms while\n"
-    "                       paused by --max-pending) [30000]\n"
-    "  --linger             once everything is acked, stay connected (printing messages\n"
-    "                       from the server) until SIGINT/SIGTERM; then wait for acks\n"
-    "                       once more and exit\n"
-    "  --quiet              print nothing but failures: no messages from the server,\n"
-    "                       no connection problems, no summary\n"
-    "  --verbose            report every connection state change on stderr (without\n"
-    "                       it, each distinct connection problem is reported once,\n"
-    "                       and once more that the connection came up)\n"
-    "  --seed S             seed for the reconnect jitter [from the OS]\n"
-    "  --backoff-base-ms MS first reconnect delay bound [250]\n"
-    "  --backoff-cap-ms MS  largest reconnect delay bound [30000]\n"
-    "  --backoff-reset-ms MS  a connection up this long resets the backoff [10000]\n"
-    "  --transport MODE     auto (WebSocket, falling back to the HTTP carriage when the\n"
-    "                       path blocks it), websocket or http [auto]\n"
-    "  --record FILE        append every event (this run's start with what --db held,\n"
-    "                       each message received, each ack, connections, errors,\n"
-    "                       mismatches) to FILE in the scenario record format that\n"
-    "                       'tether demo' verifies; a message received counts as\n"
-    "                       intact when its text is \"<word> <its seq>\"\n"
-    "  --help               show this help\n"
-    "\n" CLI_CLIENT_NET_HELP
-    "\n"
-    "Without --linger, SIGINT or SIGTERM stops at once (exit 1); whatever was stored\n"
-    "stays in --db and a later run sends it.\n"
-    "\n"
-    "Exit status: 0 every message acknowledged; 1 failure (a timeout, the client\n"
-    "stopped for good, a store error, a sequence mismatch, interrupted); 2 usage error.\n";
-
 enum pattern { PATTERN_TEXT, PATTERN_SEQ };
 
 typedef struct send_opts {
@@ -704,7 +639,7 @@ static int parse_opts(int argc, char **argv, send_opts *o, tether_client_config 
             }
             break;
         case 'h':
-            fputs(send_help, stdout);
+            fputs(cli_send_help, stdout);
             return -1;
         default:
             fprintf(stderr, "Try 'tether send --help'.\n");
