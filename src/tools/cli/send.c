@@ -52,7 +52,8 @@ typedef struct send_ctx {
     tether_session_id id;             /* our session, for printing */
     int quiet;                        /* --quiet */
     int verbose;                      /* --verbose */
-    const char *url;                  /* the server, for problem reports */
+    const char *url;                  /* the server(s), for problem reports */
+    char cur[1024];                   /* the URL of the latest attempt (several URLs) */
     int was_connected;                /* a connection came up before this outage */
     uint32_t failures;                /* failed attempts since the last connection came up */
     send_problem seen[SEND_PROBLEMS]; /* kinds reported during this outage */
@@ -86,9 +87,10 @@ static void on_message(tether_client *c, uint64_t seq, const void *data, size_t 
  * the connection came up after problems. */
 static void report_problem(send_ctx *ctx, const tether_state_info *si)
 {
+    const char *url = ctx->cur[0] ? ctx->cur : ctx->url;
     if (si->state == TETHER_STATE_CONNECTED) {
         if (ctx->failures > 0) {
-            fprintf(stderr, "tether send: connected to %s after %u failed attempt%s\n", ctx->url,
+            fprintf(stderr, "tether send: connected to %s after %u failed attempt%s\n", url,
                     (unsigned)ctx->failures, ctx->failures == 1 ? "" : "s");
         }
         ctx->failures = 0;
@@ -131,10 +133,10 @@ static void report_problem(send_ctx *ctx, const tether_state_info *si)
     }
     const char *why = si->detail[0] ? si->detail : tether_strerror(p.error);
     if (lost) {
-        fprintf(stderr, "tether send: connection to %s lost: %s: %s%s; reconnecting\n", ctx->url,
+        fprintf(stderr, "tether send: connection to %s lost: %s: %s%s; reconnecting\n", url,
                 tether_err_name(p.error), why, extra);
     } else {
-        fprintf(stderr, "tether send: cannot connect to %s: %s: %s%s; retrying\n", ctx->url,
+        fprintf(stderr, "tether send: cannot connect to %s: %s: %s%s; retrying\n", url,
                 tether_err_name(p.error), why, extra);
     }
 }
@@ -142,6 +144,14 @@ static void report_problem(send_ctx *ctx, const tether_state_info *si)
 static void on_state(tether_client *c, const tether_state_info *si, void *user)
 {
     send_ctx *ctx = user;
+    if (si->state == TETHER_STATE_CONNECTING && strstr(ctx->url, " or ")) {
+        /* several URLs: the detail starts with the one this attempt uses */
+        size_t n = strcspn(si->detail, " ");
+        if (n > 0 && n < sizeof ctx->cur && strncmp(si->detail, "ws", 2) == 0) {
+            memcpy(ctx->cur, si->detail, n);
+            ctx->cur[n] = '\0';
+        }
+    }
     if (!ctx->verbose && !ctx->quiet) {
         report_problem(ctx, si);
     }
@@ -161,9 +171,12 @@ static void on_state(tether_client *c, const tether_state_info *si, void *user)
         fprintf(stderr, "tether send: CONNECTED (%s)\n", si->resumed ? "resumed" : "new session");
     } else {
         char extra[64] = "";
-        if (si->http_status != 0 || si->reject_code != 0) {
-            snprintf(extra, sizeof extra, " (HTTP status %d, reject code %d)", si->http_status,
-                     si->reject_code);
+        int n = 0;
+        if (si->http_status != 0) {
+            n = snprintf(extra, sizeof extra, " (HTTP status %d)", si->http_status);
+        }
+        if (si->reject_code != 0) {
+            snprintf(extra + n, sizeof extra - (size_t)n, " (reject code %d)", si->reject_code);
         }
         fprintf(stderr, "tether send: %s%s%s%s%s%s\n", cli_state_name(si->state),
                 si->error ? ": " : "", si->error ? tether_err_name(si->error) : "",
@@ -217,9 +230,12 @@ static void describe_state(tether_client *c, char *out, size_t len)
         return;
     }
     char extra[64] = "";
-    if (si.http_status != 0 || si.reject_code != 0) {
-        snprintf(extra, sizeof extra, ", HTTP status %d, reject code %d", si.http_status,
-                 si.reject_code);
+    int n = 0;
+    if (si.http_status != 0) {
+        n = snprintf(extra, sizeof extra, ", HTTP status %d", si.http_status);
+    }
+    if (si.reject_code != 0) {
+        snprintf(extra + n, sizeof extra - (size_t)n, ", reject code %d", si.reject_code);
     }
     snprintf(out, len, "last state %s%s%s%s%s%s", cli_state_name(si.state), si.error ? ": " : "",
              si.error ? tether_err_name(si.error) : "", detail[0] ? ": " : "", detail, extra);
