@@ -14,8 +14,10 @@
 #include <time.h>
 #include <unistd.h>
 
-/* The only mutable global state: what the signal handler records. */
+/* The only mutable global state: what the signal handler records, and the
+ * store lock held for the process's life (cli_lock_store). */
 static volatile sig_atomic_t stop_signal;
+static int store_lock_fd = -1;
 
 static const char main_help[] =
     "Usage: tether <command> [options]\n"
@@ -465,5 +467,9 @@ int cli_lock_store(const char *cmd, const char *path)
         }
         return 0;
     }
+    if (store_lock_fd >= 0) {
+        close(store_lock_fd); /* one store per process */
+    }
+    store_lock_fd = fd;
     return 0;
 }
