@@ -70,6 +70,14 @@ static void sleep_ms(uint32_t ms)
     nanosleep(&ts, NULL);
 }
 
+/* Notices are not errors, and the connection's end (a restart, a terminated
+ * backend) arrives as one outside any query: libpq would print it on stderr. */
+static void quiet(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message;
+}
+
 /* Opens the listening connection; 0, or -1 (lconn NULL). */
 static int listen_open(pgstore *s)
 {
@@ -78,6 +86,7 @@ static int listen_open(pgstore *s)
     s->lconn = PQconnectdbParams(keys, vals, 1);
     PGresult *r = NULL;
     if (s->lconn && PQstatus(s->lconn) == CONNECTION_OK) {
+        PQsetNoticeProcessor(s->lconn, quiet, NULL);
         r = PQexec(s->lconn, "LISTEN " WAKE_CHANNEL);
     }
     int ok = r && PQresultStatus(r) == PGRES_COMMAND_OK;

@@ -616,5 +616,131 @@ several_urls() {
 }
 check send_several_urls several_urls
 
+# ------------------------------------------------- what a new user runs into
+# Values the library would refuse later, or take for something else, are usage
+# errors that say what is wanted (and never echo a PostgreSQL URI's password).
+user_mistakes() {
+    expect_rc 2 "$T" serve --listen localhost:0 && grep -q 'numeric IPv4 or IPv6' "$WORK/last.err" &&
+        expect_rc 2 "$T" serve --db "" && grep -q -- '--db wants' "$WORK/last.err" &&
+        expect_rc 2 "$T" send ws://127.0.0.1:1/ --db "" --count 1 &&
+        expect_rc 2 "$T" send ws://127.0.0.1:1/ --db postgresql://u:s3cret@h/d --count 1 &&
+        grep -q 'SQLite file' "$WORK/last.err" && ! grep -q s3cret "$WORK/last.err" &&
+        expect_rc 2 "$T" send ws://127.0.0.1:1/ --size 1048577 --count 1 &&
+        grep -q 'max_message_bytes' "$WORK/last.err" &&
+        expect_rc 2 "$T" send ws://127.0.0.1:1/ --until-seq 9223372036854775808 &&
+        expect_rc 2 "$T" send ws://127.0.0.1:1/ --count 9223372036854775808 &&
+        expect_rc 2 "$T" send ws://127.0.0.1:1/ --backoff-cap-ms 100 --count 1 &&
+        grep -q '250, the default' "$WORK/last.err" &&
+        expect_rc 1 "$T" serve --listen 127.0.0.1:0 --port-file "$WORK/no/such/dir/p" &&
+        grep -q 'No such file or directory' "$WORK/last.err"
+}
+check user_mistakes_are_usage_errors user_mistakes
+
+# An IPv6 listen address is printed as --listen takes it: [::1]:PORT.
+v6_line() {
+    start_server v6 --listen "[::1]:0" || return 1
+    grep -q "listening on \[::1\]:$PORT " "$WORK/v6.err" && stop_gracefully "$SPID"
+}
+"$T" serve --listen "[::1]:0" --port-file "$WORK/v6probe.port" >/dev/null 2>&1 </dev/null &
+v6pid=$!
+PIDS+=("$v6pid")
+if wait_for 5 test -s "$WORK/v6probe.port"; then
+    stop_pid "$v6pid"
+    check serve_prints_an_ipv6_address_in_brackets v6_line
+else
+    stop_pid "$v6pid"
+    echo "SKIP serve_prints_an_ipv6_address_in_brackets (no IPv6 loopback here)"
+fi
+
+# One SQLite store, one process: a second serve or send on the same file stops
+# at once (two servers on one file numbered their messages to a client twice).
+one_process_per_store() {
+    start_server lock-s --db "$WORK/lock-s.db" --quiet || return 1
+    local first=$SPID port=$PORT
+    expect_rc 1 "$T" serve --listen 127.0.0.1:0 --db "$WORK/lock-s.db" &&
+        grep -q 'in use by another tether process' "$WORK/last.err" || return 1
+    "$T" send "ws://127.0.0.1:$port/" --db "$WORK/lock-c.db" --count 0 --linger --quiet \
+        >/dev/null 2>&1 </dev/null &
+    local cpid=$!
+    PIDS+=("$cpid")
+    wait_for 20 test -s "$WORK/lock-c.db" || return 1
+    expect_rc 1 "$T" send "ws://127.0.0.1:$port/" --db "$WORK/lock-c.db" --count 1 &&
+        grep -q 'in use by another tether process' "$WORK/last.err" &&
+        expect_rc 0 "$T" status --db "$WORK/lock-c.db" || return 1 # reading is still fine
+    stop_gracefully "$cpid" && stop_gracefully "$first" || return 1
+    expect_rc 0 "$T" send "ws://127.0.0.1:1/" --db "$WORK/lock-c.db" --count 0 --timeout-ms 1000
+}
+check one_process_per_sqlite_store one_process_per_store
+
+# A stdin line above the largest message is named by its number; the lines
+# before it are sent. A long line without a newline is refused before it is read
+# to its end.
+long_line() {
+    { printf 'first\nsecond\n'; head -c 1100000 /dev/zero | tr '\0' z; printf '\nafter\n'; } \
+        >"$WORK/long.in"
+    timeout 30 "$T" send ws://127.0.0.1:1/ --db "$WORK/long.db" --timeout-ms 300 \
+        <"$WORK/long.in" >/dev/null 2>"$WORK/last.err"
+    [ $? -eq 1 ] && grep -q 'line 3 is 1100000 bytes' "$WORK/last.err" &&
+        "$T" status --db "$WORK/long.db" --json | grep -qF '"out_last":2,' || return 1
+    head -c 3000000 /dev/zero | timeout 30 "$T" send ws://127.0.0.1:1/ --timeout-ms 300 \
+        >/dev/null 2>"$WORK/last.err"
+    [ $? -eq 1 ] && grep -q 'line 1 is at least' "$WORK/last.err"
+}
+check send_names_a_line_above_the_largest_message long_line
+
+# With several URLs, the reports name the one in use; a refusal with no HTTP
+# status (REJECT LIMIT) does not print "HTTP status 0".
+two_opened() { [ "$(count_lines "$WORK/which-s.err" ' opened')" -ge 2 ]; }
+which_url() {
+    start_server which-s --max-sessions 1 || return 1
+    expect_rc 0 "$T" send ws://127.0.0.1:1/ "ws://127.0.0.1:$PORT/" --count 1 --timeout-ms 30000 &&
+        grep -qF "cannot connect to ws://127.0.0.1:1/: TETHER_ECONNREFUSED" "$WORK/last.err" &&
+        grep -qF "connected to ws://127.0.0.1:$PORT/ after 1 failed attempt" "$WORK/last.err" ||
+        return 1
+    "$T" send "ws://127.0.0.1:$PORT/" --count 0 --linger --quiet >/dev/null 2>&1 </dev/null &
+    local hold=$!
+    PIDS+=("$hold")
+    wait_for 20 two_opened || return 1 # it holds the only session
+    expect_rc 1 "$T" send "ws://127.0.0.1:$PORT/" --count 1 --timeout-ms 1000 &&
+        grep -qF 'TETHER_ELIMIT' "$WORK/last.err" && grep -qF 'reject code 3' "$WORK/last.err" &&
+        ! grep -qF 'HTTP status 0' "$WORK/last.err" &&
+        stop_gracefully "$hold" && stop_gracefully "$SPID"
+}
+
+# A store that reaches the file size limit (ulimit -f) is a store error the
+# command reports, not a kill by SIGXFSZ (exit 153).
+file_size_limit() {
+    (ulimit -f 64 && expect_rc 1 "$T" send ws://127.0.0.1:1/ --db "$WORK/fsz.db" --count 2000 \
+        --size 200 --timeout-ms 1000) && grep -q 'TETHER_ESTORE' "$WORK/last.err"
+}
+check file_size_limit_is_a_store_error file_size_limit
+
+# --max-pending P: never more than P unacknowledged, even with a larger --batch
+# (nobody answers on port 1, so the count stays where sending paused).
+max_pending_bound() {
+    expect_rc 1 "$T" send ws://127.0.0.1:1/ --db "$WORK/mp1.db" --count 5000 --max-pending 300 \
+        --timeout-ms 300 --quiet &&
+        "$T" status --db "$WORK/mp1.db" --json | grep -qF '"pending":300,' || return 1
+    seq 1000 >"$WORK/mp.in"
+    timeout 30 "$T" send ws://127.0.0.1:1/ --db "$WORK/mp2.db" --max-pending 300 --timeout-ms 300 \
+        --quiet <"$WORK/mp.in" >/dev/null 2>&1
+    "$T" status --db "$WORK/mp2.db" --json | grep -qF '"pending":300,'
+}
+check max_pending_is_a_bound max_pending_bound
+
+# A mismatch (the server lost its memory store) tells a command-line user what
+# to do, not only which library call would continue.
+mismatch_hint() {
+    start_server mm1 --quiet || return 1
+    expect_rc 0 "$T" send "ws://127.0.0.1:$PORT/" --db "$WORK/mm-c.db" --count 2 --quiet &&
+        stop_gracefully "$SPID" || return 1
+    start_server mm2 --quiet || return 1
+    expect_rc 1 "$T" send "ws://127.0.0.1:$PORT/" --db "$WORK/mm-c.db" --count 1 \
+        --timeout-ms 10000 && grep -q 'give another --db file' "$WORK/last.err" &&
+        stop_gracefully "$SPID"
+}
+check mismatch_says_what_to_do mismatch_hint
+check send_reports_name_the_url_in_use which_url
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

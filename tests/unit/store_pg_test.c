@@ -18,6 +18,8 @@
 #include <libpq-fe.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -603,6 +605,46 @@ TEST(server_opens_a_postgresql_db_path)
     CHECK(strstr(tether_errmsg(), "invalid PostgreSQL connection string") != NULL);
 }
 
+static void no_wake(void *arg, const uint8_t id[16])
+{
+    (void)arg;
+    (void)id;
+}
+
+/* The LISTEN connection's end (a restart, a terminated backend) reaches libpq
+ * as an error outside any query; libpq would print it on stderr ("FATAL:
+ * terminating connection ...") unless its notices are silenced, as on the main
+ * connection. The store reports it through its return code only. */
+TEST(lost_wake_connection_prints_nothing)
+{
+    char db[64], sql[256];
+    tether__store *st = open_fresh(db, sizeof db, TETHER__ROLE_SERVER);
+    CHECK_OK(st->ops->wait_wakes(st, 10, no_wake, NULL)); /* opens the LISTEN connection */
+    snprintf(sql, sizeof sql,
+             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '%s' "
+             "AND application_name = 'tether-wake'",
+             db);
+    CHECK_EQ_INT(pgt_exec("postgres", sql, 0), 0);
+    char path[] = "/tmp/tether-pg-stderr-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    fflush(stderr);
+    int saved = dup(2);
+    CHECK(saved >= 0 && dup2(fd, 2) == 2);
+    for (int i = 0; i < 5; i++) { /* the FATAL arrives, then the reopen */
+        (void)st->ops->wait_wakes(st, 100, no_wake, NULL);
+    }
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    off_t printed = lseek(fd, 0, SEEK_END);
+    close(fd);
+    unlink(path);
+    CHECK_EQ_INT((int)printed, 0);
+    CHECK_OK(st->ops->wait_wakes(st, 10, no_wake, NULL)); /* and it listens again */
+    st->ops->close(st);
+}
+
 int main(void)
 {
     pgt_start(); /* exits with a clear message when PostgreSQL is missing */
@@ -618,5 +660,6 @@ int main(void)
     RUN(roles_are_kept_apart);
     RUN(inspect_check_finds_wrong_totals);
     RUN(server_opens_a_postgresql_db_path);
+    RUN(lost_wake_connection_prints_nothing);
     return tt_finish();
 }

@@ -11,72 +11,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/defaults.h" /* TETHER__DEFAULT_MAX_MESSAGE: the largest message */
 #include "netopts.h"
 #include "scenario/record.h"
-
-static const char send_help[] =
-    "Usage: tether send URL [URL...] [--db PATH] [options]\n"
-    "\n"
-    "Several URLs (up to 16) are servers of one service sharing their sessions\n"
-    "(a PostgreSQL store): tried in turn with the backoff when one cannot be\n"
-    "reached, each with its own HTTP fallback verdict.\n"
-    "\n"
-    "Sends each line of stdin (without its newline) as one message, or generated\n"
-    "messages with --count or --until-seq, and exits 0 once the server has\n"
-    "acknowledged every message, including any backlog an earlier run on the same\n"
-    "--db left unacknowledged: that backlog is resent first, on connect. With no new\n"
-    "input (--count 0, or empty stdin) it only finishes the backlog.\n"
-    "Messages from the server are printed on stdout as JSON lines, like 'tether serve'.\n"
-    "\n"
-    "  URL                  ws://HOST:PORT/PATH of a tether server\n"
-    "\n"
-    "Options:\n"
-    "  --db PATH            SQLite store for the session and the outbox [none: memory,\n"
-    "                       so nothing survives this process]\n"
-    "  --durability MODE    off, normal or full [normal]\n"
-    "  --count N            send N generated messages instead of reading stdin\n"
-    "  --until-seq N        send generated messages until the session's last sequence\n"
-    "                       number reaches N; a run restarted on the same --db goes on\n"
-    "                       exactly where the previous one stopped\n"
-    "  --size B             bytes per generated message [64]\n"
-    "  --pattern P          generated payloads: 'text' = \"msg <seq> \" padded with 'x'\n"
-    "                       (printable); 'seq' = the message's own sequence number as\n"
-    "                       8 bytes big-endian, then padding (needs --size >= 8) [text]\n"
-    "  --batch K            at most K messages per store transaction: every line\n"
-    "                       that is ready on stdin, or every generated message, goes\n"
-    "                       out in one transaction up to this cap (1 to 65536) [4096]\n"
-    "  --max-pending P      pause generating while P messages are unacknowledged\n"
-    "                       [0: no limit]\n"
-    "  --timeout-ms T       fail if the messages are not all acknowledged T ms after\n"
-    "                       the input ended (also: no ack progress for T ms while\n"
-    "                       paused by --max-pending) [30000]\n"
-    "  --linger             once everything is acked, stay connected (printing messages\n"
-    "                       from the server) until SIGINT/SIGTERM; then wait for acks\n"
-    "                       once more and exit\n"
-    "  --quiet              print nothing but failures: no messages from the server,\n"
-    "                       no connection problems, no summary\n"
-    "  --verbose            report every connection state change on stderr (without\n"
-    "                       it, each distinct connection problem is reported once,\n"
-    "                       and once more that the connection came up)\n"
-    "  --seed S             seed for the reconnect jitter [from the OS]\n"
-    "  --backoff-base-ms MS first reconnect delay bound [250]\n"
-    "  --backoff-cap-ms MS  largest reconnect delay bound [30000]\n"
-    "  --backoff-reset-ms MS  a connection up this long resets the backoff [10000]\n"
-    "  --transport MODE     auto (WebSocket, falling back to the HTTP carriage when the\n"
-    "                       path blocks it), websocket or http [auto]\n"
-    "  --record FILE        append every event (this run's start with what --db held,\n"
-    "                       each message received, each ack, connections, errors,\n"
-    "                       mismatches) to FILE in the scenario record format that\n"
-    "                       'tether demo' verifies; a message received counts as\n"
-    "                       intact when its text is \"<word> <its seq>\"\n"
-    "  --help               show this help\n"
-    "\n" CLI_CLIENT_NET_HELP
-    "\n"
-    "Without --linger, SIGINT or SIGTERM stops at once (exit 1); whatever was stored\n"
-    "stays in --db and a later run sends it.\n"
-    "\n"
-    "Exit status: 0 every message acknowledged; 1 failure (a timeout, the client\n"
-    "stopped for good, a store error, a sequence mismatch, interrupted); 2 usage error.\n";
 
 enum pattern { PATTERN_TEXT, PATTERN_SEQ };
 
@@ -115,7 +52,8 @@ typedef struct send_ctx {
     tether_session_id id;             /* our session, for printing */
     int quiet;                        /* --quiet */
     int verbose;                      /* --verbose */
-    const char *url;                  /* the server, for problem reports */
+    const char *url;                  /* the server(s), for problem reports */
+    char cur[1024];                   /* the URL of the latest attempt (several URLs) */
     int was_connected;                /* a connection came up before this outage */
     uint32_t failures;                /* failed attempts since the last connection came up */
     send_problem seen[SEND_PROBLEMS]; /* kinds reported during this outage */
@@ -149,9 +87,10 @@ static void on_message(tether_client *c, uint64_t seq, const void *data, size_t 
  * the connection came up after problems. */
 static void report_problem(send_ctx *ctx, const tether_state_info *si)
 {
+    const char *url = ctx->cur[0] ? ctx->cur : ctx->url;
     if (si->state == TETHER_STATE_CONNECTED) {
         if (ctx->failures > 0) {
-            fprintf(stderr, "tether send: connected to %s after %u failed attempt%s\n", ctx->url,
+            fprintf(stderr, "tether send: connected to %s after %u failed attempt%s\n", url,
                     (unsigned)ctx->failures, ctx->failures == 1 ? "" : "s");
         }
         ctx->failures = 0;
@@ -194,10 +133,10 @@ static void report_problem(send_ctx *ctx, const tether_state_info *si)
     }
     const char *why = si->detail[0] ? si->detail : tether_strerror(p.error);
     if (lost) {
-        fprintf(stderr, "tether send: connection to %s lost: %s: %s%s; reconnecting\n", ctx->url,
+        fprintf(stderr, "tether send: connection to %s lost: %s: %s%s; reconnecting\n", url,
                 tether_err_name(p.error), why, extra);
     } else {
-        fprintf(stderr, "tether send: cannot connect to %s: %s: %s%s; retrying\n", ctx->url,
+        fprintf(stderr, "tether send: cannot connect to %s: %s: %s%s; retrying\n", url,
                 tether_err_name(p.error), why, extra);
     }
 }
@@ -205,6 +144,14 @@ static void report_problem(send_ctx *ctx, const tether_state_info *si)
 static void on_state(tether_client *c, const tether_state_info *si, void *user)
 {
     send_ctx *ctx = user;
+    if (si->state == TETHER_STATE_CONNECTING && strstr(ctx->url, " or ")) {
+        /* several URLs: the detail starts with the one this attempt uses */
+        size_t n = strcspn(si->detail, " ");
+        if (n > 0 && n < sizeof ctx->cur && strncmp(si->detail, "ws", 2) == 0) {
+            memcpy(ctx->cur, si->detail, n);
+            ctx->cur[n] = '\0';
+        }
+    }
     if (!ctx->verbose && !ctx->quiet) {
         report_problem(ctx, si);
     }
@@ -224,9 +171,12 @@ static void on_state(tether_client *c, const tether_state_info *si, void *user)
         fprintf(stderr, "tether send: CONNECTED (%s)\n", si->resumed ? "resumed" : "new session");
     } else {
         char extra[64] = "";
-        if (si->http_status != 0 || si->reject_code != 0) {
-            snprintf(extra, sizeof extra, " (HTTP status %d, reject code %d)", si->http_status,
-                     si->reject_code);
+        int n = 0;
+        if (si->http_status != 0) {
+            n = snprintf(extra, sizeof extra, " (HTTP status %d)", si->http_status);
+        }
+        if (si->reject_code != 0) {
+            snprintf(extra + n, sizeof extra - (size_t)n, " (reject code %d)", si->reject_code);
         }
         fprintf(stderr, "tether send: %s%s%s%s%s%s\n", cli_state_name(si->state),
                 si->error ? ": " : "", si->error ? tether_err_name(si->error) : "",
@@ -250,6 +200,8 @@ static void on_mismatch(tether_client *c, const tether_mismatch_info *mi, void *
             (unsigned long long)mi->local_out_last, (unsigned long long)mi->local_peer_acked,
             (unsigned long long)mi->local_recv_cursor, (unsigned long long)mi->peer_out_last,
             (unsigned long long)mi->peer_recv_cursor, (unsigned long long)mi->lost_acked);
+    fprintf(stderr, "tether send: this session cannot go on; to start a new one, give another "
+                    "--db file (this one keeps its unacknowledged messages for 'tether status')\n");
 }
 
 /* Fills one generated payload for sequence number seq. */
@@ -278,9 +230,12 @@ static void describe_state(tether_client *c, char *out, size_t len)
         return;
     }
     char extra[64] = "";
-    if (si.http_status != 0 || si.reject_code != 0) {
-        snprintf(extra, sizeof extra, ", HTTP status %d, reject code %d", si.http_status,
-                 si.reject_code);
+    int n = 0;
+    if (si.http_status != 0) {
+        n = snprintf(extra, sizeof extra, ", HTTP status %d", si.http_status);
+    }
+    if (si.reject_code != 0) {
+        snprintf(extra + n, sizeof extra - (size_t)n, ", reject code %d", si.reject_code);
     }
     snprintf(out, len, "last state %s%s%s%s%s%s", cli_state_name(si.state), si.error ? ": " : "",
              si.error ? tether_err_name(si.error) : "", detail[0] ? ": " : "", detail, extra);
@@ -295,9 +250,11 @@ static int fail_rc(tether_client *c, const char *what, int rc)
 }
 
 /* Waits while --max-pending messages are unacked; fails after timeout_ms without
- * any ack progress. Returns 0, or an exit status. */
-static int throttle(tether_client *c, const send_opts *o)
+ * any ack progress. Returns 0 with *room the number of messages that may be
+ * added now (at least 1; UINT64_MAX without a limit), or an exit status. */
+static int throttle(tether_client *c, const send_opts *o, uint64_t *room)
 {
+    *room = UINT64_MAX;
     if (o->max_pending == 0) {
         return 0;
     }
@@ -309,6 +266,7 @@ static int throttle(tether_client *c, const send_opts *o)
             return fail_rc(c, "cannot read the pending count", rc);
         }
         if (pending < o->max_pending) {
+            *room = o->max_pending - pending;
             return 0;
         }
         if (pending < last_pending) {
@@ -366,9 +324,11 @@ static int send_generated(tether_client *c, const send_opts *o)
                               cli_stop_signal());
             break;
         }
-        if ((status = throttle(c, o)) != 0) {
+        uint64_t room = 0;
+        if ((status = throttle(c, o, &room)) != 0) {
             break;
         }
+        want = want < room ? want : room;
         size_t n = (size_t)(want < batch ? want : batch);
         for (size_t i = 0; i < n; i++) {
             fill(buf + i * o->size, (size_t)o->size, o->pattern, last + 1 + i);
@@ -397,37 +357,57 @@ static int send_generated(tether_client *c, const send_opts *o)
     return status;
 }
 
+/* A stdin line above the largest message: fails, naming it (1-based). */
+static int line_too_long(uint64_t lineno, size_t len, int partial)
+{
+    return cli_fail("send",
+                    "line %llu is %s%zu bytes, above the largest message (max_message_bytes, "
+                    "%u); nothing from it on was sent",
+                    (unsigned long long)lineno, partial ? "at least " : "", len,
+                    (unsigned)TETHER__DEFAULT_MAX_MESSAGE);
+}
+
 /* Sends the complete lines in buf[0, *len) in batches of at most o->batch, one
- * transaction each; moves a trailing partial line to the front. Returns 0 or an
- * exit status. */
+ * transaction each; moves a trailing partial line to the front. *lineno counts
+ * the lines sent. Returns 0 or an exit status. */
 static int send_lines(tether_client *c, const send_opts *o, char *buf, size_t *len,
-                      tether_msg *msgs)
+                      tether_msg *msgs, uint64_t *lineno)
 {
     size_t start = 0;
     for (;;) {
         size_t n = 0, at = start;
-        while (n < o->batch) {
+        if (!memchr(buf + start, '\n', *len - start)) {
+            break; /* no complete line yet */
+        }
+        uint64_t room = 0;
+        int status = throttle(c, o, &room);
+        if (status != 0) {
+            return status;
+        }
+        size_t limit = room < o->batch ? (size_t)room : (size_t)o->batch;
+        while (n < limit) {
             char *nl = memchr(buf + at, '\n', *len - at);
             if (!nl) {
                 break;
             }
+            size_t ll = (size_t)(nl - (buf + at));
+            if (ll > TETHER__DEFAULT_MAX_MESSAGE) {
+                if (n == 0) {
+                    return line_too_long(*lineno + 1, ll, 0);
+                }
+                break; /* the lines before it go first */
+            }
             msgs[n].data = buf + at;
-            msgs[n].len = (size_t)(nl - (buf + at));
+            msgs[n].len = ll;
             n++;
             at = (size_t)(nl - buf) + 1;
-        }
-        if (n == 0) {
-            break;
-        }
-        int status = throttle(c, o);
-        if (status != 0) {
-            return status;
         }
         int rc = n == 1 ? tether_client_send(c, msgs[0].data, msgs[0].len, NULL)
                         : tether_client_send_batch(c, msgs, n, NULL);
         if (rc != TETHER_OK) {
             return fail_rc(c, "send failed", rc);
         }
+        *lineno += n;
         start = at;
     }
     memmove(buf, buf + start, *len - start);
@@ -440,6 +420,7 @@ static int send_lines(tether_client *c, const send_opts *o, char *buf, size_t *l
 static int send_stdin(tether_client *c, const send_opts *o)
 {
     size_t cap = 1u << 16, len = 0;
+    uint64_t lineno = 0;
     char *buf = malloc(cap);
     tether_msg *msgs = malloc(o->batch * sizeof *msgs);
     int status = 0, eof = 0;
@@ -478,7 +459,11 @@ static int send_stdin(tether_client *c, const send_opts *o)
                               cli_stop_signal());
         }
         if (status == 0) {
-            status = send_lines(c, o, buf, &len, msgs);
+            status = send_lines(c, o, buf, &len, msgs, &lineno);
+        }
+        if (status == 0 && len > TETHER__DEFAULT_MAX_MESSAGE) {
+            /* no newline yet and already too long: no need to read the rest */
+            status = line_too_long(lineno + 1, len, 1);
         }
     }
     free(buf);
@@ -559,6 +544,14 @@ static int parse_opts(int argc, char **argv, send_opts *o, tether_client_config 
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 'd':
+            if (optarg[0] == '\0') {
+                return cli_usage_error("send", "--db wants a file name, not ''");
+            }
+            if (strncmp(optarg, "postgresql://", 13) == 0 || strncmp(optarg, "postgres://", 11) == 0) {
+                /* not echoed: the URI may hold a password */
+                return cli_usage_error("send", "--db wants a SQLite file: the PostgreSQL store "
+                                               "holds a server's sessions (tether serve --db)");
+            }
             cfg->db_path = optarg;
             break;
         case 'D':
@@ -567,20 +560,23 @@ static int parse_opts(int argc, char **argv, send_opts *o, tether_client_config 
             }
             break;
         case 'n':
-            if (cli_parse_u64(optarg, 0, UINT64_MAX, &o->count) != 0) {
-                return cli_usage_error("send", "--count wants a number, not '%s'", optarg);
+            if (cli_parse_u64(optarg, 0, INT64_MAX, &o->count) != 0) {
+                /* a session's seqs end at 2^63 - 1 (docs/config.md) */
+                return cli_usage_error("send", "--count wants 0 to 2^63 - 1, not '%s'", optarg);
             }
             o->have_count = 1;
             break;
         case 'u':
-            if (cli_parse_u64(optarg, 1, UINT64_MAX, &o->until_seq) != 0) {
-                return cli_usage_error("send", "--until-seq wants a number >= 1, not '%s'", optarg);
+            if (cli_parse_u64(optarg, 1, INT64_MAX, &o->until_seq) != 0) {
+                return cli_usage_error("send", "--until-seq wants 1 to 2^63 - 1, not '%s'", optarg);
             }
             break;
         case 's':
-            if (cli_parse_u64(optarg, 0, 64u << 20, &o->size) != 0) {
-                return cli_usage_error("send", "--size wants 0 to 67108864 bytes, not '%s'",
-                                       optarg);
+            if (cli_parse_u64(optarg, 0, TETHER__DEFAULT_MAX_MESSAGE, &o->size) != 0) {
+                return cli_usage_error("send",
+                                       "--size wants 0 to %u bytes (the largest message, "
+                                       "max_message_bytes), not '%s'",
+                                       (unsigned)TETHER__DEFAULT_MAX_MESSAGE, optarg);
             }
             break;
         case 'P':
@@ -659,7 +655,7 @@ static int parse_opts(int argc, char **argv, send_opts *o, tether_client_config 
             }
             break;
         case 'h':
-            fputs(send_help, stdout);
+            fputs(cli_send_help, stdout);
             return -1;
         default:
             fprintf(stderr, "Try 'tether send --help'.\n");
@@ -689,6 +685,14 @@ static int parse_opts(int argc, char **argv, send_opts *o, tether_client_config 
     if (o->pattern == PATTERN_SEQ && o->size < 8) {
         return cli_usage_error("send", "--pattern seq needs --size of at least 8");
     }
+    uint32_t base = cfg->backoff_base_ms ? cfg->backoff_base_ms : TETHER__DEFAULT_BACKOFF_BASE_MS;
+    uint32_t cap = cfg->backoff_cap_ms ? cfg->backoff_cap_ms : TETHER__DEFAULT_BACKOFF_CAP_MS;
+    if (base > cap) {
+        return cli_usage_error("send",
+                               "--backoff-cap-ms (%u) must be at least --backoff-base-ms (%u%s)",
+                               (unsigned)cap, (unsigned)base,
+                               cfg->backoff_base_ms ? "" : ", the default");
+    }
     if (o->urls[1]) {
         cfg->urls = o->urls;
     } else {
@@ -716,6 +720,9 @@ int cli_send(int argc, char **argv)
     cfg.store_shared = 1; /* `tether status` may look at --db meanwhile */
 
     cli_signals_install();
+    if ((rc = cli_lock_store("send", cfg.db_path)) != 0) {
+        return rc;
+    }
     if (o.record) {
         cli_session_info si;
         if (scen_record_open(o.record) != 0) {

@@ -7,13 +7,15 @@
 
 #include "chaos/chaos.h" /* tether__chaos_parse_hostport */
 
+#include <arpa/inet.h>
+#include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 static const char serve_help[] =
-    "Usage: tether serve [--listen HOST:PORT] [--db PATH] [options]\n"
+    "Usage: tether serve [--listen ADDR:PORT] [--db PATH] [options]\n"
     "\n"
     "Runs a tether server until SIGINT or SIGTERM, then shuts down cleanly.\n"
     "Every message received is printed on stdout as one JSON line, flushed at once:\n"
@@ -21,10 +23,13 @@ static const char serve_help[] =
     "with \"base64\":\"...\" in place of \"text\" when the payload is not valid UTF-8.\n"
     "\n"
     "Options:\n"
-    "  --listen HOST:PORT   address to listen on [127.0.0.1:9000]; port 0 lets the\n"
-    "                       system pick one (see --port-file)\n"
-    "  --db PATH            SQLite store for sessions and outboxes [none: memory,\n"
-    "                       so sessions are forgotten when the server stops]; a\n"
+    "  --listen ADDR:PORT   numeric IPv4 or IPv6 address to listen on (0.0.0.0 or [::]\n"
+    "                       for all; a host name, even localhost, is refused)\n"
+    "                       [127.0.0.1:9000]; port 0 lets the system pick one (see\n"
+    "                       --port-file)\n"
+    "  --db PATH            SQLite store for sessions and outboxes, used by one\n"
+    "                       process at a time [none: memory, so sessions are\n"
+    "                       forgotten when the server stops]; a\n"
     "                       postgresql:// or postgres:// URI (any libpq connection\n"
     "                       URI) keeps them in that PostgreSQL database instead\n"
     "  --durability MODE    off, normal or full [normal]\n"
@@ -153,6 +158,10 @@ int cli_serve(int argc, char **argv)
             listen = optarg;
             break;
         case 'd':
+            if (optarg[0] == '\0') {
+                return cli_usage_error("serve", "--db wants a file name or a postgresql:// URI, "
+                                                "not ''");
+            }
             cfg.db_path = optarg;
             break;
         case 'D':
@@ -244,8 +253,17 @@ int cli_serve(int argc, char **argv)
         return CLI_USAGE;
     }
     char host[256];
+    unsigned char addr[16];
     if (tether__chaos_parse_hostport(listen, host, sizeof host, &cfg.port) != 0) {
-        return cli_usage_error("serve", "--listen wants HOST:PORT, not '%s'", listen);
+        return cli_usage_error("serve", "--listen wants ADDR:PORT, not '%s'", listen);
+    }
+    if (inet_pton(AF_INET, host, addr) != 1 && inet_pton(AF_INET6, host, addr) != 1) {
+        /* the library would refuse it too (docs/config.md, listen_host), as a system error */
+        return cli_usage_error("serve",
+                               "--listen wants a numeric IPv4 or IPv6 address (such as "
+                               "127.0.0.1, 0.0.0.0 or [::1]) and a port, not '%s': host names "
+                               "are not resolved",
+                               listen);
     }
     cfg.listen_host = host;
     cfg.cb.on_session_open = on_open;
@@ -257,7 +275,11 @@ int cli_serve(int argc, char **argv)
 
     cli_signals_install();
     tether_server *srv = NULL;
-    int rc = tether_server_create(&cfg, &srv);
+    int rc = cli_lock_store("serve", cfg.db_path);
+    if (rc != 0) {
+        return rc;
+    }
+    rc = tether_server_create(&cfg, &srv);
     if (rc != TETHER_OK) {
         return cli_fail("serve", "cannot start on %s: %s: %s", listen, tether_err_name(rc),
                         tether_errmsg());
@@ -270,11 +292,14 @@ int cli_serve(int argc, char **argv)
     /* Written once the server runs, so whoever reads it can connect at once. */
     uint16_t port = tether_server_port(srv);
     if (port_file != NULL && cli_write_port_file(port_file, port) != 0) {
+        int e = errno;
         tether_server_destroy(srv);
-        return cli_fail("serve", "cannot write the port to %s", port_file);
+        return cli_fail("serve", "cannot write the port to %s: %s", port_file, strerror(e));
     }
     if (!ctx.quiet) {
-        fprintf(stderr, "tether serve: listening on %s:%u%s%s\n", host, (unsigned)port,
+        int v6 = strchr(host, ':') != NULL; /* [::1]:9000, as --listen takes it */
+        fprintf(stderr, "tether serve: listening on %s%s%s:%u%s%s\n", v6 ? "[" : "", host,
+                v6 ? "]" : "", (unsigned)port,
                 cfg.tls_cert_file ? " (wss://)" : "", cfg.db_path ? "" : " (memory store)");
     }
     while (!cli_stop_requested()) {
