@@ -349,10 +349,20 @@ int nginx_start_many(nginx *x, uint16_t port, const uint16_t *upstreams, size_t 
         for (size_t i = 0; i < count; i++) {
             fprintf(f, "    server 127.0.0.1:%u;\n", upstreams[i]);
         }
+        fprintf(f, "  }\n");
+        if (x->http_affinity) {
+            /* docs/scaling.md: every request of one HTTP carriage must reach
+             * the instance that opened it */
+            fprintf(f, "  upstream tether_http {\n    ip_hash;\n");
+            for (size_t i = 0; i < count; i++) {
+                fprintf(f, "    server 127.0.0.1:%u;\n", upstreams[i]);
+            }
+            fprintf(f, "  }\n");
+        }
         fprintf(f,
-                "  }\n"
                 "  server {\n"
                 "    listen 127.0.0.1:%u;\n"
+                "%s"
                 "    location / {\n"
                 "      proxy_pass http://tether_up;\n"
                 "      proxy_http_version 1.1;\n"
@@ -364,7 +374,15 @@ int nginx_start_many(nginx *x, uint16_t port, const uint16_t *upstreams, size_t 
                 "    }\n"
                 "  }\n"
                 "}\n",
-                x->port, x->read_timeout_s ? x->read_timeout_s : 300u, x->extra ? x->extra : "");
+                x->port,
+                x->http_affinity ? "    location /.tether/ {\n"
+                                   "      proxy_pass http://tether_http;\n"
+                                   "      proxy_http_version 1.1;\n"
+                                   "      proxy_read_timeout 120s;\n"
+                                   "      proxy_buffering off;\n"
+                                   "    }\n"
+                                 : "",
+                x->read_timeout_s ? x->read_timeout_s : 300u, x->extra ? x->extra : "");
         fclose(f);
         char prefix[600];
         snprintf(prefix, sizeof prefix, "%s/", x->dir);

@@ -55,6 +55,8 @@ typedef struct nginx {
     char dir[512];
     unsigned read_timeout_s; /* proxy_read_timeout, seconds [0: 300] */
     const char *extra;       /* more directives for the location, or NULL */
+    int http_affinity;       /* /.tether/ (the HTTP carriage) to its own upstream with
+                                ip_hash, as docs/scaling.md configures a fleet */
 } nginx;
 
 /* Starts nginx as a WebSocket reverse proxy from port (0: pick one) to

@@ -9,7 +9,9 @@
  * receives the server's messages exactly once and in order (seqs 1..n, no
  * gap, no repeat), and every one of its own messages came back as an echo.
  * Then PostgreSQL itself is restarted mid-stream under two instances: the
- * clients see their sessions close, reconnect, and nothing is lost.
+ * clients see their sessions close, reconnect, and nothing is lost. Last,
+ * the HTTP carriage through nginx configured as docs/scaling.md says
+ * (/.tether/ by client address), with the instance it reached killed.
  */
 #include "field_env.h"
 #include "pgtest.h"
@@ -43,6 +45,35 @@ static int check_client(recorder *r, uint64_t want, uint64_t *dups)
     return ok;
 }
 
+/* Starts n `tether serve --db uri --echo` instances on free ports; their
+ * output goes to <tag>N.out (out[i] when out is not NULL). Returns 0 when
+ * every one printed its port. */
+static int start_instances(const char *tether, const char *uri, const char *tag, int n,
+                           pid_t *pid, uint16_t *port, char (*out)[512])
+{
+    int ok = 1;
+    for (int i = 0; i < n; i++) {
+        char pf[512], o[512], name[48];
+        snprintf(name, sizeof name, "%s%d.port", tag, i);
+        tt_path(pf, sizeof pf, name);
+        snprintf(name, sizeof name, "%s%d.out", tag, i);
+        tt_path(o, sizeof o, name);
+        if (out) {
+            snprintf(out[i], sizeof out[i], "%s", o);
+        }
+        char *argv[] = {(char *)tether, "serve",       "--listen", "127.0.0.1:0", "--db", (char *)uri,
+                        "--echo",       "--port-file", pf,         NULL};
+        pid[i] = procs_spawn(argv, o);
+        int p = 0;
+        for (int t = 0; t < 1000 && !(p = procs_file_port(pf)); t++) {
+            sleep_ms(10);
+        }
+        ok = ok && p > 0;
+        port[i] = (uint16_t)p;
+    }
+    return ok ? 0 : -1;
+}
+
 /* PostgreSQL itself restarted mid-stream under two instances: every
  * instance's operations meet the lost connection, the sessions close, the
  * clients reconnect through nginx; once the database is back every message
@@ -59,22 +90,7 @@ TEST(postgresql_restart_under_the_fleet_loses_nothing)
     pgt_uri(db, uri, sizeof uri);
     pid_t pid[2];
     uint16_t port[2];
-    for (int i = 0; i < 2; i++) {
-        char pf[512], o[512], name[32];
-        snprintf(name, sizeof name, "restart%d.port", i);
-        tt_path(pf, sizeof pf, name);
-        snprintf(name, sizeof name, "restart%d.out", i);
-        tt_path(o, sizeof o, name);
-        char *argv[] = {(char *)tether, "serve",       "--listen", "127.0.0.1:0", "--db", uri,
-                        "--echo",       "--port-file", pf,         NULL};
-        pid[i] = procs_spawn(argv, o);
-        int p = 0;
-        for (int w = 0; w < 1000 && !(p = procs_file_port(pf)); w++) {
-            sleep_ms(10);
-        }
-        CHECK(p > 0);
-        port[i] = (uint16_t)p;
-    }
+    CHECK(start_instances(tether, uri, "restart", 2, pid, port, NULL) == 0);
     nginx ng;
     memset(&ng, 0, sizeof ng);
     CHECK(nginx_start_many(&ng, 0, port, 2) == 0);
@@ -130,22 +146,7 @@ TEST(three_instances_behind_nginx_one_killed_mid_stream)
     pid_t pid[INSTANCES];
     uint16_t port[INSTANCES];
     char out[INSTANCES][512];
-    for (int i = 0; i < INSTANCES; i++) {
-        char pf[512], name[32];
-        snprintf(name, sizeof name, "fleet%d.port", i);
-        tt_path(pf, sizeof pf, name);
-        snprintf(name, sizeof name, "fleet%d.out", i);
-        tt_path(out[i], sizeof out[i], name);
-        char *argv[] = {(char *)tether, "serve",       "--listen", "127.0.0.1:0", "--db", uri,
-                        "--echo",       "--port-file", pf,         NULL};
-        pid[i] = procs_spawn(argv, out[i]);
-        int p = 0;
-        for (int t = 0; t < 1000 && !(p = procs_file_port(pf)); t++) {
-            sleep_ms(10);
-        }
-        CHECK(p > 0);
-        port[i] = (uint16_t)p;
-    }
+    CHECK(start_instances(tether, uri, "fleet", INSTANCES, pid, port, out) == 0);
     nginx ng;
     memset(&ng, 0, sizeof ng);
     CHECK(nginx_start_many(&ng, 0, port, INSTANCES) == 0);
@@ -194,10 +195,96 @@ TEST(three_instances_behind_nginx_one_killed_mid_stream)
     }
 }
 
+/* The HTTP carriage through the fleet, nginx configured as docs/scaling.md
+ * says: WebSocket round robin, /.tether/ by client address. Clients forced
+ * onto HTTP all land on one instance (one client address); it is killed
+ * mid-stream, nginx sends the carriage's next requests to another instance,
+ * which takes the sessions over, and every message arrives exactly once in
+ * order both ways. */
+TEST(http_carriage_through_the_fleet_one_instance_killed)
+{
+    const char *tether = getenv("TETHER_CLI");
+    CHECK(tether != NULL);
+    if (!tether) {
+        return;
+    }
+    char db[64], uri[256];
+    CHECK(pgt_createdb("fieldh", db, sizeof db) == 0);
+    pgt_uri(db, uri, sizeof uri);
+    pid_t pid[INSTANCES];
+    uint16_t port[INSTANCES];
+    char out[INSTANCES][512];
+    CHECK(start_instances(tether, uri, "http", INSTANCES, pid, port, out) == 0);
+    nginx ng;
+    memset(&ng, 0, sizeof ng);
+    ng.http_affinity = 1;
+    CHECK(nginx_start_many(&ng, 0, port, INSTANCES) == 0);
+    enum { HTTP_CLIENTS = 2 };
+    cli k[HTTP_CLIENTS];
+    for (int c = 0; c < HTTP_CLIENTS; c++) {
+        char cdb[512], name[32];
+        snprintf(name, sizeof name, "http-c%d.db", c);
+        field_cli_init(&k[c], "ws", "127.0.0.1", ng.port);
+        k[c].cfg.transport = TETHER_TRANSPORT_HTTP;
+        k[c].cfg.db_path = tt_path(cdb, sizeof cdb, name);
+        k[c].cfg.random_seed = 31 + (uint64_t)c;
+        CHECK_OK(cli_start(&k[c]));
+        CHECK_OK(send_tagged(k[c].c, PER_PHASE, 64));
+    }
+    for (int c = 0; c < HTTP_CLIENTS; c++) { /* both carriages open and carrying */
+        CHECK(rec_wait_count(&k[c].rec, 10, WAIT_MS));
+    }
+    /* the instance the carriages reached: the only one that opened sessions */
+    int victim = -1, holders = 0;
+    for (int i = 0; i < INSTANCES; i++) {
+        if (procs_count_lines(out[i], "opened") > 0) {
+            victim = i;
+            holders++;
+        }
+    }
+    CHECK(holders == 1); /* one client address, one instance */
+    if (victim < 0) {
+        victim = 0;
+    }
+    CHECK(kill(pid[victim], SIGKILL) == 0);
+    waitpid(pid[victim], NULL, 0);
+    pid[victim] = 0;
+    for (int c = 0; c < HTTP_CLIENTS; c++) {
+        CHECK_OK(send_tagged(k[c].c, PER_PHASE, 64));
+    }
+    for (int c = 0; c < HTTP_CLIENTS; c++) {
+        CHECK_OK(tether_client_wait_acked(k[c].c, WAIT_MS));
+        CHECK(rec_wait_count(&k[c].rec, 2 * PER_PHASE, WAIT_MS));
+    }
+    sleep_ms(200);
+    uint64_t dups = 0;
+    for (int c = 0; c < HTTP_CLIENTS; c++) {
+        CHECK(check_client(&k[c].rec, 2 * PER_PHASE, &dups));
+        CHECK(rec_saw_state(&k[c].rec, TETHER_STATE_CONNECTED, NULL, NULL, NULL) >= 2);
+    }
+    int resumed = 0;
+    for (int i = 0; i < INSTANCES; i++) {
+        resumed += i == victim ? 0 : procs_count_lines(out[i], "resumed");
+    }
+    CHECK(resumed >= HTTP_CLIENTS);
+    printf("  HTTP carriage: %d sessions moved off the killed instance; %llu echoes repeated\n",
+           resumed, (unsigned long long)dups);
+    for (int c = 0; c < HTTP_CLIENTS; c++) {
+        cli_free(&k[c]);
+    }
+    nginx_stop(&ng);
+    for (int i = 0; i < INSTANCES; i++) {
+        if (pid[i] > 0) {
+            stop_pid(pid[i], 5000);
+        }
+    }
+}
+
 int main(void)
 {
     pgt_start(); /* exits with a clear message when PostgreSQL is missing */
     RUN(three_instances_behind_nginx_one_killed_mid_stream);
     RUN(postgresql_restart_under_the_fleet_loses_nothing);
+    RUN(http_carriage_through_the_fleet_one_instance_killed);
     return tt_finish();
 }
