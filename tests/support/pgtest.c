@@ -42,6 +42,7 @@ static struct {
     int started;      /* pgt_start() succeeded once: the directory exists */
     int dbs;          /* databases created, for names */
     int fsync;        /* 1: fsync=on (pgt_set_fsync) */
+    int adopted;      /* 1: pid was started by another program (pgt_adopt), not our child */
 } pg;
 
 void pgt_set_fsync(int on)
@@ -339,9 +340,72 @@ int pgt_restart(void)
     return rc == 0 ? 0 : -1;
 }
 
+/* pid runs (not gone, and not a zombie that nobody reaped yet). */
+static int alive(pid_t pid)
+{
+    if (kill(pid, 0) != 0) {
+        return 0;
+    }
+    char p[64], buf[256];
+    snprintf(p, sizeof p, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(p, "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f) {
+        fclose(f);
+    }
+    buf[n] = '\0';
+    const char *rp = strrchr(buf, ')');
+    return f && !(rp && rp[1] == ' ' && rp[2] == 'Z');
+}
+
+const char *pgt_data_dir(void)
+{
+    return pg.data;
+}
+
+int pgt_adopt(void)
+{
+    char p[320];
+    snprintf(p, sizeof p, "%s/postmaster.pid", pg.data);
+    FILE *f = fopen(p, "r");
+    long v = 0;
+    if (!f || fscanf(f, "%ld", &v) != 1 || v <= 0 || !alive((pid_t)v)) {
+        if (f) {
+            fclose(f);
+        }
+        return -1;
+    }
+    fclose(f);
+    if ((pid_t)v != pg.pid) {
+        if (pg.pid && !pg.adopted) {
+            waitpid(pg.pid, NULL, WNOHANG); /* ours, stopped by the other program */
+        }
+        pg.pid = (pid_t)v;
+        pg.adopted = 1;
+    }
+    return 0;
+}
+
 void pgt_stop(void)
 {
     if (!pg.pid) {
+        return;
+    }
+    if (pg.adopted) {
+        /* not our child: stopped by its PID, watched until it is gone */
+        kill(pg.pid, SIGINT);
+        double end = now_s() + STOP_SECONDS;
+        while (alive(pg.pid) && now_s() < end) {
+            nap_ms(20);
+        }
+        if (alive(pg.pid)) {
+            kill(pg.pid, SIGKILL);
+            while (alive(pg.pid) && now_s() < end + 5) {
+                nap_ms(20);
+            }
+        }
+        pg.pid = 0;
+        pg.adopted = 0;
         return;
     }
     kill(pg.pid, SIGINT); /* fast shutdown: ends sessions, writes a checkpoint */
