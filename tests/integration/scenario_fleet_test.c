@@ -78,6 +78,20 @@ TEST(fleet_scenarios_pass)
     long long n = -1;
     CHECK(pgt_query_int(db, "SELECT count(*) FROM tether_sessions", &n) == 0);
     CHECK_EQ_INT(n, 0);
+
+    /* a database holding someone else's session is refused, and left alone */
+    CHECK(pgt_exec(db,
+                   "INSERT INTO tether_sessions(role, id, token, out_last, peer_acked, "
+                   "recv_cursor, established, pending_count, pending_bytes) VALUES (2, "
+                   "decode(repeat('5a', 16), 'hex'), decode(repeat('a5', 32), 'hex'), 0, 0, 0, "
+                   "true, 0, 0)",
+                   0) == 0);
+    char *again[] = {(char *)tether, "scenario", "--only", "fleet-kill", "--pg", uri, "--seed",
+                     "1",           NULL};
+    CHECK_EQ_INT(run(out, 30000, again), 1);
+    CHECK_EQ_INT(procs_count_lines(out, "the --pg database already holds 1 session(s)"), 1);
+    CHECK(pgt_query_int(db, "SELECT count(*) FROM tether_sessions", &n) == 0);
+    CHECK_EQ_INT(n, 1);
 }
 
 /* Appends text to path. */

@@ -209,6 +209,7 @@ typedef struct scen {
     scen_tail it[SCEN_FLEET_MAX];          /* their progress */
     uint64_t lease_ms;                     /* the instances' --lease-ms */
     uint64_t pg_restarts, fenced;          /* PostgreSQL restarts, instances fenced */
+    int fleet_owns_db;                     /* the database was empty: its sessions are ours */
     tally t;                               /* this run's numbers */
 } scen;
 

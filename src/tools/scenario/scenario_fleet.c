@@ -177,6 +177,7 @@ static int fleet_start(scen *sc)
     if (check_empty(sc) != 0) {
         return -1;
     }
+    sc->fleet_owns_db = 1; /* whatever session appears now is this scenario's */
     for (int i = 0; i < sc->ninst; i++) {
         if (inst_start(sc, i) != 0) {
             return -1;

@@ -323,6 +323,9 @@ int scen_fleet_verify(scen *sc, int again)
 
 void scen_fleet_cleanup(scen *sc)
 {
+    if (!sc->fleet_owns_db) {
+        return; /* the database held sessions before: not ours to delete */
+    }
     const char *role = NULL;
     cli_session_info all[4];
     size_t n = 0;
