@@ -50,20 +50,11 @@ TEST(fleet_scenarios_pass)
     pgt_uri(db, uri, sizeof uri);
     tt_path(out, sizeof out, "fleet.out");
     tt_path(base, sizeof base, "runs");
-    char *argv[] = {(char *)tether,
-                    "scenario",
-                    "--only",
-                    "fleet-kill,fleet-fence,fleet-pg-restart",
-                    "--pg",
-                    uri,
-                    "--pg-data",
-                    (char *)pgt_data_dir(),
-                    "--seed",
-                    "20240601",
-                    "--keep",
-                    "--dir",
-                    base,
-                    NULL};
+    char *argv[] = {
+        (char *)tether, "scenario", "--only",    "fleet-kill,fleet-fence,fleet-pg-restart",
+        "--pg",         uri,        "--pg-data", (char *)pgt_data_dir(),
+        "--seed",       "20240601", "--keep",    "--dir",
+        base,           NULL};
     int st = run(out, RUN_MS, argv);
     /* the server that runs now is the one the runner started again */
     CHECK(pgt_adopt() == 0);
@@ -86,8 +77,8 @@ TEST(fleet_scenarios_pass)
                    "decode(repeat('5a', 16), 'hex'), decode(repeat('a5', 32), 'hex'), 0, 0, 0, "
                    "true, 0, 0)",
                    0) == 0);
-    char *again[] = {(char *)tether, "scenario", "--only", "fleet-kill", "--pg", uri, "--seed",
-                     "1",           NULL};
+    char *again[] = {(char *)tether, "scenario", "--only", "fleet-kill", "--pg", uri,
+                     "--seed",       "1",        NULL};
     CHECK_EQ_INT(run(out, 30000, again), 1);
     CHECK_EQ_INT(procs_count_lines(out, "the --pg database already holds 1 session(s)"), 1);
     CHECK(pgt_query_int(db, "SELECT count(*) FROM tether_sessions", &n) == 0);
@@ -134,8 +125,7 @@ TEST(fleet_verdict_catches_a_repeat_and_a_loss)
     append(rec, "C 999999999999 1\nD 999999999999 1 1 1\n");
     CHECK_EQ_INT(verify(out), 0);
     /* an instance's delivery removed: lost, or a gap */
-    snprintf(cmd, sizeof cmd, "awk '/^D /{n++; if (n == 50) next} {print}' '%s' > '%s'", save,
-             rec);
+    snprintf(cmd, sizeof cmd, "awk '/^D /{n++; if (n == 50) next} {print}' '%s' > '%s'", save, rec);
     CHECK(system(cmd) == 0);
     CHECK_EQ_INT(verify(out), 1);
     CHECK_EQ_INT(procs_count_lines(out, ": FAIL: client -> fleet"), 1);

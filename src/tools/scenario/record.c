@@ -61,8 +61,8 @@ int scen_record_start(const char *db, cli_session_info *out)
     cli_session_info si[2];
     size_t count = 0;
     struct stat sb;
-    int pg = db != NULL && (strncmp(db, "postgresql://", 13) == 0 ||
-                            strncmp(db, "postgres://", 11) == 0);
+    int pg = db != NULL &&
+             (strncmp(db, "postgresql://", 13) == 0 || strncmp(db, "postgres://", 11) == 0);
     if (db != NULL && (pg || stat(db, &sb) == 0)) {
         const char *role = NULL;
         char err[512];

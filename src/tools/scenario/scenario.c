@@ -251,15 +251,15 @@ void scen_stop_all(scen *sc)
 void scen_remove_files(const char *dir)
 {
     static const char *const names[] = {
-        "client.db",      "client.db-wal", "client.db-shm", "client.db-journal",
-        "server.db",      "server.db-wal", "server.db-shm", "server.db-journal",
-        "client.rec",     "server.rec",    "client.log",    "server.log",
-        "relay.log",      "server.port",   "relay.port",    "server.port.tmp",
-        "relay.port.tmp", "params",        "client.out",    "pg.state",
-        "acks.rec",       "pg.log",        "inst0.rec",     "inst1.rec",
-        "inst2.rec",      "inst3.rec",     "inst0.log",     "inst1.log",
-        "inst2.log",      "inst3.log",     "inst0.port",    "inst1.port",
-        "inst2.port",     "inst3.port",    "inst0.port.tmp", "inst1.port.tmp",
+        "client.db",      "client.db-wal",  "client.db-shm",  "client.db-journal",
+        "server.db",      "server.db-wal",  "server.db-shm",  "server.db-journal",
+        "client.rec",     "server.rec",     "client.log",     "server.log",
+        "relay.log",      "server.port",    "relay.port",     "server.port.tmp",
+        "relay.port.tmp", "params",         "client.out",     "pg.state",
+        "acks.rec",       "pg.log",         "inst0.rec",      "inst1.rec",
+        "inst2.rec",      "inst3.rec",      "inst0.log",      "inst1.log",
+        "inst2.log",      "inst3.log",      "inst0.port",     "inst1.port",
+        "inst2.port",     "inst3.port",     "inst0.port.tmp", "inst1.port.tmp",
         "inst2.port.tmp", "inst3.port.tmp",
     };
     char p[PATH_MAX + 160];
@@ -606,8 +606,7 @@ int cli_scenario(int argc, char **argv)
                 return cli_usage_error("scenario", "no scenario '%s' (see --list)", t);
             }
             if (scen_is_fleet(t) && !R.pg_uri) {
-                return cli_usage_error("scenario", "%s needs --pg URI (a PostgreSQL database)",
-                                       t);
+                return cli_usage_error("scenario", "%s needs --pg URI (a PostgreSQL database)", t);
             }
             if (strcmp(t, "fleet-pg-restart") == 0 && !R.pg_data) {
                 return cli_usage_error("scenario",

@@ -180,37 +180,37 @@ typedef struct scen {
     char clog[PATH_MAX + 96], slog[PATH_MAX + 96], rlog[PATH_MAX + 96]; /* logs */
     char sport[PATH_MAX + 96], rport[PATH_MAX + 96];                    /* port files */
     proc client, server, relay;                                         /* the processes */
-    int relay_in;                          /* the relay's stdin (commands), -1 when none */
-    uint16_t relay_port;                   /* where the client connects */
-    uint64_t n, m;                         /* messages client -> server, server -> client */
-    uint64_t size;                         /* bytes per message */
-    uint64_t rate;                         /* client messages per second (0: no limit) */
-    uint64_t max_pending;                  /* client pause threshold (0: none) */
-    uint64_t ping_ms, pong_ms, welcome_ms; /* liveness settings of both peers */
-    int http;                              /* the client uses the HTTP carriage only */
-    uint64_t c_send, c_expect;             /* the client's targets for its next start */
-    uint64_t s_pace, s_limit;              /* the server's pacing for its next start */
-    scen_tail ct, st;                      /* progress from the records */
-    uint64_t kills, killpoints;            /* SIGKILLs from us, kill point deaths */
-    uint64_t deadline;                     /* the scenario must end by then (ms) */
-    int client_done;                       /* the client exited 0 since its last start */
-    int lost_store;                        /* the lost-store scenario: verified differently */
-    int expect_stop;                       /* a client exit with PEER_STOPPED is expected */
-    char error[600];                       /* why it failed */
-    char relay_summary[1024];              /* the relay's summary line, once it stopped */
-    void *user;                            /* a scenario's own state (the demo's) */
-    int fleet;                             /* a fleet scenario: instances on PostgreSQL */
-    int ninst;                             /* its instances; inst[0] streams, never serves */
-    proc inst[SCEN_FLEET_MAX];             /* the instances */
-    char irec[SCEN_FLEET_MAX][PATH_MAX + 96];  /* their records */
-    char ilog[SCEN_FLEET_MAX][PATH_MAX + 96];  /* their logs */
+    int relay_in;                               /* the relay's stdin (commands), -1 when none */
+    uint16_t relay_port;                        /* where the client connects */
+    uint64_t n, m;                              /* messages client -> server, server -> client */
+    uint64_t size;                              /* bytes per message */
+    uint64_t rate;                              /* client messages per second (0: no limit) */
+    uint64_t max_pending;                       /* client pause threshold (0: none) */
+    uint64_t ping_ms, pong_ms, welcome_ms;      /* liveness settings of both peers */
+    int http;                                   /* the client uses the HTTP carriage only */
+    uint64_t c_send, c_expect;                  /* the client's targets for its next start */
+    uint64_t s_pace, s_limit;                   /* the server's pacing for its next start */
+    scen_tail ct, st;                           /* progress from the records */
+    uint64_t kills, killpoints;                 /* SIGKILLs from us, kill point deaths */
+    uint64_t deadline;                          /* the scenario must end by then (ms) */
+    int client_done;                            /* the client exited 0 since its last start */
+    int lost_store;                             /* the lost-store scenario: verified differently */
+    int expect_stop;                            /* a client exit with PEER_STOPPED is expected */
+    char error[600];                            /* why it failed */
+    char relay_summary[1024];                   /* the relay's summary line, once it stopped */
+    void *user;                                 /* a scenario's own state (the demo's) */
+    int fleet;                                  /* a fleet scenario: instances on PostgreSQL */
+    int ninst;                                  /* its instances; inst[0] streams, never serves */
+    proc inst[SCEN_FLEET_MAX];                  /* the instances */
+    char irec[SCEN_FLEET_MAX][PATH_MAX + 96];   /* their records */
+    char ilog[SCEN_FLEET_MAX][PATH_MAX + 96];   /* their logs */
     char iportf[SCEN_FLEET_MAX][PATH_MAX + 96]; /* their port files */
-    uint16_t iport[SCEN_FLEET_MAX];        /* their ports */
-    scen_tail it[SCEN_FLEET_MAX];          /* their progress */
-    uint64_t lease_ms;                     /* the instances' --lease-ms */
-    uint64_t pg_restarts, fenced;          /* PostgreSQL restarts, instances fenced */
-    int fleet_owns_db;                     /* the database was empty: its sessions are ours */
-    tally t;                               /* this run's numbers */
+    uint16_t iport[SCEN_FLEET_MAX];             /* their ports */
+    scen_tail it[SCEN_FLEET_MAX];               /* their progress */
+    uint64_t lease_ms;                          /* the instances' --lease-ms */
+    uint64_t pg_restarts, fenced;               /* PostgreSQL restarts, instances fenced */
+    int fleet_owns_db;                          /* the database was empty: its sessions are ours */
+    tally t;                                    /* this run's numbers */
 } scen;
 
 /* A scenario's steps, in scenario_list.c; the table of them. */

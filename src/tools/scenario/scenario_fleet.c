@@ -233,8 +233,8 @@ static int wait_moved(scen *sc, int from, uint64_t since, uint32_t ms)
     moved_from = from;
     moved_since = since;
     if (scen_wait_for(sc, ms, moved, "the session to move") != 0) {
-        return scen_fail(sc, "the session did not move off %s within %u ms",
-                         sc->inst[from].name, ms);
+        return scen_fail(sc, "the session did not move off %s within %u ms", sc->inst[from].name,
+                         ms);
     }
     return 0;
 }
@@ -531,8 +531,7 @@ int scen_fleet_fence(scen *sc)
     if (sc->inst[o].pid > 0) {
         kill(sc->inst[o].pid, SIGCONT);
     }
-    scen_say(sc, "SIGCONT %s after %llu ms", sc->inst[o].name,
-             (unsigned long long)(woke_at - t));
+    scen_say(sc, "SIGCONT %s after %llu ms", sc->inst[o].name, (unsigned long long)(woke_at - t));
     if (rc != 0) {
         return -1;
     }

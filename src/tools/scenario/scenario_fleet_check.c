@@ -107,8 +107,8 @@ static void read_inst(scen *sc, int i, fevs *d, fevs *acks, scen_dir *c2s)
 }
 
 /* The client -> server verdict over every instance's deliveries. */
-static void check_c2s(scen *sc, uint64_t n, const cli_session_info *cs, uint64_t db_cursor,
-                      fevs *d, scen_dir *c2s)
+static void check_c2s(scen *sc, uint64_t n, const cli_session_info *cs, uint64_t db_cursor, fevs *d,
+                      scen_dir *c2s)
 {
     c2s->expected = n;
     c2s->sender_last = cs->out_last;
@@ -136,8 +136,7 @@ static void check_c2s(scen *sc, uint64_t n, const cli_session_info *cs, uint64_t
             if (!c2s->why[0]) {
                 snprintf(c2s->why, sizeof c2s->why,
                          "%s began with seq %llu when only %llu had been delivered",
-                         sc->inst[e->inst].name, (unsigned long long)seq,
-                         (unsigned long long)hi);
+                         sc->inst[e->inst].name, (unsigned long long)seq, (unsigned long long)hi);
             }
         }
         if (seen[seq]) {
@@ -238,8 +237,7 @@ static int db_state(scen *sc, int again, cli_session_info *ss)
     cli_session_info all[2];
     size_t n = 0;
     char err[512];
-    if (cli_store_read(sc->R->pg_uri, &role, all, 2, &n, err, sizeof err) != TETHER_OK ||
-        n != 1) {
+    if (cli_store_read(sc->R->pg_uri, &role, all, 2, &n, err, sizeof err) != TETHER_OK || n != 1) {
         return scen_fail(sc, "cannot read the session from the database: %s",
                          n != 1 ? "not exactly one session" : err);
     }
@@ -345,8 +343,9 @@ void scen_fleet_cleanup(scen *sc)
         rc = tether_server_session_delete(srv, &all[i].id, &dropped);
     }
     if (rc != TETHER_OK) {
-        fprintf(stderr, "tether scenario: cannot delete the scenario's session from the --pg "
-                        "database: %s: %s\n",
+        fprintf(stderr,
+                "tether scenario: cannot delete the scenario's session from the --pg "
+                "database: %s: %s\n",
                 tether_err_name(rc), tether_errmsg());
     }
     tether_server_destroy(srv);

@@ -75,15 +75,15 @@ typedef struct peer_opts {
     uint64_t pace;  /* server --pace: send in step with this many client messages; 0 at once */
     uint64_t limit; /* server --limit: send at most this many for now */
     uint64_t rate;  /* --rate: messages per second, 0 as fast as possible (server: besides pace) */
-    uint64_t lease_ms; /* server --lease-ms: PostgreSQL lease (0: the library's default) */
-    uint64_t max_pending;         /* client --max-pending: pause while this many unacked, 0 none */
-    uint64_t size;                /* --size */
-    uint64_t ping_ms;             /* --ping-ms */
-    uint64_t pong_ms;             /* --pong-ms */
-    uint64_t welcome_ms;          /* --welcome-ms (client) */
-    uint64_t timeout_ms;          /* --timeout-ms: give up (client) */
-    uint64_t seed;                /* --seed (client backoff jitter) */
-    tether_durability durability; /* --durability */
+    uint64_t lease_ms;    /* server --lease-ms: PostgreSQL lease (0: the library's default) */
+    uint64_t max_pending; /* client --max-pending: pause while this many unacked, 0 none */
+    uint64_t size;        /* --size */
+    uint64_t ping_ms;     /* --ping-ms */
+    uint64_t pong_ms;     /* --pong-ms */
+    uint64_t welcome_ms;  /* --welcome-ms (client) */
+    uint64_t timeout_ms;  /* --timeout-ms: give up (client) */
+    uint64_t seed;        /* --seed (client backoff jitter) */
+    tether_durability durability;    /* --durability */
     tether_transport_mode transport; /* --transport auto|websocket|http (client) */
 } peer_opts;
 
@@ -507,26 +507,16 @@ static int run_server(const peer_opts *o)
 int scen_peer_main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"db", required_argument, NULL, 'd'},
-        {"record", required_argument, NULL, 'r'},
-        {"url", required_argument, NULL, 'u'},
-        {"port-file", required_argument, NULL, 'p'},
-        {"send", required_argument, NULL, 'n'},
-        {"expect", required_argument, NULL, 'e'},
-        {"pace", required_argument, NULL, 'P'},
-        {"limit", required_argument, NULL, 'L'},
-        {"rate", required_argument, NULL, 'R'},
-        {"max-pending", required_argument, NULL, 'm'},
-        {"size", required_argument, NULL, 's'},
-        {"ping-ms", required_argument, NULL, 'i'},
-        {"pong-ms", required_argument, NULL, 'o'},
-        {"welcome-ms", required_argument, NULL, 'w'},
-        {"timeout-ms", required_argument, NULL, 't'},
-        {"seed", required_argument, NULL, 'S'},
-        {"durability", required_argument, NULL, 'D'},
-        {"transport", required_argument, NULL, 'T'},
-        {"lease-ms", required_argument, NULL, 'l'},
-        {NULL, 0, NULL, 0},
+        {"db", required_argument, NULL, 'd'},         {"record", required_argument, NULL, 'r'},
+        {"url", required_argument, NULL, 'u'},        {"port-file", required_argument, NULL, 'p'},
+        {"send", required_argument, NULL, 'n'},       {"expect", required_argument, NULL, 'e'},
+        {"pace", required_argument, NULL, 'P'},       {"limit", required_argument, NULL, 'L'},
+        {"rate", required_argument, NULL, 'R'},       {"max-pending", required_argument, NULL, 'm'},
+        {"size", required_argument, NULL, 's'},       {"ping-ms", required_argument, NULL, 'i'},
+        {"pong-ms", required_argument, NULL, 'o'},    {"welcome-ms", required_argument, NULL, 'w'},
+        {"timeout-ms", required_argument, NULL, 't'}, {"seed", required_argument, NULL, 'S'},
+        {"durability", required_argument, NULL, 'D'}, {"transport", required_argument, NULL, 'T'},
+        {"lease-ms", required_argument, NULL, 'l'},   {NULL, 0, NULL, 0},
     };
     peer_opts o = {
         .size = 64, .ping_ms = 20000, .pong_ms = 10000, .welcome_ms = 10000, .timeout_ms = 120000};
