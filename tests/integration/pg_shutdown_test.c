@@ -12,7 +12,7 @@
  * asserted is 5 s (the shutdown's own work takes well under 2 s). Then the
  * database comes back and a new server resumes every session: everything
  * the clients saw acknowledged is there, and the rest arrives, each message
- * once.
+ * once. `tether serve` on SIGTERM the same (exit status 0 within the bound).
  */
 #include <netinet/in.h>
 #include <stdio.h>
@@ -21,11 +21,14 @@
 #include <unistd.h>
 
 #include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "harness.h"
 #include "itest.h"
 #include "pgtest.h"
+#include "procs.h"
 #include "store/store.h"
 
 #define WAIT_MS 20000
@@ -158,6 +161,53 @@ TEST(shutdown_with_postgresql_not_answering_is_prompt)
     shutdown_with_database_gone(1);
 }
 
+/* The same through `tether serve`: SIGTERM with PostgreSQL not answering,
+ * and it exits 0 within the bound. */
+TEST(tether_serve_exits_promptly_on_sigterm_with_postgresql_silent)
+{
+    const char *tether = getenv("TETHER_CLI");
+    CHECK(tether != NULL);
+    if (!tether) {
+        return;
+    }
+    char db[64], uri[256], pf[512], out[512], cdb[512];
+    CHECK(pgt_createdb("sdserve", db, sizeof db) == 0);
+    pgt_uri(db, uri, sizeof uri);
+    tt_path(pf, sizeof pf, "sdserve.port");
+    tt_path(out, sizeof out, "sdserve.out");
+    char *argv[] = {(char *)tether, "serve", "--listen", "127.0.0.1:0", "--db", uri,
+                    "--lease-ms",   "1000",  "--quiet",  "--port-file", pf,     NULL};
+    pid_t pid = procs_spawn(argv, out);
+    CHECK(pid > 0);
+    int port = 0;
+    for (int i = 0; i < 1000 && !(port = procs_file_port(pf)); i++) {
+        sleep_ms(10);
+    }
+    CHECK(port > 0);
+    cli k;
+    cli_init(&k, "ws", "127.0.0.1", (unsigned)port);
+    k.cfg.db_path = tt_path(cdb, sizeof cdb, "sdserve-c.db");
+    CHECK_OK(cli_start(&k));
+    CHECK_OK(send_tagged(k.c, 20, 64));
+    CHECK_OK(tether_client_wait_acked(k.c, WAIT_MS));
+    int pgport = pgt_port();
+    pgt_stop();
+    int fd = silent_listener(pgport);
+    CHECK(fd >= 0);
+    CHECK_OK(send_tagged(k.c, 20, 64));
+    sleep_ms(300);
+    uint64_t t0 = now_ms();
+    CHECK(pid > 0 && kill(pid, SIGTERM) == 0);
+    int st = pid > 0 ? procs_reap(pid, BOUND_MS) : -1;
+    uint64_t took = now_ms() - t0;
+    printf("  tether serve exited %d, %llu ms after SIGTERM\n", st, (unsigned long long)took);
+    CHECK_EQ_INT(st, 0);
+    CHECK(took <= BOUND_MS);
+    cli_free(&k);
+    close(fd);
+    CHECK(pgt_restart() == 0);
+}
+
 /* The store's side: an operation under way when the server starts closing
  * stops waiting for the silent database within about a second, with a
  * clear error; the next one fails at once. */
@@ -226,6 +276,7 @@ int main(void)
     pgt_start(); /* exits with a clear message when PostgreSQL is missing */
     RUN(shutdown_with_postgresql_stopped_is_prompt);
     RUN(shutdown_with_postgresql_not_answering_is_prompt);
+    RUN(tether_serve_exits_promptly_on_sigterm_with_postgresql_silent);
     RUN(closing_store_stops_waiting_for_a_silent_database);
     return tt_finish();
 }
