@@ -132,6 +132,17 @@ TEST(fleet_verdict_catches_a_repeat_and_a_loss)
     snprintf(cmd, sizeof cmd, "cp '%s' '%s'", save, rec);
     CHECK(system(cmd) == 0);
     CHECK_EQ_INT(verify(out), 0);
+    /* an ack told twice (here by the sender instance, which never served) */
+    snprintf(rec, sizeof rec, "%s/inst0.rec", keep);
+    snprintf(save, sizeof save, "%s/inst0.rec.orig", keep);
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", rec, save);
+    CHECK(system(cmd) == 0);
+    append(rec, "A 999999999999 5 6\n");
+    CHECK_EQ_INT(verify(out), 1);
+    CHECK_EQ_INT(procs_count_lines(out, ": FAIL: fleet -> client: on_acked(5, 6) after acks"), 1);
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", save, rec);
+    CHECK(system(cmd) == 0);
+    CHECK_EQ_INT(verify(out), 0);
 }
 
 int main(void)

@@ -17,9 +17,13 @@
  * - every payload the one sent; the database's cursor ends at n, and the
  *   client's store has everything acked and nothing pending.
  * server -> client: the one-server verdict (scenario_check.c), with the acks
- *   the instances' applications were told merged in time order; a move to
- *   another instance may go on past what the previous one reported, never
- *   back.
+ *   the instances' applications were told merged in seq order: no seq told
+ *   acked twice, by one instance or two; where the session moved to another
+ *   instance the acks may go on past what the previous one reported (it may
+ *   have died between committing an ack and telling its application).
+ *   Not in time order: an instance frozen between committing an ack and its
+ *   on_acked tells its application after it wakes, when the next owner has
+ *   reported later acks already. Each instance's own acks come in order.
  */
 #include "scenario.h"
 
@@ -58,6 +62,19 @@ static int push(fevs *e, fev x)
     return 0;
 }
 
+/* By the ack range's first seq (then time, instance). */
+static int by_first(const void *x, const void *y)
+{
+    const fev *a = x, *b = y;
+    if (a->a != b->a) {
+        return a->a < b->a ? -1 : 1;
+    }
+    if (a->ms != b->ms) {
+        return a->ms < b->ms ? -1 : 1;
+    }
+    return a->inst - b->inst;
+}
+
 static int by_time(const void *x, const void *y)
 {
     const fev *a = x, *b = y;
@@ -68,13 +85,15 @@ static int by_time(const void *x, const void *y)
 }
 
 /* Reads instance i's record: its deliveries into d, its acks into acks;
- * non-consecutive deliveries within one session counted in c2s. */
-static void read_inst(scen *sc, int i, fevs *d, fevs *acks, scen_dir *c2s)
+ * non-consecutive deliveries within one session counted in c2s, acks out of
+ * order within one process counted in *ack_bad (the first in ack_why). */
+static void read_inst(scen *sc, int i, fevs *d, fevs *acks, scen_dir *c2s, uint64_t *ack_bad,
+                      char *ack_why, size_t ack_len)
 {
     FILE *f = fopen(sc->irec[i], "r");
     char *line = NULL;
     size_t cap = 0;
-    uint64_t prev = 0;
+    uint64_t prev = 0, prev_ack = 0;
     int first = 1;
     while (f && getline(&line, &cap, f) >= 0) {
         char t = 0;
@@ -85,6 +104,7 @@ static void read_inst(scen *sc, int i, fevs *d, fevs *acks, scen_dir *c2s)
         }
         if (t == 'S' || t == 'C') {
             first = 1; /* a new process or a new session here */
+            prev_ack = t == 'S' ? 0 : prev_ack;
         } else if (t == 'D' && n == 5) {
             if (!first && x != prev + 1) {
                 c2s->reordered++;
@@ -97,6 +117,13 @@ static void read_inst(scen *sc, int i, fevs *d, fevs *acks, scen_dir *c2s)
             prev = x;
             first = 0;
         } else if (t == 'A' && n >= 4) {
+            if (x <= prev_ack || y < x) {
+                if (!(*ack_bad)++) {
+                    snprintf(ack_why, ack_len, "%s told on_acked(%llu, %llu) after %llu",
+                             sc->inst[i].name, x, y, (unsigned long long)prev_ack);
+                }
+            }
+            prev_ack = y > prev_ack ? y : prev_ack;
             push(acks, (fev){ms, x, y, 0, 1, i, 0});
         }
     }
@@ -182,10 +209,10 @@ static void check_c2s(scen *sc, uint64_t n, const cli_session_info *cs, uint64_t
     c2s->ok = c2s->why[0] == '\0';
 }
 
-/* DIR/acks.rec: the acks every instance's application was told, in time
- * order, as one sender's record; where the session moved on to another
- * instance, an S line with what that one found in the database (the acks
- * go on from there). */
+/* DIR/acks.rec: the acks every instance's application was told, in seq
+ * order, as one sender's record; where the next range is another
+ * instance's and starts further on, an S line with what that one found in
+ * the database (the acks go on from there). */
 static int write_acks(scen *sc, fevs *acks, char *path, size_t len)
 {
     snprintf(path, len, "%s/acks.rec", sc->dir);
@@ -193,7 +220,7 @@ static int write_acks(scen *sc, fevs *acks, char *path, size_t len)
     if (!f) {
         return -1;
     }
-    qsort(acks->v, acks->n, sizeof acks->v[0], by_time);
+    qsort(acks->v, acks->n, sizeof acks->v[0], by_first);
     int last = -1;
     uint64_t told = 0;
     for (size_t k = 0; k < acks->n; k++) {
@@ -278,9 +305,10 @@ int scen_fleet_verify(scen *sc, int again)
     fevs d = {0}, acks = {0};
     scen_dir c2s, s2c;
     memset(&c2s, 0, sizeof c2s);
-    uint64_t mism = 0;
+    uint64_t mism = 0, ack_bad = 0;
+    char ack_why[256] = "";
     for (int i = 0; i < sc->ninst; i++) {
-        read_inst(sc, i, &d, &acks, &c2s);
+        read_inst(sc, i, &d, &acks, &c2s, &ack_bad, ack_why, sizeof ack_why);
         scen_tail t;
         scen_tail_init(&t, sc->irec[i]);
         scen_tail_poll(&t);
@@ -311,6 +339,9 @@ int scen_fleet_verify(scen *sc, int again)
     }
     if (!s2c.ok) {
         return scen_fail(sc, "fleet -> client: %s", s2c.why);
+    }
+    if (ack_bad) {
+        return scen_fail(sc, "fleet -> client: %s", ack_why);
     }
     if (ct.mismatches || mism) {
         return scen_fail(sc, "a mismatch was reported (client %llu, instances %llu)",
