@@ -77,8 +77,10 @@ TEST(fleet_scenarios_pass)
                    "decode(repeat('5a', 16), 'hex'), decode(repeat('a5', 32), 'hex'), 0, 0, 0, "
                    "true, 0, 0)",
                    0) == 0);
+    char refused[512];
+    tt_path(refused, sizeof refused, "refused"); /* a failed run keeps its files: here */
     char *again[] = {(char *)tether, "scenario", "--only", "fleet-kill", "--pg", uri,
-                     "--seed",       "1",        NULL};
+                     "--seed",       "1",        "--dir",  refused,      NULL};
     CHECK_EQ_INT(run(out, 30000, again), 1);
     CHECK_EQ_INT(procs_count_lines(out, "the --pg database already holds 1 session(s)"), 1);
     CHECK(pgt_query_int(db, "SELECT count(*) FROM tether_sessions", &n) == 0);
