@@ -699,6 +699,10 @@ void tether_server_destroy(tether_server *s)
         return;
     }
     atomic_store(&s->stopping, 1);
+    if (s->store) {
+        /* a database that does not answer no longer holds the shutdown up */
+        tether__srv_store_closing(s->store);
+    }
     tether__srv_admin_stop(s); /* no expiry from here on */
     tether__srv_lease_stop(s);
     if (s->started && say_bye(s) > 0) {

@@ -199,6 +199,9 @@ void tether__srv_bp_report_locked(tether_server *s, srv_session *ss);
 /* server_store.c: wraps a store so that threads may share it (each operation
  * under one mutex). Takes ownership of inner. TETHER_OK or TETHER_ENOMEM. */
 int tether__srv_store_wrap(tether__store *inner, tether__store **out);
+/* The server shuts down: a PostgreSQL store stops waiting for a database
+ * that does not answer (tether__store_pg_closing). Without the store's lock. */
+void tether__srv_store_closing(tether__store *st);
 
 /* server_lease.c: session ownership among instances sharing a PostgreSQL
  * store (docs/guarantees.md). ss->mu held: takes the session's lease for its

@@ -196,6 +196,11 @@ static const tether__store_ops locked_ops = {
     .verdict_put = l_verdict_put,
 };
 
+void tether__srv_store_closing(tether__store *st)
+{
+    tether__store_pg_closing(INNER(st)); /* an atomic flag: the lock may be held meanwhile */
+}
+
 int tether__srv_store_wrap(tether__store *inner, tether__store **out)
 {
     locked_store *ls = tether__calloc(1, sizeof *ls);

@@ -293,6 +293,13 @@ typedef struct tether__pg_probe {
 int tether__store_pg_probe(const char *conninfo, tether__pg_probe *out, char *errbuf,
                            size_t errlen);
 
+/* The server owning st is shutting down (st a PostgreSQL store; anything
+ * else: nothing happens). From now on a lost connection is tried again once,
+ * for at most PG_CLOSING_CONNECT_MS (1 s), and after that operations fail at
+ * once instead of waiting for a database that does not answer; a connect
+ * already under way gives up within the same bound. Any thread, any time. */
+void tether__store_pg_closing(tether__store *st);
+
 /* Checks a verdict key and value (v may be NULL) for verdict_put/get:
  * TETHER_OK or TETHER_EINVAL with the reason (store_memory.c). */
 int tether__verdict_check(const char *key, const tether__verdict *v);

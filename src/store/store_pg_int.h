@@ -9,6 +9,7 @@
 #include "store.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,8 @@
 #define PG_LOAD_PAGE 1024                /* load()'s largest page of rows */
 #define PG_FENCE_MS 5000                 /* longest wait for a lost connection's backend to end */
 #define PG_CONNECT_TIMEOUT "10"          /* seconds, unless the connection string says otherwise */
+#define PG_CONNECT_MS 10000              /* the same for the connections this store drives itself */
+#define PG_CLOSING_CONNECT_MS 1000       /* a reconnect once the server shuts down (one, bounded) */
 #define PG_LOCK_TIMEOUT "5s"             /* longest wait for a row lock another connection holds */
 #define PG_SCHEMA_VERSION 2              /* the schema this store writes; 1 is upgraded at open */
 
@@ -78,10 +81,21 @@ typedef struct pgstore {
     size_t nleases_b;        /* buckets of leases (a power of two, or 0) */
     size_t nleases;          /* leases recorded */
     char *conninfo;          /* server: the connection string, for lconn */
+    int multihost;           /* the connection string names several hosts (libpq's PQreset) */
+    _Atomic int closing;     /* tether__store_pg_closing(): reconnect once, bounded, then not */
+    int closing_tried;       /* that one reconnect was made */
     PGconn *lconn;           /* server: the LISTEN connection of wait_wakes (its caller's only) */
     char where[256];         /* "host:port/dbname as user", for messages; never the password */
     char msg[512];           /* the last failure's message */
 } pgstore;
+
+/* store_pg_open.c: drives a connection started with PQconnectStartParams
+ * (reset 0) or PQresetStart (reset 1) until it is made or fails, in steps
+ * of at most 50 ms: it gives up after PG_CONNECT_MS (as libpq's own
+ * connect_timeout would for one host), or PG_CLOSING_CONNECT_MS after the
+ * store was told the server is closing. 0 connected, -1 not (the message
+ * in why). */
+int tether__pg_connect_wait(pgstore *s, PGconn *c, int reset, char *why, size_t len);
 
 /* store_pg_open.c: the SQL of each prepared statement, indexed by P_*. */
 extern const char *const tether__pg_stmt_sql[N_PSTMT];

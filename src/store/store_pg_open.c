@@ -7,6 +7,8 @@
 #include "common/alloc.h"
 #include "store_pg_int.h"
 
+#include <errno.h>
+#include <poll.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -355,18 +357,91 @@ static const char *conn_msg(pgstore *s, char *buf, size_t len)
     return buf;
 }
 
+int tether__pg_connect_wait(pgstore *s, PGconn *c, int reset, char *why, size_t len)
+{
+    uint64_t start = tether__now_ms();
+    uint64_t end = start + (atomic_load(&s->closing) ? PG_CLOSING_CONNECT_MS : PG_CONNECT_MS);
+    int closing = 0;
+    /* before the first poll call, as if it had asked for writing (libpq's rule) */
+    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+    for (;;) {
+        if (st == PGRES_POLLING_OK) {
+            return 0;
+        }
+        if (st == PGRES_POLLING_FAILED) {
+            snprintf(why, len, "%s", PQerrorMessage(c));
+            return -1;
+        }
+        uint64_t now = tether__now_ms();
+        if (!closing && atomic_load(&s->closing)) {
+            closing = 1; /* the server shuts down meanwhile: a short wait from here */
+            if (end > now + PG_CLOSING_CONNECT_MS) {
+                end = now + PG_CLOSING_CONNECT_MS;
+            }
+        }
+        if (now >= end) {
+            snprintf(why, len, "no answer within %llu ms%s", (unsigned long long)(now - start),
+                     closing ? " (the server is shutting down)" : "");
+            return -1;
+        }
+        int fd = PQsocket(c);
+        if (fd < 0) {
+            st = reset ? PQresetPoll(c) : PQconnectPoll(c);
+            continue;
+        }
+        struct pollfd p = {fd, st == PGRES_POLLING_READING ? POLLIN : POLLOUT, 0};
+        uint64_t left = end - now;
+        int n = poll(&p, 1, left < 50 ? (int)left : 50);
+        if (n < 0 && errno != EINTR) {
+            snprintf(why, len, "poll: %s", strerror(errno));
+            return -1;
+        }
+        if (n > 0) {
+            st = reset ? PQresetPoll(c) : PQconnectPoll(c);
+        }
+    }
+}
+
+void tether__store_pg_closing(tether__store *st)
+{
+    if (st && st->ops == &tether__pg_ops) {
+        atomic_store(&((pgstore *)st)->closing, 1);
+    }
+}
+
 int tether__pg_ready(pgstore *s, const char *op)
 {
     if (PQstatus(s->conn) == CONNECTION_OK) {
         return TETHER_OK;
     }
-    PQreset(s->conn);
-    char text[320];
+    char text[320] = "";
+    if (atomic_load(&s->closing) && s->closing_tried) {
+        return tether__pg_fail(s, TETHER_ESTORE,
+                               "%s: the connection to PostgreSQL at %s is lost and the server is "
+                               "shutting down: not reconnecting again",
+                               op, s->where);
+    }
+    s->closing_tried = atomic_load(&s->closing);
+    if (s->multihost && !s->closing_tried) {
+        /* libpq moves on to the next host after each one's connect_timeout */
+        PQreset(s->conn);
+        conn_msg(s, text, sizeof text);
+    } else if (!PQresetStart(s->conn) ||
+               tether__pg_connect_wait(s, s->conn, 1, text, sizeof text) != 0) {
+        if (!text[0] || PQstatus(s->conn) == CONNECTION_BAD) {
+            conn_msg(s, text, sizeof text);
+        }
+    }
+    /* an attempt that ended while the server shuts down is its one attempt */
+    s->closing_tried = atomic_load(&s->closing);
     if (PQstatus(s->conn) != CONNECTION_OK) {
+        for (char *c = text; *c; c++) {
+            *c = *c == '\n' ? ' ' : *c;
+        }
         return tether__pg_fail(s, TETHER_ESTORE,
                                "%s: the connection to PostgreSQL at %s is lost and reconnecting "
                                "failed: %s",
-                               op, s->where, conn_msg(s, text, sizeof text));
+                               op, s->where, text);
     }
     return setup(s, op);
 }
@@ -400,6 +475,12 @@ static int open_all(pgstore *s, const char *conninfo, const char *op)
         }
         PQfreemem(err);
         return rc;
+    }
+    for (PQconninfoOption *o = opts; o->keyword; o++) {
+        if ((strcmp(o->keyword, "host") == 0 || strcmp(o->keyword, "hostaddr") == 0) && o->val &&
+            strchr(o->val, ',')) {
+            s->multihost = 1;
+        }
     }
     PQconninfoFree(opts);
     s->conn = PQconnectdbParams(keys, vals, 1);

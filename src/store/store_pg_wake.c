@@ -83,7 +83,14 @@ static int listen_open(pgstore *s)
 {
     const char *keys[] = {"connect_timeout", "fallback_application_name", "dbname", NULL};
     const char *vals[] = {PG_CONNECT_TIMEOUT, "tether-wake", s->conninfo, NULL};
-    s->lconn = PQconnectdbParams(keys, vals, 1);
+    /* not blocking: the renewal thread waits here, and it must see the
+     * server's shutdown within PG_CLOSING_CONNECT_MS (a database that does
+     * not answer would otherwise hold it for connect_timeout) */
+    char why[256];
+    s->lconn = PQconnectStartParams(keys, vals, 1);
+    if (s->lconn && PQstatus(s->lconn) != CONNECTION_BAD) {
+        (void)tether__pg_connect_wait(s, s->lconn, 0, why, sizeof why);
+    }
     PGresult *r = NULL;
     if (s->lconn && PQstatus(s->lconn) == CONNECTION_OK) {
         PQsetNoticeProcessor(s->lconn, quiet, NULL);

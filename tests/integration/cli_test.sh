@@ -130,6 +130,23 @@ usage_errors() {
 }
 check usage_errors_exit_2 usage_errors
 
+# The fleet scenarios' flags are checked before anything runs, each refusal saying why.
+fleet_flags() {
+    expect_rc 2 "$T" scenario --only fleet-kill && grep -q 'fleet-kill needs --pg URI' "$WORK/last.err" &&
+        expect_rc 2 "$T" scenario --pg /tmp/x.db --only fleet-kill &&
+        grep -q -- "--pg wants a postgresql:// URI, not '/tmp/x.db'" "$WORK/last.err" &&
+        expect_rc 2 "$T" scenario --pg postgresql://127.0.0.1:1/x --only fleet-pg-restart &&
+        grep -q 'fleet-pg-restart needs --pg-data DIR' "$WORK/last.err" &&
+        expect_rc 2 "$T" scenario --pg-data "$WORK" --only cuts &&
+        grep -q -- '--pg-data needs --pg URI' "$WORK/last.err" &&
+        expect_rc 2 "$T" scenario --pg postgresql://127.0.0.1:1/x --pg-data "$WORK" &&
+        grep -q "no readable postmaster.opts" "$WORK/last.err" &&
+        expect_rc 2 "$T" scenario --only fleet-nothing --pg postgresql://127.0.0.1:1/x &&
+        grep -q "no scenario 'fleet-nothing'" "$WORK/last.err" &&
+        expect_rc 0 "$T" scenario --list && grep -q '^fleet-fence ' "$WORK/last.out"
+}
+check scenario_fleet_flags_refused_with_reasons fleet_flags
+
 help_texts() {
     local cmd
     expect_rc 0 "$T" --help && grep -q "Exit status" "$WORK/last.out" || return 1

@@ -106,6 +106,16 @@ int pgt_restart(void)
     return 0;
 }
 
+const char *pgt_data_dir(void)
+{
+    return pg.srv.data;
+}
+
+int pgt_adopt(void)
+{
+    return tether_pgs_adopt(&pg.srv);
+}
+
 void pgt_stop(void)
 {
     tether_pgs_stop(&pg.srv);

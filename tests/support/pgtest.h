@@ -56,4 +56,13 @@ void pgt_stop(void);
 /* Starts the stopped server again on the same directory and port. 0 or -1. */
 int pgt_restart(void);
 
+/* The server's data directory (for a program that stops and starts it by
+ * itself, as `tether scenario --pg-data` does). */
+const char *pgt_data_dir(void);
+
+/* After such a program restarted the server: takes the PID of the one
+ * running now from its postmaster.pid, so that pgt_stop() (and the exit)
+ * stops it by that PID. 0, or -1 when no server runs on the directory. */
+int pgt_adopt(void);
+
 #endif

@@ -320,9 +320,67 @@ int tether_pgs_restart(tether_pgs *s, char *err, size_t errlen)
     return rc == 0 ? 0 : -1;
 }
 
+/* pid runs (not gone, and not a zombie that nobody reaped yet). */
+static int alive(pid_t pid)
+{
+    if (kill(pid, 0) != 0) {
+        return 0;
+    }
+    char p[64], buf[256];
+    snprintf(p, sizeof p, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(p, "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f) {
+        fclose(f);
+    }
+    buf[n] = '\0';
+    const char *rp = strrchr(buf, ')');
+    return f && !(rp && rp[1] == ' ' && rp[2] == 'Z');
+}
+
+int tether_pgs_adopt(tether_pgs *s)
+{
+    char p[320];
+    snprintf(p, sizeof p, "%s/postmaster.pid", s->data);
+    FILE *f = fopen(p, "r");
+    long v = 0;
+    if (!f || fscanf(f, "%ld", &v) != 1 || v <= 0 || !alive((pid_t)v)) {
+        if (f) {
+            fclose(f);
+        }
+        return -1;
+    }
+    fclose(f);
+    if ((pid_t)v != s->pid) {
+        if (s->pid && !s->adopted) {
+            waitpid(s->pid, NULL, WNOHANG); /* ours, stopped by the other program */
+        }
+        s->pid = (pid_t)v;
+        s->adopted = 1;
+    }
+    return 0;
+}
+
 void tether_pgs_stop(tether_pgs *s)
 {
     if (!s->pid) {
+        return;
+    }
+    if (s->adopted) {
+        /* not our child: stopped by its PID, watched until it is gone */
+        kill(s->pid, SIGINT);
+        double end = now_s() + STOP_SECONDS;
+        while (alive(s->pid) && now_s() < end) {
+            nap_ms(20);
+        }
+        if (alive(s->pid)) {
+            kill(s->pid, SIGKILL);
+            while (alive(s->pid) && now_s() < end + 5) {
+                nap_ms(20);
+            }
+        }
+        s->pid = 0;
+        s->adopted = 0;
         return;
     }
     kill(s->pid, SIGINT); /* fast shutdown: ends sessions, writes a checkpoint */

@@ -33,6 +33,7 @@ typedef struct tether_pgs {
     int port;         /* its loopback TCP port */
     int made;         /* 1: dir exists (tether_pgs_remove deletes it) */
     int fsync;        /* 1: fsync and full_page_writes on (a measurement's setting) */
+    int adopted;      /* 1: pid was started by another program (tether_pgs_adopt) */
     char why_log[300]; /* after a failure: the log that explains it (initdb's or the
                           server's), "" when none */
 } tether_pgs;
@@ -52,6 +53,12 @@ int tether_pgs_restart(tether_pgs *s, char *err, size_t errlen);
 /* Stops the server by its PID (fast shutdown, SIGKILL after 20 s) and waits
  * for it. Does nothing when it does not run. The directory stays. */
 void tether_pgs_stop(tether_pgs *s);
+
+/* After another program stopped and started the server on s's data directory
+ * (as `tether scenario --pg-data` does): takes the PID of the one running now
+ * from its postmaster.pid, so that tether_pgs_stop() stops that one by its
+ * PID. 0, or -1 when no server runs on the directory. */
+int tether_pgs_adopt(tether_pgs *s);
 
 /* Stops the server and deletes its directory. */
 void tether_pgs_remove(tether_pgs *s);

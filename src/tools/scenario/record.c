@@ -61,10 +61,15 @@ int scen_record_start(const char *db, cli_session_info *out)
     cli_session_info si[2];
     size_t count = 0;
     struct stat sb;
-    if (db != NULL && stat(db, &sb) == 0) {
+    int pg = db != NULL &&
+             (strncmp(db, "postgresql://", 13) == 0 || strncmp(db, "postgres://", 11) == 0);
+    if (db != NULL && (pg || stat(db, &sb) == 0)) {
         const char *role = NULL;
         char err[512];
-        if (cli_store_read(db, &role, si, 2, &count, err, sizeof err) != TETHER_OK) {
+        int rc = cli_store_read(db, &role, si, 2, &count, err, sizeof err);
+        if (rc == TETHER_ENOTFOUND && pg) {
+            count = 0; /* a database tether has not used yet: a new store */
+        } else if (rc != TETHER_OK) {
             fprintf(stderr, "tether: cannot read %s: %s\n", db, err);
             scen_record("F cannot read the store");
             return -1;

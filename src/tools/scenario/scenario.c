@@ -35,7 +35,9 @@ static const char scenario_help[] =
     "Scenarios (--list prints them with what each verifies):\n"
     "  cuts, client-kill, server-kill, both-kill, stall-upgrade, blackhole, freeze,\n"
     "  slow-link, buffered, lost-store, offline-backlog, random, and timeline\n"
-    "  (with --timeline FILE)\n"
+    "  (with --timeline FILE); with --pg, the fleet scenarios fleet-kill,\n"
+    "  fleet-fence and (with --pg-data too) fleet-pg-restart: server instances on\n"
+    "  one PostgreSQL database, the client given their URLs (docs/chaos.md)\n"
     "\n"
     "Options:\n"
     "  --quick            each scenario once, small streams (the default; a few\n"
@@ -49,6 +51,13 @@ static const char scenario_help[] =
     "  --timeline FILE    also run the 'timeline' scenario: the relay follows FILE\n"
     "                     (a 'tether chaos --scenario' file)\n"
     "  --durability MODE  off, normal or full, both sides [normal]\n"
+    "  --pg URI           also run the fleet scenarios on this PostgreSQL database\n"
+    "                     (postgresql://...; it must hold no tether session: each\n"
+    "                     scenario deletes its own at the end)\n"
+    "  --pg-data DIR      the data directory of that PostgreSQL server: adds\n"
+    "                     fleet-pg-restart, which stops it by the PID in\n"
+    "                     DIR/postmaster.pid and starts it again from\n"
+    "                     DIR/postmaster.opts (same port and directory)\n"
     "  --dir D            work in D [a temporary directory]\n"
     "  --keep             keep every scenario's files (failed ones are always kept)\n"
     "  --list             list the scenarios and exit\n"
@@ -175,6 +184,9 @@ static int verify_lost_store(scen *sc)
 
 static int verify(scen *sc)
 {
+    if (sc->fleet) {
+        return scen_fleet_verify(sc, 0);
+    }
     scen_counts cnt;
     scen_count(sc->crec, sc->srec, &cnt);
     sc->t.reconnects = cnt.connects > 0 ? cnt.connects - 1 : 0;
@@ -226,6 +238,7 @@ void scen_stop_all(scen *sc)
 {
     scen_kill_proc(&sc->client);
     scen_kill_proc(&sc->server);
+    scen_fleet_stop(sc);
     if (sc->relay.pid > 0) {
         scen_relay_stop(sc);
     }
@@ -238,11 +251,16 @@ void scen_stop_all(scen *sc)
 void scen_remove_files(const char *dir)
 {
     static const char *const names[] = {
-        "client.db",      "client.db-wal", "client.db-shm", "client.db-journal",
-        "server.db",      "server.db-wal", "server.db-shm", "server.db-journal",
-        "client.rec",     "server.rec",    "client.log",    "server.log",
-        "relay.log",      "server.port",   "relay.port",    "server.port.tmp",
-        "relay.port.tmp", "params",        "client.out",
+        "client.db",      "client.db-wal",  "client.db-shm",  "client.db-journal",
+        "server.db",      "server.db-wal",  "server.db-shm",  "server.db-journal",
+        "client.rec",     "server.rec",     "client.log",     "server.log",
+        "relay.log",      "server.port",    "relay.port",     "server.port.tmp",
+        "relay.port.tmp", "params",         "client.out",     "pg.state",
+        "acks.rec",       "pg.log",         "inst0.rec",      "inst1.rec",
+        "inst2.rec",      "inst3.rec",      "inst0.log",      "inst1.log",
+        "inst2.log",      "inst3.log",      "inst0.port",     "inst1.port",
+        "inst2.port",     "inst3.port",     "inst0.port.tmp", "inst1.port.tmp",
+        "inst2.port.tmp", "inst3.port.tmp",
     };
     char p[PATH_MAX + 160];
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
@@ -264,6 +282,7 @@ static void set_paths(scen *sc)
     snprintf(sc->rport, sizeof sc->rport, "%s/relay.port", sc->dir);
     scen_tail_init(&sc->ct, sc->crec);
     scen_tail_init(&sc->st, sc->srec);
+    scen_fleet_paths(sc);
 }
 
 /* DIR/params: what --verify needs to judge the directory again later. */
@@ -319,6 +338,14 @@ static int run_one(runner *R, const scen_def *def, uint64_t seed, int index, tal
     scen_stop_all(sc);
     if (rc == 0) {
         rc = verify(sc);
+    }
+    if (sc->fleet) {
+        scen_fleet_cleanup(sc); /* the next fleet scenario needs the database empty */
+        if (rc == 0) {
+            scen_say(sc, "%llu instance(s) SIGKILLed, %llu PostgreSQL restart(s), %llu fenced",
+                     (unsigned long long)sc->kills, (unsigned long long)sc->pg_restarts,
+                     (unsigned long long)sc->fenced);
+        }
     }
     sc->t.runs = 1;
     sc->t.failed = rc != 0;
@@ -431,7 +458,8 @@ static int verify_again(runner *R, const char *dir)
     sc->relay_in = -1;
     snprintf(sc->dir, sizeof sc->dir, "%s", dir);
     set_paths(sc);
-    int rc = verify(sc);
+    sc->fleet = scen_is_fleet(name);
+    int rc = sc->fleet ? scen_fleet_verify(sc, 1) : verify(sc);
     printf("%s %s: %s%s\n", name, dir, rc == 0 ? "PASS" : "FAIL: ", rc == 0 ? "" : sc->error);
     printf("  lost %llu, duplicates %llu, reordered %llu, redelivered with the flag %llu\n",
            (unsigned long long)sc->t.lost, (unsigned long long)sc->t.dups,
@@ -443,6 +471,10 @@ static int verify_again(runner *R, const char *dir)
 static int selected(const runner *R, const char *name)
 {
     if (strcmp(name, "timeline") == 0 && !R->timeline) {
+        return 0;
+    }
+    if (scen_is_fleet(name) &&
+        (!R->pg_uri || (strcmp(name, "fleet-pg-restart") == 0 && !R->pg_data))) {
         return 0;
     }
     if (!R->only) {
@@ -476,6 +508,8 @@ int cli_scenario(int argc, char **argv)
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {"verify", required_argument, NULL, 'V'},
+        {"pg", required_argument, NULL, 'G'},
+        {"pg-data", required_argument, NULL, 'g'},
         {NULL, 0, NULL, 0},
     };
     runner R;
@@ -529,6 +563,17 @@ int cli_scenario(int argc, char **argv)
         case 'V':
             verify_dir = optarg;
             break;
+        case 'G':
+            if (strncmp(optarg, "postgresql://", 13) != 0 &&
+                strncmp(optarg, "postgres://", 11) != 0) {
+                return cli_usage_error("scenario", "--pg wants a postgresql:// URI, not '%s'",
+                                       optarg);
+            }
+            R.pg_uri = optarg;
+            break;
+        case 'g':
+            R.pg_data = optarg;
+            break;
         case 'h':
             fputs(scenario_help, stdout);
             return CLI_OK;
@@ -560,6 +605,27 @@ int cli_scenario(int argc, char **argv)
             if (i == scen_ndefs) {
                 return cli_usage_error("scenario", "no scenario '%s' (see --list)", t);
             }
+            if (scen_is_fleet(t) && !R.pg_uri) {
+                return cli_usage_error("scenario", "%s needs --pg URI (a PostgreSQL database)", t);
+            }
+            if (strcmp(t, "fleet-pg-restart") == 0 && !R.pg_data) {
+                return cli_usage_error("scenario",
+                                       "fleet-pg-restart needs --pg-data DIR (the data directory "
+                                       "of the --pg server, to stop and start it)");
+            }
+        }
+    }
+    if (R.pg_data && !R.pg_uri) {
+        return cli_usage_error("scenario", "--pg-data needs --pg URI");
+    }
+    if (R.pg_data) {
+        char pm[PATH_MAX + 32];
+        snprintf(pm, sizeof pm, "%s/postmaster.opts", R.pg_data);
+        if (access(pm, R_OK) != 0) {
+            return cli_usage_error("scenario",
+                                   "--pg-data %s: no readable postmaster.opts: not the data "
+                                   "directory of a PostgreSQL server that was started",
+                                   R.pg_data);
         }
     }
     if (R.timeline && access(R.timeline, R_OK) != 0) {

@@ -20,6 +20,7 @@
  *   G <ms> <out_last>                    every message of this side is stored
  *   E <ms> done                          the client saw everything acked and delivered
  *   F <ms> <reason...>                   the peer failed
+ *   Z <ms> <error name|->                server: the session closed on this instance
  *
  * <ms> is CLOCK_MONOTONIC in milliseconds, the same clock in every process,
  * so the check can order events across processes.
@@ -111,6 +112,10 @@ typedef struct scen_tail {
     uint64_t connects;   /* C lines */
     uint64_t errors[4];  /* X lines: [0] any, [1] ESTALLED, [2] EPING, [3] EMISMATCH */
     uint64_t mismatches; /* M lines */
+    uint64_t last_open;  /* ms of the last C line, 0 before */
+    uint64_t closes;     /* Z lines */
+    uint64_t fenced;     /* Z lines with TETHER_EFENCED */
+    uint64_t last_close; /* ms of the last Z line, 0 before */
 } scen_tail;
 
 void scen_tail_init(scen_tail *t, const char *path);
@@ -156,9 +161,13 @@ typedef struct runner {
     const char *timeline;         /* --timeline */
     tether_durability durability; /* --durability */
     int keep, verbose;            /* --keep, --verbose */
+    const char *pg_uri;           /* --pg: the fleet scenarios' database, NULL: none */
+    const char *pg_data;          /* --pg-data: its data directory (fleet-pg-restart) */
     char base[PATH_MAX];          /* working directory */
     int made_base;                /* we created it */
 } runner;
+
+#define SCEN_FLEET_MAX 4 /* instances of a fleet scenario */
 
 typedef struct scen {
     runner *R;                                                          /* the run */
@@ -171,26 +180,37 @@ typedef struct scen {
     char clog[PATH_MAX + 96], slog[PATH_MAX + 96], rlog[PATH_MAX + 96]; /* logs */
     char sport[PATH_MAX + 96], rport[PATH_MAX + 96];                    /* port files */
     proc client, server, relay;                                         /* the processes */
-    int relay_in;                          /* the relay's stdin (commands), -1 when none */
-    uint16_t relay_port;                   /* where the client connects */
-    uint64_t n, m;                         /* messages client -> server, server -> client */
-    uint64_t size;                         /* bytes per message */
-    uint64_t rate;                         /* client messages per second (0: no limit) */
-    uint64_t max_pending;                  /* client pause threshold (0: none) */
-    uint64_t ping_ms, pong_ms, welcome_ms; /* liveness settings of both peers */
-    int http;                              /* the client uses the HTTP carriage only */
-    uint64_t c_send, c_expect;             /* the client's targets for its next start */
-    uint64_t s_pace, s_limit;              /* the server's pacing for its next start */
-    scen_tail ct, st;                      /* progress from the records */
-    uint64_t kills, killpoints;            /* SIGKILLs from us, kill point deaths */
-    uint64_t deadline;                     /* the scenario must end by then (ms) */
-    int client_done;                       /* the client exited 0 since its last start */
-    int lost_store;                        /* the lost-store scenario: verified differently */
-    int expect_stop;                       /* a client exit with PEER_STOPPED is expected */
-    char error[600];                       /* why it failed */
-    char relay_summary[1024];              /* the relay's summary line, once it stopped */
-    void *user;                            /* a scenario's own state (the demo's) */
-    tally t;                               /* this run's numbers */
+    int relay_in;                               /* the relay's stdin (commands), -1 when none */
+    uint16_t relay_port;                        /* where the client connects */
+    uint64_t n, m;                              /* messages client -> server, server -> client */
+    uint64_t size;                              /* bytes per message */
+    uint64_t rate;                              /* client messages per second (0: no limit) */
+    uint64_t max_pending;                       /* client pause threshold (0: none) */
+    uint64_t ping_ms, pong_ms, welcome_ms;      /* liveness settings of both peers */
+    int http;                                   /* the client uses the HTTP carriage only */
+    uint64_t c_send, c_expect;                  /* the client's targets for its next start */
+    uint64_t s_pace, s_limit;                   /* the server's pacing for its next start */
+    scen_tail ct, st;                           /* progress from the records */
+    uint64_t kills, killpoints;                 /* SIGKILLs from us, kill point deaths */
+    uint64_t deadline;                          /* the scenario must end by then (ms) */
+    int client_done;                            /* the client exited 0 since its last start */
+    int lost_store;                             /* the lost-store scenario: verified differently */
+    int expect_stop;                            /* a client exit with PEER_STOPPED is expected */
+    char error[600];                            /* why it failed */
+    char relay_summary[1024];                   /* the relay's summary line, once it stopped */
+    void *user;                                 /* a scenario's own state (the demo's) */
+    int fleet;                                  /* a fleet scenario: instances on PostgreSQL */
+    int ninst;                                  /* its instances; inst[0] streams, never serves */
+    proc inst[SCEN_FLEET_MAX];                  /* the instances */
+    char irec[SCEN_FLEET_MAX][PATH_MAX + 96];   /* their records */
+    char ilog[SCEN_FLEET_MAX][PATH_MAX + 96];   /* their logs */
+    char iportf[SCEN_FLEET_MAX][PATH_MAX + 96]; /* their port files */
+    uint16_t iport[SCEN_FLEET_MAX];             /* their ports */
+    scen_tail it[SCEN_FLEET_MAX];               /* their progress */
+    uint64_t lease_ms;                          /* the instances' --lease-ms */
+    uint64_t pg_restarts, fenced;               /* PostgreSQL restarts, instances fenced */
+    int fleet_owns_db;                          /* the database was empty: its sessions are ours */
+    tally t;                                    /* this run's numbers */
 } scen;
 
 /* A scenario's steps, in scenario_list.c; the table of them. */
@@ -198,6 +218,25 @@ extern const scen_def scen_defs[];
 extern const size_t scen_ndefs;
 /* Stream sizes, rates and liveness settings of sc (by name, quick or soak). */
 void scen_scale(scen *sc);
+
+/* scenario_fleet.c: the fleet scenarios (instances of one PostgreSQL database;
+ * no relay). scen_fleet_paths sets the instances' file names; scen_fleet_poll
+ * reads their records (sc->st.delivered becomes the highest delivery of any
+ * instance, sc->st.acked the highest ack); scen_fleet_check fails when an
+ * instance ended that was not stopped by the runner; scen_fleet_stop kills
+ * them; scen_fleet_verify is the verdict (both directions, from the client's
+ * record and store, every instance's record and the database); and
+ * scen_fleet_cleanup deletes the scenario's session from the database. */
+int scen_is_fleet(const char *name); /* "fleet-..." */
+int scen_fleet_kill(scen *sc);
+int scen_fleet_pg_restart(scen *sc);
+int scen_fleet_fence(scen *sc);
+void scen_fleet_paths(scen *sc);
+void scen_fleet_poll(scen *sc);
+int scen_fleet_check(scen *sc);
+void scen_fleet_stop(scen *sc);
+int scen_fleet_verify(scen *sc, int again);
+void scen_fleet_cleanup(scen *sc);
 
 /* scenario.c: a scenario's setup in dir (paths, generator, processes none),
  * its teardown (every process stopped), and removing the files a scenario

@@ -349,6 +349,12 @@ void scen_tail_poll(scen_tail *t)
             break;
         case 'C':
             t->connects++;
+            t->last_open = r.ms;
+            break;
+        case 'Z':
+            t->closes++;
+            t->last_close = r.ms;
+            t->fenced += r.n >= 1 && strcmp(r.w[0], "TETHER_EFENCED") == 0;
             break;
         case 'M':
             t->mismatches++;

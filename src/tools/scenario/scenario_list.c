@@ -526,6 +526,16 @@ const scen_def scen_defs[] = {
      "random faults of every kind (blackholes and stalled upgrades too), from the seed, with "
      "kills of either side"},
     {"timeline", sc_timeline, "the relay follows the --timeline file"},
+    {"fleet-kill", scen_fleet_kill,
+     "with --pg: three instances on one PostgreSQL database, the client tries their URLs in "
+     "turn; the instance serving the session is SIGKILLed mid-stream, twice: the session moves "
+     "at once"},
+    {"fleet-pg-restart", scen_fleet_pg_restart,
+     "with --pg and --pg-data: PostgreSQL is stopped by its PID mid-stream and started again "
+     "on the same port and data directory; sessions close, clients reconnect"},
+    {"fleet-fence", scen_fleet_fence,
+     "with --pg: the serving instance is frozen (SIGSTOP) until its lease lapsed and the "
+     "session moved, then continued: it must close its connection and write nothing more"},
 };
 const size_t scen_ndefs = sizeof scen_defs / sizeof scen_defs[0];
 
@@ -561,6 +571,20 @@ void scen_scale(scen *sc)
     if (strcmp(name, "offline-backlog") == 0) {
         sc->n = soak ? 20000 : 5000;
         sc->m = soak ? 10000 : 3000;
+    }
+    if (scen_is_fleet(name)) {
+        /* instance 0 sends, the others serve (three for the kills, two otherwise) */
+        sc->fleet = 1;
+        sc->ninst = strcmp(name, "fleet-kill") == 0 ? 4 : 3;
+        sc->n = soak ? 4000 : 1200;
+        sc->m = soak ? 2000 : 600;
+        sc->rate = 400;
+        sc->lease_ms = 1500;
+        if (strcmp(name, "fleet-fence") == 0) {
+            sc->ping_ms = 1000; /* the client notices the frozen instance by ping */
+            sc->pong_ms = 1000;
+            sc->welcome_ms = 1000;
+        }
     }
     sc->c_send = sc->n;
     sc->c_expect = sc->m;

@@ -5,6 +5,11 @@
  * the seq), checks every message it receives, and appends every event to its
  * record file (format in scenario.h). They are started, killed and restarted
  * by the runner; restarted on the same store they go on where the store says.
+ *
+ * In the fleet scenarios (scenario_fleet.c) the servers are instances of one
+ * PostgreSQL database (--db postgresql://...): every instance records what it
+ * delivers, and only the one given --send streams the server's messages, to
+ * the session wherever it is attached (it finds the session in the database).
  */
 #include "scenario.h"
 
@@ -62,21 +67,23 @@ typedef struct peer_opts {
     int server;            /* role */
     const char *db;        /* --db */
     const char *record;    /* --record */
-    const char *url;       /* --url (client) */
+    const char *urls[17];  /* --url, repeatable (client): tried in turn, NULL-terminated */
+    int nurls;             /* how many */
     const char *port_file; /* --port-file (server) */
     uint64_t send;         /* --send: messages this side sends in total */
     uint64_t expect;       /* --expect: messages the peer sends in total */
     uint64_t pace;  /* server --pace: send in step with this many client messages; 0 at once */
     uint64_t limit; /* server --limit: send at most this many for now */
-    uint64_t rate;  /* client --rate: messages per second, 0 as fast as possible */
-    uint64_t max_pending;         /* client --max-pending: pause while this many unacked, 0 none */
-    uint64_t size;                /* --size */
-    uint64_t ping_ms;             /* --ping-ms */
-    uint64_t pong_ms;             /* --pong-ms */
-    uint64_t welcome_ms;          /* --welcome-ms (client) */
-    uint64_t timeout_ms;          /* --timeout-ms: give up (client) */
-    uint64_t seed;                /* --seed (client backoff jitter) */
-    tether_durability durability; /* --durability */
+    uint64_t rate;  /* --rate: messages per second, 0 as fast as possible (server: besides pace) */
+    uint64_t lease_ms;    /* server --lease-ms: PostgreSQL lease (0: the library's default) */
+    uint64_t max_pending; /* client --max-pending: pause while this many unacked, 0 none */
+    uint64_t size;        /* --size */
+    uint64_t ping_ms;     /* --ping-ms */
+    uint64_t pong_ms;     /* --pong-ms */
+    uint64_t welcome_ms;  /* --welcome-ms (client) */
+    uint64_t timeout_ms;  /* --timeout-ms: give up (client) */
+    uint64_t seed;        /* --seed (client backoff jitter) */
+    tether_durability durability;    /* --durability */
     tether_transport_mode transport; /* --transport auto|websocket|http (client) */
 } peer_opts;
 
@@ -174,6 +181,34 @@ static void s_mismatch(tether_server *s, const tether_mismatch_info *mi, void *u
     scen_record_mismatch(mi);
 }
 
+static void s_close(tether_server *s, const tether_session_id *id, int error, void *user)
+{
+    scen_record("Z %s", error ? tether_err_name(error) : "-");
+}
+
+/* A PostgreSQL store (a fleet instance)? */
+static int is_pg(const char *db)
+{
+    return strncmp(db, "postgresql://", 13) == 0 || strncmp(db, "postgres://", 11) == 0;
+}
+
+/* The one session a fleet's database holds, with its out_last: 1 found, 0 none
+ * yet, -1 the database cannot be read now (it restarts). */
+static int pg_session(const char *db, cli_session_info *si)
+{
+    const char *role = NULL;
+    cli_session_info all[2];
+    size_t n = 0;
+    char err[512];
+    if (cli_store_read(db, &role, all, 2, &n, err, sizeof err) != TETHER_OK) {
+        return -1;
+    }
+    if (n == 1) {
+        *si = all[0];
+    }
+    return n == 1;
+}
+
 /* What the store held when this life started. */
 typedef struct start_info {
     int have;            /* the store holds exactly one session */
@@ -201,7 +236,11 @@ static int run_client(const peer_opts *o)
 
     tether_client_config cfg;
     tether_client_config_init(&cfg);
-    cfg.url = o->url;
+    if (o->nurls == 1) {
+        cfg.url = o->urls[0];
+    } else {
+        cfg.urls = o->urls;
+    }
     cfg.db_path = o->db;
     cfg.durability = o->durability;
     cfg.backoff_base_ms = 10;
@@ -333,18 +372,37 @@ static void *generate(void *arg)
     size_t slot = o->size ? (size_t)o->size : SCEN_SIZE_MAX;
     uint8_t *buf = malloc(64 * slot);
     tether_msg msgs[64];
-    int announced = 0;
+    int announced = 0, pg = is_pg(o->db);
     uint64_t cap = o->limit && o->limit < o->send ? o->limit : o->send;
+    uint64_t t0 = cli_now_ms(), base = g->out_last, lookups = 0;
     while (!g->stop && buf) {
         pthread_mutex_lock(&ps.mu);
         int have = ps.have_session;
         tether_session_id id = ps.session;
         uint64_t delivered = ps.delivered;
         pthread_mutex_unlock(&ps.mu);
+        if (!have && pg && o->send > 0 && lookups++ % 30 == 0) {
+            /* a fleet's sender: the session is attached elsewhere; the
+             * database knows it once its client said HELLO somewhere */
+            cli_session_info si;
+            if (pg_session(o->db, &si) == 1) {
+                pthread_mutex_lock(&ps.mu);
+                ps.session = si.id;
+                ps.have_session = 1;
+                pthread_mutex_unlock(&ps.mu);
+                g->out_last = base = si.out_last;
+                t0 = cli_now_ms();
+                continue;
+            }
+        }
         uint64_t target = cap;
         if (o->pace && delivered < o->pace) {
             target = o->send * delivered / o->pace;
             target = target < cap ? target : cap;
+        }
+        if (o->rate) {
+            uint64_t allowed = base + o->rate * (cli_now_ms() - t0) / 1000 + 1;
+            target = target < allowed ? target : allowed;
         }
         if (!have || g->out_last >= target) {
             if (have && g->out_last >= cap && !announced) {
@@ -363,6 +421,22 @@ static void *generate(void *arg)
         }
         uint64_t first = 0;
         int rc = tether_server_send_batch(g->srv, &id, msgs, (size_t)n, &first);
+        if (rc != TETHER_OK && pg && !g->stop) {
+            /* the database is away (a restart): whether that batch committed
+             * is unknown, so go on from what the database says once it is
+             * back (the payloads follow from the seq, so either way the
+             * stream stays the same) */
+            fprintf(stderr, "peer server: send: %s: %s; retrying\n", tether_err_name(rc),
+                    tether_errmsg());
+            cli_session_info si;
+            while (!g->stop && pg_session(o->db, &si) != 1) {
+                cli_sleep_ms(50);
+            }
+            if (!g->stop) {
+                g->out_last = si.out_last;
+            }
+            continue;
+        }
         if (rc != TETHER_OK || first != g->out_last + 1) {
             scen_record("F server send %s first %llu expected %llu", tether_err_name(rc),
                         (unsigned long long)first, (unsigned long long)(g->out_last + 1));
@@ -398,6 +472,8 @@ static int run_server(const peer_opts *o)
     cfg.cb.on_message = s_message;
     cfg.cb.on_acked = s_acked;
     cfg.cb.on_mismatch = s_mismatch;
+    cfg.cb.on_session_close = s_close;
+    cfg.lease_ms = (uint32_t)o->lease_ms;
     tether_server *srv = NULL;
     int rc = tether_server_create(&cfg, &srv);
     if (rc == TETHER_OK) {
@@ -431,25 +507,16 @@ static int run_server(const peer_opts *o)
 int scen_peer_main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"db", required_argument, NULL, 'd'},
-        {"record", required_argument, NULL, 'r'},
-        {"url", required_argument, NULL, 'u'},
-        {"port-file", required_argument, NULL, 'p'},
-        {"send", required_argument, NULL, 'n'},
-        {"expect", required_argument, NULL, 'e'},
-        {"pace", required_argument, NULL, 'P'},
-        {"limit", required_argument, NULL, 'L'},
-        {"rate", required_argument, NULL, 'R'},
-        {"max-pending", required_argument, NULL, 'm'},
-        {"size", required_argument, NULL, 's'},
-        {"ping-ms", required_argument, NULL, 'i'},
-        {"pong-ms", required_argument, NULL, 'o'},
-        {"welcome-ms", required_argument, NULL, 'w'},
-        {"timeout-ms", required_argument, NULL, 't'},
-        {"seed", required_argument, NULL, 'S'},
-        {"durability", required_argument, NULL, 'D'},
-        {"transport", required_argument, NULL, 'T'},
-        {NULL, 0, NULL, 0},
+        {"db", required_argument, NULL, 'd'},         {"record", required_argument, NULL, 'r'},
+        {"url", required_argument, NULL, 'u'},        {"port-file", required_argument, NULL, 'p'},
+        {"send", required_argument, NULL, 'n'},       {"expect", required_argument, NULL, 'e'},
+        {"pace", required_argument, NULL, 'P'},       {"limit", required_argument, NULL, 'L'},
+        {"rate", required_argument, NULL, 'R'},       {"max-pending", required_argument, NULL, 'm'},
+        {"size", required_argument, NULL, 's'},       {"ping-ms", required_argument, NULL, 'i'},
+        {"pong-ms", required_argument, NULL, 'o'},    {"welcome-ms", required_argument, NULL, 'w'},
+        {"timeout-ms", required_argument, NULL, 't'}, {"seed", required_argument, NULL, 'S'},
+        {"durability", required_argument, NULL, 'D'}, {"transport", required_argument, NULL, 'T'},
+        {"lease-ms", required_argument, NULL, 'l'},   {NULL, 0, NULL, 0},
     };
     peer_opts o = {
         .size = 64, .ping_ms = 20000, .pong_ms = 10000, .welcome_ms = 10000, .timeout_ms = 120000};
@@ -471,7 +538,10 @@ int scen_peer_main(int argc, char **argv)
             o.record = optarg;
             break;
         case 'u':
-            o.url = optarg;
+            if (o.nurls >= 16) {
+                return cli_usage_error("scenario", "peer: at most 16 --url");
+            }
+            o.urls[o.nurls++] = optarg;
             break;
         case 'p':
             o.port_file = optarg;
@@ -536,6 +606,11 @@ int scen_peer_main(int argc, char **argv)
         case 'S':
             num = &o.seed;
             break;
+        case 'l':
+            num = &o.lease_ms;
+            lo = 1000;
+            hi = 600000;
+            break;
         default:
             return CLI_USAGE;
         }
@@ -543,7 +618,7 @@ int scen_peer_main(int argc, char **argv)
             return cli_usage_error("scenario", "peer: bad number '%s'", optarg);
         }
     }
-    if (!o.db || !o.record || (o.server ? !o.port_file : !o.url)) {
+    if (!o.db || !o.record || (o.server ? !o.port_file : !o.nurls)) {
         return cli_usage_error("scenario", "peer %s wants --db, --record and %s",
                                o.server ? "server" : "client", o.server ? "--port-file" : "--url");
     }

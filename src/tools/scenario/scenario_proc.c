@@ -387,8 +387,16 @@ int scen_client_start(scen *sc, const char *kp)
     scen_arg(&a, "%s", sc->cdb);
     scen_arg(&a, "--record");
     scen_arg(&a, "%s", sc->crec);
-    scen_arg(&a, "--url");
-    scen_arg(&a, "ws://127.0.0.1:%u/", (unsigned)sc->relay_port);
+    if (sc->fleet) {
+        /* the serving instances, tried in turn; instance 0 only sends */
+        for (int i = 1; i < sc->ninst; i++) {
+            scen_arg(&a, "--url");
+            scen_arg(&a, "ws://127.0.0.1:%u/", (unsigned)sc->iport[i]);
+        }
+    } else {
+        scen_arg(&a, "--url");
+        scen_arg(&a, "ws://127.0.0.1:%u/", (unsigned)sc->relay_port);
+    }
     scen_arg(&a, "--send");
     scen_arg(&a, "%llu", (unsigned long long)sc->c_send);
     scen_arg(&a, "--expect");
@@ -453,6 +461,9 @@ void scen_client_kill(scen *sc)
 int scen_check_peers(scen *sc, int *client_died, int *server_died)
 {
     char d[64];
+    if (sc->fleet && scen_fleet_check(sc) != 0) {
+        return -1;
+    }
     if (sc->relay.pid > 0 && scen_reaped(&sc->relay)) {
         return scen_fail(sc, "the relay %s (see %s)", scen_describe(&sc->relay, d, sizeof d),
                          sc->rlog);
@@ -496,6 +507,9 @@ int scen_wait_for(scen *sc, uint32_t ms, int (*cond)(scen *), const char *what)
     for (;;) {
         scen_tail_poll(&sc->ct);
         scen_tail_poll(&sc->st);
+        if (sc->fleet) {
+            scen_fleet_poll(sc);
+        }
         if (cond(sc)) {
             return 0;
         }
