@@ -18,8 +18,8 @@ static tether__store *open_store(const char *name, tether_durability d, unsigned
     char path[512], err[512];
     tt_path(path, sizeof path, name);
     tether__store *st = NULL;
-    CHECK_OK(tether__store_sqlite_open_flags(path, TETHER__ROLE_CLIENT, d, flags, &st, err,
-                                             sizeof err));
+    CHECK_OK(
+        tether__store_sqlite_open_flags(path, TETHER__ROLE_CLIENT, d, flags, &st, err, sizeof err));
     return st;
 }
 
