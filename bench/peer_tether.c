@@ -93,6 +93,7 @@ typedef struct tcli {
     int record;            /* 1: record send-to-ack latency */
     uint64_t record_upto;  /* ... of the messages up to this seq (later ones are padding) */
     bench_hist lat;        /* send-to-ack, ns */
+    bench_hist call;       /* duration of each send call (producer only), ns */
     uint64_t tcp_tx0, tcp_rx0; /* TCP counters when the session went live */
     double cpu0;           /* CPU seconds when the session went live */
     uint64_t t_live;       /* when the session went live */
@@ -376,6 +377,7 @@ static int client_main(const bench_peer_opts *o)
                 t.ts[(sent + 1 + i) & t.ts_mask] = ts;
             }
             uint64_t first = 0;
+            uint64_t c0 = bench_now_ns();
             if (o->async) {
                 /* one asynchronous hand-over per message; the library groups the commits */
                 for (uint64_t i = 0; i < n && rc == TETHER_OK; i++) {
@@ -388,6 +390,7 @@ static int client_main(const bench_peer_opts *o)
             } else {
                 rc = tether_client_send_batch(c, msgs, (size_t)n, &first);
             }
+            hist_add(&t.call, bench_now_ns() - c0);
             if (rc != TETHER_OK) {
                 snprintf(why, sizeof why, "client: send: %s: %s", tether_err_name(rc),
                          tether_errmsg());
@@ -434,6 +437,7 @@ static int client_main(const bench_peer_opts *o)
     bj_int(&j, "tcp_rx", rx - t.tcp_rx0);
     bj_int(&j, "acks", t.acks);
     bj_hist(&j, "ack", &t.lat);
+    bj_hist(&j, "call", &t.call);
     pthread_mutex_unlock(&t.mu);
     bj_emit(&j);
 

@@ -29,6 +29,7 @@
 #define CKPT_HARD_PAGES 1000          /* WAL pages after which the writer checkpoints itself */
 #define CKPT_PERIOD_MS 1000           /* checkpoint this long after a commit below the soft mark */
 #define WAL_SIZE_LIMIT (8 << 20)      /* journal_size_limit, bytes */
+#define CKPT_FLUSH_DIV 4              /* exclusive, NORMAL: pre-sync the WAL every hard_pages / this */
 
 enum {
     S_BEGIN,
@@ -75,6 +76,14 @@ typedef struct ckpt {
     unsigned hard_pages; /* WAL size after which the writer checkpoints itself */
     unsigned period_ms;  /* below soft_pages, checkpoint this long after a commit */
     unsigned long runs;  /* checkpoints completed */
+    /* exclusive mode at NORMAL: the WAL pre-sync (store_sqlite_flush.c) */
+    char *wal_path;             /* the -wal file, which the flusher syncs through its own fd */
+    unsigned flush_pages;       /* WAL growth since the last pre-sync that wakes the flusher */
+    int synced_pages;           /* WAL size, pages, when the last pre-sync began */
+    int flush_due;              /* WAL size the flusher is asked to sync (0: nothing to do) */
+    unsigned long flushes;      /* pre-syncs completed */
+    unsigned long flush_errors; /* pre-syncs that failed (harmless: the checkpoint syncs) */
+    char flush_err[192];        /* the last failure's message, "" if none */
 } ckpt;
 
 typedef struct sqstore {
@@ -123,6 +132,13 @@ int tether__sq_fail(sqstore *s, int code, const char *fmt, ...) __attribute__((f
 int tether__sq_sqfail(sqstore *s, sqlite3 *db, int rc, const char *op);
 /* store_sqlite_open.c: runs a query returning one integer into *out; SQLite's result code. */
 int tether__sq_int(sqstore *s, const char *sql, sqlite3_int64 *out);
+
+/* store_sqlite_flush.c, exclusive mode at NORMAL: the WAL pre-sync thread.
+ * start() runs it on s->ck (fails with TETHER_ESYS or TETHER_ENOMEM);
+ * grew() is called from the WAL hook after each commit with the WAL's size
+ * (c->mu not held); the thread is stopped by the checkpointer's ck_stop(). */
+int tether__sq_flush_start(sqstore *s, const char *op);
+void tether__sq_flush_grew(ckpt *c, int pages);
 
 /* store_sqlite.c: 1 when session rows may lag their outbox (meta 'unsaved';
  * a read-only store looks each time, the writer knows). */

@@ -135,7 +135,11 @@ static int on_wal(void *arg, sqlite3 *db, const char *name, int pages)
 static int on_wal_excl(void *arg, sqlite3 *db, const char *name, int pages)
 {
     ckpt *c = arg;
-    if (pages < 0 || (unsigned)pages < c->hard_pages) {
+    if (pages >= 0 && (unsigned)pages < c->hard_pages) {
+        tether__sq_flush_grew(c, pages); /* at NORMAL: the WAL is pre-synced meanwhile */
+        return SQLITE_OK;
+    }
+    if (pages < 0) {
         return SQLITE_OK;
     }
     /* Errors (a full disk, say) are left for the next commit. */
@@ -232,6 +236,7 @@ void tether__sq_close(tether__store *st)
     pthread_cond_destroy(&s->ck.cv);
     pthread_cond_destroy(&s->ck.done);
     pthread_mutex_destroy(&s->ck.mu);
+    tether__free(s->ck.wal_path);
     tether__free(s->path);
     tether__free(s);
 }
@@ -481,6 +486,10 @@ static int open_all(sqstore *s, unsigned flags)
         sqlite3_wal_hook(s->db, on_wal_excl, &s->ck);
         /* Takes the lock now: a second process fails at open, not at its first send. */
         if ((rc = exec(s, s->db, "BEGIN IMMEDIATE; COMMIT", op)) != TETHER_OK) {
+            return rc;
+        }
+        /* NORMAL: the WAL is synced ahead of the checkpoints (store_sqlite_flush.c) */
+        if (s->sync == 1 && (rc = tether__sq_flush_start(s, op)) != TETHER_OK) {
             return rc;
         }
         /* With the file ours alone, the WAL index lives in our heap and any -shm

@@ -32,8 +32,20 @@ int tether__store_sqlite_reopen_readonly(tether__store *st);
 void tether__store_sqlite_set_checkpoint(tether__store *st, unsigned soft_pages,
                                          unsigned hard_pages, unsigned period_ms);
 
-/* Checkpoints the background thread has completed so far. */
+/* Checkpoints the background thread has completed so far (an exclusive
+ * store: the writer's own checkpoints). */
 unsigned long tether__store_sqlite_checkpoints(tether__store *st);
+
+/* The WAL pre-sync of an exclusive store at NORMAL (store_sqlite_flush.c):
+ * syncs completed, syncs failed and the last failure's message (err may be
+ * NULL). Returns 0, with nothing filled, when st has no pre-sync thread. */
+int tether__store_sqlite_flushes(tether__store *st, unsigned long *done, unsigned long *failed,
+                                 char *err, size_t errlen);
+
+/* Pre-sync tuning: every pages of WAL growth (0: hard_pages / 4), and the
+ * file it syncs (NULL: keep; tests point it at a missing file to make every
+ * sync fail). No effect when st has no pre-sync thread. */
+void tether__store_sqlite_set_flush(tether__store *st, unsigned pages, const char *wal_path);
 
 /* PostgreSQL store (store_pg_open.c): the process id of the server backend
  * serving the store's connection (for pg_terminate_backend() from a second
