@@ -367,7 +367,14 @@ static void on_writable(void *owner, tether__conn *conn)
         return;
     }
     if (conn == c->conn) {
-        tether__link_pump_engine(c->engine, conn, &c->out, tether__now_ms());
+        uint64_t now = tether__now_ms();
+        tether__link_pump_engine(c->engine, conn, &c->out, now);
+        /* writing may have committed the receive cursor (recv_group) and so
+           started the ACK delay: its deadline needs the timer now, or an idle
+           client would acknowledge only at its next ping */
+        if (c->conn) {
+            tether__link_arm(c->engine, conn, now, c->welcome_deadline);
+        }
     }
     tether__client_leave(c);
 }

@@ -122,6 +122,39 @@ TEST(both_directions_exactly_once_in_order)
     pair_free(&p);
 }
 
+/* An idle client acknowledges the server's messages after the ACK delay
+ * (20 ms by default), not at its next ping: pings are an hour apart here, so
+ * only the ACK timer can send it. The same the other way round. */
+TEST(idle_peers_acknowledge_after_the_ack_delay_not_at_the_next_ping)
+{
+    pair p;
+    pair_init(&p, NULL, NULL);
+    p.ccfg.ping_interval_ms = 3600000;
+    p.scfg.ping_interval_ms = 3600000;
+    CHECK_OK(start_server(&p));
+    CHECK_OK(start_client(&p));
+    CHECK_OK(send_tagged(p.c, 1, 64)); /* connected: the first message is acknowledged */
+    CHECK_OK(tether_client_wait_acked(p.c, WAIT_MS));
+    tether_session_id id;
+    CHECK_OK(tether_client_session(p.c, &id));
+    uint8_t buf[64];
+    for (uint64_t i = 1; i <= 5; i++) {
+        make_payload(buf, sizeof buf, i);
+        CHECK_OK(tether_server_send(p.s, &id, buf, sizeof buf, NULL));
+    }
+    CHECK(rec_wait_count(&p.crec, 5, WAIT_MS));
+    uint64_t acked = 0;
+    for (unsigned i = 0; i < 5000 / 5 && acked < 5; i++) { /* 5 s: far above 20 ms */
+        CHECK_OK(tether_server_acked(p.s, &id, &acked));
+        sleep_ms(5);
+    }
+    CHECK_EQ_U64(acked, 5);
+    /* and an idle server acknowledges a lone client message the same way */
+    CHECK_OK(send_tagged(p.c, 3, 64));
+    CHECK_OK(tether_client_wait_acked(p.c, 5000));
+    pair_free(&p);
+}
+
 TEST(large_messages_are_reassembled)
 {
     pair p;
@@ -541,6 +574,7 @@ int main(int argc, char **argv)
         return child_send(argv[2], argv[3]);
     }
     RUN(both_directions_exactly_once_in_order);
+    RUN(idle_peers_acknowledge_after_the_ack_delay_not_at_the_next_ping);
     RUN(large_messages_are_reassembled);
     RUN(server_restart_resumes_without_loss);
     RUN(offline_client_gets_server_messages_on_resume);
