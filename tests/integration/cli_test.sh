@@ -134,7 +134,7 @@ check usage_errors_exit_2 usage_errors
 fleet_flags() {
     expect_rc 2 "$T" scenario --only fleet-kill && grep -q 'fleet-kill needs --pg URI' "$WORK/last.err" &&
         expect_rc 2 "$T" scenario --pg /tmp/x.db --only fleet-kill &&
-        grep -q -- "--pg wants a postgresql:// URI, not '/tmp/x.db'" "$WORK/last.err" &&
+        grep -q -- "--pg wants a postgresql:// URI or auto, not '/tmp/x.db'" "$WORK/last.err" &&
         expect_rc 2 "$T" scenario --pg postgresql://127.0.0.1:1/x --only fleet-pg-restart &&
         grep -q 'fleet-pg-restart needs --pg-data DIR' "$WORK/last.err" &&
         expect_rc 2 "$T" scenario --pg-data "$WORK" --only cuts &&
@@ -143,6 +143,10 @@ fleet_flags() {
         grep -q "no readable postmaster.opts" "$WORK/last.err" &&
         expect_rc 2 "$T" scenario --only fleet-nothing --pg postgresql://127.0.0.1:1/x &&
         grep -q "no scenario 'fleet-nothing'" "$WORK/last.err" &&
+        expect_rc 2 "$T" scenario --pg auto --pg-data "$WORK" --only fleet-kill &&
+        grep -q -- '--pg auto brings its own server' "$WORK/last.err" &&
+        expect_rc 2 "$T" scenario --pg automatic --only fleet-kill &&
+        grep -q -- "--pg wants a postgresql:// URI or auto, not 'automatic'" "$WORK/last.err" &&
         expect_rc 0 "$T" scenario --list && grep -q '^fleet-fence ' "$WORK/last.out"
 }
 check scenario_fleet_flags_refused_with_reasons fleet_flags

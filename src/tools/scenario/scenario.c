@@ -10,6 +10,8 @@
  */
 #include "scenario.h"
 
+#include "pgserver/pgserver.h"
+
 #include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
@@ -36,7 +38,7 @@ static const char scenario_help[] =
     "  cuts, client-kill, server-kill, both-kill, stall-upgrade, blackhole, freeze,\n"
     "  slow-link, buffered, lost-store, offline-backlog, random, and timeline\n"
     "  (with --timeline FILE); with --pg, the fleet scenarios fleet-kill,\n"
-    "  fleet-fence and (with --pg-data too) fleet-pg-restart: server instances on\n"
+    "  fleet-fence and (with --pg auto or --pg-data) fleet-pg-restart: server instances on\n"
     "  one PostgreSQL database, the client given their URLs (docs/chaos.md)\n"
     "\n"
     "Options:\n"
@@ -51,9 +53,11 @@ static const char scenario_help[] =
     "  --timeline FILE    also run the 'timeline' scenario: the relay follows FILE\n"
     "                     (a 'tether chaos --scenario' file)\n"
     "  --durability MODE  off, normal or full, both sides [normal]\n"
-    "  --pg URI           also run the fleet scenarios on this PostgreSQL database\n"
+    "  --pg URI|auto      also run the fleet scenarios on this PostgreSQL database\n"
     "                     (postgresql://...; it must hold no tether session: each\n"
-    "                     scenario deletes its own at the end)\n"
+    "                     scenario deletes its own at the end); auto: on a private\n"
+    "                     PostgreSQL the run starts in a temporary directory and\n"
+    "                     removes at the end (needs Debian's postgresql package)\n"
     "  --pg-data DIR      the data directory of that PostgreSQL server: adds\n"
     "                     fleet-pg-restart, which stops it by the PID in\n"
     "                     DIR/postmaster.pid and starts it again from\n"
@@ -489,6 +493,12 @@ static int selected(const runner *R, const char *name)
     return 0;
 }
 
+/* --pg auto: the run starts its own PostgreSQL. */
+static int pg_auto(const runner *R)
+{
+    return R->pg_uri && strcmp(R->pg_uri, "auto") == 0;
+}
+
 int cli_scenario(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "peer") == 0) {
@@ -564,9 +574,10 @@ int cli_scenario(int argc, char **argv)
             verify_dir = optarg;
             break;
         case 'G':
-            if (strncmp(optarg, "postgresql://", 13) != 0 &&
+            if (strcmp(optarg, "auto") != 0 && strncmp(optarg, "postgresql://", 13) != 0 &&
                 strncmp(optarg, "postgres://", 11) != 0) {
-                return cli_usage_error("scenario", "--pg wants a postgresql:// URI, not '%s'",
+                return cli_usage_error("scenario",
+                                       "--pg wants a postgresql:// URI or auto, not '%s'",
                                        optarg);
             }
             R.pg_uri = optarg;
@@ -608,7 +619,7 @@ int cli_scenario(int argc, char **argv)
             if (scen_is_fleet(t) && !R.pg_uri) {
                 return cli_usage_error("scenario", "%s needs --pg URI (a PostgreSQL database)", t);
             }
-            if (strcmp(t, "fleet-pg-restart") == 0 && !R.pg_data) {
+            if (strcmp(t, "fleet-pg-restart") == 0 && !R.pg_data && !pg_auto(&R)) {
                 return cli_usage_error("scenario",
                                        "fleet-pg-restart needs --pg-data DIR (the data directory "
                                        "of the --pg server, to stop and start it)");
@@ -617,6 +628,10 @@ int cli_scenario(int argc, char **argv)
     }
     if (R.pg_data && !R.pg_uri) {
         return cli_usage_error("scenario", "--pg-data needs --pg URI");
+    }
+    if (R.pg_data && pg_auto(&R)) {
+        return cli_usage_error("scenario", "--pg-data goes with --pg URI: --pg auto brings "
+                                           "its own server");
     }
     if (R.pg_data) {
         char pm[PATH_MAX + 32];
@@ -661,6 +676,18 @@ int cli_scenario(int argc, char **argv)
         }
         R.made_base = 1;
     }
+    static tether_pgs pgs; /* --pg auto: the private server */
+    if (pg_auto(&R)) {
+        char err[600];
+        static char uri[160];
+        if (tether_pgs_start(&pgs, 1, err, sizeof err) != 0) {
+            tether_pgs_remove(&pgs);
+            return cli_fail("scenario", "--pg auto: %s", err);
+        }
+        R.pg_uri = tether_pgs_uri(&pgs, "postgres", uri, sizeof uri);
+        R.pg_data = pgs.data;
+        printf("tether scenario: --pg auto: PostgreSQL in %s at %s\n", pgs.dir, R.pg_uri);
+    }
     cli_signals_install();
     printf("tether scenario: %s mode, seed %llu, files in %s\n", R.soak ? "soak" : "quick",
            (unsigned long long)R.seed, R.base);
@@ -703,6 +730,10 @@ int cli_scenario(int argc, char **argv)
            (double)(cli_now_ms() - start) / 1000.0);
     if (!failed && !R.keep && R.made_base) {
         rmdir(R.base);
+    }
+    if (pgs.made) {
+        tether_pgs_adopt(&pgs); /* fleet-pg-restart started it again: stop that one */
+        tether_pgs_remove(&pgs);
     }
     return failed || cli_stop_requested() ? CLI_FAIL : CLI_OK;
 }
