@@ -435,6 +435,10 @@ TEST(an_evicted_session_expires_and_a_racing_resume_keeps_it_whole)
         k.cfg.db_path = tt_path(path, sizeof path, db);
         CHECK_OK(cli_start(&k));
         CHECK(wait_opens(&v.rec, ++opens));
+        /* the client has stored its session (the server opens it before the
+         * WELCOME reaches the client): one message acknowledged shows it */
+        CHECK_OK(send_tagged(k.c, 1, 64));
+        CHECK_OK(tether_client_wait_acked(k.c, WAIT_MS));
         CHECK_OK(tether_client_session(k.c, &id));
         tether_client_destroy(k.c);
         k.c = NULL;

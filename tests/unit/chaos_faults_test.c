@@ -153,8 +153,8 @@ TEST(stall_one_direction_then_resume)
     CHECK_EQ_U64(recv_all(fd, in, 1000, 2000, &end), 1000);
     CHECK_MEM(in, out, 1000);
 
+    uint64_t t0 = now_ms(); /* before the command: the stall's 300 ms start after it */
     cmd(c, "stall down for 300ms"); /* the echo is held, then flows by itself */
-    uint64_t t0 = now_ms();
     CHECK_EQ_INT(send(fd, out, 1000, 0), 1000);
     CHECK_EQ_U64(peer_wait(&p, 0, 2000, 1000), 2000);
     CHECK_EQ_U64(recv_all(fd, in, 1000, 2000, &end), 1000);
