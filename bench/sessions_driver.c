@@ -131,6 +131,11 @@ static int make_session(drv *d, sconn *k)
     return tether__engine_create(&d->ecfg, k->st, &rec, &cb, &k->e) == TETHER_OK ? 0 : -1;
 }
 
+/* No lws validity timer on the driver's connections (the server pings them,
+ * and lws answers): lws's default (a ping after 300 s) would put every
+ * connection in its one sorted timer list, a walk of all of them per insert. */
+static const lws_retry_bo_t no_validity;
+
 static void connect_one(drv *d, sconn *k)
 {
     struct lws_client_connect_info ci;
@@ -153,6 +158,7 @@ static void connect_one(drv *d, sconn *k)
     ci.host = addr;
     ci.protocol = TETHER_SUBPROTOCOL;
     ci.opaque_user_data = k;
+    ci.retry_and_idle_policy = &no_validity;
     k->connecting = 1;
     d->connecting++;
     k->wsi = lws_client_connect_via_info(&ci);
