@@ -50,26 +50,27 @@ struct tether__conn {
     uint8_t *rx;                  /* message being assembled */
     size_t rx_len;                /* bytes in rx */
     size_t rx_cap;                /* bytes allocated at rx */
-    int rx_bad;                   /* the current message is being discarded (error reported) */
-    int established;              /* the WebSocket is open */
-    int closing;                  /* close requested: the next writable closes */
-    int ended;                    /* closed() was reported */
     uint64_t last_rx_ms;          /* when the peer last sent anything */
     tether__ka_node ka;           /* server: its place in the keepalive queues (tp->ka) */
-    uint8_t ping_due;             /* server: a ping is to be written at the next writable */
-    uint8_t ka_hup;               /* server: our keepalive hung up (no pong in time) */
     lws_sorted_usec_list_t sul;   /* per-connection timer */
     /* client attempts only */
     lws_sorted_usec_list_t sul_attempt; /* connect_timeout_ms bound of the attempt */
-    int stage;                    /* TETHER__STEP_*: how far the attempt got */
-    int timed_out;                /* our connect_timeout_ms ran out */
     int tls_err;                  /* first X509 verification error seen, 0 if none */
     int tls_alert;                /* fatal TLS alert the server sent (SSL_CB_READ_ALERT), or 0 */
-    int tls_started;              /* our TLS handshake began */
-    int tls_done;                 /* our TLS handshake completed */
-    int cert_requested;           /* the server asked for a client certificate */
-    int upgrade_checked;          /* lws passed the 101 to our filter (CLIENT_FILTER_PRE_ESTABLISH) */
-    int probing;                  /* a proxy probe runs; closed() is reported when it ends */
+    uint8_t stage;                /* TETHER__STEP_*: how far the attempt got */
+    uint8_t timed_out;            /* our connect_timeout_ms ran out */
+    uint8_t tls_started;          /* our TLS handshake began */
+    uint8_t tls_done;             /* our TLS handshake completed */
+    uint8_t cert_requested;       /* the server asked for a client certificate */
+    uint8_t upgrade_checked;      /* lws passed the 101 to our filter (CLIENT_FILTER_PRE_ESTABLISH) */
+    uint8_t probing;              /* a proxy probe runs; closed() is reported when it ends */
+    /* both (one byte each: a server holds thousands of these records) */
+    uint8_t rx_bad;               /* the current message is being discarded (error reported) */
+    uint8_t established;          /* the WebSocket is open */
+    uint8_t closing;              /* close requested: the next writable closes */
+    uint8_t ended;                /* closed() was reported */
+    uint8_t ping_due;             /* server: a ping is to be written at the next writable */
+    uint8_t ka_hup;               /* server: our keepalive hung up (no pong in time) */
 };
 
 /* What lws keeps per connection for us (its per-session data). */
