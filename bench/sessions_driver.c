@@ -483,8 +483,8 @@ int bench_sessions_driver(const bench_driver_opts *o)
         int port;
         struct in_addr ia;
         snprintf(url, sizeof url, "%s", o->url);
-        d.spread = lws_parse_uri(url, &proto, &a, &port, &p) == 0 && inet_pton(AF_INET, a, &ia) == 1 &&
-                   (ntohl(ia.s_addr) >> 24) == 127;
+        d.spread = lws_parse_uri(url, &proto, &a, &port, &p) == 0 &&
+                   inet_pton(AF_INET, a, &ia) == 1 && (ntohl(ia.s_addr) >> 24) == 127;
     }
     if (!d.s || !d.payload ||
         tether__engine_cfg_fill(&d.ecfg, TETHER__ROLE_CLIENT, 0, 0, 0, 0, 0, 0, 0, 1u << 16) !=

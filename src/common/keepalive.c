@@ -10,7 +10,8 @@ static void unlink_node(tether__ka *k, tether__ka_node *n)
     k->count--;
 }
 
-static void append(tether__ka *k, tether__ka_node *head, tether__ka_node *n, uint64_t due, uint8_t q)
+static void append(tether__ka *k, tether__ka_node *head, tether__ka_node *n, uint64_t due,
+                   uint8_t q)
 {
     n->due = due;
     n->q = q;

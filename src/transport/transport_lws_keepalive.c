@@ -15,7 +15,7 @@
  */
 #include "transport_lws_int.h"
 
-#define KA_NODE_CONN(n) ((tether__conn *)((char *)(n) - offsetof(tether__conn, ka)))
+#define KA_NODE_CONN(n) ((tether__conn *)((char *)(n)-offsetof(tether__conn, ka)))
 
 /* The queues' resolution: a ping or hang-up is at most this late, ms. */
 #define KA_TICK_MS 100

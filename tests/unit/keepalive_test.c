@@ -173,7 +173,7 @@ TEST(many_connections_in_order)
         CHECK_EQ_INT(l.kind[i], 'p');
         CHECK(l.at[i] >= (uint64_t)i + 20000);
     }
-    CHECK_EQ_INT(tether__ka_count(&k), NN); /* all confirmed again, none dead */
+    CHECK_EQ_INT(tether__ka_count(&k), NN);                 /* all confirmed again, none dead */
     CHECK_EQ_U64(tether__ka_next_due(&k), 20000 + NN - 99); /* the first not yet pinged */
 }
 
