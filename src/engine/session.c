@@ -102,25 +102,42 @@ static int write_ctl(tether__engine *e, tether__buf *out)
     return 1;
 }
 
+#define CLOSE_DETAIL sizeof(((tether__engine_event *)0)->detail)
+
+/* The closing reason's words, allocated at the first close of a connection
+ * (out of memory: none, the error code still says why). */
+static void set_close_detail(tether__engine *e, const char *detail)
+{
+    if (!e->close_detail) {
+        e->close_detail = tether__malloc(CLOSE_DETAIL);
+    }
+    if (e->close_detail) {
+        snprintf(e->close_detail, CLOSE_DETAIL, "%s", detail);
+    }
+}
+
 void tether__engine_shut(tether__engine *e, tether__engine_event *ev, int err, uint32_t code,
                          const char *fmt, ...)
 {
-    tether__engine_event *c = &e->close_ev;
+    char detail[CLOSE_DETAIL];
     uint32_t peer_code = ev ? ev->peer_code : 0;
-    memset(c, 0, sizeof *c);
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(c->detail, sizeof c->detail, fmt, ap);
+    vsnprintf(detail, sizeof detail, fmt, ap);
     va_end(ap);
-    c->close = 1;
-    c->error = err;
-    c->peer_code = peer_code;
+    e->close_err = err;
+    e->close_peer_code = peer_code;
+    set_close_detail(e, detail);
     e->closing = 1;
     if (code != TETHER__NO_BYE) {
-        push_bye(e, code, c->detail);
+        push_bye(e, code, detail);
     }
     if (ev) {
-        *ev = *c;
+        memset(ev, 0, sizeof *ev);
+        ev->close = 1;
+        ev->error = err;
+        ev->peer_code = peer_code;
+        snprintf(ev->detail, sizeof ev->detail, "%s", detail);
     }
 }
 
@@ -133,7 +150,10 @@ static void conn_reset(tether__engine *e)
     e->closing = 0;
     e->self_err = 0;
     e->after_welcome = 0;
-    memset(&e->close_ev, 0, sizeof e->close_ev);
+    e->close_err = 0;
+    e->close_peer_code = 0;
+    tether__free(e->close_detail);
+    e->close_detail = NULL;
     tether__engine_ack_sent(e);
 }
 
@@ -206,6 +226,7 @@ void tether__engine_destroy(tether__engine *e)
     ctl_clear(e);
     tether__engine_send_free(e);
     tether__decoder_free(&e->dec);
+    tether__free(e->close_detail);
     tether__free(e);
 }
 
@@ -242,7 +263,11 @@ int tether__engine_close_event(const tether__engine *e, tether__engine_event *ev
         return 0;
     }
     if (ev) {
-        *ev = e->close_ev;
+        memset(ev, 0, sizeof *ev);
+        ev->close = 1;
+        ev->error = e->close_err;
+        ev->peer_code = e->close_peer_code;
+        snprintf(ev->detail, sizeof ev->detail, "%s", e->close_detail ? e->close_detail : "");
     }
     return 1;
 }
@@ -720,10 +745,9 @@ int tether__engine_close(tether__engine *e, int err, uint32_t code, const char *
         }
     }
     e->closing = 1;
-    memset(&e->close_ev, 0, sizeof e->close_ev);
-    e->close_ev.close = 1;
-    e->close_ev.error = err;
-    snprintf(e->close_ev.detail, sizeof e->close_ev.detail, "%s", detail ? detail : "");
+    e->close_err = err;
+    e->close_peer_code = 0;
+    set_close_detail(e, detail ? detail : "");
     return TETHER_OK;
 }
 
@@ -740,8 +764,9 @@ int tether__engine_bye(tether__engine *e, uint32_t code, const char *reason)
     }
     int r = tether__engine_close(e, TETHER_OK, code, reason);
     if (r == TETHER_OK) {
-        snprintf(e->close_ev.detail, sizeof e->close_ev.detail, "closed by us with BYE %u",
-                 (unsigned)code);
+        char detail[CLOSE_DETAIL];
+        snprintf(detail, sizeof detail, "closed by us with BYE %u", (unsigned)code);
+        set_close_detail(e, detail);
     }
     return r;
 }

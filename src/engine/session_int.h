@@ -48,7 +48,11 @@ struct tether__engine {
     int live;                         /* welcomed on the current connection */
     int closing;                      /* closing: input ignored, no DATA or ACK written */
     int self_err;                     /* next_frame closed the connection: its error */
-    tether__engine_event close_ev;    /* why the current connection is closing */
+    int close_err;                    /* closing: the tether_err that explains it */
+    uint32_t close_peer_code;         /* closing: the peer's REJECT/BYE code, 0 if none */
+    char *close_detail;               /* closing: why, in words (CLOSE_DETAIL bytes, allocated at
+                                         the close, not kept in every idle engine of a server;
+                                         NULL: none yet, or out of memory) */
     int after_welcome;                /* client: the last frame handled was a WELCOME */
     tether__welcome welcome;          /* client: the WELCOME of this connection */
     uint32_t peer_max;    /* the peer's max_message, bytes (0 before the handshake) */
@@ -79,7 +83,7 @@ struct tether__engine {
 
 /* session.c */
 
-/* Closes the connection: marks closing, records err and the detail in close_ev
+/* Closes the connection: marks closing, records err and the detail (close_*)
  * and in ev (may be NULL), and queues BYE(code) unless code is TETHER__NO_BYE. */
 void tether__engine_shut(tether__engine *e, tether__engine_event *ev, int err, uint32_t code,
                          const char *fmt, ...) __attribute__((format(printf, 5, 6)));

@@ -41,15 +41,25 @@ static void touch(tether_server *s, srv_session *ss, int writable, uint64_t now)
     srv_conn *sc = ss->conn;
     tether__engine *e = ss->engine;
     if (sc && ss->wconn == sc) {
+        int pending; /* a writable call has been asked for */
         if (writable) {
             tether__link_pump_engine(e, sc->conn, &s->out, now);
+            pending = tether__engine_close_event(e, NULL) || tether__engine_want_write(e, now);
         } else {
             tether__engine_tick(e, now);
-            if (tether__engine_close_event(e, NULL) || tether__engine_want_write(e, now)) {
+            pending = tether__engine_close_event(e, NULL) || tether__engine_want_write(e, now);
+            if (pending) {
                 tether__conn_want_write(sc->conn);
             }
         }
         uint64_t due = tether__engine_deadline(e);
+        if (pending && due <= now) {
+            /* the ACK that is due goes out at the writable call, which re-arms;
+             * re-arming it for the next tick instead touched every such session
+             * 200 times a second while the service thread was behind, and so
+             * fell further behind (docs/performance.md, "20,000 sessions") */
+            due = now + WRITE_WAIT_MS;
+        }
         if (due == UINT64_MAX) {
             tether__tw_disarm(&s->wheel, &sc->tw);
         } else {

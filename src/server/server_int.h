@@ -53,6 +53,8 @@
 #define TABLE_MIN_BUCKETS 64u  /* the session table starts here and doubles */
 #define TICK_MS 5u             /* timer wheel granularity */
 #define WHEEL_SLOTS 4096u      /* 20 s per turn at TICK_MS */
+#define WRITE_WAIT_MS 100u     /* a deadline already due while a write is pending: look again
+                                  this late (the writable call serves it first) */
 
 typedef struct srv_conn srv_conn;
 typedef struct srv_work srv_work;

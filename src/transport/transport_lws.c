@@ -31,6 +31,7 @@ size_t tether__tp_headroom(void)
 
 void tether__tp_conn_free(tether__conn *c)
 {
+    tether__tp_ka_stop(c);
     lws_sul_cancel(&c->sul);
     lws_sul_cancel(&c->sul_attempt);
     tether__free(c->rx);
@@ -43,6 +44,7 @@ void tether__tp_conn_end(tether__conn *c, tether__tp_close *why)
         return;
     }
     c->ended = 1;
+    tether__tp_ka_stop(c);
     lws_sul_cancel(&c->sul);
     why->established = c->established;
     if (c->tp->cb.closed) {
@@ -186,6 +188,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         c->established = 1;
         c->last_rx_ms = tether__now_ms();
         *slot = c;
+        tether__tp_ka_start(c);
         if (tp->cb.open) {
             tp->cb.open(tp->owner, c);
         }
@@ -236,6 +239,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_CLIENT_RECEIVE_PONG:
         if (c) {
             c->last_rx_ms = tether__now_ms();
+            tether__tp_ka_pong(c);
         }
         return 0;
 
@@ -247,6 +251,10 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         if (c->closing) {
             lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
             return -1;
+        }
+        ret = tether__tp_ka_write(c);
+        if (ret != 0) {
+            return ret < 0 ? -1 : 0; /* a ping went out (server) */
         }
         if (tp->cb.writable) {
             tp->cb.writable(tp->owner, c);
@@ -290,8 +298,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             uint64_t idle = tether__now_ms() - c->last_rx_ms;
             uint64_t limit = (uint64_t)tp->cfg.ping_interval_ms + tp->cfg.pong_timeout_ms;
             int server = reason == LWS_CALLBACK_CLOSED;
-            if (!c->closing && limit && idle + 1000 >= limit) {
-                /* a server that hangs up on a silent client did it itself */
+            if (server ? c->ka_hup : !c->closing && limit && idle + 1000 >= limit) {
+                /* a server's keepalive hung up on a silent client; a client's lws did */
                 why.idle_timeout = 1;
                 why.error = server ? TETHER_EDROPPED : TETHER_EPING;
                 snprintf(why.detail, sizeof why.detail,
@@ -449,6 +457,11 @@ static void uv_teardown(tether__tp *tp)
     }
     uv_timer_stop(&tp->tick);
     uv_close((uv_handle_t *)&tp->tick, NULL);
+    if (tp->ka_on) {
+        uv_timer_stop(&tp->ka_timer);
+        uv_close((uv_handle_t *)&tp->ka_timer, NULL);
+        tp->ka_on = 0;
+    }
     while (uv_run(&tp->loop, UV_RUN_NOWAIT)) {
     }
     if (uv_loop_close(&tp->loop) == UV_EBUSY) {
@@ -483,8 +496,10 @@ int tether__tp_create(const tether__tp_cfg *cfg, const tether__tp_cb *cb, void *
     tp->cfg = *cfg;
     tp->cb = *cb;
     tp->owner = owner;
-    tp->retry.secs_since_valid_ping = secs_up(cfg->ping_interval_ms);
-    tp->retry.secs_since_valid_hangup = secs_up(cfg->ping_interval_ms + cfg->pong_timeout_ms);
+    if (!cfg->listen_host) { /* a server's pings: transport_lws_keepalive.c, not lws's */
+        tp->retry.secs_since_valid_ping = secs_up(cfg->ping_interval_ms);
+        tp->retry.secs_since_valid_hangup = secs_up(cfg->ping_interval_ms + cfg->pong_timeout_ms);
+    }
     tp->protocols[0].name = TETHER_SUBPROTOCOL;
     tp->protocols[0].callback = callback;
     tp->protocols[0].per_session_data_size = sizeof(tp_pss);
@@ -604,7 +619,7 @@ int tether__tp_create(const tether__tp_cfg *cfg, const tether__tp_cb *cb, void *
         tether__free(tp);
         return TETHER_ENOMEM; /* tether_errmsg() says why */
     }
-    if (cfg->listen_host && tether__car_create(tp) != TETHER_OK) {
+    if (cfg->listen_host && (tether__tp_ka_setup(tp) != 0 || tether__car_create(tp) != TETHER_OK)) {
         lws_context_destroy(tp->ctx);
         uv_teardown(tp);
         tether__free(tp);

@@ -33,6 +33,7 @@
 
 #include <tether/tether.h>
 
+#include "common/keepalive.h"
 #include "common/util.h"
 #include "classify.h"
 
@@ -49,23 +50,27 @@ struct tether__conn {
     uint8_t *rx;                  /* message being assembled */
     size_t rx_len;                /* bytes in rx */
     size_t rx_cap;                /* bytes allocated at rx */
-    int rx_bad;                   /* the current message is being discarded (error reported) */
-    int established;              /* the WebSocket is open */
-    int closing;                  /* close requested: the next writable closes */
-    int ended;                    /* closed() was reported */
     uint64_t last_rx_ms;          /* when the peer last sent anything */
+    tether__ka_node ka;           /* server: its place in the keepalive queues (tp->ka) */
     lws_sorted_usec_list_t sul;   /* per-connection timer */
     /* client attempts only */
     lws_sorted_usec_list_t sul_attempt; /* connect_timeout_ms bound of the attempt */
-    int stage;                    /* TETHER__STEP_*: how far the attempt got */
-    int timed_out;                /* our connect_timeout_ms ran out */
     int tls_err;                  /* first X509 verification error seen, 0 if none */
     int tls_alert;                /* fatal TLS alert the server sent (SSL_CB_READ_ALERT), or 0 */
-    int tls_started;              /* our TLS handshake began */
-    int tls_done;                 /* our TLS handshake completed */
-    int cert_requested;           /* the server asked for a client certificate */
-    int upgrade_checked;          /* lws passed the 101 to our filter (CLIENT_FILTER_PRE_ESTABLISH) */
-    int probing;                  /* a proxy probe runs; closed() is reported when it ends */
+    uint8_t stage;                /* TETHER__STEP_*: how far the attempt got */
+    uint8_t timed_out;            /* our connect_timeout_ms ran out */
+    uint8_t tls_started;          /* our TLS handshake began */
+    uint8_t tls_done;             /* our TLS handshake completed */
+    uint8_t cert_requested;       /* the server asked for a client certificate */
+    uint8_t upgrade_checked;      /* lws passed the 101 to our filter (CLIENT_FILTER_PRE_ESTABLISH) */
+    uint8_t probing;              /* a proxy probe runs; closed() is reported when it ends */
+    /* both (one byte each: a server holds thousands of these records) */
+    uint8_t rx_bad;               /* the current message is being discarded (error reported) */
+    uint8_t established;          /* the WebSocket is open */
+    uint8_t closing;              /* close requested: the next writable closes */
+    uint8_t ended;                /* closed() was reported */
+    uint8_t ping_due;             /* server: a ping is to be written at the next writable */
+    uint8_t ka_hup;               /* server: our keepalive hung up (no pong in time) */
 };
 
 /* What lws keeps per connection for us (its per-session data). */
@@ -127,6 +132,9 @@ struct tether__tp {
     int uv;                       /* server: lws runs on our libuv loop below */
     uv_loop_t loop;               /* the foreign libuv loop the service thread runs */
     uv_timer_t tick;              /* the transport-wide timer on that loop */
+    tether__ka ka;                /* server: pings and hang-ups of its WebSockets (keepalive.h) */
+    uv_timer_t ka_timer;          /* server: checks tp->ka while any connection is in it */
+    int ka_on;                    /* server: ka_timer is initialised (closed at teardown) */
     atomic_int tick_due;          /* client: the tick fired; run it from lws's service */
     struct tether__curl *curl;    /* client: the HTTP carriage (transport_curl.c), or NULL */
     tether__conn *client;         /* the client's current attempt/connection, or NULL */
@@ -189,6 +197,19 @@ void tether__cc_timer_cancel(tether__cc *cc);
  * TETHER_EFRAME_OVERSIZE past cfg.max_rx, TETHER_ENOMEM). */
 void tether__tp_rx_append(tether__conn *c, const uint8_t *in, size_t len, int first, int final,
                           int binary, size_t more);
+
+/* transport_lws_keepalive.c: the server's own pings and hang-ups, instead of
+ * lws's per-connection validity timer (kept in one sorted list, re-inserted
+ * at every ping and pong by a walk over all connections). setup: after the
+ * context (server only); start: at ESTABLISHED; pong: at a pong; stop: when
+ * the connection ends; write: at a writable callback, writes the ping that
+ * is due, if any: 1 when it did (the owner's turn is asked for again), 0
+ * when none was due, -1 when the write failed. */
+int tether__tp_ka_setup(tether__tp *tp);
+void tether__tp_ka_start(tether__conn *c);
+void tether__tp_ka_pong(tether__conn *c);
+void tether__tp_ka_stop(tether__conn *c);
+int tether__tp_ka_write(tether__conn *c);
 
 /* transport_lws.c: reports the end of a connection or attempt (once). */
 void tether__tp_conn_end(tether__conn *c, tether__tp_close *why);

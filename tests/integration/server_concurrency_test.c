@@ -247,13 +247,65 @@ TEST(closed_sessions_are_evicted_and_reloaded)
     w_free();
 }
 
+/* A raw client with session id byte idb: upgrade, HELLO, WELCOME. */
+static void open_session(tether_server *s, rawws_conn *rc, uint8_t idb)
+{
+    tether__hello h;
+    tether__buf b;
+    rawws_msg m;
+    CHECK_EQ_INT(rawws_open(rc, tether_server_port(s)), 0);
+    memset(&h, 0, sizeof h);
+    h.version = TETHER__PROTO_VERSION;
+    memset(h.session_id, idb, sizeof h.session_id);
+    memset(h.token, 0x22, sizeof h.token);
+    h.max_message = 1024;
+    h.window = 16;
+    tether__buf_init(&b, 0);
+    tether__encode_hello(&b, &h);
+    CHECK_EQ_INT(rawws_send(rc, RAWWS_BINARY, tether__buf_frame(&b), b.len), 0);
+    tether__buf_free(&b);
+    CHECK_EQ_INT(rawws_read_msg(rc, &m, 5000), 1); /* WELCOME */
+    rawws_msg_free(&m);
+}
+
+/* The server's own keepalive (transport_lws_keepalive.c): a ping after
+ * ping_interval_ms without a pong, the hang-up pong_timeout_ms after it,
+ * never earlier, reported as the server's doing. */
 TEST(a_silent_client_is_dropped_by_the_server)
 {
     tether_server_config scfg;
     tether_server *s = NULL;
     rawws_conn rc;
-    tether__hello h;
-    tether__buf b;
+    w_init();
+    tether_server_config_init(&scfg);
+    scfg.cb.on_session_close = on_close;
+    scfg.ping_interval_ms = 1000;
+    scfg.pong_timeout_ms = 1000;
+    CHECK_OK(server_create_start(&scfg, &s));
+    uint64_t t0 = rawws_now_ms(); /* before the connection opens */
+    open_session(s, &rc, 0x11);
+    rc.answer_pings = 0; /* goes silent after HELLO */
+    CHECK_EQ_INT(rawws_wait_eof(&rc, WAIT_MS), 1);
+    CHECK(wait_until(closed_once, NULL, WAIT_MS));
+    fprintf(stderr, "  pings %u, hung up %llu ms after the connect\n", rc.pings,
+         (unsigned long long)(rc.closed_at - t0));
+    CHECK(rc.pings >= 1);                  /* asked before hanging up */
+    CHECK(rc.closed_at - t0 >= 1000 + 1000); /* never early */
+    pthread_mutex_lock(&W.mu);
+    CHECK_EQ_STR(tether_err_name(W.last_close_err), "TETHER_EDROPPED");
+    pthread_mutex_unlock(&W.mu);
+    rawws_conn_close(&rc);
+    tether_server_destroy(s);
+    w_free();
+}
+
+/* A client that answers the pings keeps its connection for several ping
+ * intervals, pinged once per interval; a silent one beside it is dropped. */
+TEST(a_client_that_answers_pings_stays_connected)
+{
+    tether_server_config scfg;
+    tether_server *s = NULL;
+    rawws_conn live, silent;
     rawws_msg m;
     w_init();
     tether_server_config_init(&scfg);
@@ -261,25 +313,21 @@ TEST(a_silent_client_is_dropped_by_the_server)
     scfg.ping_interval_ms = 1000;
     scfg.pong_timeout_ms = 1000;
     CHECK_OK(server_create_start(&scfg, &s));
-    CHECK_EQ_INT(rawws_open(&rc, tether_server_port(s)), 0);
-    rc.answer_pings = 0; /* goes silent after HELLO */
-    memset(&h, 0, sizeof h);
-    h.version = TETHER__PROTO_VERSION;
-    memset(h.session_id, 0x11, sizeof h.session_id);
-    memset(h.token, 0x22, sizeof h.token);
-    h.max_message = 1024;
-    h.window = 16;
-    tether__buf_init(&b, 0);
-    tether__encode_hello(&b, &h);
-    CHECK_EQ_INT(rawws_send(&rc, RAWWS_BINARY, tether__buf_frame(&b), b.len), 0);
-    tether__buf_free(&b);
-    CHECK_EQ_INT(rawws_read_msg(&rc, &m, 5000), 1); /* WELCOME */
-    rawws_msg_free(&m);
-    CHECK(wait_until(closed_once, NULL, WAIT_MS));
+    open_session(s, &live, 0x31);
+    open_session(s, &silent, 0x32);
+    silent.answer_pings = 0;
+    /* 3.5 s: pings about 1, 2 and 3 s in, each answered at once */
+    CHECK_EQ_INT(rawws_read_msg(&live, &m, 3500), 0);
+    CHECK_EQ_INT(rawws_wait_eof(&silent, WAIT_MS), 1);
+    fprintf(stderr, "  live client: %u pings in 3.5 s\n", live.pings);
+    CHECK(live.pings >= 2);
+    CHECK(live.pings <= 4);
+    CHECK(!live.eof);
     pthread_mutex_lock(&W.mu);
-    CHECK_EQ_STR(tether_err_name(W.last_close_err), "TETHER_EDROPPED");
+    CHECK_EQ_INT(W.closes, 1); /* the silent one only */
     pthread_mutex_unlock(&W.mu);
-    rawws_conn_close(&rc);
+    rawws_conn_close(&live);
+    rawws_conn_close(&silent);
     tether_server_destroy(s);
     w_free();
 }
@@ -320,6 +368,7 @@ int main(void)
     RUN(a_blocked_session_stalls_nobody_else);
     RUN(closed_sessions_are_evicted_and_reloaded);
     RUN(a_silent_client_is_dropped_by_the_server);
+    RUN(a_client_that_answers_pings_stays_connected);
     RUN(server_limits_are_range_checked);
     return tt_finish();
 }

@@ -434,6 +434,38 @@ TEST(bye_reason_out_of_memory)
     }
 }
 
+/* The closing reason's text is allocated at the close: out of memory there,
+ * the close goes ahead with its error and an empty text; the next
+ * connection starts with no reason and records its own. */
+TEST(close_reason_out_of_memory)
+{
+    for (int fail = 0; fail < 2; fail++) {
+        world w;
+        tether__engine_event ev;
+        live_default(&w);
+        send_n(&w.s, 1);
+        pump(&w);
+        tether__alloc_fail_at(fail); /* the text is the close's only allocation */
+        CHECK_OK(tether__engine_close(w.s.e, TETHER_EPROTO, TETHER__NO_BYE, "first close"));
+        CHECK_EQ_U64(tether__alloc_failures(), (uint64_t)fail);
+        tether__alloc_fail_at(0);
+        CHECK(!tether__engine_live(w.s.e));
+        CHECK_EQ_INT(tether__engine_close_event(w.s.e, &ev), 1);
+        CHECK_EQ_INT(ev.close, 1);
+        CHECK_EQ_INT(ev.error, TETHER_EPROTO);
+        CHECK_EQ_STR(ev.detail, fail ? "" : "first close");
+        drop(&w);
+        conn(&w);
+        settle(&w);
+        CHECK(tether__engine_live(w.s.e));
+        CHECK_EQ_INT(tether__engine_close_event(w.s.e, NULL), 0);
+        CHECK_OK(tether__engine_close(w.s.e, TETHER_EPROTO, TETHER__NO_BYE, "second close"));
+        CHECK_EQ_INT(tether__engine_close_event(w.s.e, &ev), 1);
+        CHECK_EQ_STR(ev.detail, "second close");
+        world_free(&w);
+    }
+}
+
 int main(void)
 {
     RUN(outbox_caps);
@@ -448,5 +480,6 @@ int main(void)
     RUN(create_arguments);
     RUN(decoder_lent_and_allocated_at_first_frame);
     RUN(bye_reason_out_of_memory);
+    RUN(close_reason_out_of_memory);
     return tt_finish();
 }
