@@ -654,18 +654,21 @@ fi
 
 # One SQLite store, one process: a second serve or send on the same file stops
 # at once (two servers on one file numbered their messages to a client twice).
+# The library refuses the second writer (src/store/store_sqlite_lock.c) and
+# names the process that holds the file.
 one_process_per_store() {
     start_server lock-s --db "$WORK/lock-s.db" --quiet || return 1
     local first=$SPID port=$PORT
     expect_rc 1 "$T" serve --listen 127.0.0.1:0 --db "$WORK/lock-s.db" &&
-        grep -q 'in use by another tether process' "$WORK/last.err" || return 1
+        grep -q "another process (pid $first) has this store open for writing" "$WORK/last.err" ||
+        return 1
     "$T" send "ws://127.0.0.1:$port/" --db "$WORK/lock-c.db" --count 0 --linger --quiet \
         >/dev/null 2>&1 </dev/null &
     local cpid=$!
     PIDS+=("$cpid")
     wait_for 20 test -s "$WORK/lock-c.db" || return 1
     expect_rc 1 "$T" send "ws://127.0.0.1:$port/" --db "$WORK/lock-c.db" --count 1 &&
-        grep -q 'in use by another tether process' "$WORK/last.err" &&
+        grep -q "another process (pid $cpid) has this store open for writing" "$WORK/last.err" &&
         expect_rc 0 "$T" status --db "$WORK/lock-c.db" || return 1 # reading is still fine
     stop_gracefully "$cpid" && stop_gracefully "$first" || return 1
     expect_rc 0 "$T" send "ws://127.0.0.1:1/" --db "$WORK/lock-c.db" --count 0 --timeout-ms 1000

@@ -275,11 +275,7 @@ int cli_serve(int argc, char **argv)
 
     cli_signals_install();
     tether_server *srv = NULL;
-    int rc = cli_lock_store("serve", cfg.db_path);
-    if (rc != 0) {
-        return rc;
-    }
-    rc = tether_server_create(&cfg, &srv);
+    int rc = tether_server_create(&cfg, &srv);
     if (rc != TETHER_OK) {
         return cli_fail("serve", "cannot start on %s: %s: %s", listen, tether_err_name(rc),
                         tether_errmsg());
