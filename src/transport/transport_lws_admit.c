@@ -109,3 +109,15 @@ const char *tether__tp_hs_peer(tether__tp_hs *hs, char *buf, size_t len)
     }
     return buf;
 }
+
+const char *tether__conn_peer(tether__conn *c, char *buf, size_t len)
+{
+    if (len == 0) {
+        return buf;
+    }
+    buf[0] = '\0';
+    if (c && c->wsi && !lws_get_peer_simple(c->wsi, buf, len)) {
+        buf[0] = '\0';
+    }
+    return buf;
+}

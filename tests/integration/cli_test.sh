@@ -706,8 +706,11 @@ which_url() {
     wait_for 20 two_opened || return 1 # it holds the only session
     expect_rc 1 "$T" send "ws://127.0.0.1:$PORT/" --count 1 --timeout-ms 1000 &&
         grep -qF 'TETHER_ELIMIT' "$WORK/last.err" && grep -qF 'reject code 3' "$WORK/last.err" &&
-        ! grep -qF 'HTTP status 0' "$WORK/last.err" &&
-        stop_gracefully "$hold" && stop_gracefully "$SPID"
+        ! grep -qF 'HTTP status 0' "$WORK/last.err" || return 1
+    # the server says so too (on_refused), not only in its metrics
+    grep -qF 'refused a connection from 127.0.0.1: TETHER_ELIMIT, reject code 3: ' \
+        "$WORK/which-s.err" || { sed 's/^/  | /' "$WORK/which-s.err" >&2; return 1; }
+    stop_gracefully "$hold" && stop_gracefully "$SPID"
 }
 
 # A store that reaches the file size limit (ulimit -f) is a store error the
