@@ -15,7 +15,7 @@ int tether__tp_refuse_upgrade(struct lws *wsi, int status, const char *why, cons
                               status);
 
     snprintf(len, sizeof len, "%d", blen);
-    if (lws_add_http_header_status(wsi, (unsigned int)status, &p, end) ||
+    if (tether__tp_add_status(wsi, (unsigned int)status, &p, end) ||
         lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE,
                                      (const unsigned char *)"text/plain", 10, &p, end) ||
         lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH,
