@@ -421,6 +421,45 @@ static int ro_role(sqstore *s, const char *op)
     return ret;
 }
 
+/*
+ * A cleanly closed WAL database (no -wal file) in a directory this process
+ * cannot write: SQLite still wants to create the -shm index to read it, and
+ * fails with "attempt to write a readonly database" (on a read-only file
+ * system: "unable to open database file"). With no -wal there is
+ * nothing an index would point into, so the file alone is the whole store;
+ * it is opened again as immutable (no locks, no -shm). TETHER_OK with s->db
+ * replaced, or TETHER_ESTORE_READONLY when a -wal exists (its commits need
+ * the index) or the path cannot be written as a URI.
+ */
+static int reopen_immutable(sqstore *s, const char *op)
+{
+    char wal[4096], uri[3 * 4096 + 32];
+    struct stat sb;
+    if ((size_t)snprintf(wal, sizeof wal, "%s-wal", s->path) >= sizeof wal ||
+        stat(wal, &sb) == 0 || errno != ENOENT) {
+        return TETHER_ESTORE_READONLY;
+    }
+    size_t n = (size_t)snprintf(uri, sizeof uri, "file:");
+    for (const unsigned char *c = (const unsigned char *)s->path; *c; c++) {
+        /* the URI's own characters, escaped (https://sqlite.org/uri.html) */
+        if (*c == '%' || *c == '?' || *c == '#' || *c <= ' ' || *c >= 0x7f) {
+            n += (size_t)snprintf(uri + n, sizeof uri - n, "%%%02X", *c);
+        } else {
+            uri[n++] = (char)*c;
+        }
+    }
+    snprintf(uri + n, sizeof uri - n, "?immutable=1");
+    sqlite3_close(s->db);
+    s->db = NULL;
+    int rc = sqlite3_open_v2(uri, &s->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI,
+                             NULL);
+    if (rc != SQLITE_OK) {
+        return read_fail(s, rc, op);
+    }
+    sqlite3_extended_result_codes(s->db, 1);
+    return TETHER_OK;
+}
+
 static int ro_open(sqstore *s)
 {
     char op[320];
@@ -445,7 +484,14 @@ static int ro_open(sqstore *s)
     sqlite3_extended_result_codes(s->db, 1);
     sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
     sqlite3_int64 version = 0, objects = 0;
-    if ((rc = ro_int(s, "PRAGMA user_version", &version, op)) != TETHER_OK) {
+    rc = ro_int(s, "PRAGMA user_version", &version, op);
+    /* READONLY in a directory it cannot write; CANTOPEN (ESTORE) on a
+     * read-only file system, where even opening a -shm for reading fails */
+    if ((rc == TETHER_ESTORE_READONLY || rc == TETHER_ESTORE) &&
+        reopen_immutable(s, op) == TETHER_OK) {
+        rc = ro_int(s, "PRAGMA user_version", &version, op);
+    }
+    if (rc != TETHER_OK) {
         return rc;
     }
     if (version == 0) {

@@ -329,6 +329,39 @@ else
     echo "SKIP status_on_read_only_file_system_is_readonly (no private mount namespace here)"
 fi
 
+# A cleanly closed store (no -wal) reads on a read-only file system or in a
+# directory this user cannot write: exit 0, not 6 for the -shm SQLite wanted
+# to create. chmod does not stop root, so as root only the read-only bind
+# mount is tried (skipped when there is no private mount namespace).
+closed_store_read_only() {
+    mkdir -p "$WORK/rodir2"
+    expect_rc 1 "$T" send ws://127.0.0.1:1/ --db "$WORK/rodir2/c.db" --count 5 --size 16 \
+        --timeout-ms 300 --quiet || return 1
+    [ ! -e "$WORK/rodir2/c.db-wal" ] && rm -f "$WORK/rodir2/c.db-shm" || return 1
+    if [ "$(id -u)" -ne 0 ]; then
+        chmod a-w "$WORK/rodir2"
+        expect_rc 0 "$T" status --db "$WORK/rodir2/c.db" --check
+        local rc=$?
+        chmod u+w "$WORK/rodir2"
+        [ "$rc" -eq 0 ] && grep -q '^outboxes: 5 messages' "$WORK/last.out" || return 1
+    else
+        echo "  (running as root: chmod a-w does not stop root's writes; the bind mount only)"
+    fi
+    if unshare -m sh -c 'mount --bind -o ro "$1" "$1" && ! touch "$1/x" 2>/dev/null' sh \
+        "$WORK/probe" 2>/dev/null; then
+        timeout 30 unshare -m sh -c \
+            'mount --bind -o ro "$1" "$1" && exec "$2" status --db "$1/c.db" --check' sh \
+            "$WORK/rodir2" "$T" >"$WORK/last.out" 2>"$WORK/last.err"
+        local rc=$?
+        [ "$rc" -eq 0 ] && grep -q '^outboxes: 5 messages' "$WORK/last.out" ||
+            { echo "  exit $rc:" >&2; sed 's/^/  | /' "$WORK/last.err" >&2; return 1; }
+    elif [ "$(id -u)" -eq 0 ]; then
+        echo "SKIP status_reads_a_closed_store_read_only (root, and no private mount namespace)"
+    fi
+    [ ! -e "$WORK/rodir2/c.db-shm" ] # nothing was created
+}
+check status_reads_a_closed_store_read_only closed_store_read_only
+
 # ---------------------------------------------------------------- the demo
 demo() {
     timeout 250 "$T" demo --messages 20000 --kills 1 --json --seed 7 >"$WORK/demo.out" \
