@@ -582,9 +582,24 @@ int bench_sessions_opt(bench_sessions_opts *o, int opt, const char *arg)
     default:
         break;
     }
-    fprintf(stderr,
-            "tether bench: bad value '%s' (see the ranges in 'tether bench --help')\n"
-            "Try 'tether bench --help'.\n",
-            arg);
+    /* name the flag and what it takes, as the other flags' messages do */
+    static const struct {
+        int opt;
+        const char *flag, *range;
+    } ranges[] = {
+        {'N', "--sessions", "a whole number from 1 to 1000000"},
+        {'R', "--rate", "messages per second per session, from 0 to 1000"},
+        {'K', "--drivers", "a whole number from 1 to 64"},
+        {'T', "--duration", "whole seconds from 1 to 3600"},
+    };
+    const char *flag = "this option", *range = "see 'tether bench --help'";
+    for (size_t i = 0; i < sizeof ranges / sizeof ranges[0]; i++) {
+        if (ranges[i].opt == opt) {
+            flag = ranges[i].flag;
+            range = ranges[i].range;
+        }
+    }
+    fprintf(stderr, "tether bench: %s wants %s, not '%s'\nTry 'tether bench --help'.\n", flag,
+            range, arg);
     return -1;
 }

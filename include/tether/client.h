@@ -167,7 +167,8 @@ typedef struct tether_client_config {
                                      unacked (stored or waiting) [4 * window_messages] */
     int store_shared;             /* 1: other processes may read db_path while the client runs
                                      (tether status), at the cost of file locks per commit
-                                     [0: the client locks the file for itself] */
+                                     [0: the client locks the file for itself]; never a second
+                                     writer: one is refused at create either way (TETHER_ESTORE) */
     const char *const *urls;      /* several servers of one service, tried in turn (docs/config.md
                                      "Several server URLs"): a NULL-terminated list of 1 to 16
                                      ws:// or wss:// urls, set instead of url [NULL: url alone] */

@@ -38,6 +38,27 @@ TETHER_API const char *tether_handshake_peer(const tether_handshake *hs);
 TETHER_API int tether_handshake_reply_header(tether_handshake *hs, const char *name,
                                              const char *value);
 
+/** A refused handshake, as on_refused sees it. Valid only during the callback. */
+typedef struct tether_refusal_info {
+    int error;            /* why: TETHER_EHTTP for an upgrade answered with http_status;
+                             for a first message, the code its REJECT or BYE stands for:
+                             TETHER_ETOKEN, TETHER_ELIMIT, TETHER_EVERSION, TETHER_EMISMATCH,
+                             TETHER_EMALFORMED and the other frame codes (garbage),
+                             TETHER_EPROTO (not a HELLO), TETHER_EFRAME_OVERSIZE, or a store
+                             error (TETHER_ESTORE, TETHER_ENOMEM, ...) */
+    int http_status;      /* the HTTP status of a refused upgrade (403, 503, on_handshake's),
+                             else 0 */
+    uint32_t reject_code; /* the tether_reject_code sent in REJECT or BYE, else 0 */
+    const char *peer;     /* the peer's IP address as text; "" when not known (the HTTP
+                             carriage) */
+    const char *reason;   /* what the server told the peer, or why; never NULL */
+    uint64_t suppressed;  /* refusals left unreported (rate limit) since the last report */
+} tether_refusal_info;
+
+/** Refusals reported through on_refused per 60 s window, at most; the rest
+ *  are counted and the count comes with the next report. */
+#define TETHER_REFUSAL_REPORTS_PER_MINUTE 10
+
 /** Server callbacks; each may be NULL. A session's callbacks (open, message,
  *  acked, back-pressure, close, and a mismatch of a known session) run on one
  *  of the server's delivery threads, one at a time and in order for that
@@ -77,6 +98,16 @@ typedef struct tether_server_callbacks {
      *  dropped (0 when none). A later HELLO with this id is an unknown session. */
     void (*on_session_expired)(tether_server *s, const tether_session_id *id,
                                uint64_t pending_messages, void *user);
+    /** A connection was refused before it had a session: an upgrade answered
+     *  with an HTTP status (Origin, the handshake cap, on_handshake, a server
+     *  shutting down), or a first message answered with REJECT or BYE (a wrong
+     *  resume token, max_sessions reached, another protocol version, a
+     *  mismatch, garbage instead of HELLO). Runs on the service thread: keep
+     *  it short. A flood cannot swamp it: at most
+     *  TETHER_REFUSAL_REPORTS_PER_MINUTE reports per 60 s, the others counted
+     *  in the next report's suppressed; tether_server_stats()'s
+     *  handshakes_refused counts every one. */
+    void (*on_refused)(tether_server *s, const tether_refusal_info *info, void *user);
 } tether_server_callbacks;
 
 /** Server configuration; zero means the default in brackets (docs/config.md). */

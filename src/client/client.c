@@ -42,6 +42,12 @@ static int check_config(tether_client_config *k)
     if (rc != TETHER_OK) {
         return rc;
     }
+    if (k->db_path && tether__store_pg_is_uri(k->db_path)) {
+        /* not opened as a SQLite file of that name; the URI is not echoed (a password) */
+        return tether__fail(TETHER_ECONFIG,
+                            "db_path is a PostgreSQL URI: a client keeps its store in a SQLite "
+                            "file (or in memory); the PostgreSQL store is a server's");
+    }
     if (k->durability < TETHER_DURABILITY_DEFAULT || k->durability > TETHER_DURABILITY_FULL) {
         return tether__fail(TETHER_ECONFIG, "durability %d is not one of the tether_durability values",
                             (int)k->durability);
@@ -288,7 +294,7 @@ int tether_client_create(const tether_client_config *cfg, tether_client **out)
     c->cfg.db_path = c->db_path;
 
     if (c->db_path) {
-        char err[256] = "";
+        char err[512] = "";
         rc = tether__store_sqlite_open_flags(c->db_path, TETHER__ROLE_CLIENT, c->cfg.durability,
                                              c->cfg.store_shared ? 0 : TETHER__SQLITE_EXCLUSIVE,
                                              &c->store, err, sizeof err);

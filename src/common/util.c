@@ -1,5 +1,6 @@
 #include "util.h"
 #include "common/alloc.h"
+#include "common/redact.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -55,6 +56,7 @@ int tether__fail(int code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(last_errmsg, sizeof last_errmsg, fmt, ap);
     va_end(ap);
+    tether__redact(last_errmsg, sizeof last_errmsg); /* never a password: common/redact.c */
     return code;
 }
 

@@ -428,7 +428,7 @@ int tether_server_create(const tether_server_config *cfg, tether_server **out)
             goto fail;
         }
     } else if (s->db_path) {
-        char err[256] = "";
+        char err[512] = "";
         rc = tether__store_sqlite_open(s->db_path, TETHER__ROLE_SERVER, s->cfg.durability,
                                        &inner, err, sizeof err);
         if (rc != TETHER_OK) {

@@ -224,6 +224,7 @@ static int handle_hello(tether_server *s, srv_conn *sc, const tether__hello *h, 
     }
     if (!ss) {
         tether__srv_stat(s, TETHER__ST_REFUSED, 1);
+        tether__srv_refused_hs(s, sc->conn, &out);
         keep_refusal(sc, &out); /* the refusal, then close */
         return 0;
     }
@@ -235,6 +236,7 @@ static int handle_hello(tether_server *s, srv_conn *sc, const tether__hello *h, 
         tether__srv_unref(s, ss);
         tether__hs_refuse(&out, 0, TETHER_REJECT_STORE, TETHER_ENOMEM, "out of memory");
         tether__srv_stat(s, TETHER__ST_REFUSED, 1);
+        tether__srv_refused_hs(s, sc->conn, &out);
         keep_refusal(sc, &out);
         return 0;
     }
@@ -309,6 +311,7 @@ static void on_message(void *owner, tether__conn *conn, const uint8_t *buf, size
             }
         } else {
             tether__srv_stat(s, TETHER__ST_REFUSED, 1);
+            tether__srv_refused_hs(s, sc->conn, &out);
             keep_refusal(sc, &out);
         }
     }
@@ -454,9 +457,12 @@ static int admit(void *owner, tether__tp_hs *t, char *reply, size_t reply_len)
     hs->t = t;
     tether__tp_hs_path(t, hs->path, sizeof hs->path);
     tether__tp_hs_peer(t, hs->peer, sizeof hs->peer);
+    const char *why = "refused by the on_handshake hook";
     if (atomic_load(&s->stopping)) {
         st = 503;
+        why = "the server is shutting down";
     } else if (s->cfg.allowed_origins) {
+        why = "the Origin is not in allowed_origins";
         const char *origin = tether_handshake_header(hs, "Origin");
         st = 403;
         for (const char *const *o = s->cfg.allowed_origins; origin && *o; o++) {
@@ -469,8 +475,10 @@ static int admit(void *owner, tether__tp_hs *t, char *reply, size_t reply_len)
     if (!st && atomic_load(&s->pending) >= s->cfg.max_pending_handshakes) {
         /* a slow-loris peer cannot hold more than the cap; tell clients when to come back */
         st = 503;
+        why = "max_pending_handshakes upgraded connections are waiting for their HELLO";
         snprintf(reply, reply_len, "Retry-After: %u\r\n", s->cfg.busy_retry_after_s);
     } else if (!st && s->cfg.cb.on_handshake) {
+        why = "refused by the on_handshake hook";
         st = s->cfg.cb.on_handshake(s, hs, s->cfg.user);
         if (st && (st < 400 || st > 599)) {
             st = 403;
@@ -479,10 +487,11 @@ static int admit(void *owner, tether__tp_hs *t, char *reply, size_t reply_len)
             snprintf(reply, reply_len, "%s", hs->reply);
         }
     }
-    tether__free(hs);
     if (st) {
         tether__srv_stat(s, TETHER__ST_REFUSED, 1);
+        tether__srv_refused(s, tether__now_ms(), hs->peer, TETHER_EHTTP, st, 0, why);
     }
+    tether__free(hs);
     return st;
 }
 

@@ -47,6 +47,7 @@
 #include "common/defaults.h"
 #include "common/util.h"
 #include "server_admin.h"
+#include "server_refusal.h"
 
 #define SESSION_QUEUE_BYTES (1u << 20)
 #define SHUTDOWN_WAIT_MS 500
@@ -158,6 +159,7 @@ struct tether_server {
     int lstop;                /* the renewal thread is to stop */
     int lthread_on;           /* the renewal thread runs */
     pthread_t lthread;        /* the renewal thread */
+    srv_refusals refusals;    /* server_refusal.c: on_refused's rate limit (service thread) */
 };
 
 /* server.c: the session table and references. */

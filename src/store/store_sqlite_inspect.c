@@ -98,6 +98,59 @@ static int integrity(sqstore *s)
     return ret;
 }
 
+/* Compares each session's pending totals (with the rows appended above its
+ * out_last while it lagged: store_sqlite.c, "out_last") with its outbox rows,
+ * and looks for rows of no session, in one read; the PostgreSQL store's
+ * check does the same (store_pg.c). */
+static int totals(sqstore *s)
+{
+    static const char op[] = "inspect (pending totals check)";
+    static const char sql[] =
+        "WITH o AS (SELECT session, count(*) AS n, sum(length(payload)) AS b, "
+        "  max(seq) AS hi FROM outbox GROUP BY session), "
+        "a AS (SELECT session, count(*) AS n, sum(length(payload)) AS b FROM outbox x "
+        "  WHERE seq > (SELECT out_last FROM sessions WHERE id = x.session) GROUP BY session), "
+        "bad AS (SELECT s.id, s.pending_count + coalesce(a.n, 0) AS pc, "
+        "  s.pending_bytes + coalesce(a.b, 0) AS pb, coalesce(o.n, 0) AS rn, "
+        "  coalesce(o.b, 0) AS rb FROM sessions s LEFT JOIN o ON o.session = s.id "
+        "  LEFT JOIN a ON a.session = s.id "
+        "  WHERE pc != rn OR pb != rb) "
+        "SELECT (SELECT count(*) FROM bad), "
+        "(SELECT count(*) FROM outbox x WHERE NOT EXISTS "
+        "  (SELECT 1 FROM sessions WHERE id = x.session)), "
+        "(SELECT hex(id) FROM bad ORDER BY id LIMIT 1), "
+        "(SELECT pc FROM bad ORDER BY id LIMIT 1), (SELECT rn FROM bad ORDER BY id LIMIT 1), "
+        "(SELECT pb FROM bad ORDER BY id LIMIT 1), (SELECT rb FROM bad ORDER BY id LIMIT 1)";
+    sqlite3_stmt *q = NULL;
+    int rc = sqlite3_prepare_v2(s->db, sql, -1, &q, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(q);
+    }
+    int ret = TETHER_OK;
+    if (rc != SQLITE_ROW) {
+        ret = tether__sq_sqfail(s, s->db, rc == SQLITE_DONE ? SQLITE_ERROR : rc, op);
+    } else {
+        long long wrong = sqlite3_column_int64(q, 0), orphans = sqlite3_column_int64(q, 1);
+        if (wrong > 0) {
+            const char *hex = (const char *)sqlite3_column_text(q, 2);
+            ret = tether__sq_fail(
+                s, TETHER_ESTORE_CORRUPT,
+                "%s: %s: %lld sessions' pending totals disagree with their outbox (the first, "
+                "%s, records %lld messages and %lld bytes; its outbox holds %lld and %lld), "
+                "%lld outbox rows belong to no session",
+                op, s->path, wrong, hex ? hex : "?", (long long)sqlite3_column_int64(q, 3),
+                (long long)sqlite3_column_int64(q, 5), (long long)sqlite3_column_int64(q, 4),
+                (long long)sqlite3_column_int64(q, 6), orphans);
+        } else if (orphans > 0) {
+            ret = tether__sq_fail(s, TETHER_ESTORE_CORRUPT,
+                                  "%s: %s: %lld outbox rows belong to no session", op, s->path,
+                                  orphans);
+        }
+    }
+    sqlite3_finalize(q);
+    return ret;
+}
+
 int tether__sq_inspect(tether__store *st, unsigned flags, tether__store_info *out)
 {
     static const char op[] = "inspect";
@@ -115,6 +168,12 @@ int tether__sq_inspect(tether__store *st, unsigned flags, tether__store_info *ou
     out->role = s->role;
     if (s->empty) {
         return TETHER_OK;
+    }
+    if ((flags & TETHER__INSPECT_CHECK) != 0) {
+        int rc = totals(s);
+        if (rc != TETHER_OK) {
+            return rc;
+        }
     }
     /* session rows may lag their outbox only while meta 'unsaved' is set
      * (store_sqlite.c, "out_last"); otherwise they alone are read */
@@ -362,6 +421,45 @@ static int ro_role(sqstore *s, const char *op)
     return ret;
 }
 
+/*
+ * A cleanly closed WAL database (no -wal file) in a directory this process
+ * cannot write: SQLite still wants to create the -shm index to read it, and
+ * fails with "attempt to write a readonly database" (on a read-only file
+ * system: "unable to open database file"). With no -wal there is
+ * nothing an index would point into, so the file alone is the whole store;
+ * it is opened again as immutable (no locks, no -shm). TETHER_OK with s->db
+ * replaced, or TETHER_ESTORE_READONLY when a -wal exists (its commits need
+ * the index) or the path cannot be written as a URI.
+ */
+static int reopen_immutable(sqstore *s, const char *op)
+{
+    char wal[4096], uri[3 * 4096 + 32];
+    struct stat sb;
+    if ((size_t)snprintf(wal, sizeof wal, "%s-wal", s->path) >= sizeof wal ||
+        stat(wal, &sb) == 0 || errno != ENOENT) {
+        return TETHER_ESTORE_READONLY;
+    }
+    size_t n = (size_t)snprintf(uri, sizeof uri, "file:");
+    for (const unsigned char *c = (const unsigned char *)s->path; *c; c++) {
+        /* the URI's own characters, escaped (https://sqlite.org/uri.html) */
+        if (*c == '%' || *c == '?' || *c == '#' || *c <= ' ' || *c >= 0x7f) {
+            n += (size_t)snprintf(uri + n, sizeof uri - n, "%%%02X", *c);
+        } else {
+            uri[n++] = (char)*c;
+        }
+    }
+    snprintf(uri + n, sizeof uri - n, "?immutable=1");
+    sqlite3_close(s->db);
+    s->db = NULL;
+    int rc = sqlite3_open_v2(uri, &s->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI,
+                             NULL);
+    if (rc != SQLITE_OK) {
+        return read_fail(s, rc, op);
+    }
+    sqlite3_extended_result_codes(s->db, 1);
+    return TETHER_OK;
+}
+
 static int ro_open(sqstore *s)
 {
     char op[320];
@@ -386,7 +484,14 @@ static int ro_open(sqstore *s)
     sqlite3_extended_result_codes(s->db, 1);
     sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
     sqlite3_int64 version = 0, objects = 0;
-    if ((rc = ro_int(s, "PRAGMA user_version", &version, op)) != TETHER_OK) {
+    rc = ro_int(s, "PRAGMA user_version", &version, op);
+    /* READONLY in a directory it cannot write; CANTOPEN (ESTORE) on a
+     * read-only file system, where even opening a -shm for reading fails */
+    if ((rc == TETHER_ESTORE_READONLY || rc == TETHER_ESTORE) &&
+        reopen_immutable(s, op) == TETHER_OK) {
+        rc = ro_int(s, "PRAGMA user_version", &version, op);
+    }
+    if (rc != TETHER_OK) {
         return rc;
     }
     if (version == 0) {

@@ -106,6 +106,7 @@ typedef struct sqstore {
     uint64_t tail_bytes;        /* their payload bytes */
     uint64_t tail_unsaved;      /* rows appended since its sessions row was last written */
     int marked;                 /* meta 'unsaved' is set: some session row may lag its outbox */
+    int lock_fd;                /* "<path>-lock", flock'ed by a writing open; -1 when none */
 } sqstore;
 
 /* store_sqlite_open.c: the statements prepared at open, indexed by S_*, and the schema. */
@@ -161,6 +162,13 @@ sqstore *tether__sq_new(const char *path);
 int tether__sq_prepare_all(sqstore *s, const char *op);
 /* store_sqlite_open.c: stops the checkpointer and closes the store. */
 void tether__sq_close(tether__store *st);
+
+/* store_sqlite_lock.c: takes the writer lock of s->path ("<path>-lock",
+ * flock) into s->lock_fd; TETHER_ESTORE naming the holder when another
+ * handle, in any process, has the file open for writing. */
+int tether__sq_lock(sqstore *s, const char *op);
+/* store_sqlite_lock.c: releases the writer lock, if held. */
+void tether__sq_unlock(sqstore *s);
 
 /* store_sqlite_inspect.c: the inspect() operation. */
 int tether__sq_inspect(tether__store *st, unsigned flags, tether__store_info *out);

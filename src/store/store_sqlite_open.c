@@ -233,6 +233,7 @@ void tether__sq_close(tether__store *st)
     ck_stop(&s->ck);
     tether__sq_settle(s);
     close_db(s);
+    tether__sq_unlock(s);
     pthread_cond_destroy(&s->ck.cv);
     pthread_cond_destroy(&s->ck.done);
     pthread_mutex_destroy(&s->ck.mu);
@@ -448,6 +449,10 @@ static int open_all(sqstore *s, unsigned flags)
     if (sqlite3_db_readonly(s->db, "main") == 1) {
         return tether__sq_fail(s, TETHER_ESTORE_READONLY, "%s: the database file is read-only", op);
     }
+    /* One writing handle per file, before anything is written: store_sqlite_lock.c. */
+    if (!readonly && (rc = tether__sq_lock(s, op)) != TETHER_OK) {
+        return rc;
+    }
     int excl = (flags & TETHER__SQLITE_EXCLUSIVE) != 0 && !readonly;
     /* Before WAL is first used, so that its index lives in heap memory. */
     if (excl && (rc = exec(s, s->db, "PRAGMA locking_mode = EXCLUSIVE", op)) != TETHER_OK) {
@@ -536,6 +541,7 @@ sqstore *tether__sq_new(const char *path)
     pthread_mutex_init(&s->ck.mu, NULL);
     s->base.ops = &tether__sqlite_ops;
     s->path = dup;
+    s->lock_fd = -1;
     return s;
 }
 

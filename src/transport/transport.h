@@ -141,6 +141,9 @@ void tether__tp_set_proxy(tether__tp *tp, const tether__proxy *proxy);
 const char *tether__tp_hs_header(tether__tp_hs *hs, const char *name, char *buf, size_t len);
 const char *tether__tp_hs_path(tether__tp_hs *hs, char *buf, size_t len);
 const char *tether__tp_hs_peer(tether__tp_hs *hs, char *buf, size_t len);
+/* Service thread: the peer's IP address of a server connection into buf
+ * ("" for an HTTP carriage connection or when not known); returns buf. */
+const char *tether__conn_peer(tether__conn *c, char *buf, size_t len);
 
 /* Service thread: the transport-wide timer fires at now_ms + delay_ms
  * (replaces any earlier setting); tether__tp_timer_cancel() cancels it. */

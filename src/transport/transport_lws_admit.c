@@ -15,7 +15,7 @@ int tether__tp_refuse_upgrade(struct lws *wsi, int status, const char *why, cons
                               status);
 
     snprintf(len, sizeof len, "%d", blen);
-    if (lws_add_http_header_status(wsi, (unsigned int)status, &p, end) ||
+    if (tether__tp_add_status(wsi, (unsigned int)status, &p, end) ||
         lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE,
                                      (const unsigned char *)"text/plain", 10, &p, end) ||
         lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH,
@@ -106,6 +106,18 @@ const char *tether__tp_hs_peer(tether__tp_hs *hs, char *buf, size_t len)
 {
     if (!lws_get_peer_simple(hs->wsi, buf, len)) {
         snprintf(buf, len, "?");
+    }
+    return buf;
+}
+
+const char *tether__conn_peer(tether__conn *c, char *buf, size_t len)
+{
+    if (len == 0) {
+        return buf;
+    }
+    buf[0] = '\0';
+    if (c && c->wsi && !lws_get_peer_simple(c->wsi, buf, len)) {
+        buf[0] = '\0';
     }
     return buf;
 }

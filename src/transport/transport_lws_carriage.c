@@ -57,7 +57,7 @@ uint8_t *tether__car_compose(struct lws *wsi, int status, const char *cors, cons
     unsigned char *start = buf + LWS_PRE, *p = start, *end = start + HEAD_ROOM;
     char clen[24];
     snprintf(clen, sizeof clen, "%zu", blen);
-    if (lws_add_http_header_status(wsi, (unsigned int)status, &p, end) ||
+    if (tether__tp_add_status(wsi, (unsigned int)status, &p, end) ||
         add_lines(wsi, "Cache-Control: no-store, no-transform\r\nPragma: no-cache\r\n", &p, end) ||
         add_lines(wsi, cors, &p, end) || add_lines(wsi, extra, &p, end) ||
         ((flags & HC_CLOSE) && add_lines(wsi, "Connection: close\r\n", &p, end)) ||

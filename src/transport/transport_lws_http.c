@@ -32,7 +32,7 @@ int tether__tp_http_answer(tether__tp *tp, struct lws *wsi, const char *path)
     }
     unsigned char *start = buf + LWS_PRE, *p = start, *end = start + HEAD_ROOM + blen;
     snprintf(clen, sizeof clen, "%zu", blen);
-    if (lws_add_http_header_status(wsi, (unsigned int)st, &p, end) ||
+    if (tether__tp_add_status(wsi, (unsigned int)st, &p, end) ||
         lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE, (const unsigned char *)type,
                                      (int)strlen(type), &p, end) ||
         lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH,

@@ -235,4 +235,11 @@ void tether__tp_probe_free(tether__tp *tp);
 /* transport_lws_diag.c: the attempt's connect_timeout_ms ran out. */
 void tether__tp_attempt_timeout_cb(lws_sorted_usec_list_t *sul);
 
+/* transport_lws_status.c: lws_add_http_header_status() with the reason
+ * phrase lws 4.1.6 leaves empty for statuses it does not know (204, 426,
+ * 429, ...). 0, or -1 when the header does not fit. */
+int tether__tp_add_status(struct lws *wsi, unsigned code, unsigned char **p, unsigned char *end);
+/* transport_lws_status.c: the reason phrase of an HTTP status; never NULL. */
+const char *tether__http_reason(unsigned code);
+
 #endif

@@ -39,6 +39,19 @@ for v in 0 2 4 64 66 -3 3.0x abc ""; do
     refused 2 "--fleet-sessions wants a multiple of 3 from 3 to 63" --pg auto --fleet-sessions "$v"
 done
 refused 2 "--fleet-sessions goes with --pg URI" --fleet-sessions 6
+# the many-session flags name themselves and their range (they said "bad value '0'")
+for v in 0 1000001 1.5 abc ""; do
+    refused 2 "--sessions wants a whole number from 1 to 1000000, not '$v'" --sessions "$v"
+done
+for v in -1 1001 x; do
+    refused 2 "--rate wants messages per second per session, from 0 to 1000, not '$v'" --rate "$v"
+done
+for v in 0 65 2.5; do
+    refused 2 "--drivers wants a whole number from 1 to 64, not '$v'" --drivers "$v"
+done
+for v in 0 3601; do
+    refused 2 "--duration wants whole seconds from 1 to 3600, not '$v'" --duration "$v"
+done
 TETHER_PG_BINDIR=/nonexistent/pg/bin refused 1 \
     "--pg auto: PostgreSQL binaries (initdb, postgres) not found in /nonexistent/pg/bin" \
     --pg auto --quick --only s3

@@ -29,6 +29,7 @@ TEST(open_send_poll_delivers_once_in_order_and_acks_come_back)
     CHECK_EQ_INT(p.f[0].u.welcome.resumed, 0);
 
     CHECK_EQ_INT(hp_send_data(&p, 1, 1), 204);
+    CHECK(strncmp(p.r.head, "HTTP/1.1 204 No Content\r\n", 25) == 0); /* not "204 " */
     CHECK_EQ_INT(hp_send_data(&p, 2, 2), 204);
     CHECK_EQ_INT(hp_send_data(&p, 4, 1), 204);
     CHECK(rec_wait_count(&v.rec, 4, WAIT_MS));

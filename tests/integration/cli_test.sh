@@ -350,6 +350,39 @@ else
     echo "SKIP status_on_read_only_file_system_is_readonly (no private mount namespace here)"
 fi
 
+# A cleanly closed store (no -wal) reads on a read-only file system or in a
+# directory this user cannot write: exit 0, not 6 for the -shm SQLite wanted
+# to create. chmod does not stop root, so as root only the read-only bind
+# mount is tried (skipped when there is no private mount namespace).
+closed_store_read_only() {
+    mkdir -p "$WORK/rodir2"
+    expect_rc 1 "$T" send ws://127.0.0.1:1/ --db "$WORK/rodir2/c.db" --count 5 --size 16 \
+        --timeout-ms 300 --quiet || return 1
+    [ ! -e "$WORK/rodir2/c.db-wal" ] && rm -f "$WORK/rodir2/c.db-shm" || return 1
+    if [ "$(id -u)" -ne 0 ]; then
+        chmod a-w "$WORK/rodir2"
+        expect_rc 0 "$T" status --db "$WORK/rodir2/c.db" --check
+        local rc=$?
+        chmod u+w "$WORK/rodir2"
+        [ "$rc" -eq 0 ] && grep -q '^outboxes: 5 messages' "$WORK/last.out" || return 1
+    else
+        echo "  (running as root: chmod a-w does not stop root's writes; the bind mount only)"
+    fi
+    if unshare -m sh -c 'mount --bind -o ro "$1" "$1" && ! touch "$1/x" 2>/dev/null' sh \
+        "$WORK/probe" 2>/dev/null; then
+        timeout 30 unshare -m sh -c \
+            'mount --bind -o ro "$1" "$1" && exec "$2" status --db "$1/c.db" --check' sh \
+            "$WORK/rodir2" "$T" >"$WORK/last.out" 2>"$WORK/last.err"
+        local rc=$?
+        [ "$rc" -eq 0 ] && grep -q '^outboxes: 5 messages' "$WORK/last.out" ||
+            { echo "  exit $rc:" >&2; sed 's/^/  | /' "$WORK/last.err" >&2; return 1; }
+    elif [ "$(id -u)" -eq 0 ]; then
+        echo "SKIP status_reads_a_closed_store_read_only (root, and no private mount namespace)"
+    fi
+    [ ! -e "$WORK/rodir2/c.db-shm" ] # nothing was created
+}
+check status_reads_a_closed_store_read_only closed_store_read_only
+
 # ---------------------------------------------------------------- the demo
 demo() {
     timeout 250 "$T" demo --messages 20000 --kills 1 --json --seed 7 >"$WORK/demo.out" \
@@ -675,18 +708,21 @@ fi
 
 # One SQLite store, one process: a second serve or send on the same file stops
 # at once (two servers on one file numbered their messages to a client twice).
+# The library refuses the second writer (src/store/store_sqlite_lock.c) and
+# names the process that holds the file.
 one_process_per_store() {
     start_server lock-s --db "$WORK/lock-s.db" --quiet || return 1
     local first=$SPID port=$PORT
     expect_rc 1 "$T" serve --listen 127.0.0.1:0 --db "$WORK/lock-s.db" &&
-        grep -q 'in use by another tether process' "$WORK/last.err" || return 1
+        grep -q "another process (pid $first) has this store open for writing" "$WORK/last.err" ||
+        return 1
     "$T" send "ws://127.0.0.1:$port/" --db "$WORK/lock-c.db" --count 0 --linger --quiet \
         >/dev/null 2>&1 </dev/null &
     local cpid=$!
     PIDS+=("$cpid")
     wait_for 20 test -s "$WORK/lock-c.db" || return 1
     expect_rc 1 "$T" send "ws://127.0.0.1:$port/" --db "$WORK/lock-c.db" --count 1 &&
-        grep -q 'in use by another tether process' "$WORK/last.err" &&
+        grep -q "another process (pid $cpid) has this store open for writing" "$WORK/last.err" &&
         expect_rc 0 "$T" status --db "$WORK/lock-c.db" || return 1 # reading is still fine
     stop_gracefully "$cpid" && stop_gracefully "$first" || return 1
     expect_rc 0 "$T" send "ws://127.0.0.1:1/" --db "$WORK/lock-c.db" --count 0 --timeout-ms 1000
@@ -724,8 +760,11 @@ which_url() {
     wait_for 20 two_opened || return 1 # it holds the only session
     expect_rc 1 "$T" send "ws://127.0.0.1:$PORT/" --count 1 --timeout-ms 1000 &&
         grep -qF 'TETHER_ELIMIT' "$WORK/last.err" && grep -qF 'reject code 3' "$WORK/last.err" &&
-        ! grep -qF 'HTTP status 0' "$WORK/last.err" &&
-        stop_gracefully "$hold" && stop_gracefully "$SPID"
+        ! grep -qF 'HTTP status 0' "$WORK/last.err" || return 1
+    # the server says so too (on_refused), not only in its metrics
+    grep -qF 'refused a connection from 127.0.0.1: TETHER_ELIMIT, reject code 3: ' \
+        "$WORK/which-s.err" || { sed 's/^/  | /' "$WORK/which-s.err" >&2; return 1; }
+    stop_gracefully "$hold" && stop_gracefully "$SPID"
 }
 
 # A store that reaches the file size limit (ulimit -f) is a store error the

@@ -322,6 +322,66 @@ TEST(check_finds_a_damaged_page)
     }
 }
 
+/* inspect --check with the file as it is: TETHER_OK, or the code with errmsg in msg. */
+static int check_file(const char *path, char *msg, size_t len)
+{
+    tether__store *r = NULL;
+    tether__store_info info;
+    int rc = open_ro(path, &r, msg, len);
+    if (rc == TETHER_OK) {
+        rc = r->ops->inspect(r, TETHER__INSPECT_CHECK, &info);
+        snprintf(msg, len, "%s", r->ops->errmsg(r));
+        r->ops->close(r);
+    }
+    return rc;
+}
+
+/* --check compares the stored pending totals with the outbox rows, as the
+ * PostgreSQL store's check does: a total written by a second writer (or by
+ * hand) that disagrees is corruption, not "ok". */
+TEST(check_compares_pending_totals_with_the_outbox)
+{
+    char path[512], msg[512];
+    tether__store *w = open_rw(tt_path(path, sizeof path, "tampered.db"), TETHER__ROLE_SERVER);
+    if (!w) {
+        return;
+    }
+    fill(w, 1, 150, 10, 50);
+    fill(w, 2, 30, 20, 0);
+    /* while the writer runs, its session rows lag the outbox (meta 'unsaved'):
+     * the check counts the rows above out_last, so this is no false alarm */
+    CHECK_OK(check_file(path, msg, sizeof msg));
+    w->ops->close(w);
+    CHECK_OK(check_file(path, msg, sizeof msg));
+
+    /* the wrapped counts seen after two servers shared a file */
+    make_sqlite_db(path, "UPDATE sessions SET pending_count = pending_count - 200 "
+                         "WHERE hex(id) LIKE '01%'");
+    CHECK_ERR(check_file(path, msg, sizeof msg), TETHER_ESTORE_CORRUPT);
+    CHECK(strstr(msg, "1 sessions' pending totals disagree with their outbox") != NULL);
+    CHECK(strstr(msg, "records -100 messages and 1000 bytes; its outbox holds 100 and 1000") !=
+          NULL);
+    CHECK(strstr(msg, path) != NULL);
+    /* without --check the totals are read as they are */
+    tether__store *r = NULL;
+    tether__store_info info;
+    CHECK_OK(open_ro(path, &r, msg, sizeof msg));
+    CHECK_OK(r->ops->inspect(r, 0, &info));
+    r->ops->close(r);
+
+    make_sqlite_db(path, "UPDATE sessions SET pending_count = pending_count + 200 "
+                         "WHERE hex(id) LIKE '01%'; UPDATE sessions SET pending_bytes = 1 "
+                         "WHERE hex(id) LIKE '02%'");
+    CHECK_ERR(check_file(path, msg, sizeof msg), TETHER_ESTORE_CORRUPT);
+    CHECK(strstr(msg, "records 30 messages and 1 bytes; its outbox holds 30 and 600") != NULL);
+
+    make_sqlite_db(path, "UPDATE sessions SET pending_bytes = 600 WHERE hex(id) LIKE '02%'");
+    CHECK_OK(check_file(path, msg, sizeof msg));
+    make_sqlite_db(path, "INSERT INTO outbox(session, seq, payload) VALUES (x'0900', 1, x'00')");
+    CHECK_ERR(check_file(path, msg, sizeof msg), TETHER_ESTORE_CORRUPT);
+    CHECK(strstr(msg, "1 outbox rows belong to no session") != NULL);
+}
+
 /* In a child process: writes a session whose 10 messages were all acked, then
  * dies without closing the store, with checkpoints held off, so that every
  * commit is still in the -wal file, as after a crash. */
@@ -448,6 +508,7 @@ TEST(exclusive_open_leaves_no_stale_index)
 
 int main(void)
 {
+    RUN(check_compares_pending_totals_with_the_outbox);
     RUN(inspect_counts_on_both_stores);
     RUN(readonly_open_reads_and_never_writes);
     RUN(readonly_open_names_each_failure);

@@ -5,19 +5,15 @@
 #include "cli.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <time.h>
 #include <unistd.h>
 
-/* The only mutable global state: what the signal handler records, and the
- * store lock held for the process's life (cli_lock_store). */
+/* The only mutable global state: what the signal handler records. */
 static volatile sig_atomic_t stop_signal;
-static int store_lock_fd = -1;
 
 static const char main_help[] =
     "Usage: tether <command> [options]\n"
@@ -441,35 +437,4 @@ int cli_write_port_file(const char *path, uint16_t port)
     free(tmp);
     errno = e;
     return rc;
-}
-
-int cli_lock_store(const char *cmd, const char *path)
-{
-    if (path == NULL || strncmp(path, "postgresql://", 13) == 0 ||
-        strncmp(path, "postgres://", 11) == 0) {
-        return 0; /* memory: nothing shared; PostgreSQL: the leases decide */
-    }
-    /* A zero-byte file is a new store (docs/config.md), so creating it here
-     * changes nothing. Where it cannot be opened for writing, the store's own
-     * open says why. Held until the process ends. */
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        return 0;
-    }
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        int e = errno;
-        close(fd);
-        if (e == EWOULDBLOCK) {
-            return cli_fail(cmd,
-                            "%s is in use by another tether process (one store, one process: "
-                            "two on one file would number messages twice)",
-                            path);
-        }
-        return 0;
-    }
-    if (store_lock_fd >= 0) {
-        close(store_lock_fd); /* one store per process */
-    }
-    store_lock_fd = fd;
-    return 0;
 }

@@ -86,12 +86,6 @@ void cli_print_message(FILE *out, const tether_session_id *id, uint64_t seq, con
 void cli_put_be64(uint8_t *p, uint64_t v);
 uint64_t cli_get_be64(const uint8_t *p);
 
-/* Takes an exclusive flock(2) on the SQLite store at path (NULL, a
- * postgresql:// URI: nothing) for the rest of the process, so a second
- * 'tether send' or 'tether serve' on the same file stops at once. 0, or the
- * exit status after printing why. */
-int cli_lock_store(const char *cmd, const char *path);
-
 /* tether send --help (send_help.c). */
 extern const char cli_send_help[];
 

@@ -720,9 +720,6 @@ int cli_send(int argc, char **argv)
     cfg.store_shared = 1; /* `tether status` may look at --db meanwhile */
 
     cli_signals_install();
-    if ((rc = cli_lock_store("send", cfg.db_path)) != 0) {
-        return rc;
-    }
     if (o.record) {
         cli_session_info si;
         if (scen_record_open(o.record) != 0) {

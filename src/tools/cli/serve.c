@@ -56,7 +56,9 @@ static const char serve_help[] =
     "  --help               show this help\n"
     "\n" CLI_SERVER_NET_HELP
     "\n"
-    "Session events (open, close, mismatch) are reported on stderr.\n"
+    "Session events (open, close, mismatch) are reported on stderr, and so are\n"
+    "refused connections (a wrong token, --max-sessions reached, garbage instead of\n"
+    "a HELLO), at most 10 a minute with a count of the others.\n"
     "\n" CLI_EXIT_HELP;
 
 /* State shared with the server's callbacks. */
@@ -120,6 +122,29 @@ static void on_mismatch(tether_server *s, const tether_mismatch_info *mi, void *
             hex, mi->peer_knows_session ? "it" : "nothing", (unsigned long long)mi->local_out_last,
             (unsigned long long)mi->local_peer_acked, (unsigned long long)mi->local_recv_cursor,
             (unsigned long long)mi->peer_out_last, (unsigned long long)mi->peer_recv_cursor);
+}
+
+/* The library reports at most TETHER_REFUSAL_REPORTS_PER_MINUTE refusals a
+ * minute and counts the rest, so this prints a bounded number of lines. */
+static void on_refused(tether_server *s, const tether_refusal_info *ri, void *user)
+{
+    (void)s;
+    (void)user;
+    char what[48] = "";
+    if (ri->http_status) {
+        snprintf(what, sizeof what, ", HTTP %d", ri->http_status);
+    } else if (ri->reject_code) {
+        snprintf(what, sizeof what, ", reject code %u", (unsigned)ri->reject_code);
+    }
+    fprintf(stderr, "tether serve: refused a connection from %s: %s%s: %s\n",
+            ri->peer[0] ? ri->peer : "(HTTP carriage)", tether_err_name(ri->error), what,
+            ri->reason[0] ? ri->reason : tether_strerror(ri->error));
+    if (ri->suppressed) {
+        fprintf(stderr,
+                "tether serve: ... and %llu more refused before it, not shown (at most %d a "
+                "minute are)\n",
+                (unsigned long long)ri->suppressed, TETHER_REFUSAL_REPORTS_PER_MINUTE);
+    }
 }
 
 int cli_serve(int argc, char **argv)
@@ -270,16 +295,13 @@ int cli_serve(int argc, char **argv)
     cfg.cb.on_session_close = on_close;
     cfg.cb.on_message = on_message;
     cfg.cb.on_mismatch = on_mismatch;
+    cfg.cb.on_refused = on_refused;
     cfg.cb.on_session_expired = on_expired;
     cfg.user = &ctx;
 
     cli_signals_install();
     tether_server *srv = NULL;
-    int rc = cli_lock_store("serve", cfg.db_path);
-    if (rc != 0) {
-        return rc;
-    }
-    rc = tether_server_create(&cfg, &srv);
+    int rc = tether_server_create(&cfg, &srv);
     if (rc != TETHER_OK) {
         return cli_fail("serve", "cannot start on %s: %s: %s", listen, tether_err_name(rc),
                         tether_errmsg());
