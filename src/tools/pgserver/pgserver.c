@@ -217,6 +217,48 @@ static int launch(tether_pgs *s, char *err, size_t errlen)
     return -1;
 }
 
+/* A random password for the user postgres (hex of 24 bytes of
+ * /dev/urandom) into s->password, written to pwfile (0600, readable by the
+ * server's user) for initdb, and exported as PGPASSWORD so that libpq in this
+ * process and its children finds it. 0, or -1 with err. */
+static int make_password(tether_pgs *s, const char *pwfile, char *err, size_t errlen)
+{
+    unsigned char raw[24];
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read(fd, raw, sizeof raw) : -1;
+    if (fd >= 0) {
+        close(fd);
+    }
+    if (n != (ssize_t)sizeof raw) {
+        snprintf(err, errlen, "cannot read a password from /dev/urandom: %s",
+                 n < 0 ? strerror(errno) : "short read");
+        return -1;
+    }
+    for (size_t i = 0; i < sizeof raw; i++) {
+        snprintf(s->password + 2 * i, 3, "%02x", raw[i]);
+    }
+    fd = open(pwfile, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    size_t len = strlen(s->password);
+    int ok = fd >= 0 && (!s->drop || fchown(fd, s->uid, s->gid) == 0) &&
+             write(fd, s->password, len) == (ssize_t)len && write(fd, "\n", 1) == 1;
+    int e = errno;
+    if (fd >= 0 && close(fd) != 0) {
+        ok = 0;
+        e = errno;
+    }
+    if (!ok) {
+        unlink(pwfile);
+        snprintf(err, errlen, "cannot write the password file %s: %s", pwfile, strerror(e));
+        return -1;
+    }
+    if (setenv("PGPASSWORD", s->password, 1) != 0) {
+        unlink(pwfile);
+        snprintf(err, errlen, "cannot set PGPASSWORD: %s", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 int tether_pgs_start(tether_pgs *s, int fsync, char *err, size_t errlen)
 {
     memset(s, 0, sizeof *s);
@@ -263,21 +305,31 @@ int tether_pgs_start(tether_pgs *s, int fsync, char *err, size_t errlen)
     }
     snprintf(s->data, sizeof s->data, "%s/data", s->dir);
     snprintf(s->log, sizeof s->log, "%s/server.log", s->dir);
-    char ilog[300];
+    char ilog[300], pwfile[300];
     snprintf(ilog, sizeof ilog, "%s/initdb.log", s->dir);
+    snprintf(pwfile, sizeof pwfile, "%s/pwfile", s->dir);
+    if (make_password(s, pwfile, err, errlen) != 0) {
+        return -1;
+    }
     pid_t pid = fork();
     if (pid == 0) {
         child_setup(s, ilog);
-        execl(initdb, "initdb", "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync", "-D",
-              s->data, (char *)NULL);
+        /* the socket in the 0700 directory needs no password; TCP does */
+        execl(initdb, "initdb", "--auth-local=trust", "--auth-host=scram-sha-256", "--pwfile",
+              pwfile, "-U", "postgres", "-E", "UTF8", "--no-sync", "-D", s->data, (char *)NULL);
         _exit(127);
     }
     int status = 0;
-    if (pid < 0 || !wait_for(pid, INITDB_SECONDS, &status)) {
+    if (pid > 0 && wait_for(pid, INITDB_SECONDS, &status)) {
+        unlink(pwfile);
+        pid = -2; /* ended */
+    }
+    if (pid != -2) {
         if (pid > 0) {
             kill(pid, SIGKILL);
             waitpid(pid, NULL, 0);
         }
+        unlink(pwfile);
         snprintf(err, errlen, "initdb did not finish (in %s)", s->dir);
         snprintf(s->why_log, sizeof s->why_log, "%s", ilog);
         return -1;
