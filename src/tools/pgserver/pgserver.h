@@ -66,8 +66,23 @@ void tether_pgs_stop(tether_pgs *s);
 /* After another program stopped and started the server on s's data directory
  * (as `tether scenario --pg-data` does): takes the PID of the one running now
  * from its postmaster.pid, so that tether_pgs_stop() stops that one by its
- * PID. 0, or -1 when no server runs on the directory. */
+ * PID. 0, or -1 when no server runs on the directory (a PID in the file
+ * that is not a postgres on this directory is never taken). */
 int tether_pgs_adopt(tether_pgs *s);
+
+/* Reads DATA/postmaster.pid: the postmaster's PID (first line) into *pid
+ * and whether its status line (the 8th, since PostgreSQL 10) says "ready"
+ * into *ready. 0, or -1 when there is no such file or it names no PID. */
+int tether_pgs_pidfile(const char *data, pid_t *pid, int *ready);
+
+/* 1 when pid runs (exists, and is not a zombie nobody reaped yet). */
+int tether_pgs_alive(pid_t pid);
+
+/* 1 when pid runs and is a postmaster of data directory data: its working
+ * directory (/proc/PID/cwd) is data and its executable's name is postgres.
+ * A stale postmaster.pid's PID reused by an unrelated process is not; nor
+ * is a process whose /proc entries the caller may not read. */
+int tether_pgs_is_postmaster(pid_t pid, const char *data);
 
 /* Stops the server and deletes its directory. */
 void tether_pgs_remove(tether_pgs *s);
