@@ -299,8 +299,8 @@ int tether__store_pg_probe(const char *conninfo, tether__pg_probe *out, char *er
  * once instead of waiting for a database that does not answer. A reconnect
  * already under way gives up within the same bound from this call when the
  * conninfo names one host (it is polled); with several hosts it is libpq's
- * blocking PQreset, which ends only after up to connect_timeout per host.
- * Any thread, any time. */
+ * blocking PQreset, which ends only after up to connect_timeout (10 s
+ * unless the conninfo sets it) per host. Any thread, any time. */
 void tether__store_pg_closing(tether__store *st);
 
 /* Checks a verdict key and value (v may be NULL) for verdict_put/get:
