@@ -128,6 +128,17 @@ static void end_all(bench_child *srv, uint32_t ni, bench_child *cli, uint32_t ns
     }
 }
 
+/* bench_child_line() that leaves line empty when no whole line came (why_of
+ * then reads no error from it rather than what was there before). */
+static int child_line(bench_child *ch, char *line, size_t len, int timeout_ms)
+{
+    int rc = bench_child_line(ch, line, len, timeout_ms);
+    if (rc != 0) {
+        line[0] = '\0';
+    }
+    return rc;
+}
+
 static void why_of(const char *line, const char *what, char *out, size_t len)
 {
     char e[200] = "";
@@ -169,7 +180,7 @@ int bench_run_fleet(const bench_run_opts *ro, const bench_cfg *c, int rep, run_r
         snprintf(r->error, sizeof r->error, "fleet: out of memory");
         return -1;
     }
-    char line[4096];
+    char line[4096] = "";
     int ok = 1;
     /* the servers: instance i serves sessions i, i + ni, ... */
     for (uint32_t i = 0; ok && i < ni; i++) {
@@ -196,7 +207,7 @@ int bench_run_fleet(const bench_run_opts *ro, const bench_cfg *c, int rep, run_r
         if (bench_spawn(&srv[i], a.argv) != 0) {
             snprintf(r->error, sizeof r->error, "cannot start server process %u", i + 1);
             ok = 0;
-        } else if (bench_child_line(&srv[i], line, sizeof line, 10000) != 0 ||
+        } else if (child_line(&srv[i], line, sizeof line, 10000) != 0 ||
                    bj_get(line, "port", 0) <= 0) {
             why_of(line, "server did not start", r->error, sizeof r->error);
             ok = 0;
@@ -242,7 +253,7 @@ int bench_run_fleet(const bench_run_opts *ro, const bench_cfg *c, int rep, run_r
      * connection takes no store work, so they connect within a few ms) */
     for (uint32_t i = 0; ok && c->store != BS_RAW && i < ns; i++) {
         char role[16] = "";
-        if (bench_child_line(&cli[i], line, sizeof line, 20000) != 0 ||
+        if (child_line(&cli[i], line, sizeof line, 20000) != 0 ||
             bj_get_str(line, "role", role, sizeof role) != 0 || strcmp(role, "live") != 0) {
             why_of(line, "client did not go live", r->error, sizeof r->error);
             ok = 0;
@@ -264,7 +275,7 @@ int bench_run_fleet(const bench_run_opts *ro, const bench_cfg *c, int rep, run_r
     int have_ack = 0;
     uint64_t order_err = 0, dlv_n = 0;
     for (uint32_t i = 0; ok && i < ns; i++) {
-        if (bench_child_line(&cli[i], line, sizeof line, (int)(timeout + 20) * 1000) != 0) {
+        if (child_line(&cli[i], line, sizeof line, (int)(timeout + 20) * 1000) != 0) {
             snprintf(r->error, sizeof r->error, "no result from client %u", i + 1);
             ok = 0;
             break;
@@ -294,7 +305,7 @@ int bench_run_fleet(const bench_run_opts *ro, const bench_cfg *c, int rep, run_r
         }
     }
     for (uint32_t i = 0; ok && i < ni; i++) {
-        if (bench_child_line(&srv[i], line, sizeof line, 15000) != 0) {
+        if (child_line(&srv[i], line, sizeof line, 15000) != 0) {
             snprintf(r->error, sizeof r->error, "no result from server %u", i + 1);
             ok = 0;
             break;

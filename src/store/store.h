@@ -296,8 +296,11 @@ int tether__store_pg_probe(const char *conninfo, tether__pg_probe *out, char *er
 /* The server owning st is shutting down (st a PostgreSQL store; anything
  * else: nothing happens). From now on a lost connection is tried again once,
  * for at most PG_CLOSING_CONNECT_MS (1 s), and after that operations fail at
- * once instead of waiting for a database that does not answer; a connect
- * already under way gives up within the same bound. Any thread, any time. */
+ * once instead of waiting for a database that does not answer. A reconnect
+ * already under way gives up within the same bound from this call when the
+ * conninfo names one host (it is polled); with several hosts it is libpq's
+ * blocking PQreset, which ends only after up to connect_timeout (10 s
+ * unless the conninfo sets it) per host. Any thread, any time. */
 void tether__store_pg_closing(tether__store *st);
 
 /* Checks a verdict key and value (v may be NULL) for verdict_put/get:

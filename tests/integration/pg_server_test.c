@@ -226,7 +226,7 @@ TEST(cli_serve_and_status_take_a_postgresql_uri)
 
     /* tether status reads it, and prints no password */
     char secret[300], stout[512], text[4096];
-    snprintf(secret, sizeof secret, "postgresql://postgres:not-shown-pw@127.0.0.1:%d/%s",
+    snprintf(secret, sizeof secret, "postgresql://postgres:%s@127.0.0.1:%d/%s", pgt_password(),
              pgt_port(), db);
     char *targv[] = {(char *)cli, "status", "--db", secret, "--check", NULL};
     CHECK_EQ_INT(procs_reap(procs_spawn(targv, tt_path(stout, sizeof stout, "status.out")), WAIT_MS), 0);
@@ -237,7 +237,7 @@ TEST(cli_serve_and_status_take_a_postgresql_uri)
         fclose(f);
     }
     CHECK(strstr(text, "server") != NULL);
-    CHECK(strstr(text, "not-shown-pw") == NULL);
+    CHECK(strstr(text, pgt_password()) == NULL);
     char where[128];
     snprintf(where, sizeof where, "127.0.0.1:%d/%s", pgt_port(), db);
     CHECK(strstr(text, where) != NULL);

@@ -6,26 +6,49 @@
  * data directory), so the server running at the end is adopted and stopped
  * by its PID. Then the verdict of a kept run is checked to fail once an
  * instance's record shows a second delivery of a message without the
- * redelivered flag, or loses one.
+ * redelivered flag, or loses one. Last, `--pg auto` (the runner's own
+ * server): killed with -9 during fleet-pg-restart, the runner leaves no
+ * PostgreSQL behind.
  */
+#include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
 #include "pgtest.h"
 #include "procs.h"
 
-#define RUN_MS 150000 /* the three scenarios take about 20 s; generous on a loaded machine */
+#define RUN_MS 120000 /* the three scenarios take about 20 s; generous on a loaded machine */
+#define ALL_MS 200000 /* every run together: the suite ends (failing) within its ctest
+                         TIMEOUT of 240 s, having stopped what it started */
 
 static const char *tether;
 static char keep[560]; /* the kept run's directory */
+static uint64_t all_end; /* when every run must have ended (ALL_MS from the start) */
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 /* Runs tether with args (NULL-terminated after the fixed ones), output into
- * out; its exit status, -1 when it did not end within ms. */
+ * out; its exit status, -1 when it did not end within ms or what is left of
+ * ALL_MS (it is then killed by its PID). */
 static int run(const char *out, unsigned ms, char *const argv[])
 {
+    uint64_t now = now_ms();
+    uint64_t left = all_end > now ? all_end - now : 0;
+    ms = left < ms ? (unsigned)left : ms;
+    CHECK(ms > 0);
+    if (ms == 0) {
+        return -1;
+    }
     pid_t pid = procs_spawn(argv, out);
     CHECK(pid > 0);
     return pid > 0 ? procs_reap(pid, ms) : -1;
@@ -64,7 +87,9 @@ TEST(fleet_scenarios_pass)
     if (st != 0) {
         show(out);
     }
-    snprintf(keep, sizeof keep, "%s/000-fleet-kill", base);
+    if (st == 0) { /* the verdict checks want a run that passed */
+        snprintf(keep, sizeof keep, "%s/000-fleet-kill", base);
+    }
     /* each scenario deleted its session: the database is empty again */
     long long n = -1;
     CHECK(pgt_query_int(db, "SELECT count(*) FROM tether_sessions", &n) == 0);
@@ -147,6 +172,89 @@ TEST(fleet_verdict_catches_a_repeat_and_a_loss)
     CHECK_EQ_INT(verify(out), 0);
 }
 
+/* The parent PID of pid (/proc/PID/stat), 0 when it is gone. */
+static pid_t parent_of(pid_t pid)
+{
+    char p[64], buf[512];
+    snprintf(p, sizeof p, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(p, "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f) {
+        fclose(f);
+    }
+    buf[n] = '\0';
+    const char *rp = strrchr(buf, ')');
+    char state = 0;
+    int ppid = 0;
+    if (!rp || sscanf(rp + 1, " %c %d", &state, &ppid) != 2 || state == 'Z') {
+        return 0;
+    }
+    return (pid_t)ppid;
+}
+
+/* With --pg auto, fleet-pg-restart starts the private server again as the
+ * runner's own child (parent death signal): killing the runner outright
+ * leaves no PostgreSQL behind. */
+TEST(pg_auto_restart_dies_with_the_runner)
+{
+    char out[512], base[512], line[512];
+    tt_path(out, sizeof out, "auto.out");
+    tt_path(base, sizeof base, "auto");
+    char *argv[] = {(char *)tether, "scenario", "--only", "fleet-pg-restart", "--pg", "auto",
+                    "--verbose",    "--seed",   "7",      "--dir",            base, NULL};
+    pid_t runner = procs_spawn(argv, out);
+    CHECK(runner > 0);
+    if (runner <= 0) {
+        return;
+    }
+    int pg = 0;
+    uint64_t until = now_ms() + 60000;
+    while (!pg && now_ms() < until && now_ms() < all_end) {
+        FILE *f = fopen(out, "r");
+        while (f && fgets(line, sizeof line, f)) {
+            const char *at = strstr(line, "PostgreSQL started again (pid ");
+            pg = at ? atoi(at + strlen("PostgreSQL started again (pid ")) : pg;
+        }
+        if (f) {
+            fclose(f);
+        }
+        struct timespec ts = {0, 20000000};
+        nanosleep(&ts, NULL);
+    }
+    CHECK(pg > 0);
+    if (pg > 0) {
+        CHECK_EQ_INT(parent_of(pg), runner);
+    }
+    kill(runner, SIGKILL);
+    CHECK_EQ_INT(procs_reap(runner, 10000), 128 + SIGKILL);
+    for (int i = 0; pg > 0 && i < 500 && parent_of(pg) != 0; i++) {
+        struct timespec ts = {0, 20000000};
+        nanosleep(&ts, NULL);
+    }
+    if (pg > 0) {
+        CHECK_EQ_INT(parent_of(pg), 0); /* gone (SIGQUIT from the kernel) */
+        if (parent_of(pg) != 0) {
+            kill(pg, SIGKILL); /* not left running past the test, at least */
+        }
+    }
+    if (!pg) {
+        show(out);
+    }
+    /* its directory stays after -9: removed here */
+    FILE *f = fopen(out, "r");
+    while (f && fgets(line, sizeof line, f)) {
+        char dir[256], cmd[400];
+        if (sscanf(line, "tether scenario: --pg auto: PostgreSQL in %255s at", dir) == 1 &&
+            strncmp(dir, "/tmp/tether-pg-", 15) == 0 && !strchr(dir, '\'')) {
+            snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+            CHECK(system(cmd) == 0);
+        }
+    }
+    if (f) {
+        fclose(f);
+    }
+}
+
 int main(void)
 {
     tether = getenv("TETHER_CLI");
@@ -154,10 +262,12 @@ int main(void)
         fprintf(stderr, "TETHER_CLI is not set (the tether binary to test)\n");
         return 1;
     }
+    all_end = now_ms() + ALL_MS;
     pgt_start(); /* exits with a clear message when PostgreSQL is missing */
     RUN(fleet_scenarios_pass);
     if (keep[0]) {
         RUN(fleet_verdict_catches_a_repeat_and_a_loss);
     }
+    RUN(pg_auto_restart_dies_with_the_runner);
     return tt_finish();
 }

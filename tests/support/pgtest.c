@@ -72,6 +72,11 @@ const char *pgt_uri(const char *db, char *buf, size_t len)
     return tether_pgs_uri(&pg.srv, db, buf, len);
 }
 
+const char *pgt_password(void)
+{
+    return pg.srv.password;
+}
+
 int pgt_port(void)
 {
     return pg.srv.pid ? pg.srv.port : 0;

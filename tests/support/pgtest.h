@@ -34,6 +34,10 @@ const char *pgt_conninfo(const char *db, char *buf, size_t len);
 /* The same as a postgresql:// URI. */
 const char *pgt_uri(const char *db, char *buf, size_t len);
 
+/* The password of the user postgres over TCP (random, made by pgt_start();
+ * libpq finds it in PGPASSWORD, so the conninfo and URI above carry none). */
+const char *pgt_password(void);
+
 /* The server's port (0 when it does not run). */
 int pgt_port(void);
 

@@ -645,9 +645,37 @@ TEST(lost_wake_connection_prints_nothing)
     st->ops->close(st);
 }
 
+/* 1 when a TCP connection with this password entry (appended to the
+ * conninfo) gets in; the reason on a refusal is PostgreSQL's. */
+static int tcp_connects(const char *pw_entry, char *why, size_t len)
+{
+    char ci[320];
+    snprintf(ci, sizeof ci, "host=127.0.0.1 port=%d user=postgres dbname=postgres "
+                            "connect_timeout=10 %s", pgt_port(), pw_entry);
+    PGconn *c = PQconnectdb(ci);
+    int ok = PQstatus(c) == CONNECTION_OK;
+    snprintf(why, len, "%s", PQerrorMessage(c));
+    PQfinish(c);
+    return ok;
+}
+
+/* The private server (src/tools/pgserver) lets nobody in over TCP without
+ * its password: not with none, not with a wrong one; the password it made
+ * (exported as PGPASSWORD, which an absent entry takes) gets in. */
+TEST(tcp_needs_the_password)
+{
+    char why[512];
+    CHECK(!tcp_connects("password=''", why, sizeof why));
+    CHECK(strstr(why, "password") != NULL);
+    CHECK(!tcp_connects("password=not-the-password", why, sizeof why));
+    CHECK(strstr(why, "password authentication failed") != NULL);
+    CHECK(tcp_connects("", why, sizeof why));
+}
+
 int main(void)
 {
     pgt_start(); /* exits with a clear message when PostgreSQL is missing */
+    RUN(tcp_needs_the_password);
     RUN(unreachable_server_is_a_clear_error);
     RUN(schema_from_the_future_is_refused);
     RUN(instances_opening_at_once_agree_on_the_schema);

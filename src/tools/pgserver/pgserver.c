@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <glob.h>
+#include <limits.h>
 #include <grp.h>
 #include <netinet/in.h>
 #include <pwd.h>
@@ -49,6 +50,12 @@ static void child_setup(const tether_pgs *s, const char *log)
     if (fd >= 0) {
         dup2(fd, 1);
         dup2(fd, 2);
+    }
+    /* the caller's other descriptors (sockets, databases) are not the server's */
+    if (close_range(3, ~0U, 0) != 0) {
+        for (int i = 3; i < 65536; i++) {
+            close(i);
+        }
     }
 }
 
@@ -126,36 +133,96 @@ static void find_bindir(char *out, size_t len)
     globfree(&g);
 }
 
-/* 1 when the data directory's postmaster.pid is our server's (its first
- * line) and its 8th line (the server's status since PostgreSQL 10) says
- * "ready". A file left by a killed server names another PID. */
-static int says_ready(const tether_pgs *s)
+int tether_pgs_pidfile(const char *data, pid_t *pid, int *ready)
 {
-    char path[400], line[256];
-    snprintf(path, sizeof path, "%s/postmaster.pid", s->data);
+    char path[4200], line[256];
+    snprintf(path, sizeof path, "%s/postmaster.pid", data);
     FILE *f = fopen(path, "r");
-    int ready = 0;
-    for (int i = 1; f && fgets(line, sizeof line, f); i++) {
-        if (i == 1 && strtol(line, NULL, 10) != (long)s->pid) {
-            break;
-        }
-        if (i == 8) {
-            ready = strncmp(line, "ready", 5) == 0;
+    if (!f) {
+        return -1;
+    }
+    long v = 0;
+    *ready = 0;
+    for (int i = 1; fgets(line, sizeof line, f); i++) {
+        if (i == 1) {
+            v = strtol(line, NULL, 10);
+        } else if (i == 8) {
+            *ready = strncmp(line, "ready", 5) == 0;
             break;
         }
     }
+    fclose(f);
+    *pid = (pid_t)v;
+    return v > 0 && v <= INT_MAX ? 0 : -1;
+}
+
+int tether_pgs_alive(pid_t pid)
+{
+    if (pid <= 0 || (kill(pid, 0) != 0 && errno != EPERM)) {
+        return 0;
+    }
+    char p[64], buf[256];
+    snprintf(p, sizeof p, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(p, "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
     if (f) {
         fclose(f);
     }
-    return ready;
+    buf[n] = '\0';
+    const char *rp = strrchr(buf, ')');
+    return f && !(rp && rp[1] == ' ' && rp[2] == 'Z');
 }
 
-/* 1 when the server's log says it could not bind its port. */
-static int port_taken(const tether_pgs *s)
+int tether_pgs_is_postmaster(pid_t pid, const char *data)
+{
+    if (!tether_pgs_alive(pid)) {
+        return 0;
+    }
+    char p[64], cwd[PATH_MAX], exe[PATH_MAX], real[PATH_MAX];
+    snprintf(p, sizeof p, "/proc/%d/cwd", (int)pid);
+    ssize_t n = readlink(p, cwd, sizeof cwd - 1);
+    if (n <= 0 || !realpath(data, real)) {
+        return 0;
+    }
+    cwd[n] = '\0';
+    snprintf(p, sizeof p, "/proc/%d/exe", (int)pid);
+    ssize_t m = readlink(p, exe, sizeof exe - 1);
+    if (m <= 0) {
+        return 0;
+    }
+    exe[m] = '\0';
+    const char *base = strrchr(exe, '/');
+    base = base ? base + 1 : exe;
+    return strcmp(cwd, real) == 0 && strcmp(base, "postgres") == 0;
+}
+
+/* 1 when the data directory's postmaster.pid is our server's (its first
+ * line) and says "ready". A file left by a killed server names another PID. */
+static int says_ready(const tether_pgs *s)
+{
+    pid_t pid = 0;
+    int ready = 0;
+    return tether_pgs_pidfile(s->data, &pid, &ready) == 0 && pid == s->pid && ready;
+}
+
+/* The size of a file now (0 when it does not exist). */
+static long file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (long)st.st_size : 0;
+}
+
+/* 1 when the server's log, from offset from (its size before this launch:
+ * the log is appended across launches), says it could not bind its port. */
+static int port_taken(const tether_pgs *s, long from)
 {
     FILE *f = fopen(s->log, "r");
     char line[512];
     int taken = 0;
+    if (f && fseek(f, from, SEEK_SET) != 0) {
+        fclose(f);
+        f = NULL;
+    }
     while (f && fgets(line, sizeof line, f)) {
         taken = taken || strstr(line, "could not bind") || strstr(line, "already in use");
     }
@@ -172,6 +239,7 @@ static int launch(tether_pgs *s, char *err, size_t errlen)
     char port[16];
     snprintf(port, sizeof port, "%d", s->port);
     pid_t parent = getpid();
+    long log_from = file_size(s->log);
     pid_t pid = fork();
     if (pid < 0) {
         snprintf(err, errlen, "cannot start postgres: fork: %s", strerror(errno));
@@ -199,7 +267,7 @@ static int launch(tether_pgs *s, char *err, size_t errlen)
         int status;
         if (waitpid(pid, &status, WNOHANG) == pid) {
             s->pid = 0;
-            if (port_taken(s)) {
+            if (port_taken(s, log_from)) {
                 return 1;
             }
             snprintf(err, errlen, "postgres did not start (in %s)", s->dir);
@@ -215,6 +283,48 @@ static int launch(tether_pgs *s, char *err, size_t errlen)
     snprintf(err, errlen, "postgres was not ready within %d s (in %s)", READY_SECONDS, s->dir);
     snprintf(s->why_log, sizeof s->why_log, "%s", s->log);
     return -1;
+}
+
+/* A random password for the user postgres (hex of 24 bytes of
+ * /dev/urandom) into s->password, written to pwfile (0600, readable by the
+ * server's user) for initdb, and exported as PGPASSWORD so that libpq in this
+ * process and its children finds it. 0, or -1 with err. */
+static int make_password(tether_pgs *s, const char *pwfile, char *err, size_t errlen)
+{
+    unsigned char raw[24];
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read(fd, raw, sizeof raw) : -1;
+    if (fd >= 0) {
+        close(fd);
+    }
+    if (n != (ssize_t)sizeof raw) {
+        snprintf(err, errlen, "cannot read a password from /dev/urandom: %s",
+                 n < 0 ? strerror(errno) : "short read");
+        return -1;
+    }
+    for (size_t i = 0; i < sizeof raw; i++) {
+        snprintf(s->password + 2 * i, 3, "%02x", raw[i]);
+    }
+    fd = open(pwfile, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    size_t len = strlen(s->password);
+    int ok = fd >= 0 && (!s->drop || fchown(fd, s->uid, s->gid) == 0) &&
+             write(fd, s->password, len) == (ssize_t)len && write(fd, "\n", 1) == 1;
+    int e = errno;
+    if (fd >= 0 && close(fd) != 0) {
+        ok = 0;
+        e = errno;
+    }
+    if (!ok) {
+        unlink(pwfile);
+        snprintf(err, errlen, "cannot write the password file %s: %s", pwfile, strerror(e));
+        return -1;
+    }
+    if (setenv("PGPASSWORD", s->password, 1) != 0) {
+        unlink(pwfile);
+        snprintf(err, errlen, "cannot set PGPASSWORD: %s", strerror(errno));
+        return -1;
+    }
+    return 0;
 }
 
 int tether_pgs_start(tether_pgs *s, int fsync, char *err, size_t errlen)
@@ -263,21 +373,31 @@ int tether_pgs_start(tether_pgs *s, int fsync, char *err, size_t errlen)
     }
     snprintf(s->data, sizeof s->data, "%s/data", s->dir);
     snprintf(s->log, sizeof s->log, "%s/server.log", s->dir);
-    char ilog[300];
+    char ilog[300], pwfile[300];
     snprintf(ilog, sizeof ilog, "%s/initdb.log", s->dir);
+    snprintf(pwfile, sizeof pwfile, "%s/pwfile", s->dir);
+    if (make_password(s, pwfile, err, errlen) != 0) {
+        return -1;
+    }
     pid_t pid = fork();
     if (pid == 0) {
         child_setup(s, ilog);
-        execl(initdb, "initdb", "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync", "-D",
-              s->data, (char *)NULL);
+        /* the socket in the 0700 directory needs no password; TCP does */
+        execl(initdb, "initdb", "--auth-local=trust", "--auth-host=scram-sha-256", "--pwfile",
+              pwfile, "-U", "postgres", "-E", "UTF8", "--no-sync", "-D", s->data, (char *)NULL);
         _exit(127);
     }
     int status = 0;
-    if (pid < 0 || !wait_for(pid, INITDB_SECONDS, &status)) {
+    if (pid > 0 && wait_for(pid, INITDB_SECONDS, &status)) {
+        unlink(pwfile);
+        pid = -2; /* ended */
+    }
+    if (pid != -2) {
         if (pid > 0) {
             kill(pid, SIGKILL);
             waitpid(pid, NULL, 0);
         }
+        unlink(pwfile);
         snprintf(err, errlen, "initdb did not finish (in %s)", s->dir);
         snprintf(s->why_log, sizeof s->why_log, "%s", ilog);
         return -1;
@@ -320,42 +440,19 @@ int tether_pgs_restart(tether_pgs *s, char *err, size_t errlen)
     return rc == 0 ? 0 : -1;
 }
 
-/* pid runs (not gone, and not a zombie that nobody reaped yet). */
-static int alive(pid_t pid)
-{
-    if (kill(pid, 0) != 0) {
-        return 0;
-    }
-    char p[64], buf[256];
-    snprintf(p, sizeof p, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(p, "r");
-    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
-    if (f) {
-        fclose(f);
-    }
-    buf[n] = '\0';
-    const char *rp = strrchr(buf, ')');
-    return f && !(rp && rp[1] == ' ' && rp[2] == 'Z');
-}
-
 int tether_pgs_adopt(tether_pgs *s)
 {
-    char p[320];
-    snprintf(p, sizeof p, "%s/postmaster.pid", s->data);
-    FILE *f = fopen(p, "r");
-    long v = 0;
-    if (!f || fscanf(f, "%ld", &v) != 1 || v <= 0 || !alive((pid_t)v)) {
-        if (f) {
-            fclose(f);
-        }
+    pid_t v = 0;
+    int ready = 0;
+    /* a stale file's PID may belong to an unrelated process by now */
+    if (tether_pgs_pidfile(s->data, &v, &ready) != 0 || !tether_pgs_is_postmaster(v, s->data)) {
         return -1;
     }
-    fclose(f);
-    if ((pid_t)v != s->pid) {
+    if (v != s->pid) {
         if (s->pid && !s->adopted) {
             waitpid(s->pid, NULL, WNOHANG); /* ours, stopped by the other program */
         }
-        s->pid = (pid_t)v;
+        s->pid = v;
         s->adopted = 1;
     }
     return 0;
@@ -367,16 +464,19 @@ void tether_pgs_stop(tether_pgs *s)
         return;
     }
     if (s->adopted) {
-        /* not our child: stopped by its PID, watched until it is gone */
-        kill(s->pid, SIGINT);
-        double end = now_s() + STOP_SECONDS;
-        while (alive(s->pid) && now_s() < end) {
-            nap_ms(20);
-        }
-        if (alive(s->pid)) {
-            kill(s->pid, SIGKILL);
-            while (alive(s->pid) && now_s() < end + 5) {
+        /* not our child: stopped by its PID, watched until it is gone; only
+         * while that PID is still a postgres on our data directory */
+        if (tether_pgs_is_postmaster(s->pid, s->data)) {
+            kill(s->pid, SIGINT);
+            double end = now_s() + STOP_SECONDS;
+            while (tether_pgs_alive(s->pid) && now_s() < end) {
                 nap_ms(20);
+            }
+            if (tether_pgs_is_postmaster(s->pid, s->data)) {
+                kill(s->pid, SIGKILL);
+                while (tether_pgs_alive(s->pid) && now_s() < end + 5) {
+                    nap_ms(20);
+                }
             }
         }
         s->pid = 0;

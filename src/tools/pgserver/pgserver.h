@@ -14,6 +14,14 @@
  * /usr/lib/postgresql/15/bin (Debian's postgresql-15), then the highest
  * version under /usr/lib/postgresql. No libpq here: readiness is read from
  * the server's postmaster.pid.
+ *
+ * Access: the Unix socket (in the 0700 temporary directory) needs no
+ * password; TCP on 127.0.0.1 needs the user postgres's password
+ * (scram-sha-256), a random one made by tether_pgs_start() (s->password),
+ * which also exports it as PGPASSWORD in the caller's environment: libpq in
+ * this process and in the children it starts finds it there, and it appears
+ * in no URI, command line or printed line (another local user can read a
+ * process's command line, not its environment).
  */
 #ifndef TETHER_TOOLS_PGSERVER_H
 #define TETHER_TOOLS_PGSERVER_H
@@ -34,6 +42,7 @@ typedef struct tether_pgs {
     int made;         /* 1: dir exists (tether_pgs_remove deletes it) */
     int fsync;        /* 1: fsync and full_page_writes on (a measurement's setting) */
     int adopted;      /* 1: pid was started by another program (tether_pgs_adopt) */
+    char password[64]; /* the user postgres's password over TCP (hex) */
     char why_log[300]; /* after a failure: the log that explains it (initdb's or the
                           server's), "" when none */
 } tether_pgs;
@@ -57,13 +66,30 @@ void tether_pgs_stop(tether_pgs *s);
 /* After another program stopped and started the server on s's data directory
  * (as `tether scenario --pg-data` does): takes the PID of the one running now
  * from its postmaster.pid, so that tether_pgs_stop() stops that one by its
- * PID. 0, or -1 when no server runs on the directory. */
+ * PID. 0, or -1 when no server runs on the directory (a PID in the file
+ * that is not a postgres on this directory is never taken). */
 int tether_pgs_adopt(tether_pgs *s);
+
+/* Reads DATA/postmaster.pid: the postmaster's PID (first line) into *pid
+ * and whether its status line (the 8th, since PostgreSQL 10) says "ready"
+ * into *ready. 0, or -1 when there is no such file or it names no PID. */
+int tether_pgs_pidfile(const char *data, pid_t *pid, int *ready);
+
+/* 1 when pid runs (exists, and is not a zombie nobody reaped yet). */
+int tether_pgs_alive(pid_t pid);
+
+/* 1 when pid runs and is a postmaster of data directory data: its working
+ * directory (/proc/PID/cwd) is data and its executable's name is postgres.
+ * A stale postmaster.pid's PID reused by an unrelated process is not; nor
+ * is a process whose /proc entries the caller may not read. */
+int tether_pgs_is_postmaster(pid_t pid, const char *data);
 
 /* Stops the server and deletes its directory. */
 void tether_pgs_remove(tether_pgs *s);
 
-/* A postgresql:// URI of database db as the user postgres on the server. */
+/* A postgresql:// URI of database db as the user postgres on the server,
+ * without the password (libpq takes it from PGPASSWORD, set by
+ * tether_pgs_start()). */
 const char *tether_pgs_uri(const tether_pgs *s, const char *db, char *buf, size_t len);
 
 #endif

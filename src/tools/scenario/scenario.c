@@ -686,6 +686,7 @@ int cli_scenario(int argc, char **argv)
         }
         R.pg_uri = tether_pgs_uri(&pgs, "postgres", uri, sizeof uri);
         R.pg_data = pgs.data;
+        R.pgs = &pgs;
         printf("tether scenario: --pg auto: PostgreSQL in %s at %s\n", pgs.dir, R.pg_uri);
     }
     cli_signals_install();
@@ -732,8 +733,7 @@ int cli_scenario(int argc, char **argv)
         rmdir(R.base);
     }
     if (pgs.made) {
-        tether_pgs_adopt(&pgs); /* fleet-pg-restart started it again: stop that one */
-        tether_pgs_remove(&pgs);
+        tether_pgs_remove(&pgs); /* fleet-pg-restart restarts it as our child */
     }
     return failed || cli_stop_requested() ? CLI_FAIL : CLI_OK;
 }

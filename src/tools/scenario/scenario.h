@@ -163,6 +163,8 @@ typedef struct runner {
     int keep, verbose;            /* --keep, --verbose */
     const char *pg_uri;           /* --pg: the fleet scenarios' database, NULL: none */
     const char *pg_data;          /* --pg-data: its data directory (fleet-pg-restart) */
+    struct tether_pgs *pgs;       /* --pg auto: the private server, restarted through
+                                     src/tools/pgserver; NULL: a user's own server */
     char base[PATH_MAX];          /* working directory */
     int made_base;                /* we created it */
 } runner;

@@ -20,6 +20,8 @@
  */
 #include "scenario.h"
 
+#include "pgserver/pgserver.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -321,66 +323,35 @@ int scen_fleet_kill(scen *sc)
 
 /* ---------------------------------------------------------------- PostgreSQL */
 
-/* DATA/postmaster.pid: the postmaster's PID, and whether it accepts
- * connections ("ready" on its 8th line). 0, or -1 when there is none. */
-static int pm_read(const char *data, pid_t *pid, int *ready)
-{
-    char p[PATH_MAX + 32], line[256];
-    snprintf(p, sizeof p, "%s/postmaster.pid", data);
-    FILE *f = fopen(p, "r");
-    if (!f) {
-        return -1;
-    }
-    long v = 0;
-    *ready = 0;
-    for (int n = 1; fgets(line, sizeof line, f); n++) {
-        if (n == 1) {
-            v = strtol(line, NULL, 10);
-        } else if (n == 8) {
-            *ready = strncmp(line, "ready", 5) == 0;
-        }
-    }
-    fclose(f);
-    *pid = (pid_t)v;
-    return v > 0 ? 0 : -1;
-}
-
-/* pid no longer runs (gone, or a zombie its parent has not reaped yet). */
-static int pid_gone(pid_t pid)
-{
-    if (kill(pid, 0) != 0 && errno == ESRCH) {
-        return 1;
-    }
-    char p[64], buf[256];
-    snprintf(p, sizeof p, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(p, "r");
-    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
-    if (f) {
-        fclose(f);
-    }
-    buf[n] = '\0';
-    const char *rp = strrchr(buf, ')');
-    return !f || (rp && rp[1] == ' ' && rp[2] == 'Z');
-}
-
 static int pg_stop(scen *sc)
 {
     pid_t pid = 0;
     int ready = 0;
-    if (pm_read(sc->R->pg_data, &pid, &ready) != 0) {
+    if (sc->R->pgs) { /* --pg auto: our child, stopped and reaped by its PID */
+        pid = sc->R->pgs->pid;
+        tether_pgs_stop(sc->R->pgs);
+        scen_say(sc, "PostgreSQL (pid %d) stopped", (int)pid);
+        return 0;
+    }
+    if (tether_pgs_pidfile(sc->R->pg_data, &pid, &ready) != 0) {
         return scen_fail(sc, "no running PostgreSQL in --pg-data %s (no postmaster.pid)",
                          sc->R->pg_data);
+    }
+    if (!tether_pgs_is_postmaster(pid, sc->R->pg_data)) {
+        return scen_fail(sc, "--pg-data %s: its postmaster.pid names pid %d, which is not a "
+                             "postgres running on that directory (stale file?)",
+                         sc->R->pg_data, (int)pid);
     }
     if (kill(pid, SIGINT) != 0) { /* fast shutdown: every session ends */
         return scen_fail(sc, "cannot stop PostgreSQL (pid %d): %s", (int)pid, strerror(errno));
     }
     scen_say(sc, "PostgreSQL (pid %d) stopped", (int)pid);
-    for (int i = 0; i < 3000 && !pid_gone(pid); i++) {
+    for (int i = 0; i < 3000 && tether_pgs_alive(pid); i++) {
         if (scen_pause(sc, 10) != 0) {
             return -1;
         }
     }
-    if (!pid_gone(pid)) {
+    if (tether_pgs_alive(pid)) {
         return scen_fail(sc, "PostgreSQL (pid %d) did not stop within 30 s", (int)pid);
     }
     return 0;
@@ -425,6 +396,18 @@ static int read_opts(const char *data, char *buf, size_t len, char **argv, int m
 
 static int pg_start(scen *sc)
 {
+    if (sc->R->pgs) {
+        /* --pg auto: our direct child again, with the parent death signal,
+         * so that a killed `tether scenario` leaves no server behind */
+        char err[600];
+        if (tether_pgs_restart(sc->R->pgs, err, sizeof err) != 0) {
+            return scen_fail(sc, "PostgreSQL did not start again: %s (see %s)", err,
+                             sc->R->pgs->log);
+        }
+        sc->pg_restarts++;
+        scen_say(sc, "PostgreSQL started again (pid %d)", (int)sc->R->pgs->pid);
+        return 0;
+    }
     char buf[4096], *argv[64], log[PATH_MAX + 96];
     if (read_opts(sc->R->pg_data, buf, sizeof buf, argv, 64) < 1 || argv[0][0] != '/') {
         return scen_fail(sc, "cannot read %s/postmaster.opts to start PostgreSQL again",
@@ -440,8 +423,9 @@ static int pg_start(scen *sc)
         return scen_fail(sc, "cannot fork: %s", strerror(errno));
     }
     if (child == 0) {
-        /* twice, so that the server is nobody's child here and outlives us as
-         * the one it replaces would have; as the data directory's owner */
+        /* a user's own server (--pg-data): twice, so that it is nobody's
+         * child here and outlives us as the one it replaces would have; as
+         * the data directory's owner */
         setsid();
         if (fork() != 0) {
             _exit(0);
@@ -466,7 +450,8 @@ static int pg_start(scen *sc)
     pid_t pid = 0;
     int ready = 0;
     for (int i = 0; i < 3000; i++) {
-        if (pm_read(sc->R->pg_data, &pid, &ready) == 0 && ready) {
+        if (tether_pgs_pidfile(sc->R->pg_data, &pid, &ready) == 0 && ready &&
+            tether_pgs_is_postmaster(pid, sc->R->pg_data)) {
             sc->pg_restarts++;
             scen_say(sc, "PostgreSQL started again (pid %d)", (int)pid);
             return 0;

@@ -143,6 +143,14 @@ static void check_c2s(scen *sc, uint64_t n, const cli_session_info *cs, uint64_t
     c2s->sender_pending = cs->pending;
     c2s->recv_cursor = db_cursor;
     uint8_t *unflagged = calloc(n + 2, 1), *seen = calloc(n + 2, 1);
+    if (!unflagged || !seen) { /* no verdict without the check: a failure */
+        free(unflagged);
+        free(seen);
+        snprintf(c2s->why, sizeof c2s->why, "out of memory checking %llu messages",
+                 (unsigned long long)n);
+        c2s->ok = 0;
+        return;
+    }
     qsort(d->v, d->n, sizeof d->v[0], by_time);
     uint64_t hi = 0;
     for (size_t k = 0; unflagged && seen && k < d->n; k++) {

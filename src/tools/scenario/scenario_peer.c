@@ -365,6 +365,10 @@ typedef struct gen_ctx {
     int failed;         /* a send failed */
 } gen_ctx;
 
+/* The longest a fleet sender retries sends the database refuses
+ * (TETHER_ESTORE: a restart) before it fails. */
+#define STORE_OUTAGE_MS 60000
+
 static void *generate(void *arg)
 {
     gen_ctx *g = arg;
@@ -375,6 +379,7 @@ static void *generate(void *arg)
     int announced = 0, pg = is_pg(o->db);
     uint64_t cap = o->limit && o->limit < o->send ? o->limit : o->send;
     uint64_t t0 = cli_now_ms(), base = g->out_last, lookups = 0;
+    uint64_t failing_since = 0; /* first send refused by the database of this outage, 0: none */
     while (!g->stop && buf) {
         pthread_mutex_lock(&ps.mu);
         int have = ps.have_session;
@@ -421,18 +426,23 @@ static void *generate(void *arg)
         }
         uint64_t first = 0;
         int rc = tether_server_send_batch(g->srv, &id, msgs, (size_t)n, &first);
-        if (rc != TETHER_OK && pg && !g->stop) {
+        if (rc == TETHER_ESTORE && pg && !g->stop &&
+            (!failing_since || cli_now_ms() - failing_since < STORE_OUTAGE_MS)) {
             /* the database is away (a restart): whether that batch committed
              * is unknown, so go on from what the database says once it is
              * back (the payloads follow from the seq, so either way the
-             * stream stays the same) */
+             * stream stays the same); for STORE_OUTAGE_MS at most */
             fprintf(stderr, "peer server: send: %s: %s; retrying\n", tether_err_name(rc),
                     tether_errmsg());
+            failing_since = failing_since ? failing_since : cli_now_ms();
+            cli_sleep_ms(100);
             cli_session_info si;
-            while (!g->stop && pg_session(o->db, &si) != 1) {
+            int back = 0;
+            while (!g->stop && !(back = pg_session(o->db, &si) == 1) &&
+                   cli_now_ms() - failing_since < STORE_OUTAGE_MS) {
                 cli_sleep_ms(50);
             }
-            if (!g->stop) {
+            if (back) {
                 g->out_last = si.out_last;
             }
             continue;
@@ -444,6 +454,7 @@ static void *generate(void *arg)
             break;
         }
         g->out_last += n;
+        failing_since = 0;
     }
     free(buf);
     return NULL;
