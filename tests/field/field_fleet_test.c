@@ -74,6 +74,71 @@ static int start_instances(const char *tether, const char *uri, const char *tag,
     return ok ? 0 : -1;
 }
 
+/* n `tether serve` instances on a fresh database of their own behind one
+ * nginx (round robin; with http_affinity, /.tether/ by client address). */
+typedef struct fleet {
+    int n;
+    pid_t pid[INSTANCES]; /* 0: stopped (killed by the test) */
+    uint16_t port[INSTANCES];
+    char out[INSTANCES][512];
+    nginx ng;
+} fleet;
+
+static int fleet_up(fleet *f, const char *tether, const char *tag, int n, int http_affinity)
+{
+    char db[64], uri[256];
+    memset(f, 0, sizeof *f);
+    f->n = n;
+    if (pgt_createdb(tag, db, sizeof db) != 0) {
+        return -1;
+    }
+    pgt_uri(db, uri, sizeof uri);
+    if (start_instances(tether, uri, tag, n, f->pid, f->port, f->out) != 0) {
+        return -1;
+    }
+    f->ng.http_affinity = http_affinity;
+    return nginx_start_many(&f->ng, 0, f->port, (size_t)n);
+}
+
+static void fleet_kill(fleet *f, int i)
+{
+    if (f->pid[i] > 0 && kill(f->pid[i], SIGKILL) == 0) {
+        waitpid(f->pid[i], NULL, 0);
+    }
+    f->pid[i] = 0;
+}
+
+static void fleet_down(fleet *f)
+{
+    nginx_stop(&f->ng);
+    for (int i = 0; i < f->n; i++) {
+        if (f->pid[i] > 0) {
+            stop_pid(f->pid[i], 5000);
+        }
+    }
+}
+
+/* The second half of a stream after a fault: PER_PHASE more messages from
+ * each client, all acknowledged, and every client's deliveries exactly
+ * 1..2*PER_PHASE in order with every echo among them (repeats of echoes
+ * counted in *dups). 0 when all of that held. */
+static int second_phase(cli *k, int n, uint64_t *dups)
+{
+    int ok = 1;
+    for (int c = 0; c < n; c++) {
+        ok = ok && send_tagged(k[c].c, PER_PHASE, 64) == TETHER_OK;
+    }
+    for (int c = 0; c < n; c++) {
+        ok = ok && tether_client_wait_acked(k[c].c, WAIT_MS) == TETHER_OK;
+        ok = ok && rec_wait_count(&k[c].rec, 2 * PER_PHASE, WAIT_MS);
+    }
+    sleep_ms(200); /* a late duplicate echo would show now */
+    for (int c = 0; c < n; c++) {
+        ok = ok && check_client(&k[c].rec, 2 * PER_PHASE, dups);
+    }
+    return ok ? 0 : -1;
+}
+
 /* PostgreSQL itself restarted mid-stream under two instances: every
  * instance's operations meet the lost connection, the sessions close, the
  * clients reconnect through nginx; once the database is back every message
@@ -82,23 +147,16 @@ TEST(postgresql_restart_under_the_fleet_loses_nothing)
 {
     const char *tether = getenv("TETHER_CLI");
     CHECK(tether != NULL);
-    if (!tether) {
+    fleet f;
+    if (!tether || fleet_up(&f, tether, "restart", 2, 0) != 0) {
+        CHECK(!"the fleet started");
         return;
     }
-    char db[64], uri[256];
-    CHECK(pgt_createdb("fieldr", db, sizeof db) == 0);
-    pgt_uri(db, uri, sizeof uri);
-    pid_t pid[2];
-    uint16_t port[2];
-    CHECK(start_instances(tether, uri, "restart", 2, pid, port, NULL) == 0);
-    nginx ng;
-    memset(&ng, 0, sizeof ng);
-    CHECK(nginx_start_many(&ng, 0, port, 2) == 0);
     cli k[2];
     for (int c = 0; c < 2; c++) {
         char cdb[512], name[32];
         snprintf(name, sizeof name, "restart-c%d.db", c);
-        field_cli_init(&k[c], "ws", "127.0.0.1", ng.port);
+        field_cli_init(&k[c], "ws", "127.0.0.1", f.ng.port);
         k[c].cfg.db_path = tt_path(cdb, sizeof cdb, name);
         k[c].cfg.random_seed = 21 + (uint64_t)c;
         CHECK_OK(cli_start(&k[c]));
@@ -127,35 +185,23 @@ TEST(postgresql_restart_under_the_fleet_loses_nothing)
     for (int c = 0; c < 2; c++) {
         cli_free(&k[c]);
     }
-    nginx_stop(&ng);
-    for (int i = 0; i < 2; i++) {
-        stop_pid(pid[i], 5000);
-    }
+    fleet_down(&f);
 }
 
 TEST(three_instances_behind_nginx_one_killed_mid_stream)
 {
     const char *tether = getenv("TETHER_CLI");
     CHECK(tether != NULL);
-    if (!tether) {
+    fleet f;
+    if (!tether || fleet_up(&f, tether, "fleet", INSTANCES, 0) != 0) {
+        CHECK(!"the fleet started");
         return;
     }
-    char db[64], uri[256];
-    CHECK(pgt_createdb("field", db, sizeof db) == 0);
-    pgt_uri(db, uri, sizeof uri);
-    pid_t pid[INSTANCES];
-    uint16_t port[INSTANCES];
-    char out[INSTANCES][512];
-    CHECK(start_instances(tether, uri, "fleet", INSTANCES, pid, port, out) == 0);
-    nginx ng;
-    memset(&ng, 0, sizeof ng);
-    CHECK(nginx_start_many(&ng, 0, port, INSTANCES) == 0);
-
     cli k[CLIENTS];
     for (int c = 0; c < CLIENTS; c++) {
         char cdb[512], name[32];
         snprintf(name, sizeof name, "fleet-c%d.db", c);
-        field_cli_init(&k[c], "ws", "127.0.0.1", ng.port);
+        field_cli_init(&k[c], "ws", "127.0.0.1", f.ng.port);
         k[c].cfg.db_path = tt_path(cdb, sizeof cdb, name);
         k[c].cfg.random_seed = 11 + (uint64_t)c;
         CHECK_OK(cli_start(&k[c]));
@@ -163,25 +209,13 @@ TEST(three_instances_behind_nginx_one_killed_mid_stream)
     }
     /* mid-stream: some acknowledged, the rest in flight */
     CHECK(rec_wait_count(&k[0].rec, 10, WAIT_MS));
-    int served = procs_count_lines(out[0], "opened");
+    int served = procs_count_lines(f.out[0], "opened");
     CHECK(served >= 1); /* round robin gave instance 0 a client */
-    CHECK(kill(pid[0], SIGKILL) == 0);
-    waitpid(pid[0], NULL, 0);
-    pid[0] = 0;
-    for (int c = 0; c < CLIENTS; c++) {
-        CHECK_OK(send_tagged(k[c].c, PER_PHASE, 64));
-    }
-    for (int c = 0; c < CLIENTS; c++) {
-        CHECK_OK(tether_client_wait_acked(k[c].c, WAIT_MS));
-        CHECK(rec_wait_count(&k[c].rec, 2 * PER_PHASE, WAIT_MS));
-    }
-    sleep_ms(200); /* a late duplicate echo would show now */
+    fleet_kill(&f, 0);
     uint64_t dups = 0;
-    for (int c = 0; c < CLIENTS; c++) {
-        CHECK(check_client(&k[c].rec, 2 * PER_PHASE, &dups));
-    }
+    CHECK(second_phase(k, CLIENTS, &dups) == 0);
     /* the killed instance's sessions moved to the others, at once */
-    int resumed = procs_count_lines(out[1], "resumed") + procs_count_lines(out[2], "resumed");
+    int resumed = procs_count_lines(f.out[1], "resumed") + procs_count_lines(f.out[2], "resumed");
     CHECK(resumed >= served);
     printf("  %d sessions moved off the killed instance; %llu echoes repeated (messages the "
            "killed instance delivered but had not committed)\n",
@@ -189,10 +223,7 @@ TEST(three_instances_behind_nginx_one_killed_mid_stream)
     for (int c = 0; c < CLIENTS; c++) {
         cli_free(&k[c]);
     }
-    nginx_stop(&ng);
-    for (int i = 1; i < INSTANCES; i++) {
-        stop_pid(pid[i], 5000);
-    }
+    fleet_down(&f);
 }
 
 /* The HTTP carriage through the fleet, nginx configured as docs/scaling.md
@@ -205,26 +236,17 @@ TEST(http_carriage_through_the_fleet_one_instance_killed)
 {
     const char *tether = getenv("TETHER_CLI");
     CHECK(tether != NULL);
-    if (!tether) {
+    fleet f;
+    if (!tether || fleet_up(&f, tether, "http", INSTANCES, 1) != 0) {
+        CHECK(!"the fleet started");
         return;
     }
-    char db[64], uri[256];
-    CHECK(pgt_createdb("fieldh", db, sizeof db) == 0);
-    pgt_uri(db, uri, sizeof uri);
-    pid_t pid[INSTANCES];
-    uint16_t port[INSTANCES];
-    char out[INSTANCES][512];
-    CHECK(start_instances(tether, uri, "http", INSTANCES, pid, port, out) == 0);
-    nginx ng;
-    memset(&ng, 0, sizeof ng);
-    ng.http_affinity = 1;
-    CHECK(nginx_start_many(&ng, 0, port, INSTANCES) == 0);
     enum { HTTP_CLIENTS = 2 };
     cli k[HTTP_CLIENTS];
     for (int c = 0; c < HTTP_CLIENTS; c++) {
         char cdb[512], name[32];
         snprintf(name, sizeof name, "http-c%d.db", c);
-        field_cli_init(&k[c], "ws", "127.0.0.1", ng.port);
+        field_cli_init(&k[c], "ws", "127.0.0.1", f.ng.port);
         k[c].cfg.transport = TETHER_TRANSPORT_HTTP;
         k[c].cfg.db_path = tt_path(cdb, sizeof cdb, name);
         k[c].cfg.random_seed = 31 + (uint64_t)c;
@@ -235,36 +257,23 @@ TEST(http_carriage_through_the_fleet_one_instance_killed)
         CHECK(rec_wait_count(&k[c].rec, 10, WAIT_MS));
     }
     /* the instance the carriages reached: the only one that opened sessions */
-    int victim = -1, holders = 0;
+    int victim = 0, holders = 0;
     for (int i = 0; i < INSTANCES; i++) {
-        if (procs_count_lines(out[i], "opened") > 0) {
+        if (procs_count_lines(f.out[i], "opened") > 0) {
             victim = i;
             holders++;
         }
     }
     CHECK(holders == 1); /* one client address, one instance */
-    if (victim < 0) {
-        victim = 0;
-    }
-    CHECK(kill(pid[victim], SIGKILL) == 0);
-    waitpid(pid[victim], NULL, 0);
-    pid[victim] = 0;
-    for (int c = 0; c < HTTP_CLIENTS; c++) {
-        CHECK_OK(send_tagged(k[c].c, PER_PHASE, 64));
-    }
-    for (int c = 0; c < HTTP_CLIENTS; c++) {
-        CHECK_OK(tether_client_wait_acked(k[c].c, WAIT_MS));
-        CHECK(rec_wait_count(&k[c].rec, 2 * PER_PHASE, WAIT_MS));
-    }
-    sleep_ms(200);
+    fleet_kill(&f, victim);
     uint64_t dups = 0;
+    CHECK(second_phase(k, HTTP_CLIENTS, &dups) == 0);
     for (int c = 0; c < HTTP_CLIENTS; c++) {
-        CHECK(check_client(&k[c].rec, 2 * PER_PHASE, &dups));
         CHECK(rec_saw_state(&k[c].rec, TETHER_STATE_CONNECTED, NULL, NULL, NULL) >= 2);
     }
     int resumed = 0;
     for (int i = 0; i < INSTANCES; i++) {
-        resumed += i == victim ? 0 : procs_count_lines(out[i], "resumed");
+        resumed += i == victim ? 0 : procs_count_lines(f.out[i], "resumed");
     }
     CHECK(resumed >= HTTP_CLIENTS);
     printf("  HTTP carriage: %d sessions moved off the killed instance; %llu echoes repeated\n",
@@ -272,12 +281,7 @@ TEST(http_carriage_through_the_fleet_one_instance_killed)
     for (int c = 0; c < HTTP_CLIENTS; c++) {
         cli_free(&k[c]);
     }
-    nginx_stop(&ng);
-    for (int i = 0; i < INSTANCES; i++) {
-        if (pid[i] > 0) {
-            stop_pid(pid[i], 5000);
-        }
-    }
+    fleet_down(&f);
 }
 
 int main(void)
