@@ -283,23 +283,6 @@ static void machine(bench_machine *m, int argc, char **argv)
 
 static int bench_matrix_run(const bench_run_opts *ro_in, int argc, char **argv, int plots);
 
-/* The last lines of a log on stderr (why a private PostgreSQL did not start). */
-static void show_tail(const char *path)
-{
-    FILE *f = path[0] ? fopen(path, "r") : NULL;
-    if (!f) {
-        return;
-    }
-    char buf[2048];
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fseek(f, size > (long)sizeof buf - 1 ? size - (long)sizeof buf + 1 : 0, SEEK_SET);
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-    fprintf(stderr, "--- the end of %s ---\n%s---\n", path, buf);
-}
-
 static int mkdirs(const char *dir)
 {
     char tmp[PATH_MAX];
@@ -463,7 +446,7 @@ int tether_bench_main(int argc, char **argv)
         char err[600];
         if (tether_pgs_start(&pgs, 1, err, sizeof err) != 0) {
             fprintf(stderr, "tether bench: --pg auto: %s\n", err);
-            show_tail(pgs.why_log);
+            tether_pgs_show_why(&pgs, "tether bench");
             tether_pgs_remove(&pgs);
             return 1;
         }

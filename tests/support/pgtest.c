@@ -28,23 +28,6 @@ void pgt_set_fsync(int on)
     pg.fsync = on;
 }
 
-/* Prints the last lines of a log file on stderr. */
-static void show_log(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        return;
-    }
-    char buf[4096];
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fseek(f, size > (long)sizeof buf - 1 ? size - (long)sizeof buf + 1 : 0, SEEK_SET);
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-    fprintf(stderr, "pgtest: --- %s (end) ---\n%s\npgtest: ---\n", path, buf);
-}
-
 static void cleanup(void)
 {
     tether_pgs_remove(&pg.srv);
@@ -52,9 +35,7 @@ static void cleanup(void)
 
 static void fail_with(const char *what, const char *err)
 {
-    if (pg.srv.why_log[0]) {
-        show_log(pg.srv.why_log);
-    }
+    tether_pgs_show_why(&pg.srv, "pgtest");
     fprintf(stderr, "pgtest: FAIL: %s%s%s\n", err, pg.srv.why_log[0] ? "; its log is above" : "",
             what);
     exit(1);
@@ -102,9 +83,7 @@ int pgt_restart(void)
 {
     char err[600];
     if (tether_pgs_restart(&pg.srv, err, sizeof err) != 0) {
-        if (pg.srv.why_log[0]) {
-            show_log(pg.srv.why_log);
-        }
+        tether_pgs_show_why(&pg.srv, "pgtest");
         fprintf(stderr, "pgtest: restart: %s\n", err);
         return -1;
     }

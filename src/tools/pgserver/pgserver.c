@@ -492,6 +492,22 @@ void tether_pgs_stop(tether_pgs *s)
     s->pid = 0;
 }
 
+void tether_pgs_show_why(const tether_pgs *s, const char *who)
+{
+    FILE *f = s->why_log[0] ? fopen(s->why_log, "r") : NULL;
+    if (!f) {
+        return;
+    }
+    char buf[4096];
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, size > (long)sizeof buf - 1 ? size - (long)sizeof buf + 1 : 0, SEEK_SET);
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    fprintf(stderr, "%s: --- the end of %s ---\n%s\n%s: ---\n", who, s->why_log, buf, who);
+}
+
 void tether_pgs_remove(tether_pgs *s)
 {
     tether_pgs_stop(s);

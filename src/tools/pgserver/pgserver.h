@@ -84,6 +84,10 @@ int tether_pgs_alive(pid_t pid);
  * is a process whose /proc entries the caller may not read. */
 int tether_pgs_is_postmaster(pid_t pid, const char *data);
 
+/* Prints the end of s->why_log (after a failure: the log that explains it)
+ * on stderr, each marker line starting with who. Nothing when there is none. */
+void tether_pgs_show_why(const tether_pgs *s, const char *who);
+
 /* Stops the server and deletes its directory. */
 void tether_pgs_remove(tether_pgs *s);
 

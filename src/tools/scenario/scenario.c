@@ -681,6 +681,7 @@ int cli_scenario(int argc, char **argv)
         char err[600];
         static char uri[160];
         if (tether_pgs_start(&pgs, 1, err, sizeof err) != 0) {
+            tether_pgs_show_why(&pgs, "tether scenario");
             tether_pgs_remove(&pgs);
             return cli_fail("scenario", "--pg auto: %s", err);
         }
