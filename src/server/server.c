@@ -545,7 +545,10 @@ int tether_server_send_batch(tether_server *s, const tether_session_id *id,
     if (!s || !id || (!msgs && n) || n == 0) {
         return tether__fail(TETHER_EINVAL, "server, id or messages missing");
     }
-    if (atomic_load(&s->stopping)) {
+    /* a delivery thread's callback may still send while the server drains
+       (destroy runs what is queued before it closes the store): a reply
+       sent from on_message is stored, as the message it answers is */
+    if (atomic_load(&s->stopping) && !tether__srv_on_pool(s)) {
         return tether__fail(TETHER_ECLOSED, "the server is shutting down");
     }
     rc = tether__srv_get_live(s, id->bytes, &ss);

@@ -712,6 +712,67 @@ TEST(metrics_render_reports_the_needed_length)
     }
 }
 
+/* A reply sent from on_message while the server is being destroyed is
+ * stored: the message it answers is committed as delivered, so losing the
+ * reply would lose it for good (tether serve --echo at SIGTERM). */
+static struct {
+    tether_server *s;
+    _Atomic int inside, rc;
+} drain;
+
+static void on_msg_drain(tether_server *s, const tether_session_id *id, uint64_t seq,
+                         const void *data, size_t len, int redelivered, void *user)
+{
+    (void)seq, (void)redelivered, (void)user;
+    atomic_store(&drain.inside, 1);
+    for (int i = 0; i < 4000 && !atomic_load(&s->stopping); i++) {
+        sleep_ms(5); /* until destroy() began */
+    }
+    atomic_store(&drain.rc, tether_server_send(s, id, data, len, NULL));
+}
+
+static void *destroy_it(void *arg)
+{
+    tether_server_destroy(arg);
+    return NULL;
+}
+
+TEST(a_reply_from_on_message_during_destroy_is_stored)
+{
+    srv v;
+    cli k;
+    char sdb[512], cdb[512];
+    srv_init(&v);
+    v.cfg.db_path = tt_path(sdb, sizeof sdb, "drain-s.db");
+    v.cfg.cb.on_message = on_msg_drain;
+    atomic_store(&drain.rc, -1000);
+    CHECK_OK(srv_start(&v));
+    cli_init(&k, "ws", "127.0.0.1", v.port);
+    k.cfg.db_path = tt_path(cdb, sizeof cdb, "drain-c.db");
+    CHECK_OK(cli_start(&k));
+    tether_session_id id;
+    CHECK_OK(tether_client_session(k.c, &id));
+    CHECK_OK(send_tagged(k.c, 1, 64));
+    for (int i = 0; i < 4000 && !atomic_load(&drain.inside); i++) {
+        sleep_ms(5);
+    }
+    CHECK(atomic_load(&drain.inside));
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, destroy_it, v.s) == 0);
+    pthread_join(t, NULL);
+    v.s = NULL;
+    CHECK_EQ_INT(atomic_load(&drain.rc), TETHER_OK);
+    cli_free(&k);
+    /* the reply waits in the session's outbox */
+    v.cfg.cb.on_message = NULL;
+    rec_server_callbacks(&v.cfg, &v.rec);
+    CHECK_OK(srv_start(&v));
+    uint64_t pending = 0;
+    CHECK_OK(tether_server_pending(v.s, &id, &pending, NULL));
+    CHECK_EQ_U64(pending, 1);
+    srv_free(&v);
+}
+
 int main(void)
 {
     RUN(stats_match_a_known_run);
@@ -723,5 +784,6 @@ int main(void)
     RUN(delete_from_a_callback_or_during_destroy_is_refused);
     RUN(metrics_page_shows_the_counters);
     RUN(metrics_render_reports_the_needed_length);
+    RUN(a_reply_from_on_message_during_destroy_is_stored);
     return tt_finish();
 }
