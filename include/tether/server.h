@@ -204,7 +204,10 @@ TETHER_API int tether_server_start(tether_server *s);
 /** Commits a message to a session's outbox; it is delivered now or when the
  *  client resumes. With a PostgreSQL store shared by several instances, any
  *  instance may send to any session: when another instance serves it, that
- *  one is woken and streams it (docs/scaling.md). Returns TETHER_OK, TETHER_EINVAL, TETHER_ENOTFOUND (session
+ *  one is woken and streams it (docs/scaling.md). Once tether_server_destroy()
+ *  began, only a server callback still running may send (a reply from
+ *  on_message is stored like the message it answers); other threads get
+ *  TETHER_ECLOSED. Returns TETHER_OK, TETHER_EINVAL, TETHER_ENOTFOUND (session
  *  never seen), TETHER_ETOOBIG, TETHER_EOUTBOX_FULL, TETHER_ECLOSED,
  *  TETHER_ENOMEM, a store error; on error nothing is stored. */
 TETHER_API int tether_server_send(tether_server *s, const tether_session_id *id, const void *data,
