@@ -642,6 +642,12 @@ int tether__engine_on_frame(tether__engine *e, const uint8_t *buf, size_t len, u
         }
         break;
     case TETHER__F_BYE:
+        /* recv_lazy: what was delivered is committed before the peer's close is
+         * taken, so a refused commit (TETHER_EFENCED) is the close's reason */
+        if (e->cfg.recv_lazy && e->live && tether__engine_recv_flush(e, now_ms, 0) != TETHER_OK) {
+            tether__engine_close_event(e, ev);
+            return ev->error;
+        }
         return on_close(e, f.type, &f.u.close, after_welcome, ev);
     case TETHER__F_DATA:
         if (e->live) {
@@ -669,7 +675,9 @@ int tether__engine_next_frame(tether__engine *e, uint64_t now_ms, tether__buf *o
     if (!e || !out) {
         return TETHER_EINVAL;
     }
-    tether__engine_recv_flush(e, now_ms, 0); /* recv_group: before anything is written */
+    if (!e->cfg.recv_lazy) {
+        tether__engine_recv_flush(e, now_ms, 0); /* recv_group: before anything is written */
+    }
     for (;;) {
         if (e->ctl_n > 0) {
             return write_ctl(e, out);
@@ -718,8 +726,9 @@ uint64_t tether__engine_deadline(const tether__engine *e)
 
 void tether__engine_tick(tether__engine *e, uint64_t now_ms)
 {
-    if (e->ack_timer && now_ms >= e->ack_at) {
-        e->ack_now = 1;
+    if (e->ack_timer && now_ms >= e->ack_at &&
+        (!e->cfg.recv_lazy || e->rec.recv_cursor > e->last_ack)) {
+        e->ack_now = 1; /* recv_lazy: else the commit comes first (recv_lazy_due) */
     }
 }
 

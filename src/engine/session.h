@@ -43,6 +43,11 @@ typedef struct tether__engine_cfg {
                                      recv_group no cursor commit happens inside on_frame(), not
                                      even before a gap closes the connection (disconnect() then
                                      commits what was delivered) */
+    int recv_lazy;                /* with recv_group: the cursor is committed only when an ACK
+                                     needs it (ack_every delivered, or the ACK delay ran out),
+                                     by engine_recv_commit() on the adapter's delivery thread;
+                                     the next write does not commit, and an ACK covers only
+                                     what is committed */
 } tether__engine_cfg;
 
 /* Application events; they are called from inside engine calls. */
@@ -183,6 +188,15 @@ uint64_t tether__engine_deadline(const tether__engine *e);
  * frames, so the commit stays off the service thread). TETHER_OK, or the
  * store's error after which the engine closes as at the next write. */
 int tether__engine_recv_commit(tether__engine *e, uint64_t now_ms);
+
+/* Commits the receive cursor for everything delivered, lazy or not (before the
+ * adapter reports a disconnect, so a refused commit is the close's reason
+ * rather than swallowed by engine_disconnect()). As engine_recv_commit(). */
+int tether__engine_recv_commit_all(tether__engine *e, uint64_t now_ms);
+
+/* recv_lazy: 1 when delivered messages wait for a cursor commit that an ACK
+ * needs now (the adapter then runs engine_recv_commit() where it commits). */
+int tether__engine_recv_lazy_due(const tether__engine *e, uint64_t now_ms);
 
 /* The transport connection ended: unacked messages will be resent (flagged
  * redelivered) on the next connection; queued frames are dropped. */

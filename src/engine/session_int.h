@@ -78,6 +78,7 @@ struct tether__engine {
     uint64_t last_ack;  /* cursor the peer was last told (ACK, HELLO or WELCOME) */
     int ack_timer;      /* a delayed ACK is scheduled at ack_at */
     uint64_t ack_at;    /* when the delayed ACK is due, ms */
+    uint64_t commit_at; /* recv_lazy: when the cursor was last committed, ms */
     int ack_now;        /* an ACK is due at once */
 };
 

@@ -2,14 +2,19 @@
  * The session engine, incoming side: DATA delivered in order exactly once,
  * duplicates dropped and re-acked, gaps refused, the receive cursor committed
  * (in auto-ack mode per frame, or with cfg.recv_group once for all the frames
- * handled before the next write; by engine_ack() in manual mode), and delayed
- * cumulative ACKs that never claim more than was committed.
+ * handled before the next write, or with cfg.recv_lazy only when an ACK needs
+ * it; by engine_ack() in manual mode), and delayed cumulative ACKs that never
+ * claim more than was committed.
  */
 #include "session_int.h"
 
 #include "common/killpoint.h"
 
 #include <string.h>
+
+/* recv_lazy: a batch's deliveries are committed at once when the last commit
+ * is older than the ACK delay / this */
+#define LAZY_GAP_DIV 4u
 
 void tether__engine_sched_ack(tether__engine *e, uint64_t now_ms)
 {
@@ -28,14 +33,36 @@ void tether__engine_sched_ack(tether__engine *e, uint64_t now_ms)
 
 int tether__engine_ack_due(const tether__engine *e, uint64_t now_ms)
 {
-    return e->rec.recv_cursor > 0 && (e->ack_now || (e->ack_timer && now_ms >= e->ack_at));
+    /* recv_lazy: a timer that runs from a delivery whose commit is still to
+     * come makes no ACK by itself (the commit comes first, lazy_due) */
+    int timer = e->ack_timer && now_ms >= e->ack_at &&
+                (!e->cfg.recv_lazy || e->rec.recv_cursor > e->last_ack);
+    return e->rec.recv_cursor > 0 && (e->ack_now || timer);
+}
+
+/* recv_lazy: whether the ACK needs what was delivered committed now. */
+static int lazy_due(const tether__engine *e, uint64_t now_ms)
+{
+    if (!e->cfg.recv_lazy || e->cfg.manual_ack || e->delivered <= e->rec.recv_cursor) {
+        return 0;
+    }
+    uint64_t unacked = e->delivered - e->last_ack;
+    return unacked >= e->cfg.ack_every || (e->peer_window > 0 && unacked >= e->peer_window) ||
+           e->ack_now || (e->ack_timer && now_ms >= e->ack_at);
+}
+
+int tether__engine_recv_lazy_due(const tether__engine *e, uint64_t now_ms)
+{
+    return e && lazy_due(e, now_ms);
 }
 
 void tether__engine_ack_sent(tether__engine *e)
 {
     e->last_ack = e->rec.recv_cursor;
-    e->ack_timer = 0;
     e->ack_now = 0;
+    if (!e->cfg.recv_lazy || e->delivered <= e->rec.recv_cursor) {
+        e->ack_timer = 0; /* recv_lazy: deliveries still to commit keep their deadline */
+    }
 }
 
 /* Makes the cursor durable up to seq. */
@@ -46,6 +73,7 @@ static int commit(tether__engine *e, uint64_t seq, uint64_t now_ms)
         return r;
     }
     e->rec.recv_cursor = seq;
+    e->commit_at = now_ms;
     TETHER__KILLPOINT_ROLE(e->cfg.role, "after_cursor_commit");
     tether__engine_sched_ack(e, now_ms);
     return TETHER_OK;
@@ -98,16 +126,23 @@ void tether__engine_on_data(tether__engine *e, const tether__data *d, uint64_t n
     } else if (dup && e->rec.recv_cursor > 0) {
         e->ack_now = 1; /* the peer resent what we have: tell it at once */
     }
+    if (e->cfg.recv_lazy && !e->ack_timer && e->delivered > e->rec.recv_cursor) {
+        /* the ACK delay runs from the first delivery it will cover */
+        e->ack_timer = 1;
+        e->ack_at = now_ms + e->cfg.ack_delay_ms;
+    }
 }
 
 int tether__engine_recv_due(const tether__engine *e)
 {
-    return e->cfg.recv_group && !e->cfg.manual_ack && e->delivered > e->rec.recv_cursor;
+    return e->cfg.recv_group && !e->cfg.recv_lazy && !e->cfg.manual_ack &&
+           e->delivered > e->rec.recv_cursor;
 }
 
 int tether__engine_recv_flush(tether__engine *e, uint64_t now_ms, int force)
 {
-    if (!tether__engine_recv_due(e) || (e->closing && !force)) {
+    int due = e->cfg.recv_group && !e->cfg.manual_ack && e->delivered > e->rec.recv_cursor;
+    if (!due || (e->closing && !force)) {
         return TETHER_OK;
     }
     int r = commit(e, e->delivered, now_ms);
@@ -130,7 +165,20 @@ int tether__engine_ack(tether__engine *e, uint64_t seq, uint64_t now_ms)
     return commit(e, seq, now_ms);
 }
 
+int tether__engine_recv_commit_all(tether__engine *e, uint64_t now_ms)
+{
+    return tether__engine_recv_flush(e, now_ms, 0);
+}
+
 int tether__engine_recv_commit(tether__engine *e, uint64_t now_ms)
 {
+    /* recv_lazy: also when the last commit is LAZY_GAP of the ACK delay old, so
+     * a session that receives seldom commits at once (as without recv_lazy)
+     * instead of asking for a second turn of the delivery thread at the ACK's
+     * deadline, and one that receives fast commits about once per ack_every */
+    uint64_t gap = e->cfg.ack_delay_ms / LAZY_GAP_DIV;
+    if (e->cfg.recv_lazy && !lazy_due(e, now_ms) && now_ms - e->commit_at < gap) {
+        return TETHER_OK;
+    }
     return tether__engine_recv_flush(e, now_ms, 0);
 }

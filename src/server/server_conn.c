@@ -40,6 +40,7 @@ static void touch(tether_server *s, srv_session *ss, int writable, uint64_t now)
     atomic_store(&ss->kick, 0);
     srv_conn *sc = ss->conn;
     tether__engine *e = ss->engine;
+    srv_work *post_commit = NULL;
     if (sc && ss->wconn == sc) {
         int pending; /* a writable call has been asked for */
         if (writable) {
@@ -53,7 +54,17 @@ static void touch(tether_server *s, srv_session *ss, int writable, uint64_t now)
             }
         }
         uint64_t due = tether__engine_deadline(e);
-        if (pending && due <= now) {
+        /* recv_lazy: the ACK's deadline passed with deliveries not yet committed;
+         * the commit is the delivery thread's (a store write never runs here) */
+        int commit = !ss->commit_posted && tether__engine_recv_lazy_due(e, now);
+        if (commit) {
+            srv_work *w = tether__srv_work_new(W_COMMIT, NULL, NULL, 0);
+            if (w) {
+                ss->commit_posted = 1;
+                post_commit = w;
+            }
+        }
+        if ((pending || ss->commit_posted) && due <= now) {
             /* the ACK that is due goes out at the writable call, which re-arms;
              * re-arming it for the next tick instead touched every such session
              * 200 times a second while the service thread was behind, and so
@@ -71,6 +82,9 @@ static void touch(tether_server *s, srv_session *ss, int writable, uint64_t now)
     int bp = tether__bp_update(&probe, e, s->ecfg.window, s->cfg.outbox_max_messages,
                                s->cfg.outbox_max_bytes, bi);
     pthread_mutex_unlock(&ss->mu);
+    if (post_commit) {
+        tether__srv_post(s, ss, post_commit);
+    }
     if (bp > 0) {
         srv_work *w = tether__srv_work_new(W_BP, NULL, NULL, 0);
         if (w) {

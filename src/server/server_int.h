@@ -71,6 +71,7 @@ typedef struct srv_session {
                                  thread; set at HELLO under mu; read anywhere) */
     const srv_conn *wconn;    /* delivery side: the connection the engine serves (identity) */
     int opened;               /* delivery side: on_session_open reported for wconn */
+    int commit_posted;        /* a W_COMMIT waits in the inbox (recv_lazy) */
     uint64_t delivered;       /* highest seq handed to on_message (manual-ack eviction check) */
     tether__bp bp;            /* back-pressure as last reported */
     /* guarded by s->plock */
@@ -101,7 +102,7 @@ struct srv_conn {
 };
 
 /* Kinds of work for a session's delivery thread. */
-enum { W_FRAME, W_ACCEPT, W_DETACH, W_BP, W_GREW };
+enum { W_FRAME, W_ACCEPT, W_DETACH, W_BP, W_GREW, W_COMMIT };
 
 /* One item of a session's inbox. */
 struct srv_work {

@@ -144,6 +144,11 @@ static void run_locked(tether_server *s, srv_session *ss, srv_work *w)
         accept_locked(s, ss, w);
         break;
     case W_DETACH:
+        /* recv_lazy: what was delivered is committed before the close is
+         * reported, so a refused commit (TETHER_EFENCED) is its reason */
+        if (ss->wconn == w->conn) {
+            tether__engine_recv_commit_all(e, tether__now_ms());
+        }
         detach_locked(s, ss, w);
         break;
     case W_GREW: {
@@ -152,6 +157,9 @@ static void run_locked(tether_server *s, srv_session *ss, srv_work *w)
         tether__srv_outbox_grew_locked(s, ss, out_last);
         break;
     }
+    case W_COMMIT:
+        ss->commit_posted = 0; /* the commit is the batch's own, after it */
+        break;
     default: /* W_BP: the report below */
         break;
     }
@@ -192,7 +200,8 @@ static void *worker(void *arg)
             tether__free(batch);
             batch = next;
         }
-        /* recv_group (FULL): one cursor commit for the frames of this batch, here */
+        /* recv_group (FULL): one cursor commit for the frames of this batch, here;
+         * recv_lazy: here too, but only once an ACK needs it */
         tether__engine_recv_commit(ss->engine, tether__now_ms());
         tether__engine_lend_decoder(ss->engine, NULL);
         int connected = ss->wconn != NULL;

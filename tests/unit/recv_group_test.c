@@ -1,7 +1,10 @@
 /*
  * The receiver's group commit (engine cfg.recv_group): DATA frames handled
  * one after another share one cursor commit, made before the next frame is
- * written, and an ACK never claims more than was committed.
+ * written, and an ACK never claims more than was committed. With
+ * cfg.recv_lazy (the server below FULL) the commit waits until an ACK needs
+ * it: ack_every delivered, the ACK delay run out, or the last commit older
+ * than a quarter of that delay; the next write does not commit.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +42,7 @@ static tether__store *open_counting(tether__store_role role)
 
 static int delivered;
 static int defer; /* 1: the server engine runs with defer_delivery */
+static int lazy;  /* 1: the server engine runs with recv_lazy */
 
 static void on_message(void *arg, uint64_t seq, const uint8_t *data, size_t len, int redelivered)
 {
@@ -58,6 +62,11 @@ static tether__engine_cfg cfg_of(tether__store_role role)
     c.queue_max_bytes = 1 << 16;
     c.recv_group = role == TETHER__ROLE_SERVER;
     c.defer_delivery = defer && role == TETHER__ROLE_SERVER;
+    if (lazy && role == TETHER__ROLE_SERVER) {
+        c.recv_lazy = 1;
+        c.ack_every = 4;
+        c.ack_delay_ms = 20; /* commits at once after 5 ms without one */
+    }
     return c;
 }
 
@@ -228,11 +237,200 @@ TEST(gap_commits_at_once_unless_delivery_is_deferred)
     defer = 0;
 }
 
+/* Seq seq to the server as a DATA frame of its own at now_ms (a resend when
+ * flags says so). */
+static void data_to_server(pair *p, uint64_t seq, uint64_t now_ms, uint32_t flags)
+{
+    tether__buf_reset(&p->b);
+    CHECK_OK(tether__encode_data_begin(&p->b, seq, flags, 1));
+    CHECK_OK(tether__encode_data_payload(&p->b, "m", 1));
+    CHECK_OK(tether__encode_data_end(&p->b));
+    tether__engine_event ev;
+    CHECK_OK(tether__engine_on_frame(p->s, tether__buf_frame(&p->b), p->b.len, now_ms, &ev));
+}
+
+/* The server's next frame must be an ACK of seq. */
+static void expect_ack(pair *p, uint64_t now_ms, uint64_t seq)
+{
+    CHECK(tether__engine_want_write(p->s, now_ms));
+    CHECK_EQ_INT(tether__engine_next_frame(p->s, now_ms, &p->b), 1);
+    tether__decoder d;
+    tether__frame f;
+    CHECK_OK(tether__decoder_init(&d, 4096));
+    CHECK_OK(tether__decode(&d, tether__buf_frame(&p->b), p->b.len, &f));
+    CHECK_EQ_INT(f.type, TETHER__F_ACK);
+    CHECK_EQ_U64(f.u.ack, seq);
+    tether__decoder_free(&d);
+}
+
+TEST(lazy_commits_once_per_ack_every)
+{
+    pair p;
+    lazy = 1;
+    delivered = 0;
+    pair_live(&p);
+    cursor_commits = 0;
+    for (uint64_t s = 1; s <= 3; s++) {
+        data_to_server(&p, s, 1, 0);
+        CHECK_OK(tether__engine_recv_commit(p.s, 1));
+    }
+    /* three of ack_every 4, 1 ms after the last commit, the delay not run out */
+    CHECK_EQ_INT(cursor_commits, 0);
+    CHECK(!tether__engine_recv_lazy_due(p.s, 1));
+    CHECK(!tether__engine_want_write(p.s, 1));
+    CHECK_EQ_INT(tether__engine_next_frame(p.s, 1, &p.b), 0); /* and a write does not commit */
+    CHECK_EQ_INT(cursor_commits, 0);
+    CHECK_EQ_INT(delivered, 3);
+    data_to_server(&p, 4, 2, 0);
+    CHECK(tether__engine_recv_lazy_due(p.s, 2));
+    CHECK_OK(tether__engine_recv_commit(p.s, 2));
+    CHECK_EQ_INT(cursor_commits, 1);
+    CHECK_EQ_U64(stored_cursor(&p), 4);
+    expect_ack(&p, 2, 4);
+    CHECK(!tether__engine_want_write(p.s, 2));
+    pair_free(&p);
+    lazy = 0;
+    delivered = 0;
+}
+
+TEST(lazy_deadline_asks_for_the_commit_before_the_ack)
+{
+    pair p;
+    lazy = 1;
+    delivered = 0;
+    pair_live(&p);
+    cursor_commits = 0;
+    data_to_server(&p, 1, 1, 0);
+    CHECK_OK(tether__engine_recv_commit(p.s, 1));
+    CHECK_EQ_INT(cursor_commits, 0);
+    /* the ACK delay runs from the delivery */
+    CHECK_EQ_U64(tether__engine_deadline(p.s), 21);
+    CHECK(!tether__engine_recv_lazy_due(p.s, 20));
+    CHECK(tether__engine_recv_lazy_due(p.s, 21));
+    /* at the deadline nothing is written before the commit: no ACK of the old cursor */
+    tether__engine_tick(p.s, 21);
+    CHECK(!tether__engine_want_write(p.s, 21));
+    CHECK_OK(tether__engine_recv_commit(p.s, 21));
+    CHECK_EQ_INT(cursor_commits, 1);
+    CHECK_EQ_U64(stored_cursor(&p), 1);
+    expect_ack(&p, 21, 1);
+    CHECK_EQ_U64(tether__engine_deadline(p.s), UINT64_MAX);
+    pair_free(&p);
+    lazy = 0;
+    delivered = 0;
+}
+
+TEST(lazy_commits_at_once_after_a_quiet_spell)
+{
+    pair p;
+    lazy = 1;
+    delivered = 0;
+    pair_live(&p);
+    cursor_commits = 0;
+    /* no commit for 100 ms (the engine's last at 0): a session that receives
+     * seldom commits each batch at once */
+    data_to_server(&p, 1, 100, 0);
+    CHECK(!tether__engine_recv_lazy_due(p.s, 100)); /* the ACK itself is not due yet */
+    CHECK_OK(tether__engine_recv_commit(p.s, 100));
+    CHECK_EQ_INT(cursor_commits, 1);
+    CHECK_EQ_U64(stored_cursor(&p), 1);
+    /* the next, 2 ms later, waits */
+    data_to_server(&p, 2, 102, 0);
+    CHECK_OK(tether__engine_recv_commit(p.s, 102));
+    CHECK_EQ_INT(cursor_commits, 1);
+    /* the ACK at the first one's deadline claims only what is committed */
+    tether__engine_tick(p.s, 120);
+    expect_ack(&p, 120, 1);
+    /* the second keeps its deadline (the ACK went out without it) */
+    CHECK(tether__engine_recv_lazy_due(p.s, 120));
+    CHECK_OK(tether__engine_recv_commit(p.s, 120));
+    CHECK_EQ_U64(stored_cursor(&p), 2);
+    expect_ack(&p, 120, 2);
+    pair_free(&p);
+    lazy = 0;
+    delivered = 0;
+}
+
+TEST(lazy_resend_is_reacked_and_the_pending_commit_keeps_its_deadline)
+{
+    pair p;
+    lazy = 1;
+    delivered = 0;
+    pair_live(&p);
+    cursor_commits = 0;
+    for (uint64_t s = 1; s <= 4; s++) {
+        data_to_server(&p, s, 1, 0);
+    }
+    CHECK_OK(tether__engine_recv_commit(p.s, 1));
+    expect_ack(&p, 1, 4);
+    data_to_server(&p, 5, 2, 0); /* delivered, not committed; deadline 22 */
+    CHECK_OK(tether__engine_recv_commit(p.s, 2));
+    CHECK_EQ_INT(cursor_commits, 1);
+    /* the peer resends 2: it is told at once what is committed, and the
+     * commit of 5 is asked for */
+    data_to_server(&p, 2, 3, TETHER__DATA_FLAG_REDELIVERED);
+    CHECK_EQ_INT(delivered, 5);
+    CHECK(tether__engine_recv_lazy_due(p.s, 3));
+    expect_ack(&p, 3, 4);
+    CHECK_EQ_U64(tether__engine_deadline(p.s), 22);
+    CHECK(tether__engine_recv_lazy_due(p.s, 22));
+    CHECK_OK(tether__engine_recv_commit(p.s, 22));
+    CHECK_EQ_U64(stored_cursor(&p), 5);
+    expect_ack(&p, 22, 5);
+    pair_free(&p);
+    lazy = 0;
+    delivered = 0;
+}
+
+/* Seq 1 delivered (not committed), then the client's BYE; returns what
+ * on_frame() said about the BYE. */
+static int bye_after_one(pair *p)
+{
+    data_to_server(p, 1, 1, 0);
+    CHECK_OK(tether__engine_recv_commit(p->s, 1));
+    CHECK_EQ_INT(cursor_commits, 0);
+    CHECK_OK(tether__engine_bye(p->c, 0, "done"));
+    CHECK_EQ_INT(tether__engine_next_frame(p->c, 2, &p->b), 1);
+    tether__engine_event ev;
+    return tether__engine_on_frame(p->s, tether__buf_frame(&p->b), p->b.len, 2, &ev);
+}
+
+TEST(lazy_commit_comes_before_the_peers_bye_and_a_refusal_is_the_reason)
+{
+    pair p;
+    lazy = 1;
+    delivered = 0;
+    pair_live(&p);
+    cursor_commits = 0;
+    bye_after_one(&p);
+    CHECK_EQ_INT(cursor_commits, 1);
+    CHECK_EQ_U64(stored_cursor(&p), 1);
+    pair_free(&p);
+
+    pair_live(&p);
+    cursor_commits = 0;
+    cursor_fail = 1;
+    CHECK_EQ_INT(bye_after_one(&p), TETHER_ESTORE);
+    cursor_fail = 0;
+    tether__engine_event ev;
+    CHECK(tether__engine_close_event(p.s, &ev));
+    CHECK_EQ_INT(ev.error, TETHER_ESTORE);
+    CHECK_EQ_U64(stored_cursor(&p), 0);
+    pair_free(&p);
+    lazy = 0;
+    delivered = 0;
+}
+
 int main(void)
 {
     RUN(frames_handled_together_share_one_commit);
     RUN(disconnect_commits_what_was_delivered);
     RUN(failed_group_commit_closes_with_bye_store_and_acks_nothing);
     RUN(gap_commits_at_once_unless_delivery_is_deferred);
+    RUN(lazy_commits_once_per_ack_every);
+    RUN(lazy_deadline_asks_for_the_commit_before_the_ack);
+    RUN(lazy_commits_at_once_after_a_quiet_spell);
+    RUN(lazy_resend_is_reacked_and_the_pending_commit_keeps_its_deadline);
+    RUN(lazy_commit_comes_before_the_peers_bye_and_a_refusal_is_the_reason);
     return tt_finish();
 }
