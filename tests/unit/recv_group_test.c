@@ -237,6 +237,22 @@ TEST(gap_commits_at_once_unless_delivery_is_deferred)
     defer = 0;
 }
 
+/* A live pair whose server runs recv_lazy, counts cleared. */
+static void lazy_begin(pair *p)
+{
+    lazy = 1;
+    delivered = 0;
+    pair_live(p);
+    cursor_commits = 0;
+}
+
+static void lazy_end(pair *p)
+{
+    pair_free(p);
+    lazy = 0;
+    delivered = 0;
+}
+
 /* Seq seq to the server as a DATA frame of its own at now_ms (a resend when
  * flags says so). */
 static void data_to_server(pair *p, uint64_t seq, uint64_t now_ms, uint32_t flags)
@@ -266,10 +282,7 @@ static void expect_ack(pair *p, uint64_t now_ms, uint64_t seq)
 TEST(lazy_commits_once_per_ack_every)
 {
     pair p;
-    lazy = 1;
-    delivered = 0;
-    pair_live(&p);
-    cursor_commits = 0;
+    lazy_begin(&p);
     for (uint64_t s = 1; s <= 3; s++) {
         data_to_server(&p, s, 1, 0);
         CHECK_OK(tether__engine_recv_commit(p.s, 1));
@@ -288,18 +301,13 @@ TEST(lazy_commits_once_per_ack_every)
     CHECK_EQ_U64(stored_cursor(&p), 4);
     expect_ack(&p, 2, 4);
     CHECK(!tether__engine_want_write(p.s, 2));
-    pair_free(&p);
-    lazy = 0;
-    delivered = 0;
+    lazy_end(&p);
 }
 
 TEST(lazy_deadline_asks_for_the_commit_before_the_ack)
 {
     pair p;
-    lazy = 1;
-    delivered = 0;
-    pair_live(&p);
-    cursor_commits = 0;
+    lazy_begin(&p);
     data_to_server(&p, 1, 1, 0);
     CHECK_OK(tether__engine_recv_commit(p.s, 1));
     CHECK_EQ_INT(cursor_commits, 0);
@@ -315,18 +323,13 @@ TEST(lazy_deadline_asks_for_the_commit_before_the_ack)
     CHECK_EQ_U64(stored_cursor(&p), 1);
     expect_ack(&p, 21, 1);
     CHECK_EQ_U64(tether__engine_deadline(p.s), UINT64_MAX);
-    pair_free(&p);
-    lazy = 0;
-    delivered = 0;
+    lazy_end(&p);
 }
 
 TEST(lazy_commits_at_once_after_a_quiet_spell)
 {
     pair p;
-    lazy = 1;
-    delivered = 0;
-    pair_live(&p);
-    cursor_commits = 0;
+    lazy_begin(&p);
     /* no commit for 100 ms (the engine's last at 0): a session that receives
      * seldom commits each batch at once */
     data_to_server(&p, 1, 100, 0);
@@ -346,18 +349,13 @@ TEST(lazy_commits_at_once_after_a_quiet_spell)
     CHECK_OK(tether__engine_recv_commit(p.s, 120));
     CHECK_EQ_U64(stored_cursor(&p), 2);
     expect_ack(&p, 120, 2);
-    pair_free(&p);
-    lazy = 0;
-    delivered = 0;
+    lazy_end(&p);
 }
 
 TEST(lazy_resend_is_reacked_and_the_pending_commit_keeps_its_deadline)
 {
     pair p;
-    lazy = 1;
-    delivered = 0;
-    pair_live(&p);
-    cursor_commits = 0;
+    lazy_begin(&p);
     for (uint64_t s = 1; s <= 4; s++) {
         data_to_server(&p, s, 1, 0);
     }
@@ -377,9 +375,7 @@ TEST(lazy_resend_is_reacked_and_the_pending_commit_keeps_its_deadline)
     CHECK_OK(tether__engine_recv_commit(p.s, 22));
     CHECK_EQ_U64(stored_cursor(&p), 5);
     expect_ack(&p, 22, 5);
-    pair_free(&p);
-    lazy = 0;
-    delivered = 0;
+    lazy_end(&p);
 }
 
 /* Seq 1 delivered (not committed), then the client's BYE; returns what
@@ -398,10 +394,7 @@ static int bye_after_one(pair *p)
 TEST(lazy_commit_comes_before_the_peers_bye_and_a_refusal_is_the_reason)
 {
     pair p;
-    lazy = 1;
-    delivered = 0;
-    pair_live(&p);
-    cursor_commits = 0;
+    lazy_begin(&p);
     bye_after_one(&p);
     CHECK_EQ_INT(cursor_commits, 1);
     CHECK_EQ_U64(stored_cursor(&p), 1);
@@ -416,9 +409,7 @@ TEST(lazy_commit_comes_before_the_peers_bye_and_a_refusal_is_the_reason)
     CHECK(tether__engine_close_event(p.s, &ev));
     CHECK_EQ_INT(ev.error, TETHER_ESTORE);
     CHECK_EQ_U64(stored_cursor(&p), 0);
-    pair_free(&p);
-    lazy = 0;
-    delivered = 0;
+    lazy_end(&p);
 }
 
 int main(void)
