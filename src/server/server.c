@@ -391,11 +391,9 @@ int tether_server_create(const tether_server_config *cfg, tether_server **out)
                                      cfg->outbox_max_messages, cfg->outbox_max_bytes,
                                      cfg->manual_ack, SESSION_QUEUE_BYTES);
         /* FULL: DATA frames handled in one service-loop turn share one cursor fsync;
-         * otherwise, on SQLite and in memory, the cursor is committed only when an
-         * ACK needs it (recv_lazy, docs/decisions.md), on the delivery thread; a
-         * PostgreSQL fleet keeps one commit per frame (not yet measured lazy) */
-        s->ecfg.recv_lazy = cfg->durability != TETHER_DURABILITY_FULL && !cfg->manual_ack &&
-                            !tether__store_pg_is_uri(cfg->db_path);
+         * otherwise the cursor is committed only when an ACK needs it (recv_lazy,
+         * docs/decisions.md), on the delivery thread */
+        s->ecfg.recv_lazy = cfg->durability != TETHER_DURABILITY_FULL && !cfg->manual_ack;
         s->ecfg.recv_group = cfg->durability == TETHER_DURABILITY_FULL || s->ecfg.recv_lazy;
     }
     if (rc == TETHER_OK) {

@@ -255,8 +255,10 @@ TEST(paused_instance_is_fenced_after_the_session_moved)
     CHECK_OK(cli_start(&k));
     CHECK_OK(send_tagged(k.c, 20, 64));
     CHECK_OK(tether_client_wait_acked(k.c, WAIT_MS));
-    /* a is paused; 5 more reach its socket, unread; the client leaves */
-    CHECK(kill(pa, SIGSTOP) == 0);
+    /* a is paused (all its threads: after kill() alone they may still read the
+     * next 5 and commit them, and b then rightly starts from 25); 5 more reach
+     * its socket, unread; the client leaves */
+    CHECK(procs_stop(pa, 5000) == 0);
     CHECK_OK(send_tagged(k.c, 5, 64));
     sleep_ms(100);
     cli_free(&k);

@@ -39,6 +39,30 @@ int procs_reap(pid_t pid, unsigned ms)
     return -1;
 }
 
+int procs_stop(pid_t pid, unsigned ms)
+{
+    if (kill(pid, SIGSTOP) != 0) {
+        return -1;
+    }
+    /* kill() returns once the signal is queued: one thread takes it and only
+     * then stops the others, which meanwhile go on running (reading sockets,
+     * writing to the store). waitpid reports the stop once every thread has
+     * stopped. */
+    int status;
+    struct timespec step = {0, 1000000L};
+    for (unsigned t = 0; t < ms; t++) {
+        pid_t r = waitpid(pid, &status, WUNTRACED | WNOHANG);
+        if (r == pid && WIFSTOPPED(status)) {
+            return 0;
+        }
+        if (r == pid || r < 0) {
+            return -1; /* it ended */
+        }
+        nanosleep(&step, NULL);
+    }
+    return -1;
+}
+
 int procs_file_port(const char *path)
 {
     FILE *f = fopen(path, "r");
