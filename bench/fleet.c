@@ -21,41 +21,6 @@
 
 /* ---- the database's WAL and CPU ---- */
 
-/* CPU seconds of a process from /proc: its time on a CPU from schedstat
- * (nanoseconds), else user + system from stat (clock ticks); -1 when it is
- * gone. */
-static double proc_cpu_s(int pid)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/schedstat", pid);
-    FILE *sf = fopen(path, "r");
-    if (sf) {
-        unsigned long long ns = 0;
-        int got = fscanf(sf, "%llu", &ns);
-        fclose(sf);
-        if (got == 1) {
-            return (double)ns / 1e9;
-        }
-    }
-    snprintf(path, sizeof path, "/proc/%d/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        return -1;
-    }
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    /* fields after the command (which may hold spaces) in parentheses */
-    char *p = strrchr(buf, ')');
-    unsigned long long ut = 0, stime = 0;
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
-                     &stime) != 2) {
-        return -1;
-    }
-    long hz = sysconf(_SC_CLK_TCK);
-    return (double)(ut + stime) / (double)(hz > 0 ? hz : 100);
-}
-
 void bench_pg_mark_take(const char *uri, bench_pg_mark *m, char *why, size_t len)
 {
     memset(m, 0, sizeof *m);
@@ -69,7 +34,7 @@ void bench_pg_mark_take(const char *uri, bench_pg_mark *m, char *why, size_t len
     m->wal = p.wal_lsn;
     m->local = p.local;
     for (int i = 0; p.local && i < p.npids && m->n < (int)(sizeof m->pid / sizeof m->pid[0]); i++) {
-        double cpu = proc_cpu_s(p.pids[i]);
+        double cpu = bench_proc_cpu_s(p.pids[i]);
         if (cpu >= 0) {
             m->pid[m->n] = p.pids[i];
             m->cpu[m->n++] = cpu;

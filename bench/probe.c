@@ -104,6 +104,41 @@ void bench_rusage(double *cpu_s, long *maxrss_kb)
     }
 }
 
+/* CPU seconds of a process from /proc: its time on a CPU from schedstat
+ * (nanoseconds), else user + system from stat (clock ticks); -1 when it is
+ * gone. */
+double bench_proc_cpu_s(int pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/schedstat", pid);
+    FILE *sf = fopen(path, "r");
+    if (sf) {
+        unsigned long long ns = 0;
+        int got = fscanf(sf, "%llu", &ns);
+        fclose(sf);
+        if (got == 1) {
+            return (double)ns / 1e9;
+        }
+    }
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        return -1;
+    }
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* fields after the command (which may hold spaces) in parentheses */
+    char *p = strrchr(buf, ')');
+    unsigned long long ut = 0, stime = 0;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
+                     &stime) != 2) {
+        return -1;
+    }
+    long hz = sysconf(_SC_CLK_TCK);
+    return (double)(ut + stime) / (double)(hz > 0 ? hz : 100);
+}
+
 void bench_tcp_bytes(uint64_t *sent, uint64_t *received)
 {
     uint64_t s = 0, r = 0;

@@ -180,26 +180,6 @@ static long rss_kb(pid_t pid)
     return v;
 }
 
-/* utime + stime of a process, s, or -1. */
-static double cpu_s(pid_t pid)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        return -1;
-    }
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
-    unsigned long ut = 0, st = 0;
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2) {
-        return -1;
-    }
-    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
 /* One metric from the server's GET /metrics, or -1. */
 static double scrape(uint16_t port, const char *name)
 {
@@ -335,7 +315,7 @@ static int measure(const bench_sessions_opts *o, srow *r)
         r->rss1_kb = rss_kb(srv.pid);
         r->kib_per_session = r->live ? (double)(r->rss1_kb - r->rss0_kb) / r->live : 0;
         double d0 = scrape(port, "tether_messages_delivered_total");
-        double c0 = cpu_s(srv.pid);
+        double c0 = bench_proc_cpu_s(srv.pid);
         uint64_t t0 = bench_now_ns();
         for (uint32_t i = 0; i < o->drivers; i++) {
             say(&drv[i], "go\n");
@@ -358,7 +338,7 @@ static int measure(const bench_sessions_opts *o, srow *r)
                 r->ack_max = mx > r->ack_max ? mx : r->ack_max;
             }
         }
-        double c1 = cpu_s(srv.pid);
+        double c1 = bench_proc_cpu_s(srv.pid);
         double wall = (double)(bench_now_ns() - t0) / 1e9;
         double d1 = scrape(port, "tether_messages_delivered_total");
         r->ack_p50 = r->acked ? p50w / (double)r->acked : 0;

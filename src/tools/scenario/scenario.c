@@ -186,6 +186,15 @@ static int verify_lost_store(scen *sc)
     return 0;
 }
 
+void scen_tally_dirs(scen *sc, const scen_dir *c2s, const scen_dir *s2c)
+{
+    sc->t.messages = sc->n + sc->m;
+    sc->t.lost = c2s->lost + s2c->lost;
+    sc->t.dups = c2s->duplicates + s2c->duplicates;
+    sc->t.reordered = c2s->reordered + s2c->reordered;
+    sc->t.redelivered = c2s->redelivered + s2c->redelivered;
+}
+
 static int verify(scen *sc)
 {
     if (sc->fleet) {
@@ -217,11 +226,7 @@ static int verify(scen *sc)
                    cs[0].peer_acked, cs[0].pending, ss[0].recv_cursor, &c2s);
     scen_check_dir(sc->crec, sc->srec, sc->m, (size_t)sc->size, TAG_S2C, ss[0].out_last,
                    ss[0].peer_acked, ss[0].pending, cs[0].recv_cursor, &s2c);
-    sc->t.messages = sc->n + sc->m;
-    sc->t.lost = c2s.lost + s2c.lost;
-    sc->t.dups = c2s.duplicates + s2c.duplicates;
-    sc->t.reordered = c2s.reordered + s2c.reordered;
-    sc->t.redelivered = c2s.redelivered + s2c.redelivered;
+    scen_tally_dirs(sc, &c2s, &s2c);
     if (!c2s.ok) {
         return scen_fail(sc, "client -> server: %s", c2s.why);
     }

@@ -215,6 +215,9 @@ typedef struct scen {
     tally t;                                    /* this run's numbers */
 } scen;
 
+/* scenario.c: the tally of a scenario from its two checked directions. */
+void scen_tally_dirs(scen *sc, const scen_dir *c2s, const scen_dir *s2c);
+
 /* A scenario's steps, in scenario_list.c; the table of them. */
 extern const scen_def scen_defs[];
 extern const size_t scen_ndefs;

@@ -337,11 +337,7 @@ int scen_fleet_verify(scen *sc, int again)
     scen_tail_init(&ct, sc->crec);
     scen_tail_poll(&ct);
     sc->t.reconnects = ct.connects > 0 ? ct.connects - 1 : 0;
-    sc->t.messages = sc->n + sc->m;
-    sc->t.lost = c2s.lost + s2c.lost;
-    sc->t.dups = c2s.duplicates + s2c.duplicates;
-    sc->t.reordered = c2s.reordered + s2c.reordered;
-    sc->t.redelivered = c2s.redelivered + s2c.redelivered;
+    scen_tally_dirs(sc, &c2s, &s2c);
     if (!c2s.ok) {
         return scen_fail(sc, "client -> fleet: %s", c2s.why);
     }
