@@ -90,9 +90,8 @@ void bench_sleep_until_ns(uint64_t t);
 /* User + system CPU seconds of this process (all threads) and its peak RSS in KiB. */
 void bench_rusage(double *cpu_s, long *maxrss_kb);
 
-/* CPU seconds of another process from /proc: its time on a CPU from schedstat
- * (nanoseconds), else user + system from stat (clock ticks); -1 when it is
- * gone. */
+/* User + system CPU seconds of another process, all its threads, from
+ * /proc/PID/stat (clock ticks); -1 when it is gone. */
 double bench_proc_cpu_s(int pid);
 
 /* Sums the TCP payload bytes acknowledged by the peer (sent) and received over

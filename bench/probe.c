@@ -104,22 +104,10 @@ void bench_rusage(double *cpu_s, long *maxrss_kb)
     }
 }
 
-/* CPU seconds of a process from /proc: its time on a CPU from schedstat
- * (nanoseconds), else user + system from stat (clock ticks); -1 when it is
- * gone. */
 double bench_proc_cpu_s(int pid)
 {
+    /* not /proc/PID/schedstat: that is the main thread's alone */
     char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/schedstat", pid);
-    FILE *sf = fopen(path, "r");
-    if (sf) {
-        unsigned long long ns = 0;
-        int got = fscanf(sf, "%llu", &ns);
-        fclose(sf);
-        if (got == 1) {
-            return (double)ns / 1e9;
-        }
-    }
     snprintf(path, sizeof path, "/proc/%d/stat", pid);
     FILE *f = fopen(path, "r");
     if (!f) {
