@@ -44,17 +44,6 @@ static void check_range(recorder *r, uint64_t first, uint64_t last, const char *
     pthread_mutex_unlock(&r->mu);
 }
 
-static void server_sends(tether_server *s, const tether_session_id *id, uint64_t from, uint64_t to)
-{
-    uint8_t buf[64];
-    for (uint64_t i = from; i <= to; i++) {
-        make_payload(buf, sizeof buf, i);
-        uint64_t seq = 0;
-        CHECK_OK(tether_server_send(s, id, buf, sizeof buf, &seq));
-        CHECK_EQ_U64(seq, i);
-    }
-}
-
 static void fleet_server(srv *v, const char *uri)
 {
     srv_init(v);
@@ -95,7 +84,7 @@ TEST(session_moves_between_instances_exactly_once)
         CHECK_OK(tether_client_wait_acked(k.c, WAIT_MS));
         CHECK_OK(tether_client_session(k.c, &id));
         /* the instance serving it now sends too */
-        server_sends(at[hop]->s, &id, down + 1, down + 10);
+        CHECK_OK(srv_send_range(at[hop]->s, &id, down + 1, 10));
         down += 10;
         CHECK(rec_wait_count(&crec, down, WAIT_MS));
         tether_client_destroy(k.c); /* BYE: the instance releases the lease */
@@ -103,7 +92,7 @@ TEST(session_moves_between_instances_exactly_once)
         cli_free(&k);
         /* and, with the client gone, the other one sends to the offline session */
         srv *other = at[hop] == &a ? &b : &a;
-        server_sends(other->s, &id, down + 1, down + 5);
+        CHECK_OK(srv_send_range(other->s, &id, down + 1, 5));
         down += 5;
     }
     /* the client's 90 went 1..30 to a, 31..60 to b, 61..90 to a */
@@ -158,7 +147,7 @@ TEST(send_from_another_instance_reaches_an_attached_session)
     uint64_t lat[N];
     for (uint64_t i = 1; i <= N; i++) {
         uint64_t t0 = now_ms();
-        server_sends(b.s, &id, i, i);
+        CHECK_OK(srv_send_range(b.s, &id, i, 1));
         CHECK(rec_wait_count(&k.rec, i, 5000));
         lat[i - 1] = now_ms() - t0;
     }
@@ -167,7 +156,7 @@ TEST(send_from_another_instance_reaches_an_attached_session)
     uint64_t dropped = 99;
     CHECK_ERR(tether_server_session_delete(b.s, &id, &dropped), TETHER_EFENCED);
     CHECK_EQ_U64(dropped, 0);
-    server_sends(b.s, &id, N + 1, N + 1);
+    CHECK_OK(srv_send_range(b.s, &id, N + 1, 1));
     CHECK(rec_wait_count(&k.rec, N + 1, 5000));
     check_range(&k.rec, 1, N + 1, "client, sent by the instance it is not attached to");
     qsort(lat, N, sizeof lat[0], cmp_u64);

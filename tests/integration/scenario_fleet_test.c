@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "pgserver/pgserver.h"
 #include "pgtest.h"
 #include "procs.h"
 
@@ -172,26 +173,6 @@ TEST(fleet_verdict_catches_a_repeat_and_a_loss)
     CHECK_EQ_INT(verify(out), 0);
 }
 
-/* The parent PID of pid (/proc/PID/stat), 0 when it is gone. */
-static pid_t parent_of(pid_t pid)
-{
-    char p[64], buf[512];
-    snprintf(p, sizeof p, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(p, "r");
-    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
-    if (f) {
-        fclose(f);
-    }
-    buf[n] = '\0';
-    const char *rp = strrchr(buf, ')');
-    char state = 0;
-    int ppid = 0;
-    if (!rp || sscanf(rp + 1, " %c %d", &state, &ppid) != 2 || state == 'Z') {
-        return 0;
-    }
-    return (pid_t)ppid;
-}
-
 /* With --pg auto, fleet-pg-restart starts the private server again as the
  * runner's own child (parent death signal): killing the runner outright
  * leaves no PostgreSQL behind. */
@@ -223,17 +204,17 @@ TEST(pg_auto_restart_dies_with_the_runner)
     }
     CHECK(pg > 0);
     if (pg > 0) {
-        CHECK_EQ_INT(parent_of(pg), runner);
+        CHECK_EQ_INT(tether_pgs_parent(pg), runner);
     }
     kill(runner, SIGKILL);
     CHECK_EQ_INT(procs_reap(runner, 10000), 128 + SIGKILL);
-    for (int i = 0; pg > 0 && i < 500 && parent_of(pg) != 0; i++) {
+    for (int i = 0; pg > 0 && i < 500 && tether_pgs_parent(pg) != 0; i++) {
         struct timespec ts = {0, 20000000};
         nanosleep(&ts, NULL);
     }
     if (pg > 0) {
-        CHECK_EQ_INT(parent_of(pg), 0); /* gone (SIGQUIT from the kernel) */
-        if (parent_of(pg) != 0) {
+        CHECK_EQ_INT(tether_pgs_parent(pg), 0); /* gone (SIGQUIT from the kernel) */
+        if (tether_pgs_parent(pg) != 0) {
             kill(pg, SIGKILL); /* not left running past the test, at least */
         }
     }

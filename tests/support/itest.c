@@ -283,15 +283,14 @@ int send_tagged(tether_client *c, uint64_t count, size_t size)
     return TETHER_OK;
 }
 
-int srv_send_tagged(tether_server *s, tether_client *c, uint64_t first, uint64_t count)
+int srv_send_range(tether_server *s, const tether_session_id *id, uint64_t first, uint64_t count)
 {
-    tether_session_id id;
     uint8_t buf[64];
-    int rc = tether_client_session(c, &id);
+    int rc = TETHER_OK;
     for (uint64_t i = first; rc == TETHER_OK && i < first + count; i++) {
         uint64_t seq = 0;
         make_payload(buf, sizeof buf, i);
-        rc = tether_server_send(s, &id, buf, sizeof buf, &seq);
+        rc = tether_server_send(s, id, buf, sizeof buf, &seq);
         if (rc == TETHER_OK && seq != i) {
             tt_fail(__FILE__, __LINE__, "server send returned seq %llu, expected %llu",
                     (unsigned long long)seq, (unsigned long long)i);
@@ -299,6 +298,13 @@ int srv_send_tagged(tether_server *s, tether_client *c, uint64_t first, uint64_t
         }
     }
     return rc;
+}
+
+int srv_send_tagged(tether_server *s, tether_client *c, uint64_t first, uint64_t count)
+{
+    tether_session_id id;
+    int rc = tether_client_session(c, &id);
+    return rc == TETHER_OK ? srv_send_range(s, &id, first, count) : rc;
 }
 
 int client_create_start(const tether_client_config *cfg, tether_client **out)

@@ -105,4 +105,7 @@ int send_tagged(tether_client *c, uint64_t count, size_t size);
  * TETHER_EINVAL (the test fails, saying which) when a seq is not the tag. */
 int srv_send_tagged(tether_server *s, tether_client *c, uint64_t first, uint64_t count);
 
+/* The same to session id (online or not). */
+int srv_send_range(tether_server *s, const tether_session_id *id, uint64_t first, uint64_t count);
+
 #endif

@@ -156,21 +156,46 @@ int tether_pgs_pidfile(const char *data, pid_t *pid, int *ready)
     return v > 0 && v <= INT_MAX ? 0 : -1;
 }
 
+/* pid's state letter and parent from /proc/PID/stat; -1 when pid is gone. */
+static int proc_stat(pid_t pid, char *state, pid_t *ppid)
+{
+    char p[64], buf[512];
+    snprintf(p, sizeof p, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(p, "r");
+    if (!f) {
+        return -1;
+    }
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* the command name may hold spaces and parentheses: the fields follow the last ')' */
+    const char *rp = strrchr(buf, ')');
+    int pp = 0;
+    if (!rp || sscanf(rp + 1, " %c %d", state, &pp) != 2) {
+        return -1;
+    }
+    *ppid = (pid_t)pp;
+    return 0;
+}
+
 int tether_pgs_alive(pid_t pid)
 {
+    char state = 0;
+    pid_t ppid = 0;
     if (pid <= 0 || (kill(pid, 0) != 0 && errno != EPERM)) {
         return 0;
     }
-    char p[64], buf[256];
-    snprintf(p, sizeof p, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(p, "r");
-    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
-    if (f) {
-        fclose(f);
+    return proc_stat(pid, &state, &ppid) == 0 && state != 'Z';
+}
+
+pid_t tether_pgs_parent(pid_t pid)
+{
+    char state = 0;
+    pid_t ppid = 0;
+    if (pid <= 0 || proc_stat(pid, &state, &ppid) != 0 || state == 'Z') {
+        return 0;
     }
-    buf[n] = '\0';
-    const char *rp = strrchr(buf, ')');
-    return f && !(rp && rp[1] == ' ' && rp[2] == 'Z');
+    return ppid;
 }
 
 int tether_pgs_is_postmaster(pid_t pid, const char *data)

@@ -78,6 +78,9 @@ int tether_pgs_pidfile(const char *data, pid_t *pid, int *ready);
 /* 1 when pid runs (exists, and is not a zombie nobody reaped yet). */
 int tether_pgs_alive(pid_t pid);
 
+/* pid's parent, or 0 when pid is gone or a zombie. */
+pid_t tether_pgs_parent(pid_t pid);
+
 /* 1 when pid runs and is a postmaster of data directory data: its working
  * directory (/proc/PID/cwd) is data and its executable's name is postgres.
  * A stale postmaster.pid's PID reused by an unrelated process is not; nor
