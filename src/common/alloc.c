@@ -3,7 +3,10 @@
 #include "alloc.h"
 
 #include <errno.h>
+#include <execinfo.h>
 #include <stdatomic.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 static atomic_uint_fast64_t numbered; /* allocations numbered since arming */
 static atomic_uint_fast64_t fail_k;   /* the number that fails; 0: none */
@@ -33,6 +36,12 @@ int tether__alloc_should_fail(void)
     uint64_t k = atomic_load(&fail_k);
     if (k != 0 && n == k) {
         atomic_fetch_add(&failed, 1);
+        if (getenv("TETHER_ALLOC_FAIL_TRACE")) {
+            /* where the injected failure hit, on stderr (replaying one k) */
+            void *frames[32];
+            int depth = backtrace(frames, 32);
+            backtrace_symbols_fd(frames, depth, STDERR_FILENO);
+        }
         errno = ENOMEM;
         return 1;
     }

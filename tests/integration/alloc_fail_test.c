@@ -54,6 +54,7 @@ typedef struct seen {
     char why[200];        /* the first of them */
     int opened;           /* the server saw the session open */
     tether_session_id id; /* which */
+    char last_state[200]; /* the client's last state report, for a failure's message */
 } seen;
 
 static seen sn = {.mu = PTHREAD_MUTEX_INITIALIZER};
@@ -111,6 +112,10 @@ static void c_message(tether_client *c, uint64_t seq, const void *data, size_t l
 /* With TETHER_TEST_VERBOSE set, the client's states on stderr. */
 static void c_state(tether_client *c, const tether_state_info *in, void *user)
 {
+    pthread_mutex_lock(&sn.mu);
+    snprintf(sn.last_state, sizeof sn.last_state, "state %d %s reject %d: %s", in->state,
+             tether_err_name(in->error), in->reject_code, in->detail);
+    pthread_mutex_unlock(&sn.mu);
     if (getenv("TETHER_TEST_VERBOSE")) {
         fprintf(stderr, "    client state %d %s reject %d: %s\n", in->state,
                 tether_err_name(in->error), in->reject_code, in->detail);
@@ -285,6 +290,7 @@ static int walk_once(run *r)
     sn.redelivered = 0;
     sn.bad = 0;
     sn.opened = 0;
+    sn.last_state[0] = '\0';
     pthread_mutex_unlock(&sn.mu);
     configs(r, &scfg, &ccfg, url, sizeof url, 0);
 
@@ -334,16 +340,33 @@ static int walk_once(run *r)
     }
     if (!wait_until(all_done, &p, RUN_WAIT_MS)) {
         uint64_t cn = 0, sp = 0;
-        tether_client_pending(p.c, &cn, NULL);
-        tether_server_pending(p.s, &id, &sp, NULL);
+        int crc = tether_client_pending(p.c, &cn, NULL);
+        char cerr[160];
+        snprintf(cerr, sizeof cerr, "%s", crc == TETHER_OK ? "" : tether_errmsg());
+        int src = tether_server_pending(p.s, &id, &sp, NULL);
+        char serr[160];
+        snprintf(serr, sizeof serr, "%s", src == TETHER_OK ? "" : tether_errmsg());
+        tether_client_statistics cst;
+        tether_server_statistics sst;
+        memset(&cst, 0, sizeof cst);
+        memset(&sst, 0, sizeof sst);
+        tether_client_stats(p.c, &cst);
+        tether_server_stats(p.s, &sst);
         pthread_mutex_lock(&sn.mu);
         RUN_FAIL(r,
                  "%s k=%llu: not done within %u ms: server got %llu of %u, client %llu of %u, "
-                 "pending client %llu server %llu",
+                 "pending client %llu (%s%s) server %llu (%s%s); client: delivered %llu, acked "
+                 "%llu, connects %llu, last %s; server: sent %llu, acked %llu, delivered %llu, "
+                 "online %llu, opened %llu, refused %llu",
                  r->sqlite ? "sqlite" : "memory", (unsigned long long)r->k, RUN_WAIT_MS,
                  (unsigned long long)sn.srv_next - 1, CLIENT_MSGS,
                  (unsigned long long)sn.cli_next - 1, SERVER_MSGS, (unsigned long long)cn,
-                 (unsigned long long)sp);
+                 tether_err_name(crc), cerr, (unsigned long long)sp, tether_err_name(src), serr,
+                 (unsigned long long)cst.messages_delivered, (unsigned long long)cst.messages_acked,
+                 (unsigned long long)cst.connects, sn.last_state,
+                 (unsigned long long)sst.messages_sent, (unsigned long long)sst.messages_acked,
+                 (unsigned long long)sst.messages_delivered, (unsigned long long)sst.sessions_online,
+                 (unsigned long long)sst.sessions_opened, (unsigned long long)sst.handshakes_refused);
         pthread_mutex_unlock(&sn.mu);
     }
 out:
