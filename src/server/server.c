@@ -186,16 +186,23 @@ static int session_new(tether_server *s, const tether__session_rec *rec, srv_ses
     return TETHER_OK;
 }
 
+/* The count of sessions taken out of the table (deleted or evicted) in id's stripe. */
+static atomic_uint *out_gen(tether_server *s, const uint8_t id[16])
+{
+    return &s->out_gen[hash_id(id) % SRV_GEN_STRIPES];
+}
+
 /* Inserts a new session object, or takes a reference to the one another
- * thread loaded meanwhile (and frees the new one). gen: the deletion count
- * seen before the store was read (NULL: a new session); when a deletion
- * came since, or the one in the table is being deleted, nothing is inserted
- * and *again says whether to read the store again. */
+ * thread loaded meanwhile (and frees the new one). gen: out_gen() as it was
+ * before the store was read (NULL: a new session); when a session of the
+ * stripe was taken out of the table since (deleted, or evicted after writes
+ * the read may have missed), or the one in the table is being deleted,
+ * nothing is inserted and *again says whether to read the store again. */
 static srv_session *insert(tether_server *s, srv_session *ss, const unsigned *gen, int *again)
 {
     pthread_mutex_lock(&s->tlock);
     srv_session *old = find_locked(s, ss->id.bytes);
-    *again = !old && gen && *gen != atomic_load(&s->del_gen);
+    *again = !old && gen && *gen != atomic_load(out_gen(s, ss->id.bytes));
     if (*again || (old && atomic_load(&old->gone))) {
         pthread_mutex_unlock(&s->tlock);
         session_free(ss);
@@ -258,7 +265,7 @@ int tether__srv_get(tether_server *s, const uint8_t id[16], srv_session **out)
     tether__session_rec rec;
     int again = 1, rc = TETHER_OK;
     while (again) {
-        unsigned gen = atomic_load(&s->del_gen);
+        unsigned gen = atomic_load(out_gen(s, id));
         *out = tether__srv_find_ref(s, id);
         if (*out) {
             return TETHER_OK;
@@ -271,9 +278,18 @@ int tether__srv_get(tether_server *s, const uint8_t id[16], srv_session **out)
             return tether__fail(rc, "cannot read the session: %s",
                                 s->store->ops->errmsg(s->store));
         }
+        if (s->test_loaded) {
+            s->test_loaded(s, s->test_loaded_arg);
+        }
         rc = add(s, &rec, &gen, &again, out);
     }
     return rc;
+}
+
+void tether__srv_test_on_load(tether_server *s, void (*fn)(tether_server *, void *), void *arg)
+{
+    s->test_loaded_arg = arg;
+    s->test_loaded = fn;
 }
 
 int tether__srv_get_live(tether_server *s, const uint8_t id[16], srv_session **out)
@@ -315,7 +331,7 @@ void tether__srv_forget(tether_server *s, srv_session *ss)
 {
     pthread_mutex_lock(&s->tlock);
     remove_locked(s, ss);
-    atomic_fetch_add(&s->del_gen, 1);
+    atomic_fetch_add(out_gen(s, ss->id.bytes), 1);
     pthread_mutex_unlock(&s->tlock);
 }
 
@@ -355,6 +371,9 @@ void tether__srv_unref(tether_server *s, srv_session *ss)
     if (atomic_fetch_sub(&ss->refs, 1) == 1 &&
         (atomic_load(&ss->gone) || evictable(s, ss))) {
         remove_locked(s, ss);
+        /* a load of this session that read the store before this session's
+         * last write must not put its stale copy in the table: it reads again */
+        atomic_fetch_add(out_gen(s, ss->id.bytes), 1);
         evict = 1;
     }
     pthread_mutex_unlock(&s->tlock);

@@ -60,6 +60,8 @@
 typedef struct srv_conn srv_conn;
 typedef struct srv_work srv_work;
 
+#define SRV_GEN_STRIPES 64u
+
 typedef struct srv_session {
     tether_session_id id;     /* the session id */
     tether__engine *engine;   /* its engine (guarded by mu) */
@@ -148,7 +150,11 @@ struct tether_server {
     /* atomics */
     atomic_uint connected;    /* sessions live now */
     atomic_uint pending;      /* upgraded connections that have not sent HELLO */
-    atomic_uint del_gen;      /* sessions deleted so far (a load that raced one reads again) */
+    atomic_uint out_gen[SRV_GEN_STRIPES]; /* sessions taken out of the table so far, deleted
+                                 or evicted, by stripe of their id's hash: a load from the
+                                 store that raced one of its stripe reads again */
+    void (*test_loaded)(tether_server *, void *); /* tests only: after a load, before the insert */
+    void *test_loaded_arg;
     atomic_int stopping;      /* destroy() in progress */
     int tp_gone;              /* plock: the transport is being destroyed; no more wakes */
     char *strs;               /* owned copies of the TLS file names and allowed origins */
@@ -243,6 +249,10 @@ extern const tether__tp_cb tether__server_tp_cb;
 
 /* Tests only: sessions whose engine is in memory now. */
 size_t tether__srv_debug_loaded(tether_server *s);
+/* Tests only: fn runs after each load of a session from the store, before
+ * the session object is put in the table (NULL: none). Set before the race
+ * it opens is exercised, with no load running. */
+void tether__srv_test_on_load(tether_server *s, void (*fn)(tether_server *, void *), void *arg);
 /* Tests only: HTTP carriage connections the transport holds now. */
 size_t tether__srv_debug_carriage(tether_server *s);
 

@@ -6,7 +6,9 @@
  * reported as the server's doing; the server's limits are range-checked.
  * Loopback only, OS ports, bounded waits; nothing is timed.
  */
+#include <pthread.h>
 #include <string.h>
+#include <time.h>
 
 #include "harness.h"
 #include "itest.h"
@@ -247,6 +249,127 @@ TEST(closed_sessions_are_evicted_and_reloaded)
     w_free();
 }
 
+/* The race of a load with an eviction: the first load of the session read
+ * from the store pauses (a test hook) until the main thread has loaded the
+ * session itself, stored a message to it and let it go from memory. */
+typedef struct load_race {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int calls;    /* loads seen by the hook */
+    int paused;   /* the first one waits */
+    int released; /* and may go on */
+    tether_server *s;
+    tether_session_id id;
+    uint64_t pending; /* what the paused load's tether_server_pending() said */
+    int rc;
+} load_race;
+
+static load_race LR = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static void pause_first_load(tether_server *s, void *arg)
+{
+    (void)s;
+    load_race *r = arg;
+    pthread_mutex_lock(&r->mu);
+    if (r->calls++ == 0) {
+        r->paused = 1;
+        pthread_cond_broadcast(&r->cv);
+        uint64_t give_up = rawws_now_ms() + WAIT_MS;
+        while (!r->released && rawws_now_ms() < give_up) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 10000000;
+            if (ts.tv_nsec >= 1000000000) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000;
+            }
+            pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+        }
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
+static void *pending_thread(void *arg)
+{
+    load_race *r = arg;
+    uint64_t n = 0;
+    int rc = tether_server_pending(r->s, &r->id, &n, NULL);
+    pthread_mutex_lock(&r->mu);
+    r->rc = rc;
+    r->pending = n;
+    pthread_mutex_unlock(&r->mu);
+    return NULL;
+}
+
+static int load_paused(void *arg)
+{
+    load_race *r = arg;
+    pthread_mutex_lock(&r->mu);
+    int p = r->paused;
+    pthread_mutex_unlock(&r->mu);
+    return p;
+}
+
+TEST(a_load_that_raced_an_eviction_reads_the_store_again)
+{
+    char sdb[512], cdb[512], url[64];
+    tether_server_config scfg;
+    tether_server *s = NULL;
+    tether_client *c = NULL;
+    w_init();
+    CHECK_OK(start_server(&scfg, tt_path(sdb, sizeof sdb, "race-s.db"), &s));
+    evict_srv = s;
+    uint16_t port = tether_server_port(s);
+    CHECK_OK(start_client(tt_path(cdb, sizeof cdb, "race-c.db"), port, url, sizeof url, &c));
+    CHECK_OK(tether_client_session(c, &LR.id));
+    CHECK_OK(send_tagged(c, 1, 16));
+    CHECK_OK(tether_client_wait_acked(c, WAIT_MS));
+    tether_client_destroy(c);
+    CHECK(wait_until(nothing_loaded, NULL, WAIT_MS));
+
+    /* a query loads the session from the store and pauses before keeping it */
+    LR.s = s;
+    tether__srv_test_on_load(s, pause_first_load, &LR);
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, pending_thread, &LR) == 0);
+    CHECK(wait_until(load_paused, &LR, WAIT_MS));
+    /* meanwhile a send loads it too, stores seq 1, and lets it go */
+    uint64_t seq = 0;
+    uint8_t buf[16];
+    make_payload(buf, sizeof buf, 1);
+    CHECK_OK(tether_server_send(s, &LR.id, buf, sizeof buf, &seq));
+    CHECK_EQ_U64(seq, 1);
+    CHECK_EQ_INT((int)tether__srv_debug_loaded(s), 0);
+    /* the paused load goes on: what it read is older than the send */
+    pthread_mutex_lock(&LR.mu);
+    LR.released = 1;
+    pthread_cond_broadcast(&LR.cv);
+    pthread_mutex_unlock(&LR.mu);
+    pthread_join(t, NULL);
+    CHECK_OK(LR.rc);
+    CHECK_EQ_U64(LR.pending, 1); /* a stale copy kept would say 0, and never send seq 1 */
+    CHECK(LR.calls >= 3);        /* the paused load, the send's, the paused one's second read */
+    tether__srv_test_on_load(s, NULL, NULL);
+    make_payload(buf, sizeof buf, 2);
+    CHECK_OK(tether_server_send(s, &LR.id, buf, sizeof buf, &seq));
+    CHECK_EQ_U64(seq, 2);
+
+    /* the client resumes and gets both */
+    tether_client_config cfg;
+    tether_client_config_init(&cfg);
+    cfg.url = url_for(url, sizeof url, port);
+    cfg.db_path = cdb;
+    rec_init(&crec);
+    rec_client_callbacks(&cfg, &crec);
+    CHECK_OK(client_create_start(&cfg, &c));
+    CHECK(rec_wait_count(&crec, 2, WAIT_MS));
+    rec_check_exact(&crec, 2, "client after the raced load");
+    tether_client_destroy(c);
+    tether_server_destroy(s);
+    rec_free(&crec);
+    w_free();
+}
+
 /* A raw client with session id byte idb: upgrade, HELLO, WELCOME. */
 static void open_session(tether_server *s, rawws_conn *rc, uint8_t idb)
 {
@@ -367,6 +490,7 @@ int main(void)
 {
     RUN(a_blocked_session_stalls_nobody_else);
     RUN(closed_sessions_are_evicted_and_reloaded);
+    RUN(a_load_that_raced_an_eviction_reads_the_store_again);
     RUN(a_silent_client_is_dropped_by_the_server);
     RUN(a_client_that_answers_pings_stays_connected);
     RUN(server_limits_are_range_checked);
