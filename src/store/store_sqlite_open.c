@@ -453,6 +453,17 @@ static int open_all(sqstore *s, unsigned flags)
     if (!readonly && (rc = tether__sq_lock(s, op)) != TETHER_OK) {
         return rc;
     }
+    /* Before WAL mode is set: that writes the first page of a new file, and
+     * the page size of a WAL database never changes after it. A database
+     * that already has pages keeps its own: SQLite reads the size from the
+     * file and keeps this value only for a VACUUM, which tether never runs. */
+    if (!readonly && s->page_size) {
+        char ps[48];
+        snprintf(ps, sizeof ps, "PRAGMA page_size = %u", (unsigned)s->page_size);
+        if ((rc = exec(s, s->db, ps, op)) != TETHER_OK) {
+            return rc;
+        }
+    }
     int excl = (flags & TETHER__SQLITE_EXCLUSIVE) != 0 && !readonly;
     /* Before WAL is first used, so that its index lives in heap memory. */
     if (excl && (rc = exec(s, s->db, "PRAGMA locking_mode = EXCLUSIVE", op)) != TETHER_OK) {
@@ -545,10 +556,16 @@ sqstore *tether__sq_new(const char *path)
     return s;
 }
 
-int tether__store_sqlite_open_flags(const char *path, tether__store_role role,
-                                    tether_durability durability, unsigned flags,
-                                    tether__store **out, char *errbuf, size_t errlen)
+int tether__store_page_size_ok(uint32_t n)
 {
+    return n >= TETHER__PAGE_SIZE_MIN && n <= TETHER__PAGE_SIZE_MAX && (n & (n - 1)) == 0;
+}
+
+int tether__store_sqlite_open_opts(const char *path, tether__store_role role,
+                                   tether_durability durability, const tether__sqlite_opts *opts,
+                                   tether__store **out, char *errbuf, size_t errlen)
+{
+    static const tether__sqlite_opts none;
     static const int sync_of[] = {
         [TETHER_DURABILITY_DEFAULT] = 1,
         [TETHER_DURABILITY_OFF] = 0,
@@ -561,8 +578,10 @@ int tether__store_sqlite_open_flags(const char *path, tether__store_role role,
     if (out) {
         *out = NULL;
     }
+    opts = opts ? opts : &none;
     if (!out || !path || !*path || (role != TETHER__ROLE_CLIENT && role != TETHER__ROLE_SERVER) ||
-        (unsigned)durability > TETHER_DURABILITY_FULL) {
+        (unsigned)durability > TETHER_DURABILITY_FULL ||
+        (opts->page_size && !tether__store_page_size_ok(opts->page_size))) {
         int rc = tether__fail(TETHER_EINVAL, "store_sqlite_open: invalid argument");
         if (errbuf && errlen) {
             snprintf(errbuf, errlen, "store_sqlite_open: invalid argument");
@@ -581,7 +600,8 @@ int tether__store_sqlite_open_flags(const char *path, tether__store_role role,
     s->ck.soft_pages = CKPT_SOFT_PAGES;
     s->ck.hard_pages = CKPT_HARD_PAGES;
     s->ck.period_ms = CKPT_PERIOD_MS;
-    int rc = open_all(s, flags);
+    s->page_size = opts->page_size;
+    int rc = open_all(s, opts->flags);
     if (rc != TETHER_OK) {
         if (errbuf && errlen) {
             snprintf(errbuf, errlen, "%s", s->msg);
@@ -591,6 +611,14 @@ int tether__store_sqlite_open_flags(const char *path, tether__store_role role,
     }
     *out = &s->base;
     return TETHER_OK;
+}
+
+int tether__store_sqlite_open_flags(const char *path, tether__store_role role,
+                                    tether_durability durability, unsigned flags,
+                                    tether__store **out, char *errbuf, size_t errlen)
+{
+    tether__sqlite_opts o = {.flags = flags};
+    return tether__store_sqlite_open_opts(path, role, durability, &o, out, errbuf, errlen);
 }
 
 int tether__store_sqlite_open(const char *path, tether__store_role role,
