@@ -400,9 +400,10 @@ int tether_bench_main(int argc, char **argv)
             break;
         case 'Z':
             if (num(optarg, 0, TETHER__PAGE_SIZE_MAX, &v) != 0 || !page_size_arg(v)) {
-                fprintf(stderr, "tether bench: --page-size wants a SQLite page size: a power of two "
-                                "from 512 to 65536, or 0 for SQLite's default (not '%s')\nTry "
-                                "'tether bench --help'.\n",
+                fprintf(stderr,
+                        "tether bench: --page-size wants a SQLite page size: a power of two "
+                        "from 512 to 65536, or 0 for SQLite's default (not '%s')\nTry "
+                        "'tether bench --help'.\n",
                         optarg);
                 return 2;
             }

@@ -307,8 +307,8 @@ int tether_client_create(const tether_client_config *cfg, tether_client **out)
             .flags = c->cfg.store_shared ? 0 : TETHER__SQLITE_EXCLUSIVE,
             .page_size = c->cfg.store_page_size,
         };
-        rc = tether__store_sqlite_open_opts(c->db_path, TETHER__ROLE_CLIENT, c->cfg.durability,
-                                            &so, &c->store, err, sizeof err);
+        rc = tether__store_sqlite_open_opts(c->db_path, TETHER__ROLE_CLIENT, c->cfg.durability, &so,
+                                            &c->store, err, sizeof err);
         if (rc != TETHER_OK) {
             tether__fail(rc, "cannot open the store %s: %s", c->db_path, err);
         }

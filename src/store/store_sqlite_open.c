@@ -580,13 +580,23 @@ int tether__store_sqlite_open_opts(const char *path, tether__store_role role,
     }
     opts = opts ? opts : &none;
     if (!out || !path || !*path || (role != TETHER__ROLE_CLIENT && role != TETHER__ROLE_SERVER) ||
-        (unsigned)durability > TETHER_DURABILITY_FULL ||
-        (opts->page_size && !tether__store_page_size_ok(opts->page_size))) {
+        (unsigned)durability > TETHER_DURABILITY_FULL) {
         int rc = tether__fail(TETHER_EINVAL, "store_sqlite_open: invalid argument");
         if (errbuf && errlen) {
             snprintf(errbuf, errlen, "store_sqlite_open: invalid argument");
         }
         return rc;
+    }
+    /* SQLite would keep its default without a word: refused before a file exists */
+    if (opts->page_size && !tether__store_page_size_ok(opts->page_size)) {
+        char msg[128];
+        snprintf(msg, sizeof msg,
+                 "store_sqlite_open: page size %u is not a power of two from %u to %u",
+                 (unsigned)opts->page_size, TETHER__PAGE_SIZE_MIN, TETHER__PAGE_SIZE_MAX);
+        if (errbuf && errlen) {
+            snprintf(errbuf, errlen, "%s", msg);
+        }
+        return tether__fail(TETHER_EINVAL, "%s", msg);
     }
     sqstore *s = tether__sq_new(path);
     if (!s) {

@@ -4,8 +4,8 @@
  * values SQLite would not take are refused at create; a store of 1 KiB pages
  * carries messages small and large (overflow pages) to a real server.
  */
-#include <sqlite3.h>
 #include <fcntl.h>
+#include <sqlite3.h>
 #include <unistd.h>
 
 #include <tether/tether.h>

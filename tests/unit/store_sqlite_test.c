@@ -338,6 +338,7 @@ TEST(sqlite_open_errors)
                                                  sizeof err),
                   TETHER_EINVAL);
         CHECK(st == NULL);
+        CHECK(strstr(err, "is not a power of two from 512 to 65536") != NULL);
         CHECK(access(path, F_OK) != 0);
     }
     CHECK_EQ_INT(tether__store_page_size_ok(0), 0);
