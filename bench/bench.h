@@ -59,6 +59,8 @@ typedef struct bench_peer_opts {
                             stdin before sending (--wait-go: the fleet rows start together) */
     uint32_t sessions;   /* server: sessions (connections) it serves, 1 to BENCH_SESSIONS_MAX;
                             `count` is their sum, and the order is checked per session */
+    uint32_t page_size;  /* client, sqlite: SQLite page size of the store file it creates
+                            (store_page_size), bytes; 0: SQLite's default */
 } bench_peer_opts;
 
 #define BENCH_SESSIONS_MAX 64 /* sessions of one fleet row at most (--fleet-sessions) */

@@ -131,13 +131,14 @@ int bench_run_fleet(const bench_run_opts *ro, const bench_cfg *c, int rep, run_r
     snprintf(sdb, sizeof sdb, "%s/server.db", dir);
     bench_rm_db(sdb);
     unsigned timeout = ro->quick ? 60 : 240;
-    char a_store[16], a_size[16], a_per[24], a_batch[16], a_to[16];
+    char a_store[16], a_size[16], a_per[24], a_batch[16], a_to[16], a_page[16];
     char a_scount[FLEET_INSTANCES_MAX][24], a_sess[FLEET_INSTANCES_MAX][16], url[FLEET_INSTANCES_MAX][64];
     snprintf(a_store, sizeof a_store, "%s", bench_store_name(c->store));
     snprintf(a_size, sizeof a_size, "%u", c->size);
     snprintf(a_per, sizeof a_per, "%llu", (unsigned long long)per);
     snprintf(a_batch, sizeof a_batch, "%u", c->batch ? c->batch : 1);
     snprintf(a_to, sizeof a_to, "%u", timeout);
+    snprintf(a_page, sizeof a_page, "%u", ro->page_size);
 
     bench_child srv[FLEET_INSTANCES_MAX], *cli = calloc(ns, sizeof *cli);
     memset(srv, 0, sizeof srv);
@@ -206,6 +207,8 @@ int bench_run_fleet(const bench_run_opts *ro, const bench_cfg *c, int rep, run_r
         arg(&a, a_batch);
         arg(&a, "--timeout");
         arg(&a, a_to);
+        arg(&a, "--page-size");
+        arg(&a, a_page);
         if (c->store != BS_RAW) {
             arg(&a, "--wait-go");
         }

@@ -57,6 +57,11 @@ static const char help[] =
     "                   and raw lws with as many sessions (pg/64/s3/i3 ...)\n"
     "  --fleet-sessions N  sessions (client processes) of the fleet rows, a\n"
     "                   multiple of 3 from 3 to 63 [3]; with --pg\n"
+    "  --page-size N    SQLite page size, bytes, of every client store the run\n"
+    "                   creates (store_page_size): a power of two from 512 to\n"
+    "                   65536, or 0 for SQLite's default [0: 4096]; applies to the\n"
+    "                   client peers and the sqlite/ floor rows, not to the\n"
+    "                   servers' stores nor to the cli/ rows (`tether send`)\n"
     "  --help           show this help\n"
     "\n"
     "Many sessions (instead of the matrix; bench/README.md):\n"
@@ -96,6 +101,13 @@ static int num(const char *s, double lo, double hi, double *out)
     return 0;
 }
 
+/* 1 when v is a value of --page-size: 0, or a page size SQLite takes. */
+static int page_size_arg(double v)
+{
+    return v == 0 || (v <= TETHER__PAGE_SIZE_MAX && tether__store_page_size_ok((uint32_t)v) &&
+                      (double)(uint32_t)v == v);
+}
+
 /* The hidden peer role: everything after --role. */
 static int role_main(int argc, char **argv)
 {
@@ -110,7 +122,7 @@ static int role_main(int argc, char **argv)
         {"backlog", no_argument, NULL, 'B'},      {"timeout", required_argument, NULL, 't'},
         {"async", no_argument, NULL, 'A'},        {"opaque", no_argument, NULL, 'Q'},
         {"http", no_argument, NULL, 'H'},         {"sessions", required_argument, NULL, 'S'},
-        {"wait-go", no_argument, NULL, 'W'},
+        {"wait-go", no_argument, NULL, 'W'},      {"page-size", required_argument, NULL, 'p'},
         {NULL, 0, NULL, 0},
     };
     bench_peer_opts o;
@@ -195,6 +207,10 @@ static int role_main(int argc, char **argv)
             case 'S':
                 bad = v < 1 || v > BENCH_SESSIONS_MAX;
                 o.sessions = (uint32_t)v;
+                break;
+            case 'p':
+                bad = !page_size_arg(v);
+                o.page_size = (uint32_t)v;
                 break;
             }
         }
@@ -316,6 +332,7 @@ int tether_bench_main(int argc, char **argv)
         {"verbose", no_argument, NULL, 'v'},     {"help", no_argument, NULL, 'h'},
         {"pg", required_argument, NULL, 'G'},
         {"fleet-sessions", required_argument, NULL, 'F'},
+        {"page-size", required_argument, NULL, 'Z'},
         /* the many-session mode, sessions.c */
         {"sessions", required_argument, NULL, 'N'}, {"rate", required_argument, NULL, 'R'},
         {"drivers", required_argument, NULL, 'K'},  {"duration", required_argument, NULL, 'T'},
@@ -380,6 +397,17 @@ int tether_bench_main(int argc, char **argv)
                 return 2;
             }
             ro.fleet_sessions = (uint32_t)v;
+            break;
+        case 'Z':
+            if (num(optarg, 0, TETHER__PAGE_SIZE_MAX, &v) != 0 || !page_size_arg(v)) {
+                fprintf(stderr,
+                        "tether bench: --page-size wants a SQLite page size: a power of two "
+                        "from 512 to 65536, or 0 for SQLite's default (not '%s')\nTry "
+                        "'tether bench --help'.\n",
+                        optarg);
+                return 2;
+            }
+            ro.page_size = (uint32_t)v;
             break;
         case 'N':
         case 'R':

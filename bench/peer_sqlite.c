@@ -4,7 +4,8 @@
  * outbox (a 16-byte session, a seq, the payload; WITHOUT ROWID) and the file
  * is opened the way a client opens its store: WAL, synchronous NORMAL,
  * locking_mode EXCLUSIVE. SQLite's automatic checkpoint stays on (the client
- * checkpoints from its WAL hook at the same 1000 pages). One JSON line out.
+ * checkpoints from its WAL hook at the same 1000 pages). --page-size sets
+ * the file's page size as store_page_size does. One JSON line out.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,12 @@ int bench_peer_sqlite(const bench_peer_opts *o)
     unlink(o->db);
     if (sqlite3_open(o->db, &db) != SQLITE_OK) {
         return fail(db, "open");
+    }
+    /* as the client sets store_page_size: before WAL mode writes the first page */
+    char ps[48];
+    snprintf(ps, sizeof ps, "PRAGMA page_size = %u", o->page_size);
+    if (o->page_size && sqlite3_exec(db, ps, NULL, NULL, NULL) != SQLITE_OK) {
+        return fail(db, "page_size");
     }
     if (sqlite3_exec(db,
                      "PRAGMA locking_mode = EXCLUSIVE; PRAGMA journal_mode = WAL;"

@@ -237,6 +237,7 @@ static int client_main(const bench_peer_opts *o)
     cfg.url = o->url;
     cfg.db_path = o->store == BS_MEMORY ? NULL : o->db;
     cfg.durability = durability_of(o->store);
+    cfg.store_page_size = o->page_size;
     cfg.window_messages = o->window;
     cfg.ack_every = o->ack_every;
     cfg.ack_delay_ms = o->ack_delay;

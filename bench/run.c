@@ -23,8 +23,10 @@
 static int run_sqlite(const bench_run_opts *ro, const bench_cfg *c, int rep, const char *db,
                       char *a_size, char *a_count, run_res *r)
 {
+    char a_page[16];
+    snprintf(a_page, sizeof a_page, "%u", ro->page_size);
     char *argv[] = {"tether", "bench", "--role", "sqlite", "--db", (char *)db, "--size", a_size,
-                    "--count", a_count, NULL};
+                    "--count", a_count, "--page-size", a_page, NULL};
     bench_child ch;
     char line[4096] = "";
     if (bench_spawn(&ch, argv) != 0) {
@@ -132,7 +134,7 @@ static int run_once(const bench_run_opts *ro, const bench_cfg *c, int rate_phase
     uint64_t count = rate_phase ? c->rate_count : c->count;
     unsigned timeout = ro->quick ? 60 : 240;
     char a_store[16], a_size[16], a_count[24], a_rate[24], a_batch[16], a_win[16], a_every[16],
-        a_delay[16], a_to[16], url[64];
+        a_delay[16], a_to[16], a_page[16], url[64];
     snprintf(a_store, sizeof a_store, "%s", bench_store_name(c->store));
     snprintf(a_size, sizeof a_size, "%u", c->size);
     snprintf(a_count, sizeof a_count, "%llu", (unsigned long long)count);
@@ -142,6 +144,7 @@ static int run_once(const bench_run_opts *ro, const bench_cfg *c, int rate_phase
     snprintf(a_every, sizeof a_every, "%u", c->ack_every);
     snprintf(a_delay, sizeof a_delay, "%u", c->ack_delay);
     snprintf(a_to, sizeof a_to, "%u", timeout);
+    snprintf(a_page, sizeof a_page, "%u", ro->page_size);
 
     if (c->kind == BK_SQLITE) {
         return run_sqlite(ro, c, rep, cdb, a_size, a_count, r);
@@ -220,6 +223,8 @@ static int run_once(const bench_run_opts *ro, const bench_cfg *c, int rate_phase
     cargv[k++] = a_delay;
     cargv[k++] = "--timeout";
     cargv[k++] = a_to;
+    cargv[k++] = "--page-size";
+    cargv[k++] = a_page;
     if (c->backlog) {
         cargv[k++] = "--backlog";
     }

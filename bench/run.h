@@ -19,6 +19,8 @@ typedef struct bench_run_opts {
     int verbose;                      /* print every run */
     const char *pg;                   /* --pg URI: add rows whose server store is there */
     uint32_t fleet_sessions;          /* --fleet-sessions: sessions of the fleet rows (--pg) */
+    uint32_t page_size;               /* --page-size: SQLite page size of the client stores the
+                                         client and sqlite roles create, bytes (0: SQLite's) */
 } bench_run_opts;
 
 /* matrix.c: the name of a store in configuration names and peer options. */

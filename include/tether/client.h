@@ -172,6 +172,13 @@ typedef struct tether_client_config {
     const char *const *urls;      /* several servers of one service, tried in turn (docs/config.md
                                      "Several server URLs"): a NULL-terminated list of 1 to 16
                                      ws:// or wss:// urls, set instead of url [NULL: url alone] */
+    uint32_t store_page_size;     /* SQLite page size of a store this client creates, bytes: a
+                                     power of two from 512 to 65536 [0: SQLite's default, 4096];
+                                     applies only when db_path's file is created (an existing
+                                     store keeps the page size it was made with); smaller pages
+                                     make small messages' commits cheaper, while messages larger
+                                     than about a quarter of a page go to overflow pages
+                                     (docs/config.md); checked but unused with the memory store */
 } tether_client_config;
 
 /** The carriage the client uses now (or will use for its next attempt):

@@ -48,6 +48,14 @@ static int check_config(tether_client_config *k)
                             "db_path is a PostgreSQL URI: a client keeps its store in a SQLite "
                             "file (or in memory); the PostgreSQL store is a server's");
     }
+    /* Checked with the memory store too, where it is unused (as durability
+     * is): one config may serve a test in memory and a run on a file. */
+    if (k->store_page_size && !tether__store_page_size_ok(k->store_page_size)) {
+        return tether__fail(TETHER_ECONFIG,
+                            "store_page_size %u is not a SQLite page size: 0 (SQLite's default) "
+                            "or a power of two from %u to %u",
+                            k->store_page_size, TETHER__PAGE_SIZE_MIN, TETHER__PAGE_SIZE_MAX);
+    }
     if (k->durability < TETHER_DURABILITY_DEFAULT || k->durability > TETHER_DURABILITY_FULL) {
         return tether__fail(TETHER_ECONFIG, "durability %d is not one of the tether_durability values",
                             (int)k->durability);
@@ -295,9 +303,12 @@ int tether_client_create(const tether_client_config *cfg, tether_client **out)
 
     if (c->db_path) {
         char err[512] = "";
-        rc = tether__store_sqlite_open_flags(c->db_path, TETHER__ROLE_CLIENT, c->cfg.durability,
-                                             c->cfg.store_shared ? 0 : TETHER__SQLITE_EXCLUSIVE,
-                                             &c->store, err, sizeof err);
+        tether__sqlite_opts so = {
+            .flags = c->cfg.store_shared ? 0 : TETHER__SQLITE_EXCLUSIVE,
+            .page_size = c->cfg.store_page_size,
+        };
+        rc = tether__store_sqlite_open_opts(c->db_path, TETHER__ROLE_CLIENT, c->cfg.durability, &so,
+                                            &c->store, err, sizeof err);
         if (rc != TETHER_OK) {
             tether__fail(rc, "cannot open the store %s: %s", c->db_path, err);
         }

@@ -210,6 +210,29 @@ int tether__store_sqlite_open_flags(const char *path, tether__store_role role,
                                     tether_durability durability, unsigned flags,
                                     tether__store **out, char *errbuf, size_t errlen);
 
+/* What tether__store_sqlite_open_opts() takes beyond the path, role and
+ * durability; all zero is tether__store_sqlite_open(). */
+typedef struct tether__sqlite_opts {
+    unsigned flags;     /* TETHER__SQLITE_* */
+    uint32_t page_size; /* SQLite page size, bytes, of a database this open creates: 0 for
+                           SQLite's default, else tether__store_page_size_ok(); a database
+                           that already has pages keeps its own */
+} tether__sqlite_opts;
+
+/* The page sizes SQLite accepts (docs/config.md, store_page_size). */
+#define TETHER__PAGE_SIZE_MIN 512u
+#define TETHER__PAGE_SIZE_MAX 65536u
+
+/* 1 when n is a page size SQLite accepts: a power of two from
+ * TETHER__PAGE_SIZE_MIN to TETHER__PAGE_SIZE_MAX; 0 otherwise (0 included). */
+int tether__store_page_size_ok(uint32_t n);
+
+/* tether__store_sqlite_open() with options (opts may be NULL: none). A
+ * page_size that tether__store_page_size_ok() refuses is TETHER_EINVAL. */
+int tether__store_sqlite_open_opts(const char *path, tether__store_role role,
+                                   tether_durability durability, const tether__sqlite_opts *opts,
+                                   tether__store **out, char *errbuf, size_t errlen);
+
 /*
  * Opens an existing SQLite store of either role for reading only: it never
  * creates, initialises or converts the file, starts no checkpointer, and

@@ -107,6 +107,8 @@ typedef struct sqstore {
     uint64_t tail_unsaved;      /* rows appended since its sessions row was last written */
     int marked;                 /* meta 'unsaved' is set: some session row may lag its outbox */
     int lock_fd;                /* "<path>-lock", flock'ed by a writing open; -1 when none */
+    uint32_t page_size;         /* PRAGMA page_size set before a writing open creates the
+                                   file, bytes; 0: SQLite's default */
 } sqstore;
 
 /* store_sqlite_open.c: the statements prepared at open, indexed by S_*, and the schema. */

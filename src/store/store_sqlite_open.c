@@ -453,6 +453,17 @@ static int open_all(sqstore *s, unsigned flags)
     if (!readonly && (rc = tether__sq_lock(s, op)) != TETHER_OK) {
         return rc;
     }
+    /* Before WAL mode is set: that writes the first page of a new file, and
+     * the page size of a WAL database never changes after it. A database
+     * that already has pages keeps its own: SQLite reads the size from the
+     * file and keeps this value only for a VACUUM, which tether never runs. */
+    if (!readonly && s->page_size) {
+        char ps[48];
+        snprintf(ps, sizeof ps, "PRAGMA page_size = %u", (unsigned)s->page_size);
+        if ((rc = exec(s, s->db, ps, op)) != TETHER_OK) {
+            return rc;
+        }
+    }
     int excl = (flags & TETHER__SQLITE_EXCLUSIVE) != 0 && !readonly;
     /* Before WAL is first used, so that its index lives in heap memory. */
     if (excl && (rc = exec(s, s->db, "PRAGMA locking_mode = EXCLUSIVE", op)) != TETHER_OK) {
@@ -545,10 +556,16 @@ sqstore *tether__sq_new(const char *path)
     return s;
 }
 
-int tether__store_sqlite_open_flags(const char *path, tether__store_role role,
-                                    tether_durability durability, unsigned flags,
-                                    tether__store **out, char *errbuf, size_t errlen)
+int tether__store_page_size_ok(uint32_t n)
 {
+    return n >= TETHER__PAGE_SIZE_MIN && n <= TETHER__PAGE_SIZE_MAX && (n & (n - 1)) == 0;
+}
+
+int tether__store_sqlite_open_opts(const char *path, tether__store_role role,
+                                   tether_durability durability, const tether__sqlite_opts *opts,
+                                   tether__store **out, char *errbuf, size_t errlen)
+{
+    static const tether__sqlite_opts none;
     static const int sync_of[] = {
         [TETHER_DURABILITY_DEFAULT] = 1,
         [TETHER_DURABILITY_OFF] = 0,
@@ -561,6 +578,7 @@ int tether__store_sqlite_open_flags(const char *path, tether__store_role role,
     if (out) {
         *out = NULL;
     }
+    opts = opts ? opts : &none;
     if (!out || !path || !*path || (role != TETHER__ROLE_CLIENT && role != TETHER__ROLE_SERVER) ||
         (unsigned)durability > TETHER_DURABILITY_FULL) {
         int rc = tether__fail(TETHER_EINVAL, "store_sqlite_open: invalid argument");
@@ -568,6 +586,17 @@ int tether__store_sqlite_open_flags(const char *path, tether__store_role role,
             snprintf(errbuf, errlen, "store_sqlite_open: invalid argument");
         }
         return rc;
+    }
+    /* SQLite would keep its default without a word: refused before a file exists */
+    if (opts->page_size && !tether__store_page_size_ok(opts->page_size)) {
+        char msg[128];
+        snprintf(msg, sizeof msg,
+                 "store_sqlite_open: page size %u is not a power of two from %u to %u",
+                 (unsigned)opts->page_size, TETHER__PAGE_SIZE_MIN, TETHER__PAGE_SIZE_MAX);
+        if (errbuf && errlen) {
+            snprintf(errbuf, errlen, "%s", msg);
+        }
+        return tether__fail(TETHER_EINVAL, "%s", msg);
     }
     sqstore *s = tether__sq_new(path);
     if (!s) {
@@ -581,7 +610,8 @@ int tether__store_sqlite_open_flags(const char *path, tether__store_role role,
     s->ck.soft_pages = CKPT_SOFT_PAGES;
     s->ck.hard_pages = CKPT_HARD_PAGES;
     s->ck.period_ms = CKPT_PERIOD_MS;
-    int rc = open_all(s, flags);
+    s->page_size = opts->page_size;
+    int rc = open_all(s, opts->flags);
     if (rc != TETHER_OK) {
         if (errbuf && errlen) {
             snprintf(errbuf, errlen, "%s", s->msg);
@@ -591,6 +621,14 @@ int tether__store_sqlite_open_flags(const char *path, tether__store_role role,
     }
     *out = &s->base;
     return TETHER_OK;
+}
+
+int tether__store_sqlite_open_flags(const char *path, tether__store_role role,
+                                    tether_durability durability, unsigned flags,
+                                    tether__store **out, char *errbuf, size_t errlen)
+{
+    tether__sqlite_opts o = {.flags = flags};
+    return tether__store_sqlite_open_opts(path, role, durability, &o, out, errbuf, errlen);
 }
 
 int tether__store_sqlite_open(const char *path, tether__store_role role,

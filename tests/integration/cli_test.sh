@@ -151,6 +151,26 @@ fleet_flags() {
 }
 check scenario_fleet_flags_refused_with_reasons fleet_flags
 
+# --page-size takes only what store_page_size takes, before anything runs or
+# is written (--only matching nothing keeps a regression from starting a
+# benchmark); the peer role it hands the value to checks it again.
+bench_page_size() {
+    local v
+    for v in 1000 256 131072 3 abc -512 1024.5 ''; do
+        expect_rc 2 "$T" bench --page-size "$v" --only no-such-row --out "$WORK/bench-ps" &&
+            grep -qF -- "--page-size wants a SQLite page size: a power of two from 512 to 65536, or 0 for SQLite's default (not '$v')" \
+                "$WORK/last.err" || return 1
+    done
+    [ ! -e "$WORK/bench-ps" ] || { echo "  a refused --page-size created $WORK/bench-ps" >&2; return 1; }
+    expect_rc 2 "$T" bench --role sqlite --db "$WORK/ps.db" --count 10 --page-size 1000 &&
+        grep -q 'bad peer option' "$WORK/last.err" && [ ! -e "$WORK/ps.db" ]
+}
+if "$T" bench --help >/dev/null 2>&1; then
+    check bench_page_size_refuses_what_sqlite_would_not_take bench_page_size
+else
+    echo "SKIP bench_page_size_refuses_what_sqlite_would_not_take (built without TETHER_BENCH)"
+fi
+
 help_texts() {
     local cmd
     expect_rc 0 "$T" --help && grep -q "Exit status" "$WORK/last.out" || return 1

@@ -329,6 +329,22 @@ TEST(sqlite_open_errors)
     CHECK_ERR(tether__store_sqlite_open(path, TETHER__ROLE_CLIENT, TETHER_DURABILITY_NORMAL, NULL,
                                         NULL, 0),
               TETHER_EINVAL);
+    /* a page size SQLite would ignore is refused before anything is created */
+    static const uint32_t bad_pages[] = {256, 1000, 131072};
+    for (size_t i = 0; i < sizeof bad_pages / sizeof bad_pages[0]; i++) {
+        tether__sqlite_opts o = {.page_size = bad_pages[i]};
+        CHECK_ERR(tether__store_sqlite_open_opts(path, TETHER__ROLE_CLIENT,
+                                                 TETHER_DURABILITY_NORMAL, &o, &st, err,
+                                                 sizeof err),
+                  TETHER_EINVAL);
+        CHECK(st == NULL);
+        CHECK(strstr(err, "is not a power of two from 512 to 65536") != NULL);
+        CHECK(access(path, F_OK) != 0);
+    }
+    CHECK_EQ_INT(tether__store_page_size_ok(0), 0);
+    CHECK_EQ_INT(tether__store_page_size_ok(512), 1);
+    CHECK_EQ_INT(tether__store_page_size_ok(65536), 1);
+    CHECK_EQ_INT(tether__store_page_size_ok(768), 0);
     CHECK_ERR(tether__store_memory_open((tether__store_role)0, &st), TETHER_EINVAL);
 }
 
