@@ -196,6 +196,25 @@ static int nothing_loaded(void *arg)
 /* A client's own recorder for what the server sends it. */
 static recorder crec;
 
+/* The client of store cdb resumes on port and gets seqs 1..n from the server,
+ * in order, once. */
+static void resume_gets(const char *cdb, uint16_t port, uint64_t n, const char *what)
+{
+    char url[64];
+    tether_client *c = NULL;
+    tether_client_config cfg;
+    tether_client_config_init(&cfg);
+    cfg.url = url_for(url, sizeof url, port);
+    cfg.db_path = cdb;
+    rec_init(&crec);
+    rec_client_callbacks(&cfg, &crec);
+    CHECK_OK(client_create_start(&cfg, &c));
+    CHECK(rec_wait_count(&crec, n, WAIT_MS));
+    rec_check_exact(&crec, n, what);
+    tether_client_destroy(c);
+    rec_free(&crec);
+}
+
 TEST(closed_sessions_are_evicted_and_reloaded)
 {
     char sdb[512], cdb[512], url[64];
@@ -234,18 +253,8 @@ TEST(closed_sessions_are_evicted_and_reloaded)
     CHECK_EQ_INT((int)tether__srv_debug_loaded(s), 0);
 
     /* the client resumes and gets them, in order, once */
-    tether_client_config cfg;
-    tether_client_config_init(&cfg);
-    cfg.url = url_for(url, sizeof url, port);
-    cfg.db_path = cdb;
-    rec_init(&crec);
-    rec_client_callbacks(&cfg, &crec);
-    CHECK_OK(client_create_start(&cfg, &c));
-    CHECK(rec_wait_count(&crec, 3, WAIT_MS));
-    rec_check_exact(&crec, 3, "client after its session was evicted");
-    tether_client_destroy(c);
+    resume_gets(cdb, port, 3, "client after its session was evicted");
     tether_server_destroy(s);
-    rec_free(&crec);
     w_free();
 }
 
@@ -355,18 +364,8 @@ TEST(a_load_that_raced_an_eviction_reads_the_store_again)
     CHECK_EQ_U64(seq, 2);
 
     /* the client resumes and gets both */
-    tether_client_config cfg;
-    tether_client_config_init(&cfg);
-    cfg.url = url_for(url, sizeof url, port);
-    cfg.db_path = cdb;
-    rec_init(&crec);
-    rec_client_callbacks(&cfg, &crec);
-    CHECK_OK(client_create_start(&cfg, &c));
-    CHECK(rec_wait_count(&crec, 2, WAIT_MS));
-    rec_check_exact(&crec, 2, "client after the raced load");
-    tether_client_destroy(c);
+    resume_gets(cdb, port, 2, "client after the raced load");
     tether_server_destroy(s);
-    rec_free(&crec);
     w_free();
 }
 
