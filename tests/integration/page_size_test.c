@@ -5,7 +5,6 @@
  * carries messages small and large (overflow pages) to a real server.
  */
 #include <fcntl.h>
-#include <sqlite3.h>
 #include <unistd.h>
 
 #include <tether/tether.h>
@@ -35,27 +34,9 @@ static int client_on(const char *db, uint32_t page_size, tether_client **out)
     return tether_client_create(&cfg, out);
 }
 
-/* Reads one integer from the closed store file db, read-only, straight
- * through SQLite; -1 when that fails. */
-static long long file_int(const char *db, const char *sql)
-{
-    sqlite3 *h = NULL;
-    sqlite3_stmt *q = NULL;
-    long long v = -1;
-    if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
-        sqlite3_prepare_v2(h, sql, -1, &q, NULL) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW) {
-        v = sqlite3_column_int64(q, 0);
-    } else {
-        fprintf(stderr, "  %s on %s: %s\n", sql, db, h ? sqlite3_errmsg(h) : "cannot open");
-    }
-    sqlite3_finalize(q);
-    sqlite3_close(h);
-    return v;
-}
-
 static long long page_size_of(const char *db)
 {
-    return file_int(db, "PRAGMA page_size");
+    return tt_sqlite_int(db, "PRAGMA page_size");
 }
 
 static int exists(const char *path)
@@ -106,8 +87,8 @@ TEST(a_new_store_gets_the_page_size)
         CHECK_OK(send_tagged(k, 10, 2000));
         tether_client_destroy(k);
         CHECK_EQ_INT((int)page_size_of(db), sizes[i] ? (int)sizes[i] : 4096);
-        CHECK_EQ_INT((int)file_int(db, "SELECT count(*) FROM outbox"), 20);
-        CHECK_EQ_INT((int)file_int(db, "SELECT count(*) FROM outbox WHERE length(payload) = 2000"),
+        CHECK_EQ_INT((int)tt_sqlite_int(db, "SELECT count(*) FROM outbox"), 20);
+        CHECK_EQ_INT((int)tt_sqlite_int(db, "SELECT count(*) FROM outbox WHERE length(payload) = 2000"),
                      10);
         /* reopened without the setting, it keeps its size and its messages */
         CHECK_OK(client_on(db, 0, &k));
@@ -166,8 +147,8 @@ TEST(an_existing_store_keeps_its_page_size)
         CHECK_EQ_U64(pending, 20);
         tether_client_destroy(k);
         CHECK_EQ_INT((int)page_size_of(db), (int)want);
-        CHECK_EQ_INT((int)file_int(db, "SELECT count(*) FROM outbox"), 20);
-        CHECK_EQ_INT((int)file_int(db, "SELECT max(seq) - min(seq) + 1 FROM outbox"), 20);
+        CHECK_EQ_INT((int)tt_sqlite_int(db, "SELECT count(*) FROM outbox"), 20);
+        CHECK_EQ_INT((int)tt_sqlite_int(db, "SELECT max(seq) - min(seq) + 1 FROM outbox"), 20);
     }
 }
 

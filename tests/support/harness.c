@@ -1,6 +1,7 @@
 #include "harness.h"
 
 #include <execinfo.h>
+#include <sqlite3.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -104,4 +105,20 @@ int tt_finish(void)
     }
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
+}
+
+long long tt_sqlite_int(const char *path, const char *sql)
+{
+    sqlite3 *h = NULL;
+    sqlite3_stmt *q = NULL;
+    long long v = -1;
+    if (sqlite3_open_v2(path, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(h, sql, -1, &q, NULL) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW) {
+        v = sqlite3_column_int64(q, 0);
+    } else {
+        fprintf(stderr, "  %s on %s: %s\n", sql, path, h ? sqlite3_errmsg(h) : "cannot open");
+    }
+    sqlite3_finalize(q);
+    sqlite3_close(h);
+    return v;
 }

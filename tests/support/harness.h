@@ -28,6 +28,10 @@ int tt_finish(void);
 const char *tt_tmpdir(void);
 /* tt_tmpdir()/name into buf. */
 const char *tt_path(char *buf, size_t len, const char *name);
+/* One integer read from the SQLite file path by sql, through a read-only
+ * connection of its own (not tether's); -1, with the reason on stderr, when
+ * that fails. */
+long long tt_sqlite_int(const char *path, const char *sql);
 
 #define TEST(name) static void test_##name(void)
 #define RUN(name) tt_run(#name, test_##name)

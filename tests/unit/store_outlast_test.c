@@ -6,7 +6,6 @@
  * session row are the only record of the last seqs), a clean close (the rows
  * alone are the truth again), and the bound on how far a row lags.
  */
-#include <sqlite3.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -232,21 +231,6 @@ static tether__store *open_path(const char *path)
     return st;
 }
 
-/* One integer from the raw file (a second connection), or -1. */
-static long long raw_int(const char *path, const char *sql)
-{
-    sqlite3 *db = NULL;
-    sqlite3_stmt *q = NULL;
-    long long v = -1;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
-        sqlite3_prepare_v2(db, sql, -1, &q, NULL) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW) {
-        v = sqlite3_column_int64(q, 0);
-    }
-    sqlite3_finalize(q);
-    sqlite3_close(db);
-    return v;
-}
-
 /* In a child: opens path, appends n one by one (and acks up to ack_to if not
  * 0), then dies without closing the store. */
 static void die_after(const char *path, const uint8_t id[16], int n, uint64_t ack_to)
@@ -291,8 +275,8 @@ TEST(sqlite_death_keeps_out_last)
 
     die_after(path, r.id, 7, 0);
     /* the row still says 0 at most for some of them; the outbox says 7 */
-    CHECK(raw_int(path, "SELECT out_last FROM sessions") < 7);
-    CHECK_EQ_INT(raw_int(path, "SELECT count(*) FROM meta WHERE key = 'unsaved'"), 1);
+    CHECK(tt_sqlite_int(path, "SELECT out_last FROM sessions") < 7);
+    CHECK_EQ_INT(tt_sqlite_int(path, "SELECT count(*) FROM meta WHERE key = 'unsaved'"), 1);
     st = open_path(path);
     if (!st) {
         return;
@@ -309,7 +293,7 @@ TEST(sqlite_death_keeps_out_last)
 
     /* everything acked and pruned, then death: the seq goes on from 9 */
     die_after(path, r.id, 3, 11);
-    CHECK_EQ_INT(raw_int(path, "SELECT count(*) FROM outbox"), 0);
+    CHECK_EQ_INT(tt_sqlite_int(path, "SELECT count(*) FROM outbox"), 0);
     st = open_path(path);
     if (!st) {
         return;
@@ -344,22 +328,22 @@ TEST(sqlite_close_settles_the_rows)
         app(st, r.id, "abc");
     }
     st->ops->close(st);
-    CHECK_EQ_INT(raw_int(path, "SELECT out_last FROM sessions"), 5);
-    CHECK_EQ_INT(raw_int(path, "SELECT pending_count FROM sessions"), 5);
-    CHECK_EQ_INT(raw_int(path, "SELECT pending_bytes FROM sessions"), 15);
-    CHECK_EQ_INT(raw_int(path, "SELECT count(*) FROM meta WHERE key = 'unsaved'"), 0);
+    CHECK_EQ_INT(tt_sqlite_int(path, "SELECT out_last FROM sessions"), 5);
+    CHECK_EQ_INT(tt_sqlite_int(path, "SELECT pending_count FROM sessions"), 5);
+    CHECK_EQ_INT(tt_sqlite_int(path, "SELECT pending_bytes FROM sessions"), 15);
+    CHECK_EQ_INT(tt_sqlite_int(path, "SELECT count(*) FROM meta WHERE key = 'unsaved'"), 0);
 
     /* a death leaves the mark; the next clean close settles and clears it */
     die_after(path, r.id, 4, 0);
-    CHECK_EQ_INT(raw_int(path, "SELECT count(*) FROM meta WHERE key = 'unsaved'"), 1);
+    CHECK_EQ_INT(tt_sqlite_int(path, "SELECT count(*) FROM meta WHERE key = 'unsaved'"), 1);
     st = open_path(path);
     if (st) {
         st->ops->close(st);
     }
-    CHECK_EQ_INT(raw_int(path, "SELECT out_last FROM sessions"), 9);
-    CHECK_EQ_INT(raw_int(path, "SELECT pending_count FROM sessions"), 9);
-    CHECK_EQ_INT(raw_int(path, "SELECT pending_bytes FROM sessions"), 23);
-    CHECK_EQ_INT(raw_int(path, "SELECT count(*) FROM meta WHERE key = 'unsaved'"), 0);
+    CHECK_EQ_INT(tt_sqlite_int(path, "SELECT out_last FROM sessions"), 9);
+    CHECK_EQ_INT(tt_sqlite_int(path, "SELECT pending_count FROM sessions"), 9);
+    CHECK_EQ_INT(tt_sqlite_int(path, "SELECT pending_bytes FROM sessions"), 23);
+    CHECK_EQ_INT(tt_sqlite_int(path, "SELECT count(*) FROM meta WHERE key = 'unsaved'"), 0);
 }
 
 TEST(sqlite_row_lags_by_less_than_save_every)
@@ -376,7 +360,7 @@ TEST(sqlite_row_lags_by_less_than_save_every)
     for (int i = 1; i <= 3 * SAVE_EVERY; i++) {
         app(st, r.id, "q");
         if (i % 97 == 0 || i % SAVE_EVERY == 0 || i % SAVE_EVERY == 1) {
-            long long row = raw_int(path, "SELECT out_last FROM sessions");
+            long long row = tt_sqlite_int(path, "SELECT out_last FROM sessions");
             CHECK(row >= 0);
             if (i - row > worst) {
                 worst = i - row;
